@@ -171,6 +171,74 @@ impl Chunker {
     }
 }
 
+/// A set of byte ranges (0-based, half-open), kept sorted and merged. Used to track which parts of
+/// a message were acknowledged, reported or received.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeSet {
+    ranges: Vec<(u64, u64)>,
+}
+
+impl RangeSet {
+    pub fn new() -> RangeSet {
+        RangeSet::default()
+    }
+
+    /// Number of disjoint ranges held.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Adds `r`, merging it with the ranges it touches or overlaps. Empty ranges are ignored.
+    pub fn insert(&mut self, r: std::ops::Range<u64>) {
+        if r.start >= r.end {
+            return;
+        }
+        // First range whose end reaches r.start (touching counts), last whose start <= r.end.
+        let lo = self.ranges.partition_point(|&(_, e)| e < r.start);
+        let hi = self.ranges.partition_point(|&(s, _)| s <= r.end);
+        if lo == hi {
+            self.ranges.insert(lo, (r.start, r.end));
+            return;
+        }
+        let start = self.ranges[lo].0.min(r.start);
+        let end = self.ranges[hi - 1].1.max(r.end);
+        self.ranges.drain(lo + 1..hi);
+        self.ranges[lo] = (start, end);
+    }
+
+    /// Whether every byte of `r` is in the set (true for an empty `r`).
+    pub fn contains(&self, r: std::ops::Range<u64>) -> bool {
+        if r.start >= r.end {
+            return true;
+        }
+        let i = self.ranges.partition_point(|&(_, e)| e <= r.start);
+        self.ranges
+            .get(i)
+            .is_some_and(|&(s, e)| s <= r.start && r.end <= e)
+    }
+
+    /// Whether any byte of `r` is in the set.
+    pub fn overlaps(&self, r: std::ops::Range<u64>) -> bool {
+        if r.start >= r.end {
+            return false;
+        }
+        let i = self.ranges.partition_point(|&(_, e)| e <= r.start);
+        self.ranges.get(i).is_some_and(|&(s, _)| s < r.end)
+    }
+
+    /// The end of the range that starts at 0: how many bytes from the start are in the set.
+    pub fn contiguous_prefix(&self) -> u64 {
+        match self.ranges.first() {
+            Some(&(0, e)) => e,
+            _ => 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +335,55 @@ mod tests {
         assert_eq!(c.total(), Some(8));
         let plans = drain(&mut c);
         assert_eq!(plans.iter().map(|p| p.len).sum::<u64>(), 8);
+    }
+    #[test]
+    fn range_set_merges_and_answers_queries() {
+        let mut s = RangeSet::new();
+        s.insert(10..20);
+        s.insert(30..40);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.contiguous_prefix(), 0);
+        assert!(s.contains(12..20));
+        assert!(!s.contains(12..21));
+        assert!(s.overlaps(19..30));
+        assert!(!s.overlaps(20..30));
+        s.insert(20..30); // touches both: one range
+        assert_eq!(s.len(), 1);
+        assert!(s.contains(10..40));
+        s.insert(0..5);
+        s.insert(5..10);
+        assert_eq!(s.contiguous_prefix(), 40);
+        s.insert(50..60);
+        s.insert(45..70);
+        s.insert(3..3);
+        assert_eq!(s.len(), 2);
+        assert!(s.contains(45..70));
+        assert!(!s.contains(40..45));
+    }
+
+    #[test]
+    fn range_set_matches_a_bitmap_model() {
+        // Deterministic pseudo-random inserts checked against a plain bitmap.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut s = RangeSet::new();
+        let mut bits = [false; 200];
+        for _ in 0..300 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let a = x % 200;
+            let b = (a + (x >> 32) % 12).min(200);
+            s.insert(a..b);
+            for bit in bits.iter_mut().take(b as usize).skip(a as usize) {
+                *bit = true;
+            }
+            let (qa, qb) = ((x >> 8) % 200, ((x >> 8) % 200 + (x >> 40) % 9).min(200));
+            let all = (qa..qb).all(|i| bits[i as usize]);
+            let any = (qa..qb).any(|i| bits[i as usize]);
+            assert_eq!(s.contains(qa..qb), all);
+            assert_eq!(s.overlaps(qa..qb), any);
+            let prefix = bits.iter().take_while(|b| **b).count() as u64;
+            assert_eq!(s.contiguous_prefix(), prefix);
+        }
     }
 }
