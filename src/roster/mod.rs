@@ -1,1 +1,1393 @@
-//! (being written)
+//! Conferences, participants, files per conference and deliveries per (file, participant).
+//!
+//! Pure state behind one `parking_lot` mutex: the engine calls the mutating methods (join, leave,
+//! transfers, delivery states) and the status API reads snapshots ([`Roster::snapshot`],
+//! [`Roster::to_json`]). Nothing here does I/O; the only outside input is a millisecond clock, which
+//! tests replace ([`Roster::with_clock`]).
+//!
+//! Rules the engine relies on:
+//! - `join` and `leave` are idempotent; a repeated join updates target and display name.
+//! - A conference exists while it has participants: the leave of the last one ends it, drops its
+//!   transfers and deliveries, and says so in [`Left::ended`] so the engine can remove spool files.
+//! - A delivery in a terminal state (done, failed, cancelled) never changes again: late progress
+//!   from an I/O thread cannot resurrect it.
+
+pub mod json;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+/// Identifies one uploaded file (a transfer) within the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransferId(pub u64);
+
+impl fmt::Display for TransferId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Identifies one delivery: one transfer to one participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeliveryId(pub u64);
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Capacity limits; exceeding one is an error with its reason, never silent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_conferences: usize,
+    pub max_participants_per_conference: usize,
+    pub max_transfers_per_conference: usize,
+    /// Longest conference id, participant key, target URI, display name or file name, in bytes.
+    pub max_string_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_conferences: 10_000,
+            max_participants_per_conference: 1_000,
+            max_transfers_per_conference: 1_000,
+            max_string_bytes: 1_024,
+        }
+    }
+}
+
+/// Why a roster operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RosterError {
+    TooManyConferences {
+        limit: usize,
+    },
+    TooManyParticipants {
+        conference: String,
+        limit: usize,
+    },
+    TooManyTransfers {
+        conference: String,
+        limit: usize,
+    },
+    /// An empty conference id, participant key or target URI.
+    Empty {
+        what: &'static str,
+    },
+    TooLong {
+        what: &'static str,
+        limit: usize,
+    },
+    UnknownConference(String),
+    UnknownParticipant {
+        conference: String,
+        key: String,
+    },
+    UnknownTransfer(TransferId),
+    UnknownDelivery(DeliveryId),
+}
+
+impl fmt::Display for RosterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RosterError::TooManyConferences { limit } => {
+                write!(f, "too many conferences (limit {limit})")
+            }
+            RosterError::TooManyParticipants { conference, limit } => {
+                write!(
+                    f,
+                    "too many participants in conference {conference:?} (limit {limit})"
+                )
+            }
+            RosterError::TooManyTransfers { conference, limit } => {
+                write!(
+                    f,
+                    "too many files in conference {conference:?} (limit {limit})"
+                )
+            }
+            RosterError::Empty { what } => write!(f, "empty {what}"),
+            RosterError::TooLong { what, limit } => write!(f, "{what} longer than {limit} bytes"),
+            RosterError::UnknownConference(c) => write!(f, "unknown conference {c:?}"),
+            RosterError::UnknownParticipant { conference, key } => {
+                write!(f, "no participant {key:?} in conference {conference:?}")
+            }
+            RosterError::UnknownTransfer(t) => write!(f, "unknown transfer {t}"),
+            RosterError::UnknownDelivery(d) => write!(f, "unknown delivery {d}"),
+        }
+    }
+}
+
+impl std::error::Error for RosterError {}
+
+/// What [`Roster::join`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Joined {
+    /// A new participant; `conference_created` when this join started the conference.
+    New { conference_created: bool },
+    /// The key was already a participant; target and display name were updated (`changed` when
+    /// either differed).
+    Already { changed: bool },
+}
+
+/// What [`Roster::leave`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Left {
+    /// The key was not a participant (or the conference does not exist): nothing changed.
+    NotJoined,
+    Left {
+        /// Deliveries to this participant that were not finished; they are now `Cancelled` and
+        /// the engine must abort them (`#` chunk, `Bye`).
+        cancelled: Vec<DeliveryId>,
+        /// `Some` when this was the last participant: the conference is gone.
+        ended: Option<EndedConference>,
+    },
+}
+
+/// A conference that just ended, with what the engine must clean up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndedConference {
+    pub id: String,
+    /// Its transfers, now removed from the roster (their spool files can go).
+    pub transfers: Vec<TransferId>,
+}
+
+/// The upload side of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferState {
+    /// Bytes are still arriving.
+    Receiving,
+    Complete {
+        sha1: [u8; 20],
+    },
+    Aborted {
+        reason: String,
+    },
+    /// Stopped at the configured maximum file size.
+    TooLarge {
+        limit: u64,
+    },
+}
+
+impl TransferState {
+    /// The name used in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TransferState::Receiving => "receiving",
+            TransferState::Complete { .. } => "complete",
+            TransferState::Aborted { .. } => "aborted",
+            TransferState::TooLarge { .. } => "too_large",
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, TransferState::Receiving)
+    }
+}
+
+/// The state of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its turn (or for the participant's answer to be asked).
+    Queued,
+    /// The SDP offer went to the host; waiting for the answer.
+    Offering,
+    /// Answered; the MSRP connection is being set up.
+    Connecting,
+    /// Bytes acknowledged so far; `total` is `None` while the upload's size is unknown.
+    Sending {
+        bytes: u64,
+        total: Option<u64>,
+    },
+    Done,
+    /// `code`: the SIP or MSRP status code behind the failure, when there is one.
+    Failed {
+        reason: String,
+        code: Option<u16>,
+    },
+    Cancelled,
+}
+
+impl DeliveryState {
+    /// The name used in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeliveryState::Queued => "queued",
+            DeliveryState::Offering => "offering",
+            DeliveryState::Connecting => "connecting",
+            DeliveryState::Sending { .. } => "sending",
+            DeliveryState::Done => "done",
+            DeliveryState::Failed { .. } => "failed",
+            DeliveryState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Done, failed or cancelled: the state never changes again.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            DeliveryState::Done | DeliveryState::Failed { .. } | DeliveryState::Cancelled
+        )
+    }
+}
+
+/// One participant as seen by a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantSnapshot {
+    pub key: String,
+    /// The SIP URI file INVITEs go to.
+    pub target: String,
+    pub display: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub joined_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceSnapshot {
+    pub id: String,
+    pub created_at_ms: u64,
+    /// In join order.
+    pub participants: Vec<ParticipantSnapshot>,
+    /// In upload order.
+    pub transfers: Vec<TransferId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverySnapshot {
+    pub id: DeliveryId,
+    pub transfer: TransferId,
+    pub participant: String,
+    pub state: DeliveryState,
+    pub created_at_ms: u64,
+    /// When the state last changed.
+    pub updated_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferSnapshot {
+    pub id: TransferId,
+    pub conference: String,
+    pub name: String,
+    pub content_type: String,
+    /// Bytes received so far (the final size once finished).
+    pub size: u64,
+    /// The size announced by the uploader (Content-Length), when known.
+    pub declared_size: Option<u64>,
+    pub state: TransferState,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    /// In creation order.
+    pub deliveries: Vec<DeliverySnapshot>,
+}
+
+impl TransferSnapshot {
+    /// The SHA-1 of a complete file.
+    pub fn sha1(&self) -> Option<[u8; 20]> {
+        match self.state {
+            TransferState::Complete { sha1 } => Some(sha1),
+            _ => None,
+        }
+    }
+}
+
+/// Everything, for the status API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterSnapshot {
+    /// Sorted by id.
+    pub conferences: Vec<ConferenceSnapshot>,
+    /// Sorted by id (upload order).
+    pub transfers: Vec<TransferSnapshot>,
+}
+
+struct Participant {
+    target: String,
+    display: Option<String>,
+    joined_at_ms: u64,
+    /// Join order.
+    seq: u64,
+}
+
+struct Conference {
+    created_at_ms: u64,
+    participants: HashMap<String, Participant>,
+    transfers: Vec<TransferId>,
+}
+
+struct Transfer {
+    conference: String,
+    name: String,
+    content_type: String,
+    size: u64,
+    declared_size: Option<u64>,
+    state: TransferState,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+    /// In creation order; at most one per participant key.
+    deliveries: Vec<DeliveryId>,
+}
+
+struct Delivery {
+    transfer: TransferId,
+    participant: String,
+    state: DeliveryState,
+    created_at_ms: u64,
+    updated_at_ms: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    conferences: BTreeMap<String, Conference>,
+    transfers: BTreeMap<TransferId, Transfer>,
+    deliveries: HashMap<DeliveryId, Delivery>,
+    next_transfer: u64,
+    next_delivery: u64,
+    next_seq: u64,
+}
+
+type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// The engine's registry of conferences, participants, transfers and deliveries. Thread-safe.
+pub struct Roster {
+    limits: Limits,
+    clock: Clock,
+    inner: Mutex<Inner>,
+}
+
+fn system_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn check(what: &'static str, s: &str, limit: usize, may_be_empty: bool) -> Result<(), RosterError> {
+    if s.is_empty() && !may_be_empty {
+        return Err(RosterError::Empty { what });
+    }
+    if s.len() > limit {
+        return Err(RosterError::TooLong { what, limit });
+    }
+    Ok(())
+}
+
+impl Roster {
+    /// A roster reading the system clock for timestamps.
+    pub fn new(limits: Limits) -> Self {
+        Self::with_clock(limits, system_ms)
+    }
+
+    /// A roster with its own clock (milliseconds since the Unix epoch), for tests.
+    pub fn with_clock(limits: Limits, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Roster {
+            limits,
+            clock: Box::new(clock),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Adds `key` to `conference` (creating the conference), or updates its target and display
+    /// name when it is already there.
+    pub fn join(
+        &self,
+        conference: &str,
+        key: &str,
+        target: &str,
+        display: Option<&str>,
+    ) -> Result<Joined, RosterError> {
+        let max = self.limits.max_string_bytes;
+        check("conference id", conference, max, false)?;
+        check("participant key", key, max, false)?;
+        check("target URI", target, max, false)?;
+        if let Some(d) = display {
+            check("display name", d, max, true)?;
+        }
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let conference_created = !inner.conferences.contains_key(conference);
+        if conference_created && inner.conferences.len() >= self.limits.max_conferences {
+            return Err(RosterError::TooManyConferences {
+                limit: self.limits.max_conferences,
+            });
+        }
+        if let Some(conf) = inner.conferences.get_mut(conference) {
+            if let Some(p) = conf.participants.get_mut(key) {
+                let changed = p.target != target || p.display.as_deref() != display;
+                p.target = target.to_owned();
+                p.display = display.map(str::to_owned);
+                return Ok(Joined::Already { changed });
+            }
+            if conf.participants.len() >= self.limits.max_participants_per_conference {
+                return Err(RosterError::TooManyParticipants {
+                    conference: conference.to_owned(),
+                    limit: self.limits.max_participants_per_conference,
+                });
+            }
+        }
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        let conf = inner
+            .conferences
+            .entry(conference.to_owned())
+            .or_insert_with(|| Conference {
+                created_at_ms: now,
+                participants: HashMap::new(),
+                transfers: Vec::new(),
+            });
+        conf.participants.insert(
+            key.to_owned(),
+            Participant {
+                target: target.to_owned(),
+                display: display.map(str::to_owned),
+                joined_at_ms: now,
+                seq,
+            },
+        );
+        Ok(Joined::New { conference_created })
+    }
+
+    /// Removes `key` from `conference`. Its unfinished deliveries become `Cancelled`; the last
+    /// leave ends the conference and removes its transfers.
+    pub fn leave(&self, conference: &str, key: &str) -> Left {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let Some(conf) = inner.conferences.get_mut(conference) else {
+            return Left::NotJoined;
+        };
+        if conf.participants.remove(key).is_none() {
+            return Left::NotJoined;
+        }
+        let mut cancelled = Vec::new();
+        for t in &conf.transfers {
+            let Some(transfer) = inner.transfers.get(t) else {
+                continue;
+            };
+            for d in &transfer.deliveries {
+                if let Some(delivery) = inner.deliveries.get_mut(d) {
+                    if delivery.participant == key && !delivery.state.is_terminal() {
+                        delivery.state = DeliveryState::Cancelled;
+                        delivery.updated_at_ms = now;
+                        cancelled.push(*d);
+                    }
+                }
+            }
+        }
+        let ended = if conf.participants.is_empty() {
+            let transfers = std::mem::take(&mut conf.transfers);
+            inner.conferences.remove(conference);
+            for t in &transfers {
+                if let Some(transfer) = inner.transfers.remove(t) {
+                    for d in &transfer.deliveries {
+                        inner.deliveries.remove(d);
+                    }
+                }
+            }
+            Some(EndedConference {
+                id: conference.to_owned(),
+                transfers,
+            })
+        } else {
+            None
+        };
+        Left::Left { cancelled, ended }
+    }
+
+    /// Registers a new upload to `conference`, in state `Receiving` with size 0.
+    pub fn add_transfer(
+        &self,
+        conference: &str,
+        name: &str,
+        content_type: &str,
+        declared_size: Option<u64>,
+    ) -> Result<TransferId, RosterError> {
+        let max = self.limits.max_string_bytes;
+        check("file name", name, max, true)?;
+        check("content type", content_type, max, true)?;
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let conf = inner
+            .conferences
+            .get_mut(conference)
+            .ok_or_else(|| RosterError::UnknownConference(conference.to_owned()))?;
+        if conf.transfers.len() >= self.limits.max_transfers_per_conference {
+            return Err(RosterError::TooManyTransfers {
+                conference: conference.to_owned(),
+                limit: self.limits.max_transfers_per_conference,
+            });
+        }
+        inner.next_transfer += 1;
+        let id = TransferId(inner.next_transfer);
+        conf.transfers.push(id);
+        inner.transfers.insert(
+            id,
+            Transfer {
+                conference: conference.to_owned(),
+                name: name.to_owned(),
+                content_type: content_type.to_owned(),
+                size: 0,
+                declared_size,
+                state: TransferState::Receiving,
+                created_at_ms: now,
+                updated_at_ms: now,
+                deliveries: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Records how many bytes of the upload have been spooled.
+    pub fn set_transfer_size(&self, id: TransferId, size: u64) -> Result<(), RosterError> {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let t = inner
+            .transfers
+            .get_mut(&id)
+            .ok_or(RosterError::UnknownTransfer(id))?;
+        t.size = size;
+        t.updated_at_ms = now;
+        Ok(())
+    }
+
+    /// Sets the upload's state (complete, aborted, too large) and, when given, its final size.
+    /// Returns the deliveries of this transfer that are not finished (to abort them when the
+    /// upload was aborted).
+    pub fn set_transfer_state(
+        &self,
+        id: TransferId,
+        state: TransferState,
+        size: Option<u64>,
+    ) -> Result<Vec<DeliveryId>, RosterError> {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let t = inner
+            .transfers
+            .get_mut(&id)
+            .ok_or(RosterError::UnknownTransfer(id))?;
+        t.state = state;
+        if let Some(size) = size {
+            t.size = size;
+        }
+        t.updated_at_ms = now;
+        Ok(t.deliveries
+            .iter()
+            .copied()
+            .filter(|d| {
+                inner
+                    .deliveries
+                    .get(d)
+                    .is_some_and(|d| !d.state.is_terminal())
+            })
+            .collect())
+    }
+
+    /// Creates the delivery of `transfer` to `participant` in state `Queued`. If one exists and is
+    /// not failed or cancelled, returns it with `false`; a failed or cancelled one is replaced by a
+    /// fresh delivery (a participant that rejoined gets the file again).
+    pub fn add_delivery(
+        &self,
+        transfer: TransferId,
+        participant: &str,
+    ) -> Result<(DeliveryId, bool), RosterError> {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let t = inner
+            .transfers
+            .get_mut(&transfer)
+            .ok_or(RosterError::UnknownTransfer(transfer))?;
+        let joined = inner
+            .conferences
+            .get(&t.conference)
+            .is_some_and(|c| c.participants.contains_key(participant));
+        if !joined {
+            return Err(RosterError::UnknownParticipant {
+                conference: t.conference.clone(),
+                key: participant.to_owned(),
+            });
+        }
+        let existing = t.deliveries.iter().position(|d| {
+            inner
+                .deliveries
+                .get(d)
+                .is_some_and(|d| d.participant == participant)
+        });
+        if let Some(pos) = existing {
+            let old = t.deliveries[pos];
+            let replace = inner.deliveries.get(&old).is_some_and(|d| {
+                matches!(
+                    d.state,
+                    DeliveryState::Failed { .. } | DeliveryState::Cancelled
+                )
+            });
+            if !replace {
+                return Ok((old, false));
+            }
+            t.deliveries.remove(pos);
+            inner.deliveries.remove(&old);
+        }
+        inner.next_delivery += 1;
+        let id = DeliveryId(inner.next_delivery);
+        t.deliveries.push(id);
+        inner.deliveries.insert(
+            id,
+            Delivery {
+                transfer,
+                participant: participant.to_owned(),
+                state: DeliveryState::Queued,
+                created_at_ms: now,
+                updated_at_ms: now,
+            },
+        );
+        Ok((id, true))
+    }
+
+    /// Moves a delivery to `state`. Returns `Ok(false)` (and changes nothing) when the delivery is
+    /// already terminal.
+    pub fn set_delivery_state(
+        &self,
+        id: DeliveryId,
+        state: DeliveryState,
+    ) -> Result<bool, RosterError> {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let d = inner
+            .deliveries
+            .get_mut(&id)
+            .ok_or(RosterError::UnknownDelivery(id))?;
+        if d.state.is_terminal() {
+            return Ok(false);
+        }
+        d.state = state;
+        d.updated_at_ms = now;
+        Ok(true)
+    }
+
+    /// Participants of `conference` in join order.
+    pub fn participants(&self, conference: &str) -> Vec<ParticipantSnapshot> {
+        let inner = self.inner.lock();
+        inner
+            .conferences
+            .get(conference)
+            .map(conference_participants)
+            .unwrap_or_default()
+    }
+
+    pub fn conference(&self, id: &str) -> Option<ConferenceSnapshot> {
+        let inner = self.inner.lock();
+        inner
+            .conferences
+            .get(id)
+            .map(|c| conference_snapshot(id, c))
+    }
+
+    pub fn transfer(&self, id: TransferId) -> Option<TransferSnapshot> {
+        let inner = self.inner.lock();
+        inner
+            .transfers
+            .get(&id)
+            .map(|t| transfer_snapshot(&inner, id, t))
+    }
+
+    pub fn delivery(&self, id: DeliveryId) -> Option<DeliverySnapshot> {
+        let inner = self.inner.lock();
+        inner.deliveries.get(&id).map(|d| delivery_snapshot(id, d))
+    }
+
+    /// The transfers of `conference` in upload order (e.g. complete files for a late joiner).
+    pub fn transfers_of(&self, conference: &str) -> Vec<TransferSnapshot> {
+        let inner = self.inner.lock();
+        let Some(conf) = inner.conferences.get(conference) else {
+            return Vec::new();
+        };
+        conf.transfers
+            .iter()
+            .filter_map(|id| {
+                inner
+                    .transfers
+                    .get(id)
+                    .map(|t| transfer_snapshot(&inner, *id, t))
+            })
+            .collect()
+    }
+
+    pub fn conference_count(&self) -> usize {
+        self.inner.lock().conferences.len()
+    }
+
+    /// A consistent copy of everything.
+    pub fn snapshot(&self) -> RosterSnapshot {
+        let inner = self.inner.lock();
+        RosterSnapshot {
+            conferences: inner
+                .conferences
+                .iter()
+                .map(|(id, c)| conference_snapshot(id, c))
+                .collect(),
+            transfers: inner
+                .transfers
+                .iter()
+                .map(|(id, t)| transfer_snapshot(&inner, *id, t))
+                .collect(),
+        }
+    }
+
+    /// `{"conferences":[...],"transfers":[...]}`; see [`RosterSnapshot::to_json`].
+    pub fn to_json(&self) -> String {
+        self.snapshot().to_json()
+    }
+}
+
+fn conference_participants(c: &Conference) -> Vec<ParticipantSnapshot> {
+    let mut ps: Vec<(&String, &Participant)> = c.participants.iter().collect();
+    ps.sort_by_key(|(_, p)| p.seq);
+    ps.into_iter()
+        .map(|(k, p)| ParticipantSnapshot {
+            key: k.clone(),
+            target: p.target.clone(),
+            display: p.display.clone(),
+            joined_at_ms: p.joined_at_ms,
+        })
+        .collect()
+}
+
+fn conference_snapshot(id: &str, c: &Conference) -> ConferenceSnapshot {
+    ConferenceSnapshot {
+        id: id.to_owned(),
+        created_at_ms: c.created_at_ms,
+        participants: conference_participants(c),
+        transfers: c.transfers.clone(),
+    }
+}
+
+fn delivery_snapshot(id: DeliveryId, d: &Delivery) -> DeliverySnapshot {
+    DeliverySnapshot {
+        id,
+        transfer: d.transfer,
+        participant: d.participant.clone(),
+        state: d.state.clone(),
+        created_at_ms: d.created_at_ms,
+        updated_at_ms: d.updated_at_ms,
+    }
+}
+
+fn transfer_snapshot(inner: &Inner, id: TransferId, t: &Transfer) -> TransferSnapshot {
+    TransferSnapshot {
+        id,
+        conference: t.conference.clone(),
+        name: t.name.clone(),
+        content_type: t.content_type.clone(),
+        size: t.size,
+        declared_size: t.declared_size,
+        state: t.state.clone(),
+        created_at_ms: t.created_at_ms,
+        updated_at_ms: t.updated_at_ms,
+        deliveries: t
+            .deliveries
+            .iter()
+            .filter_map(|d| inner.deliveries.get(d).map(|x| delivery_snapshot(*d, x)))
+            .collect(),
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
+}
+
+impl ParticipantSnapshot {
+    /// `{"key":..,"target":..,"display":..|null,"joined_at_ms":..}`
+    pub fn write_json(&self, out: &mut String) {
+        let mut o = json::Object::begin(out);
+        o.str("key", &self.key)
+            .str("target", &self.target)
+            .opt_str("display", self.display.as_deref())
+            .u64("joined_at_ms", self.joined_at_ms);
+        o.end();
+    }
+}
+
+impl ConferenceSnapshot {
+    /// `{"id":..,"created_at_ms":..,"participants":[...],"transfers":[ids]}`
+    pub fn write_json(&self, out: &mut String) {
+        let mut o = json::Object::begin(out);
+        o.str("id", &self.id)
+            .u64("created_at_ms", self.created_at_ms)
+            .array("participants", &self.participants, |out, p| {
+                p.write_json(out)
+            })
+            .array("transfers", &self.transfers, |out, t| {
+                out.push_str(&t.0.to_string())
+            });
+        o.end();
+    }
+}
+
+impl DeliverySnapshot {
+    /// `{"id":..,"participant":..,"state":..,"bytes":..,"total":..,"percent":..,"reason":..,
+    /// "code":..,"updated_at_ms":..}`; fields that do not apply are `null`. `file_size` is the
+    /// transfer's size, used for `done`.
+    pub fn write_json(&self, out: &mut String, file_size: u64) {
+        let (bytes, total, reason, code) = match &self.state {
+            DeliveryState::Sending { bytes, total } => (Some(*bytes), *total, None, None),
+            DeliveryState::Done => (Some(file_size), Some(file_size), None, None),
+            DeliveryState::Failed { reason, code } => (None, None, Some(reason.as_str()), *code),
+            _ => (None, None, None, None),
+        };
+        let percent = match (bytes, total) {
+            (Some(_), Some(0)) => Some(100),
+            (Some(b), Some(t)) => Some((u128::from(b.min(t)) * 100 / u128::from(t)) as u64),
+            _ => None,
+        };
+        let mut o = json::Object::begin(out);
+        o.u64("id", self.id.0)
+            .str("participant", &self.participant)
+            .str("state", self.state.name())
+            .opt_u64("bytes", bytes)
+            .opt_u64("total", total)
+            .opt_u64("percent", percent)
+            .opt_str("reason", reason)
+            .opt_u64("code", code.map(u64::from))
+            .u64("created_at_ms", self.created_at_ms)
+            .u64("updated_at_ms", self.updated_at_ms);
+        o.end();
+    }
+}
+
+impl TransferSnapshot {
+    /// `{"id":..,"conference":..,"name":..,"content_type":..,"size":..,"declared_size":..,
+    /// "state":..,"reason":..,"sha1":..,"deliveries":[...]}`
+    pub fn write_json(&self, out: &mut String) {
+        let reason = match &self.state {
+            TransferState::Aborted { reason } => Some(reason.clone()),
+            TransferState::TooLarge { limit } => Some(format!("larger than {limit} bytes")),
+            _ => None,
+        };
+        let sha1 = self.sha1().map(|h| hex_lower(&h));
+        let mut o = json::Object::begin(out);
+        o.u64("id", self.id.0)
+            .str("conference", &self.conference)
+            .str("name", &self.name)
+            .str("content_type", &self.content_type)
+            .u64("size", self.size)
+            .opt_u64("declared_size", self.declared_size)
+            .str("state", self.state.name())
+            .opt_str("reason", reason.as_deref())
+            .opt_str("sha1", sha1.as_deref())
+            .u64("created_at_ms", self.created_at_ms)
+            .u64("updated_at_ms", self.updated_at_ms)
+            .array("deliveries", &self.deliveries, |out, d| {
+                d.write_json(out, self.size)
+            });
+        o.end();
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        self.write_json(&mut s);
+        s
+    }
+}
+
+impl RosterSnapshot {
+    /// `{"conferences":[...],"transfers":[...]}`
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        let mut o = json::Object::begin(&mut s);
+        o.array("conferences", &self.conferences, |out, c| c.write_json(out))
+            .array("transfers", &self.transfers, |out, t| t.write_json(out));
+        o.end();
+        s
+    }
+
+    /// `{"conferences":[...]}` only (Kamailio RPC `msrpcast.conferences`).
+    pub fn conferences_json(&self) -> String {
+        let mut s = String::new();
+        let mut o = json::Object::begin(&mut s);
+        o.array("conferences", &self.conferences, |out, c| c.write_json(out));
+        o.end();
+        s
+    }
+
+    /// `{"transfers":[...]}` only (Kamailio RPC `msrpcast.transfers`).
+    pub fn transfers_json(&self) -> String {
+        let mut s = String::new();
+        let mut o = json::Object::begin(&mut s);
+        o.array("transfers", &self.transfers, |out, t| t.write_json(out));
+        o.end();
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    fn roster_with(limits: Limits) -> (Roster, Arc<AtomicU64>) {
+        let now = Arc::new(AtomicU64::new(1_000));
+        let n = Arc::clone(&now);
+        (
+            Roster::with_clock(limits, move || n.load(Ordering::SeqCst)),
+            now,
+        )
+    }
+
+    fn roster() -> (Roster, Arc<AtomicU64>) {
+        roster_with(Limits::default())
+    }
+
+    #[test]
+    fn join_is_idempotent_and_updates() {
+        let (r, _) = roster();
+        assert_eq!(
+            r.join("c1", "alice", "sip:alice@a", None),
+            Ok(Joined::New {
+                conference_created: true
+            })
+        );
+        assert_eq!(
+            r.join("c1", "alice", "sip:alice@a", None),
+            Ok(Joined::Already { changed: false })
+        );
+        assert_eq!(
+            r.join("c1", "alice", "sip:alice@b", Some("Alice")),
+            Ok(Joined::Already { changed: true })
+        );
+        assert_eq!(
+            r.join("c1", "bob", "sip:bob@b", None),
+            Ok(Joined::New {
+                conference_created: false
+            })
+        );
+        let ps = r.participants("c1");
+        assert_eq!(ps.len(), 2);
+        assert_eq!(ps[0].key, "alice");
+        assert_eq!(ps[0].target, "sip:alice@b");
+        assert_eq!(ps[0].display.as_deref(), Some("Alice"));
+        assert_eq!(ps[1].key, "bob");
+    }
+
+    #[test]
+    fn participants_keep_join_order() {
+        let (r, _) = roster();
+        for k in ["z", "a", "m", "b"] {
+            r.join("c", k, "sip:x@y", None).unwrap();
+        }
+        let keys: Vec<String> = r.participants("c").into_iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["z", "a", "m", "b"]);
+    }
+
+    #[test]
+    fn leave_is_idempotent_and_last_leave_ends_conference() {
+        let (r, _) = roster();
+        r.join("c1", "alice", "sip:a@x", None).unwrap();
+        r.join("c1", "bob", "sip:b@x", None).unwrap();
+        let t = r.add_transfer("c1", "f.txt", "text/plain", None).unwrap();
+        assert_eq!(
+            r.leave("c1", "alice"),
+            Left::Left {
+                cancelled: vec![],
+                ended: None
+            }
+        );
+        assert_eq!(r.leave("c1", "alice"), Left::NotJoined);
+        assert_eq!(r.leave("nope", "alice"), Left::NotJoined);
+        assert_eq!(
+            r.leave("c1", "bob"),
+            Left::Left {
+                cancelled: vec![],
+                ended: Some(EndedConference {
+                    id: "c1".into(),
+                    transfers: vec![t]
+                })
+            }
+        );
+        assert_eq!(r.leave("c1", "bob"), Left::NotJoined);
+        assert!(r.conference("c1").is_none());
+        assert!(r.transfer(t).is_none());
+        assert_eq!(r.conference_count(), 0);
+        // The conference can start again.
+        assert_eq!(
+            r.join("c1", "bob", "sip:b@x", None),
+            Ok(Joined::New {
+                conference_created: true
+            })
+        );
+    }
+
+    #[test]
+    fn leave_cancels_unfinished_deliveries_only() {
+        let (r, _) = roster();
+        r.join("c", "a", "sip:a@x", None).unwrap();
+        r.join("c", "b", "sip:b@x", None).unwrap();
+        let t1 = r.add_transfer("c", "1", "x/y", None).unwrap();
+        let t2 = r.add_transfer("c", "2", "x/y", None).unwrap();
+        let (d1, _) = r.add_delivery(t1, "a").unwrap();
+        let (d2, _) = r.add_delivery(t2, "a").unwrap();
+        let (d3, _) = r.add_delivery(t2, "b").unwrap();
+        r.set_delivery_state(d1, DeliveryState::Done).unwrap();
+        r.set_delivery_state(
+            d2,
+            DeliveryState::Sending {
+                bytes: 5,
+                total: Some(10),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            r.leave("c", "a"),
+            Left::Left {
+                cancelled: vec![d2],
+                ended: None
+            }
+        );
+        assert_eq!(r.delivery(d1).unwrap().state, DeliveryState::Done);
+        assert_eq!(r.delivery(d2).unwrap().state, DeliveryState::Cancelled);
+        assert_eq!(r.delivery(d3).unwrap().state, DeliveryState::Queued);
+    }
+
+    #[test]
+    fn limits_are_enforced_with_reasons() {
+        let (r, _) = roster_with(Limits {
+            max_conferences: 1,
+            max_participants_per_conference: 2,
+            max_transfers_per_conference: 1,
+            max_string_bytes: 8,
+        });
+        r.join("c", "a", "sip:a", None).unwrap();
+        r.join("c", "b", "sip:b", None).unwrap();
+        // Re-join of an existing key is not a new participant.
+        r.join("c", "b", "sip:b2", None).unwrap();
+        let e = r.join("c", "x", "sip:x", None).unwrap_err();
+        assert_eq!(
+            e,
+            RosterError::TooManyParticipants {
+                conference: "c".into(),
+                limit: 2
+            }
+        );
+        assert!(e.to_string().contains("limit 2"));
+        assert_eq!(
+            r.join("d", "a", "sip:a", None),
+            Err(RosterError::TooManyConferences { limit: 1 })
+        );
+        r.add_transfer("c", "f", "t", None).unwrap();
+        assert_eq!(
+            r.add_transfer("c", "g", "t", None),
+            Err(RosterError::TooManyTransfers {
+                conference: "c".into(),
+                limit: 1
+            })
+        );
+        assert_eq!(
+            r.join("c", "a", "sip:toolongtarget", None),
+            Err(RosterError::TooLong {
+                what: "target URI",
+                limit: 8
+            })
+        );
+        assert_eq!(
+            r.join("", "a", "sip:a", None),
+            Err(RosterError::Empty {
+                what: "conference id"
+            })
+        );
+        assert_eq!(
+            r.join("c", "", "sip:a", None),
+            Err(RosterError::Empty {
+                what: "participant key"
+            })
+        );
+        // A failed join changed nothing.
+        assert_eq!(r.participants("c")[0].target, "sip:a");
+    }
+
+    #[test]
+    fn transfers_need_a_conference() {
+        let (r, _) = roster();
+        assert_eq!(
+            r.add_transfer("c", "f", "t", None),
+            Err(RosterError::UnknownConference("c".into()))
+        );
+        assert_eq!(
+            r.set_transfer_size(TransferId(9), 1),
+            Err(RosterError::UnknownTransfer(TransferId(9)))
+        );
+        assert_eq!(
+            r.set_delivery_state(DeliveryId(9), DeliveryState::Done),
+            Err(RosterError::UnknownDelivery(DeliveryId(9)))
+        );
+    }
+
+    #[test]
+    fn transfer_lifecycle_and_sha1() {
+        let (r, now) = roster();
+        r.join("c", "a", "sip:a", None).unwrap();
+        let t = r
+            .add_transfer("c", "pic.jpg", "image/jpeg", Some(100))
+            .unwrap();
+        let s = r.transfer(t).unwrap();
+        assert_eq!(s.state, TransferState::Receiving);
+        assert_eq!((s.size, s.declared_size, s.sha1()), (0, Some(100), None));
+        now.store(2_000, Ordering::SeqCst);
+        r.set_transfer_size(t, 40).unwrap();
+        let s = r.transfer(t).unwrap();
+        assert_eq!(
+            (s.size, s.updated_at_ms, s.created_at_ms),
+            (40, 2_000, 1_000)
+        );
+        let (d, _) = r.add_delivery(t, "a").unwrap();
+        let active = r
+            .set_transfer_state(t, TransferState::Complete { sha1: [7; 20] }, Some(100))
+            .unwrap();
+        assert_eq!(active, vec![d]);
+        let s = r.transfer(t).unwrap();
+        assert_eq!((s.size, s.sha1()), (100, Some([7; 20])));
+        assert!(s.state.is_finished());
+        assert_eq!(r.transfers_of("c").len(), 1);
+        assert!(r.transfers_of("nope").is_empty());
+    }
+
+    #[test]
+    fn aborted_upload_lists_unfinished_deliveries() {
+        let (r, _) = roster();
+        r.join("c", "a", "sip:a", None).unwrap();
+        r.join("c", "b", "sip:b", None).unwrap();
+        let t = r.add_transfer("c", "f", "t", None).unwrap();
+        let (da, _) = r.add_delivery(t, "a").unwrap();
+        let (db, _) = r.add_delivery(t, "b").unwrap();
+        r.set_delivery_state(
+            db,
+            DeliveryState::Failed {
+                reason: "486".into(),
+                code: Some(486),
+            },
+        )
+        .unwrap();
+        let active = r
+            .set_transfer_state(
+                t,
+                TransferState::Aborted {
+                    reason: "client went away".into(),
+                },
+                None,
+            )
+            .unwrap();
+        assert_eq!(active, vec![da]);
+    }
+
+    #[test]
+    fn delivery_dedup_and_replacement() {
+        let (r, _) = roster();
+        r.join("c", "a", "sip:a", None).unwrap();
+        let t = r.add_transfer("c", "f", "t", None).unwrap();
+        let (d1, created) = r.add_delivery(t, "a").unwrap();
+        assert!(created);
+        assert_eq!(r.add_delivery(t, "a").unwrap(), (d1, false));
+        assert_eq!(
+            r.add_delivery(t, "ghost"),
+            Err(RosterError::UnknownParticipant {
+                conference: "c".into(),
+                key: "ghost".into()
+            })
+        );
+        // Done stays.
+        r.set_delivery_state(d1, DeliveryState::Done).unwrap();
+        assert_eq!(r.add_delivery(t, "a").unwrap(), (d1, false));
+        // Leave + rejoin: the cancelled delivery is replaced... (Done is kept, so use a new file.)
+        let t2 = r.add_transfer("c", "g", "t", None).unwrap();
+        r.join("c", "b", "sip:b", None).unwrap();
+        let (d2, _) = r.add_delivery(t2, "a").unwrap();
+        r.leave("c", "a");
+        r.join("c", "a", "sip:a", None).unwrap();
+        let (d3, created) = r.add_delivery(t2, "a").unwrap();
+        assert!(created);
+        assert_ne!(d2, d3);
+        assert!(r.delivery(d2).is_none());
+        let s = r.transfer(t2).unwrap();
+        assert_eq!(s.deliveries.len(), 1);
+        assert_eq!(s.deliveries[0].id, d3);
+        assert_eq!(s.deliveries[0].state, DeliveryState::Queued);
+    }
+
+    #[test]
+    fn terminal_delivery_states_are_final() {
+        let (r, now) = roster();
+        r.join("c", "a", "sip:a", None).unwrap();
+        let t = r.add_transfer("c", "f", "t", None).unwrap();
+        let (d, _) = r.add_delivery(t, "a").unwrap();
+        for s in [
+            DeliveryState::Offering,
+            DeliveryState::Connecting,
+            DeliveryState::Sending {
+                bytes: 1,
+                total: None,
+            },
+        ] {
+            assert_eq!(r.set_delivery_state(d, s.clone()), Ok(true));
+            assert_eq!(r.delivery(d).unwrap().state, s);
+        }
+        now.store(5_000, Ordering::SeqCst);
+        assert_eq!(r.set_delivery_state(d, DeliveryState::Cancelled), Ok(true));
+        now.store(6_000, Ordering::SeqCst);
+        assert_eq!(r.set_delivery_state(d, DeliveryState::Done), Ok(false));
+        let s = r.delivery(d).unwrap();
+        assert_eq!(s.state, DeliveryState::Cancelled);
+        assert_eq!(s.updated_at_ms, 5_000);
+    }
+
+    #[test]
+    fn json_shapes() {
+        let (r, _) = roster();
+        r.join("conf-1", "k1", "sip:a@h", Some("Ann \"A\""))
+            .unwrap();
+        r.join("conf-1", "k2", "sip:b@h", None).unwrap();
+        let t = r
+            .add_transfer("conf-1", "a\nb.txt", "text/plain", None)
+            .unwrap();
+        let (d1, _) = r.add_delivery(t, "k1").unwrap();
+        let (d2, _) = r.add_delivery(t, "k2").unwrap();
+        r.set_transfer_size(t, 50).unwrap();
+        r.set_delivery_state(
+            d1,
+            DeliveryState::Sending {
+                bytes: 25,
+                total: Some(200),
+            },
+        )
+        .unwrap();
+        r.set_delivery_state(
+            d2,
+            DeliveryState::Failed {
+                reason: "busy".into(),
+                code: Some(486),
+            },
+        )
+        .unwrap();
+        let snap = r.snapshot();
+        assert_eq!(
+            snap.conferences_json(),
+            concat!(
+                r#"{"conferences":[{"id":"conf-1","created_at_ms":1000,"participants":["#,
+                r#"{"key":"k1","target":"sip:a@h","display":"Ann \"A\"","joined_at_ms":1000},"#,
+                r#"{"key":"k2","target":"sip:b@h","display":null,"joined_at_ms":1000}],"#,
+                r#""transfers":[1]}]}"#
+            )
+        );
+        assert_eq!(
+            snap.transfers_json(),
+            concat!(
+                r#"{"transfers":[{"id":1,"conference":"conf-1","name":"a\nb.txt","#,
+                r#""content_type":"text/plain","size":50,"declared_size":null,"#,
+                r#""state":"receiving","reason":null,"sha1":null,"created_at_ms":1000,"#,
+                r#""updated_at_ms":1000,"deliveries":["#,
+                r#"{"id":1,"participant":"k1","state":"sending","bytes":25,"total":200,"#,
+                r#""percent":12,"reason":null,"code":null,"created_at_ms":1000,"updated_at_ms":1000},"#,
+                r#"{"id":2,"participant":"k2","state":"failed","bytes":null,"total":null,"#,
+                r#""percent":null,"reason":"busy","code":486,"created_at_ms":1000,"updated_at_ms":1000}"#,
+                r#"]}]}"#
+            )
+        );
+        let all = r.to_json();
+        assert!(all.starts_with(r#"{"conferences":[{"id":"conf-1""#));
+        assert!(all.contains(r#"],"transfers":[{"id":1,"#));
+    }
+
+    #[test]
+    fn json_done_and_complete() {
+        let (r, _) = roster();
+        r.join("c", "a", "sip:a", None).unwrap();
+        let t = r.add_transfer("c", "f", "t", Some(3)).unwrap();
+        let (d, _) = r.add_delivery(t, "a").unwrap();
+        let mut sha1 = [0u8; 20];
+        sha1[0] = 0xab;
+        sha1[19] = 0x01;
+        r.set_transfer_state(t, TransferState::Complete { sha1 }, Some(3))
+            .unwrap();
+        r.set_delivery_state(d, DeliveryState::Done).unwrap();
+        let j = r.transfer(t).unwrap().to_json();
+        assert!(j.contains(r#""state":"complete""#), "{j}");
+        assert!(
+            j.contains(r#""sha1":"ab00000000000000000000000000000000000001""#),
+            "{j}"
+        );
+        assert!(
+            j.contains(r#""state":"done","bytes":3,"total":3,"percent":100"#),
+            "{j}"
+        );
+    }
+
+    #[test]
+    fn percent_edge_cases() {
+        let d = |state| DeliverySnapshot {
+            id: DeliveryId(1),
+            transfer: TransferId(1),
+            participant: "p".into(),
+            state,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        let json = |state| {
+            let mut s = String::new();
+            d(state).write_json(&mut s, 0);
+            s
+        };
+        assert!(json(DeliveryState::Sending {
+            bytes: 0,
+            total: Some(0)
+        })
+        .contains(r#""percent":100"#));
+        assert!(json(DeliveryState::Sending {
+            bytes: u64::MAX,
+            total: Some(u64::MAX)
+        })
+        .contains(r#""percent":100"#));
+        assert!(json(DeliveryState::Sending {
+            bytes: 7,
+            total: None
+        })
+        .contains(r#""bytes":7,"total":null,"percent":null"#));
+        assert!(json(DeliveryState::Cancelled).contains(r#""state":"cancelled""#));
+    }
+
+    #[test]
+    fn roster_is_shareable_across_threads() {
+        let (r, _) = roster();
+        let r = Arc::new(r);
+        let hs: Vec<_> = (0..4)
+            .map(|i| {
+                let r = Arc::clone(&r);
+                std::thread::spawn(move || {
+                    for j in 0..100 {
+                        let key = format!("{i}-{j}");
+                        r.join("c", &key, "sip:x", None).unwrap();
+                        if j % 2 == 0 {
+                            r.leave("c", &key);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(r.participants("c").len(), 200);
+    }
+}
