@@ -1,1 +1,1126 @@
-//! (being written)
+//! Every engine setting in one [`Config`], settable by string key and string value.
+//!
+//! This is what the C ABI (`msrpcast_config_set(key, value)`), the Kamailio `modparam`s, the
+//! FreeSWITCH XML configuration and the command-line flags all map onto, so the key names and the
+//! value syntax are the same everywhere:
+//!
+//! - booleans: `yes/no`, `true/false`, `1/0`, `on/off` (any case);
+//! - sizes: plain bytes, or a number with a binary suffix `K`/`KiB`, `M`/`MiB`, `G`/`GiB`,
+//!   `T`/`TiB` (any case, `K` = `KiB` = 1024), e.g. `10GiB`, `512k`;
+//! - durations: whole milliseconds (keys ending in `_ms`);
+//! - optional strings (`http_token`, `msrp_advertise`, `contact`, `outbound_proxy`): the empty
+//!   string means "not set".
+//!
+//! [`Config::set`] checks one value on its own; [`Config::validate`] checks the whole
+//! configuration, including the rules that involve several settings, and is what an engine runs
+//! before it starts. [`Config::keys`] lists every key with its documentation and default.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::runtime::log::Level;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+const GIB: u64 = 1024 * MIB;
+const TIB: u64 = 1024 * GIB;
+
+/// Largest allowed `chunk_bytes`.
+pub const MAX_CHUNK_BYTES: u64 = MIB;
+/// Largest allowed `io_threads`.
+pub const MAX_IO_THREADS: usize = 256;
+
+/// A setting that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub kind: ConfigErrorKind,
+    /// The setting's key, as given.
+    pub key: String,
+    /// Why the value was refused (empty for [`ConfigErrorKind::Unknown`]).
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigErrorKind {
+    /// No setting has this key.
+    Unknown,
+    /// The value does not parse, is out of range, or conflicts with another setting.
+    Invalid,
+}
+
+impl ConfigError {
+    fn unknown(key: &str) -> ConfigError {
+        ConfigError {
+            kind: ConfigErrorKind::Unknown,
+            key: key.to_owned(),
+            reason: String::new(),
+        }
+    }
+
+    fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            kind: ConfigErrorKind::Invalid,
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            ConfigErrorKind::Unknown => write!(f, "unknown setting {}", self.key),
+            ConfigErrorKind::Invalid => {
+                write!(f, "invalid value for {}: {}", self.key, self.reason)
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The host (and optional port) put into `a=path` instead of the listen address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertise {
+    /// A host name, an IPv4 address or an IPv6 address (without brackets).
+    pub host: String,
+    /// `None`: the port of `msrp_listen`.
+    pub port: Option<u16>,
+}
+
+impl fmt::Display for Advertise {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v6 = self.host.contains(':');
+        match (v6, self.port) {
+            (true, Some(p)) => write!(f, "[{}]:{}", self.host, p),
+            (true, None) => write!(f, "[{}]", self.host),
+            (false, Some(p)) => write!(f, "{}:{}", self.host, p),
+            (false, None) => f.write_str(&self.host),
+        }
+    }
+}
+
+/// Every engine setting. Field names are the setting keys; see [`Config::keys`] for each one's
+/// meaning and default. Durations are in milliseconds, sizes in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub http_listen: SocketAddr,
+    pub http_token: Option<String>,
+    pub http_max_connections: usize,
+    pub http_max_uploads: usize,
+    pub http_idle_timeout_ms: u64,
+    pub http_sse_interval_ms: u64,
+    pub msrp_listen: SocketAddr,
+    pub msrp_advertise: Option<Advertise>,
+    pub msrp_reuse_port: bool,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    pub max_file_bytes: u64,
+    pub spool_linger_ms: u64,
+    pub chunk_bytes: u64,
+    pub window_bytes: u64,
+    pub transaction_timeout_ms: u64,
+    pub report_timeout_ms: u64,
+    pub answer_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub io_threads: usize,
+    pub offer_to_late_joiners: bool,
+    pub sender_uri: String,
+    pub contact: Option<String>,
+    pub outbound_proxy: Option<String>,
+    pub max_conferences: usize,
+    pub max_participants_per_conference: usize,
+    pub max_participants: usize,
+    pub accept_types: String,
+    pub success_report: bool,
+    pub bind_empty_send: bool,
+    pub log_level: Level,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8088)),
+            http_token: None,
+            http_max_connections: 256,
+            http_max_uploads: 16,
+            http_idle_timeout_ms: 30_000,
+            http_sse_interval_ms: 250,
+            msrp_listen: SocketAddr::from(([127, 0, 0, 1], 2855)),
+            msrp_advertise: None,
+            msrp_reuse_port: true,
+            spool_dir: PathBuf::from("/var/spool/msrpcast"),
+            spool_max_bytes: 10 * GIB,
+            max_file_bytes: 4 * GIB,
+            spool_linger_ms: 0,
+            chunk_bytes: 10_240,
+            window_bytes: 262_144,
+            transaction_timeout_ms: 30_000,
+            report_timeout_ms: 30_000,
+            answer_timeout_ms: 60_000,
+            connect_timeout_ms: 10_000,
+            io_threads: 0,
+            offer_to_late_joiners: true,
+            sender_uri: "sip:msrpcast@localhost".to_owned(),
+            contact: None,
+            outbound_proxy: None,
+            max_conferences: 10_000,
+            max_participants_per_conference: 1000,
+            max_participants: 100_000,
+            accept_types: "*".to_owned(),
+            success_report: true,
+            bind_empty_send: true,
+            log_level: Level::Info,
+        }
+    }
+}
+
+/// Key, documentation (ending with the default), in the order of [`Config`]'s fields.
+static KEYS: &[(&str, &str)] = &[
+    ("http_listen", "Address of the HTTP upload page and API (IP:port). Default 127.0.0.1:8088."),
+    ("http_token", "Token required for uploads and the API (Bearer or login form). Without one the HTTP listener must be on a loopback address. Default: none."),
+    ("http_max_connections", "Concurrent HTTP connections; more get 503. Default 256."),
+    ("http_max_uploads", "Concurrent uploads; more get 503. Default 16."),
+    ("http_idle_timeout_ms", "An HTTP connection without progress for this long gets 408 and is closed. Default 30000."),
+    ("http_sse_interval_ms", "Shortest interval between two progress events of one transfer on /api/events. Default 250."),
+    ("msrp_listen", "Address of the MSRP listener (IP:port). Default 127.0.0.1:2855."),
+    ("msrp_advertise", "Host or host:port put into a=path instead of the listen address; required when msrp_listen is 0.0.0.0 or [::] (or behind NAT). Default: none."),
+    ("msrp_reuse_port", "Bind outgoing MSRP connections to the listen port as their source port. Default true."),
+    ("spool_dir", "Folder of the spool files (created if missing; stale msrpcast files of an earlier run are removed). Default /var/spool/msrpcast."),
+    ("spool_max_bytes", "Disk quota of all spool files together; an upload beyond it fails cleanly. Default 10GiB."),
+    ("max_file_bytes", "Largest accepted file; a larger upload gets 413. Default 4GiB."),
+    ("spool_linger_ms", "How long a conference's spool files stay after the conference ends; 0 removes them at once. Default 0."),
+    ("chunk_bytes", "Body bytes per MSRP SEND chunk, 1 to 1MiB (Kamailio's MSRP relay rejects frames over 10240). Default 10240."),
+    ("window_bytes", "Unacknowledged bytes in flight per delivery; at least chunk_bytes. Default 262144."),
+    ("transaction_timeout_ms", "Time for an MSRP transaction response before the delivery fails with 408. Default 30000."),
+    ("report_timeout_ms", "Time after the last chunk for the success REPORT. Default 30000."),
+    ("answer_timeout_ms", "Time for a final answer to the file INVITE. Default 60000."),
+    ("connect_timeout_ms", "Time to establish the MSRP TCP connection. Default 10000."),
+    ("io_threads", "I/O threads of the engine; 0 means the number of CPUs. Default 0."),
+    ("offer_to_late_joiners", "Offer the conference's earlier complete files to a participant who joins later. Default true."),
+    ("sender_uri", "SIP URI used as From of the file INVITEs. Default sip:msrpcast@localhost."),
+    ("contact", "SIP Contact of the file INVITEs. Default: none (the host's own)."),
+    ("outbound_proxy", "SIP URI through which the file INVITEs are sent. Default: none."),
+    ("max_conferences", "Most conferences known at once. Default 10000."),
+    ("max_participants_per_conference", "Most participants in one conference. Default 1000."),
+    ("max_participants", "Most participants over all conferences. Default 100000."),
+    ("accept_types", "Value of a=accept-types in the offers (space-separated MIME types, * for any). Default *."),
+    ("success_report", "Ask for a success REPORT (Success-Report: yes) and count a delivery done only when it covers the file. Default true."),
+    ("bind_empty_send", "Send an empty SEND first to bind the connection when the engine is the active side (RFC 4975 section 7.1). Default true."),
+    ("log_level", "Most detailed level logged: error, warn, info or debug. Default info."),
+];
+
+impl Config {
+    /// Every key with its documentation and default, in a stable order (for `--help` and docs).
+    pub fn keys() -> &'static [(&'static str, &'static str)] {
+        KEYS
+    }
+
+    /// Sets one setting from its string form. The value is checked on its own; rules that involve
+    /// other settings are checked by [`Config::validate`]. On error the configuration is unchanged.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = |reason: String| ConfigError::invalid(key, reason);
+        let v = value.trim();
+        match key {
+            "http_listen" => self.http_listen = parse_socket_addr(v).map_err(bad)?,
+            "http_token" => self.http_token = parse_token(v).map_err(bad)?,
+            "http_max_connections" => {
+                self.http_max_connections = parse_count(v, 1, 1 << 20).map_err(bad)?
+            }
+            "http_max_uploads" => {
+                self.http_max_uploads = parse_count(v, 1, 1 << 20).map_err(bad)?
+            }
+            "http_idle_timeout_ms" => self.http_idle_timeout_ms = parse_ms(v, 1).map_err(bad)?,
+            "http_sse_interval_ms" => self.http_sse_interval_ms = parse_ms(v, 1).map_err(bad)?,
+            "msrp_listen" => self.msrp_listen = parse_socket_addr(v).map_err(bad)?,
+            "msrp_advertise" => self.msrp_advertise = parse_advertise(v).map_err(bad)?,
+            "msrp_reuse_port" => self.msrp_reuse_port = parse_bool(v).map_err(bad)?,
+            "spool_dir" => self.spool_dir = parse_dir(v).map_err(bad)?,
+            "spool_max_bytes" => self.spool_max_bytes = parse_size(v, 1).map_err(bad)?,
+            "max_file_bytes" => self.max_file_bytes = parse_size(v, 1).map_err(bad)?,
+            "spool_linger_ms" => self.spool_linger_ms = parse_ms(v, 0).map_err(bad)?,
+            "chunk_bytes" => self.chunk_bytes = parse_chunk(v).map_err(bad)?,
+            "window_bytes" => self.window_bytes = parse_size(v, 1).map_err(bad)?,
+            "transaction_timeout_ms" => {
+                self.transaction_timeout_ms = parse_ms(v, 1).map_err(bad)?
+            }
+            "report_timeout_ms" => self.report_timeout_ms = parse_ms(v, 1).map_err(bad)?,
+            "answer_timeout_ms" => self.answer_timeout_ms = parse_ms(v, 1).map_err(bad)?,
+            "connect_timeout_ms" => self.connect_timeout_ms = parse_ms(v, 1).map_err(bad)?,
+            "io_threads" => self.io_threads = parse_count(v, 0, MAX_IO_THREADS).map_err(bad)?,
+            "offer_to_late_joiners" => self.offer_to_late_joiners = parse_bool(v).map_err(bad)?,
+            "sender_uri" => self.sender_uri = parse_sip_uri(v).map_err(bad)?,
+            "contact" => self.contact = parse_optional(v, parse_sip_uri).map_err(bad)?,
+            "outbound_proxy" => {
+                self.outbound_proxy = parse_optional(v, parse_sip_uri).map_err(bad)?
+            }
+            "max_conferences" => {
+                self.max_conferences = parse_count(v, 1, usize::MAX).map_err(bad)?
+            }
+            "max_participants_per_conference" => {
+                self.max_participants_per_conference = parse_count(v, 1, usize::MAX).map_err(bad)?
+            }
+            "max_participants" => {
+                self.max_participants = parse_count(v, 1, usize::MAX).map_err(bad)?
+            }
+            "accept_types" => self.accept_types = parse_accept_types(v).map_err(bad)?,
+            "success_report" => self.success_report = parse_bool(v).map_err(bad)?,
+            "bind_empty_send" => self.bind_empty_send = parse_bool(v).map_err(bad)?,
+            "log_level" => {
+                self.log_level = v
+                    .parse::<Level>()
+                    .map_err(|e| bad(format!("{e}, got {v:?}")))?
+            }
+            _ => return Err(ConfigError::unknown(key)),
+        }
+        Ok(())
+    }
+
+    /// The current value of a setting in a form [`Config::set`] accepts (`None` for an unknown
+    /// key; an unset optional setting is the empty string). Note that `http_token` is returned
+    /// as is: callers that show settings must hide it.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        Some(match key {
+            "http_listen" => self.http_listen.to_string(),
+            "http_token" => opt(&self.http_token),
+            "http_max_connections" => self.http_max_connections.to_string(),
+            "http_max_uploads" => self.http_max_uploads.to_string(),
+            "http_idle_timeout_ms" => self.http_idle_timeout_ms.to_string(),
+            "http_sse_interval_ms" => self.http_sse_interval_ms.to_string(),
+            "msrp_listen" => self.msrp_listen.to_string(),
+            "msrp_advertise" => self
+                .msrp_advertise
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            "msrp_reuse_port" => self.msrp_reuse_port.to_string(),
+            "spool_dir" => self.spool_dir.display().to_string(),
+            "spool_max_bytes" => format_size(self.spool_max_bytes),
+            "max_file_bytes" => format_size(self.max_file_bytes),
+            "spool_linger_ms" => self.spool_linger_ms.to_string(),
+            "chunk_bytes" => format_size(self.chunk_bytes),
+            "window_bytes" => format_size(self.window_bytes),
+            "transaction_timeout_ms" => self.transaction_timeout_ms.to_string(),
+            "report_timeout_ms" => self.report_timeout_ms.to_string(),
+            "answer_timeout_ms" => self.answer_timeout_ms.to_string(),
+            "connect_timeout_ms" => self.connect_timeout_ms.to_string(),
+            "io_threads" => self.io_threads.to_string(),
+            "offer_to_late_joiners" => self.offer_to_late_joiners.to_string(),
+            "sender_uri" => self.sender_uri.clone(),
+            "contact" => opt(&self.contact),
+            "outbound_proxy" => opt(&self.outbound_proxy),
+            "max_conferences" => self.max_conferences.to_string(),
+            "max_participants_per_conference" => self.max_participants_per_conference.to_string(),
+            "max_participants" => self.max_participants.to_string(),
+            "accept_types" => self.accept_types.clone(),
+            "success_report" => self.success_report.to_string(),
+            "bind_empty_send" => self.bind_empty_send.to_string(),
+            "log_level" => self.log_level.name().to_owned(),
+            _ => return None,
+        })
+    }
+
+    /// Every setting with its current value, `http_token` shown as `(set)` when set.
+    pub fn entries(&self) -> Vec<(&'static str, String)> {
+        KEYS.iter()
+            .map(|(k, _)| {
+                let v = match *k {
+                    "http_token" if self.http_token.is_some() => "(set)".to_owned(),
+                    _ => self.get(k).unwrap_or_default(),
+                };
+                (*k, v)
+            })
+            .collect()
+    }
+
+    /// Checks the whole configuration: each value's own range (fields are public and may have
+    /// been assigned directly) and the rules between settings. Returns the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::invalid(key, reason)
+        }
+        if self.chunk_bytes == 0 || self.chunk_bytes > MAX_CHUNK_BYTES {
+            return Err(bad(
+                "chunk_bytes",
+                format!(
+                    "must be between 1 and {MAX_CHUNK_BYTES}, got {}",
+                    self.chunk_bytes
+                ),
+            ));
+        }
+        if self.window_bytes < self.chunk_bytes {
+            return Err(bad(
+                "window_bytes",
+                format!(
+                    "must be at least chunk_bytes ({}), got {}",
+                    self.chunk_bytes, self.window_bytes
+                ),
+            ));
+        }
+        if self.max_file_bytes == 0 {
+            return Err(bad("max_file_bytes", "must be at least 1"));
+        }
+        if self.spool_max_bytes < self.max_file_bytes {
+            return Err(bad(
+                "spool_max_bytes",
+                format!(
+                    "must be at least max_file_bytes ({}), got {}: one file of the largest \
+                     allowed size would not fit",
+                    format_size(self.max_file_bytes),
+                    format_size(self.spool_max_bytes)
+                ),
+            ));
+        }
+        if self.msrp_listen.ip().is_unspecified() && self.msrp_advertise.is_none() {
+            return Err(bad(
+                "msrp_advertise",
+                format!(
+                    "must be set when msrp_listen is {} (a=path needs a reachable host)",
+                    self.msrp_listen.ip()
+                ),
+            ));
+        }
+        if self.http_token.is_none() && !self.http_listen.ip().is_loopback() {
+            return Err(bad(
+                "http_listen",
+                format!(
+                    "{} is not a loopback address; without http_token the HTTP handler may \
+                     only listen on 127.0.0.1 or [::1]",
+                    self.http_listen
+                ),
+            ));
+        }
+        if let Some(t) = &self.http_token {
+            parse_token(t).map_err(|r| bad("http_token", r))?;
+        }
+        if let Some(a) = &self.msrp_advertise {
+            check_host(&a.host).map_err(|r| bad("msrp_advertise", r))?;
+            if a.port == Some(0) {
+                return Err(bad("msrp_advertise", "port must not be 0"));
+            }
+        }
+        if self.http_max_connections == 0 {
+            return Err(bad("http_max_connections", "must be at least 1"));
+        }
+        if self.http_max_uploads == 0 || self.http_max_uploads > self.http_max_connections {
+            return Err(bad(
+                "http_max_uploads",
+                format!(
+                    "must be between 1 and http_max_connections ({}), got {}",
+                    self.http_max_connections, self.http_max_uploads
+                ),
+            ));
+        }
+        for (key, ms) in [
+            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
+            ("http_sse_interval_ms", self.http_sse_interval_ms),
+            ("transaction_timeout_ms", self.transaction_timeout_ms),
+            ("report_timeout_ms", self.report_timeout_ms),
+            ("answer_timeout_ms", self.answer_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+        ] {
+            if ms == 0 {
+                return Err(bad(key, "must be at least 1 ms"));
+            }
+        }
+        if self.io_threads > MAX_IO_THREADS {
+            return Err(bad(
+                "io_threads",
+                format!("must be at most {MAX_IO_THREADS}, got {}", self.io_threads),
+            ));
+        }
+        if self.spool_dir.as_os_str().is_empty() {
+            return Err(bad("spool_dir", "must not be empty"));
+        }
+        parse_sip_uri(&self.sender_uri).map_err(|r| bad("sender_uri", r))?;
+        if let Some(c) = &self.contact {
+            parse_sip_uri(c).map_err(|r| bad("contact", r))?;
+        }
+        if let Some(p) = &self.outbound_proxy {
+            parse_sip_uri(p).map_err(|r| bad("outbound_proxy", r))?;
+        }
+        parse_accept_types(&self.accept_types).map_err(|r| bad("accept_types", r))?;
+        for (key, n) in [
+            ("max_conferences", self.max_conferences),
+            (
+                "max_participants_per_conference",
+                self.max_participants_per_conference,
+            ),
+            ("max_participants", self.max_participants),
+        ] {
+            if n == 0 {
+                return Err(bad(key, "must be at least 1"));
+            }
+        }
+        if self.max_participants_per_conference > self.max_participants {
+            return Err(bad(
+                "max_participants_per_conference",
+                format!(
+                    "must not exceed max_participants ({}), got {}",
+                    self.max_participants, self.max_participants_per_conference
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `io_threads` with 0 resolved to the number of CPUs (at least 1).
+    pub fn io_thread_count(&self) -> usize {
+        if self.io_threads > 0 {
+            self.io_threads
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}
+
+/// Parses `yes/no/true/false/1/0/on/off`, any case.
+pub fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" | "on" => Ok(true),
+        "no" | "false" | "0" | "off" => Ok(false),
+        _ => Err(format!(
+            "expected yes/no, true/false, 1/0 or on/off, got {v:?}"
+        )),
+    }
+}
+
+/// Parses a size: plain bytes, or a number with `K/KiB`, `M/MiB`, `G/GiB`, `T/TiB` (binary,
+/// any case, optional space before the suffix). Must be at least `min`.
+pub fn parse_size(v: &str, min: u64) -> Result<u64, String> {
+    let digits_end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, suffix) = v.split_at(digits_end);
+    if num.is_empty() {
+        return Err(format!(
+            "expected a size such as 10240, 512K or 4GiB, got {v:?}"
+        ));
+    }
+    let mult = match suffix.trim_start().to_ascii_lowercase().as_str() {
+        "" => 1,
+        "k" | "kib" => KIB,
+        "m" | "mib" => MIB,
+        "g" | "gib" => GIB,
+        "t" | "tib" => TIB,
+        other => {
+            return Err(format!(
+                "unknown size suffix {other:?} in {v:?} (use K, M, G, T, KiB, MiB, GiB or TiB)"
+            ))
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("size {v:?} is too large"))?;
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size {v:?} is too large"))?;
+    if bytes < min {
+        return Err(format!("must be at least {min} bytes, got {v:?}"));
+    }
+    Ok(bytes)
+}
+
+/// Formats a size the way [`parse_size`] reads it, with the largest exact binary suffix.
+pub fn format_size(n: u64) -> String {
+    for (unit, name) in [(TIB, "TiB"), (GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
+        if n >= unit && n.is_multiple_of(unit) {
+            return format!("{}{}", n / unit, name);
+        }
+    }
+    n.to_string()
+}
+
+/// Parses a duration in whole milliseconds, at least `min`.
+pub fn parse_ms(v: &str, min: u64) -> Result<u64, String> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "expected a whole number of milliseconds such as 30000, got {v:?}"
+        ));
+    }
+    let n: u64 = v
+        .parse()
+        .map_err(|_| format!("duration {v:?} is too large"))?;
+    if n < min {
+        return Err(format!("must be at least {min} ms, got {n}"));
+    }
+    Ok(n)
+}
+
+/// Parses a count in `min..=max`.
+pub fn parse_count(v: &str, min: usize, max: usize) -> Result<usize, String> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("expected a whole number, got {v:?}"));
+    }
+    let n: usize = v
+        .parse()
+        .map_err(|_| format!("number {v:?} is too large"))?;
+    if n < min || n > max {
+        return Err(format!("must be between {min} and {max}, got {n}"));
+    }
+    Ok(n)
+}
+
+fn parse_chunk(v: &str) -> Result<u64, String> {
+    let n = parse_size(v, 1)?;
+    if n > MAX_CHUNK_BYTES {
+        return Err(format!("must be between 1 and {MAX_CHUNK_BYTES}, got {n}"));
+    }
+    Ok(n)
+}
+
+/// Parses `IP:port` (IPv6 in brackets). Host names are not resolved here.
+pub fn parse_socket_addr(v: &str) -> Result<SocketAddr, String> {
+    v.parse::<SocketAddr>()
+        .map_err(|_| format!("expected IP:port such as 127.0.0.1:2855 or [::1]:2855, got {v:?}"))
+}
+
+fn parse_optional(
+    v: &str,
+    parse: fn(&str) -> Result<String, String>,
+) -> Result<Option<String>, String> {
+    if v.is_empty() {
+        Ok(None)
+    } else {
+        parse(v).map(Some)
+    }
+}
+
+fn parse_token(v: &str) -> Result<Option<String>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".to_owned());
+    }
+    if v.len() < 8 {
+        return Err(format!("must be at least 8 characters, got {}", v.len()));
+    }
+    Ok(Some(v.to_owned()))
+}
+
+/// Parses `host`, `host:port`, `IPv6`, `[IPv6]` or `[IPv6]:port`; empty means not set.
+pub fn parse_advertise(v: &str) -> Result<Option<Advertise>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let port_of = |p: &str| -> Result<u16, String> {
+        match p.parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!("bad port {p:?} in {v:?}")),
+            Ok(n) => Ok(n),
+        }
+    };
+    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']' in {v:?}"))?;
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{h:?} is not an IPv6 address"));
+        }
+        let port = match after {
+            "" => None,
+            _ => {
+                Some(port_of(after.strip_prefix(':').ok_or_else(|| {
+                    format!("expected :port after ']' in {v:?}")
+                })?)?)
+            }
+        };
+        (h.to_owned(), port)
+    } else if v.matches(':').count() > 1 {
+        // A bare IPv6 address.
+        if v.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("{v:?} is not a host, host:port or IPv6 address"));
+        }
+        (v.to_owned(), None)
+    } else if let Some((h, p)) = v.split_once(':') {
+        (h.to_owned(), Some(port_of(p)?))
+    } else {
+        (v.to_owned(), None)
+    };
+    check_host(&host)?;
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        if ip.is_unspecified() {
+            return Err(format!(
+                "{ip} cannot be advertised: peers cannot connect to it"
+            ));
+        }
+    }
+    Ok(Some(Advertise { host, port }))
+}
+
+/// A host name (letters, digits, `-`, `.`), an IPv4 or an IPv6 address.
+fn check_host(h: &str) -> Result<(), String> {
+    if h.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let ok = !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{h:?} is not a valid host name or IP address"))
+    }
+}
+
+/// A `sip:` or `sips:` URI without whitespace or control characters (it ends up in SIP headers).
+fn parse_sip_uri(v: &str) -> Result<String, String> {
+    let lower = v.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("sip:")
+        .or_else(|| lower.strip_prefix("sips:"))
+        .ok_or_else(|| format!("expected a sip: or sips: URI, got {v:?}"))?;
+    if rest.is_empty() {
+        return Err(format!("{v:?} has no host"));
+    }
+    if !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{v:?} contains spaces, control or non-ASCII characters"
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// Space-separated MIME types (`type/subtype`, `type/*` or `*`), as in RFC 4975 `a=accept-types`.
+fn parse_accept_types(v: &str) -> Result<String, String> {
+    let mut n = 0;
+    for t in v.split_ascii_whitespace() {
+        n += 1;
+        let token_ok = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        };
+        let ok = t == "*"
+            || match t.split_once('/') {
+                Some((ty, sub)) => token_ok(ty) && (sub == "*" || token_ok(sub)),
+                None => false,
+            };
+        if !ok {
+            return Err(format!(
+                "{t:?} is not a MIME type such as text/plain, image/* or *"
+            ));
+        }
+    }
+    if n == 0 {
+        return Err("must name at least one MIME type or *".to_owned());
+    }
+    Ok(v.split_ascii_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+fn parse_dir(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if v.contains('\0') {
+        return Err("must not contain NUL".to_owned());
+    }
+    Ok(PathBuf::from(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(c: &mut Config, k: &str, v: &str) -> Result<(), ConfigError> {
+        c.set(k, v)
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.chunk_bytes, 10240);
+        assert_eq!(c.spool_max_bytes, 10 * GIB);
+        assert_eq!(c.max_file_bytes, 4 * GIB);
+        assert_eq!(c.log_level, Level::Info);
+        // Every documented key exists, says its default, and get/set round-trips it.
+        for (k, doc) in Config::keys() {
+            assert!(doc.contains("Default"), "{k} doc lacks its default");
+            let v = c.get(k).unwrap_or_else(|| panic!("get({k})"));
+            let mut d = Config::default();
+            d.set(k, &v)
+                .unwrap_or_else(|e| panic!("set({k}, {v:?}): {e}"));
+            assert_eq!(d, c, "{k} round trip");
+        }
+        assert_eq!(Config::keys().len(), 31);
+        let mut names: Vec<_> = Config::keys().iter().map(|(k, _)| *k).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 31);
+    }
+
+    #[test]
+    fn every_key_round_trips_a_non_default_value() {
+        let values = [
+            ("http_listen", "[::1]:9000"),
+            ("http_token", "s3cret-token"),
+            ("http_max_connections", "10"),
+            ("http_max_uploads", "2"),
+            ("http_idle_timeout_ms", "500"),
+            ("http_sse_interval_ms", "100"),
+            ("msrp_listen", "0.0.0.0:2856"),
+            ("msrp_advertise", "media.example.com:2900"),
+            ("msrp_reuse_port", "off"),
+            ("spool_dir", "/tmp/spool"),
+            ("spool_max_bytes", "20G"),
+            ("max_file_bytes", "1000"),
+            ("spool_linger_ms", "60000"),
+            ("chunk_bytes", "2048"),
+            ("window_bytes", "1M"),
+            ("transaction_timeout_ms", "1000"),
+            ("report_timeout_ms", "2000"),
+            ("answer_timeout_ms", "3000"),
+            ("connect_timeout_ms", "4000"),
+            ("io_threads", "4"),
+            ("offer_to_late_joiners", "no"),
+            ("sender_uri", "sips:files@example.com"),
+            ("contact", "sip:engine@10.0.0.1:5060"),
+            ("outbound_proxy", "sip:proxy.example.com;lr"),
+            ("max_conferences", "5"),
+            ("max_participants_per_conference", "7"),
+            ("max_participants", "70"),
+            ("accept_types", "image/*  text/plain"),
+            ("success_report", "FALSE"),
+            ("bind_empty_send", "0"),
+            ("log_level", "Debug"),
+        ];
+        assert_eq!(values.len(), Config::keys().len());
+        let mut c = Config::default();
+        for (k, v) in values {
+            c.set(k, v).unwrap_or_else(|e| panic!("{e}"));
+            assert_ne!(c.get(k), Config::default().get(k), "{k} did not change");
+        }
+        c.validate().unwrap();
+        let mut d = Config::default();
+        for (k, _) in Config::keys() {
+            d.set(k, &c.get(k).unwrap()).unwrap();
+        }
+        assert_eq!(c, d);
+        assert_eq!(c.get("spool_max_bytes").as_deref(), Some("20GiB"));
+        assert_eq!(c.get("max_file_bytes").as_deref(), Some("1000"));
+        assert_eq!(c.get("accept_types").as_deref(), Some("image/* text/plain"));
+        assert_eq!(c.get("log_level").as_deref(), Some("debug"));
+        assert_eq!(
+            c.get("msrp_advertise").as_deref(),
+            Some("media.example.com:2900")
+        );
+        let shown = c.entries();
+        assert!(shown.contains(&("http_token", "(set)".to_owned())));
+        assert!(!shown.iter().any(|(_, v)| v.contains("s3cret")));
+    }
+
+    #[test]
+    fn unknown_key() {
+        let mut c = Config::default();
+        let e = set(&mut c, "chunk_size", "1").unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::Unknown);
+        assert_eq!(e.to_string(), "unknown setting chunk_size");
+        assert_eq!(c.get("chunk_size"), None);
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn bools() {
+        for t in ["yes", "TRUE", "1", "On", " on "] {
+            assert_eq!(parse_bool(t.trim()), Ok(true), "{t}");
+        }
+        for f in ["no", "False", "0", "OFF"] {
+            assert_eq!(parse_bool(f), Ok(false), "{f}");
+        }
+        for bad in ["", "2", "y", "enabled", "truee"] {
+            assert!(parse_bool(bad).is_err(), "{bad}");
+        }
+        let mut c = Config::default();
+        let e = c.set("success_report", "maybe").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid value for success_report: expected yes/no, true/false, 1/0 or on/off, got \"maybe\""
+        );
+        assert!(c.success_report);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10240", 1), Ok(10240));
+        assert_eq!(parse_size("512k", 1), Ok(512 * 1024));
+        assert_eq!(parse_size("512 KiB", 1), Ok(512 * 1024));
+        assert_eq!(parse_size("4M", 1), Ok(4 * MIB));
+        assert_eq!(parse_size("4mib", 1), Ok(4 * MIB));
+        assert_eq!(parse_size("10GiB", 1), Ok(10 * GIB));
+        assert_eq!(parse_size("10g", 1), Ok(10 * GIB));
+        assert_eq!(parse_size("2T", 1), Ok(2 * TIB));
+        assert_eq!(parse_size("0", 0), Ok(0));
+        assert!(parse_size("0", 1).unwrap_err().contains("at least 1"));
+        assert!(parse_size("", 1).is_err());
+        assert!(parse_size("K", 1).is_err());
+        assert!(parse_size("-1", 1).is_err());
+        assert!(parse_size("1.5G", 1).is_err());
+        assert!(parse_size("10KB", 1)
+            .unwrap_err()
+            .contains("unknown size suffix"));
+        assert!(parse_size("10 P", 1)
+            .unwrap_err()
+            .contains("unknown size suffix"));
+        assert!(parse_size("99999999999999999999", 1)
+            .unwrap_err()
+            .contains("too large"));
+        assert!(parse_size("20000000T", 1)
+            .unwrap_err()
+            .contains("too large"));
+        for n in [1, 1000, 1024, 10240, 3 * MIB, 10 * GIB, 5 * TIB, 1536] {
+            assert_eq!(parse_size(&format_size(n), 0), Ok(n));
+        }
+        assert_eq!(format_size(1536), "1536");
+        assert_eq!(format_size(10240), "10KiB");
+    }
+
+    #[test]
+    fn durations_and_counts() {
+        assert_eq!(parse_ms("30000", 1), Ok(30000));
+        assert_eq!(parse_ms("0", 0), Ok(0));
+        assert!(parse_ms("0", 1).unwrap_err().contains("at least 1"));
+        assert!(parse_ms("30s", 1).unwrap_err().contains("milliseconds"));
+        assert!(parse_ms("-5", 0).is_err());
+        assert!(parse_ms("", 0).is_err());
+        assert!(parse_ms("99999999999999999999999", 0)
+            .unwrap_err()
+            .contains("too large"));
+        assert_eq!(parse_count("4", 0, 8), Ok(4));
+        assert!(parse_count("9", 0, 8)
+            .unwrap_err()
+            .contains("between 0 and 8"));
+        assert!(parse_count("x", 0, 8).is_err());
+        let mut c = Config::default();
+        assert!(c.set("io_threads", "1000").is_err());
+        assert!(c.set("transaction_timeout_ms", "0").is_err());
+        c.set("spool_linger_ms", "0").unwrap();
+        assert!(c.set("http_max_uploads", "0").is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        let mut c = Config::default();
+        c.set("msrp_listen", "[::]:2855").unwrap();
+        assert!(c.msrp_listen.ip().is_unspecified());
+        assert!(c
+            .set("msrp_listen", "localhost:2855")
+            .unwrap_err()
+            .reason
+            .contains("IP:port"));
+        assert!(c.set("http_listen", "127.0.0.1").is_err());
+        assert!(c.set("http_listen", "127.0.0.1:99999").is_err());
+
+        let a = |v| parse_advertise(v);
+        assert_eq!(
+            a("203.0.113.5"),
+            Ok(Some(Advertise {
+                host: "203.0.113.5".into(),
+                port: None
+            }))
+        );
+        assert_eq!(
+            a("msrp.example.com:2900"),
+            Ok(Some(Advertise {
+                host: "msrp.example.com".into(),
+                port: Some(2900)
+            }))
+        );
+        assert_eq!(
+            a("[2001:db8::1]:2855"),
+            Ok(Some(Advertise {
+                host: "2001:db8::1".into(),
+                port: Some(2855)
+            }))
+        );
+        assert_eq!(
+            a("2001:db8::1"),
+            Ok(Some(Advertise {
+                host: "2001:db8::1".into(),
+                port: None
+            }))
+        );
+        assert_eq!(a(""), Ok(None));
+        for bad in [
+            "host:0",
+            "host:x",
+            "host:",
+            "[2001:db8::1",
+            "[nothex]:1",
+            "[::1]x",
+            "bad host",
+            "-bad.example",
+            "a..b",
+            "0.0.0.0",
+            "[::]:2855",
+            "1:2:3",
+        ] {
+            assert!(a(bad).is_err(), "{bad}");
+        }
+        for v in ["[2001:db8::1]:2855", "[2001:db8::1]", "h.example:1", "h"] {
+            assert_eq!(a(v).unwrap().unwrap().to_string(), v);
+        }
+    }
+
+    #[test]
+    fn strings() {
+        let mut c = Config::default();
+        assert!(c.set("sender_uri", "http://x").is_err());
+        assert!(c.set("sender_uri", "sip:").is_err());
+        assert!(c.set("sender_uri", "sip:a b@c").is_err());
+        assert!(c.set("sender_uri", "sip:a@c\r\nX: y").is_err());
+        assert!(c.set("sender_uri", "").is_err());
+        c.set("contact", "sip:me@host").unwrap();
+        c.set("contact", "").unwrap();
+        assert_eq!(c.contact, None);
+        assert!(c
+            .set("http_token", "short")
+            .unwrap_err()
+            .reason
+            .contains("at least 8"));
+        assert!(c.set("http_token", "has space in it").is_err());
+        c.set("http_token", "").unwrap();
+        assert_eq!(c.http_token, None);
+        assert!(c.set("accept_types", "").is_err());
+        assert!(c.set("accept_types", "text").is_err());
+        assert!(c.set("accept_types", "text/plain\"").is_err());
+        c.set("accept_types", "*").unwrap();
+        assert!(c.set("spool_dir", "").is_err());
+        assert!(c
+            .set("log_level", "trace")
+            .unwrap_err()
+            .reason
+            .contains("trace"));
+    }
+
+    fn invalid(c: &Config) -> ConfigError {
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.kind, ConfigErrorKind::Invalid);
+        e
+    }
+
+    #[test]
+    fn chunk_bytes_range() {
+        let mut c = Config::default();
+        assert!(c.set("chunk_bytes", "0").is_err());
+        assert!(c
+            .set("chunk_bytes", "2M")
+            .unwrap_err()
+            .reason
+            .contains("between 1"));
+        c.set("chunk_bytes", "1MiB").unwrap();
+        c.set("window_bytes", "1MiB").unwrap();
+        c.validate().unwrap();
+        c.chunk_bytes = 0;
+        assert_eq!(invalid(&c).key, "chunk_bytes");
+        c.chunk_bytes = MAX_CHUNK_BYTES + 1;
+        assert_eq!(invalid(&c).key, "chunk_bytes");
+    }
+
+    #[test]
+    fn window_must_hold_a_chunk() {
+        let mut c = Config::default();
+        c.set("window_bytes", "4096").unwrap();
+        let e = invalid(&c);
+        assert_eq!(
+            e.to_string(),
+            "invalid value for window_bytes: must be at least chunk_bytes (10240), got 4096"
+        );
+    }
+
+    #[test]
+    fn spool_quota_holds_largest_file() {
+        let mut c = Config::default();
+        c.set("spool_max_bytes", "1G").unwrap();
+        let e = invalid(&c);
+        assert_eq!(e.key, "spool_max_bytes");
+        assert!(e.reason.contains("max_file_bytes (4GiB)"), "{e}");
+        c.set("max_file_bytes", "1G").unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn wildcard_listen_needs_advertise() {
+        let mut c = Config::default();
+        c.set("msrp_listen", "0.0.0.0:2855").unwrap();
+        assert_eq!(invalid(&c).key, "msrp_advertise");
+        c.set("msrp_listen", "[::]:2855").unwrap();
+        assert!(invalid(&c).reason.contains("::"));
+        c.set("msrp_advertise", "198.51.100.7").unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn tokenless_http_only_on_loopback() {
+        let mut c = Config::default();
+        c.set("http_listen", "0.0.0.0:8088").unwrap();
+        let e = invalid(&c);
+        assert_eq!(e.key, "http_listen");
+        assert!(e.reason.contains("loopback"));
+        c.set("http_listen", "[::1]:8088").unwrap();
+        c.validate().unwrap();
+        c.set("http_listen", "192.0.2.1:8088").unwrap();
+        c.set("http_token", "0123456789abcdef").unwrap();
+        c.validate().unwrap();
+        c.http_token = Some("bad token".into());
+        assert_eq!(invalid(&c).key, "http_token");
+    }
+
+    #[test]
+    fn other_cross_checks() {
+        let mut c = Config::default();
+        c.set("http_max_connections", "4").unwrap();
+        assert_eq!(invalid(&c).key, "http_max_uploads");
+        c.set("http_max_uploads", "4").unwrap();
+        c.validate().unwrap();
+
+        let mut c = Config::default();
+        c.set("max_participants", "10").unwrap();
+        assert_eq!(invalid(&c).key, "max_participants_per_conference");
+
+        let c = Config {
+            answer_timeout_ms: 0,
+            ..Config::default()
+        };
+        assert_eq!(invalid(&c).key, "answer_timeout_ms");
+
+        let c = Config {
+            sender_uri: "mailto:x".into(),
+            ..Config::default()
+        };
+        assert_eq!(invalid(&c).key, "sender_uri");
+
+        let c = Config {
+            io_threads: MAX_IO_THREADS + 1,
+            ..Config::default()
+        };
+        assert_eq!(invalid(&c).key, "io_threads");
+
+        let c = Config {
+            msrp_advertise: Some(Advertise {
+                host: "x y".into(),
+                port: None,
+            }),
+            ..Config::default()
+        };
+        assert_eq!(invalid(&c).key, "msrp_advertise");
+    }
+
+    #[test]
+    fn io_thread_count_resolves_zero() {
+        let mut c = Config::default();
+        assert!(c.io_thread_count() >= 1);
+        c.io_threads = 3;
+        assert_eq!(c.io_thread_count(), 3);
+    }
+}
