@@ -8,7 +8,8 @@
 //! Rules the engine relies on:
 //! - `join` and `leave` are idempotent; a repeated join updates target and display name.
 //! - A conference exists while it has participants: the leave of the last one ends it, drops its
-//!   transfers and deliveries, and says so in [`Left::ended`] so the engine can remove spool files.
+//!   transfers and deliveries, and says so in `Left::Left { ended, .. }` so the engine can remove
+//!   spool files.
 //! - A delivery in a terminal state (done, failed, cancelled) never changes again: late progress
 //!   from an I/O thread cannot resurrect it.
 
