@@ -27,7 +27,7 @@ PACKAGES=(
     dpkg-dev xz-utils                   # `apt-get source kamailio` for the module's headers
     build-essential make gcc pkg-config # the Kamailio module and the C tests
     valgrind                            # C tests under valgrind, instruction counts
-    python3                             # test helpers (relay smoke, JSON parsing)
+    python3 procps                      # test helpers (relay smoke, JSON parsing, pgrep -g)
     chromium                            # the browser test of the upload page
     ca-certificates git
 )
