@@ -1,1 +1,1193 @@
-//! (being written)
+//! Incremental zero-copy MSRP frame parser (RFC 4975 §7.1, §9).
+//!
+//! [`parse`] looks at the start of a buffer and answers [`Parsed::Complete`] with the frame and
+//! the number of bytes it took, or [`Parsed::Partial`] when more bytes are needed. Every value of
+//! the returned [`Message`] — the body included — is a slice of the input `Bytes`.
+//!
+//! Parsing happens in two steps. *Locating* works on `&[u8]`: it splits the start line and
+//! header lines (checking CRLFs, the header-block and header-count limits), then finds the end-line
+//! `-------<tid><flag>CRLF` with one `memmem` pass over the body. *Building* parses the start line
+//! and header values with nom into the typed [`Message`]. The outcome is the same however the
+//! input was split: an error is only reported once the bytes seen so far decide it.
+//!
+//! [`FrameDecoder`] does the same over a stream, remembering where the end-line search stopped
+//! so that feeding a large body in small pieces costs linear time.
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use memchr::{memchr, memmem};
+use nom::bytes::complete::{tag, take_while1, take_while_m_n};
+use nom::character::complete::u64 as dec_u64;
+use nom::combinator::{all_consuming, opt, rest};
+use nom::sequence::preceded;
+use nom::{IResult, Parser};
+
+use super::message::{
+    ByteRange, Continuation, FailureReport, Header, Kind, Message, Method, Status,
+};
+use super::uri::{parse_path, UriError};
+
+/// Bounds on what one frame may hold. Each has its own error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of the start line and header lines, CRLFs and the blank line (or, for a frame
+    /// without body, its end-line) included.
+    pub max_header_bytes: usize,
+    /// Header lines (To-Path and From-Path included).
+    pub max_headers: usize,
+    /// Bytes of one frame's body (one chunk).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 8192,
+            max_headers: 32,
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// The outcome of [`parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// One frame and the number of input bytes it took.
+    Complete(Message, usize),
+    /// The input is a valid beginning of a frame; more bytes are needed.
+    Partial,
+}
+
+/// Why a frame was rejected. [`ParseError::status_code`] gives the MSRP response it calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ParseError {
+    /// The start line and headers exceed [`Limits::max_header_bytes`].
+    HeaderBlockTooLarge,
+    /// More header lines than [`Limits::max_headers`].
+    TooManyHeaders,
+    /// The body exceeds [`Limits::max_body_bytes`].
+    BodyTooLarge,
+    /// No `To-Path` header.
+    MissingToPath,
+    /// No `From-Path` header.
+    MissingFromPath,
+    /// A header that may appear once appears twice.
+    DuplicateHeader,
+    /// A malformed `Byte-Range` value.
+    BadByteRange,
+    /// A header value (or response comment) is not UTF-8.
+    BadUtf8,
+    /// The start line is not `MSRP <tid> <method>` or `MSRP <tid> <code> [comment]`.
+    BadStartLine,
+    /// A malformed header line or value.
+    BadHeader,
+    /// A malformed URI in a path header.
+    BadUri(UriError),
+    /// The end-line has the wrong transaction id or continuation flag.
+    BadEndLine,
+    /// A CR not followed by LF, or an LF not preceded by CR, in the start line or headers.
+    BareCrOrLf,
+    /// A malformed `Status` header.
+    BadStatus,
+}
+
+impl ParseError {
+    /// The MSRP status code to answer a request that failed this way with: 413 for an oversize
+    /// body (stop sending this message), 400 (unintelligible) for everything else.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            ParseError::BodyTooLarge => 413,
+            _ => 400,
+        }
+    }
+
+    /// True when the error broke the framing itself, so the rest of the stream cannot be read.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            ParseError::HeaderBlockTooLarge
+                | ParseError::TooManyHeaders
+                | ParseError::BodyTooLarge
+                | ParseError::BadStartLine
+                | ParseError::BadEndLine
+                | ParseError::BareCrOrLf
+        )
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::HeaderBlockTooLarge => f.write_str("header block too large"),
+            ParseError::TooManyHeaders => f.write_str("too many headers"),
+            ParseError::BodyTooLarge => f.write_str("chunk body too large"),
+            ParseError::MissingToPath => f.write_str("missing To-Path header"),
+            ParseError::MissingFromPath => f.write_str("missing From-Path header"),
+            ParseError::DuplicateHeader => f.write_str("duplicate header"),
+            ParseError::BadByteRange => f.write_str("malformed Byte-Range header"),
+            ParseError::BadUtf8 => f.write_str("header value is not UTF-8"),
+            ParseError::BadStartLine => f.write_str("malformed start line"),
+            ParseError::BadHeader => f.write_str("malformed header"),
+            ParseError::BadUri(e) => write!(f, "bad URI in path header: {e}"),
+            ParseError::BadEndLine => f.write_str("end-line does not match the transaction"),
+            ParseError::BareCrOrLf => f.write_str("bare CR or LF in the header block"),
+            ParseError::BadStatus => f.write_str("malformed Status header"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl From<UriError> for ParseError {
+    fn from(e: UriError) -> Self {
+        ParseError::BadUri(e)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locating: structure only, over &[u8].
+// ---------------------------------------------------------------------------------------------
+
+/// The longest transaction id (RFC 4975 `ident`: 4 to 32 characters).
+const MAX_TID: usize = 32;
+const MIN_TID: usize = 4;
+const DASHES: &[u8] = b"-------";
+
+/// Where the parts of one complete frame lie, as offsets from the frame start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FrameLoc {
+    /// The start line, CRLF excluded.
+    start_line_end: usize,
+    /// Header lines run from after the start line's CRLF to here.
+    headers_end: usize,
+    body_start: usize,
+    body_end: usize,
+    flag: Continuation,
+    total: usize,
+}
+
+/// A frame whose head is complete and has a body section whose end is being searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadLoc {
+    tid_start: usize,
+    tid_len: usize,
+    start_line_end: usize,
+    headers_end: usize,
+    body_start: usize,
+}
+
+enum HeadScan {
+    Partial,
+    /// A frame without body, complete.
+    Bodyless(FrameLoc),
+    /// Head complete, body follows.
+    Body(HeadLoc),
+}
+
+fn is_ident_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'%' | b'=')
+}
+
+/// Finds the LF ending the line that starts at `from`, checking CRLF discipline and the header
+/// block limit (counted from offset 0). `Ok(None)` means more bytes are needed.
+fn find_line(buf: &[u8], from: usize, limits: &Limits) -> Result<Option<usize>, ParseError> {
+    let window_end = buf.len().min(limits.max_header_bytes);
+    let window = buf.get(from..window_end).unwrap_or(&[]);
+    match memchr(b'\n', window) {
+        Some(i) => {
+            let lf = from + i;
+            if i == 0 || buf[lf - 1] != b'\r' || memchr(b'\r', &buf[from..lf - 1]).is_some() {
+                return Err(ParseError::BareCrOrLf);
+            }
+            Ok(Some(lf))
+        }
+        None => {
+            // A CR already followed by something other than LF.
+            if let Some(j) = memchr(b'\r', window) {
+                if j + 1 < window.len() {
+                    return Err(ParseError::BareCrOrLf);
+                }
+            }
+            if buf.len() >= limits.max_header_bytes {
+                return Err(ParseError::HeaderBlockTooLarge);
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Locates the start line and header lines of the frame at the start of `buf`.
+fn scan_head(buf: &[u8], limits: &Limits) -> Result<HeadScan, ParseError> {
+    let n = buf.len().min(5);
+    if buf[..n] != b"MSRP "[..n] {
+        return Err(ParseError::BadStartLine);
+    }
+    let Some(sl_lf) = find_line(buf, 0, limits)? else {
+        return Ok(HeadScan::Partial);
+    };
+    let start_line_end = sl_lf - 1;
+    // The whole start line is checked now (cheap); the tid is needed for the end-line.
+    let (_, (tid, _)) = start_line(&buf[..start_line_end]).map_err(|_| ParseError::BadStartLine)?;
+    let tid_len = tid.len();
+
+    let mut pos = sl_lf + 1;
+    let mut count = 0usize;
+    loop {
+        let Some(lf) = find_line(buf, pos, limits)? else {
+            return Ok(HeadScan::Partial);
+        };
+        let line = &buf[pos..lf - 1];
+        if line.is_empty() {
+            return Ok(HeadScan::Body(HeadLoc {
+                tid_start: 5,
+                tid_len,
+                start_line_end,
+                headers_end: pos,
+                body_start: lf + 1,
+            }));
+        }
+        if line[0] == b'-' {
+            let flag = end_line_flag(line, tid).ok_or(ParseError::BadEndLine)?;
+            return Ok(HeadScan::Bodyless(FrameLoc {
+                start_line_end,
+                headers_end: pos,
+                body_start: pos,
+                body_end: pos,
+                flag,
+                total: lf + 1,
+            }));
+        }
+        count += 1;
+        if count > limits.max_headers {
+            return Err(ParseError::TooManyHeaders);
+        }
+        pos = lf + 1;
+    }
+}
+
+/// The flag of `-------<tid><flag>` (CRLF excluded), or `None` if the line is not that.
+fn end_line_flag(line: &[u8], tid: &[u8]) -> Option<Continuation> {
+    let (flag, head) = line.split_last()?;
+    if head.len() != DASHES.len() + tid.len()
+        || &head[..DASHES.len()] != DASHES
+        || &head[DASHES.len()..] != tid
+    {
+        return None;
+    }
+    Continuation::from_byte(*flag)
+}
+
+enum EndSearch {
+    Found {
+        body_end: usize,
+        flag: Continuation,
+        total: usize,
+    },
+    /// Not yet; resume the search at this offset.
+    Partial(usize),
+}
+
+/// Finds `CRLF -------<tid><flag> CRLF` after the body starting at `head.body_start`, searching
+/// from `from` (earlier offsets are known not to start one).
+fn find_end(
+    buf: &[u8],
+    from: usize,
+    head: &HeadLoc,
+    limits: &Limits,
+) -> Result<EndSearch, ParseError> {
+    let tid = &buf[head.tid_start..head.tid_start + head.tid_len];
+    let mut needle_buf = [0u8; 2 + 7 + MAX_TID];
+    needle_buf[..2].copy_from_slice(b"\r\n");
+    needle_buf[2..9].copy_from_slice(DASHES);
+    needle_buf[9..9 + tid.len()].copy_from_slice(tid);
+    let needle = &needle_buf[..9 + tid.len()];
+    let full = needle.len() + 3;
+    // A match must end by `cap` for the body to fit the limit.
+    let cap = head
+        .body_start
+        .saturating_add(limits.max_body_bytes)
+        .saturating_add(full);
+    let window_end = buf.len().min(cap);
+    let finder = memmem::Finder::new(needle);
+    let mut at = from;
+    loop {
+        let hit = if at < window_end {
+            finder.find(&buf[at..window_end])
+        } else {
+            None
+        };
+        match hit {
+            Some(i) => {
+                let q = at + i;
+                if q + full > cap {
+                    return Err(ParseError::BodyTooLarge);
+                }
+                if q + full > buf.len() {
+                    return Ok(EndSearch::Partial(q));
+                }
+                let tail = &buf[q + needle.len()..q + full];
+                if let Some(flag) = Continuation::from_byte(tail[0]) {
+                    if &tail[1..] == b"\r\n" {
+                        return Ok(EndSearch::Found {
+                            body_end: q.max(head.body_start),
+                            flag,
+                            total: q + full,
+                        });
+                    }
+                }
+                at = q + 1;
+            }
+            None => {
+                if window_end == cap {
+                    return Err(ParseError::BodyTooLarge);
+                }
+                let resume = window_end.saturating_sub(needle.len() - 1).max(at);
+                return Ok(EndSearch::Partial(resume));
+            }
+        }
+    }
+}
+
+/// The end-line search state carried between calls by [`FrameDecoder`].
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    head: HeadLoc,
+    resume: usize,
+}
+
+fn locate(
+    buf: &[u8],
+    limits: &Limits,
+    pending: &mut Option<Pending>,
+) -> Result<Option<FrameLoc>, ParseError> {
+    let (head, from) = match *pending {
+        Some(p) => (p.head, p.resume),
+        None => match scan_head(buf, limits)? {
+            HeadScan::Partial => return Ok(None),
+            HeadScan::Bodyless(loc) => return Ok(Some(loc)),
+            // Start two bytes early: a sender that omits the CRLF of an empty body is accepted.
+            HeadScan::Body(h) => (h, h.body_start - 2),
+        },
+    };
+    match find_end(buf, from, &head, limits)? {
+        EndSearch::Found {
+            body_end,
+            flag,
+            total,
+        } => {
+            *pending = None;
+            Ok(Some(FrameLoc {
+                start_line_end: head.start_line_end,
+                headers_end: head.headers_end,
+                body_start: head.body_start,
+                body_end,
+                flag,
+                total,
+            }))
+        }
+        EndSearch::Partial(resume) => {
+            *pending = Some(Pending { head, resume });
+            Ok(None)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building: typed values with nom, as slices of the frame's Bytes.
+// ---------------------------------------------------------------------------------------------
+
+type NomResult<'a, T> = IResult<&'a [u8], T>;
+
+enum RawKind<'a> {
+    Method(&'a [u8]),
+    Response(u16, Option<&'a [u8]>),
+}
+
+fn three_digits(i: &[u8]) -> NomResult<'_, u16> {
+    take_while_m_n(3, 3, |b: u8| b.is_ascii_digit())
+        .map(|d: &[u8]| d.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0')))
+        .parse(i)
+}
+
+/// `MSRP SP tid SP (method / code [SP comment])`, the whole line.
+fn start_line(i: &[u8]) -> NomResult<'_, (&[u8], RawKind<'_>)> {
+    let (i, _) = tag(&b"MSRP "[..])(i)?;
+    let (i, tid) = take_while_m_n(MIN_TID, MAX_TID, is_ident_char)(i)?;
+    let (i, _) = tag(&b" "[..])(i)?;
+    let method = all_consuming(take_while1(|b: u8| b.is_ascii_uppercase())).map(RawKind::Method);
+    let response = all_consuming((three_digits, opt(preceded(tag(&b" "[..]), rest))))
+        .map(|(c, comment)| RawKind::Response(c, comment));
+    let (i, kind) = nom::branch::alt((method, response)).parse(i)?;
+    Ok((i, (tid, kind)))
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// `name ":" *WSP value`; the value runs to the end of the line, trailing blanks dropped.
+fn header_line(i: &[u8]) -> NomResult<'_, (&[u8], &[u8])> {
+    let (i, name) = take_while1(is_token_char)(i)?;
+    let (i, _) = tag(&b":"[..])(i)?;
+    let (i, _) = nom::character::complete::space0(i)?;
+    let mut v = i;
+    while let [head @ .., b' ' | b'\t'] = v {
+        v = head;
+    }
+    Ok((&[], (name, v)))
+}
+
+fn byte_range(i: &[u8]) -> NomResult<'_, ByteRange> {
+    let star_or_num =
+        |i| nom::branch::alt((tag(&b"*"[..]).map(|_| None), dec_u64.map(Some))).parse(i);
+    let (i, (start, _, end, _, total)) = all_consuming((
+        dec_u64,
+        tag(&b"-"[..]),
+        star_or_num,
+        tag(&b"/"[..]),
+        star_or_num,
+    ))
+    .parse(i)?;
+    Ok((i, ByteRange { start, end, total }))
+}
+
+fn parse_byte_range(v: &[u8]) -> Result<ByteRange, ParseError> {
+    let (_, r) = byte_range(v).map_err(|_| ParseError::BadByteRange)?;
+    let ok = r.start >= 1
+        && r.end.is_none_or(|e| e >= r.start - 1)
+        && match (r.end, r.total) {
+            (Some(e), Some(t)) => e <= t,
+            _ => true,
+        };
+    if ok {
+        Ok(r)
+    } else {
+        Err(ParseError::BadByteRange)
+    }
+}
+
+fn status(i: &[u8]) -> NomResult<'_, (u16, u16, Option<&[u8]>)> {
+    all_consuming((
+        three_digits,
+        tag(&b" "[..]),
+        three_digits,
+        opt(preceded(tag(&b" "[..]), rest)),
+    ))
+    .map(|(ns, _, code, comment)| (ns, code, comment))
+    .parse(i)
+}
+
+fn parse_u32(v: &[u8]) -> Result<u32, ParseError> {
+    let r: NomResult<'_, u32> = all_consuming(nom::character::complete::u32).parse(v);
+    r.map(|(_, n)| n).map_err(|_| ParseError::BadHeader)
+}
+
+fn parse_yes_no(v: &[u8]) -> Result<bool, ParseError> {
+    if v.eq_ignore_ascii_case(b"yes") {
+        Ok(true)
+    } else if v.eq_ignore_ascii_case(b"no") {
+        Ok(false)
+    } else {
+        Err(ParseError::BadHeader)
+    }
+}
+
+fn check_utf8(v: &[u8]) -> Result<(), ParseError> {
+    if v.is_ascii() || std::str::from_utf8(v).is_ok() {
+        Ok(())
+    } else {
+        Err(ParseError::BadUtf8)
+    }
+}
+
+/// Turns a located frame (at the start of `frame`) into a [`Message`] of slices of `frame`.
+fn build(frame: &Bytes, loc: &FrameLoc) -> Result<Message, ParseError> {
+    let buf: &[u8] = frame;
+    let slice = |s: &[u8]| frame.slice_ref(s);
+
+    let (_, (tid, kind)) =
+        start_line(&buf[..loc.start_line_end]).map_err(|_| ParseError::BadStartLine)?;
+    let kind = match kind {
+        RawKind::Method(m) => Kind::Request(match m {
+            b"SEND" => Method::Send,
+            b"REPORT" => Method::Report,
+            b"AUTH" => Method::Auth,
+            other => Method::Other(slice(other)),
+        }),
+        RawKind::Response(code, comment) => {
+            if let Some(c) = comment {
+                check_utf8(c)?;
+            }
+            Kind::Response {
+                code,
+                comment: comment.filter(|c| !c.is_empty()).map(slice),
+            }
+        }
+    };
+
+    let mut to_path = None;
+    let mut from_path = None;
+    let mut headers = Vec::with_capacity(6);
+    let mut pos = loc.start_line_end + 2;
+    while pos < loc.headers_end {
+        // Lines were checked while locating: each ends with CRLF before `headers_end`.
+        let lf = memchr(b'\n', &buf[pos..loc.headers_end]).map_or(loc.headers_end, |i| pos + i);
+        let line = &buf[pos..lf - 1];
+        pos = lf + 1;
+        let (_, (name, value)) = header_line(line).map_err(|_| ParseError::BadHeader)?;
+        check_utf8(value)?;
+        let h = match name.len() {
+            7 if name.eq_ignore_ascii_case(b"To-Path") => {
+                if to_path.is_some() {
+                    return Err(ParseError::DuplicateHeader);
+                }
+                to_path = Some(parse_path(&slice(value))?);
+                continue;
+            }
+            9 if name.eq_ignore_ascii_case(b"From-Path") => {
+                if from_path.is_some() {
+                    return Err(ParseError::DuplicateHeader);
+                }
+                from_path = Some(parse_path(&slice(value))?);
+                continue;
+            }
+            10 if name.eq_ignore_ascii_case(b"Message-ID") => {
+                if value.is_empty() || !value.iter().all(|&b| is_ident_char(b)) {
+                    return Err(ParseError::BadHeader);
+                }
+                Header::MessageId(slice(value))
+            }
+            10 if name.eq_ignore_ascii_case(b"Byte-Range") => {
+                Header::ByteRange(parse_byte_range(value)?)
+            }
+            14 if name.eq_ignore_ascii_case(b"Success-Report") => {
+                Header::SuccessReport(parse_yes_no(value)?)
+            }
+            14 if name.eq_ignore_ascii_case(b"Failure-Report") => {
+                Header::FailureReport(if value.eq_ignore_ascii_case(b"partial") {
+                    FailureReport::Partial
+                } else if parse_yes_no(value)? {
+                    FailureReport::Yes
+                } else {
+                    FailureReport::No
+                })
+            }
+            6 if name.eq_ignore_ascii_case(b"Status") => {
+                let (_, (namespace, code, comment)) =
+                    status(value).map_err(|_| ParseError::BadStatus)?;
+                Header::Status(Status {
+                    namespace,
+                    code,
+                    comment: comment.filter(|c| !c.is_empty()).map(slice),
+                })
+            }
+            12 if name.eq_ignore_ascii_case(b"Content-Type") => {
+                if value.is_empty() {
+                    return Err(ParseError::BadHeader);
+                }
+                Header::ContentType(slice(value))
+            }
+            8 if name.eq_ignore_ascii_case(b"Use-Path") => {
+                Header::UsePath(parse_path(&slice(value))?)
+            }
+            16 if name.eq_ignore_ascii_case(b"WWW-Authenticate") => {
+                Header::WwwAuthenticate(slice(value))
+            }
+            13 if name.eq_ignore_ascii_case(b"Authorization") => {
+                Header::Authorization(slice(value))
+            }
+            7 if name.eq_ignore_ascii_case(b"Expires") => Header::Expires(parse_u32(value)?),
+            11 if name.eq_ignore_ascii_case(b"Min-Expires") => {
+                Header::MinExpires(parse_u32(value)?)
+            }
+            11 if name.eq_ignore_ascii_case(b"Max-Expires") => {
+                Header::MaxExpires(parse_u32(value)?)
+            }
+            _ => Header::Other {
+                name: slice(name),
+                value: slice(value),
+            },
+        };
+        headers.push(h);
+    }
+
+    Ok(Message {
+        transaction_id: slice(tid),
+        kind,
+        to_path: to_path.ok_or(ParseError::MissingToPath)?,
+        from_path: from_path.ok_or(ParseError::MissingFromPath)?,
+        headers,
+        body: frame.slice(loc.body_start..loc.body_end),
+        continuation: loc.flag,
+    })
+}
+
+/// Parses one frame from the start of `buf`. The message's values are slices of `buf`.
+pub fn parse(buf: &Bytes, limits: &Limits) -> Result<Parsed, ParseError> {
+    match locate(buf, limits, &mut None)? {
+        Some(loc) => Ok(Parsed::Complete(build(buf, &loc)?, loc.total)),
+        None => Ok(Parsed::Partial),
+    }
+}
+
+/// A stream decoder: feed bytes as they arrive, take complete frames out.
+///
+/// After an error for which [`ParseError::is_fatal`] is true the stream cannot be resynchronised
+/// and every later call to [`FrameDecoder::next`] returns that error. Other errors (a malformed
+/// header in a well-framed frame) consume that frame only, so the caller can answer it with
+/// [`ParseError::status_code`] and go on.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    limits: Limits,
+    pending: Option<Pending>,
+    failed: Option<ParseError>,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        FrameDecoder::new(Limits::default())
+    }
+}
+
+impl FrameDecoder {
+    pub fn new(limits: Limits) -> Self {
+        FrameDecoder {
+            buf: BytesMut::with_capacity(16 * 1024),
+            limits,
+            pending: None,
+            failed: None,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The receive buffer, for reading from a socket straight into its spare capacity. Only
+    /// append to it.
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed.
+    #[allow(clippy::should_implement_trait)] // fallible, so not an Iterator
+    pub fn next(&mut self) -> Result<Option<Message>, ParseError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let loc = match locate(&self.buf, &self.limits, &mut self.pending) {
+            Ok(Some(loc)) => loc,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                self.failed = Some(e);
+                return Err(e);
+            }
+        };
+        let frame = self.buf.split_to(loc.total).freeze();
+        build(&frame, &loc).map(Some)
+    }
+}
+
+impl Extend<u8> for FrameDecoder {
+    fn extend<T: IntoIterator<Item = u8>>(&mut self, iter: T) {
+        self.buf.extend(iter);
+    }
+}
+
+impl<'a> Extend<&'a u8> for FrameDecoder {
+    fn extend<T: IntoIterator<Item = &'a u8>>(&mut self, iter: T) {
+        self.buf.extend(iter);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msrp::uri::Host;
+
+    const SEND: &[u8] = b"MSRP a786hjs2 SEND\r\n\
+To-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n\
+From-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\n\
+Message-ID: 87652491\r\n\
+Byte-Range: 1-25/25\r\n\
+Content-Type: text/plain\r\n\
+\r\n\
+Hey Bob, are you there?\r\n\
+-------a786hjs2$\r\n";
+
+    const OK: &[u8] = b"MSRP a786hjs2 200 OK\r\n\
+To-Path: msrp://atlanta.example.com:7654/jshA7weztas;tcp\r\n\
+From-Path: msrp://biloxi.example.com:12763/kjhd37s2s20w2a;tcp\r\n\
+-------a786hjs2$\r\n";
+
+    const REPORT: &[u8] = b"MSRP dkei38sd REPORT\r\n\
+To-Path: msrp://alicepc.example.com:7777/iau39soe2843z;tcp\r\n\
+From-Path: msrp://bob.example.com:8888/9di4eae923wzd;tcp\r\n\
+Message-ID: 12339sdqwer\r\n\
+Byte-Range: 1-106/106\r\n\
+Status: 000 200 OK\r\n\
+-------dkei38sd$\r\n";
+
+    fn parse_all(s: &[u8]) -> Result<Parsed, ParseError> {
+        parse(&Bytes::copy_from_slice(s), &Limits::default())
+    }
+
+    fn complete(s: &[u8]) -> Message {
+        match parse_all(s) {
+            Ok(Parsed::Complete(m, n)) => {
+                assert_eq!(n, s.len());
+                m
+            }
+            other => panic!("not complete: {other:?}"),
+        }
+    }
+
+    fn err(s: &[u8]) -> ParseError {
+        match parse_all(s) {
+            Err(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_send() {
+        let m = complete(SEND);
+        assert_eq!(&m.transaction_id[..], b"a786hjs2");
+        assert_eq!(m.method(), Some(&Method::Send));
+        assert_eq!(m.to_path.len(), 1);
+        assert_eq!(m.to_path[0].port, Some(12763));
+        assert_eq!(
+            m.from_path[0].host,
+            Host::Name(Bytes::from_static(b"atlanta.example.com"))
+        );
+        assert_eq!(m.message_id().map(|b| &b[..]), Some(&b"87652491"[..]));
+        assert_eq!(
+            m.byte_range(),
+            Some(ByteRange {
+                start: 1,
+                end: Some(25),
+                total: Some(25)
+            })
+        );
+        assert_eq!(m.content_type().map(|b| &b[..]), Some(&b"text/plain"[..]));
+        assert_eq!(&m.body[..], b"Hey Bob, are you there?");
+        assert_eq!(m.continuation, Continuation::End);
+    }
+
+    #[test]
+    fn body_is_a_slice_of_the_input() {
+        let input = Bytes::copy_from_slice(SEND);
+        let Ok(Parsed::Complete(m, _)) = parse(&input, &Limits::default()) else {
+            panic!("no frame");
+        };
+        let off = m.body.as_ptr() as usize - input.as_ptr() as usize;
+        assert_eq!(&SEND[off..off + m.body.len()], &m.body[..]);
+    }
+
+    #[test]
+    fn parses_response_and_report() {
+        let m = complete(OK);
+        assert_eq!(
+            m.kind,
+            Kind::Response {
+                code: 200,
+                comment: Some(Bytes::from_static(b"OK"))
+            }
+        );
+        assert!(m.body.is_empty());
+        let m = complete(b"MSRP abcd 481\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\n-------abcd$\r\n");
+        assert_eq!(m.response_code(), Some(481));
+        assert_eq!(
+            m.kind,
+            Kind::Response {
+                code: 481,
+                comment: None
+            }
+        );
+        let r = complete(REPORT);
+        assert_eq!(r.method(), Some(&Method::Report));
+        let st = r.status().unwrap();
+        assert_eq!((st.namespace, st.code), (0, 200));
+        assert_eq!(st.comment.as_deref(), Some(&b"OK"[..]));
+    }
+
+    #[test]
+    fn continuation_flags_and_star_ranges() {
+        for (flag, c) in [
+            (b'+', Continuation::More),
+            (b'$', Continuation::End),
+            (b'#', Continuation::Abort),
+        ] {
+            let mut f = b"MSRP dkei38sd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\nMessage-ID: 4564dpWd\r\nByte-Range: 1-*/*\r\nContent-Type: text/plain\r\n\r\nabcd\r\n-------dkei38sd".to_vec();
+            f.push(flag);
+            f.extend_from_slice(b"\r\n");
+            let m = complete(&f);
+            assert_eq!(m.continuation, c);
+            assert_eq!(&m.body[..], b"abcd");
+            assert_eq!(
+                m.byte_range(),
+                Some(ByteRange {
+                    start: 1,
+                    end: None,
+                    total: None
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn empty_body_variants() {
+        let with_crlf = b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\nContent-Type: text/plain\r\n\r\n\r\n-------abcd$\r\n";
+        assert!(complete(with_crlf).body.is_empty());
+        let without = b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\nContent-Type: text/plain\r\n\r\n-------abcd$\r\n";
+        assert!(complete(without).body.is_empty());
+    }
+
+    #[test]
+    fn body_holding_lookalike_end_lines() {
+        let f = b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\nContent-Type: text/plain\r\n\r\nx\r\n-------abcde$\r\n-------abcd!\r\n-------abcd$x\r\n-------abcd+\r\n";
+        let m = complete(f);
+        assert_eq!(
+            &m.body[..],
+            b"x\r\n-------abcde$\r\n-------abcd!\r\n-------abcd$x"
+        );
+        assert_eq!(m.continuation, Continuation::More);
+    }
+
+    #[test]
+    fn header_names_are_case_insensitive_and_unknown_kept() {
+        let f = b"MSRP abcd SEND\r\nfrom-path: msrp://c/d;tcp\r\nTO-PATH: msrp://a/b;tcp\r\nX-Foo:  bar baz \r\nsuccess-report: YES\r\nFailure-Report: partial\r\nExpires: 300\r\nUse-Path: msrps://r/1;tcp msrps://r/2;tcp\r\n-------abcd$\r\n";
+        let m = complete(f);
+        assert_eq!(&m.to_path[0].session_id[..], b"b");
+        assert_eq!(
+            m.headers[0],
+            Header::Other {
+                name: Bytes::from_static(b"X-Foo"),
+                value: Bytes::from_static(b"bar baz")
+            }
+        );
+        assert!(m.success_report());
+        assert_eq!(m.failure_report(), FailureReport::Partial);
+        assert_eq!(m.headers[3], Header::Expires(300));
+        assert!(matches!(&m.headers[4], Header::UsePath(p) if p.len() == 2));
+    }
+
+    #[test]
+    fn unknown_method_kept() {
+        let m = complete(b"MSRP abcd NICKNAME\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\n-------abcd$\r\n");
+        assert_eq!(
+            m.method(),
+            Some(&Method::Other(Bytes::from_static(b"NICKNAME")))
+        );
+    }
+
+    #[test]
+    fn every_prefix_is_partial() {
+        for frame in [SEND, OK, REPORT] {
+            for n in 0..frame.len() {
+                assert_eq!(
+                    parse_all(&frame[..n]),
+                    Ok(Parsed::Partial),
+                    "prefix {n} of {}",
+                    String::from_utf8_lossy(frame)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_not_consumed() {
+        let mut two = SEND.to_vec();
+        two.extend_from_slice(OK);
+        let Ok(Parsed::Complete(_, n)) = parse_all(&two) else {
+            panic!()
+        };
+        assert_eq!(n, SEND.len());
+        assert_eq!(complete(&two[n..]).response_code(), Some(200));
+    }
+
+    fn decode_with_splits(stream: &[u8], splits: &[usize]) -> Vec<Result<Message, ParseError>> {
+        let mut d = FrameDecoder::default();
+        let mut out = Vec::new();
+        let mut last = 0;
+        for &s in splits.iter().chain(std::iter::once(&stream.len())) {
+            let s = s.clamp(last, stream.len());
+            d.feed(&stream[last..s]);
+            last = s;
+            loop {
+                match d.next() {
+                    Ok(Some(m)) => out.push(Ok(m)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e));
+                        if e.is_fatal() {
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn split_anywhere_gives_the_same_frames() {
+        let stream: Vec<u8> = [SEND, OK, REPORT].concat();
+        let whole = decode_with_splits(&stream, &[]);
+        assert_eq!(whole.len(), 3);
+        for i in 0..=stream.len() {
+            for j in (i..=stream.len()).step_by(7) {
+                assert_eq!(decode_with_splits(&stream, &[i, j]), whole, "split {i} {j}");
+            }
+        }
+        let bytewise: Vec<usize> = (0..stream.len()).collect();
+        assert_eq!(decode_with_splits(&stream, &bytewise), whole);
+    }
+
+    #[test]
+    fn one_byte_feeding_of_a_big_body_is_linear() {
+        let body = vec![b'x'; 512 * 1024];
+        let mut f = b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\nContent-Type: a/b\r\n\r\n".to_vec();
+        f.extend_from_slice(&body);
+        f.extend_from_slice(b"\r\n-------abcd$\r\n");
+        let mut d = FrameDecoder::default();
+        let t = std::time::Instant::now();
+        let mut got = None;
+        for b in &f {
+            d.feed(std::slice::from_ref(b));
+            if let Some(m) = d.next().unwrap() {
+                got = Some(m);
+            }
+        }
+        assert_eq!(got.unwrap().body.len(), body.len());
+        // Quadratic rescanning would take minutes; linear takes well under a second.
+        assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn error_header_block_too_large() {
+        let mut f =
+            b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\nX-Big: "
+                .to_vec();
+        f.extend(std::iter::repeat_n(b'a', 9000));
+        f.extend_from_slice(b"\r\n-------abcd$\r\n");
+        assert_eq!(err(&f), ParseError::HeaderBlockTooLarge);
+        // Also while the line is still incomplete.
+        assert_eq!(err(&f[..8500]), ParseError::HeaderBlockTooLarge);
+    }
+
+    #[test]
+    fn error_too_many_headers() {
+        let mut f =
+            b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\n".to_vec();
+        for _ in 0..30 {
+            f.extend_from_slice(b"X: y\r\n");
+        }
+        let mut ok = f.clone();
+        ok.extend_from_slice(b"-------abcd$\r\n");
+        assert_eq!(complete(&ok).headers.len(), 30);
+        f.extend_from_slice(b"X: y\r\n-------abcd$\r\n");
+        assert_eq!(err(&f), ParseError::TooManyHeaders);
+    }
+
+    #[test]
+    fn error_body_too_large() {
+        let limits = Limits {
+            max_body_bytes: 10,
+            ..Limits::default()
+        };
+        let head = b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\nContent-Type: a/b\r\n\r\n";
+        let frame = |n: usize| {
+            let mut f = head.to_vec();
+            f.extend(std::iter::repeat_n(b'z', n));
+            f.extend_from_slice(b"\r\n-------abcd$\r\n");
+            Bytes::from(f)
+        };
+        assert!(
+            matches!(parse(&frame(10), &limits), Ok(Parsed::Complete(m, _)) if m.body.len() == 10)
+        );
+        assert_eq!(parse(&frame(11), &limits), Err(ParseError::BodyTooLarge));
+        assert_eq!(ParseError::BodyTooLarge.status_code(), 413);
+        // Detected without waiting for the end-line.
+        let mut f = head.to_vec();
+        f.extend(std::iter::repeat_n(b'z', 40));
+        assert_eq!(
+            parse(&Bytes::from(f), &limits),
+            Err(ParseError::BodyTooLarge)
+        );
+    }
+
+    #[test]
+    fn error_missing_paths() {
+        assert_eq!(
+            err(b"MSRP abcd SEND\r\nFrom-Path: msrp://c/d;tcp\r\n-------abcd$\r\n"),
+            ParseError::MissingToPath
+        );
+        assert_eq!(
+            err(b"MSRP abcd 200 OK\r\nTo-Path: msrp://c/d;tcp\r\n-------abcd$\r\n"),
+            ParseError::MissingFromPath
+        );
+        assert_eq!(
+            err(b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\n-------abcd$\r\n"),
+            ParseError::DuplicateHeader
+        );
+    }
+
+    fn with_header(h: &[u8]) -> Vec<u8> {
+        let mut f =
+            b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\n".to_vec();
+        f.extend_from_slice(h);
+        f.extend_from_slice(b"\r\n-------abcd$\r\n");
+        f
+    }
+
+    #[test]
+    fn error_bad_byte_range() {
+        for v in [
+            &b"Byte-Range: 1-2"[..],
+            b"Byte-Range: x-2/3",
+            b"Byte-Range: 0-2/3",
+            b"Byte-Range: 5-2/9",
+            b"Byte-Range: 1-9/3",
+            b"Byte-Range: 1-*/99999999999999999999999",
+            b"Byte-Range: 1 - 2/3",
+        ] {
+            assert_eq!(err(&with_header(v)), ParseError::BadByteRange, "{v:?}");
+        }
+        assert!(complete(&with_header(b"Byte-Range: 1-0/0"))
+            .byte_range()
+            .is_some());
+        assert!(complete(&with_header(b"Byte-Range: 1-10/*"))
+            .byte_range()
+            .is_some());
+    }
+
+    #[test]
+    fn error_bad_utf8() {
+        assert_eq!(err(&with_header(b"X-Name: caf\xe9")), ParseError::BadUtf8);
+        assert_eq!(
+            complete(&with_header("X-Name: café".as_bytes()))
+                .headers
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn error_bad_end_line() {
+        assert_eq!(
+            err(b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\n-------abce$\r\n"),
+            ParseError::BadEndLine
+        );
+        assert_eq!(
+            err(b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\n-------abcd?\r\n"),
+            ParseError::BadEndLine
+        );
+    }
+
+    #[test]
+    fn error_bare_cr_or_lf() {
+        assert_eq!(
+            err(b"MSRP abcd SEND\nTo-Path: msrp://a/b;tcp\r\n"),
+            ParseError::BareCrOrLf
+        );
+        assert_eq!(
+            err(b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\n"),
+            ParseError::BareCrOrLf
+        );
+        assert_eq!(
+            err(b"MSRP abcd SEND\r\nTo-Path: msrp://a/b;tcp\rX\r\n"),
+            ParseError::BareCrOrLf
+        );
+        // Known before the line ends.
+        assert_eq!(err(b"MSRP abcd SEND\r\nTo-Pa\rth"), ParseError::BareCrOrLf);
+    }
+
+    #[test]
+    fn error_bad_start_line() {
+        for f in [
+            &b"HTTP/1.1 200 OK\r\n"[..],
+            b"MSRX",
+            b"MSRP abc SEND\r\n",
+            b"MSRP abcd send\r\n",
+            b"MSRP abcd 20 OK\r\n",
+            b"MSRP abcd\r\n",
+            b"MSRP ab!d SEND\r\n",
+        ] {
+            assert_eq!(err(f), ParseError::BadStartLine, "{f:?}");
+        }
+        assert_eq!(
+            err(b"MSRP abcd SEND x\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\n-------abcd$\r\n"),
+            ParseError::BadStartLine
+        );
+    }
+
+    #[test]
+    fn error_bad_header_uri_status() {
+        assert_eq!(err(&with_header(b"NoColon")), ParseError::BadHeader);
+        assert_eq!(err(&with_header(b" X: y")), ParseError::BadHeader);
+        assert_eq!(
+            err(&with_header(b"Success-Report: maybe")),
+            ParseError::BadHeader
+        );
+        assert_eq!(err(&with_header(b"Expires: -1")), ParseError::BadHeader);
+        assert_eq!(
+            err(&with_header(b"Status: 000 2000")),
+            ParseError::BadStatus
+        );
+        assert_eq!(err(&with_header(b"Status: 200")), ParseError::BadStatus);
+        assert_eq!(
+            err(b"MSRP abcd SEND\r\nTo-Path: sip:a\r\nFrom-Path: msrp://c/d;tcp\r\n-------abcd$\r\n"),
+            ParseError::BadUri(UriError::BadScheme)
+        );
+    }
+
+    #[test]
+    fn non_fatal_errors_let_the_decoder_continue() {
+        let bad = with_header(b"Byte-Range: nope");
+        let stream = [&bad[..], OK].concat();
+        let out = decode_with_splits(&stream, &[3]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], Err(ParseError::BadByteRange));
+        assert!(out[1].is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_random_bytes(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse(&Bytes::from(data.clone()), &Limits::default());
+            let mut d = FrameDecoder::default();
+            d.feed(&data);
+            for _ in 0..4 { let _ = d.next(); }
+        }
+
+        #[test]
+        fn never_panics_on_mutated_frames(pos in 0usize..200, byte: u8, cut in 0usize..300) {
+            let mut f = [SEND, REPORT].concat();
+            let p = pos % f.len();
+            f[p] = byte;
+            f.truncate(cut.max(1).min(f.len()));
+            let _ = parse(&Bytes::from(f.clone()), &Limits { max_body_bytes: 16, max_header_bytes: 150, max_headers: 4 });
+            let _ = parse(&Bytes::from(f), &Limits::default());
+        }
+    }
+}
