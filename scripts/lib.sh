@@ -46,3 +46,21 @@ msrpcast_apt_update() {
     DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
     touch "$stamp"
 }
+
+# msrpcast_wait_listen PORT SECONDS [PID]: waits until something listens on TCP PORT, without
+# connecting to it (for one-shot servers such as `iperf3 -s -1`). Reads /proc/net/tcp{,6}.
+msrpcast_wait_listen() {
+    local port=$1 secs=$2 pid=${3:-} i hex
+    hex=$(printf ':%04X ' "$port")
+    for ((i = 0; i < secs * 20; i++)); do
+        if awk -v p="$hex" 'index($2 " ", p) { if ($4 == "0A") found = 1 } END { exit !found }' \
+            /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+            return 0
+        fi
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.05
+    done
+    return 1
+}
