@@ -1,0 +1,218 @@
+//! Routing: method and path to a [`Route`], or 404 / 405 (with the `Allow` value) / 400.
+
+use super::head::Method;
+use super::params::percent_decode_utf8;
+use super::HttpError;
+
+/// Every endpoint of the handler. Ids are percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /`: the upload page.
+    Page,
+    /// `POST /login`: form login, sets the session cookie.
+    Login,
+    /// `POST /logout`: clears the session cookie.
+    Logout,
+    /// `POST /conferences/{id}/files`: an upload.
+    Upload { conference: String },
+    /// `GET /api/conferences`.
+    Conferences,
+    /// `GET /api/conferences/{id}`.
+    Conference { id: String },
+    /// `GET /api/transfers/{id}`.
+    Transfer { id: String },
+    /// `DELETE /api/transfers/{id}`: cancel.
+    CancelTransfer { id: String },
+    /// `GET /api/events`: Server-Sent Events.
+    Events,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
+}
+
+impl Route {
+    /// Whether the route needs a valid token or session (everything but the page and login).
+    pub fn needs_auth(&self) -> bool {
+        !matches!(self, Route::Page | Route::Login | Route::Logout)
+    }
+}
+
+/// Why no route matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// 404: no such resource.
+    NotFound,
+    /// 405: the resource exists; `allow` is the `Allow` header value.
+    MethodNotAllowed { allow: &'static str },
+    /// 400: a path segment does not decode.
+    BadPath(HttpError),
+}
+
+impl RouteError {
+    pub fn status(&self) -> u16 {
+        match self {
+            RouteError::NotFound => 404,
+            RouteError::MethodNotAllowed { .. } => 405,
+            RouteError::BadPath(_) => 400,
+        }
+    }
+}
+
+/// Decodes one path segment: percent-decoding, UTF-8, no control characters, not empty.
+fn segment(s: &str) -> Result<String, RouteError> {
+    if s.is_empty() {
+        return Err(RouteError::NotFound);
+    }
+    let d = percent_decode_utf8(s, false).map_err(|_| RouteError::BadPath(HttpError::BadPath))?;
+    if d.is_empty() || d.len() > 256 || d.chars().any(char::is_control) {
+        return Err(RouteError::BadPath(HttpError::BadPath));
+    }
+    Ok(d)
+}
+
+/// Picks the route for `method` on `path` (the path without the query).
+pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
+    let segs: Vec<&str> = match path.strip_prefix('/') {
+        Some("") => Vec::new(),
+        Some(rest) => rest.split('/').collect(),
+        None => return Err(RouteError::NotFound),
+    };
+    let get = |r: Route| match method {
+        Method::Get => Ok(r),
+        _ => Err(RouteError::MethodNotAllowed { allow: "GET" }),
+    };
+    let post = |r: Route| match method {
+        Method::Post => Ok(r),
+        _ => Err(RouteError::MethodNotAllowed { allow: "POST" }),
+    };
+    match segs.as_slice() {
+        [] => get(Route::Page),
+        ["login"] => post(Route::Login),
+        ["logout"] => post(Route::Logout),
+        ["metrics"] => get(Route::Metrics),
+        ["conferences", id, "files"] => {
+            let conference = segment(id)?;
+            post(Route::Upload { conference })
+        }
+        ["api", "conferences"] => get(Route::Conferences),
+        ["api", "conferences", id] => {
+            let id = segment(id)?;
+            get(Route::Conference { id })
+        }
+        ["api", "events"] => get(Route::Events),
+        ["api", "transfers", id] => {
+            let id = segment(id)?;
+            match method {
+                Method::Get => Ok(Route::Transfer { id }),
+                Method::Delete => Ok(Route::CancelTransfer { id }),
+                _ => Err(RouteError::MethodNotAllowed {
+                    allow: "GET, DELETE",
+                }),
+            }
+        }
+        _ => Err(RouteError::NotFound),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route() {
+        let id = |s: &str| s.to_string();
+        let cases = [
+            (Method::Get, "/", Route::Page),
+            (Method::Post, "/login", Route::Login),
+            (Method::Post, "/logout", Route::Logout),
+            (Method::Get, "/metrics", Route::Metrics),
+            (
+                Method::Post,
+                "/conferences/4711/files",
+                Route::Upload {
+                    conference: id("4711"),
+                },
+            ),
+            (Method::Get, "/api/conferences", Route::Conferences),
+            (
+                Method::Get,
+                "/api/conferences/a%20b",
+                Route::Conference { id: id("a b") },
+            ),
+            (Method::Get, "/api/events", Route::Events),
+            (
+                Method::Get,
+                "/api/transfers/t1",
+                Route::Transfer { id: id("t1") },
+            ),
+            (
+                Method::Delete,
+                "/api/transfers/t1",
+                Route::CancelTransfer { id: id("t1") },
+            ),
+            (
+                Method::Post,
+                "/conferences/%E2%82%AC%2F1/files",
+                Route::Upload {
+                    conference: id("€/1"),
+                },
+            ),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(route(&m, p), Ok(want), "{} {p}", m.as_str());
+        }
+        assert!(!Route::Page.needs_auth() && Route::Metrics.needs_auth());
+    }
+
+    #[test]
+    fn not_found_and_not_allowed() {
+        for p in [
+            "/x",
+            "/api",
+            "/api/conferences/",
+            "/conferences/1",
+            "/conferences/1/files/x",
+            "//",
+            "*",
+        ] {
+            assert_eq!(route(&Method::Get, p), Err(RouteError::NotFound), "{p}");
+        }
+        assert_eq!(
+            route(&Method::Post, "/"),
+            Err(RouteError::MethodNotAllowed { allow: "GET" })
+        );
+        assert_eq!(
+            route(&Method::Get, "/conferences/1/files"),
+            Err(RouteError::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(
+            route(&Method::Put, "/api/transfers/t"),
+            Err(RouteError::MethodNotAllowed {
+                allow: "GET, DELETE"
+            })
+        );
+        assert_eq!(
+            route(&Method::Other("PATCH".into()), "/api/events")
+                .unwrap_err()
+                .status(),
+            405
+        );
+        assert_eq!(
+            route(&Method::Get, "/api/transfers/%zz")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            route(&Method::Get, "/api/transfers/%ff")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            route(&Method::Get, "/api/transfers/%0a")
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+}
