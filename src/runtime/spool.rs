@@ -1,0 +1,1024 @@
+//! The spool: every uploaded file becomes a file in `spool_dir`, readable by deliveries while it
+//! is still being written.
+//!
+//! - One [`Spool`] per engine ([`Spool::open`]) owns the folder. It takes an exclusive lock on
+//!   `spool_dir/.msrpcast.lock` (a second engine on the same folder gets [`SpoolError::Busy`]),
+//!   then deletes the files a previous run left behind: only regular files named
+//!   `msrpcast-*.spool` directly in the folder, one `remove_file` each (no `remove_dir_all`, no
+//!   recursion, symlinks and other names are left alone).
+//! - [`Spool::create`] makes a new file for an upload and returns its single [`SpoolWriter`] and
+//!   the shared [`SpoolFile`]. The name is generated here (`msrpcast-<n>-<transfer id>.spool`,
+//!   the id reduced to `[A-Za-z0-9_-]`, at most 64 characters); user-supplied file names never
+//!   reach the file system. Files are created with mode 0600.
+//! - [`SpoolWriter::append`] writes at the end of the file, hashes (SHA-1) and then publishes the
+//!   new length. `max_file_bytes` and the quota `spool_max_bytes` are checked *before* a byte
+//!   beyond them is written, so the disk never fills past the quota.
+//! - Readers ([`SpoolFile::read_at`]) use positioned reads on the shared descriptor: any number
+//!   of readers at once, each at its own offset, only ever seeing bytes below [`SpoolFile::len`].
+//!
+//! ## Lifetime and quota
+//! A spool file's name is unlinked as soon as it cannot be delivered any more (aborted, too
+//! large, quota exceeded), when [`Spool::remove`] is called, or when the last `Arc<SpoolFile>`
+//! (the writer holds one) is dropped. Readers that already hold the `Arc` keep reading after the
+//! unlink (the open descriptor keeps the data on Linux), so removing a conference's file does not
+//! break a delivery in flight. The file's bytes count against the quota until the last
+//! `Arc<SpoolFile>` is dropped, because that is when the kernel frees the disk blocks; so the
+//! quota is an honest upper bound of the disk space in use.
+//!
+//! ## Notifications
+//! [`SpoolFile::subscribe`] registers a callback for "more data or a state change". It is
+//! edge-triggered and coalesced: a subscription is *armed* when made and by
+//! [`Subscription::arm`]; an append calls the callback of each armed subscription once and
+//! disarms it; a state change (complete, aborted, too large, quota exceeded, removed) calls every
+//! subscription. A consumer arms when it has read everything up to `len()` and re-checks `len()`
+//! and `state()` after arming. So a writer appending many small pieces calls each subscriber at
+//! most once per time that subscriber caught up — never per append at full rate — while a
+//! waiting reader is woken by the very next append (no byte threshold adding latency to a slow
+//! upload). Callbacks run on the writer's thread: they must be cheap, must not block, and must
+//! not subscribe to or drop a subscription of the same file.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use sha1::{Digest, Sha1};
+
+use crate::config::Config;
+
+/// Callback of a [`Subscription`].
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+const PREFIX: &str = "msrpcast-";
+const SUFFIX: &str = ".spool";
+const LOCK_NAME: &str = ".msrpcast.lock";
+/// Longest transfer id kept in a file name.
+const MAX_ID_CHARS: usize = 64;
+
+/// Where a spool file stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolState {
+    /// The upload is still running; [`SpoolFile::len`] grows.
+    Writing,
+    /// The whole file is there.
+    Complete { size: u64, sha1: [u8; 20] },
+    /// The upload was aborted or the file removed before it was complete.
+    Aborted,
+    /// The upload went over `max_file_bytes`.
+    TooLarge,
+    /// The upload would have gone over the spool quota `spool_max_bytes`.
+    QuotaExceeded,
+}
+
+impl SpoolState {
+    /// Complete, or failed for good.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, SpoolState::Writing)
+    }
+
+    /// Aborted, too large or over quota: deliveries of it must be aborted.
+    pub fn is_failed(&self) -> bool {
+        matches!(
+            self,
+            SpoolState::Aborted | SpoolState::TooLarge | SpoolState::QuotaExceeded
+        )
+    }
+
+    /// Short lower-case name for status output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SpoolState::Writing => "writing",
+            SpoolState::Complete { .. } => "complete",
+            SpoolState::Aborted => "aborted",
+            SpoolState::TooLarge => "too_large",
+            SpoolState::QuotaExceeded => "quota_exceeded",
+        }
+    }
+}
+
+/// Why a spool operation failed.
+#[derive(Debug)]
+pub enum SpoolError {
+    /// The file would exceed `max_file_bytes`; nothing beyond it was written.
+    TooLarge { limit: u64 },
+    /// The spool would exceed `spool_max_bytes`; nothing beyond it was written.
+    QuotaExceeded { limit: u64, in_use: u64 },
+    /// The file was removed while it was being written.
+    Removed,
+    /// The file is no longer being written (it failed earlier); carries its state.
+    Closed(SpoolState),
+    /// Another engine holds the spool folder's lock.
+    Busy { dir: PathBuf },
+    /// An operating system error.
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+impl SpoolError {
+    /// The HTTP status an upload failing with this error should get.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            SpoolError::TooLarge { .. } => 413,
+            SpoolError::QuotaExceeded { .. } => 507,
+            SpoolError::Removed | SpoolError::Closed(_) => 409,
+            SpoolError::Busy { .. } | SpoolError::Io { .. } => 500,
+        }
+    }
+
+    fn io(op: &'static str, path: &Path, source: io::Error) -> SpoolError {
+        SpoolError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpoolError::TooLarge { limit } => {
+                write!(f, "file is larger than max_file_bytes ({limit} bytes)")
+            }
+            SpoolError::QuotaExceeded { limit, in_use } => write!(
+                f,
+                "spool quota spool_max_bytes ({limit} bytes) exhausted ({in_use} bytes in use)"
+            ),
+            SpoolError::Removed => f.write_str("spool file was removed while being written"),
+            SpoolError::Closed(s) => {
+                write!(f, "spool file is no longer being written ({})", s.name())
+            }
+            SpoolError::Busy { dir } => write!(
+                f,
+                "spool folder {} is in use by another msrpcast engine",
+                dir.display()
+            ),
+            SpoolError::Io { op, path, source } => {
+                write!(f, "{op} {}: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpoolError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// What all files of one spool share: limits, the quota counter and the folder lock.
+struct Shared {
+    dir: PathBuf,
+    max_bytes: u64,
+    max_file_bytes: u64,
+    used: AtomicU64,
+    /// Held (locked) while the spool or any of its files lives.
+    _lock: File,
+}
+
+impl Shared {
+    fn reserve(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= self.max_bytes)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// The engine's spool folder; see the module documentation.
+pub struct Spool {
+    shared: Arc<Shared>,
+    seq: AtomicU64,
+    stale_removed: usize,
+}
+
+impl fmt::Debug for Spool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spool")
+            .field("dir", &self.shared.dir)
+            .field("max_bytes", &self.shared.max_bytes)
+            .field("max_file_bytes", &self.shared.max_file_bytes)
+            .field("used", &self.used_bytes())
+            .finish()
+    }
+}
+
+impl Spool {
+    /// Opens (creating it with mode 0700 if missing) the spool folder, locks it and removes the
+    /// stale `msrpcast-*.spool` files of an earlier run.
+    pub fn open(
+        dir: impl Into<PathBuf>,
+        max_bytes: u64,
+        max_file_bytes: u64,
+    ) -> Result<Spool, SpoolError> {
+        let dir = dir.into();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| SpoolError::io("creating spool folder", &dir, e))?;
+        let lock_path = dir.join(LOCK_NAME);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| SpoolError::io("opening", &lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(SpoolError::Busy { dir }),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(SpoolError::io("locking", &lock_path, e))
+            }
+        }
+        let stale_removed = remove_stale(&dir)?;
+        Ok(Spool {
+            shared: Arc::new(Shared {
+                dir,
+                max_bytes,
+                max_file_bytes,
+                used: AtomicU64::new(0),
+                _lock: lock,
+            }),
+            seq: AtomicU64::new(1),
+            stale_removed,
+        })
+    }
+
+    /// [`Spool::open`] with `spool_dir`, `spool_max_bytes` and `max_file_bytes` of a config.
+    pub fn from_config(config: &Config) -> Result<Spool, SpoolError> {
+        Spool::open(
+            config.spool_dir.clone(),
+            config.spool_max_bytes,
+            config.max_file_bytes,
+        )
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The quota, `spool_max_bytes`.
+    pub fn max_bytes(&self) -> u64 {
+        self.shared.max_bytes
+    }
+
+    pub fn max_file_bytes(&self) -> u64 {
+        self.shared.max_file_bytes
+    }
+
+    /// Bytes counted against the quota now (see "Lifetime and quota" above).
+    pub fn used_bytes(&self) -> u64 {
+        self.shared.used.load(Ordering::Acquire)
+    }
+
+    /// How many stale files [`Spool::open`] removed (for the engine's start-up log line).
+    pub fn stale_removed(&self) -> usize {
+        self.stale_removed
+    }
+
+    /// Creates the spool file of a new upload. `transfer_id` only labels the file name (reduced
+    /// to `[A-Za-z0-9_-]`); uniqueness comes from a counter.
+    pub fn create(&self, transfer_id: &str) -> Result<(SpoolWriter, Arc<SpoolFile>), SpoolError> {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{PREFIX}{n}-{}{SUFFIX}", sanitize_id(transfer_id));
+        let path = self.shared.dir.join(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| SpoolError::io("creating", &path, e))?;
+        let sf = Arc::new(SpoolFile {
+            transfer_id: transfer_id.to_owned(),
+            path,
+            file,
+            len: AtomicU64::new(0),
+            reserved: AtomicU64::new(0),
+            state: Mutex::new(SpoolState::Writing),
+            unlinked: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            shared: self.shared.clone(),
+            subs: Mutex::new(Vec::new()),
+            armed: AtomicUsize::new(0),
+            next_sub: AtomicU64::new(1),
+        });
+        let writer = SpoolWriter {
+            file: sf.clone(),
+            hasher: Sha1::new(),
+            written: 0,
+            done: false,
+        };
+        Ok((writer, sf))
+    }
+
+    /// Removes a file: its name goes now; readers holding it keep reading; a file still being
+    /// written becomes [`SpoolState::Aborted`] and its writer gets [`SpoolError::Removed`]. Its
+    /// bytes return to the quota when the last `Arc<SpoolFile>` is dropped.
+    pub fn remove(&self, file: &SpoolFile) {
+        file.remove();
+    }
+}
+
+/// Reduces a transfer id to `[A-Za-z0-9_-]` (other characters become `_`), at most 64
+/// characters; an empty id becomes `file`.
+pub fn sanitize_id(id: &str) -> String {
+    let s: String = id
+        .chars()
+        .take(MAX_ID_CHARS)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "file".to_owned()
+    } else {
+        s
+    }
+}
+
+/// Removes the regular files named `msrpcast-*.spool` directly in `dir`.
+fn remove_stale(dir: &Path) -> Result<usize, SpoolError> {
+    let entries = fs::read_dir(dir).map_err(|e| SpoolError::io("reading", dir, e))?;
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| SpoolError::io("reading", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !(name.starts_with(PREFIX) && name.ends_with(SUFFIX)) {
+            continue;
+        }
+        // file_type() does not follow symlinks.
+        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if !is_file {
+            continue;
+        }
+        let path = entry.path();
+        match fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SpoolError::io("removing stale", &path, e)),
+        }
+    }
+    Ok(removed)
+}
+
+struct SubEntry {
+    id: u64,
+    armed: AtomicBool,
+    f: Notify,
+}
+
+/// One spooled file, shared by its writer and every delivery reading it.
+pub struct SpoolFile {
+    transfer_id: String,
+    path: PathBuf,
+    file: File,
+    /// Bytes written and readable.
+    len: AtomicU64,
+    /// Bytes counted against the quota for this file.
+    reserved: AtomicU64,
+    state: Mutex<SpoolState>,
+    unlinked: AtomicBool,
+    removed: AtomicBool,
+    shared: Arc<Shared>,
+    subs: Mutex<Vec<Arc<SubEntry>>>,
+    /// Number of armed subscriptions (a hint that lets an append skip the lock).
+    armed: AtomicUsize,
+    next_sub: AtomicU64,
+}
+
+impl fmt::Debug for SpoolFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpoolFile")
+            .field("path", &self.path)
+            .field("len", &self.len())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl SpoolFile {
+    /// Bytes written so far; every byte below it can be read.
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::SeqCst)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn state(&self) -> SpoolState {
+        *self.state.lock()
+    }
+
+    /// The path it has (or had, once removed) in the spool folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The transfer id it was created for, as given.
+    pub fn transfer_id(&self) -> &str {
+        &self.transfer_id
+    }
+
+    /// Whether [`Spool::remove`] was called.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    /// Reads bytes at `offset` into `buf` with a positioned read (no shared cursor, so any
+    /// number of readers at once). Never returns bytes at or beyond [`SpoolFile::len`]; returns
+    /// 0 at that point. Keeps working after the file was removed.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let len = self.len();
+        if offset >= len || buf.is_empty() {
+            return Ok(0);
+        }
+        let avail = usize::try_from(len - offset).unwrap_or(usize::MAX);
+        let n = buf.len().min(avail);
+        self.file.read_at(&mut buf[..n], offset)
+    }
+
+    /// Registers `f` for "more data or state changed" (see the module documentation). The
+    /// subscription starts armed and ends when dropped.
+    pub fn subscribe(self: &Arc<Self>, f: Notify) -> Subscription {
+        let entry = Arc::new(SubEntry {
+            id: self.next_sub.fetch_add(1, Ordering::Relaxed),
+            armed: AtomicBool::new(true),
+            f,
+        });
+        self.subs.lock().push(entry.clone());
+        self.armed.fetch_add(1, Ordering::SeqCst);
+        Subscription {
+            file: self.clone(),
+            entry,
+        }
+    }
+
+    /// Blocks the calling thread until `len() > seen` or the state is final, at most `timeout`.
+    /// Returns the length and state then. For simple consumers and tests; the engine's I/O
+    /// threads use [`SpoolFile::subscribe`] instead.
+    pub fn wait_for_more(self: &Arc<Self>, seen: u64, timeout: Duration) -> (u64, SpoolState) {
+        let deadline = Instant::now() + timeout;
+        let thread = std::thread::current();
+        let sub = self.subscribe(Arc::new(move || thread.unpark()));
+        loop {
+            sub.arm();
+            let state = self.state();
+            let len = self.len();
+            if len > seen || state.is_final() {
+                return (len, state);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return (len, state);
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+    }
+
+    fn remove(&self) {
+        self.removed.store(true, Ordering::Release);
+        if !self.finish_state(SpoolState::Aborted) {
+            // Not being written any more: only the name goes.
+            self.unlink();
+        }
+    }
+
+    /// Moves from `Writing` to `new`; false if it was no longer `Writing`. Unlinks the name of
+    /// a failed file and calls every subscriber.
+    fn finish_state(&self, new: SpoolState) -> bool {
+        {
+            let mut st = self.state.lock();
+            if *st != SpoolState::Writing {
+                return false;
+            }
+            *st = new;
+        }
+        if new.is_failed() {
+            self.unlink();
+        }
+        fence(Ordering::SeqCst);
+        let subs = self.subs.lock();
+        for s in subs.iter() {
+            if s.armed.swap(false, Ordering::SeqCst) {
+                self.armed.fetch_sub(1, Ordering::SeqCst);
+            }
+            (s.f)();
+        }
+        true
+    }
+
+    /// Calls the armed subscribers once each and disarms them.
+    fn notify_armed(&self) {
+        if self.armed.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let subs = self.subs.lock();
+        for s in subs.iter() {
+            if s.armed.swap(false, Ordering::SeqCst) {
+                self.armed.fetch_sub(1, Ordering::SeqCst);
+                (s.f)();
+            }
+        }
+    }
+
+    fn unlink(&self) {
+        if !self.unlinked.swap(true, Ordering::AcqRel) {
+            // Already gone (NotFound) is fine; other errors leave a file that the next start's
+            // stale cleanup removes.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl AsFd for SpoolFile {
+    /// The open descriptor, for `sendfile`-style zero-copy sends. Only bytes below
+    /// [`SpoolFile::len`] are valid.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        self.unlink();
+        self.shared.release(*self.reserved.get_mut());
+    }
+}
+
+/// A registration for notifications of one [`SpoolFile`]; unregistered when dropped.
+pub struct Subscription {
+    file: Arc<SpoolFile>,
+    entry: Arc<SubEntry>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.entry.id)
+            .field("armed", &self.is_armed())
+            .finish()
+    }
+}
+
+impl Subscription {
+    /// Asks for one call at the next append. Call it when caught up, then check `len()` and
+    /// `state()` again: data or a state change that came just before arming is seen there.
+    pub fn arm(&self) {
+        if !self.entry.armed.swap(true, Ordering::SeqCst) {
+            self.file.armed.fetch_add(1, Ordering::SeqCst);
+        }
+        fence(Ordering::SeqCst);
+    }
+
+    pub fn is_armed(&self) -> bool {
+        self.entry.armed.load(Ordering::SeqCst)
+    }
+
+    pub fn file(&self) -> &Arc<SpoolFile> {
+        &self.file
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut subs = self.file.subs.lock();
+        subs.retain(|s| s.id != self.entry.id);
+        if self.entry.armed.swap(false, Ordering::SeqCst) {
+            self.file.armed.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The single writer of a spool file. Dropping it without [`SpoolWriter::finish`] marks the
+/// file [`SpoolState::Aborted`].
+pub struct SpoolWriter {
+    file: Arc<SpoolFile>,
+    hasher: Sha1,
+    written: u64,
+    done: bool,
+}
+
+impl fmt::Debug for SpoolWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpoolWriter")
+            .field("path", &self.file.path)
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
+impl SpoolWriter {
+    pub fn file(&self) -> &Arc<SpoolFile> {
+        &self.file
+    }
+
+    /// Bytes appended so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Appends `data`. Checks `max_file_bytes` and the quota first: going over either writes
+    /// nothing of `data`, moves the file to [`SpoolState::TooLarge`] /
+    /// [`SpoolState::QuotaExceeded`] (its name is unlinked, subscribers are told) and returns
+    /// the error; so does every later call.
+    pub fn append(&mut self, data: &[u8]) -> Result<(), SpoolError> {
+        let f = &self.file;
+        if f.removed.load(Ordering::Acquire) {
+            f.finish_state(SpoolState::Aborted);
+            return Err(SpoolError::Removed);
+        }
+        match f.state() {
+            SpoolState::Writing => {}
+            SpoolState::TooLarge => {
+                return Err(SpoolError::TooLarge {
+                    limit: f.shared.max_file_bytes,
+                })
+            }
+            SpoolState::QuotaExceeded => {
+                return Err(SpoolError::QuotaExceeded {
+                    limit: f.shared.max_bytes,
+                    in_use: f.shared.used.load(Ordering::Acquire),
+                })
+            }
+            s => return Err(SpoolError::Closed(s)),
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let n = data.len() as u64;
+        let new_len = match self.written.checked_add(n) {
+            Some(l) if l <= f.shared.max_file_bytes => l,
+            _ => {
+                f.finish_state(SpoolState::TooLarge);
+                return Err(SpoolError::TooLarge {
+                    limit: f.shared.max_file_bytes,
+                });
+            }
+        };
+        if !f.shared.reserve(n) {
+            f.finish_state(SpoolState::QuotaExceeded);
+            return Err(SpoolError::QuotaExceeded {
+                limit: f.shared.max_bytes,
+                in_use: f.shared.used.load(Ordering::Acquire),
+            });
+        }
+        f.reserved.fetch_add(n, Ordering::AcqRel);
+        if let Err(e) = f.file.write_all_at(data, self.written) {
+            f.finish_state(SpoolState::Aborted);
+            return Err(SpoolError::io("writing", &f.path, e));
+        }
+        self.hasher.update(data);
+        self.written = new_len;
+        f.len.store(new_len, Ordering::SeqCst);
+        f.notify_armed();
+        Ok(())
+    }
+
+    /// Marks the file complete and returns its SHA-1. Fails if it was removed or had failed.
+    pub fn finish(mut self) -> Result<[u8; 20], SpoolError> {
+        self.done = true;
+        let f = &self.file;
+        if f.removed.load(Ordering::Acquire) {
+            f.finish_state(SpoolState::Aborted);
+            return Err(SpoolError::Removed);
+        }
+        let sha1: [u8; 20] = std::mem::take(&mut self.hasher).finalize().into();
+        let size = self.written;
+        if f.finish_state(SpoolState::Complete { size, sha1 }) {
+            Ok(sha1)
+        } else {
+            Err(SpoolError::Closed(f.state()))
+        }
+    }
+
+    /// Marks the file aborted (the upload was cancelled or broke off).
+    pub fn abort(mut self) {
+        self.done = true;
+        self.file.finish_state(SpoolState::Aborted);
+    }
+}
+
+impl Drop for SpoolWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            self.file.finish_state(SpoolState::Aborted);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("msrpcast-unit-{}-{}", std::process::id(), name));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn sanitize() {
+        assert_eq!(sanitize_id("abc-DEF_123"), "abc-DEF_123");
+        assert_eq!(sanitize_id("../../etc/passwd"), "______etc_passwd");
+        assert_eq!(sanitize_id("a b\0c\nd"), "a_b_c_d");
+        assert_eq!(sanitize_id("é"), "_");
+        assert_eq!(sanitize_id(""), "file");
+        assert_eq!(sanitize_id(&"x".repeat(500)).len(), 64);
+    }
+
+    #[test]
+    fn write_read_complete() {
+        let dir = tmp("wrc");
+        let spool = Spool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        let (mut w, f) = spool.create("t/1 ../x").unwrap();
+        let name = f.path().file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            name.starts_with("msrpcast-") && name.ends_with("-t_1____x.spool"),
+            "{name}"
+        );
+        assert_eq!(f.path().parent(), Some(dir.as_path()));
+        assert_eq!(f.transfer_id(), "t/1 ../x");
+        w.append(b"hello ").unwrap();
+        assert_eq!(f.len(), 6);
+        assert_eq!(f.state(), SpoolState::Writing);
+        let mut buf = [0u8; 64];
+        assert_eq!(f.read_at(0, &mut buf).unwrap(), 6);
+        assert_eq!(&buf[..6], b"hello ");
+        w.append(b"world").unwrap();
+        w.append(b"").unwrap();
+        assert_eq!(f.read_at(6, &mut buf).unwrap(), 5);
+        assert_eq!(f.read_at(11, &mut buf).unwrap(), 0);
+        assert_eq!(f.read_at(3, &mut buf[..2]).unwrap(), 2);
+        assert_eq!(&buf[..2], b"lo");
+        let sha = w.finish().unwrap();
+        assert_eq!(hex(&sha), "2aae6c35c94fcfb415dbe95f408b9ce91ee846ed");
+        assert_eq!(
+            f.state(),
+            SpoolState::Complete {
+                size: 11,
+                sha1: sha
+            }
+        );
+        assert_eq!(spool.used_bytes(), 11);
+        drop(spool);
+        drop(f);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn empty_file_completes() {
+        let dir = tmp("empty");
+        let spool = Spool::open(&dir, 100, 100).unwrap();
+        let (w, f) = spool.create("e").unwrap();
+        let sha = w.finish().unwrap();
+        assert_eq!(hex(&sha), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert!(f.is_empty());
+        drop(f);
+        drop(spool);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn too_large_writes_nothing_beyond_and_unlinks() {
+        let dir = tmp("big");
+        let spool = Spool::open(&dir, 1000, 10).unwrap();
+        let (mut w, f) = spool.create("big").unwrap();
+        let path = f.path().to_owned();
+        w.append(b"12345678").unwrap();
+        let e = w.append(b"abc").unwrap_err();
+        assert!(matches!(e, SpoolError::TooLarge { limit: 10 }), "{e}");
+        assert_eq!(e.http_status(), 413);
+        assert_eq!(f.state(), SpoolState::TooLarge);
+        assert_eq!(f.len(), 8);
+        assert!(!path.exists());
+        assert!(matches!(w.append(b"x"), Err(SpoolError::TooLarge { .. })));
+        assert!(matches!(
+            w.finish(),
+            Err(SpoolError::Closed(SpoolState::TooLarge))
+        ));
+        // Still counted until the last holder lets go.
+        assert_eq!(spool.used_bytes(), 8);
+        drop(f);
+        assert_eq!(spool.used_bytes(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn exactly_the_limit_is_fine() {
+        let dir = tmp("exact");
+        let spool = Spool::open(&dir, 10, 10).unwrap();
+        let (mut w, f) = spool.create("x").unwrap();
+        w.append(&[7u8; 10]).unwrap();
+        assert!(w.finish().is_ok());
+        assert_eq!(spool.used_bytes(), 10);
+        let (mut w2, f2) = spool.create("y").unwrap();
+        let e = w2.append(b"z").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SpoolError::QuotaExceeded {
+                    limit: 10,
+                    in_use: 10
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(e.http_status(), 507);
+        assert_eq!(f2.state(), SpoolState::QuotaExceeded);
+        assert!(!f2.path().exists());
+        assert!(f.path().exists());
+        drop((f, f2, w2));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn abort_and_drop_states() {
+        let dir = tmp("abort");
+        let spool = Spool::open(&dir, 100, 100).unwrap();
+        let (mut w, f) = spool.create("a").unwrap();
+        w.append(b"abc").unwrap();
+        w.abort();
+        assert_eq!(f.state(), SpoolState::Aborted);
+        assert!(f.state().is_failed());
+        assert!(!f.path().exists());
+        // A reader that already had it still reads.
+        let mut b = [0u8; 3];
+        assert_eq!(f.read_at(0, &mut b).unwrap(), 3);
+        assert_eq!(&b, b"abc");
+
+        let (w, g) = spool.create("b").unwrap();
+        drop(w);
+        assert_eq!(g.state(), SpoolState::Aborted);
+        drop((f, g));
+        assert_eq!(spool.used_bytes(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn remove_while_writing_and_after_complete() {
+        let dir = tmp("remove");
+        let spool = Spool::open(&dir, 100, 100).unwrap();
+        let (mut w, f) = spool.create("r").unwrap();
+        w.append(b"abc").unwrap();
+        spool.remove(&f);
+        assert!(f.is_removed());
+        assert_eq!(f.state(), SpoolState::Aborted);
+        assert!(matches!(w.append(b"d"), Err(SpoolError::Removed)));
+        assert!(matches!(w.finish(), Err(SpoolError::Removed)));
+        assert!(!f.path().exists());
+
+        let (mut w, g) = spool.create("s").unwrap();
+        w.append(b"xyz").unwrap();
+        w.finish().unwrap();
+        assert_eq!(spool.used_bytes(), 6);
+        spool.remove(&g);
+        assert!(!g.path().exists());
+        // Complete stays complete: deliveries in flight finish.
+        assert!(matches!(g.state(), SpoolState::Complete { size: 3, .. }));
+        let mut b = [0u8; 3];
+        assert_eq!(g.read_at(0, &mut b).unwrap(), 3);
+        drop(f);
+        assert_eq!(spool.used_bytes(), 3);
+        drop(g);
+        assert_eq!(spool.used_bytes(), 0);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stale_files_removed_on_open_and_lock() {
+        let dir = tmp("stale");
+        fs::create_dir_all(dir.join("msrpcast-sub.spool")).unwrap();
+        fs::write(dir.join("msrpcast-1-old.spool"), b"old").unwrap();
+        fs::write(dir.join("msrpcast-2-old.spool"), b"old").unwrap();
+        fs::write(dir.join("keep.txt"), b"keep").unwrap();
+        fs::write(dir.join("msrpcast-notspool"), b"keep").unwrap();
+        let spool = Spool::open(&dir, 100, 100).unwrap();
+        assert_eq!(spool.stale_removed(), 2);
+        assert!(!dir.join("msrpcast-1-old.spool").exists());
+        assert!(dir.join("keep.txt").exists());
+        assert!(dir.join("msrpcast-notspool").exists());
+        assert!(dir.join("msrpcast-sub.spool").is_dir());
+        // A second engine on the same folder is refused.
+        let e = Spool::open(&dir, 100, 100).unwrap_err();
+        assert!(matches!(e, SpoolError::Busy { .. }), "{e}");
+        let (_w, f) = spool.create("x").unwrap();
+        drop(spool);
+        // Still locked while a file lives.
+        assert!(matches!(
+            Spool::open(&dir, 100, 100),
+            Err(SpoolError::Busy { .. })
+        ));
+        drop((_w, f));
+        let again = Spool::open(&dir, 100, 100).unwrap();
+        assert_eq!(again.stale_removed(), 0);
+        drop(again);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn notifications_are_edge_triggered() {
+        let dir = tmp("notify");
+        let spool = Spool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        let (mut w, f) = spool.create("n").unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let sub = f.subscribe(Arc::new(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert!(sub.is_armed());
+        for _ in 0..1000 {
+            w.append(&[1u8; 10]).unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one call until re-armed");
+        sub.arm();
+        w.append(b"x").unwrap();
+        w.append(b"y").unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // A state change reaches an unarmed subscriber too.
+        w.finish().unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        drop(sub);
+        assert!(f.subs.lock().is_empty());
+        assert_eq!(f.armed.load(Ordering::SeqCst), 0);
+        drop(f);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wait_for_more_times_out_and_wakes() {
+        let dir = tmp("wait");
+        let spool = Spool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        let (mut w, f) = spool.create("w").unwrap();
+        let t0 = Instant::now();
+        assert_eq!(
+            f.wait_for_more(0, Duration::from_millis(30)),
+            (0, SpoolState::Writing)
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+        let f2 = f.clone();
+        let h = std::thread::spawn(move || f2.wait_for_more(0, Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(20));
+        w.append(b"abc").unwrap();
+        assert_eq!(h.join().unwrap(), (3, SpoolState::Writing));
+        let f3 = f.clone();
+        let h = std::thread::spawn(move || f3.wait_for_more(3, Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(20));
+        w.abort();
+        assert_eq!(h.join().unwrap(), (3, SpoolState::Aborted));
+        drop(f);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn error_messages() {
+        let e = SpoolError::TooLarge { limit: 5 };
+        assert_eq!(
+            e.to_string(),
+            "file is larger than max_file_bytes (5 bytes)"
+        );
+        let e = SpoolError::Closed(SpoolState::Aborted);
+        assert_eq!(
+            e.to_string(),
+            "spool file is no longer being written (aborted)"
+        );
+        let e = SpoolError::io(
+            "creating",
+            Path::new("/x"),
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert!(e.to_string().starts_with("creating /x: "), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}
