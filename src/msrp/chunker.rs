@@ -104,6 +104,15 @@ impl Chunker {
         }
     }
 
+    /// Body length of the chunk [`Chunker::next_chunk`] would plan now (0 when none, or for an
+    /// empty message).
+    pub fn next_len(&self) -> u64 {
+        if self.finished {
+            return 0;
+        }
+        self.sendable().min(self.chunk_bytes)
+    }
+
     /// Plans the next chunk, or `None` when no byte can go out yet (or the message is finished).
     pub fn next_chunk(&mut self) -> Option<ChunkPlan> {
         if self.finished {

@@ -1,1 +1,1022 @@
-//! (being written)
+//! The sender state machine: one MSRP message to one peer over one connection, sans-IO.
+//!
+//! Inputs are `handle_*` calls (bytes available in the spool, frames from the peer, timer ticks),
+//! outputs are `poll_*` calls (the next frame to write, the next deadline, events). Time only
+//! comes in as `now`. The body bytes are never held here: a [`Transmit`] names the range of the
+//! message to read from the spool between its head and its end-line.
+//!
+//! Behaviour (RFC 4975 and what real clients need, see the project's client notes):
+//! - optionally an empty bind SEND first (`Byte-Range: 1-0/0`, no body, its own Message-ID), and
+//!   no data before its 200: Blink drops a connection whose first SEND carries data;
+//! - chunks pipelined while the bytes awaiting a response stay within the window (a window of
+//!   one chunk is stop-and-wait, which jmsrp needs);
+//! - responses matched by transaction id; a repeated 200 for a transaction already answered is
+//!   ignored (Kamailio's relay can send two);
+//! - a transaction unanswered after `transaction_timeout` fails the message with 408;
+//! - with `success_report`, success REPORTs (per chunk or per message) are merged until they cover
+//!   the whole message, which completes it; without, the last 200 completes it;
+//! - failure REPORTs and non-2xx responses fail with their code; 413 stops the message; 481 also
+//!   marks the failure as fatal for the session;
+//! - progress is the highest byte up to which everything was acknowledged or reported.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::chunker::{ChunkPlan, Chunker, RangeSet, DEFAULT_CHUNK_BYTES};
+use super::ids::IdGen;
+use super::message::{ByteRange, Continuation, FailureReport, Kind, Message, Method};
+use super::uri::Uri;
+use super::writer;
+
+/// Settings of one sender.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Body bytes per chunk (default [`DEFAULT_CHUNK_BYTES`]).
+    pub chunk_bytes: usize,
+    /// Body bytes that may await a response at once. A window of `chunk_bytes` is stop-and-wait.
+    /// At least one chunk is always allowed in flight.
+    pub window_bytes: u64,
+    /// How long a SEND may wait for its response before the message fails with 408.
+    pub transaction_timeout: Duration,
+    /// How long to wait for the success REPORT after the last chunk's 200 (408 after it).
+    pub report_timeout: Duration,
+    /// Ask for success REPORTs and complete only when they cover the message.
+    pub success_report: bool,
+    /// The chunks' `Failure-Report`. With anything but `yes` no responses are awaited.
+    pub failure_report: FailureReport,
+    /// Send an empty SEND first and wait for its 200 before any data (Blink needs it).
+    pub bind_with_empty_send: bool,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            window_bytes: 256 * 1024,
+            transaction_timeout: Duration::from_secs(30),
+            report_timeout: Duration::from_secs(30),
+            success_report: true,
+            failure_report: FailureReport::Yes,
+            bind_with_empty_send: true,
+        }
+    }
+}
+
+/// One frame to write: `head`, then bytes `body` of the message read from the spool, then
+/// `end_line`. Before writing, check the body with [`writer::body_contains_end_line`] and call
+/// [`Sender::retid`] if it contains the end-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Start line and headers; for a frame with a body, the CRLF of the last header and the blank
+    /// line too (a bodyless frame's head ends without CRLF: the end-line starts with one).
+    pub head: Bytes,
+    /// 0-based offsets of the message bytes to send as the body; empty for none.
+    pub body: Range<u64>,
+    /// CRLF, then the end-line `-------<tid><flag>` and its CRLF.
+    pub end_line: Bytes,
+    /// The transaction id of this frame.
+    pub tid: Bytes,
+    plan: ChunkPlan,
+    bind: bool,
+}
+
+/// What the sender reports to its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderEvent {
+    /// Everything up to byte `acked` (a count from the start) was acknowledged or reported.
+    Progress { acked: u64 },
+    /// The message was delivered.
+    Completed,
+    /// The message failed; the sender is finished.
+    Failed(SendFailure),
+}
+
+/// Why a message failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendFailure {
+    /// The MSRP status: a response code, a failure REPORT's status code, 408 for a timeout, or 0
+    /// for a local abort.
+    pub code: u16,
+    pub reason: String,
+    /// The peer said the session does not exist (481): the whole session is gone.
+    pub session_fatal: bool,
+}
+
+/// Where the sender is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SenderState {
+    /// The bind SEND is not answered yet.
+    Binding,
+    /// Sending chunks (or waiting for data or responses).
+    Sending,
+    /// Every chunk was answered; waiting for the success REPORT.
+    AwaitingReport,
+    Completed,
+    Failed,
+}
+
+/// A SEND awaiting its response.
+#[derive(Debug, Clone)]
+struct InFlight {
+    tid: Bytes,
+    plan: ChunkPlan,
+    bind: bool,
+    deadline: Instant,
+}
+
+/// How many answered transaction ids are remembered to recognise repeated responses.
+const RECENT_TIDS: usize = 256;
+/// How many sent chunks are remembered to resolve a REPORT whose Byte-Range end is `*`.
+const RECENT_CHUNKS: usize = 1024;
+
+/// The state machine for one message to one peer. See the module documentation.
+#[derive(Debug)]
+pub struct Sender {
+    cfg: SenderConfig,
+    to_path: Bytes,
+    from_path: Bytes,
+    content_type: Bytes,
+    message_id: Bytes,
+    bind_message_id: Bytes,
+    ids: IdGen,
+    chunker: Chunker,
+    state: SenderState,
+    bind_sent: bool,
+    pending_abort: bool,
+    inflight: VecDeque<InFlight>,
+    inflight_bytes: u64,
+    recent_tids: VecDeque<Bytes>,
+    recent_chunks: VecDeque<(u64, u64)>,
+    /// Ranges answered by 200 (0-based, half-open).
+    acked: RangeSet,
+    /// Ranges covered by success REPORTs.
+    reported: RangeSet,
+    /// Union of both: progress.
+    done: RangeSet,
+    report_seen: bool,
+    report_deadline: Option<Instant>,
+    progress: u64,
+    events: VecDeque<SenderEvent>,
+}
+
+impl Sender {
+    /// A sender of one message with `content_type` from `from_path` to `to_path`. `ids` gives the
+    /// Message-ID; the sender keeps its own generator for transaction ids.
+    pub fn new(
+        cfg: SenderConfig,
+        to_path: &[Uri],
+        from_path: &[Uri],
+        content_type: Bytes,
+        ids: &mut IdGen,
+        _now: Instant,
+    ) -> Sender {
+        let chunker = Chunker::new(cfg.chunk_bytes);
+        let state = if cfg.bind_with_empty_send {
+            SenderState::Binding
+        } else {
+            SenderState::Sending
+        };
+        Sender {
+            to_path: writer::render_path(to_path),
+            from_path: writer::render_path(from_path),
+            content_type,
+            message_id: ids.message_id(),
+            bind_message_id: ids.message_id(),
+            // Its own generator (one getrandom call), or one seeded from the caller's.
+            ids: IdGen::new().unwrap_or_else(|_| IdGen::from_seed(ids.next_u64())),
+            chunker,
+            state,
+            bind_sent: !cfg.bind_with_empty_send,
+            pending_abort: false,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            recent_tids: VecDeque::new(),
+            recent_chunks: VecDeque::new(),
+            acked: RangeSet::new(),
+            reported: RangeSet::new(),
+            done: RangeSet::new(),
+            report_seen: false,
+            report_deadline: None,
+            progress: 0,
+            events: VecDeque::new(),
+            cfg,
+        }
+    }
+
+    /// The message's Message-ID.
+    pub fn message_id(&self) -> &Bytes {
+        &self.message_id
+    }
+
+    /// Where the sender is.
+    pub fn state(&self) -> SenderState {
+        self.state
+    }
+
+    /// Bytes from the start acknowledged or reported (the progress figure).
+    pub fn acked(&self) -> u64 {
+        self.progress
+    }
+
+    /// Bytes handed out in chunks so far.
+    pub fn sent(&self) -> u64 {
+        self.chunker.planned()
+    }
+
+    /// The message's total, once final.
+    pub fn total(&self) -> Option<u64> {
+        self.chunker.total()
+    }
+
+    /// Body bytes of SENDs awaiting their response.
+    pub fn in_flight(&self) -> u64 {
+        self.inflight_bytes
+    }
+
+    fn terminal(&self) -> bool {
+        matches!(self.state, SenderState::Completed | SenderState::Failed)
+    }
+
+    /// The spool now holds `len` bytes of the message; `complete` says that is its final size.
+    pub fn handle_data_available(&mut self, len: u64, complete: bool) {
+        self.chunker.data_available(len, complete);
+    }
+
+    /// Aborts the message: a `#` chunk at the next byte goes out with the next
+    /// [`Sender::poll_transmit`] (when some data was sent and the last chunk was not), then the
+    /// message fails with reason "aborted" (code 0).
+    pub fn abort(&mut self, _now: Instant) {
+        if self.terminal() || self.pending_abort {
+            return;
+        }
+        if self.chunker.planned() == 0 || self.chunker.finished() {
+            self.chunker.abort_chunk();
+            self.fail(0, "aborted".into(), false);
+        } else {
+            self.pending_abort = true;
+        }
+    }
+
+    /// The next frame to write, if any is allowed now.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if self.terminal() {
+            return None;
+        }
+        if self.pending_abort {
+            self.pending_abort = false;
+            let plan = self.chunker.abort_chunk();
+            self.fail(0, "aborted".into(), false);
+            let t = plan.map(|p| self.build(p, false));
+            if let Some(t) = &t {
+                self.remember_tid(t.tid.clone());
+            }
+            return t;
+        }
+        if !self.bind_sent {
+            self.bind_sent = true;
+            let plan = ChunkPlan {
+                start: 1,
+                len: 0,
+                byte_range: ByteRange {
+                    start: 1,
+                    end: Some(0),
+                    total: Some(0),
+                },
+                continuation: Continuation::End,
+            };
+            let t = self.build(plan, true);
+            self.track(&t, now);
+            return Some(t);
+        }
+        if self.state != SenderState::Sending {
+            return None;
+        }
+        let awaiting_responses = self.cfg.failure_report == FailureReport::Yes;
+        if awaiting_responses
+            && self.inflight_bytes > 0
+            && self.inflight_bytes + self.chunker.next_len() > self.cfg.window_bytes
+        {
+            return None;
+        }
+        let plan = self.chunker.next_chunk()?;
+        let t = self.build(plan, false);
+        if self.recent_chunks.len() == RECENT_CHUNKS {
+            self.recent_chunks.pop_front();
+        }
+        self.recent_chunks.push_back((t.body.start, t.body.end));
+        if awaiting_responses {
+            self.track(&t, now);
+        } else {
+            // No responses will come: count the chunk as acknowledged once written.
+            self.acknowledge(t.body.clone());
+            self.check_done(now);
+        }
+        Some(t)
+    }
+
+    /// Picks a new transaction id for `t` (whose body turned out to contain its end-line) and
+    /// rebuilds its head and end-line; the in-flight entry follows.
+    pub fn retid(&mut self, t: &mut Transmit) {
+        let old = t.tid.clone();
+        let fresh = self.build(t.plan, t.bind);
+        if let Some(e) = self.inflight.iter_mut().find(|e| e.tid == old) {
+            e.tid = fresh.tid.clone();
+        }
+        *t = fresh;
+    }
+
+    /// The next instant at which [`Sender::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.terminal() {
+            return None;
+        }
+        let tx = self.inflight.front().map(|e| e.deadline);
+        match (tx, self.report_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Fails the message if a transaction or the report wait timed out.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.terminal() {
+            return;
+        }
+        if self.inflight.front().is_some_and(|e| e.deadline <= now) {
+            self.fail(408, "transaction timed out".into(), false);
+        } else if self.report_deadline.is_some_and(|d| d <= now) {
+            self.fail(408, "no success report".into(), false);
+        }
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<SenderEvent> {
+        self.events.pop_front()
+    }
+
+    /// A frame from the peer. Returns false when it is not for this sender (an unknown
+    /// transaction id, a REPORT for another message, or a request other than REPORT).
+    pub fn handle_frame(&mut self, msg: &Message, now: Instant) -> bool {
+        match &msg.kind {
+            Kind::Response { code, comment } => {
+                self.handle_response(&msg.transaction_id, *code, comment.as_ref(), now)
+            }
+            Kind::Request(Method::Report) => self.handle_report(msg, now),
+            Kind::Request(_) => false,
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        tid: &Bytes,
+        code: u16,
+        comment: Option<&Bytes>,
+        now: Instant,
+    ) -> bool {
+        let Some(i) = self.inflight.iter().position(|e| e.tid == tid) else {
+            return self.recent_tids.iter().rev().any(|t| t == tid);
+        };
+        let Some(entry) = self.inflight.remove(i) else {
+            return false;
+        };
+        self.inflight_bytes -= entry.plan.len;
+        self.remember_tid(entry.tid);
+        if self.terminal() {
+            return true;
+        }
+        if (200..300).contains(&code) {
+            if entry.bind {
+                if self.state == SenderState::Binding {
+                    self.state = SenderState::Sending;
+                }
+            } else {
+                self.acknowledge(entry.plan.body());
+            }
+            self.check_done(now);
+        } else {
+            let reason = comment
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .unwrap_or_else(|| format!("response {code}"));
+            self.fail(code, reason, code == 481);
+        }
+        true
+    }
+
+    fn handle_report(&mut self, msg: &Message, now: Instant) -> bool {
+        let Some(mid) = msg.message_id() else {
+            return false;
+        };
+        if mid == &self.bind_message_id {
+            return true;
+        }
+        if mid != &self.message_id {
+            return false;
+        }
+        if self.terminal() {
+            return true;
+        }
+        let Some(status) = msg.status() else {
+            return true;
+        };
+        if status.code != 200 {
+            let reason = status
+                .comment
+                .as_ref()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .unwrap_or_else(|| format!("failure report {}", status.code));
+            self.fail(status.code, reason, status.code == 481);
+            return true;
+        }
+        self.report_seen = true;
+        if let Some(r) = msg.byte_range().and_then(|br| self.report_range(br)) {
+            self.reported.insert(r.clone());
+            self.done.insert(r);
+            self.update_progress();
+        }
+        self.check_done(now);
+        true
+    }
+
+    /// The 0-based range a success REPORT covers. An end of `*` is resolved through the chunk
+    /// that started there.
+    fn report_range(&self, br: ByteRange) -> Option<Range<u64>> {
+        let from = br.start.checked_sub(1)?;
+        let to = match br.end {
+            Some(e) => e,
+            None => self
+                .recent_chunks
+                .iter()
+                .rev()
+                .find(|c| c.0 == from)
+                .map(|c| c.1)?,
+        };
+        (to >= from).then_some(from..to)
+    }
+
+    fn acknowledge(&mut self, r: Range<u64>) {
+        self.acked.insert(r.clone());
+        self.done.insert(r);
+        self.update_progress();
+    }
+
+    fn update_progress(&mut self) {
+        let p = self.done.contiguous_prefix();
+        if p <= self.progress {
+            return;
+        }
+        self.progress = p;
+        if let Some(SenderEvent::Progress { acked }) = self.events.back_mut() {
+            *acked = p;
+        } else {
+            self.events.push_back(SenderEvent::Progress { acked: p });
+        }
+    }
+
+    /// Completes the message, or starts waiting for its report, when the facts allow.
+    fn check_done(&mut self, now: Instant) {
+        if self.terminal() || !self.chunker.finished() || self.pending_abort {
+            return;
+        }
+        let Some(total) = self.chunker.total() else {
+            return;
+        };
+        if self.cfg.success_report {
+            if self.report_seen && self.reported.contains(0..total) {
+                self.finish();
+            } else if self.acked.contains(0..total) && self.report_deadline.is_none() {
+                self.state = SenderState::AwaitingReport;
+                self.report_deadline = Some(now + self.cfg.report_timeout);
+            }
+        } else if self.acked.contains(0..total) {
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        self.state = SenderState::Completed;
+        self.report_deadline = None;
+        self.events.push_back(SenderEvent::Completed);
+    }
+
+    fn fail(&mut self, code: u16, reason: String, session_fatal: bool) {
+        if self.terminal() {
+            return;
+        }
+        self.state = SenderState::Failed;
+        self.report_deadline = None;
+        self.events.push_back(SenderEvent::Failed(SendFailure {
+            code,
+            reason,
+            session_fatal,
+        }));
+    }
+
+    fn remember_tid(&mut self, tid: Bytes) {
+        if self.recent_tids.len() == RECENT_TIDS {
+            self.recent_tids.pop_front();
+        }
+        self.recent_tids.push_back(tid);
+    }
+
+    fn track(&mut self, t: &Transmit, now: Instant) {
+        self.inflight_bytes += t.plan.len;
+        self.inflight.push_back(InFlight {
+            tid: t.tid.clone(),
+            plan: t.plan,
+            bind: t.bind,
+            deadline: now + self.cfg.transaction_timeout,
+        });
+    }
+
+    /// Renders the head and end-line of one SEND with a fresh transaction id.
+    fn build(&mut self, plan: ChunkPlan, bind: bool) -> Transmit {
+        let tid = self.ids.transaction_id_bytes();
+        // A content part (Content-Type, blank line, body) for data; none for bind and abort.
+        let content = !bind && plan.continuation != Continuation::Abort;
+        let mut head = BytesMut::with_capacity(256 + self.to_path.len() + self.from_path.len());
+        writer::write_send_head(
+            &writer::SendHead {
+                tid: &tid,
+                to_path: &self.to_path,
+                from_path: &self.from_path,
+                message_id: if bind {
+                    &self.bind_message_id
+                } else {
+                    &self.message_id
+                },
+                byte_range: plan.byte_range,
+                success_report: !bind && self.cfg.success_report,
+                failure_report: if bind {
+                    FailureReport::Yes
+                } else {
+                    self.cfg.failure_report
+                },
+                content_type: content.then_some(&self.content_type[..]),
+            },
+            &mut head,
+        );
+        let mut end = BytesMut::with_capacity(tid.len() + 12);
+        writer::write_end_line(&tid, plan.continuation, &mut end);
+        Transmit {
+            head: head.freeze(),
+            body: plan.body(),
+            end_line: end.freeze(),
+            tid,
+            plan,
+            bind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msrp::message::{Header, Status};
+
+    const CT: &[u8] = b"application/octet-stream";
+
+    fn uri(s: &str) -> Uri {
+        Uri::parse_slice(s.as_bytes()).unwrap()
+    }
+
+    fn sender(cfg: SenderConfig, now: Instant) -> Sender {
+        let mut ids = IdGen::from_seed(7);
+        Sender::new(
+            cfg,
+            &[uri("msrp://10.0.0.2:2855/rx;tcp")],
+            &[uri("msrp://10.0.0.1:2855/tx;tcp")],
+            Bytes::from_static(CT),
+            &mut ids,
+            now,
+        )
+    }
+
+    fn cfg(chunk: usize, window: u64) -> SenderConfig {
+        SenderConfig {
+            chunk_bytes: chunk,
+            window_bytes: window,
+            bind_with_empty_send: false,
+            ..SenderConfig::default()
+        }
+    }
+
+    fn response(tid: &Bytes, code: u16) -> Message {
+        Message {
+            transaction_id: tid.clone(),
+            kind: Kind::Response {
+                code,
+                comment: None,
+            },
+            to_path: vec![uri("msrp://10.0.0.1:2855/tx;tcp")],
+            from_path: vec![uri("msrp://10.0.0.2:2855/rx;tcp")],
+            headers: vec![],
+            body: Bytes::new(),
+            continuation: Continuation::End,
+        }
+    }
+
+    fn report(mid: &Bytes, code: u16, range: (u64, Option<u64>, Option<u64>)) -> Message {
+        Message {
+            transaction_id: Bytes::from_static(b"rep"),
+            kind: Kind::Request(Method::Report),
+            to_path: vec![uri("msrp://10.0.0.1:2855/tx;tcp")],
+            from_path: vec![uri("msrp://10.0.0.2:2855/rx;tcp")],
+            headers: vec![
+                Header::MessageId(mid.clone()),
+                Header::ByteRange(ByteRange {
+                    start: range.0,
+                    end: range.1,
+                    total: range.2,
+                }),
+                Header::Status(Status {
+                    namespace: 0,
+                    code,
+                    comment: None,
+                }),
+            ],
+            body: Bytes::new(),
+            continuation: Continuation::End,
+        }
+    }
+
+    fn drain(s: &mut Sender, now: Instant) -> Vec<Transmit> {
+        std::iter::from_fn(|| s.poll_transmit(now)).collect()
+    }
+
+    fn events(s: &mut Sender) -> Vec<SenderEvent> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    fn failure(s: &mut Sender) -> SendFailure {
+        events(s)
+            .into_iter()
+            .find_map(|e| match e {
+                SenderEvent::Failed(f) => Some(f),
+                _ => None,
+            })
+            .expect("a failure event")
+    }
+
+    fn text(b: &Bytes) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn binds_with_an_empty_send_first() {
+        let now = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                chunk_bytes: 10,
+                ..SenderConfig::default()
+            },
+            now,
+        );
+        s.handle_data_available(25, true);
+        let t = drain(&mut s, now);
+        assert_eq!(t.len(), 1, "nothing but the bind before its 200");
+        let head = text(&t[0].head);
+        assert!(head.contains("Byte-Range: 1-0/0"), "{head}");
+        assert!(!head.contains("Content-Type"), "{head}");
+        assert!(
+            !head.contains(&text(s.message_id())),
+            "bind has its own Message-ID"
+        );
+        assert!(t[0].body.is_empty());
+        assert_eq!(
+            text(&t[0].end_line),
+            format!("\r\n-------{}$\r\n", text(&t[0].tid))
+        );
+        assert_eq!(s.state(), SenderState::Binding);
+        assert!(s.handle_frame(&response(&t[0].tid, 200), now));
+        assert_eq!(s.state(), SenderState::Sending);
+        let t = drain(&mut s, now);
+        assert_eq!(t.len(), 3);
+        let head = text(&t[0].head);
+        assert!(head.starts_with(&format!("MSRP {} SEND\r\n", text(&t[0].tid))));
+        assert!(head.contains("Byte-Range: 1-*/25"), "{head}");
+        assert!(head.contains("Success-Report: yes"), "{head}");
+        assert!(head.ends_with("Content-Type: application/octet-stream\r\n\r\n"));
+        assert_eq!(t[0].body, 0..10);
+        assert_eq!(
+            text(&t[0].end_line),
+            format!("\r\n-------{}+\r\n", text(&t[0].tid))
+        );
+        assert!(text(&t[2].end_line).ends_with("$\r\n"));
+        assert!(text(&t[2].head).contains("Byte-Range: 21-*/25"));
+    }
+
+    #[test]
+    fn window_is_respected() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 35), now);
+        s.handle_data_available(1000, true);
+        let mut pending: VecDeque<Transmit> = drain(&mut s, now).into();
+        assert_eq!(pending.len(), 3, "30 bytes fit in 35, 40 would not");
+        let mut delivered = 0;
+        while let Some(t) = pending.pop_front() {
+            assert!(s.in_flight() <= 35);
+            s.handle_frame(&response(&t.tid, 200), now);
+            delivered += t.body.end - t.body.start;
+            pending.extend(drain(&mut s, now));
+            assert!(pending.len() <= 3);
+        }
+        assert_eq!(delivered, 1000);
+        assert_eq!(s.acked(), 1000);
+        assert_eq!(s.state(), SenderState::AwaitingReport);
+    }
+
+    #[test]
+    fn window_of_one_chunk_is_stop_and_wait() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 10), now);
+        s.handle_data_available(100, true);
+        for _ in 0..10 {
+            let t = drain(&mut s, now);
+            assert_eq!(t.len(), 1);
+            s.handle_frame(&response(&t[0].tid, 200), now);
+        }
+        assert!(drain(&mut s, now).is_empty());
+    }
+
+    #[test]
+    fn transaction_timeout_fails_with_408() {
+        let t0 = Instant::now();
+        let mut s = sender(cfg(10, 100), t0);
+        s.handle_data_available(50, true);
+        let sent = drain(&mut s, t0);
+        let deadline = s.poll_timeout().unwrap();
+        assert_eq!(deadline, t0 + Duration::from_secs(30));
+        // The first chunk is answered later: the deadline moves to the next one.
+        let t1 = t0 + Duration::from_secs(5);
+        s.handle_frame(&response(&sent[0].tid, 200), t1);
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+        s.handle_timeout(t0 + Duration::from_secs(29));
+        assert_ne!(s.state(), SenderState::Failed);
+        s.handle_timeout(t0 + Duration::from_secs(30));
+        assert_eq!(s.state(), SenderState::Failed);
+        let f = failure(&mut s);
+        assert_eq!(f.code, 408);
+        assert!(!f.session_fatal);
+        assert_eq!(s.poll_timeout(), None);
+        assert!(s.poll_transmit(t0).is_none());
+    }
+
+    #[test]
+    fn report_timeout_fails_with_408() {
+        let t0 = Instant::now();
+        let mut s = sender(cfg(10, 100), t0);
+        s.handle_data_available(10, true);
+        let t = drain(&mut s, t0);
+        let t1 = t0 + Duration::from_secs(1);
+        s.handle_frame(&response(&t[0].tid, 200), t1);
+        assert_eq!(s.state(), SenderState::AwaitingReport);
+        assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_secs(30)));
+        s.handle_timeout(t1 + Duration::from_secs(30));
+        let f = failure(&mut s);
+        assert_eq!((f.code, f.reason.as_str()), (408, "no success report"));
+    }
+
+    #[test]
+    fn failure_report_fails_with_its_code() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 100), now);
+        s.handle_data_available(30, true);
+        drain(&mut s, now);
+        let mid = s.message_id().clone();
+        assert!(s.handle_frame(&report(&mid, 415, (1, Some(10), Some(30))), now));
+        let f = failure(&mut s);
+        assert_eq!(f.code, 415);
+        assert_eq!(s.state(), SenderState::Failed);
+    }
+
+    #[test]
+    fn error_responses_fail_and_413_stops_the_message() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 20), now);
+        s.handle_data_available(100, true);
+        let t = drain(&mut s, now);
+        assert!(s.handle_frame(&response(&t[0].tid, 413), now));
+        let f = failure(&mut s);
+        assert_eq!(f.code, 413);
+        assert!(!f.session_fatal);
+        assert!(drain(&mut s, now).is_empty(), "no chunk after 413");
+        // The other in-flight chunk's answer is still recognised.
+        assert!(s.handle_frame(&response(&t[1].tid, 413), now));
+
+        let mut s = sender(cfg(10, 20), now);
+        s.handle_data_available(100, true);
+        let t = drain(&mut s, now);
+        s.handle_frame(&response(&t[0].tid, 500), now);
+        assert_eq!(failure(&mut s).code, 500);
+    }
+
+    #[test]
+    fn code_481_is_fatal_for_the_session() {
+        let now = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                chunk_bytes: 10,
+                ..SenderConfig::default()
+            },
+            now,
+        );
+        s.handle_data_available(100, true);
+        let t = drain(&mut s, now);
+        s.handle_frame(&response(&t[0].tid, 481), now);
+        let f = failure(&mut s);
+        assert_eq!(f.code, 481);
+        assert!(f.session_fatal);
+    }
+
+    #[test]
+    fn abort_sends_a_hash_chunk_at_the_next_byte() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 20), now);
+        s.handle_data_available(100, false);
+        let t = drain(&mut s, now);
+        assert_eq!(t.len(), 2);
+        s.abort(now);
+        let a = s.poll_transmit(now).expect("the abort chunk");
+        assert!(
+            text(&a.head).contains("Byte-Range: 21-*/*"),
+            "{}",
+            text(&a.head)
+        );
+        assert!(!text(&a.head).contains("Content-Type"));
+        assert!(a.body.is_empty());
+        assert_eq!(
+            text(&a.end_line),
+            format!("\r\n-------{}#\r\n", text(&a.tid))
+        );
+        let f = failure(&mut s);
+        assert_eq!((f.code, f.reason.as_str()), (0, "aborted"));
+        assert!(s.poll_transmit(now).is_none());
+        assert!(s.handle_frame(&response(&a.tid, 200), now));
+    }
+
+    #[test]
+    fn abort_before_any_data_sends_nothing() {
+        let now = Instant::now();
+        let mut s = sender(SenderConfig::default(), now);
+        s.handle_data_available(100, false);
+        let bind = drain(&mut s, now);
+        assert_eq!(bind.len(), 1);
+        s.abort(now);
+        assert!(s.poll_transmit(now).is_none());
+        assert_eq!(failure(&mut s).code, 0);
+    }
+
+    #[test]
+    fn duplicate_200_is_tolerated() {
+        let now = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                success_report: false,
+                ..cfg(10, 100)
+            },
+            now,
+        );
+        s.handle_data_available(20, true);
+        let t = drain(&mut s, now);
+        assert!(s.handle_frame(&response(&t[0].tid, 200), now));
+        assert!(s.handle_frame(&response(&t[0].tid, 200), now));
+        assert_eq!(s.in_flight(), 10);
+        assert!(s.handle_frame(&response(&t[1].tid, 200), now));
+        assert!(s.handle_frame(&response(&t[1].tid, 200), now));
+        assert_eq!(s.state(), SenderState::Completed);
+        let ev = events(&mut s);
+        assert_eq!(
+            ev,
+            vec![SenderEvent::Progress { acked: 20 }, SenderEvent::Completed]
+        );
+    }
+
+    #[test]
+    fn per_chunk_reports_complete() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 100), now);
+        s.handle_data_available(25, true);
+        let t = drain(&mut s, now);
+        let mid = s.message_id().clone();
+        // Reports may come before the 200s and in any order; one uses an end of `*`.
+        s.handle_frame(&report(&mid, 200, (11, Some(20), Some(25))), now);
+        s.handle_frame(&report(&mid, 200, (1, Some(10), Some(25))), now);
+        assert_eq!(s.acked(), 20);
+        assert_eq!(s.state(), SenderState::Sending);
+        s.handle_frame(&report(&mid, 200, (21, None, Some(25))), now);
+        assert_eq!(s.state(), SenderState::Completed);
+        assert_eq!(s.acked(), 25);
+        // Late 200s are still ours.
+        for x in &t {
+            assert!(s.handle_frame(&response(&x.tid, 200), now));
+        }
+        let ev = events(&mut s);
+        assert_eq!(ev.last(), Some(&SenderEvent::Completed));
+        assert_eq!(
+            ev.iter().filter(|e| **e == SenderEvent::Completed).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn per_message_report_completes_and_partial_does_not() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 100), now);
+        s.handle_data_available(25, true);
+        let t = drain(&mut s, now);
+        for x in &t {
+            s.handle_frame(&response(&x.tid, 200), now);
+        }
+        assert_eq!(s.state(), SenderState::AwaitingReport);
+        let mid = s.message_id().clone();
+        s.handle_frame(&report(&mid, 200, (1, Some(24), Some(25))), now);
+        assert_eq!(s.state(), SenderState::AwaitingReport);
+        s.handle_frame(&report(&mid, 200, (1, Some(25), Some(25))), now);
+        assert_eq!(s.state(), SenderState::Completed);
+    }
+
+    #[test]
+    fn frames_of_others_are_not_claimed() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 100), now);
+        s.handle_data_available(25, true);
+        drain(&mut s, now);
+        assert!(!s.handle_frame(&response(&Bytes::from_static(b"nope"), 200), now));
+        assert!(!s.handle_frame(
+            &report(&Bytes::from_static(b"other"), 200, (1, Some(25), Some(25))),
+            now
+        ));
+        let mut send = report(s.message_id(), 200, (1, Some(25), Some(25)));
+        send.kind = Kind::Request(Method::Send);
+        assert!(!s.handle_frame(&send, now));
+        assert_ne!(s.state(), SenderState::Completed);
+    }
+
+    #[test]
+    fn retid_renames_the_transaction() {
+        let now = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                success_report: false,
+                ..cfg(10, 100)
+            },
+            now,
+        );
+        s.handle_data_available(10, true);
+        let mut t = s.poll_transmit(now).unwrap();
+        let old = t.clone();
+        s.retid(&mut t);
+        assert_ne!(t.tid, old.tid);
+        assert_eq!(t.body, old.body);
+        assert!(text(&t.head).starts_with(&format!("MSRP {} SEND", text(&t.tid))));
+        assert!(text(&t.end_line).contains(&text(&t.tid)));
+        assert!(!s.handle_frame(&response(&old.tid, 200), now));
+        assert!(s.handle_frame(&response(&t.tid, 200), now));
+        assert_eq!(s.state(), SenderState::Completed);
+    }
+
+    #[test]
+    fn without_failure_reports_nothing_is_awaited() {
+        let now = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                success_report: false,
+                failure_report: FailureReport::No,
+                ..cfg(10, 10)
+            },
+            now,
+        );
+        s.handle_data_available(100, true);
+        let t = drain(&mut s, now);
+        assert_eq!(t.len(), 10, "no window without responses");
+        assert!(text(&t[0].head).contains("Failure-Report: no"));
+        assert_eq!(s.state(), SenderState::Completed);
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn unknown_total_streams_and_ends() {
+        let now = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                success_report: false,
+                ..cfg(10, 1000)
+            },
+            now,
+        );
+        s.handle_data_available(15, false);
+        let mut t = drain(&mut s, now);
+        assert!(text(&t[0].head).contains("Byte-Range: 1-*/*"));
+        s.handle_data_available(30, true);
+        t.extend(drain(&mut s, now));
+        assert_eq!(t.iter().map(|x| x.body.end - x.body.start).sum::<u64>(), 30);
+        assert!(text(&t.last().unwrap().head).contains("/30\r\n"));
+        for x in &t {
+            s.handle_frame(&response(&x.tid, 200), now);
+        }
+        assert_eq!(s.state(), SenderState::Completed);
+    }
+}
