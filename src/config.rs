@@ -136,6 +136,8 @@ pub struct Config {
     pub success_report: bool,
     pub bind_empty_send: bool,
     pub log_level: Level,
+    pub control_socket: PathBuf,
+    pub http_enabled: bool,
 }
 
 impl Default for Config {
@@ -172,6 +174,8 @@ impl Default for Config {
             success_report: true,
             bind_empty_send: true,
             log_level: Level::Info,
+            control_socket: PathBuf::from("/run/msrpcast/control.sock"),
+            http_enabled: true,
         }
     }
 }
@@ -209,6 +213,8 @@ static KEYS: &[(&str, &str)] = &[
     ("success_report", "Ask for a success REPORT (Success-Report: yes) and count a delivery done only when it covers the file. Default true."),
     ("bind_empty_send", "Send an empty SEND first to bind the connection when the engine is the active side (RFC 4975 section 7.1). Default true."),
     ("log_level", "Most detailed level logged: error, warn, info or debug. Default info."),
+    ("control_socket", "Path of the engine's AF_UNIX datagram control socket, through which client handles in any process of the host reach the engine (at most 107 bytes). Default /run/msrpcast/control.sock."),
+    ("http_enabled", "Start the HTTP upload page and API together with the engine (C ABI). Default true."),
 ];
 
 impl Config {
@@ -272,6 +278,8 @@ impl Config {
                     .parse::<Level>()
                     .map_err(|e| bad(format!("{e}, got {v:?}")))?
             }
+            "control_socket" => self.control_socket = parse_socket_path(v).map_err(bad)?,
+            "http_enabled" => self.http_enabled = parse_bool(v).map_err(bad)?,
             _ => return Err(ConfigError::unknown(key)),
         }
         Ok(())
@@ -318,6 +326,8 @@ impl Config {
             "success_report" => self.success_report.to_string(),
             "bind_empty_send" => self.bind_empty_send.to_string(),
             "log_level" => self.log_level.name().to_owned(),
+            "control_socket" => self.control_socket.display().to_string(),
+            "http_enabled" => self.http_enabled.to_string(),
             _ => return None,
         })
     }
@@ -433,6 +443,9 @@ impl Config {
         }
         if self.spool_dir.as_os_str().is_empty() {
             return Err(bad("spool_dir", "must not be empty"));
+        }
+        if let Some(p) = self.control_socket.to_str() {
+            parse_socket_path(p).map_err(|r| bad("control_socket", r))?;
         }
         parse_sip_uri(&self.sender_uri).map_err(|r| bad("sender_uri", r))?;
         if let Some(c) = &self.contact {
@@ -718,6 +731,18 @@ fn parse_accept_types(v: &str) -> Result<String, String> {
     Ok(v.split_ascii_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// A path for an AF_UNIX socket: not empty, no NUL, short enough for `sun_path` (108 bytes with
+/// the terminating NUL).
+fn parse_socket_path(v: &str) -> Result<PathBuf, String> {
+    if v.len() > 107 {
+        return Err(format!(
+            "at most 107 bytes (the AF_UNIX limit), got {}",
+            v.len()
+        ));
+    }
+    parse_dir(v)
+}
+
 fn parse_dir(v: &str) -> Result<PathBuf, String> {
     if v.is_empty() {
         return Err("must not be empty".to_owned());
@@ -753,11 +778,11 @@ mod tests {
                 .unwrap_or_else(|e| panic!("set({k}, {v:?}): {e}"));
             assert_eq!(d, c, "{k} round trip");
         }
-        assert_eq!(Config::keys().len(), 31);
+        assert_eq!(Config::keys().len(), 33);
         let mut names: Vec<_> = Config::keys().iter().map(|(k, _)| *k).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 31);
+        assert_eq!(names.len(), 33);
     }
 
     #[test]
@@ -794,6 +819,8 @@ mod tests {
             ("success_report", "FALSE"),
             ("bind_empty_send", "0"),
             ("log_level", "Debug"),
+            ("control_socket", "/tmp/msrpcast-test/control.sock"),
+            ("http_enabled", "no"),
         ];
         assert_eq!(values.len(), Config::keys().len());
         let mut c = Config::default();
