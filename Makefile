@@ -1,0 +1,151 @@
+# msrpcast — developer and CI entry points. `make help` lists them.
+#
+# `make test` is what .ci/run runs on a fresh Debian machine after scripts/install-deps.sh.
+# Suites that are not written yet say so ("not yet") and pass; once their sources exist they run
+# and must pass — a suite never skips silently.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.NOTPARALLEL:
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# Extra flags for `cargo test`, e.g. TEST_FLAGS=--release once integration tests need speed.
+TEST_FLAGS ?=
+# cargo bench targets of `make bench`, in order (missing ones are reported and skipped).
+BENCHES ?= msrp
+# Executables printing BENCH lines, run by `make bench` after the cargo benches.
+BENCH_SCRIPTS ?=
+# Seconds per fuzz target in `make fuzz-smoke`.
+FUZZ_SECONDS ?= 60
+CBINDGEN_VERSION := 0.29.4
+HEADER := include/msrpcast.h
+
+KAMAILIO_MODULE_SOURCES := $(wildcard kamailio-module/*.c)
+C_TEST_SOURCES := $(wildcard tests/c/*.c)
+
+.PHONY: help test fmt-check clippy cargo-test header-check bench-smoke c-tests \
+	kamailio-relay-smoke kamailio-e2e bench fuzz-smoke demo deps kamailio-src header \
+	kamailio-module install-kamailio-module
+
+help:
+	@echo 'make test          fmt check, clippy -D warnings, cargo test, header check, bench smoke,'
+	@echo '                   C tests, Kamailio relay smoke and end-to-end tests'
+	@echo 'make bench         loopback baseline + benchmarks; BENCH lines only on stdout'
+	@echo 'make fuzz-smoke    every fuzz target for $(FUZZ_SECONDS) s (cargo-fuzz, no sanitizer)'
+	@echo 'make demo          Kamailio + 3 simulated participants + the upload page (not yet)'
+	@echo 'make deps          install everything (root, Debian): scripts/install-deps.sh'
+	@echo 'make kamailio-src  Kamailio source + module flags into .cache/kamailio-src'
+	@echo 'make header        regenerate $(HEADER) with cbindgen $(CBINDGEN_VERSION)'
+	@echo 'make kamailio-module / install-kamailio-module   build (and install) msrpcast.so'
+
+# ---------------------------------------------------------------------------------------------
+# make test
+
+test: fmt-check clippy cargo-test header-check bench-smoke c-tests kamailio-relay-smoke kamailio-e2e
+	@echo 'make test: all suites passed'
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+cargo-test:
+	$(CARGO) test --locked $(TEST_FLAGS)
+
+# The committed header must be exactly cbindgen's output, and compile as C99 and C++17.
+header-check:
+	@if [[ ! -f $(HEADER) ]]; then \
+		echo 'header-check: $(HEADER) does not exist yet: skipped (make header creates it)'; \
+		exit 0; \
+	fi; \
+	scripts/cbindgen-version.sh $(CBINDGEN_VERSION); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cbindgen --quiet --config cbindgen.toml --crate msrpcast --output "$$tmp/msrpcast.h" .; \
+	if ! diff -u $(HEADER) "$$tmp/msrpcast.h"; then \
+		echo 'header-check: $(HEADER) differs from cbindgen output: run make header and commit'; \
+		exit 1; \
+	fi; \
+	printf '#include "msrpcast.h"\nint main(void) { return 0; }\n' >"$$tmp/c.c"; \
+	gcc -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude -c "$$tmp/c.c" -o "$$tmp/c.o"; \
+	cp "$$tmp/c.c" "$$tmp/cxx.cpp"; \
+	g++ -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -c "$$tmp/cxx.cpp" -o "$$tmp/cxx.o"; \
+	echo 'header-check: $(HEADER) is up to date and compiles as C99 and C++17'
+
+bench-smoke:
+	@if $(CARGO) metadata --no-deps --format-version 1 --locked | python3 -c 'import json, sys; \
+		sys.exit(0 if any("bench" in t["kind"] and t["name"] == "msrp" \
+		for p in json.load(sys.stdin)["packages"] for t in p["targets"]) else 1)'; then \
+		$(CARGO) bench --locked --bench msrp -- --quick; \
+	else \
+		echo 'bench-smoke: no bench target "msrp" yet: skipped'; \
+	fi
+
+# C tests of the C ABI (tests/c/): their Makefile's `test` target builds and runs them.
+c-tests:
+ifeq ($(C_TEST_SOURCES),)
+	@echo 'c-tests: not yet (no tests/c/*.c)'
+else
+	@[[ -f tests/c/Makefile ]] || { echo 'c-tests: tests/c/*.c exist but tests/c/Makefile (target test) does not'; exit 1; }
+	$(MAKE) -C tests/c test
+endif
+
+# Debian's msrp.so as an MSRP relay: proves the recipe the interop tests rely on.
+kamailio-relay-smoke:
+	python3 tests/kamailio/relay_smoke.py
+
+# The module against the real Kamailio: cfg check, then every tests/kamailio/e2e_* script.
+kamailio-e2e:
+ifeq ($(KAMAILIO_MODULE_SOURCES),)
+	@echo 'kamailio-e2e: not yet (no kamailio-module/*.c)'
+else
+	kamailio-module/build.sh
+	@[[ -f cfg/kamailio.cfg ]] || { echo 'kamailio-e2e: cfg/kamailio.cfg is missing'; exit 1; }
+	kamailio -c -f cfg/kamailio.cfg -A 'MSRPCAST_MODULE="$(CURDIR)/kamailio-module/build/msrpcast.so"'
+	@shopt -s nullglob; tests=(tests/kamailio/e2e_*); \
+	(( $${#tests[@]} )) || { echo 'kamailio-e2e: the module exists but no tests/kamailio/e2e_* tests'; exit 1; }; \
+	for t in "$${tests[@]}"; do echo "== $$t"; "$$t"; done
+endif
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks, fuzzing, demo
+
+bench:
+	@BENCHES='$(BENCHES)' BENCH_SCRIPTS='$(BENCH_SCRIPTS)' scripts/bench.sh
+
+fuzz-smoke:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@shopt -s nullglob; targets=(fuzz/fuzz_targets/*.rs); \
+	(( $${#targets[@]} )) || { echo 'fuzz-smoke: no fuzz/fuzz_targets/*.rs'; exit 1; }; \
+	for t in "$${targets[@]}"; do \
+		t=$$(basename "$$t" .rs); echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		$(CARGO) fuzz run --sanitizer none "$$t" -- -max_total_time=$(FUZZ_SECONDS); \
+	done
+
+demo:
+	@echo 'make demo: not available yet. It will start Kamailio with cfg/kamailio.cfg, the msrpcast' >&2
+	@echo 'module, a sipp mixer and 3 simulated participants, and print the upload page URL and token.' >&2
+	@echo 'The Kamailio module (kamailio-module/) is not built yet, so there is nothing to demo.' >&2
+	@exit 1
+
+# ---------------------------------------------------------------------------------------------
+# Set-up and generated files
+
+deps:
+	scripts/install-deps.sh
+
+kamailio-src:
+	scripts/kamailio-src.sh
+
+header:
+	scripts/cbindgen-version.sh $(CBINDGEN_VERSION)
+	@mkdir -p include
+	cbindgen --quiet --config cbindgen.toml --crate msrpcast --output $(HEADER) .
+	@echo 'make header: wrote $(HEADER)'
+
+kamailio-module:
+	kamailio-module/build.sh
+
+install-kamailio-module:
+	kamailio-module/build.sh --install
