@@ -213,7 +213,7 @@ static KEYS: &[(&str, &str)] = &[
     ("success_report", "Ask for a success REPORT (Success-Report: yes) and count a delivery done only when it covers the file. Default true."),
     ("bind_empty_send", "Send an empty SEND first to bind the connection when the engine is the active side (RFC 4975 section 7.1). Default true."),
     ("log_level", "Most detailed level logged: error, warn, info or debug. Default info."),
-    ("control_socket", "Path of the engine's AF_UNIX datagram control socket, through which client handles in any process of the host reach the engine (at most 107 bytes). Default /run/msrpcast/control.sock."),
+    ("control_socket", "Path of the engine's AF_UNIX datagram control socket, through which client handles in any process of the host reach the engine (at most 107 bytes); empty for none (single-process hosts calling the engine directly). Default /run/msrpcast/control.sock."),
     ("http_enabled", "Start the HTTP upload page and API together with the engine (C ABI). Default true."),
 ];
 
@@ -731,14 +731,17 @@ fn parse_accept_types(v: &str) -> Result<String, String> {
     Ok(v.split_ascii_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-/// A path for an AF_UNIX socket: not empty, no NUL, short enough for `sun_path` (108 bytes with
-/// the terminating NUL).
+/// A path for an AF_UNIX socket: no NUL, short enough for `sun_path` (108 bytes with the
+/// terminating NUL); empty means "none".
 fn parse_socket_path(v: &str) -> Result<PathBuf, String> {
     if v.len() > 107 {
         return Err(format!(
             "at most 107 bytes (the AF_UNIX limit), got {}",
             v.len()
         ));
+    }
+    if v.is_empty() {
+        return Ok(PathBuf::new());
     }
     parse_dir(v)
 }
