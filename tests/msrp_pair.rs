@@ -220,6 +220,10 @@ fn sender_completes_with_blink_report_per_chunk() {
 struct Rng(u64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -248,13 +252,27 @@ struct PairOutcome {
     frames: usize,
 }
 
+/// Variations of the wire.
+#[derive(Default, Clone, Copy)]
+struct PairOpts {
+    /// Send every response twice (Kamailio's relay with its README config does).
+    duplicate_responses: bool,
+    /// Window of exactly one chunk (stop-and-wait, as jmsrp needs).
+    stop_and_wait: bool,
+}
+
 /// Wires a sender to a receiver through two in-memory byte pipes cut into random pieces. The
-/// file appears in the spool in random increments (total unknown until the end).
-fn run_pair(seed: u64, size: usize) -> PairOutcome {
-    let mut rng = Rng(seed | 1);
+/// file appears in the spool in random increments (total unknown until the end). Chunk size and
+/// window are random.
+fn run_pair(seed: u64, size: usize, opts: PairOpts) -> PairOutcome {
+    let mut rng = Rng::new(seed);
     let data = random_bytes(&mut rng, size);
     let chunk = rng.range(512, 16 * 1024) as usize;
-    let window = rng.range(chunk as u64, 32 * chunk as u64);
+    let window = if opts.stop_and_wait {
+        chunk as u64
+    } else {
+        rng.range(chunk as u64, 32 * chunk as u64)
+    };
     let t0 = Instant::now();
     let mut now = t0;
     let mut ids = IdGen::from_seed(seed);
@@ -312,6 +330,9 @@ fn run_pair(seed: u64, size: usize) -> PairOutcome {
             let mut out = BytesMut::new();
             write_message(&m, &mut out);
             wire_rx.extend_from_slice(&out);
+            if opts.duplicate_responses && m.response_code().is_some() {
+                wire_rx.extend_from_slice(&out);
+            }
         }
         let n = (rng.range(1, 2048) as usize).min(wire_rx.len());
         to_tx.feed(&wire_rx[..n]);
@@ -347,9 +368,9 @@ fn run_pair(seed: u64, size: usize) -> PairOutcome {
 #[test]
 fn pair_delivers_1mib_intact_with_random_chunking() {
     for seed in [1u64, 2, 3, 0xdead_beef] {
-        let mut rng = Rng(seed | 1);
+        let mut rng = Rng::new(seed);
         let expect = random_bytes(&mut rng, 1 << 20);
-        let out = run_pair(seed, 1 << 20);
+        let out = run_pair(seed, 1 << 20, PairOpts::default());
         assert!(out.received == expect, "seed {seed}: bytes differ");
         assert!(out.max_in_flight > 0);
         eprintln!(
@@ -362,11 +383,46 @@ fn pair_delivers_1mib_intact_with_random_chunking() {
 #[test]
 fn pair_delivers_10mib_intact() {
     let seed = 0x5eed;
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let expect = random_bytes(&mut rng, 10 << 20);
-    let out = run_pair(seed, 10 << 20);
+    let out = run_pair(seed, 10 << 20, PairOpts::default());
     assert_eq!(
         hex(&Sha1::digest(&out.received)),
         hex(&Sha1::digest(&expect))
     );
+}
+
+#[test]
+fn pair_tolerates_duplicate_responses_and_stop_and_wait() {
+    for (seed, opts) in [
+        (
+            11u64,
+            PairOpts {
+                duplicate_responses: true,
+                ..PairOpts::default()
+            },
+        ),
+        (
+            12,
+            PairOpts {
+                stop_and_wait: true,
+                ..PairOpts::default()
+            },
+        ),
+        (
+            13,
+            PairOpts {
+                duplicate_responses: true,
+                stop_and_wait: true,
+            },
+        ),
+    ] {
+        let mut rng = Rng::new(seed);
+        let expect = random_bytes(&mut rng, 256 << 10);
+        let out = run_pair(seed, 256 << 10, opts);
+        assert!(out.received == expect, "seed {seed}: bytes differ");
+        if opts.stop_and_wait {
+            assert!(out.max_in_flight <= 16 * 1024);
+        }
+    }
 }
