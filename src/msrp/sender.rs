@@ -310,7 +310,9 @@ impl Sender {
         if awaiting_responses {
             self.track(&t, now);
         } else {
-            // No responses will come: count the chunk as acknowledged once written.
+            // No 200 will come: count the chunk as acknowledged once written, but remember its
+            // transaction id in case an error response does.
+            self.remember_tid(t.tid.clone());
             self.acknowledge(t.body.clone());
             self.check_done(now);
         }
@@ -377,7 +379,12 @@ impl Sender {
         now: Instant,
     ) -> bool {
         let Some(i) = self.inflight.iter().position(|e| e.tid == tid) else {
-            return self.recent_tids.iter().rev().any(|t| t == tid);
+            let known = self.recent_tids.iter().rev().any(|t| t == tid);
+            // With `Failure-Report: partial` chunks are not tracked, but their errors count.
+            if known && !(200..300).contains(&code) && !self.terminal() {
+                self.fail_with_response(code, comment);
+            }
+            return known;
         };
         let Some(entry) = self.inflight.remove(i) else {
             return false;
@@ -397,12 +404,16 @@ impl Sender {
             }
             self.check_done(now);
         } else {
-            let reason = comment
-                .map(|c| String::from_utf8_lossy(c).into_owned())
-                .unwrap_or_else(|| format!("response {code}"));
-            self.fail(code, reason, code == 481);
+            self.fail_with_response(code, comment);
         }
         true
+    }
+
+    fn fail_with_response(&mut self, code: u16, comment: Option<&Bytes>) {
+        let reason = comment
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .unwrap_or_else(|| format!("response {code}"));
+        self.fail(code, reason, code == 481);
     }
 
     fn handle_report(&mut self, msg: &Message, now: Instant) -> bool {
@@ -995,6 +1006,24 @@ mod tests {
         assert!(text(&t[0].head).contains("Failure-Report: no"));
         assert_eq!(s.state(), SenderState::Completed);
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn partial_failure_reports_still_fail_on_errors() {
+        let now = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                failure_report: FailureReport::Partial,
+                ..cfg(10, 10)
+            },
+            now,
+        );
+        s.handle_data_available(100, true);
+        let t = drain(&mut s, now);
+        assert_eq!(t.len(), 10);
+        assert_eq!(s.state(), SenderState::AwaitingReport);
+        assert!(s.handle_frame(&response(&t[3].tid, 415), now));
+        assert_eq!(failure(&mut s).code, 415);
     }
 
     #[test]
