@@ -74,9 +74,10 @@ header-check:
 	echo 'header-check: $(HEADER) is up to date and compiles as C99 and C++17'
 
 bench-smoke:
-	@if $(CARGO) metadata --no-deps --format-version 1 --locked | python3 -c 'import json, sys; \
-		sys.exit(0 if any("bench" in t["kind"] and t["name"] == "msrp" \
-		for p in json.load(sys.stdin)["packages"] for t in p["targets"]) else 1)'; then \
+	@meta=$$($(CARGO) metadata --no-deps --format-version 1 --locked); \
+	if python3 -c 'import json, sys; sys.exit(0 if any("bench" in t["kind"] and t["name"] == "msrp" \
+		for p in json.load(sys.stdin)["packages"] for t in p["targets"]) else 1)' <<<"$$meta"; then \
+		echo '$(CARGO) bench --locked --bench msrp -- --quick'; \
 		$(CARGO) bench --locked --bench msrp -- --quick; \
 	else \
 		echo 'bench-smoke: no bench target "msrp" yet: skipped'; \
