@@ -2,6 +2,7 @@
 //! parser, a writer, a chunker, the sender state machine for one message to one peer, and receiver
 //! reassembly. Nothing here owns a socket, a thread or a clock: time comes in as `now`.
 
+pub mod auth;
 pub mod chunker;
 pub mod ids;
 pub mod message;
