@@ -16,6 +16,7 @@ pub mod params;
 pub mod reader;
 pub mod response;
 pub mod route;
+pub mod service;
 
 pub use auth::{constant_time_eq, Auth, Credential, Sessions};
 pub use body::{BodyDecoder, ChunkedDecoder, ContentLengthDecoder, Decoded};
@@ -25,6 +26,7 @@ pub use params::{parse_content_disposition, Disposition};
 pub use reader::{ReadEvent, RequestReader};
 pub use response::ResponseHead;
 pub use route::{route, Route, RouteError};
+pub use service::{Backend, Connection, Ctx, Refusal, ServiceConfig, UploadRequest, UploadSink};
 
 /// The upload page, served by `GET /`: plain HTML, CSS and JS, no external assets.
 pub const PAGE: &str = include_str!("page.html");
