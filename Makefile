@@ -116,6 +116,7 @@ bench:
 	@BENCHES='$(BENCHES)' BENCH_SCRIPTS='$(BENCH_SCRIPTS)' scripts/bench.sh
 
 fuzz-smoke:
+	@[[ -f fuzz/Cargo.toml ]] || { echo 'fuzz-smoke: fuzz/Cargo.toml does not exist yet'; exit 1; }
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@shopt -s nullglob; targets=(fuzz/fuzz_targets/*.rs); \
 	(( $${#targets[@]} )) || { echo 'fuzz-smoke: no fuzz/fuzz_targets/*.rs'; exit 1; }; \
