@@ -16,10 +16,11 @@
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
-use memchr::{memchr, memmem};
-use nom::bytes::complete::{tag, take_while1, take_while_m_n};
-use nom::character::complete::u64 as dec_u64;
+use memchr::{memchr, memchr2, memmem};
+use nom::bytes::complete::{tag, take_while1};
+use nom::character::complete::digit1;
 use nom::combinator::{all_consuming, opt, rest};
+use nom::error::ErrorKind;
 use nom::sequence::preceded;
 use nom::{IResult, Parser};
 
@@ -157,6 +158,8 @@ const DASHES: &[u8] = b"-------";
 /// Where the parts of one complete frame lie, as offsets from the frame start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FrameLoc {
+    tid_len: usize,
+    kind: LocKind,
     /// The start line, CRLF excluded.
     start_line_end: usize,
     /// Header lines run from after the start line's CRLF to here.
@@ -170,11 +173,18 @@ struct FrameLoc {
 /// A frame whose head is complete and has a body section whose end is being searched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HeadLoc {
-    tid_start: usize,
     tid_len: usize,
+    kind: LocKind,
     start_line_end: usize,
     headers_end: usize,
     body_start: usize,
+}
+
+/// The start line's method or status, as offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LocKind {
+    Method(usize, usize),
+    Response(u16, Option<(usize, usize)>),
 }
 
 enum HeadScan {
@@ -194,26 +204,17 @@ fn is_ident_char(b: u8) -> bool {
 fn find_line(buf: &[u8], from: usize, limits: &Limits) -> Result<Option<usize>, ParseError> {
     let window_end = buf.len().min(limits.max_header_bytes);
     let window = buf.get(from..window_end).unwrap_or(&[]);
-    match memchr(b'\n', window) {
-        Some(i) => {
-            let lf = from + i;
-            if i == 0 || buf[lf - 1] != b'\r' || memchr(b'\r', &buf[from..lf - 1]).is_some() {
-                return Err(ParseError::BareCrOrLf);
-            }
-            Ok(Some(lf))
-        }
-        None => {
-            // A CR already followed by something other than LF.
-            if let Some(j) = memchr(b'\r', window) {
-                if j + 1 < window.len() {
-                    return Err(ParseError::BareCrOrLf);
-                }
-            }
-            if buf.len() >= limits.max_header_bytes {
-                return Err(ParseError::HeaderBlockTooLarge);
-            }
-            Ok(None)
-        }
+    match memchr2(b'\r', b'\n', window) {
+        Some(i) if window[i] == b'\r' => match window.get(i + 1) {
+            Some(b'\n') => Ok(Some(from + i + 1)),
+            Some(_) => Err(ParseError::BareCrOrLf),
+            // The LF would lie at `window_end`: past the limit, or not received yet.
+            None if window_end == limits.max_header_bytes => Err(ParseError::HeaderBlockTooLarge),
+            None => Ok(None),
+        },
+        Some(_) => Err(ParseError::BareCrOrLf),
+        None if window_end == limits.max_header_bytes => Err(ParseError::HeaderBlockTooLarge),
+        None => Ok(None),
     }
 }
 
@@ -228,8 +229,16 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<HeadScan, ParseError> {
     };
     let start_line_end = sl_lf - 1;
     // The whole start line is checked now (cheap); the tid is needed for the end-line.
-    let (_, (tid, _)) = start_line(&buf[..start_line_end]).map_err(|_| ParseError::BadStartLine)?;
+    let (_, (tid, kind)) =
+        start_line(&buf[..start_line_end]).map_err(|_| ParseError::BadStartLine)?;
     let tid_len = tid.len();
+    let off = |x: &[u8]| x.as_ptr() as usize - buf.as_ptr() as usize;
+    let kind = match kind {
+        RawKind::Method(m) => LocKind::Method(off(m), off(m) + m.len()),
+        RawKind::Response(code, c) => {
+            LocKind::Response(code, c.map(|c| (off(c), off(c) + c.len())))
+        }
+    };
 
     let mut pos = sl_lf + 1;
     let mut count = 0usize;
@@ -240,8 +249,8 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<HeadScan, ParseError> {
         let line = &buf[pos..lf - 1];
         if line.is_empty() {
             return Ok(HeadScan::Body(HeadLoc {
-                tid_start: 5,
                 tid_len,
+                kind,
                 start_line_end,
                 headers_end: pos,
                 body_start: lf + 1,
@@ -250,6 +259,8 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<HeadScan, ParseError> {
         if line[0] == b'-' {
             let flag = end_line_flag(line, tid).ok_or(ParseError::BadEndLine)?;
             return Ok(HeadScan::Bodyless(FrameLoc {
+                tid_len,
+                kind,
                 start_line_end,
                 headers_end: pos,
                 body_start: pos,
@@ -296,7 +307,7 @@ fn find_end(
     head: &HeadLoc,
     limits: &Limits,
 ) -> Result<EndSearch, ParseError> {
-    let tid = &buf[head.tid_start..head.tid_start + head.tid_len];
+    let tid = &buf[5..5 + head.tid_len];
     let mut needle_buf = [0u8; 2 + 7 + MAX_TID];
     needle_buf[..2].copy_from_slice(b"\r\n");
     needle_buf[2..9].copy_from_slice(DASHES);
@@ -378,6 +389,8 @@ fn locate(
         } => {
             *pending = None;
             Ok(Some(FrameLoc {
+                tid_len: head.tid_len,
+                kind: head.kind,
                 start_line_end: head.start_line_end,
                 headers_end: head.headers_end,
                 body_start: head.body_start,
@@ -404,16 +417,58 @@ enum RawKind<'a> {
     Response(u16, Option<&'a [u8]>),
 }
 
+fn nom_fail<T>(i: &[u8], kind: ErrorKind) -> NomResult<'_, T> {
+    Err(nom::Err::Error(nom::error::Error::new(i, kind)))
+}
+
+/// Exactly three decimal digits.
 fn three_digits(i: &[u8]) -> NomResult<'_, u16> {
-    take_while_m_n(3, 3, |b: u8| b.is_ascii_digit())
-        .map(|d: &[u8]| d.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0')))
-        .parse(i)
+    match i {
+        [a, b, c, rest @ ..] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
+            let v = u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
+            Ok((rest, v))
+        }
+        _ => nom_fail(i, ErrorKind::Digit),
+    }
+}
+
+/// A decimal number that fits a `u64`.
+fn number(i: &[u8]) -> NomResult<'_, u64> {
+    let (rest, digits) = digit1(i)?;
+    let mut v = 0u64;
+    for &d in digits {
+        v = match v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(d - b'0')))
+        {
+            Some(v) => v,
+            None => return nom_fail(i, ErrorKind::TooLarge),
+        };
+    }
+    Ok((rest, v))
+}
+
+/// `*` or a number.
+fn star_or_number(i: &[u8]) -> NomResult<'_, Option<u64>> {
+    match i {
+        [b'*', rest @ ..] => Ok((rest, None)),
+        _ => number.map(Some).parse(i),
+    }
+}
+
+/// RFC 4975 `ident`, as a transaction id: 4 to 32 ident characters.
+fn transaction_id(i: &[u8]) -> NomResult<'_, &[u8]> {
+    let (rest, tid) = take_while1(is_ident_char)(i)?;
+    if !(MIN_TID..=MAX_TID).contains(&tid.len()) || !tid[0].is_ascii_alphanumeric() {
+        return nom_fail(i, ErrorKind::TakeWhileMN);
+    }
+    Ok((rest, tid))
 }
 
 /// `MSRP SP tid SP (method / code [SP comment])`, the whole line.
 fn start_line(i: &[u8]) -> NomResult<'_, (&[u8], RawKind<'_>)> {
     let (i, _) = tag(&b"MSRP "[..])(i)?;
-    let (i, tid) = take_while_m_n(MIN_TID, MAX_TID, is_ident_char)(i)?;
+    let (i, tid) = transaction_id(i)?;
     let (i, _) = tag(&b" "[..])(i)?;
     let method = all_consuming(take_while1(|b: u8| b.is_ascii_uppercase())).map(RawKind::Method);
     let response = all_consuming((three_digits, opt(preceded(tag(&b" "[..]), rest))))
@@ -443,14 +498,12 @@ fn header_line(i: &[u8]) -> NomResult<'_, (&[u8], &[u8])> {
 }
 
 fn byte_range(i: &[u8]) -> NomResult<'_, ByteRange> {
-    let star_or_num =
-        |i| nom::branch::alt((tag(&b"*"[..]).map(|_| None), dec_u64.map(Some))).parse(i);
     let (i, (start, _, end, _, total)) = all_consuming((
-        dec_u64,
+        number,
         tag(&b"-"[..]),
-        star_or_num,
+        star_or_number,
         tag(&b"/"[..]),
-        star_or_num,
+        star_or_number,
     ))
     .parse(i)?;
     Ok((i, ByteRange { start, end, total }))
@@ -510,16 +563,16 @@ fn build(frame: &Bytes, loc: &FrameLoc) -> Result<Message, ParseError> {
     let buf: &[u8] = frame;
     let slice = |s: &[u8]| frame.slice_ref(s);
 
-    let (_, (tid, kind)) =
-        start_line(&buf[..loc.start_line_end]).map_err(|_| ParseError::BadStartLine)?;
-    let kind = match kind {
-        RawKind::Method(m) => Kind::Request(match m {
+    let tid = &buf[5..5 + loc.tid_len];
+    let kind = match loc.kind {
+        LocKind::Method(a, b) => Kind::Request(match &buf[a..b] {
             b"SEND" => Method::Send,
             b"REPORT" => Method::Report,
             b"AUTH" => Method::Auth,
             other => Method::Other(slice(other)),
         }),
-        RawKind::Response(code, comment) => {
+        LocKind::Response(code, comment) => {
+            let comment = comment.map(|(a, b)| &buf[a..b]);
             if let Some(c) = comment {
                 check_utf8(c)?;
             }

@@ -79,55 +79,97 @@ impl fmt::Display for UriError {
 
 impl std::error::Error for UriError {}
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+// Character classes, one bit each, looked up in a table so that each part is one scan.
+const HOST: u8 = 1; // lenient reg-name: unreserved / "%"
+const USERINFO: u8 = 2; // unreserved / pct-encoded / sub-delims / ":"
+const SESSION: u8 = 4; // unreserved / "+" / "=" / "/" (and "%")
+const TOKEN: u8 = 8; // RFC 3261 token
+const ALNUM: u8 = 16;
+const DIGIT_DOT: u8 = 32;
+
+const fn class_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let alnum = b.is_ascii_alphanumeric();
+        let unreserved = alnum || matches!(b, b'-' | b'.' | b'_' | b'~');
+        let mut c = 0;
+        if unreserved || b == b'%' {
+            c |= HOST;
+        }
+        if unreserved
+            || matches!(
+                b,
+                b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':'
+            )
+        {
+            c |= USERINFO;
+        }
+        if unreserved || matches!(b, b'+' | b'=' | b'/' | b'%') {
+            c |= SESSION;
+        }
+        if alnum
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            c |= TOKEN;
+        }
+        if alnum {
+            c |= ALNUM;
+        }
+        if b.is_ascii_digit() || b == b'.' {
+            c |= DIGIT_DOT;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
 }
 
-/// Characters allowed in a domain name (lenient RFC 3986 reg-name without sub-delims).
-fn is_host_char(b: u8) -> bool {
-    is_unreserved(b) || b == b'%'
+static CLASS: [u8; 256] = class_table();
+
+/// Length of the run of bytes of class `class` at the start of `s`.
+#[inline]
+fn run_of(s: &[u8], class: u8) -> usize {
+    s.iter()
+        .position(|&b| CLASS[b as usize] & class == 0)
+        .unwrap_or(s.len())
 }
 
-/// RFC 3986 userinfo: unreserved / pct-encoded / sub-delims / ":".
-fn is_userinfo_char(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':'
-        )
-}
-
-/// RFC 4975 session-id: unreserved / "+" / "=" / "/" (and `%` leniently).
-fn is_session_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'+' | b'=' | b'/' | b'%')
-}
-
-/// RFC 3261 token characters, used for URI parameter names and values.
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+#[inline]
+fn all_of(s: &[u8], class: u8) -> bool {
+    run_of(s, class) == s.len()
 }
 
 /// Parses a dotted-quad IPv4 address without allocating; `None` if it is not one.
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&b| b == b'.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || !p.iter().all(u8::is_ascii_digit) {
+    let mut idx = 0;
+    let mut val: u16 = 0;
+    let mut digits = 0;
+    for &b in s {
+        if b == b'.' {
+            if digits == 0 || idx == 3 {
+                return None;
+            }
+            octets[idx] = u8::try_from(val).ok()?;
+            idx += 1;
+            val = 0;
+            digits = 0;
+        } else if b.is_ascii_digit() && digits < 3 {
+            val = val * 10 + u16::from(b - b'0');
+            digits += 1;
+        } else {
             return None;
         }
-        let v = p
-            .iter()
-            .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
-        *o = u8::try_from(v).ok()?;
     }
-    if parts.next().is_some() {
+    if digits == 0 || idx != 3 {
         return None;
     }
+    octets[3] = u8::try_from(val).ok()?;
     Some(Ipv4Addr::from(octets))
 }
 
@@ -154,67 +196,64 @@ impl Uri {
             return Err(UriError::BadScheme);
         };
 
-        // Authority: up to the first '/' or ';'.
-        let auth_end = s[rest_at..]
-            .iter()
-            .position(|&b| b == b'/' || b == b';')
-            .map_or(s.len(), |p| rest_at + p);
-        let auth = &s[rest_at..auth_end];
-
-        let (userinfo, host_at) = match auth.iter().rposition(|&b| b == b'@') {
-            Some(at) => {
-                let ui = &auth[..at];
-                if ui.is_empty() || !ui.iter().copied().all(is_userinfo_char) {
-                    return Err(UriError::BadUserinfo);
-                }
-                (Some(input.slice(rest_at..rest_at + at)), rest_at + at + 1)
+        // Optional userinfo: only scanned for when an '@' occurs before the path.
+        let mut host_at = rest_at;
+        let mut userinfo = None;
+        let ui_len = run_of(&s[rest_at..], USERINFO);
+        if s.get(rest_at + ui_len) == Some(&b'@') {
+            if ui_len == 0 {
+                return Err(UriError::BadUserinfo);
             }
-            None => (None, rest_at),
-        };
+            userinfo = Some(input.slice(rest_at..rest_at + ui_len));
+            host_at = rest_at + ui_len + 1;
+        }
 
-        let hostport = &s[host_at..auth_end];
-        let (host, port) = if hostport.first() == Some(&b'[') {
-            let close = hostport
+        let (host, mut at) = if s.get(host_at) == Some(&b'[') {
+            let close = s[host_at..]
                 .iter()
                 .position(|&b| b == b']')
+                .map(|p| host_at + p)
                 .ok_or(UriError::BadHost)?;
-            let lit = std::str::from_utf8(&hostport[1..close]).map_err(|_| UriError::BadHost)?;
+            let lit = std::str::from_utf8(&s[host_at + 1..close]).map_err(|_| UriError::BadHost)?;
             let addr: Ipv6Addr = lit.parse().map_err(|_| UriError::BadHost)?;
-            let port = match &hostport[close + 1..] {
-                [] => None,
-                [b':', p @ ..] => Some(parse_port(p)?),
-                _ => return Err(UriError::BadHost),
-            };
-            (Host::V6(addr), port)
+            (Host::V6(addr), close + 1)
         } else {
-            let (h, port) = match hostport.iter().position(|&b| b == b':') {
-                Some(c) => (&hostport[..c], Some(parse_port(&hostport[c + 1..])?)),
-                None => (hostport, None),
-            };
-            if h.is_empty() || !h.iter().copied().all(is_host_char) {
+            let h_len = run_of(&s[host_at..], HOST);
+            if h_len == 0 {
                 return Err(UriError::BadHost);
             }
-            let host = match parse_ipv4(h) {
-                Some(a) => Host::V4(a),
-                None => Host::Name(input.slice(host_at..host_at + h.len())),
-            };
-            (host, port)
+            let h = &s[host_at..host_at + h_len];
+            let host = if all_of(h, DIGIT_DOT) {
+                parse_ipv4(h).map(Host::V4)
+            } else {
+                None
+            }
+            .unwrap_or_else(|| Host::Name(input.slice(host_at..host_at + h_len)));
+            (host, host_at + h_len)
         };
+        let mut port = None;
+        if s.get(at) == Some(&b':') {
+            let p_len = s[at + 1..]
+                .iter()
+                .position(|&b| b == b'/' || b == b';')
+                .unwrap_or(s.len() - at - 1);
+            port = Some(parse_port(&s[at + 1..at + 1 + p_len])?);
+            at += 1 + p_len;
+        }
+        match s.get(at) {
+            None | Some(b'/') | Some(b';') => {}
+            Some(_) => return Err(UriError::BadHost),
+        }
 
         // Optional "/session-id", then mandatory ";transport".
-        let mut at = auth_end;
         let session_id = if s.get(at) == Some(&b'/') {
             let start = at + 1;
-            let end = s[start..]
-                .iter()
-                .position(|&b| b == b';')
-                .map_or(s.len(), |p| start + p);
-            let sid = &s[start..end];
-            if sid.is_empty() || !sid.iter().copied().all(is_session_char) {
+            let len = run_of(&s[start..], SESSION);
+            at = start + len;
+            if len == 0 || (at < s.len() && s[at] != b';') {
                 return Err(UriError::BadSessionId);
             }
-            at = end;
-            input.slice(start..end)
+            input.slice(start..at)
         } else {
             Bytes::new()
         };
@@ -222,35 +261,38 @@ impl Uri {
             return Err(UriError::MissingTransport);
         }
         at += 1;
-
-        let mut fields = s[at..].split(|&b| b == b';');
-        let transport = fields.next().unwrap_or(&[]);
-        if transport.is_empty() || !transport.iter().all(u8::is_ascii_alphanumeric) {
+        let t_len = run_of(&s[at..], ALNUM);
+        if t_len == 0 || (at + t_len < s.len() && s[at + t_len] != b';') {
             return Err(UriError::BadTransport);
         }
-        let transport_b = input.slice(at..at + transport.len());
-        at += transport.len();
+        let transport = input.slice(at..at + t_len);
+        at += t_len;
 
         let mut params = Vec::new();
-        for field in fields {
-            at += 1; // the ';'
-            let (name, value) = match field.iter().position(|&b| b == b'=') {
-                Some(eq) => (&field[..eq], Some(&field[eq + 1..])),
-                None => (field, None),
-            };
-            if name.is_empty() || !name.iter().copied().all(is_token_char) {
+        while at < s.len() {
+            // s[at] == ';'
+            at += 1;
+            let n_len = run_of(&s[at..], TOKEN);
+            if n_len == 0 {
                 return Err(UriError::BadParam);
             }
-            let name_b = input.slice(at..at + name.len());
-            let value_b = match value {
-                Some(v) if v.is_empty() || !v.iter().copied().all(is_token_char) => {
-                    return Err(UriError::BadParam)
+            let name = input.slice(at..at + n_len);
+            at += n_len;
+            let value = if s.get(at) == Some(&b'=') {
+                at += 1;
+                let v_len = run_of(&s[at..], TOKEN);
+                if v_len == 0 {
+                    return Err(UriError::BadParam);
                 }
-                Some(v) => Some(input.slice(at + name.len() + 1..at + name.len() + 1 + v.len())),
-                None => None,
+                at += v_len;
+                Some(input.slice(at - v_len..at))
+            } else {
+                None
             };
-            params.push((name_b, value_b));
-            at += field.len();
+            if at < s.len() && s[at] != b';' {
+                return Err(UriError::BadParam);
+            }
+            params.push((name, value));
         }
 
         Ok(Uri {
@@ -259,7 +301,7 @@ impl Uri {
             host,
             port,
             session_id,
-            transport: transport_b,
+            transport,
             params,
         })
     }
@@ -340,7 +382,7 @@ impl fmt::Display for Uri {
 pub fn parse_path(input: &Bytes) -> Result<Vec<Uri>, UriError> {
     let s: &[u8] = input;
     // Fast path: the common single-URI path.
-    if !s.iter().any(|&b| b == b' ' || b == b'\t') {
+    if memchr::memchr2(b' ', b'\t', s).is_none() {
         if s.is_empty() {
             return Err(UriError::EmptyPath);
         }
