@@ -14,6 +14,8 @@
 
 pub mod msrp;
 pub mod config;
+#[allow(unsafe_code)]
+pub mod ffi;
 pub mod http;
 pub mod roster;
 pub mod runtime;

@@ -1,0 +1,170 @@
+//! The one panic boundary every exported function goes through, and the checks of raw
+//! arguments (NULL, length, UTF-8) shared by all of them.
+
+use std::ffi::c_char;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::result::*;
+
+/// What the body of an exported function returns: `Ok(())` becomes `MSRPCAST_OK`, `Err(code)`
+/// that code (`MSRPCAST_EMPTY` included).
+pub(crate) type Outcome = Result<(), msrpcast_result>;
+
+/// Runs `f`, turning a panic into `MSRPCAST_ERR_PANIC`, so no unwinding ever crosses into C.
+pub(crate) fn ffi_boundary(f: impl FnOnce() -> Outcome) -> msrpcast_result {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => MSRPCAST_OK,
+        Ok(Err(code)) => code,
+        Err(_) => MSRPCAST_ERR_PANIC,
+    }
+}
+
+/// The same for functions without a result code (`_free`, accessors): a panic yields `default`.
+pub(crate) fn ffi_boundary_or<T>(default: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(default)
+}
+
+/// Largest string argument accepted (any single string must fit a control message).
+pub(crate) const MAX_STRING_BYTES: usize = 65_536;
+
+/// A required string argument: NULL → `MSRPCAST_ERR_NULL_ARGUMENT`, longer than the message
+/// limit → `MSRPCAST_ERR_TOO_LONG`, not UTF-8 → `MSRPCAST_ERR_INVALID_UTF8`. A zero length is
+/// returned as `""`; the caller decides whether that is allowed.
+///
+/// # Safety
+/// When `ptr` is not NULL it must point to `len` readable bytes that stay unchanged for `'a`.
+pub(crate) unsafe fn str_arg<'a>(
+    ptr: *const c_char,
+    len: usize,
+) -> Result<&'a str, msrpcast_result> {
+    if ptr.is_null() {
+        return Err(MSRPCAST_ERR_NULL_ARGUMENT);
+    }
+    if len > MAX_STRING_BYTES {
+        return Err(MSRPCAST_ERR_TOO_LONG);
+    }
+    // SAFETY: ptr is not NULL and, by this function's contract, points to len readable bytes
+    // that outlive 'a; u8 has no alignment requirement and len <= 64 KiB < isize::MAX.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    std::str::from_utf8(bytes).map_err(|_| MSRPCAST_ERR_INVALID_UTF8)
+}
+
+/// A required, non-empty string argument (an empty one → `MSRPCAST_ERR_INVALID_VALUE`).
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn nonempty_arg<'a>(
+    ptr: *const c_char,
+    len: usize,
+) -> Result<&'a str, msrpcast_result> {
+    // SAFETY: forwarded contract of this function.
+    let s = unsafe { str_arg(ptr, len) }?;
+    if s.is_empty() {
+        return Err(MSRPCAST_ERR_INVALID_VALUE);
+    }
+    Ok(s)
+}
+
+/// An optional string argument: NULL (whatever the length) or a zero length → `None`.
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn opt_str_arg<'a>(
+    ptr: *const c_char,
+    len: usize,
+) -> Result<Option<&'a str>, msrpcast_result> {
+    if ptr.is_null() || len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: forwarded contract of this function.
+    unsafe { str_arg(ptr, len) }.map(Some)
+}
+
+/// A handle argument: NULL → `MSRPCAST_ERR_NULL_ARGUMENT`.
+///
+/// # Safety
+/// When not NULL, `p` must come from this library's matching `_new`/`_open`/`_start` and not
+/// have been freed; no `&mut` to it may exist for `'a`.
+pub(crate) unsafe fn handle<'a, T>(p: *const T) -> Result<&'a T, msrpcast_result> {
+    // SAFETY: by this function's contract a non-NULL p is a live, properly aligned T.
+    unsafe { p.as_ref() }.ok_or(MSRPCAST_ERR_NULL_ARGUMENT)
+}
+
+/// A handle argument for exclusive use.
+///
+/// # Safety
+/// As [`handle`], and no other reference to `*p` may exist for `'a`.
+pub(crate) unsafe fn handle_mut<'a, T>(p: *mut T) -> Result<&'a mut T, msrpcast_result> {
+    // SAFETY: by this function's contract a non-NULL p is a live, aligned, unaliased T.
+    unsafe { p.as_mut() }.ok_or(MSRPCAST_ERR_NULL_ARGUMENT)
+}
+
+/// Checks that an output pointer is not NULL (before any work is done).
+pub(crate) fn out_arg<T>(p: *mut T) -> Result<(), msrpcast_result> {
+    if p.is_null() {
+        Err(MSRPCAST_ERR_NULL_ARGUMENT)
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes an output; the pointer was checked with [`out_arg`].
+///
+/// # Safety
+/// `p` must be non-NULL, aligned and valid for a write of `T`.
+pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) {
+    // SAFETY: by this function's contract p is valid for writes; `write` does not drop the old
+    // (possibly uninitialised) value.
+    unsafe { p.write(v) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_is_caught_and_named() {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let r = ffi_boundary(|| panic!("boom"));
+        let v = ffi_boundary_or(7u32, || panic!("boom"));
+        std::panic::set_hook(prev);
+        assert_eq!(r, MSRPCAST_ERR_PANIC);
+        assert_eq!(v, 7);
+        assert_eq!(ffi_boundary(|| Ok(())), MSRPCAST_OK);
+        assert_eq!(ffi_boundary(|| Err(MSRPCAST_EMPTY)), MSRPCAST_EMPTY);
+    }
+
+    #[test]
+    fn string_arguments_are_checked() {
+        let ok = b"conf";
+        let bad = [0x66u8, 0xff];
+        // SAFETY: each pointer is NULL or points to the given number of readable bytes.
+        unsafe {
+            assert_eq!(str_arg(ok.as_ptr().cast(), 4), Ok("conf"));
+            assert_eq!(str_arg(ok.as_ptr().cast(), 0), Ok(""));
+            assert_eq!(
+                str_arg(std::ptr::null(), 4),
+                Err(MSRPCAST_ERR_NULL_ARGUMENT)
+            );
+            assert_eq!(
+                str_arg(std::ptr::null(), 0),
+                Err(MSRPCAST_ERR_NULL_ARGUMENT)
+            );
+            assert_eq!(
+                str_arg(bad.as_ptr().cast(), 2),
+                Err(MSRPCAST_ERR_INVALID_UTF8)
+            );
+            assert_eq!(
+                str_arg(ok.as_ptr().cast(), MAX_STRING_BYTES + 1),
+                Err(MSRPCAST_ERR_TOO_LONG)
+            );
+            assert_eq!(
+                nonempty_arg(ok.as_ptr().cast(), 0),
+                Err(MSRPCAST_ERR_INVALID_VALUE)
+            );
+            assert_eq!(opt_str_arg(std::ptr::null(), 9), Ok(None));
+            assert_eq!(opt_str_arg(ok.as_ptr().cast(), 2), Ok(Some("co")));
+        }
+    }
+}

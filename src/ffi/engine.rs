@@ -1,0 +1,501 @@
+//! `msrpcast_engine`: the running engine in the process that owns its threads, its signalling
+//! port, and the calls a single-process host makes on it directly.
+
+use std::ffi::{c_char, c_int, CString};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::boundary::*;
+use super::config::msrpcast_config;
+use super::notify::Notify;
+use super::result::*;
+use super::signal::msrpcast_signal;
+use crate::runtime::control::{
+    self, ControlServer, Counters, FileUploads, Request, UploadFileError,
+};
+use crate::runtime::engine::Engine;
+use crate::runtime::log::{Logger, DEFAULT_QUEUE_CAPACITY};
+
+/// `what` of `msrpcast_engine_status` and `msrpcast_client_status`: `{"conferences":[...]}`.
+pub const MSRPCAST_STATUS_CONFERENCES: u32 = 1;
+/// `{"transfers":[...]}`, each with its deliveries.
+pub const MSRPCAST_STATUS_TRANSFERS: u32 = 2;
+/// Both of the above in one object.
+pub const MSRPCAST_STATUS_ALL: u32 = 3;
+/// The counters of `msrpcast_stats` as a JSON object.
+pub const MSRPCAST_STATUS_COUNTERS: u32 = 4;
+
+/// What reached the engine through the control socket and the direct calls. Each call counter
+/// counts calls the engine accepted.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct msrpcast_stats {
+    /// Datagrams received on the control socket.
+    pub datagrams: u64,
+    /// Datagrams that were not a valid request.
+    pub malformed: u64,
+    pub joins: u64,
+    pub leaves: u64,
+    pub answered: u64,
+    pub rejected: u64,
+    pub ended: u64,
+    pub cancels: u64,
+    pub uploads: u64,
+    /// Status requests answered over the control socket.
+    pub status: u64,
+    /// Calls the engine refused (bad input, unknown conference or transfer, limits).
+    pub refused: u64,
+    /// Control requests dropped because the engine stayed busy or had stopped.
+    pub dropped: u64,
+    /// Times the control thread found the engine's queue full and waited.
+    pub busy_waits: u64,
+}
+
+struct Running {
+    engine: Arc<Engine>,
+    control: Option<ControlServer>,
+}
+
+/// A running engine. Its functions are thread-safe, except `msrpcast_engine_free`, which must
+/// not race with any other call on the same handle.
+pub struct msrpcast_engine {
+    state: RwLock<Option<Running>>,
+    notify: Arc<Notify>,
+    counters: Arc<Counters>,
+    uploads: Arc<FileUploads>,
+}
+
+impl msrpcast_engine {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Running) -> Result<T, msrpcast_result>,
+    ) -> Result<T, msrpcast_result> {
+        let guard = self.state.read();
+        let r = guard.as_ref().ok_or(MSRPCAST_ERR_STOPPED)?;
+        f(r)
+    }
+
+    fn apply(&self, req: Request<'_>) -> Outcome {
+        self.with(|r| {
+            control::apply(&r.engine, &self.counters, &self.uploads, &req)
+                .map_err(|e| engine_code(&e))
+        })
+    }
+
+    fn stop(&self) {
+        // Take the engine out first, so concurrent calls get MSRPCAST_ERR_STOPPED at once
+        // instead of waiting for the threads to end.
+        let running = self.state.write().take();
+        if let Some(r) = running {
+            drop(r.control);
+            self.uploads.stop();
+            match Arc::try_unwrap(r.engine) {
+                Ok(engine) => engine.stop(),
+                // Cannot happen (the control thread, the only other owner, has ended); the last
+                // owner's drop stops it anyway.
+                Err(shared) => drop(shared),
+            }
+        }
+    }
+}
+
+/// The version, `"msrpcast 0.1.0"`: a static NUL-terminated string. Any thread.
+#[no_mangle]
+pub extern "C" fn msrpcast_version() -> *const c_char {
+    const V: &str = concat!("msrpcast ", env!("CARGO_PKG_VERSION"), "\0");
+    V.as_ptr().cast()
+}
+
+/// Starts the engine (its threads, the MSRP listener, the spool, the control socket) from a
+/// copy of `cfg` and writes the handle to `*out`. Call it in the process that is to own the
+/// threads and never fork that process afterwards — in Kamailio the process forked in
+/// `child_init` for the engine, never `mod_init`. On failure (`MSRPCAST_ERR_START`,
+/// `MSRPCAST_ERR_INVALID_CONFIG`, `MSRPCAST_ERR_IO`) `msrpcast_config_error(cfg)` says why.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_start(
+    cfg: *const msrpcast_config,
+    out: *mut *mut msrpcast_engine,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: cfg is NULL or a live config (API contract).
+        let c = unsafe { handle(cfg) }?;
+        out_arg(out)?;
+        if let Err(e) = c.cfg.validate() {
+            c.set_error(e.to_string());
+            return Err(MSRPCAST_ERR_INVALID_CONFIG);
+        }
+        let notify = Arc::new(Notify::new().map_err(|e| {
+            c.set_error(format!("signal descriptor: {e}"));
+            MSRPCAST_ERR_IO
+        })?);
+        // Log records wait in a bounded queue behind the same descriptor as the signals: no
+        // Rust thread ever calls into the host to log.
+        let logger = {
+            let n = notify.clone();
+            Logger::queue(
+                c.cfg.log_level,
+                DEFAULT_QUEUE_CAPACITY,
+                Some(Arc::new(move || n.wake())),
+            )
+        };
+        let engine = Arc::new(
+            Engine::start_with_logger(c.cfg.clone(), logger).map_err(|e| {
+                c.set_error(e.to_string());
+                engine_code(&e)
+            })?,
+        );
+        {
+            let n = notify.clone();
+            engine.set_signal_notify(Arc::new(move || n.wake()));
+        }
+        // Anything queued before the hooks were set is announced now.
+        notify.wake();
+        let counters = Arc::new(Counters::default());
+        let uploads = Arc::new(FileUploads::default());
+        let path = &c.cfg.control_socket;
+        let control = if path.as_os_str().is_empty() {
+            None
+        } else {
+            Some(
+                ControlServer::start_with(path, engine.clone(), counters.clone(), uploads.clone())
+                    .map_err(|e| {
+                        c.set_error(format!("control_socket {}: {e}", path.display()));
+                        MSRPCAST_ERR_START
+                    })?,
+            )
+        };
+        c.set_error("");
+        let e = Box::new(msrpcast_engine {
+            state: RwLock::new(Some(Running { engine, control })),
+            notify,
+            counters,
+            uploads,
+        });
+        // SAFETY: out was checked non-NULL and is valid for writes (API contract).
+        unsafe { write_out(out, Box::into_raw(e)) };
+        Ok(())
+    })
+}
+
+/// Stops the engine — running deliveries are aborted (`#` on the wire), spool files removed,
+/// the control socket closed and removed, threads joined — but keeps the handle: later calls
+/// return `MSRPCAST_ERR_STOPPED`, the signal descriptor stays open until
+/// `msrpcast_engine_free`. Stopping twice is fine.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_stop(e: *mut msrpcast_engine) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        e.stop();
+        Ok(())
+    })
+}
+
+/// Stops the engine (as `msrpcast_engine_stop`) and frees the handle; the signal descriptor is
+/// closed. NULL is allowed and does nothing. No other call on `e` may run concurrently.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_free(e: *mut msrpcast_engine) {
+    ffi_boundary_or((), || {
+        if !e.is_null() {
+            // SAFETY: a non-NULL e came from msrpcast_engine_start (Box::into_raw) and is freed
+            // once, with no concurrent call (API contract).
+            let e = unsafe { Box::from_raw(e) };
+            e.stop();
+        }
+    })
+}
+
+/// Writes the descriptor that is readable while signals or log records wait. Poll it for
+/// `POLLIN` on the host's own thread; on each wake-up call `msrpcast_engine_next_signal` until
+/// it returns `MSRPCAST_EMPTY`. Owned by the engine: do not read, write or close it. Valid
+/// until `msrpcast_engine_free`.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_signal_fd(
+    e: *const msrpcast_engine,
+    out_fd: *mut c_int,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        out_arg(out_fd)?;
+        // SAFETY: out_fd was checked non-NULL and is valid for writes (API contract).
+        unsafe { write_out(out_fd, e.notify.fd()) };
+        Ok(())
+    })
+}
+
+/// Takes the next signal — engine requests (OFFER, BYE) first, then log records — and writes it
+/// to `*out` (free it with `msrpcast_signal_free`). `MSRPCAST_EMPTY` when none waits; the
+/// descriptor has then been drained, and anything queued later makes it readable again, so
+/// "poll, then call until EMPTY" never misses a signal. Any thread, but one consumer at a time
+/// is the intended use.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_next_signal(
+    e: *mut msrpcast_engine,
+    out: *mut *mut msrpcast_signal,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        out_arg(out)?;
+        let s = e.with(|r| {
+            let take = || {
+                r.engine
+                    .next_signal()
+                    .map(msrpcast_signal::from_signal)
+                    .or_else(|| r.engine.logger().pop().map(msrpcast_signal::from_record))
+            };
+            match take() {
+                Some(s) => Ok(s),
+                None => {
+                    e.notify.drain();
+                    take().ok_or(MSRPCAST_EMPTY)
+                }
+            }
+        })?;
+        // SAFETY: out was checked non-NULL and is valid for writes (API contract).
+        unsafe { write_out(out, Box::into_raw(Box::new(s))) };
+        Ok(())
+    })
+}
+
+/// A participant joined conference `conf`: file INVITEs go to `target` (a SIP URI); `display`
+/// may be NULL. Idempotent. Queued: never blocks (`MSRPCAST_ERR_BUSY` when the queue is full).
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_join(
+    e: *mut msrpcast_engine,
+    conf: *const c_char,
+    conf_len: usize,
+    participant: *const c_char,
+    participant_len: usize,
+    target: *const c_char,
+    target_len: usize,
+    display: *const c_char,
+    display_len: usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
+        let req = unsafe {
+            Request::Join {
+                conference: nonempty_arg(conf, conf_len)?,
+                participant: nonempty_arg(participant, participant_len)?,
+                target: nonempty_arg(target, target_len)?,
+                display: opt_str_arg(display, display_len)?,
+            }
+        };
+        e.apply(req)
+    })
+}
+
+/// A participant left; its running deliveries are aborted. Idempotent. Never blocks.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_leave(
+    e: *mut msrpcast_engine,
+    conf: *const c_char,
+    conf_len: usize,
+    participant: *const c_char,
+    participant_len: usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
+        let req = unsafe {
+            Request::Leave {
+                conference: nonempty_arg(conf, conf_len)?,
+                participant: nonempty_arg(participant, participant_len)?,
+            }
+        };
+        e.apply(req)
+    })
+}
+
+/// The INVITE of `delivery` was answered 2xx with this SDP. Never blocks.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_answered(
+    e: *mut msrpcast_engine,
+    delivery: u64,
+    sdp: *const c_char,
+    sdp_len: usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: sdp is NULL or points to sdp_len readable bytes (API contract).
+        let sdp = unsafe { nonempty_arg(sdp, sdp_len) }?;
+        e.apply(Request::Answered { delivery, sdp })
+    })
+}
+
+/// The INVITE of `delivery` failed with this final SIP code (300–699; 408 for a timeout).
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_rejected(
+    e: *mut msrpcast_engine,
+    delivery: u64,
+    sip_code: u32,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        check_sip_code(sip_code)?;
+        e.apply(Request::Rejected { delivery, sip_code })
+    })
+}
+
+/// The file session's dialog of `delivery` ended (BYE received, or the BYE the engine asked
+/// for completed).
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_ended(e: *mut msrpcast_engine, delivery: u64) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        e.apply(Request::Ended { delivery })
+    })
+}
+
+/// Cancels a transfer: its upload stops and every delivery is aborted (`#`, then BYE signals).
+/// `MSRPCAST_ERR_UNKNOWN_TRANSFER` for an unknown id.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_cancel(
+    e: *mut msrpcast_engine,
+    transfer: u64,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        e.apply(Request::Cancel { transfer })
+    })
+}
+
+/// Spools the local file at `path` (not NUL-terminated, UTF-8) as a new transfer to conference
+/// `conf`, named by the path's last component, and writes its id to `*transfer` (NULL: not
+/// wanted). The copy runs on an engine thread: this returns once the file is open and the
+/// transfer exists, and deliveries start while it is being copied. The conference must have
+/// participants (`MSRPCAST_ERR_UNKNOWN_CONFERENCE`, `MSRPCAST_ERR_REFUSED`); an unreadable file
+/// gives `MSRPCAST_ERR_IO`. Joins are queued, so a join made just before may not be seen yet.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_upload_file(
+    e: *mut msrpcast_engine,
+    conf: *const c_char,
+    conf_len: usize,
+    path: *const c_char,
+    path_len: usize,
+    transfer: *mut u64,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: conf is NULL or points to conf_len readable bytes (API contract).
+        let conf = unsafe { nonempty_arg(conf, conf_len) }?;
+        // SAFETY: path is NULL or points to path_len readable bytes (API contract).
+        let path = unsafe { nonempty_arg(path, path_len) }?;
+        let id = e.with(|r| {
+            e.uploads
+                .start(&r.engine, conf, Path::new(path))
+                .map_err(|err| match err {
+                    UploadFileError::Io(_) => MSRPCAST_ERR_IO,
+                    UploadFileError::Engine(x) => engine_code(&x),
+                })
+        })?;
+        e.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        if !transfer.is_null() {
+            // SAFETY: transfer is non-NULL and valid for writes (API contract).
+            unsafe { write_out(transfer, id) };
+        }
+        Ok(())
+    })
+}
+
+/// Conferences, participants and transfers as JSON (`what`: `MSRPCAST_STATUS_*`). Writes a
+/// NUL-terminated string the caller frees with `msrpcast_string_free`, and its length without
+/// the NUL. Takes the roster's lock only for a copy: fine on any thread.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_status(
+    e: *mut msrpcast_engine,
+    what: u32,
+    json: *mut *mut c_char,
+    len: *mut usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        out_arg(json)?;
+        out_arg(len)?;
+        let text = e.with(|r| {
+            control::status_json(&r.engine, &e.counters, what).ok_or(MSRPCAST_ERR_INVALID_VALUE)
+        })?;
+        let (ptr, n) = owned_c_string(text)?;
+        // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
+        unsafe {
+            write_out(json, ptr);
+            write_out(len, n);
+        }
+        Ok(())
+    })
+}
+
+/// Copies the counters of the control socket and the direct calls into `*out`.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_stats(
+    e: *const msrpcast_engine,
+    out: *mut msrpcast_stats,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        out_arg(out)?;
+        let c = e.counters.snapshot();
+        let s = msrpcast_stats {
+            datagrams: c.datagrams,
+            malformed: c.malformed,
+            joins: c.joins,
+            leaves: c.leaves,
+            answered: c.answered,
+            rejected: c.rejected,
+            ended: c.ended,
+            cancels: c.cancels,
+            uploads: c.uploads,
+            status: c.status,
+            refused: c.refused,
+            dropped: c.dropped,
+            busy_waits: c.busy_waits,
+        };
+        // SAFETY: out was checked non-NULL and is valid for writes (API contract).
+        unsafe { write_out(out, s) };
+        Ok(())
+    })
+}
+
+/// Frees a string returned by `msrpcast_engine_status` or `msrpcast_client_status`. NULL is
+/// allowed and does nothing.
+#[no_mangle]
+pub extern "C" fn msrpcast_string_free(s: *mut c_char) {
+    ffi_boundary_or((), || {
+        if !s.is_null() {
+            // SAFETY: a non-NULL s came from CString::into_raw in this library and is freed once
+            // (API contract).
+            drop(unsafe { CString::from_raw(s) });
+        }
+    })
+}
+
+/// A string handed to C: NUL-terminated, freed by `msrpcast_string_free`.
+pub(crate) fn owned_c_string(text: String) -> Result<(*mut c_char, usize), msrpcast_result> {
+    let n = text.len();
+    // JSON text never holds a raw NUL (it is escaped as \u0000).
+    let c = CString::new(text).map_err(|_| MSRPCAST_ERR_IO)?;
+    Ok((c.into_raw(), n))
+}
+
+pub(crate) fn check_sip_code(code: u32) -> Outcome {
+    if (300..=699).contains(&code) {
+        Ok(())
+    } else {
+        Err(MSRPCAST_ERR_INVALID_VALUE)
+    }
+}

@@ -1,0 +1,150 @@
+//! Result codes: one `uint32_t` space in numbered blocks, and the function that names each.
+
+use std::ffi::c_char;
+
+use crate::roster::RosterError;
+use crate::runtime::engine::EngineError;
+
+/// The result of every call that can fail: `MSRPCAST_OK` (0), `MSRPCAST_EMPTY` (1, not an error)
+/// or one of the `MSRPCAST_ERR_*` codes. 1000s: the caller's arguments; 2000s: the engine's
+/// state; 3000s: the system or a bug. A plain integer, so an unknown value is never undefined
+/// behaviour: [`msrpcast_result_name`] names it `MSRPCAST_UNKNOWN_RESULT`.
+pub type msrpcast_result = u32;
+
+/// Success.
+pub const MSRPCAST_OK: msrpcast_result = 0;
+/// No signal waiting (`msrpcast_engine_next_signal`): not an error.
+pub const MSRPCAST_EMPTY: msrpcast_result = 1;
+/// A required pointer argument was NULL.
+pub const MSRPCAST_ERR_NULL_ARGUMENT: msrpcast_result = 1000;
+/// A string argument is not UTF-8.
+pub const MSRPCAST_ERR_INVALID_UTF8: msrpcast_result = 1001;
+/// A string or the whole message exceeds its limit (`MSRPCAST_MAX_MESSAGE_BYTES`).
+pub const MSRPCAST_ERR_TOO_LONG: msrpcast_result = 1002;
+/// `msrpcast_config_set`: no setting has this key.
+pub const MSRPCAST_ERR_UNKNOWN_KEY: msrpcast_result = 1003;
+/// A value is malformed, empty where it must not be, or out of range.
+pub const MSRPCAST_ERR_INVALID_VALUE: msrpcast_result = 1004;
+/// `msrpcast_config_validate`: the settings conflict (see `msrpcast_config_error`).
+pub const MSRPCAST_ERR_INVALID_CONFIG: msrpcast_result = 1005;
+/// An output buffer is too small.
+pub const MSRPCAST_ERR_BUFFER_TOO_SMALL: msrpcast_result = 1006;
+/// The engine's queue or the control socket is full: nothing was done, retry later.
+pub const MSRPCAST_ERR_BUSY: msrpcast_result = 2000;
+/// The engine was stopped (`msrpcast_engine_stop`).
+pub const MSRPCAST_ERR_STOPPED: msrpcast_result = 2001;
+/// A client cannot reach the engine's control socket (no engine, or no permission).
+pub const MSRPCAST_ERR_UNREACHABLE: msrpcast_result = 2002;
+/// The engine could not start (see `msrpcast_config_error` on its config).
+pub const MSRPCAST_ERR_START: msrpcast_result = 2003;
+/// No transfer has this id.
+pub const MSRPCAST_ERR_UNKNOWN_TRANSFER: msrpcast_result = 2004;
+/// No reply within the time given.
+pub const MSRPCAST_ERR_TIMEOUT: msrpcast_result = 2005;
+/// The engine refused the request (a limit, an empty conference, a spool quota).
+pub const MSRPCAST_ERR_REFUSED: msrpcast_result = 2006;
+/// No conference has this id (an upload needs participants first).
+pub const MSRPCAST_ERR_UNKNOWN_CONFERENCE: msrpcast_result = 2007;
+/// An operating-system call failed (a file, a socket).
+pub const MSRPCAST_ERR_IO: msrpcast_result = 3000;
+/// A bug: a Rust panic was caught at the boundary. The handle may be inconsistent; the process
+/// goes on.
+pub const MSRPCAST_ERR_PANIC: msrpcast_result = 3001;
+
+/// Every code with its name, for `msrpcast_result_name` and the tests.
+pub(crate) const NAMES: &[(msrpcast_result, &std::ffi::CStr)] = &[
+    (MSRPCAST_OK, c"MSRPCAST_OK"),
+    (MSRPCAST_EMPTY, c"MSRPCAST_EMPTY"),
+    (MSRPCAST_ERR_NULL_ARGUMENT, c"MSRPCAST_ERR_NULL_ARGUMENT"),
+    (MSRPCAST_ERR_INVALID_UTF8, c"MSRPCAST_ERR_INVALID_UTF8"),
+    (MSRPCAST_ERR_TOO_LONG, c"MSRPCAST_ERR_TOO_LONG"),
+    (MSRPCAST_ERR_UNKNOWN_KEY, c"MSRPCAST_ERR_UNKNOWN_KEY"),
+    (MSRPCAST_ERR_INVALID_VALUE, c"MSRPCAST_ERR_INVALID_VALUE"),
+    (MSRPCAST_ERR_INVALID_CONFIG, c"MSRPCAST_ERR_INVALID_CONFIG"),
+    (
+        MSRPCAST_ERR_BUFFER_TOO_SMALL,
+        c"MSRPCAST_ERR_BUFFER_TOO_SMALL",
+    ),
+    (MSRPCAST_ERR_BUSY, c"MSRPCAST_ERR_BUSY"),
+    (MSRPCAST_ERR_STOPPED, c"MSRPCAST_ERR_STOPPED"),
+    (MSRPCAST_ERR_UNREACHABLE, c"MSRPCAST_ERR_UNREACHABLE"),
+    (MSRPCAST_ERR_START, c"MSRPCAST_ERR_START"),
+    (
+        MSRPCAST_ERR_UNKNOWN_TRANSFER,
+        c"MSRPCAST_ERR_UNKNOWN_TRANSFER",
+    ),
+    (MSRPCAST_ERR_TIMEOUT, c"MSRPCAST_ERR_TIMEOUT"),
+    (MSRPCAST_ERR_REFUSED, c"MSRPCAST_ERR_REFUSED"),
+    (
+        MSRPCAST_ERR_UNKNOWN_CONFERENCE,
+        c"MSRPCAST_ERR_UNKNOWN_CONFERENCE",
+    ),
+    (MSRPCAST_ERR_IO, c"MSRPCAST_ERR_IO"),
+    (MSRPCAST_ERR_PANIC, c"MSRPCAST_ERR_PANIC"),
+];
+
+/// The name of a result code, e.g. `"MSRPCAST_ERR_BUSY"`: a static NUL-terminated string, never
+/// NULL; `"MSRPCAST_UNKNOWN_RESULT"` for a value that is not a code. Any thread.
+#[no_mangle]
+pub extern "C" fn msrpcast_result_name(result: msrpcast_result) -> *const c_char {
+    NAMES
+        .iter()
+        .find(|(code, _)| *code == result)
+        .map(|(_, name)| *name)
+        .unwrap_or(c"MSRPCAST_UNKNOWN_RESULT")
+        .as_ptr()
+}
+
+/// The code for an engine refusal.
+pub(crate) fn engine_code(e: &EngineError) -> msrpcast_result {
+    match e {
+        EngineError::Start(_) => MSRPCAST_ERR_START,
+        EngineError::Busy => MSRPCAST_ERR_BUSY,
+        EngineError::Stopped => MSRPCAST_ERR_STOPPED,
+        EngineError::Roster(r) => match r {
+            RosterError::Empty { .. } => MSRPCAST_ERR_INVALID_VALUE,
+            RosterError::TooLong { .. } => MSRPCAST_ERR_TOO_LONG,
+            RosterError::UnknownConference(_) => MSRPCAST_ERR_UNKNOWN_CONFERENCE,
+            RosterError::UnknownTransfer(_) => MSRPCAST_ERR_UNKNOWN_TRANSFER,
+            _ => MSRPCAST_ERR_REFUSED,
+        },
+        EngineError::Spool(_) | EngineError::NoParticipants(_) => MSRPCAST_ERR_REFUSED,
+        EngineError::UnknownTransfer(_) => MSRPCAST_ERR_UNKNOWN_TRANSFER,
+        EngineError::BadInput(_) => MSRPCAST_ERR_INVALID_VALUE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    #[test]
+    fn every_code_has_a_unique_name_matching_its_constant() {
+        for (code, name) in NAMES {
+            // SAFETY: msrpcast_result_name returns a static NUL-terminated string.
+            let got = unsafe { CStr::from_ptr(msrpcast_result_name(*code)) };
+            assert_eq!(got, *name);
+            assert_eq!(NAMES.iter().filter(|(c, _)| c == code).count(), 1);
+            assert_eq!(NAMES.iter().filter(|(_, n)| n == name).count(), 1);
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { CStr::from_ptr(msrpcast_result_name(4242)) };
+        assert_eq!(unknown, c"MSRPCAST_UNKNOWN_RESULT");
+    }
+
+    #[test]
+    fn engine_errors_map_to_their_block() {
+        assert_eq!(engine_code(&EngineError::Busy), MSRPCAST_ERR_BUSY);
+        assert_eq!(
+            engine_code(&EngineError::Roster(RosterError::UnknownConference(
+                "c".into()
+            ))),
+            MSRPCAST_ERR_UNKNOWN_CONFERENCE
+        );
+        assert_eq!(
+            engine_code(&EngineError::BadInput("x".into())),
+            MSRPCAST_ERR_INVALID_VALUE
+        );
+    }
+}
