@@ -1,0 +1,497 @@
+//! One delivery on the wire: the connection that carries one spooled file to one participant as
+//! one MSRP message. It feeds the spool's growth and the peer's frames into the sans-IO
+//! [`Sender`](crate::msrp::sender::Sender), writes what it asks for (head, body read from the
+//! spool at this participant's own pace, end-line) with vectored writes, and reports the outcome.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::msrp::parser::{FrameDecoder, Limits};
+use crate::msrp::sender::{Sender, SenderEvent};
+use crate::msrp::{writer, Kind, Message, Method};
+use crate::runtime::io::{Command, Ctx, Flow, Handler};
+use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
+
+/// Bytes queued for the socket before the handler stops asking the sender for more frames. The
+/// sender's window bounds what is in flight; this bounds what is in memory.
+const OUT_LIMIT: usize = 128 * 1024;
+const READ_BUF: usize = 64 * 1024;
+/// How long a finished connection may take to flush its queue (the `#` of an abort) before it is
+/// closed anyway.
+const CLOSE_FLUSH: Duration = Duration::from_secs(10);
+
+/// Live counters of one delivery, shared with the engine's status view.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Highest contiguous byte acknowledged or reported.
+    pub acked: AtomicU64,
+    /// Bytes written to the socket (body bytes).
+    pub sent: AtomicU64,
+    /// 0 connecting, 1 sending, 2 finished.
+    pub phase: AtomicU8,
+}
+
+pub const PHASE_CONNECTING: u8 = 0;
+pub const PHASE_SENDING: u8 = 1;
+pub const PHASE_FINISHED: u8 = 2;
+
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    Failed {
+        /// The MSRP or transport status that ended it (408 timeout, 481, a REPORT's status, …);
+        /// `None` for a connection failure that has no code.
+        code: Option<u16>,
+        reason: String,
+    },
+}
+
+/// Where outcomes go: the engine's core thread.
+pub type OutcomeSink = crossbeam_channel::Sender<(u64, Outcome)>;
+
+/// The delivery connection handler.
+pub struct DeliveryConn {
+    id: u64,
+    stream: TcpStream,
+    connecting: bool,
+    connect_deadline: Instant,
+    sender: Sender,
+    file: Arc<SpoolFile>,
+    /// Wakes this connection's thread at the next append once armed (armed when caught up).
+    subscription: Subscription,
+    seen_len: u64,
+    seen_final: bool,
+    upload_aborted: bool,
+    decoder: FrameDecoder,
+    out: VecDeque<Bytes>,
+    out_len: usize,
+    writable: bool,
+    progress: Arc<Progress>,
+    sink: OutcomeSink,
+    /// Our rendered From-Path and the peer's To-Path, for answering the peer's own SENDs
+    /// (keep-alives).
+    local_path: Bytes,
+    peer_path: Bytes,
+    outcome: Option<Outcome>,
+    /// Closing: the outcome is known; flush what is queued (a `#` end-line) then close.
+    closing_deadline: Option<Instant>,
+    read_buf: Vec<u8>,
+}
+
+/// Everything needed to start one delivery connection.
+pub struct DeliveryParts {
+    pub id: u64,
+    pub subscription: Subscription,
+    pub stream: TcpStream,
+    /// True for an outgoing connection still being established.
+    pub connecting: bool,
+    pub connect_timeout: Duration,
+    pub sender: Sender,
+    pub file: Arc<SpoolFile>,
+    pub decoder: FrameDecoder,
+    pub progress: Arc<Progress>,
+    pub sink: OutcomeSink,
+    pub local_path: Bytes,
+    pub peer_path: Bytes,
+}
+
+impl DeliveryConn {
+    pub fn new(p: DeliveryParts, now: Instant) -> DeliveryConn {
+        DeliveryConn {
+            id: p.id,
+            stream: p.stream,
+            connecting: p.connecting,
+            connect_deadline: now + p.connect_timeout,
+            sender: p.sender,
+            file: p.file,
+            subscription: p.subscription,
+            seen_len: 0,
+            seen_final: false,
+            upload_aborted: false,
+            decoder: p.decoder,
+            out: VecDeque::new(),
+            out_len: 0,
+            writable: !p.connecting,
+            progress: p.progress,
+            sink: p.sink,
+            local_path: p.local_path,
+            peer_path: p.peer_path,
+            outcome: None,
+            closing_deadline: None,
+            read_buf: vec![0; READ_BUF],
+        }
+    }
+
+    /// Builds a frame decoder with the limits a sender needs (responses and REPORTs, plus the
+    /// peer's keep-alive SENDs).
+    pub fn decoder() -> FrameDecoder {
+        FrameDecoder::new(Limits::default())
+    }
+
+    /// The first frame of a connection the participant opened to us (it answered
+    /// `a=setup:active`), already read by the listener.
+    pub fn accept_first(&mut self, first: Message, now: Instant) {
+        self.handle_frame(first, now);
+    }
+
+    fn finish(&mut self, outcome: Outcome, now: Instant) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.progress.phase.store(PHASE_FINISHED, Ordering::Release);
+        let _ = self.sink.send((self.id, outcome.clone()));
+        self.outcome = Some(outcome);
+        // Long enough for a slow reader to take what is queued (a `#` end-line last).
+        self.closing_deadline = Some(now + CLOSE_FLUSH);
+    }
+
+    fn fail(&mut self, code: Option<u16>, reason: impl Into<String>, now: Instant) {
+        self.finish(
+            Outcome::Failed {
+                code,
+                reason: reason.into(),
+            },
+            now,
+        );
+    }
+
+    /// Looks at the spool file: more bytes, the final size, or an aborted upload. Arms the
+    /// spool subscription once caught up, then looks again (an append just before arming is
+    /// seen here, one after it wakes us).
+    fn refresh_spool(&mut self, now: Instant) {
+        let mut armed = false;
+        loop {
+            match self.file.state() {
+                SpoolState::Complete { size, .. } => {
+                    if !self.seen_final {
+                        self.seen_final = true;
+                        self.seen_len = size;
+                        self.sender.handle_data_available(size, true);
+                    }
+                    return;
+                }
+                SpoolState::Writing => {
+                    let len = self.file.len();
+                    if len > self.seen_len {
+                        self.seen_len = len;
+                        self.sender.handle_data_available(len, false);
+                    }
+                }
+                SpoolState::Aborted | SpoolState::TooLarge | SpoolState::QuotaExceeded => {
+                    if !self.upload_aborted {
+                        self.upload_aborted = true;
+                        self.sender.abort(now);
+                    }
+                    return;
+                }
+            }
+            if armed {
+                return;
+            }
+            self.subscription.arm();
+            armed = true;
+        }
+    }
+
+    fn read_frames(&mut self, now: Instant) {
+        loop {
+            match self.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    self.fail(None, "connection closed by the participant", now);
+                    return;
+                }
+                Ok(n) => {
+                    self.decoder.feed(&self.read_buf[..n]);
+                    if !self.decode(now) {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.fail(None, format!("connection error: {e}"), now);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles every complete frame in the decoder. False when the connection must stop.
+    fn decode(&mut self, now: Instant) -> bool {
+        loop {
+            match self.decoder.next() {
+                Ok(Some(msg)) => self.handle_frame(msg, now),
+                Ok(None) => return true,
+                Err(e) => {
+                    self.fail(
+                        Some(e.status_code()),
+                        format!("unparsable frame from the participant: {e}"),
+                        now,
+                    );
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, msg: Message, now: Instant) {
+        if self.sender.handle_frame(&msg, now) {
+            return;
+        }
+        // Not part of our message: the peer's own requests. SEND (keep-alive or data we do not
+        // want: we are sendonly) gets 200 or 403 as RFC 4975 asks; REPORTs get nothing.
+        if let Kind::Request(m) = &msg.kind {
+            let code = match m {
+                Method::Send if msg.body.is_empty() => 200,
+                Method::Send => 403,
+                Method::Report => return,
+                _ => 501,
+            };
+            if code == 200 && msg.failure_report() == crate::msrp::FailureReport::No {
+                return;
+            }
+            let mut b = BytesMut::with_capacity(256);
+            writer::write_response(
+                &msg.transaction_id,
+                code,
+                None,
+                &self.peer_path,
+                &self.local_path,
+                &mut b,
+            );
+            self.push(b.freeze());
+        }
+    }
+
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.out_len += b.len();
+            self.out.push_back(b);
+        }
+    }
+
+    /// Asks the sender for frames while the out queue has room, reading bodies from the spool.
+    fn fill(&mut self, now: Instant) {
+        while self.out_len < OUT_LIMIT {
+            let Some(mut t) = self.sender.poll_transmit(now) else {
+                return;
+            };
+            let body = if t.body.is_empty() {
+                Bytes::new()
+            } else {
+                match self.read_body(t.body.clone()) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.fail(None, format!("spool read failed: {e}"), now);
+                        return;
+                    }
+                }
+            };
+            if !body.is_empty() && writer::body_contains_end_line(&body, &t.tid) {
+                self.sender.retid(&mut t);
+            }
+            self.push(t.head);
+            self.push(body);
+            self.push(t.end_line);
+        }
+    }
+
+    fn read_body(&self, r: std::ops::Range<u64>) -> io::Result<Bytes> {
+        let len = (r.end - r.start) as usize;
+        let mut buf = BytesMut::zeroed(len);
+        let mut done = 0;
+        while done < len {
+            let n = self.file.read_at(r.start + done as u64, &mut buf[done..])?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "spool file shorter than its length",
+                ));
+            }
+            done += n;
+        }
+        Ok(buf.freeze())
+    }
+
+    fn write_out(&mut self, now: Instant) {
+        while self.writable && !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let mut k = 0;
+            for b in self.out.iter().take(64) {
+                slices[k] = IoSlice::new(b);
+                k += 1;
+            }
+            match self.stream.write_vectored(&slices[..k]) {
+                Ok(0) => {
+                    self.fail(None, "connection closed while writing", now);
+                    return;
+                }
+                Ok(mut n) => {
+                    self.out_len -= n;
+                    while n > 0 {
+                        let Some(front) = self.out.front_mut() else {
+                            break;
+                        };
+                        if n >= front.len() {
+                            n -= front.len();
+                            self.out.pop_front();
+                        } else {
+                            bytes::Buf::advance(front, n);
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(None, format!("connection error: {e}"), now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drain_events(&mut self, now: Instant) {
+        while let Some(ev) = self.sender.poll_event() {
+            match ev {
+                SenderEvent::Progress { acked } => {
+                    self.progress.acked.store(acked, Ordering::Release);
+                }
+                SenderEvent::Completed => {
+                    self.progress
+                        .acked
+                        .store(self.sender.acked(), Ordering::Release);
+                    self.finish(Outcome::Completed, now);
+                }
+                SenderEvent::Failed(f) => {
+                    let reason = if self.upload_aborted {
+                        "upload aborted".to_string()
+                    } else {
+                        f.reason
+                    };
+                    self.fail(Some(f.code), reason, now);
+                }
+            }
+        }
+    }
+
+    /// One turn: everything the connection can do now, in order.
+    fn turn(&mut self, now: Instant, readable: bool) -> Flow {
+        if self.connecting {
+            if now >= self.connect_deadline {
+                self.fail(Some(408), "connection attempt timed out", now);
+                return Flow::Close;
+            }
+            match self.stream.take_error() {
+                Ok(Some(e)) | Err(e) => {
+                    self.fail(None, format!("cannot connect: {e}"), now);
+                    return Flow::Close;
+                }
+                Ok(None) => {}
+            }
+            match self.stream.peer_addr() {
+                Ok(_) => {
+                    self.connecting = false;
+                    self.writable = true;
+                    self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Flow::Continue,
+                Err(e) => {
+                    self.fail(None, format!("cannot connect: {e}"), now);
+                    return Flow::Close;
+                }
+            }
+        }
+        if self.outcome.is_none() {
+            self.refresh_spool(now);
+        }
+        if readable && self.outcome.is_none() {
+            self.read_frames(now);
+        }
+        if self.outcome.is_none() {
+            self.drain_events(now);
+        }
+        self.fill(now);
+        self.write_out(now);
+        self.progress
+            .sent
+            .store(self.sender.sent(), Ordering::Relaxed);
+        if self.outcome.is_none() {
+            self.drain_events(now);
+        }
+        match self.closing_deadline {
+            Some(d) if self.out.is_empty() || now >= d => Flow::Close,
+            _ => Flow::Continue,
+        }
+    }
+}
+
+impl Handler for DeliveryConn {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(
+            &mut self.stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+
+    fn on_ready(&mut self, now: Instant, readable: bool, writable: bool, _: &mut Ctx) -> Flow {
+        if writable {
+            self.writable = true;
+        }
+        self.turn(now, readable)
+    }
+
+    fn on_wake(&mut self, now: Instant, _: &mut Ctx) -> Flow {
+        if self.connecting {
+            return Flow::Continue;
+        }
+        self.turn(now, false)
+    }
+
+    fn on_tick(&mut self, now: Instant, _: &mut Ctx) -> Flow {
+        if !self.connecting && self.outcome.is_none() {
+            self.sender.handle_timeout(now);
+        }
+        self.turn(now, false)
+    }
+
+    fn on_command(&mut self, cmd: Command, now: Instant, _: &mut Ctx) -> Flow {
+        match cmd {
+            Command::Abort { reason, code } => {
+                if self.outcome.is_none() {
+                    if !self.connecting {
+                        self.sender.abort(now);
+                        // Write the `#` chunk before reporting.
+                        self.fill(now);
+                        self.write_out(now);
+                    }
+                    // Drop any event the abort produced: the engine's reason stands.
+                    while self.sender.poll_event().is_some() {}
+                    self.fail(Some(code), reason, now);
+                }
+                if self.connecting || self.out.is_empty() {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                }
+            }
+        }
+    }
+
+    fn key(&self) -> Option<u64> {
+        Some(self.id)
+    }
+}

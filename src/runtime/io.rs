@@ -1,0 +1,344 @@
+//! The I/O thread pool: each thread owns a `mio::Poll` and the connection handlers placed on it.
+//! Handlers are driven by readiness, by wake-ups (new spool data, commands) and by a coarse tick
+//! for timeouts. No handler ever blocks; a thread never owns more than its share of connections.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use mio::{Events, Poll, Registry, Token, Waker};
+
+/// How often handlers get `on_tick` for their timers, at most.
+pub const TICK: Duration = Duration::from_millis(50);
+
+const WAKER: Token = Token(usize::MAX);
+
+/// What a handler wants after being driven.
+pub enum Flow {
+    Continue,
+    /// Deregister and drop the handler.
+    Close,
+    /// Put another handler in this one's place (an accepted connection once its session is known).
+    Replace(Box<dyn Handler>),
+}
+
+/// A command for one handler, addressed by the key it was added with.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Abort the session: send `#` if a message is under way, then close. The reason is reported.
+    Abort { reason: String, code: u16 },
+}
+
+/// One connection (or listener) on an I/O thread.
+pub trait Handler: Send {
+    /// Registers the handler's socket with `token`.
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()>;
+    /// Deregisters the socket (called before the handler is dropped or replaced).
+    fn deregister(&mut self, registry: &Registry);
+    /// The socket is readable and/or writable.
+    fn on_ready(&mut self, now: Instant, readable: bool, writable: bool, ctx: &mut Ctx) -> Flow;
+    /// Woken: spool data may have grown. Cheap when nothing changed.
+    fn on_wake(&mut self, now: Instant, ctx: &mut Ctx) -> Flow;
+    /// Periodic, every [`TICK`] at most: timers.
+    fn on_tick(&mut self, now: Instant, ctx: &mut Ctx) -> Flow;
+    /// A command from the engine.
+    fn on_command(&mut self, cmd: Command, now: Instant, ctx: &mut Ctx) -> Flow;
+    /// A key the engine can address commands to (delivery id), if any.
+    fn key(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// What a handler may do to its thread while being driven: add other handlers (an accepted
+/// connection).
+pub struct Ctx {
+    added: Vec<Box<dyn Handler>>,
+}
+
+impl Ctx {
+    pub fn add(&mut self, h: Box<dyn Handler>) {
+        self.added.push(h);
+    }
+}
+
+enum Msg {
+    Add(Box<dyn Handler>),
+    Command(u64, Command),
+    Shutdown,
+}
+
+struct ThreadHandle {
+    tx: Sender<Msg>,
+    waker: Arc<Waker>,
+    data_woken: Arc<AtomicBool>,
+    load: Arc<AtomicUsize>,
+    join: Option<JoinHandle<()>>,
+}
+
+/// The pool. Cloneable handle parts are in [`IoHandle`].
+pub struct IoPool {
+    threads: Vec<ThreadHandle>,
+    next: AtomicUsize,
+}
+
+impl IoPool {
+    /// Starts `n` I/O threads (at least one) named `msrpcast-io-<i>`.
+    pub fn start(n: usize) -> io::Result<IoPool> {
+        let n = n.max(1);
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let poll = Poll::new()?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+            let (tx, rx) = unbounded();
+            let data_woken = Arc::new(AtomicBool::new(false));
+            let load = Arc::new(AtomicUsize::new(0));
+            let t = IoThread {
+                poll,
+                rx,
+                data_woken: data_woken.clone(),
+                load: load.clone(),
+                handlers: HashMap::new(),
+                keys: HashMap::new(),
+                next_token: 0,
+            };
+            let join = std::thread::Builder::new()
+                .name(format!("msrpcast-io-{i}"))
+                .spawn(move || t.run())?;
+            threads.push(ThreadHandle {
+                tx,
+                waker,
+                data_woken,
+                load,
+                join: Some(join),
+            });
+        }
+        Ok(IoPool {
+            threads,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Places a handler on the least loaded thread (round-robin among equals).
+    pub fn add(&self, h: Box<dyn Handler>) {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.threads.len();
+        let mut best = start % n;
+        let mut best_load = usize::MAX;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let l = self.threads[i].load.load(Ordering::Relaxed);
+            if l < best_load {
+                best = i;
+                best_load = l;
+            }
+        }
+        let t = &self.threads[best];
+        t.load.fetch_add(1, Ordering::Relaxed);
+        if t.tx.send(Msg::Add(h)).is_ok() {
+            let _ = t.waker.wake();
+        }
+    }
+
+    /// Sends a command to the handler with `key`, wherever it lives.
+    pub fn command(&self, key: u64, cmd: Command) {
+        for t in &self.threads {
+            if t.tx.send(Msg::Command(key, cmd.clone())).is_ok() {
+                let _ = t.waker.wake();
+            }
+        }
+    }
+
+    /// A cheap, cloneable waker for all threads (spool data arrived).
+    pub fn waker(&self) -> IoWaker {
+        IoWaker {
+            threads: self
+                .threads
+                .iter()
+                .map(|t| (t.waker.clone(), t.data_woken.clone()))
+                .collect(),
+        }
+    }
+
+    /// Number of handlers per thread (for status and tests).
+    pub fn loads(&self) -> Vec<usize> {
+        self.threads
+            .iter()
+            .map(|t| t.load.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+impl Drop for IoPool {
+    fn drop(&mut self) {
+        for t in &self.threads {
+            let _ = t.tx.send(Msg::Shutdown);
+            let _ = t.waker.wake();
+        }
+        for t in &mut self.threads {
+            if let Some(j) = t.join.take() {
+                let _ = j.join();
+            }
+        }
+    }
+}
+
+/// Wakes every I/O thread so that handlers look at their spool files again.
+#[derive(Clone)]
+pub struct IoWaker {
+    threads: Vec<(Arc<Waker>, Arc<AtomicBool>)>,
+}
+
+impl IoWaker {
+    pub fn wake(&self) {
+        for (w, flag) in &self.threads {
+            // Only the first wake-up between two loop turns costs a syscall.
+            if !flag.swap(true, Ordering::AcqRel) {
+                let _ = w.wake();
+            }
+        }
+    }
+}
+
+struct IoThread {
+    poll: Poll,
+    rx: Receiver<Msg>,
+    data_woken: Arc<AtomicBool>,
+    load: Arc<AtomicUsize>,
+    handlers: HashMap<usize, Box<dyn Handler>>,
+    keys: HashMap<u64, usize>,
+    next_token: usize,
+}
+
+impl IoThread {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("msrpcast: I/O thread poll failed: {e}");
+                    return;
+                }
+            }
+            let now = Instant::now();
+            let mut ctx = Ctx { added: Vec::new() };
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    continue;
+                }
+                let tok = ev.token().0;
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                let writable = ev.is_writable() || ev.is_write_closed();
+                self.drive(tok, &mut ctx, |h, ctx| {
+                    h.on_ready(now, readable, writable, ctx)
+                });
+            }
+            // Commands and new handlers.
+            loop {
+                match self.rx.try_recv() {
+                    Ok(Msg::Add(h)) => self.insert(h),
+                    Ok(Msg::Command(key, cmd)) => {
+                        if let Some(&tok) = self.keys.get(&key) {
+                            self.drive(tok, &mut ctx, |h, ctx| h.on_command(cmd, now, ctx));
+                        }
+                    }
+                    Ok(Msg::Shutdown) => return self.shutdown(),
+                    Err(_) => break,
+                }
+            }
+            if self.data_woken.swap(false, Ordering::AcqRel) {
+                self.drive_all(&mut ctx, |h, ctx| h.on_wake(now, ctx));
+            }
+            if now >= next_tick {
+                next_tick = now + TICK;
+                self.drive_all(&mut ctx, |h, ctx| h.on_tick(now, ctx));
+            }
+            for h in ctx.added.drain(..) {
+                self.load.fetch_add(1, Ordering::Relaxed);
+                self.insert(h);
+            }
+        }
+    }
+
+    fn insert(&mut self, mut h: Box<dyn Handler>) {
+        let tok = self.next_token;
+        self.next_token = self.next_token.wrapping_add(1) % (usize::MAX - 1);
+        if let Err(e) = h.register(self.poll.registry(), Token(tok)) {
+            eprintln!("msrpcast: cannot register a connection: {e}");
+            self.load.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(k) = h.key() {
+            self.keys.insert(k, tok);
+        }
+        self.handlers.insert(tok, h);
+        // Edge-triggered: give the new handler a first turn so it can start writing.
+        let now = Instant::now();
+        let mut ctx = Ctx { added: Vec::new() };
+        self.drive(tok, &mut ctx, |h, ctx| h.on_ready(now, true, true, ctx));
+        for h in ctx.added {
+            self.load.fetch_add(1, Ordering::Relaxed);
+            self.insert(h);
+        }
+    }
+
+    fn drive(
+        &mut self,
+        tok: usize,
+        ctx: &mut Ctx,
+        f: impl FnOnce(&mut dyn Handler, &mut Ctx) -> Flow,
+    ) {
+        let Some(h) = self.handlers.get_mut(&tok) else {
+            return;
+        };
+        match f(h.as_mut(), ctx) {
+            Flow::Continue => {}
+            Flow::Close => self.remove(tok),
+            Flow::Replace(new) => {
+                self.remove(tok);
+                ctx.added.push(new);
+            }
+        }
+    }
+
+    fn drive_all(&mut self, ctx: &mut Ctx, mut f: impl FnMut(&mut dyn Handler, &mut Ctx) -> Flow) {
+        let toks: Vec<usize> = self.handlers.keys().copied().collect();
+        for tok in toks {
+            self.drive(tok, ctx, &mut f);
+        }
+    }
+
+    fn remove(&mut self, tok: usize) {
+        if let Some(mut h) = self.handlers.remove(&tok) {
+            h.deregister(self.poll.registry());
+            if let Some(k) = h.key() {
+                self.keys.remove(&k);
+            }
+            self.load.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn shutdown(mut self) {
+        let now = Instant::now();
+        let toks: Vec<usize> = self.handlers.keys().copied().collect();
+        let mut ctx = Ctx { added: Vec::new() };
+        for tok in toks {
+            self.drive(tok, &mut ctx, |h, ctx| {
+                h.on_command(
+                    Command::Abort {
+                        reason: "engine stopped".into(),
+                        code: 503,
+                    },
+                    now,
+                    ctx,
+                )
+            });
+            self.remove(tok);
+        }
+    }
+}

@@ -1,0 +1,745 @@
+//! The passive MSRP receiver of `msrpcast receive` and of the tests: a listener on the I/O pool,
+//! one handler per accepted connection driving the sans-IO [`Receiver`], and a sink that writes
+//! each message to a file (positioned writes, any chunk order) or just counts it.
+//!
+//! For tests it can also misbehave on purpose — read slowly, close mid-way, answer 481, never
+//! answer, or send a failure REPORT — so that the engine's isolation can be checked against real
+//! sockets.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::Sender;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use sha1::{Digest, Sha1};
+
+use crate::msrp::auth::{AuthClient, AuthError, AuthParams, AuthStep, Authorized};
+use crate::msrp::parser::{FrameDecoder, Limits};
+use crate::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
+use crate::msrp::{writer, Kind, Message, Method, Uri};
+use crate::runtime::io::{Command, Ctx, Flow, Handler};
+
+/// Deliberate misbehaviour, for isolation tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Misbehave {
+    /// Read at most this many bytes per second.
+    Rate(u64),
+    /// Close the connection once this many body bytes arrived.
+    CloseAfter(u64),
+    /// Answer every data-carrying SEND with 481.
+    Reply481,
+    /// Read everything, answer nothing.
+    NeverAnswer,
+    /// Answer 200, then send a failure REPORT (`Status: 000 415`) for the message.
+    FailureReport,
+}
+
+impl std::str::FromStr for Misbehave {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (k, v) = s.split_once('=').unwrap_or((s, ""));
+        let num = || {
+            v.parse::<u64>()
+                .map_err(|_| format!("{k} needs a number: {k}=N"))
+        };
+        match k {
+            "rate" => Ok(Misbehave::Rate(num()?)),
+            "close-after" => Ok(Misbehave::CloseAfter(num()?)),
+            "reply-481" => Ok(Misbehave::Reply481),
+            "never-answer" => Ok(Misbehave::NeverAnswer),
+            "failure-report" => Ok(Misbehave::FailureReport),
+            _ => Err(format!(
+                "unknown behaviour {s:?}: rate=N, close-after=N, reply-481, never-answer, failure-report"
+            )),
+        }
+    }
+}
+
+/// What a receiver does with the bytes.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// Save each complete message as `<dir>/<message-id>` (written as `.part` first).
+    Dir(PathBuf),
+    /// Parse and count only (benchmarks).
+    Discard,
+}
+
+/// A message that arrived (or failed), reported to the owner of the receiver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub message_id: String,
+    pub bytes: u64,
+    /// Hex SHA-1 when the data arrived in order (always, for a conforming sender) and the sink
+    /// hashes; `None` otherwise.
+    pub sha1: Option<String>,
+    pub path: Option<PathBuf>,
+    /// `None` when complete; otherwise why not (aborted, refused).
+    pub failure: Option<String>,
+}
+
+/// Settings of one receiver.
+#[derive(Clone)]
+pub struct ReceiveOptions {
+    /// Our session's URI (its session-id must be in the To-Path of incoming frames).
+    pub local: Uri,
+    pub sink: Sink,
+    /// Hash the data (in order) with SHA-1.
+    pub hash: bool,
+    pub misbehave: Option<Misbehave>,
+    pub events: Sender<Received>,
+    /// Limits of the frame parser (body bytes per chunk and so on).
+    pub limits: Limits,
+}
+
+/// The listener handler: accepts and spawns [`ReceiveConn`]s on the same thread.
+pub struct ReceiveListener {
+    listener: TcpListener,
+    opts: Arc<ReceiveOptions>,
+}
+
+impl ReceiveListener {
+    pub fn new(listener: TcpListener, opts: ReceiveOptions) -> Self {
+        ReceiveListener {
+            listener,
+            opts: Arc::new(opts),
+        }
+    }
+}
+
+impl Handler for ReceiveListener {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.listener, token, Interest::READABLE)
+    }
+    fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.listener);
+    }
+    fn on_ready(&mut self, _: Instant, _: bool, _: bool, ctx: &mut Ctx) -> Flow {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    ctx.add(Box::new(ReceiveConn::new(stream, self.opts.clone())));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Flow::Continue,
+            }
+        }
+    }
+    fn on_wake(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+        Flow::Continue
+    }
+    fn on_tick(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+        Flow::Continue
+    }
+    fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
+        Flow::Close
+    }
+}
+
+struct Open {
+    file: Option<File>,
+    part: Option<PathBuf>,
+    hasher: Option<Sha1>,
+    /// Next in-order offset for the hash; out-of-order data disables hashing.
+    next: u64,
+    bytes: u64,
+}
+
+/// One accepted connection.
+pub struct ReceiveConn {
+    stream: TcpStream,
+    opts: Arc<ReceiveOptions>,
+    decoder: FrameDecoder,
+    receiver: Receiver,
+    open: HashMap<Bytes, Open>,
+    out: BytesMut,
+    body_bytes: u64,
+    budget: u64,
+    last_refill: Instant,
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl ReceiveConn {
+    fn new(stream: TcpStream, opts: Arc<ReceiveOptions>) -> Self {
+        let decoder = FrameDecoder::new(opts.limits.clone());
+        Self::with_decoder(stream, opts, decoder)
+    }
+
+    /// On a connection whose first bytes were already read into `decoder` (relay mode: the
+    /// frames after the AUTH exchange).
+    fn with_decoder(stream: TcpStream, opts: Arc<ReceiveOptions>, decoder: FrameDecoder) -> Self {
+        let receiver = Receiver::new(opts.local.clone(), ReceiverConfig::default());
+        ReceiveConn {
+            stream,
+            decoder,
+            receiver,
+            open: HashMap::new(),
+            out: BytesMut::new(),
+            body_bytes: 0,
+            budget: u64::MAX,
+            last_refill: Instant::now(),
+            buf: vec![0; 256 * 1024],
+            closed: false,
+            opts,
+        }
+    }
+
+    fn report(&self, r: Received) {
+        let _ = self.opts.events.send(r);
+    }
+
+    fn handle_event(&mut self, ev: ReceiverEvent) {
+        match ev {
+            ReceiverEvent::Data {
+                message_id,
+                offset,
+                bytes,
+            } => {
+                let opts = self.opts.clone();
+                let o = self.open.entry(message_id.clone()).or_insert_with(|| {
+                    let (file, part) = match &opts.sink {
+                        Sink::Dir(dir) => {
+                            let name = safe_name(&message_id);
+                            let part = dir.join(format!("{name}.part"));
+                            (File::create(&part).ok(), Some(part))
+                        }
+                        Sink::Discard => (None, None),
+                    };
+                    Open {
+                        file,
+                        part,
+                        hasher: opts.hash.then(Sha1::new),
+                        next: 0,
+                        bytes: 0,
+                    }
+                });
+                if let Some(f) = &o.file {
+                    let _ = f.write_all_at(&bytes, offset);
+                }
+                if offset == o.next {
+                    if let Some(h) = o.hasher.as_mut() {
+                        h.update(&bytes);
+                    }
+                    o.next += bytes.len() as u64;
+                } else {
+                    o.hasher = None;
+                }
+                o.bytes += bytes.len() as u64;
+            }
+            ReceiverEvent::MessageComplete {
+                message_id, total, ..
+            } => {
+                let o = self.open.remove(&message_id);
+                let (sha1, path) = match o {
+                    Some(o) => {
+                        let sha1 = o.hasher.map(|h| hex(&h.finalize()));
+                        let path = match (&self.opts.sink, o.part) {
+                            (Sink::Dir(dir), Some(part)) => {
+                                let fin = dir.join(safe_name(&message_id));
+                                std::fs::rename(&part, &fin).ok().map(|_| fin)
+                            }
+                            _ => None,
+                        };
+                        (sha1, path)
+                    }
+                    // An empty message.
+                    None => (self.opts.hash.then(|| hex(&Sha1::new().finalize())), None),
+                };
+                self.report(Received {
+                    message_id: String::from_utf8_lossy(&message_id).into_owned(),
+                    bytes: total,
+                    sha1,
+                    path,
+                    failure: None,
+                });
+            }
+            ReceiverEvent::MessageAborted {
+                message_id,
+                received,
+            } => {
+                self.drop_open(&message_id);
+                self.report(Received {
+                    message_id: String::from_utf8_lossy(&message_id).into_owned(),
+                    bytes: received,
+                    sha1: None,
+                    path: None,
+                    failure: Some("aborted by the sender".into()),
+                });
+            }
+            ReceiverEvent::MessageFailed {
+                message_id,
+                code,
+                reason,
+            } => {
+                self.drop_open(&message_id);
+                self.report(Received {
+                    message_id: String::from_utf8_lossy(&message_id).into_owned(),
+                    bytes: 0,
+                    sha1: None,
+                    path: None,
+                    failure: Some(format!("{code} {reason}")),
+                });
+            }
+            ReceiverEvent::Report { .. } => {}
+        }
+    }
+
+    fn drop_open(&mut self, message_id: &Bytes) {
+        if let Some(o) = self.open.remove(message_id) {
+            if let Some(p) = o.part {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, msg: Message) {
+        let is_data_send = matches!(msg.kind, Kind::Request(Method::Send)) && !msg.body.is_empty();
+        self.body_bytes += msg.body.len() as u64;
+        match &self.opts.misbehave {
+            Some(Misbehave::NeverAnswer) => return,
+            Some(Misbehave::Reply481) if is_data_send => {
+                let to = writer::render_path(&msg.from_path);
+                let from = writer::render_path(std::slice::from_ref(&self.opts.local));
+                writer::write_response(
+                    &msg.transaction_id,
+                    481,
+                    Some(b"Session Does Not Exist"),
+                    &to,
+                    &from,
+                    &mut self.out,
+                );
+                return;
+            }
+            Some(Misbehave::FailureReport) if is_data_send => {
+                let to = writer::render_path(&msg.from_path);
+                let from = writer::render_path(std::slice::from_ref(&self.opts.local));
+                writer::write_response(
+                    &msg.transaction_id,
+                    200,
+                    Some(b"OK"),
+                    &to,
+                    &from,
+                    &mut self.out,
+                );
+                let mut report = Message {
+                    transaction_id: Bytes::from_static(b"failrep1"),
+                    kind: Kind::Request(Method::Report),
+                    to_path: msg.from_path.clone(),
+                    from_path: vec![self.opts.local.clone()],
+                    headers: Vec::new(),
+                    body: Bytes::new(),
+                    continuation: crate::msrp::Continuation::End,
+                };
+                if let Some(id) = msg.message_id() {
+                    report
+                        .headers
+                        .push(crate::msrp::Header::MessageId(id.clone()));
+                }
+                if let Some(br) = msg.byte_range() {
+                    report.headers.push(crate::msrp::Header::ByteRange(br));
+                }
+                report
+                    .headers
+                    .push(crate::msrp::Header::Status(crate::msrp::Status {
+                        namespace: 0,
+                        code: 415,
+                        comment: Some(Bytes::from_static(b"Unsupported Media Type")),
+                    }));
+                writer::write_message(&report, &mut self.out);
+                return;
+            }
+            _ => {}
+        }
+        self.receiver.handle_frame(&msg);
+        while let Some(reply) = self.receiver.poll_reply() {
+            writer::write_message(&reply, &mut self.out);
+        }
+        while let Some(ev) = self.receiver.poll_event() {
+            self.handle_event(ev);
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.out.is_empty() {
+            match self.stream.write(&self.out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    let _ = self.out.split_to(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if let Some(Misbehave::Rate(r)) = self.opts.misbehave {
+            let dt = now.duration_since(self.last_refill);
+            self.last_refill = now;
+            let add = (r as f64 * dt.as_secs_f64()) as u64;
+            self.budget = (self.budget.saturating_add(add)).min(r.max(1));
+        }
+    }
+
+    fn turn(&mut self, now: Instant) -> Flow {
+        if self.closed {
+            return Flow::Close;
+        }
+        self.refill(now);
+        loop {
+            let want = (self.buf.len() as u64).min(self.budget) as usize;
+            if want == 0 {
+                break;
+            }
+            match self.stream.read(&mut self.buf[..want]) {
+                Ok(0) => return self.close(),
+                Ok(n) => {
+                    if self.budget != u64::MAX {
+                        self.budget -= n as u64;
+                    }
+                    self.decoder.feed(&self.buf[..n]);
+                    loop {
+                        match self.decoder.next() {
+                            Ok(Some(msg)) => self.handle_frame(msg),
+                            Ok(None) => break,
+                            Err(_) => return self.close(),
+                        }
+                    }
+                    if let Some(Misbehave::CloseAfter(limit)) = self.opts.misbehave {
+                        if self.body_bytes >= limit {
+                            return self.close();
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.close(),
+            }
+        }
+        if self.flush().is_err() {
+            return self.close();
+        }
+        Flow::Continue
+    }
+
+    fn close(&mut self) -> Flow {
+        self.closed = true;
+        let ids: Vec<Bytes> = self.open.keys().cloned().collect();
+        for id in ids {
+            let bytes = self.open.get(&id).map(|o| o.bytes).unwrap_or(0);
+            self.drop_open(&id);
+            self.report(Received {
+                message_id: String::from_utf8_lossy(&id).into_owned(),
+                bytes,
+                sha1: None,
+                path: None,
+                failure: Some("connection closed before the message was complete".into()),
+            });
+        }
+        Flow::Close
+    }
+}
+
+impl Handler for ReceiveConn {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        if let Some(Misbehave::Rate(r)) = self.opts.misbehave {
+            self.budget = r.max(1) / 10;
+        }
+        registry.register(
+            &mut self.stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+    fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+    fn on_ready(&mut self, now: Instant, _: bool, _: bool, _: &mut Ctx) -> Flow {
+        self.turn(now)
+    }
+    fn on_wake(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+        Flow::Continue
+    }
+    fn on_tick(&mut self, now: Instant, _: &mut Ctx) -> Flow {
+        // A rate-limited reader resumes here; everyone flushes pending replies.
+        self.turn(now)
+    }
+    fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
+        self.close()
+    }
+}
+
+fn safe_name(id: &[u8]) -> String {
+    let s: String = id
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "message".into()
+    } else {
+        s
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A running receiver with its own I/O pool: the CLI's `receive` and the tests.
+pub struct ReceiveServer {
+    /// The listen address, or in relay mode the local end of the connection to the relay.
+    pub addr: std::net::SocketAddr,
+    /// Our own URI (the last URI of [`ReceiveServer::to_path`]).
+    pub uri: Uri,
+    /// The To-Path senders must use: our URI alone, or in relay mode the relay's `Use-Path`
+    /// followed by our URI.
+    pub to_path: Vec<Uri>,
+    /// Relay mode: what the relay granted.
+    pub relay: Option<Authorized>,
+    pub events: crossbeam_channel::Receiver<Received>,
+    _pool: crate::runtime::io::IoPool,
+}
+
+impl ReceiveServer {
+    /// Listens on `addr` for session `session_id`.
+    pub fn start(
+        addr: std::net::SocketAddr,
+        session_id: &str,
+        sink: Sink,
+        hash: bool,
+        misbehave: Option<Misbehave>,
+        threads: usize,
+    ) -> io::Result<ReceiveServer> {
+        let listener = crate::runtime::net::listen(addr)?;
+        let bound = listener.local_addr()?;
+        let host = match bound {
+            std::net::SocketAddr::V4(v) => v.ip().to_string(),
+            std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
+        };
+        let text = format!("msrp://{host}:{}/{session_id};tcp", bound.port());
+        let uri = Uri::parse_slice(text.as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pool = crate::runtime::io::IoPool::start(threads)?;
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        pool.add(Box::new(ReceiveListener::new(
+            listener,
+            ReceiveOptions {
+                local: uri.clone(),
+                sink,
+                hash,
+                misbehave,
+                events: tx,
+                limits,
+            },
+        )));
+        Ok(ReceiveServer {
+            addr: bound,
+            to_path: vec![uri.clone()],
+            uri,
+            relay: None,
+            events: rx,
+            _pool: pool,
+        })
+    }
+
+    /// Relay mode (RFC 4976): connects out to the MSRP relay at `relay`, authenticates with
+    /// AUTH, and then receives on that same connection like the passive receiver (responses and
+    /// REPORTs go back on it, addressed by the request's From-Path). Our URI names the local end
+    /// of that connection, as the relay reaches clients by the host:port of their URI. Senders
+    /// address the result's [`ReceiveServer::to_path`] (`<Use-Path> <our URI>`) and connect to
+    /// the relay.
+    pub fn start_via_relay(
+        relay: &Uri,
+        login: &RelayLogin,
+        session_id: &str,
+        sink: Sink,
+        hash: bool,
+        misbehave: Option<Misbehave>,
+    ) -> io::Result<ReceiveServer> {
+        let peer = crate::runtime::net::resolve(relay)?;
+        let mut stream = std::net::TcpStream::connect_timeout(&peer, login.timeout)?;
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let host = match local {
+            std::net::SocketAddr::V4(v) => v.ip().to_string(),
+            std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
+        };
+        let scheme = if relay.secure { "msrps" } else { "msrp" };
+        let text = format!("{scheme}://{host}:{}/{session_id};tcp", local.port());
+        let uri = Uri::parse_slice(text.as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
+        let limits = Limits {
+            max_body_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let mut decoder = FrameDecoder::new(limits.clone());
+        let params = AuthParams {
+            relay: relay.clone(),
+            local: uri.clone(),
+            user: login.user.clone(),
+            password: login.password.clone(),
+            expires: login.expires,
+        };
+        let granted = relay_auth(&mut stream, &mut decoder, params, login.timeout)?;
+        stream.set_read_timeout(None)?;
+        stream.set_nonblocking(true)?;
+        let mut to_path = granted.use_path.clone();
+        to_path.push(uri.clone());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pool = crate::runtime::io::IoPool::start(1)?;
+        let opts = Arc::new(ReceiveOptions {
+            local: uri.clone(),
+            sink,
+            hash,
+            misbehave,
+            events: tx,
+            limits,
+        });
+        pool.add(Box::new(ReceiveConn::with_decoder(
+            TcpStream::from_std(stream),
+            opts,
+            decoder,
+        )));
+        Ok(ReceiveServer {
+            addr: local,
+            uri,
+            to_path,
+            relay: Some(granted),
+            events: rx,
+            _pool: pool,
+        })
+    }
+
+    /// [`ReceiveServer::to_path`] as header text: URIs separated by one space.
+    pub fn to_path_text(&self) -> String {
+        String::from_utf8_lossy(&writer::render_path(&self.to_path)).into_owned()
+    }
+
+    /// Waits for the next message outcome, up to `timeout`.
+    pub fn next(&self, timeout: Duration) -> Option<Received> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+/// Credentials for [`ReceiveServer::start_via_relay`].
+#[derive(Debug, Clone)]
+pub struct RelayLogin {
+    pub user: String,
+    pub password: String,
+    /// Lifetime to ask for (`Expires`), or the relay's default.
+    pub expires: Option<u32>,
+    /// For connecting and for each response of the AUTH exchange.
+    pub timeout: Duration,
+}
+
+impl RelayLogin {
+    /// From `USER:PASSWORD` (the password may contain `:`).
+    pub fn parse(user_pass: &str) -> Result<RelayLogin, String> {
+        let (user, password) = user_pass
+            .split_once(':')
+            .ok_or_else(|| "expected USER:PASSWORD".to_string())?;
+        if user.is_empty() {
+            return Err("empty user name".into());
+        }
+        Ok(RelayLogin {
+            user: user.into(),
+            password: password.into(),
+            expires: None,
+            timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+/// Runs the AUTH exchange on a blocking connection. Frames read past the final response stay in
+/// `decoder` for the receiver.
+fn relay_auth(
+    stream: &mut std::net::TcpStream,
+    decoder: &mut FrameDecoder,
+    params: AuthParams,
+    timeout: Duration,
+) -> io::Result<Authorized> {
+    let ids = crate::msrp::ids::IdGen::new().map_err(|e| io::Error::other(e.to_string()))?;
+    let mut client = AuthClient::new(params, ids);
+    let mut out = BytesMut::new();
+    writer::write_message(&client.start(), &mut out);
+    stream.write_all(&out)?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        // Frames already buffered first.
+        while let Some(msg) = decoder.next().map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("from the relay: {e:?}"))
+        })? {
+            let step = client.handle_frame(&msg).map_err(|e| {
+                let kind = match e {
+                    AuthError::Rejected | AuthError::Forbidden { .. } => {
+                        io::ErrorKind::PermissionDenied
+                    }
+                    _ => io::ErrorKind::Other,
+                };
+                io::Error::new(kind, e)
+            })?;
+            match step {
+                AuthStep::Ignored => {}
+                AuthStep::Send(req) => {
+                    out.clear();
+                    writer::write_message(&req, &mut out);
+                    stream.write_all(&out)?;
+                }
+                AuthStep::Done(granted) => return Ok(granted),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no answer from the relay to AUTH",
+            ));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "relay closed the connection during AUTH",
+                ))
+            }
+            Ok(n) => decoder.feed(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no answer from the relay to AUTH",
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The engine end to end on real sockets (127.0.0.1): uploads spooled and delivered to `msrpcast
+//! receive`-style receivers, each checking SHA-1 independently; isolation of broken receivers;
+//! late answers, late joiners, leaving and aborted uploads.
+//!
+//! Run in release (`make test` does): the large fan-outs move gigabytes.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use msrpcast::config::Config;
+use msrpcast::roster::{DeliveryState, TransferId};
+use msrpcast::runtime::receive::{hex, Misbehave, ReceiveServer, Received, Sink};
+use msrpcast::runtime::{Engine, Signal};
+use sha1::{Digest, Sha1};
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "msrpcast-test-{}-{}-{}",
+        name,
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn engine(name: &str, sets: &[(&str, &str)]) -> (Engine, std::path::PathBuf) {
+    let dir = tmpdir(name);
+    let mut cfg = Config::default();
+    cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
+        .unwrap();
+    cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
+    cfg.set("log_level", "warn").unwrap();
+    for (k, v) in sets {
+        cfg.set(k, v).unwrap();
+    }
+    (Engine::start(cfg).unwrap(), dir)
+}
+
+fn receiver(misbehave: Option<Misbehave>) -> ReceiveServer {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    ReceiveServer::start(addr, "rx", Sink::Discard, true, misbehave, 1).unwrap()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), cheap to make in release.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn wait_joined(e: &Engine, conf: &str, n: usize) {
+    let t0 = Instant::now();
+    while e
+        .roster()
+        .conference(conf)
+        .map(|c| c.participants.len())
+        .unwrap_or(0)
+        < n
+    {
+        assert!(t0.elapsed() < Duration::from_secs(5), "joins not processed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn upload(e: &Engine, conf: &str, body: &[u8]) -> TransferId {
+    let mut up = e
+        .upload(
+            conf,
+            "file.bin",
+            "application/octet-stream",
+            Some(body.len() as u64),
+        )
+        .unwrap();
+    let t = up.transfer;
+    for c in body.chunks(1 << 20) {
+        up.append(c).unwrap();
+    }
+    up.finish().unwrap();
+    t
+}
+
+/// Waits until every delivery of `t` is terminal; returns (participant, state).
+fn wait_done(e: &Engine, t: TransferId, n: usize, limit: Duration) -> Vec<(String, DeliveryState)> {
+    let t0 = Instant::now();
+    loop {
+        let tr = e.roster().transfer(t).expect("transfer");
+        if tr.deliveries.len() >= n && tr.deliveries.iter().all(|d| d.state.is_terminal()) {
+            return tr
+                .deliveries
+                .into_iter()
+                .map(|d| (d.participant, d.state))
+                .collect();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "deliveries not finished in {limit:?}: {:?}",
+            tr.deliveries
+                .iter()
+                .map(|d| (&d.participant, &d.state))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn next_received(r: &ReceiveServer, secs: u64) -> Received {
+    r.next(Duration::from_secs(secs))
+        .expect("receiver reported nothing")
+}
+
+fn fanout(n: usize, size: usize) {
+    let (e, _dir) = engine(&format!("fanout{n}"), &[]);
+    let rx: Vec<ReceiveServer> = (0..n).map(|_| receiver(None)).collect();
+    for (i, r) in rx.iter().enumerate() {
+        e.join_direct("c", &format!("p{i}"), &r.uri.to_string())
+            .unwrap();
+    }
+    wait_joined(&e, "c", n);
+    let body = data(size, n as u64);
+    let want = hex(&Sha1::digest(&body));
+    let t = upload(&e, "c", &body);
+    let states = wait_done(&e, t, n, Duration::from_secs(120));
+    for (p, s) in &states {
+        assert_eq!(*s, DeliveryState::Done, "{p}");
+    }
+    for r in &rx {
+        let got = next_received(r, 10);
+        assert_eq!(got.failure, None);
+        assert_eq!(got.bytes, size as u64);
+        assert_eq!(got.sha1.as_deref(), Some(want.as_str()));
+    }
+}
+
+#[test]
+fn fanout_1_receiver_64mib() {
+    fanout(1, 64 << 20);
+}
+
+#[test]
+fn fanout_10_receivers_64mib() {
+    fanout(10, 64 << 20);
+}
+
+#[test]
+fn fanout_100_receivers_64mib() {
+    fanout(100, 64 << 20);
+}
+
+/// A receiver that reads 1 MiB/s does not slow the other nine.
+#[test]
+fn slow_receiver_does_not_slow_the_others() {
+    let size = 32 << 20;
+    let body = data(size, 7);
+    let time_for = |with_slow: bool| -> Duration {
+        let (e, _dir) = engine("slow", &[]);
+        let rx: Vec<ReceiveServer> = (0..9).map(|_| receiver(None)).collect();
+        let slow = receiver(Some(Misbehave::Rate(1 << 20)));
+        for (i, r) in rx.iter().enumerate() {
+            e.join_direct("c", &format!("p{i}"), &r.uri.to_string())
+                .unwrap();
+        }
+        let mut n = 9;
+        if with_slow {
+            e.join_direct("c", "slow", &slow.uri.to_string()).unwrap();
+            n = 10;
+        }
+        wait_joined(&e, "c", n);
+        let t0 = Instant::now();
+        let t = upload(&e, "c", &body);
+        for r in &rx {
+            let got = next_received(r, 60);
+            assert_eq!(got.failure, None);
+        }
+        let took = t0.elapsed();
+        if with_slow {
+            let tr = e.roster().transfer(t).unwrap();
+            let s = tr
+                .deliveries
+                .iter()
+                .find(|d| d.participant == "slow")
+                .unwrap();
+            assert!(
+                !s.state.is_terminal(),
+                "slow one should still be going: {:?}",
+                s.state
+            );
+        }
+        took
+    };
+    let alone = time_for(false);
+    let with = time_for(true);
+    eprintln!("9 receivers alone: {alone:?}, with a 1 MiB/s one: {with:?}");
+    assert!(
+        with.as_secs_f64() <= alone.as_secs_f64() * 1.2 + 0.05,
+        "alone {alone:?}, with slow {with:?}"
+    );
+}
+
+/// Broken receivers each fail with their reason; the others succeed.
+#[test]
+fn broken_receivers_fail_alone() {
+    let (e, _dir) = engine(
+        "broken",
+        &[
+            ("transaction_timeout_ms", "1500"),
+            ("report_timeout_ms", "1500"),
+        ],
+    );
+    let good: Vec<ReceiveServer> = (0..3).map(|_| receiver(None)).collect();
+    let closer = receiver(Some(Misbehave::CloseAfter(1 << 20)));
+    let r481 = receiver(Some(Misbehave::Reply481));
+    let mute = receiver(Some(Misbehave::NeverAnswer));
+    let failrep = receiver(Some(Misbehave::FailureReport));
+    for (i, r) in good.iter().enumerate() {
+        e.join_direct("c", &format!("good{i}"), &r.uri.to_string())
+            .unwrap();
+    }
+    e.join_direct("c", "closer", &closer.uri.to_string())
+        .unwrap();
+    e.join_direct("c", "r481", &r481.uri.to_string()).unwrap();
+    e.join_direct("c", "mute", &mute.uri.to_string()).unwrap();
+    e.join_direct("c", "failrep", &failrep.uri.to_string())
+        .unwrap();
+    wait_joined(&e, "c", 7);
+    let body = data(8 << 20, 3);
+    let t = upload(&e, "c", &body);
+    let states = wait_done(&e, t, 7, Duration::from_secs(30));
+    for (p, s) in &states {
+        match p.as_str() {
+            p if p.starts_with("good") => assert_eq!(*s, DeliveryState::Done, "{p}"),
+            "closer" => assert!(
+                matches!(s, DeliveryState::Failed { reason, .. } if reason.contains("closed")),
+                "closer: {s:?}"
+            ),
+            "r481" => assert!(
+                matches!(
+                    s,
+                    DeliveryState::Failed {
+                        code: Some(481),
+                        ..
+                    }
+                ),
+                "r481: {s:?}"
+            ),
+            "mute" => assert!(
+                matches!(
+                    s,
+                    DeliveryState::Failed {
+                        code: Some(408),
+                        ..
+                    }
+                ),
+                "mute: {s:?}"
+            ),
+            "failrep" => assert!(
+                matches!(
+                    s,
+                    DeliveryState::Failed {
+                        code: Some(415),
+                        ..
+                    }
+                ),
+                "failrep: {s:?}"
+            ),
+            other => panic!("unexpected participant {other}"),
+        }
+    }
+}
+
+fn answer_for(r: &ReceiveServer) -> String {
+    let port = r.addr.port();
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=message {port} TCP/MSRP *\r\na=accept-types:*\r\na=recvonly\r\na=path:{}\r\n",
+        r.uri
+    )
+}
+
+fn next_signal(e: &Engine, secs: u64) -> Signal {
+    e.signals()
+        .recv_timeout(Duration::from_secs(secs))
+        .expect("no signal from the engine")
+}
+
+/// SIP participants: the offer goes to the host, a late answer still starts from byte 1, and
+/// the BYE follows the delivery.
+#[test]
+fn late_answer_gets_the_whole_file_and_a_bye() {
+    let (e, _dir) = engine("late", &[]);
+    let r = receiver(None);
+    e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
+        .unwrap();
+    wait_joined(&e, "c", 1);
+    let body = data(4 << 20, 11);
+    let t = upload(&e, "c", &body);
+    let Signal::Offer {
+        delivery,
+        target_uri,
+        sdp,
+        ..
+    } = next_signal(&e, 5)
+    else {
+        panic!("expected an offer")
+    };
+    assert_eq!(target_uri, "sip:alice@127.0.0.1:5999");
+    assert!(sdp.contains("m=message "), "{sdp}");
+    assert!(sdp.contains("a=file-selector:"), "{sdp}");
+    assert!(sdp.contains("a=sendonly"), "{sdp}");
+    std::thread::sleep(Duration::from_millis(500));
+    e.answered(delivery, &answer_for(&r)).unwrap();
+    let got = next_received(&r, 20);
+    assert_eq!(got.failure, None);
+    assert_eq!(got.sha1, Some(hex(&Sha1::digest(&body))));
+    assert_eq!(next_signal(&e, 5), Signal::Bye { delivery });
+    let states = wait_done(&e, t, 1, Duration::from_secs(5));
+    assert_eq!(states[0].1, DeliveryState::Done);
+}
+
+#[test]
+fn rejected_invite_fails_with_its_code() {
+    let (e, _dir) = engine("reject", &[]);
+    e.join("c", "bob", "sip:bob@127.0.0.1:5998", None).unwrap();
+    wait_joined(&e, "c", 1);
+    let t = upload(&e, "c", &data(1000, 1));
+    let Signal::Offer { delivery, .. } = next_signal(&e, 5) else {
+        panic!("expected an offer")
+    };
+    e.rejected(delivery, 486).unwrap();
+    let states = wait_done(&e, t, 1, Duration::from_secs(5));
+    assert!(
+        matches!(
+            states[0].1,
+            DeliveryState::Failed {
+                code: Some(486),
+                ..
+            }
+        ),
+        "{:?}",
+        states[0].1
+    );
+}
+
+#[test]
+fn late_joiner_is_offered_earlier_files() {
+    let (e, _dir) = engine("latejoin", &[]);
+    let first = receiver(None);
+    e.join_direct("c", "first", &first.uri.to_string()).unwrap();
+    wait_joined(&e, "c", 1);
+    let body = data(2 << 20, 5);
+    let t = upload(&e, "c", &body);
+    assert_eq!(next_received(&first, 20).failure, None);
+    let late = receiver(None);
+    e.join_direct("c", "late", &late.uri.to_string()).unwrap();
+    let got = next_received(&late, 20);
+    assert_eq!(got.failure, None);
+    assert_eq!(got.sha1, Some(hex(&Sha1::digest(&body))));
+    let states = wait_done(&e, t, 2, Duration::from_secs(5));
+    assert!(states.iter().all(|(_, s)| *s == DeliveryState::Done));
+}
+
+#[test]
+fn leaving_mid_transfer_aborts_only_that_delivery() {
+    let (e, _dir) = engine("leave", &[]);
+    let stays = receiver(None);
+    let leaves = receiver(Some(Misbehave::Rate(8 << 20)));
+    e.join_direct("c", "stays", &stays.uri.to_string()).unwrap();
+    e.join_direct("c", "leaves", &leaves.uri.to_string())
+        .unwrap();
+    wait_joined(&e, "c", 2);
+    let body = data(16 << 20, 9);
+    let t = upload(&e, "c", &body);
+    assert_eq!(next_received(&stays, 20).failure, None);
+    e.leave("c", "leaves").unwrap();
+    let got = next_received(&leaves, 10);
+    assert_eq!(
+        got.failure.as_deref(),
+        Some("aborted by the sender"),
+        "{got:?}"
+    );
+    let tr = e.roster().transfer(t).unwrap();
+    for d in tr.deliveries {
+        match d.participant.as_str() {
+            "stays" => assert_eq!(d.state, DeliveryState::Done),
+            _ => assert_eq!(d.state, DeliveryState::Cancelled),
+        }
+    }
+}
+
+#[test]
+fn aborted_upload_aborts_started_deliveries() {
+    let (e, _dir) = engine("abort", &[]);
+    let a = receiver(None);
+    let b = receiver(None);
+    e.join_direct("c", "a", &a.uri.to_string()).unwrap();
+    e.join_direct("c", "b", &b.uri.to_string()).unwrap();
+    wait_joined(&e, "c", 2);
+    let mut up = e
+        .upload("c", "f", "application/octet-stream", None)
+        .unwrap();
+    let t = up.transfer;
+    up.append(&data(3 << 20, 2)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    up.abort();
+    for r in [&a, &b] {
+        let got = next_received(r, 10);
+        assert_eq!(
+            got.failure.as_deref(),
+            Some("aborted by the sender"),
+            "{got:?}"
+        );
+    }
+    let states = wait_done(&e, t, 2, Duration::from_secs(5));
+    for (p, s) in states {
+        assert!(matches!(s, DeliveryState::Failed { .. }), "{p}: {s:?}");
+    }
+}
