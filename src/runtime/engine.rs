@@ -127,8 +127,8 @@ enum Cmd {
     Accepted {
         delivery: u64,
         stream: mio::net::TcpStream,
-        decoder: FrameDecoder,
-        first: Message,
+        decoder: Box<FrameDecoder>,
+        first: Box<Message>,
     },
     Stop,
 }
@@ -171,7 +171,7 @@ pub struct Engine {
     cfg: Arc<Config>,
     tx: Sender<Cmd>,
     signals: Receiver<Signal>,
-    notify: Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>,
+    notify: NotifySlot,
     shared: Arc<Shared>,
     spool: Arc<Spool>,
     io: Arc<IoPool>,
@@ -288,6 +288,9 @@ impl Drop for Upload {
 
 const QUEUE: usize = 65_536;
 
+/// Where the host's "a signal is waiting" hook lives.
+type NotifySlot = Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>;
+
 impl Engine {
     /// Starts the engine's threads (core and I/O pool) and binds the MSRP listener. Call it in
     /// the process that is to own the threads (in Kamailio: the dedicated engine process, never
@@ -332,7 +335,7 @@ impl Engine {
         let (tx, rx) = bounded(QUEUE);
         let (sig_tx, sig_rx) = unbounded();
         let (out_tx, out_rx) = unbounded();
-        let notify: Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>> = Arc::new(Mutex::new(None));
+        let notify: NotifySlot = Arc::new(Mutex::new(None));
         let waiting: Arc<Mutex<HashMap<Bytes, u64>>> = Arc::new(Mutex::new(HashMap::new()));
         io.add(Box::new(Listener {
             listener,
@@ -620,7 +623,7 @@ struct Core {
     live: HashMap<u64, Live>,
     direct: HashMap<(String, String), Vec<Uri>>,
     signals: Sender<Signal>,
-    notify: Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>,
+    notify: NotifySlot,
     outcomes: Sender<(u64, Outcome)>,
     waiting: Arc<Mutex<HashMap<Bytes, u64>>>,
     msrp_addr: SocketAddr,
@@ -739,7 +742,7 @@ impl Core {
                 stream,
                 decoder,
                 first,
-            } => self.accepted(delivery, stream, decoder, first),
+            } => self.accepted(delivery, stream, *decoder, *first),
             Cmd::Stop => {}
         }
     }
@@ -1376,8 +1379,8 @@ impl Handler for Pending {
             let _ = self.tx.try_send(Cmd::Accepted {
                 delivery,
                 stream,
-                decoder,
-                first,
+                decoder: Box::new(decoder),
+                first: Box::new(first),
             });
         }
     }
