@@ -15,11 +15,19 @@ use super::engine::{check_sip_code, owned_c_string};
 use super::result::*;
 use crate::runtime::control::{ReplyPart, Request, WireError, MAX_MESSAGE_BYTES};
 
-/// Largest control message (one datagram), all strings of a call included; longer requests get
-/// `MSRPCAST_ERR_TOO_LONG`. Each string costs its length plus 4 bytes.
-pub const MSRPCAST_MAX_MESSAGE_BYTES: usize = 65_536;
+/// Limits of the C ABI, as integer constants.
+///
+/// cbindgen:prefix-with-name=false
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum msrpcast_limits {
+    /// Largest control message (one datagram), all strings of a call included; a longer request
+    /// gets `MSRPCAST_ERR_TOO_LONG`. Each string costs its length plus 4 bytes, a request's
+    /// fixed part at most 18 bytes.
+    MSRPCAST_MAX_MESSAGE_BYTES = 65_536,
+}
 
-const _: () = assert!(MSRPCAST_MAX_MESSAGE_BYTES == MAX_MESSAGE_BYTES);
+const _: () = assert!(msrpcast_limits::MSRPCAST_MAX_MESSAGE_BYTES as usize == MAX_MESSAGE_BYTES);
 
 /// A connection-less handle to the engine's control socket. Open it in the process that uses
 /// it (after fork). Its calls are thread-safe.
@@ -327,8 +335,8 @@ fn status_request(
         if part.request != request {
             continue;
         }
-        if part.result != MSRPCAST_OK {
-            return Err(part.result);
+        if part.result != MSRPCAST_OK as u32 {
+            return Err(from_u32(part.result).unwrap_or(MSRPCAST_ERR_IO));
         }
         if part.part != next_part {
             // A part went missing: the reply is incomplete.

@@ -19,14 +19,30 @@ use crate::runtime::control::{
 use crate::runtime::engine::Engine;
 use crate::runtime::log::{Logger, DEFAULT_QUEUE_CAPACITY};
 
-/// `what` of `msrpcast_engine_status` and `msrpcast_client_status`: `{"conferences":[...]}`.
-pub const MSRPCAST_STATUS_CONFERENCES: u32 = 1;
-/// `{"transfers":[...]}`, each with its deliveries.
-pub const MSRPCAST_STATUS_TRANSFERS: u32 = 2;
-/// Both of the above in one object.
-pub const MSRPCAST_STATUS_ALL: u32 = 3;
-/// The counters of `msrpcast_stats` as a JSON object.
-pub const MSRPCAST_STATUS_COUNTERS: u32 = 4;
+/// `what` of `msrpcast_engine_status` and `msrpcast_client_status` (passed as `uint32_t`).
+///
+/// cbindgen:prefix-with-name=false
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum msrpcast_status_what {
+    /// `{"conferences":[...]}`: each conference with its participants.
+    MSRPCAST_STATUS_CONFERENCES = 1,
+    /// `{"transfers":[...]}`: each transfer with its deliveries.
+    MSRPCAST_STATUS_TRANSFERS = 2,
+    /// Both of the above in one object.
+    MSRPCAST_STATUS_ALL = 3,
+    /// The counters of `msrpcast_stats` as a JSON object.
+    MSRPCAST_STATUS_COUNTERS = 4,
+}
+
+const _: () = {
+    assert!(
+        msrpcast_status_what::MSRPCAST_STATUS_CONFERENCES as u32 == control::STATUS_CONFERENCES
+    );
+    assert!(msrpcast_status_what::MSRPCAST_STATUS_TRANSFERS as u32 == control::STATUS_TRANSFERS);
+    assert!(msrpcast_status_what::MSRPCAST_STATUS_ALL as u32 == control::STATUS_ALL);
+    assert!(msrpcast_status_what::MSRPCAST_STATUS_COUNTERS as u32 == control::STATUS_COUNTERS);
+};
 
 /// What reached the engine through the control socket and the direct calls. Each call counter
 /// counts calls the engine accepted.

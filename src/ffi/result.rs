@@ -7,49 +7,56 @@ use crate::runtime::engine::EngineError;
 
 /// The result of every call that can fail: `MSRPCAST_OK` (0), `MSRPCAST_EMPTY` (1, not an error)
 /// or one of the `MSRPCAST_ERR_*` codes. 1000s: the caller's arguments; 2000s: the engine's
-/// state; 3000s: the system or a bug. A plain integer, so an unknown value is never undefined
-/// behaviour: [`msrpcast_result_name`] names it `MSRPCAST_UNKNOWN_RESULT`.
-pub type msrpcast_result = u32;
+/// state; 3000s: the system or a bug. In C a `uint32_t`; functions that take a code take a plain
+/// integer, so an unknown value is never undefined behaviour ([`msrpcast_result_name`] names it
+/// `MSRPCAST_UNKNOWN_RESULT`).
+///
+/// cbindgen:prefix-with-name=false
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum msrpcast_result {
+    /// Success.
+    MSRPCAST_OK = 0,
+    /// No signal waiting (`msrpcast_engine_next_signal`): not an error.
+    MSRPCAST_EMPTY = 1,
+    /// A required pointer argument was NULL.
+    MSRPCAST_ERR_NULL_ARGUMENT = 1000,
+    /// A string argument is not UTF-8.
+    MSRPCAST_ERR_INVALID_UTF8 = 1001,
+    /// A string or the whole message exceeds its limit (`MSRPCAST_MAX_MESSAGE_BYTES`).
+    MSRPCAST_ERR_TOO_LONG = 1002,
+    /// `msrpcast_config_set`: no setting has this key.
+    MSRPCAST_ERR_UNKNOWN_KEY = 1003,
+    /// A value is malformed, empty where it must not be, or out of range.
+    MSRPCAST_ERR_INVALID_VALUE = 1004,
+    /// `msrpcast_config_validate`: the settings conflict (see `msrpcast_config_error`).
+    MSRPCAST_ERR_INVALID_CONFIG = 1005,
+    /// An output buffer is too small.
+    MSRPCAST_ERR_BUFFER_TOO_SMALL = 1006,
+    /// The engine's queue or the control socket is full: nothing was done, retry later.
+    MSRPCAST_ERR_BUSY = 2000,
+    /// The engine was stopped (`msrpcast_engine_stop`).
+    MSRPCAST_ERR_STOPPED = 2001,
+    /// A client cannot reach the engine's control socket (no engine, or no permission).
+    MSRPCAST_ERR_UNREACHABLE = 2002,
+    /// The engine could not start (see `msrpcast_config_error` on its config).
+    MSRPCAST_ERR_START = 2003,
+    /// No transfer has this id.
+    MSRPCAST_ERR_UNKNOWN_TRANSFER = 2004,
+    /// No reply within the time given.
+    MSRPCAST_ERR_TIMEOUT = 2005,
+    /// The engine refused the request (a limit, an empty conference, a spool quota).
+    MSRPCAST_ERR_REFUSED = 2006,
+    /// No conference has this id (an upload needs participants first).
+    MSRPCAST_ERR_UNKNOWN_CONFERENCE = 2007,
+    /// An operating-system call failed (a file, a socket).
+    MSRPCAST_ERR_IO = 3000,
+    /// A bug: a Rust panic was caught at the boundary. The handle may be inconsistent; the process
+    /// goes on.
+    MSRPCAST_ERR_PANIC = 3001,
+}
 
-/// Success.
-pub const MSRPCAST_OK: msrpcast_result = 0;
-/// No signal waiting (`msrpcast_engine_next_signal`): not an error.
-pub const MSRPCAST_EMPTY: msrpcast_result = 1;
-/// A required pointer argument was NULL.
-pub const MSRPCAST_ERR_NULL_ARGUMENT: msrpcast_result = 1000;
-/// A string argument is not UTF-8.
-pub const MSRPCAST_ERR_INVALID_UTF8: msrpcast_result = 1001;
-/// A string or the whole message exceeds its limit (`MSRPCAST_MAX_MESSAGE_BYTES`).
-pub const MSRPCAST_ERR_TOO_LONG: msrpcast_result = 1002;
-/// `msrpcast_config_set`: no setting has this key.
-pub const MSRPCAST_ERR_UNKNOWN_KEY: msrpcast_result = 1003;
-/// A value is malformed, empty where it must not be, or out of range.
-pub const MSRPCAST_ERR_INVALID_VALUE: msrpcast_result = 1004;
-/// `msrpcast_config_validate`: the settings conflict (see `msrpcast_config_error`).
-pub const MSRPCAST_ERR_INVALID_CONFIG: msrpcast_result = 1005;
-/// An output buffer is too small.
-pub const MSRPCAST_ERR_BUFFER_TOO_SMALL: msrpcast_result = 1006;
-/// The engine's queue or the control socket is full: nothing was done, retry later.
-pub const MSRPCAST_ERR_BUSY: msrpcast_result = 2000;
-/// The engine was stopped (`msrpcast_engine_stop`).
-pub const MSRPCAST_ERR_STOPPED: msrpcast_result = 2001;
-/// A client cannot reach the engine's control socket (no engine, or no permission).
-pub const MSRPCAST_ERR_UNREACHABLE: msrpcast_result = 2002;
-/// The engine could not start (see `msrpcast_config_error` on its config).
-pub const MSRPCAST_ERR_START: msrpcast_result = 2003;
-/// No transfer has this id.
-pub const MSRPCAST_ERR_UNKNOWN_TRANSFER: msrpcast_result = 2004;
-/// No reply within the time given.
-pub const MSRPCAST_ERR_TIMEOUT: msrpcast_result = 2005;
-/// The engine refused the request (a limit, an empty conference, a spool quota).
-pub const MSRPCAST_ERR_REFUSED: msrpcast_result = 2006;
-/// No conference has this id (an upload needs participants first).
-pub const MSRPCAST_ERR_UNKNOWN_CONFERENCE: msrpcast_result = 2007;
-/// An operating-system call failed (a file, a socket).
-pub const MSRPCAST_ERR_IO: msrpcast_result = 3000;
-/// A bug: a Rust panic was caught at the boundary. The handle may be inconsistent; the process
-/// goes on.
-pub const MSRPCAST_ERR_PANIC: msrpcast_result = 3001;
+pub use msrpcast_result::*;
 
 /// Every code with its name, for `msrpcast_result_name` and the tests.
 pub(crate) const NAMES: &[(msrpcast_result, &std::ffi::CStr)] = &[
@@ -86,13 +93,18 @@ pub(crate) const NAMES: &[(msrpcast_result, &std::ffi::CStr)] = &[
 /// The name of a result code, e.g. `"MSRPCAST_ERR_BUSY"`: a static NUL-terminated string, never
 /// NULL; `"MSRPCAST_UNKNOWN_RESULT"` for a value that is not a code. Any thread.
 #[no_mangle]
-pub extern "C" fn msrpcast_result_name(result: msrpcast_result) -> *const c_char {
+pub extern "C" fn msrpcast_result_name(result: u32) -> *const c_char {
     NAMES
         .iter()
-        .find(|(code, _)| *code == result)
+        .find(|(code, _)| *code as u32 == result)
         .map(|(_, name)| *name)
         .unwrap_or(c"MSRPCAST_UNKNOWN_RESULT")
         .as_ptr()
+}
+
+/// The code with this number, if it is one.
+pub(crate) fn from_u32(v: u32) -> Option<msrpcast_result> {
+    NAMES.iter().map(|(c, _)| *c).find(|c| *c as u32 == v)
 }
 
 /// The code for an engine refusal.
@@ -123,9 +135,10 @@ mod tests {
     fn every_code_has_a_unique_name_matching_its_constant() {
         for (code, name) in NAMES {
             // SAFETY: msrpcast_result_name returns a static NUL-terminated string.
-            let got = unsafe { CStr::from_ptr(msrpcast_result_name(*code)) };
+            let got = unsafe { CStr::from_ptr(msrpcast_result_name(*code as u32)) };
             assert_eq!(got, *name);
             assert_eq!(NAMES.iter().filter(|(c, _)| c == code).count(), 1);
+            assert_eq!(from_u32(*code as u32), Some(*code));
             assert_eq!(NAMES.iter().filter(|(_, n)| n == name).count(), 1);
         }
         // SAFETY: as above.

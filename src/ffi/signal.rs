@@ -7,28 +7,48 @@ use super::boundary::*;
 use crate::runtime::engine::Signal;
 use crate::runtime::log::{Level, Record};
 
-/// Send an INVITE: target, SDP and sender are set; answer with `*_answered` or `*_rejected`.
-pub const MSRPCAST_SIGNAL_OFFER: u32 = 1;
-/// End the file session of a delivery (BYE after a 2xx, CANCEL before); then `*_ended`.
-pub const MSRPCAST_SIGNAL_BYE: u32 = 2;
-/// A log record: level and text are set.
-pub const MSRPCAST_SIGNAL_LOG: u32 = 3;
+/// What a signal asks for (`msrpcast_signal_kind`).
+///
+/// cbindgen:prefix-with-name=false
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum msrpcast_signal_type {
+    /// Not a signal (a NULL pointer was passed).
+    MSRPCAST_SIGNAL_NONE = 0,
+    /// Send an INVITE: target, SDP and sender are set; answer with `*_answered` or `*_rejected`.
+    MSRPCAST_SIGNAL_OFFER = 1,
+    /// End the file session of a delivery (BYE after a 2xx, CANCEL before); then `*_ended`.
+    MSRPCAST_SIGNAL_BYE = 2,
+    /// A log record: level and text are set.
+    MSRPCAST_SIGNAL_LOG = 3,
+}
 
-/// `msrpcast_signal_log_level` values; map them to the host's levels.
-pub const MSRPCAST_LOG_ERROR: u32 = 1;
-pub const MSRPCAST_LOG_WARN: u32 = 2;
-pub const MSRPCAST_LOG_INFO: u32 = 3;
-pub const MSRPCAST_LOG_DEBUG: u32 = 4;
+/// The level of a LOG signal (`msrpcast_signal_log_level`); map it to the host's levels.
+///
+/// cbindgen:prefix-with-name=false
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum msrpcast_log_level {
+    /// Not a LOG signal.
+    MSRPCAST_LOG_NONE = 0,
+    MSRPCAST_LOG_ERROR = 1,
+    MSRPCAST_LOG_WARN = 2,
+    MSRPCAST_LOG_INFO = 3,
+    MSRPCAST_LOG_DEBUG = 4,
+}
+
+pub use msrpcast_log_level::*;
+pub use msrpcast_signal_type::*;
 
 /// One signal, owned by the host until `msrpcast_signal_free`. Immutable: any thread may read it.
 pub struct msrpcast_signal {
-    kind: u32,
+    kind: msrpcast_signal_type,
     delivery: u64,
     /// Each string is stored with a trailing NUL that the accessors do not count.
     target: String,
     sdp: String,
     sender: String,
-    level: u32,
+    level: msrpcast_log_level,
     text: String,
 }
 
@@ -40,14 +60,14 @@ fn with_nul(s: &str) -> String {
 }
 
 impl msrpcast_signal {
-    fn empty(kind: u32) -> msrpcast_signal {
+    fn empty(kind: msrpcast_signal_type) -> msrpcast_signal {
         msrpcast_signal {
             kind,
             delivery: 0,
             target: with_nul(""),
             sdp: with_nul(""),
             sender: with_nul(""),
-            level: 0,
+            level: MSRPCAST_LOG_NONE,
             text: with_nul(""),
         }
     }
@@ -116,11 +136,13 @@ unsafe fn put(v: &str, ptr: *mut *const c_char, len: *mut usize) {
     }
 }
 
-/// `MSRPCAST_SIGNAL_OFFER`, `_BYE` or `_LOG`; 0 for NULL.
+/// `MSRPCAST_SIGNAL_OFFER`, `_BYE` or `_LOG`; `MSRPCAST_SIGNAL_NONE` (0) for NULL.
 #[no_mangle]
-pub extern "C" fn msrpcast_signal_kind(s: *const msrpcast_signal) -> u32 {
-    // SAFETY: s is NULL or a live signal (API contract).
-    ffi_boundary_or(0, || unsafe { sig(s) }.map_or(0, |s| s.kind))
+pub extern "C" fn msrpcast_signal_kind(s: *const msrpcast_signal) -> msrpcast_signal_type {
+    ffi_boundary_or(MSRPCAST_SIGNAL_NONE, || {
+        // SAFETY: s is NULL or a live signal (API contract).
+        unsafe { sig(s) }.map_or(MSRPCAST_SIGNAL_NONE, |s| s.kind)
+    })
 }
 
 /// The delivery an OFFER or BYE is about (pass it to `*_answered`, `*_rejected`, `*_ended`);
@@ -176,11 +198,14 @@ pub extern "C" fn msrpcast_signal_sender(
     field(s, ptr, len, |s| &s.sender)
 }
 
-/// LOG: `MSRPCAST_LOG_ERROR` (1) … `MSRPCAST_LOG_DEBUG` (4); 0 for other kinds or NULL.
+/// LOG: `MSRPCAST_LOG_ERROR` (1) … `MSRPCAST_LOG_DEBUG` (4); `MSRPCAST_LOG_NONE` (0) for other
+/// kinds or NULL.
 #[no_mangle]
-pub extern "C" fn msrpcast_signal_log_level(s: *const msrpcast_signal) -> u32 {
-    // SAFETY: s is NULL or a live signal (API contract).
-    ffi_boundary_or(0, || unsafe { sig(s) }.map_or(0, |s| s.level))
+pub extern "C" fn msrpcast_signal_log_level(s: *const msrpcast_signal) -> msrpcast_log_level {
+    ffi_boundary_or(MSRPCAST_LOG_NONE, || {
+        // SAFETY: s is NULL or a live signal (API contract).
+        unsafe { sig(s) }.map_or(MSRPCAST_LOG_NONE, |s| s.level)
+    })
 }
 
 /// LOG: `target: message`, control characters escaped. As `msrpcast_signal_target`.
@@ -237,7 +262,7 @@ mod tests {
         assert_eq!(get(s, msrpcast_signal_sdp), "v=0\r\n");
         assert_eq!(get(s, msrpcast_signal_sender), "sip:m@x");
         assert_eq!(get(s, msrpcast_signal_text), "");
-        assert_eq!(msrpcast_signal_log_level(s), 0);
+        assert_eq!(msrpcast_signal_log_level(s), MSRPCAST_LOG_NONE);
         // NULL outputs are skipped.
         msrpcast_signal_sdp(s, ptr::null_mut(), ptr::null_mut());
         msrpcast_signal_free(s);
@@ -245,7 +270,7 @@ mod tests {
 
     #[test]
     fn null_signal_is_empty() {
-        assert_eq!(msrpcast_signal_kind(ptr::null()), 0);
+        assert_eq!(msrpcast_signal_kind(ptr::null()), MSRPCAST_SIGNAL_NONE);
         assert_eq!(msrpcast_signal_delivery(ptr::null()), 0);
         assert_eq!(get(ptr::null(), msrpcast_signal_target), "");
         msrpcast_signal_free(ptr::null_mut());
