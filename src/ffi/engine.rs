@@ -73,6 +73,8 @@ pub struct msrpcast_stats {
 struct Running {
     engine: Arc<Engine>,
     control: Option<ControlServer>,
+    /// The HTTP handler started with the engine (`http_enabled`); stopped before the engine.
+    http: Option<Box<dyn Send + Sync>>,
 }
 
 /// A running engine. Its functions are thread-safe, except `msrpcast_engine_free`, which must
@@ -107,6 +109,7 @@ impl msrpcast_engine {
         let running = self.state.write().take();
         if let Some(r) = running {
             drop(r.control);
+            drop(r.http);
             self.uploads.stop();
             match Arc::try_unwrap(r.engine) {
                 Ok(engine) => engine.stop(),
@@ -183,9 +186,18 @@ pub extern "C" fn msrpcast_engine_start(
                     })?,
             )
         };
+        let http = if c.cfg.http_enabled {
+            start_http(&engine)
+        } else {
+            None
+        };
         c.set_error("");
         let e = Box::new(msrpcast_engine {
-            state: RwLock::new(Some(Running { engine, control })),
+            state: RwLock::new(Some(Running {
+                engine,
+                control,
+                http,
+            })),
             notify,
             counters,
             uploads,
@@ -498,6 +510,20 @@ pub extern "C" fn msrpcast_string_free(s: *mut c_char) {
             drop(unsafe { CString::from_raw(s) });
         }
     })
+}
+
+/// Starts the HTTP upload page and API for `http_enabled`. The socket side of the HTTP handler
+/// is not part of the library yet: until it is, the engine runs without it and says so in a
+/// warning record (never silently).
+fn start_http(engine: &Arc<Engine>) -> Option<Box<dyn Send + Sync>> {
+    engine.logger().warn(
+        "ffi",
+        format_args!(
+            "http_enabled: the HTTP handler is not available in this build; \
+             the engine runs without it (set http_enabled=no to silence this)"
+        ),
+    );
+    None
 }
 
 /// A string handed to C: NUL-terminated, freed by `msrpcast_string_free`.
