@@ -7,6 +7,7 @@
 #   engine_roundtrip[valgrind] the same binary without sanitizers under valgrind
 #   multiprocess               8 forked clients x 1000 join/leave pairs, none lost, calls < 5 ms
 #   misuse[asan], misuse[valgrind]  NULLs, zero lengths, bad UTF-8, after stop, NULL frees
+#   example                    the complete minimal host of docs/c-api.md compiles and runs
 #
 # Environment: CARGO_TARGET_DIR (default: target), KEEP=1 keeps the temporary folder,
 # NO_VALGRIND=1 skips the valgrind runs.
@@ -133,6 +134,18 @@ result "misuse[asan]" $?
 if [[ "${NO_VALGRIND:-}" != 1 ]]; then
     TEST_DIR=$work/mis2 timeout 120 "${vg[@]}" "$work/misuse.plain" >"$work/misuse[valgrind].log" 2>&1
     result "misuse[valgrind]" $?
+fi
+
+# --- the minimal host of docs/c-api.md ---------------------------------------------------------
+mkdir -p "$work/ex"
+awk '/^## A complete minimal host/ {on=1} on && /^```c$/ {code=1; next} code && /^```$/ {exit} code' \
+    "$root/docs/c-api.md" | sed "s|/tmp/msrpcast-example|$work/ex|g" >"$work/example.c"
+if [[ -s "$work/example.c" ]] &&
+    gcc "${cflags[@]}" "${san[@]}" "$work/example.c" "${link[@]}" -o "$work/example" >"$work/example.log" 2>&1; then
+    timeout 60 "$work/example" >>"$work/example.log" 2>&1 && grep -q 'worker: join: MSRPCAST_OK' "$work/example.log"
+    result example $? "docs/c-api.md host compiled and ran"
+else
+    result example 1 "docs/c-api.md host does not compile"
 fi
 
 echo "$pass passed, $fail failed"
