@@ -42,7 +42,8 @@ objs=()
 for src in "${sources[@]}"; do
     obj=$out/$(basename "${src%.c}").o
     eval "$CC -c -std=gnu99 -O2 -g -fPIC -DPIC -Wall -Wextra -Wno-unused-parameter \
-        -Wno-sign-compare -Wno-missing-field-initializers \
+        -Wno-sign-compare -Wno-missing-field-initializers -Wno-cast-function-type \
+        -Wno-old-style-declaration \
         $kam_cflags -DMOD_NAME='\"msrpcast\"' -I\"$root/include\" -I\"$here\" \
         -o \"\$obj\" \"\$src\""
     objs+=("$obj")
@@ -53,8 +54,19 @@ lib=$target_dir/release/libmsrpcast.$([[ $LINK == rpath ]] && echo so || echo a)
 
 case $LINK in
 static)
+    # The system libraries Rust's std needs in a staticlib, as rustc reports them (e.g.
+    # -lgcc_s for unwinding: without it dlopen fails on _Unwind_* unless Kamailio happens to
+    # have libgcc_s loaded). Cached per rustc version; asking rustc rebuilds the lib once.
+    native=$out/native-static-libs
+    if [[ ! -s $native || $(sed -n 1p "$native") != "$(rustc -V)" ]]; then
+        libs=$(cargo rustc --locked --release --lib --crate-type staticlib \
+            -- --print native-static-libs 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -1)
+        [[ -n $libs ]] || msrpcast_die "cargo rustc did not print native-static-libs"
+        printf '%s\n%s\n' "$(rustc -V)" "$libs" >"$native"
+    fi
     eval "$CC $kam_ldflags -o \"$out/msrpcast.so\" \"\${objs[@]}\" \
-        \"$target_dir/release/libmsrpcast.a\" -Wl,--exclude-libs,ALL -lpthread -lm -ldl"
+        \"$target_dir/release/libmsrpcast.a\" -Wl,--exclude-libs,ALL $(sed -n 2p "$native") \
+        -lpthread -lm -ldl"
     ;;
 rpath)
     cp "$target_dir/release/libmsrpcast.so" "$out/"

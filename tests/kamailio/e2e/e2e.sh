@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# End-to-end tests of the Kamailio module: a real Kamailio with cfg/kamailio.cfg and
+# msrpcast.so, a sipp mixer, and simulated participants (per participant: a sipp UAC that calls
+# conf-<id>, a sipp UAS that answers the file INVITE, and a `msrpcast receive` process that the
+# UAS's SDP answer points at).
+#
+#   tests/kamailio/e2e/e2e.sh            all scenarios
+#   E2E_ONLY="main 486" tests/kamailio/e2e/e2e.sh
+#
+# Scenarios: main (3 participants, 32 MiB, SHA-1 at each receiver, BYE per file session,
+# msrpcast.transfers), 486 (one participant rejects the file INVITE), hangup (a participant
+# hangs up mid-transfer), late (a participant joins after the upload).
+# Prints one line per check and `N passed, M failed`; exits non-zero on any failure.
+# Needs: kamailio, sipp, kamcmd, curl, python3; the module built (kamailio-module/build.sh) and
+# the msrpcast binary (cargo build --release). KEEP=1 keeps the work directory.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+source "$here/../../../scripts/lib.sh"
+root=$(msrpcast_root)
+target=${CARGO_TARGET_DIR:-$root/target}
+bin=${MSRPCAST_BIN:-$target/release/msrpcast}
+module=${MSRPCAST_SO:-$root/kamailio-module/build/msrpcast.so}
+only=${E2E_ONLY:-main 486 hangup late}
+size_mib=${E2E_SIZE_MIB:-32}
+
+[[ -x $bin ]] || msrpcast_die "$bin missing (cargo build --release)"
+[[ -r $module ]] || msrpcast_die "$module missing (kamailio-module/build.sh)"
+for t in kamailio sipp kamcmd curl python3; do
+    command -v "$t" >/dev/null || msrpcast_die "$t not installed"
+done
+
+work=$(mktemp -d /tmp/msrpcast-e2e.XXXXXX)
+mkdir -p "$work/run" "$work/spool"
+passed=0
+failed=0
+pids=()
+
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" 2>/dev/null
+    done
+    if [[ ${KEEP:-0} == 1 || $failed -gt 0 ]]; then
+        echo "work directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+
+ok() { echo "ok   - $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
+check() { # check DESCRIPTION COMMAND...
+    local what=$1
+    shift
+    if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+port() { msrpcast_free_port; }
+
+# Waits up to $1 seconds for the command to succeed.
+wait_for() {
+    local secs=$1 i
+    shift
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+sip_port=$(port)
+mixer_port=$(port)
+http_port=$(port)
+msrp_port=$(port)
+ctl="unix:$work/run/ctl"
+token=e2e-token-T
+
+kam() { kamcmd -s "$ctl" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Kamailio with the module, and the mixer
+
+kamailio -DD -E -f "$root/cfg/kamailio.cfg" -Y "$work/run" -w "$work" -m 64 -M 8 \
+    -A SIP_PORT="$sip_port" -A "MIXER_URI=\"sip:127.0.0.1:$mixer_port\"" \
+    -A "CTL_SOCKET=\"$ctl\"" -A "MSRPCAST_MODULE=\"$module\"" \
+    -A "MSRPCAST_HTTP_LISTEN=\"127.0.0.1:$http_port\"" -A "MSRPCAST_HTTP_TOKEN=\"$token\"" \
+    -A "MSRPCAST_MSRP_LISTEN=\"127.0.0.1:$msrp_port\"" -A "MSRPCAST_SPOOL_DIR=\"$work/spool\"" \
+    -A DEBUG_LEVEL="${E2E_DEBUG:-2}" >"$work/kamailio.log" 2>&1 &
+kam_pid=$!
+pids+=("$kam_pid")
+if msrpcast_wait_port "$sip_port" 20 "$kam_pid" && msrpcast_wait_port "$msrp_port" 20 "$kam_pid" &&
+    wait_for 10 kam core.version >/dev/null 2>&1; then
+    ok "kamailio starts with msrpcast.so (SIP $sip_port, MSRP $msrp_port, HTTP $http_port)"
+else
+    fail "kamailio starts with msrpcast.so"
+    tail -30 "$work/kamailio.log"
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+
+timeout 900 sipp -sf "$here/mixer_uas.xml" -i 127.0.0.1 -p "$mixer_port" -nostdin \
+    -trace_err -error_file "$work/mixer.err" >"$work/mixer.out" 2>&1 &
+pids+=("$!")
+
+# ---------------------------------------------------------------------------------------------
+# Participants
+
+declare -A uas_pid uac_pid recv_out uac_port cid
+
+# participant NAME CONF [UAS_SCENARIO [RECEIVE_ARGS...]]: starts its receiver, its UAS and its
+# call into conf-CONF.
+participant() {
+    local name=$1 conf=$2 scen=${3:-participant_uas.xml} rport uport cport
+    shift 3 2>/dev/null || shift $#
+    rport=$(port)
+    uport=$(port)
+    cport=$(port)
+    mkdir -p "$work/$name"
+    "$bin" receive --listen "127.0.0.1:$rport" --session-id "s$name" --dir "$work/$name" "$@" \
+        >"$work/$name/receive.out" 2>"$work/$name/receive.err" &
+    pids+=("$!")
+    recv_out[$name]=$work/$name/receive.out
+    msrpcast_wait_port "$rport" 10 "$!" || { fail "$name: receiver listens"; return 1; }
+    timeout 600 sipp -sf "$here/$scen" -i 127.0.0.1 -p "$uport" -m 1 -nostdin \
+        -key msrp_port "$rport" -key msrp_session "s$name" \
+        -trace_err -error_file "$work/$name/uas.err" >"$work/$name/uas.out" 2>&1 &
+    uas_pid[$name]=$!
+    pids+=("$!")
+    timeout 600 sipp -sf "$here/participant_uac.xml" -i 127.0.0.1 -p "$cport" -m 1 -nostdin \
+        -s "conf-$conf" -key contact_port "$uport" -cid_str "$name-%u@e2e" \
+        -trace_err -error_file "$work/$name/uac.err" "127.0.0.1:$sip_port" \
+        >"$work/$name/uac.out" 2>&1 &
+    uac_pid[$name]=$!
+    pids+=("$!")
+    uac_port[$name]=$cport
+    cid[$name]="$name-1@e2e"
+}
+
+# hangup NAME: tells the participant's UAC to hang up (an INFO in its dialog).
+hangup() {
+    python3 - "${uac_port[$1]}" "${cid[$1]}" <<'EOF'
+import socket, sys
+port, cid = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+lp = s.getsockname()[1]
+msg = (f"INFO sip:participant@127.0.0.1:{port} SIP/2.0\r\n"
+       f"Via: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-e2e-{cid}\r\n"
+       f"From: <sip:e2e@127.0.0.1>;tag=e2e\r\nTo: <sip:participant@127.0.0.1>\r\n"
+       f"Call-ID: {cid}\r\nCSeq: 1 INFO\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+s.sendto(msg.encode(), ("127.0.0.1", port))
+EOF
+}
+
+# Conference JSON helpers (kamcmd prints the JSON string the RPC returns).
+participants_in() { # participants_in CONF -> count
+    kam msrpcast.conferences 2>/dev/null | python3 -c '
+import json, sys
+conf = sys.argv[1]
+try:
+    d = json.loads(sys.stdin.read())
+except ValueError:
+    print(-1); sys.exit()
+print(sum(len(c["participants"]) for c in d["conferences"] if c["id"] == conf))' "$1"
+}
+has_participants() { [[ $(participants_in "$1") == "$2" ]]; }
+
+# deliveries CONF -> lines "transfer state participant code" for every delivery of CONF.
+deliveries() {
+    kam msrpcast.transfers 2>/dev/null | python3 -c '
+import json, sys
+conf = sys.argv[1]
+try:
+    d = json.loads(sys.stdin.read())
+except ValueError:
+    sys.exit()
+for t in d["transfers"]:
+    if t["conference"] != conf:
+        continue
+    for x in t["deliveries"]:
+        print(t["id"], x["state"], x["participant"], x["code"], x["reason"])' "$1"
+}
+all_terminal() { # all_terminal CONF N: N deliveries, none still running
+    local n
+    n=$(deliveries "$1" | awk '$2 ~ /^(done|failed|cancelled)$/' | wc -l)
+    [[ $n -ge $2 ]] && ! deliveries "$1" | awk '$2 !~ /^(done|failed|cancelled)$/ {f=1} END {exit !f}'
+}
+state_of() { # state_of CONF PARTICIPANT_NAME -> "state code"
+    deliveries "$1" | awk -v p="${cid[$2]}" '$3 == p {print $2, $4}' | tail -1
+}
+is_state() { [[ $(state_of "$1" "$2" | cut -d' ' -f1) == "$3" ]]; }
+
+# upload CONF FILE: over HTTP when the engine serves it, else with RPC msrpcast.upload.
+upload() {
+    local conf=$1 file=$2 code
+    code=$(curl -s -o "$work/upload.resp" -w '%{http_code}' -H "Authorization: Bearer $token" \
+        -H "Content-Disposition: attachment; filename*=UTF-8''$(basename "$file")" \
+        --data-binary @"$file" "http://127.0.0.1:$http_port/conferences/$conf/files" 2>/dev/null)
+    if [[ $code == 2* ]]; then
+        echo "uploaded $(basename "$file") to conference $conf over HTTP ($code)"
+        return 0
+    fi
+    echo "HTTP upload unavailable ($code): using kamcmd msrpcast.upload"
+    kam msrpcast.upload "$conf" "$file"
+}
+
+not() { ! "$@"; }
+received_ok() { # received_ok NAME SHA1
+    grep -q "^received .* $2 " "${recv_out[$1]}"
+}
+proc_exited_ok() { # proc_exited_ok PID: exited with status 0 (waits at most 20 s)
+    local i
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$1"
+}
+
+mkfile() { # mkfile NAME MIB -> path; sets sha
+    head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$work/$1"
+    echo "$work/$1"
+}
+sha1() { sha1sum "$1" | cut -d' ' -f1; }
+
+# ---------------------------------------------------------------------------------------------
+scenario_main() {
+    local f sum t0 t1 p
+    echo "== main: 3 participants, ${size_mib} MiB"
+    for p in a1 a2 a3; do participant "$p" 1 participant_uas.xml; done
+    check "3 participants joined conf 1 (dialog:start -> msrpcast_join)" \
+        wait_for 20 has_participants 1 3
+    f=$(mkfile main.bin "$size_mib")
+    sum=$(sha1 "$f")
+    t0=$(date +%s.%N)
+    upload 1 "$f"
+    for p in a1 a2 a3; do
+        check "$p received ${size_mib} MiB with SHA-1 $sum" wait_for 120 received_ok "$p" "$sum"
+    done
+    t1=$(date +%s.%N)
+    echo "   upload start to last receiver: $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$t1") s"
+    for p in a1 a2 a3; do
+        check "$p's file session ended with a BYE (UAS scenario complete)" proc_exited_ok "${uas_pid[$p]}"
+    done
+    check "msrpcast.transfers: 3 deliveries done" wait_for 10 all_terminal 1 3
+    check "msrpcast.transfers: all 3 done" \
+        test "$(deliveries 1 | awk '$2 == "done"' | wc -l)" -eq 3
+    deliveries 1 | sed 's/^/   delivery: /'
+    for p in a1 a2 a3; do hangup "$p"; done
+    for p in a1 a2 a3; do
+        check "$p hung up its conference call" proc_exited_ok "${uac_pid[$p]}"
+    done
+    check "participants left conf 1 (dialog:end -> msrpcast_leave)" wait_for 10 has_participants 1 0
+}
+
+scenario_486() {
+    local f sum
+    echo "== 486: one participant rejects the file INVITE"
+    participant b1 2 participant_uas.xml
+    participant b2 2 participant_uas_486.xml
+    check "2 participants joined conf 2" wait_for 20 has_participants 2 2
+    f=$(mkfile b.bin 4)
+    sum=$(sha1 "$f")
+    upload 2 "$f"
+    check "b1 received the file" wait_for 60 received_ok b1 "$sum"
+    check "conf 2 deliveries finished" wait_for 30 all_terminal 2 2
+    check "b2's delivery failed with 486" test "$(state_of 2 b2)" = "failed 486"
+    check "b1's delivery is done" test "$(state_of 2 b1 | cut -d' ' -f1)" = done
+    check "b2's UAS saw the ACK of its 486" proc_exited_ok "${uas_pid[b2]}"
+    deliveries 2 | sed 's/^/   delivery: /'
+    hangup b1
+    hangup b2
+}
+
+scenario_hangup() {
+    local f sum
+    echo "== hangup: a participant hangs up mid-transfer"
+    participant c1 3 participant_uas.xml
+    # c2 reads slowly (4 MiB/s): still receiving when it hangs up.
+    participant c2 3 participant_uas.xml --misbehave rate=4194304
+    check "2 participants joined conf 3" wait_for 20 has_participants 3 2
+    f=$(mkfile c.bin 32)
+    sum=$(sha1 "$f")
+    upload 3 "$f"
+    check "c2's delivery is sending" wait_for 20 is_state 3 c2 sending
+    sleep 1
+    hangup c2
+    check "c2 hung up its conference call" proc_exited_ok "${uac_pid[c2]}"
+    check "c1 still received the whole file" wait_for 60 received_ok c1 "$sum"
+    check "conf 3 deliveries finished" wait_for 30 all_terminal 3 2
+    check "c2's delivery did not complete" test "$(state_of 3 c2 | cut -d' ' -f1)" != done
+    check "c2's file session ended with a BYE" proc_exited_ok "${uas_pid[c2]}"
+    check "c2's receiver got no complete file" not received_ok c2 "$sum"
+    deliveries 3 | sed 's/^/   delivery: /'
+    hangup c1
+}
+
+scenario_late() {
+    local f sum
+    echo "== late: a participant joins after the upload"
+    participant d1 4 participant_uas.xml
+    check "1 participant joined conf 4" wait_for 20 has_participants 4 1
+    f=$(mkfile d.bin 2)
+    sum=$(sha1 "$f")
+    upload 4 "$f"
+    check "d1 received the file" wait_for 60 received_ok d1 "$sum"
+    participant d2 4 participant_uas.xml
+    check "d2 joined conf 4 later" wait_for 20 has_participants 4 2
+    check "d2 (late joiner) received the file" wait_for 60 received_ok d2 "$sum"
+    check "d2's file session ended with a BYE" proc_exited_ok "${uas_pid[d2]}"
+    deliveries 4 | sed 's/^/   delivery: /'
+    hangup d1
+    hangup d2
+}
+
+for s in $only; do
+    "scenario_$s"
+done
+
+check "kamailio still running" kill -0 "$kam_pid"
+if grep -q "CRITICAL\|segfault\|died" "$work/kamailio.log"; then
+    fail "no CRITICAL or dead process in the kamailio log"
+    grep "CRITICAL\|segfault\|died" "$work/kamailio.log" | head -5
+else
+    ok "no CRITICAL or dead process in the kamailio log"
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
