@@ -5,7 +5,7 @@
 //! (or `next_signal`) and released by a `_free` that accepts NULL; strings as pointer + length
 //! (no NUL needed, UTF-8 checked); one `uint32_t` result code space
 //! ([`result::msrpcast_result`]) with [`result::msrpcast_result_name`]; outputs written only on
-//! success; every export runs inside [`boundary::ffi_boundary`], so a Rust panic becomes
+//! success; every export runs inside `boundary::ffi_boundary`, so a Rust panic becomes
 //! `MSRPCAST_ERR_PANIC` and never unwinds into the host.
 //!
 //! Who may call what: the engine handle lives in the one process that owns the engine's

@@ -381,7 +381,7 @@ pub struct Counters {
     pub status: AtomicU64,
     /// Calls the engine refused (bad input, unknown conference or transfer, spool errors).
     pub refused: AtomicU64,
-    /// Calls dropped because the engine stayed busy for [`BUSY_RETRY`] or had stopped.
+    /// Calls dropped because the engine stayed busy for 2 s or had stopped.
     pub dropped: AtomicU64,
     /// Times the control thread found the engine's queue full and waited.
     pub busy_waits: AtomicU64,
