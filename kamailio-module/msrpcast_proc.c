@@ -34,6 +34,15 @@
 /* Work done per wake-up before polling again, so neither source starves the other. */
 #define MSRPCAST_BATCH 256
 
+/* Set by SIGTERM: Kamailio is shutting down. */
+static volatile sig_atomic_t stop_requested = 0;
+
+static void on_sigterm(int signo)
+{
+	(void)signo;
+	stop_requested = 1;
+}
+
 int msrpcast_ipc_send(const struct msrpcast_ipc_hdr *h, const char *p1, const char *p2)
 {
 	struct iovec iov[3];
@@ -211,6 +220,7 @@ void msrpcast_proc_run(void)
 	msrpcast_engine *e = NULL;
 	msrpcast_result r;
 	struct pollfd pfd[2];
+	struct sigaction sa;
 	sigset_t all, old;
 	const char *msg;
 	size_t mlen;
@@ -248,6 +258,14 @@ void msrpcast_proc_run(void)
 	LM_INFO("%s engine started (pid %d, control socket %.*s)\n", msrpcast_version(), getpid(),
 			msrpcast_control_socket.len, msrpcast_control_socket.s);
 
+	/* Kamailio's children _exit(0) on SIGTERM; this one first stops the engine, so running
+	 * deliveries end with '#' and the spool files and control socket are removed. No
+	 * SA_RESTART: poll() returns EINTR. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigterm;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+
 	for(;;) {
 		pfd[0].fd = sigfd;
 		pfd[0].events = POLLIN;
@@ -256,6 +274,11 @@ void msrpcast_proc_run(void)
 		pfd[1].events = POLLIN;
 		pfd[1].revents = 0;
 		n = poll(pfd, 2, 1000);
+		if(stop_requested) {
+			LM_INFO("stopping the msrpcast engine\n");
+			msrpcast_engine_stop(e);
+			_exit(0);
+		}
 		cfg_update();
 		if(n < 0) {
 			if(errno != EINTR)

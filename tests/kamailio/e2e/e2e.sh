@@ -11,8 +11,9 @@
 # msrpcast.transfers), 486 (one participant rejects the file INVITE), hangup (a participant
 # hangs up mid-transfer), late (a participant joins after the upload).
 # Prints one line per check and `N passed, M failed`; exits non-zero on any failure.
-# Needs: kamailio, sipp, kamcmd, curl, python3; the module built (kamailio-module/build.sh) and
-# the msrpcast binary (cargo build --release). KEEP=1 keeps the work directory.
+# Needs: kamailio, sipp, kamcmd, curl, python3 and the module built (kamailio-module/build.sh);
+# builds the msrpcast binary (cargo build --release) unless MSRPCAST_BIN names one.
+# KEEP=1 keeps the work directory (it is also kept when a check fails).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -24,6 +25,9 @@ module=${MSRPCAST_SO:-$root/kamailio-module/build/msrpcast.so}
 only=${E2E_ONLY:-main 486 hangup late}
 size_mib=${E2E_SIZE_MIB:-32}
 
+if [[ -z ${MSRPCAST_BIN:-} ]]; then
+    (cd "$root" && cargo build --release --locked --bin msrpcast) || msrpcast_die "cargo build failed"
+fi
 [[ -x $bin ]] || msrpcast_die "$bin missing (cargo build --release)"
 [[ -r $module ]] || msrpcast_die "$module missing (kamailio-module/build.sh)"
 for t in kamailio sipp kamcmd curl python3; do
@@ -81,6 +85,23 @@ ctl="unix:$work/run/ctl"
 token=e2e-token-T
 
 kam() { kamcmd -s "$ctl" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# The cfg's defaults load; a bad parameter is refused with a message naming it.
+
+if kamailio -c -f "$root/cfg/kamailio.cfg" -A "MSRPCAST_MODULE=\"$module\"" >"$work/check.log" 2>&1; then
+    ok "kamailio -c accepts cfg/kamailio.cfg with its defaults"
+else
+    fail "kamailio -c accepts cfg/kamailio.cfg with its defaults"
+    tail -5 "$work/check.log"
+fi
+if kamailio -c -f "$root/cfg/kamailio.cfg" -A "MSRPCAST_MODULE=\"$module\"" \
+    -A 'MSRPCAST_CHUNK_BYTES="0"' >"$work/check-bad.log" 2>&1; then
+    fail "a bad modparam (chunk_bytes 0) is refused"
+else
+    check "a bad modparam is refused with a message naming it: $(grep -o 'modparam msrpcast chunk_bytes: .*' "$work/check-bad.log" | head -1)" \
+        grep -q "modparam msrpcast chunk_bytes: " "$work/check-bad.log"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Kamailio with the module, and the mixer
