@@ -29,7 +29,7 @@ PACKAGES=(
     valgrind                            # C tests under valgrind, instruction counts
     python3 procps                      # test helpers (relay smoke, JSON parsing, pgrep -g)
     chromium                            # the browser test of the upload page
-    ca-certificates git
+    curl ca-certificates git            # curl: uploads in the end-to-end tests
 )
 # Node.js for the browser test driver, only when no node is installed (any source).
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
