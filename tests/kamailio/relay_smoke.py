@@ -7,7 +7,7 @@ only):
   2. client B connects and SENDs through the relay to A (To-Path: <Use-Path> <A's URI>);
   3. A receives the SEND intact, answers 200 and a success REPORT, which reach B;
   4. 20 pipelined chunks with 10240-byte bodies pass in order; a frame of MAX_FRAME bytes
-     passes, one byte more gets 413;
+     passes, one byte more gets 413; an AUTH with Expires gets 423/400 instead of a crash;
      a SEND to an unknown relay session gets 481; a wrong password gets 401 again.
 
 Usage: relay_smoke.py [--port PORT]   (without --port it starts the relay with run-relay.sh and
@@ -176,6 +176,18 @@ def run(port):
     first, _ = auth(y, relay_uri, user="someone-else")
     check(first.split()[2] == "403", f"another user refused with {first.split()[2]}")
     y.sock.close()
+
+    # Expires in an authenticated AUTH: answered by the cfg (msrp.so 5.6.3 would crash on it).
+    for value, code, hdr in (("30", "423", "min-expires"), ("7200", "423", "max-expires"), ("600", "400", None)):
+        x = Peer("x", port)
+        hdrs = [("To-Path", relay_uri), ("From-Path", x.uri), ("Expires", value)]
+        x.request("AUTH", hdrs)
+        first, h, _ = x.recv_frame()
+        x.request("AUTH", hdrs + [("Authorization", digest(h["www-authenticate"], relay_uri))])
+        first, h, _ = x.recv_frame()
+        check(first.split()[2] == code and (hdr is None or hdr in h),
+              f"AUTH with Expires: {value} answered {first.split(maxsplit=2)[2]} {hdr and h.get(hdr) or ''}")
+        x.sock.close()
 
     a = Peer("a", port)
     first, h = auth(a, relay_uri)

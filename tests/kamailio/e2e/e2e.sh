@@ -9,7 +9,9 @@
 #
 # Scenarios: main (3 participants, 32 MiB, SHA-1 at each receiver, BYE per file session,
 # msrpcast.transfers), 486 (one participant rejects the file INVITE), hangup (a participant
-# hangs up mid-transfer), late (a participant joins after the upload).
+# hangs up mid-transfer), late (a participant joins after the upload), load (E2E_LOAD_N=20
+# participants receive E2E_LOAD_MIB=256 MiB each while SIP OPTIONS must be answered within 50 ms;
+# no Kamailio process dies; the engine's RSS returns near its idle size).
 # Prints one line per check and `N passed, M failed`; exits non-zero on any failure.
 # Needs: kamailio, sipp, kamcmd, curl, python3 and the module built (kamailio-module/build.sh);
 # builds the msrpcast binary (cargo build --release) unless MSRPCAST_BIN names one.
@@ -22,7 +24,7 @@ root=$(msrpcast_root)
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=${MSRPCAST_BIN:-$target/release/msrpcast}
 module=${MSRPCAST_SO:-$root/kamailio-module/build/msrpcast.so}
-only=${E2E_ONLY:-main 486 hangup late}
+only=${E2E_ONLY:-main 486 hangup late load}
 size_mib=${E2E_SIZE_MIB:-32}
 
 if [[ -z ${MSRPCAST_BIN:-} ]]; then
@@ -337,6 +339,65 @@ scenario_late() {
     deliveries 4 | sed 's/^/   delivery: /'
     hangup d1
     hangup d2
+}
+
+# Engine process: pid (from core.psx) and resident size in KiB.
+engine_pid() {
+    kam core.psx 2>/dev/null | awk '/PID:/ {p = $2} /DSC: msrpcast engine/ {print p; exit}'
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+kam_procs() { kam core.psx 2>/dev/null | grep -c 'PID:'; }
+received_bytes() { # received_bytes NAME BYTES: one complete message of BYTES
+    grep -q "^received [^ ]* $2 " "${recv_out[$1]}"
+}
+
+scenario_load() {
+    local n=${E2E_LOAD_N:-20} mib=${E2E_LOAD_MIB:-256} f i p epid rss0 rss1 rss2 procs0 t0 t1
+    local names=() probe_pid probe_out=$work/probe.out all
+    echo "== load: $n participants receive $mib MiB each; OPTIONS answered meanwhile"
+    epid=$(engine_pid)
+    rss0=$(rss_kib "$epid")
+    procs0=$(kam_procs)
+    for ((i = 1; i <= n; i++)); do
+        names+=("l$i")
+        participant "l$i" 5 participant_uas.xml --discard
+    done
+    check "$n participants joined conf 5" wait_for 60 has_participants 5 "$n"
+    f=$(mkfile load.bin "$mib")
+    rm -f "$work/probe.stop"
+    python3 "$here/options_probe.py" "$sip_port" "$work/probe.stop" 0.02 >"$probe_out" 2>&1 &
+    probe_pid=$!
+    pids+=("$probe_pid")
+    sleep 1
+    t0=$(date +%s.%N)
+    upload 5 "$f"
+    all=1
+    for p in "${names[@]}"; do
+        wait_for 900 received_bytes "$p" "$((mib * 1024 * 1024))" || { all=0; fail "$p received $mib MiB"; }
+    done
+    t1=$(date +%s.%N)
+    rss1=$(rss_kib "$epid")
+    touch "$work/probe.stop"
+    wait "$probe_pid"
+    ((all)) && ok "all $n participants received $mib MiB"
+    python3 -c "import sys; n, mib, t0, t1 = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]); \
+print(f'   {n} x {mib} MiB in {t1 - t0:.1f} s: {n * mib * 1048576 / (t1 - t0) / 1e9:.2f} GB/s aggregate')" \
+        "$n" "$mib" "$t0" "$t1"
+    echo "   OPTIONS during the transfer: $(cat "$probe_out")"
+    check "OPTIONS answered within 50 ms, none lost" python3 -c '
+import sys
+f = sys.argv[1].split()
+d = dict(zip(f[0::2], f[1::2]))
+sys.exit(0 if int(d["lost"]) == 0 and int(d["answered"]) > 0 and float(d["max_ms"]) < 50.0 else 1)' "$(cat "$probe_out")"
+    check "no Kamailio process died ($procs0 processes)" test "$(kam_procs)" -eq "$procs0"
+    check "the engine process is the same ($epid)" test "$(engine_pid)" = "$epid"
+    for p in "${names[@]}"; do hangup "$p"; done
+    wait_for 30 has_participants 5 0
+    sleep 2
+    rss2=$(rss_kib "$epid")
+    echo "   engine RSS: idle ${rss0} KiB, end of transfer ${rss1} KiB, after ${rss2} KiB"
+    check "engine RSS back near idle (within 64 MiB)" test "$rss2" -lt "$((rss0 + 65536))"
+    rm -f "$f"
 }
 
 for s in $only; do
