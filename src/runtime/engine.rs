@@ -1083,7 +1083,19 @@ impl Core {
                 return;
             }
         };
-        let (l_uri, transfer, progress) = (l.local_uri.clone(), l.transfer, l.progress.clone());
+        let (mut l_uri, transfer, progress) = (l.local_uri.clone(), l.transfer, l.progress.clone());
+        // Our From-Path must name our end of the connection: relays (Kamailio's msrp.so) send
+        // REPORTs back to the host:port of our URI. When the listen port could not be used (a
+        // second connection to the same relay would repeat the first one's address 4-tuple),
+        // name the port actually used — where no SDP a=path promised the listen port: direct
+        // deliveries and paths through a relay.
+        if matches!(l.sip, Sip::Direct) || to_path.len() > 1 {
+            if let Ok(a) = stream.local_addr() {
+                if a.port() != l_uri.effective_port() {
+                    l_uri.port = Some(a.port());
+                }
+            }
+        }
         self.start_conn(
             d,
             stream,

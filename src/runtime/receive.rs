@@ -170,7 +170,7 @@ pub struct ReceiveConn {
 
 impl ReceiveConn {
     fn new(stream: TcpStream, opts: Arc<ReceiveOptions>) -> Self {
-        let decoder = FrameDecoder::new(opts.limits.clone());
+        let decoder = FrameDecoder::new(opts.limits);
         Self::with_decoder(stream, opts, decoder)
     }
 
@@ -594,7 +594,7 @@ impl ReceiveServer {
             max_body_bytes: 1 << 20,
             ..Limits::default()
         };
-        let mut decoder = FrameDecoder::new(limits.clone());
+        let mut decoder = FrameDecoder::new(limits);
         let params = AuthParams {
             relay: relay.clone(),
             local: uri.clone(),

@@ -1,0 +1,491 @@
+//! Through an independent implementation: the engine delivers through Debian's Kamailio MSRP
+//! relay (`msrp.so`, RFC 4976, started with `tests/kamailio/run-relay.sh`) to receivers that
+//! authenticated with the relay. Proves that a parser nobody here wrote accepts every frame the
+//! engine sends (chunks of 10240 bytes with a two-URI To-Path), that our AUTH works against a
+//! real relay, and that success REPORTs find their way back (the delivery ends `Done`).
+//!
+//! Needs `kamailio` (scripts/install-deps.sh installs it). Without it the tests FAIL: this is the
+//! interop proof, not an optional extra.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use msrpcast::config::Config;
+use msrpcast::msrp::auth::{AuthClient, AuthParams, AuthStep};
+use msrpcast::msrp::ids::IdGen;
+use msrpcast::msrp::parser::{FrameDecoder, Limits};
+use msrpcast::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
+use msrpcast::msrp::{writer, Uri};
+use msrpcast::roster::{DeliveryState, TransferId};
+use msrpcast::runtime::receive::{hex, ReceiveServer, RelayLogin, Sink};
+use msrpcast::runtime::Engine;
+use sha1::{Digest, Sha1};
+
+const USER: &str = "msrpcast";
+const PASSWORD: &str = "relay-secret";
+/// The relay cfg's frame limit (tests/kamailio/README.md).
+const MAX_RELAY_FRAME: usize = 11238;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A Kamailio relay started for one test, stopped by PID on drop.
+struct Relay {
+    pid: String,
+    port: u16,
+    uri: Uri,
+    log: PathBuf,
+}
+
+fn path_with_sbin() -> String {
+    let p = std::env::var("PATH").unwrap_or_default();
+    format!("{p}:/usr/local/sbin:/usr/sbin:/sbin")
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let path = path_with_sbin();
+        let found = path
+            .split(':')
+            .any(|d| !d.is_empty() && Path::new(d).join("kamailio").is_file());
+        assert!(
+            found,
+            "kamailio is not installed: this interop test needs Debian's kamailio package \
+             (run scripts/install-deps.sh as root); it fails rather than skips"
+        );
+        let out = Command::new(root().join("tests/kamailio/run-relay.sh"))
+            .arg("start")
+            .env("PATH", &path)
+            .output()
+            .expect("run tests/kamailio/run-relay.sh");
+        assert!(
+            out.status.success(),
+            "run-relay.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let vars: HashMap<String, String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+            .collect();
+        let get = |k: &str| {
+            vars.get(k)
+                .unwrap_or_else(|| panic!("no {k} in {vars:?}"))
+                .clone()
+        };
+        Relay {
+            pid: get("RELAY_PID"),
+            port: get("RELAY_PORT").parse().unwrap(),
+            uri: Uri::parse_slice(get("RELAY_URI").as_bytes()).unwrap(),
+            log: PathBuf::from(get("RELAY_LOG")),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("tests/kamailio/run-relay.sh"))
+            .args(["stop", &self.pid])
+            .env("PATH", path_with_sbin())
+            .status();
+    }
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("msrpcast-relay-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn engine(dir: &Path) -> Engine {
+    let mut cfg = Config::default();
+    cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
+        .unwrap();
+    cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
+    cfg.set("log_level", "warn").unwrap();
+    // Defaults that matter here, stated: 10240-byte chunks, source port = listen port.
+    assert_eq!(cfg.chunk_bytes, 10_240);
+    assert!(cfg.msrp_reuse_port);
+    Engine::start(cfg).unwrap()
+}
+
+fn login() -> RelayLogin {
+    RelayLogin::parse(&format!("{USER}:{PASSWORD}")).unwrap()
+}
+
+fn random(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    getrandom::fill(&mut v).unwrap();
+    v
+}
+
+fn sha1_hex(b: &[u8]) -> String {
+    hex(&Sha1::digest(b))
+}
+
+fn wait_joined(e: &Engine, conf: &str, n: usize) {
+    let t0 = Instant::now();
+    while e
+        .roster()
+        .conference(conf)
+        .map(|c| c.participants.len())
+        .unwrap_or(0)
+        < n
+    {
+        assert!(t0.elapsed() < Duration::from_secs(5), "joins not processed");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn upload(e: &Engine, conf: &str, body: &[u8]) -> TransferId {
+    let mut up = e
+        .upload(
+            conf,
+            "random.bin",
+            "application/octet-stream",
+            Some(body.len() as u64),
+        )
+        .unwrap();
+    let t = up.transfer;
+    for c in body.chunks(1 << 20) {
+        up.append(c).unwrap();
+    }
+    up.finish().unwrap();
+    t
+}
+
+fn wait_done(
+    e: &Engine,
+    t: TransferId,
+    n: usize,
+    limit: Duration,
+    relay: &Relay,
+) -> Vec<(String, DeliveryState)> {
+    let t0 = Instant::now();
+    loop {
+        let tr = e.roster().transfer(t).expect("transfer");
+        if tr.deliveries.len() >= n && tr.deliveries.iter().all(|d| d.state.is_terminal()) {
+            return tr
+                .deliveries
+                .into_iter()
+                .map(|d| (d.participant, d.state))
+                .collect();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "deliveries not finished in {limit:?}: {:?}\nrelay log:\n{}",
+            tr.deliveries
+                .iter()
+                .map(|d| (&d.participant, &d.state))
+                .collect::<Vec<_>>(),
+            relay.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// TCP connections in /proc/net/tcp (any state, TIME_WAIT included) between the two ports on
+/// 127.0.0.1, in either direction: proves the engine's end of its relay connection was bound to
+/// its listen port (`msrp_reuse_port`).
+fn tcp_between(a: u16, b: u16) -> bool {
+    let t = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    t.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let port = |s: &str| {
+            s.rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+        };
+        match (
+            f.get(1).and_then(|s| port(s)),
+            f.get(2).and_then(|s| port(s)),
+        ) {
+            (Some(l), Some(r)) => (l == a && r == b) || (l == b && r == a),
+            _ => false,
+        }
+    })
+}
+
+/// Delivered file checked from the bytes on disk, hashed here (not by the receiver).
+fn check_saved(r: &ReceiveServer, want_sha1: &str, size: usize) {
+    let got = r
+        .next(Duration::from_secs(10))
+        .expect("relay-mode receiver reported nothing");
+    assert_eq!(got.failure, None);
+    assert_eq!(got.bytes, size as u64);
+    let path = got.path.as_ref().expect("saved file");
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(bytes.len(), size);
+    assert_eq!(sha1_hex(&bytes), want_sha1, "bytes on disk differ");
+    assert_eq!(got.sha1.as_deref(), Some(want_sha1), "receiver's own hash");
+}
+
+#[test]
+fn sixteen_mib_through_kamailio_relay() {
+    let relay = Relay::start();
+    let dir = tmpdir("one");
+    let rx = ReceiveServer::start_via_relay(
+        &relay.uri,
+        &login(),
+        "rx1",
+        Sink::Dir(dir.join("rx")),
+        true,
+        None,
+    )
+    .unwrap_or_else(|e| panic!("AUTH with the relay: {e}\n{}", relay.log_tail()));
+    std::fs::create_dir_all(dir.join("rx")).unwrap();
+    // `<Use-Path> <own URI>`, the own URI naming our end of the relay connection.
+    assert_eq!(rx.to_path.len(), 2);
+    assert_eq!(rx.to_path[0].port, Some(relay.port));
+    assert!(!rx.to_path[0].session_id.is_empty());
+    assert_eq!(rx.uri.port, Some(rx.addr.port()));
+    assert_eq!(rx.relay.as_ref().and_then(|a| a.expires), Some(3600));
+
+    let e = engine(&dir);
+    e.join_direct("c", "a", &rx.to_path_text()).unwrap();
+    wait_joined(&e, "c", 1);
+    let body = random(16 << 20);
+    let want = sha1_hex(&body);
+    let t0 = Instant::now();
+    let t = upload(&e, "c", &body);
+    let states = wait_done(&e, t, 1, Duration::from_secs(25), &relay);
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(states[0].1, DeliveryState::Done, "{states:?}");
+    check_saved(&rx, &want, body.len());
+    eprintln!(
+        "relay_interop: 16 MiB through Kamailio's relay in {secs:.2} s ({:.1} MB/s)",
+        body.len() as f64 / secs / 1e6
+    );
+    let engine_port = e.msrp_addr().port();
+    assert!(
+        tcp_between(engine_port, relay.port),
+        "no TCP connection between the engine's listen port {engine_port} and the relay {}: \
+         msrp_reuse_port did not bind the outgoing connection",
+        relay.port
+    );
+    e.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the hand-driven receiver saw.
+struct Tapped {
+    bytes: u64,
+    sha1: String,
+    max_frame: usize,
+    frames: usize,
+    /// Last URI of the first SEND's From-Path (the engine's URI).
+    sender: Option<Uri>,
+}
+
+/// A receiver driven by hand on a blocking socket (the sans-IO AUTH client and `Receiver`, not
+/// the runtime's), measuring each frame as the relay delivers it. The relay moves its Use-Path
+/// URI from To-Path to From-Path, so a frame arrives with the size it left the engine with.
+fn tapped_receiver(relay: &Relay) -> (Vec<Uri>, std::thread::JoinHandle<Tapped>) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", relay.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let local: SocketAddr = s.local_addr().unwrap();
+    let me =
+        Uri::parse_slice(format!("msrp://127.0.0.1:{}/tap;tcp", local.port()).as_bytes()).unwrap();
+    let mut auth = AuthClient::new(
+        AuthParams {
+            relay: relay.uri.clone(),
+            local: me.clone(),
+            user: USER.into(),
+            password: PASSWORD.into(),
+            expires: None,
+        },
+        IdGen::from_seed(99),
+    );
+    let mut dec = FrameDecoder::new(Limits {
+        max_body_bytes: 1 << 20,
+        ..Limits::default()
+    });
+    let mut out = BytesMut::new();
+    writer::write_message(&auth.start(), &mut out);
+    s.write_all(&out).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let use_path = 'auth: loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "relay closed during AUTH");
+        dec.feed(&buf[..n]);
+        while let Some(m) = dec.next().unwrap() {
+            match auth.handle_frame(&m).unwrap() {
+                AuthStep::Ignored => {}
+                AuthStep::Send(req) => {
+                    out.clear();
+                    writer::write_message(&req, &mut out);
+                    s.write_all(&out).unwrap();
+                }
+                AuthStep::Done(a) => break 'auth a.use_path,
+            }
+        }
+    };
+    let mut path = use_path;
+    path.push(me.clone());
+    let handle = std::thread::spawn(move || {
+        let mut rcv = Receiver::new(me, ReceiverConfig::default());
+        let mut hasher = Sha1::new();
+        let (mut next, mut max_frame, mut frames) = (0u64, 0usize, 0usize);
+        let mut sender = None;
+        loop {
+            loop {
+                let before = dec.buffered();
+                let Some(m) = dec.next().unwrap() else { break };
+                let size = before - dec.buffered();
+                frames += 1;
+                max_frame = max_frame.max(size);
+                if sender.is_none() && !m.body.is_empty() {
+                    sender = m.from_path.last().cloned();
+                }
+                rcv.handle_frame(&m);
+                out.clear();
+                while let Some(r) = rcv.poll_reply() {
+                    writer::write_message(&r, &mut out);
+                }
+                s.write_all(&out).unwrap();
+                while let Some(ev) = rcv.poll_event() {
+                    match ev {
+                        ReceiverEvent::Data { offset, bytes, .. } => {
+                            assert_eq!(offset, next, "data out of order");
+                            hasher.update(&bytes);
+                            next += bytes.len() as u64;
+                        }
+                        ReceiverEvent::MessageComplete { total, .. } => {
+                            assert_eq!(total, next);
+                            // Let the success REPORT leave before closing.
+                            std::thread::sleep(Duration::from_millis(200));
+                            return Tapped {
+                                bytes: total,
+                                sha1: hex(&hasher.finalize()),
+                                max_frame,
+                                frames,
+                                sender,
+                            };
+                        }
+                        ReceiverEvent::MessageAborted { .. }
+                        | ReceiverEvent::MessageFailed { .. } => {
+                            panic!("tapped receiver: {ev:?}")
+                        }
+                        ReceiverEvent::Report { .. } => {}
+                    }
+                }
+            }
+            let n = s.read(&mut buf).expect("tapped receiver: read");
+            assert!(n > 0, "relay closed the tapped receiver's connection");
+            dec.feed(&buf[..n]);
+        }
+    });
+    (path, handle)
+}
+
+#[test]
+fn four_receivers_through_one_relay() {
+    let relay = Relay::start();
+    let dir = tmpdir("four");
+    let mut rx = Vec::new();
+    for i in 0..3 {
+        let d = dir.join(format!("rx{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        rx.push(
+            ReceiveServer::start_via_relay(
+                &relay.uri,
+                &login(),
+                &format!("rx{i}"),
+                Sink::Dir(d),
+                true,
+                None,
+            )
+            .unwrap_or_else(|e| panic!("AUTH: {e}\n{}", relay.log_tail())),
+        );
+    }
+    let (tap_path, tap) = tapped_receiver(&relay);
+    let e = engine(&dir);
+    for (i, r) in rx.iter().enumerate() {
+        e.join_direct("c", &format!("r{i}"), &r.to_path_text())
+            .unwrap();
+    }
+    let tap_text = String::from_utf8_lossy(&writer::render_path(&tap_path)).into_owned();
+    e.join_direct("c", "tap", &tap_text).unwrap();
+    wait_joined(&e, "c", 4);
+    let size = 16 << 20;
+    let body = random(size);
+    let want = sha1_hex(&body);
+    let t0 = Instant::now();
+    let t = upload(&e, "c", &body);
+    let states = wait_done(&e, t, 4, Duration::from_secs(25), &relay);
+    let secs = t0.elapsed().as_secs_f64();
+    for (p, s) in &states {
+        assert_eq!(*s, DeliveryState::Done, "{p}: {states:?}");
+    }
+    for r in &rx {
+        check_saved(r, &want, size);
+    }
+    let tapped = tap.join().unwrap();
+    assert_eq!(tapped.bytes, size as u64);
+    assert_eq!(tapped.sha1, want);
+    // Each From-Path names its connection's own end: one connection has the listen port
+    // (msrp_reuse_port), the others could not repeat that address pair and name their own.
+    let sender = tapped.sender.expect("no SEND seen");
+    let sender_port = sender.port.expect("port in the engine's URI");
+    assert!(
+        tcp_between(sender_port, relay.port),
+        "the engine's From-Path port {sender_port} is not its end of a connection to the relay"
+    );
+    assert!(
+        tcp_between(e.msrp_addr().port(), relay.port),
+        "no engine connection to the relay from the listen port"
+    );
+    eprintln!(
+        "relay_interop: 4 x {} MiB through Kamailio's relay in {secs:.2} s; largest frame {} bytes \
+         ({} frames at the tapped receiver; relay limit {MAX_RELAY_FRAME})",
+        size >> 20,
+        tapped.max_frame,
+        tapped.frames
+    );
+    assert!(tapped.max_frame <= MAX_RELAY_FRAME);
+    assert!(
+        tapped.max_frame > 10_240,
+        "chunks are not full 10240-byte bodies"
+    );
+    e.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A wrong password gets `401` twice: AUTH fails with "authentication rejected".
+#[test]
+fn wrong_password_is_rejected() {
+    let relay = Relay::start();
+    let mut l = login();
+    l.password = "wrong".into();
+    let err = ReceiveServer::start_via_relay(&relay.uri, &l, "bad", Sink::Discard, false, None)
+        .err()
+        .expect("AUTH with a wrong password succeeded");
+    assert!(err.to_string().contains("authentication rejected"), "{err}");
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    // Another user: 403.
+    let mut l = login();
+    l.user = "intruder".into();
+    let err = ReceiveServer::start_via_relay(&relay.uri, &l, "bad", Sink::Discard, false, None)
+        .err()
+        .expect("AUTH as another user succeeded");
+    assert!(err.to_string().contains("403"), "{err}");
+    // Not tested here: an `Expires` header. Debian's msrp.so 5.6.3 crashes (SIGSEGV in the
+    // worker, Kamailio shuts down) on an authenticated AUTH carrying any Expires value, so the
+    // 423 path is covered by the unit tests of msrp::auth only.
+    // The right credentials still work after the failures.
+    let r = ReceiveServer::start_via_relay(&relay.uri, &login(), "ok", Sink::Discard, false, None)
+        .unwrap_or_else(|e| panic!("AUTH after failures: {e}\n{}", relay.log_tail()));
+    assert_eq!(r.relay.as_ref().and_then(|a| a.expires), Some(3600));
+}
