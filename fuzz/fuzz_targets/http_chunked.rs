@@ -11,7 +11,11 @@ fn run(input: &[u8], piece: usize) -> Result<(Vec<u8>, usize), msrpcast::http::H
         max_trailers: 128,
         max_body: Some(4096),
     };
-    decode_all_split(&mut BodyDecoder::Chunked(ChunkedDecoder::new(limits)), input, piece)
+    decode_all_split(
+        &mut BodyDecoder::Chunked(ChunkedDecoder::new(limits)),
+        input,
+        piece,
+    )
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Parsed::Complete(head, n)) = parse_head(data, &limits) {
         assert!(n <= data.len() && n <= limits.max_head_bytes);
         // A head one byte shorter is never complete.
-        assert!(!matches!(parse_head(&data[..n - 1], &limits), Ok(Parsed::Complete(..))));
+        assert!(!matches!(
+            parse_head(&data[..n - 1], &limits),
+            Ok(Parsed::Complete(..))
+        ));
         let _ = route(&head.method, &head.path);
         let _ = auth::credential(&head);
         let _ = head.query_param("conference");

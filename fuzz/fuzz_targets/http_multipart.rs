@@ -5,7 +5,13 @@
 use libfuzzer_sys::fuzz_target;
 use msrpcast::http::{HttpError, MultipartDecoder, MultipartEvent, MultipartLimits};
 
-type Outcome = (Option<(String, String, Option<String>)>, Vec<u8>, usize, Vec<(String, String)>, bool);
+type Outcome = (
+    Option<(String, String, Option<String>)>,
+    Vec<u8>,
+    usize,
+    Vec<(String, String)>,
+    bool,
+);
 
 fn run(input: &[u8], piece: usize) -> Result<Outcome, HttpError> {
     let limits = MultipartLimits {
