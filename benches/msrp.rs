@@ -22,9 +22,19 @@ use msrpcast::msrp::{ByteRange, Continuation, FailureReport, Uri};
 
 const BODY: usize = 10240;
 
-/// Runs `f` (one batch) until `target` has passed; returns batches run and the time taken.
-fn run(target: Duration, mut f: impl FnMut()) -> (u64, Duration) {
+/// Time this thread spent on a CPU, from Linux's /proc/thread-self/schedstat (ns). On a shared
+/// machine it tells the code's own speed apart from waiting for the CPU.
+fn cpu_time() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    (ns > 0).then(|| Duration::from_nanos(ns))
+}
+
+/// Runs `f` (one batch) until `target` has passed; returns batches run, the wall time taken, and
+/// the on-CPU time when known.
+fn run(target: Duration, mut f: impl FnMut()) -> (u64, Duration, Option<Duration>) {
     f(); // warm-up
+    let cpu0 = cpu_time();
     let start = Instant::now();
     let mut n = 0u64;
     loop {
@@ -32,8 +42,25 @@ fn run(target: Duration, mut f: impl FnMut()) -> (u64, Duration) {
         n += 1;
         let el = start.elapsed();
         if el >= target {
-            return (n, el);
+            let cpu = cpu0.and_then(|c0| Some(cpu_time()?.saturating_sub(c0)));
+            return (n, el, cpu);
         }
+    }
+}
+
+/// Prints the BENCH line (wall clock) and, on stderr, the same figure over on-CPU time.
+fn report(name: &str, amount: f64, unit: &str, scale: f64, wall: Duration, cpu: Option<Duration>) {
+    let prec = if unit == "msg/s" { 0 } else { 2 };
+    println!(
+        "BENCH {name} {:.prec$} {unit}",
+        amount / wall.as_secs_f64() / scale
+    );
+    if let Some(c) = cpu.filter(|c| !c.is_zero()) {
+        eprintln!(
+            "# {name}: {:.prec$} {unit} per on-CPU second ({:.0}% of the wall time on a CPU)",
+            amount / c.as_secs_f64() / scale,
+            100.0 * c.as_secs_f64() / wall.as_secs_f64()
+        );
     }
 }
 
@@ -156,23 +183,20 @@ fn main() {
     if wanted("msrp_parse_send_10k") {
         let sends = send_stream(64, &mut ids);
         assert_eq!(parse_all(&sends, &limits), 64);
-        let (n, el) = run(target, || {
+        let (n, el, cpu) = run(target, || {
             black_box(parse_all(&sends, &limits));
         });
-        let gbps = (n as f64 * sends.len() as f64) / el.as_secs_f64() / 1e9;
-        eprintln!("# {} frames", n * 64);
-        println!("BENCH msrp_parse_send_10k {gbps:.2} GB/s");
+        let bytes = n as f64 * sends.len() as f64;
+        report("msrp_parse_send_10k", bytes, "GB/s", 1e9, el, cpu);
     }
 
     if wanted("msrp_parse_small") {
         let small = small_stream(500, &mut ids);
         assert_eq!(parse_all(&small, &limits), 1000);
-        let (n, el) = run(target, || {
+        let (n, el, cpu) = run(target, || {
             black_box(parse_all(&small, &limits));
         });
-        let rate = (n as f64 * 1000.0) / el.as_secs_f64();
-        eprintln!("# {} messages", n * 1000);
-        println!("BENCH msrp_parse_small {rate:.0} msg/s");
+        report("msrp_parse_small", n as f64 * 1000.0, "msg/s", 1.0, el, cpu);
     }
     if !wanted("msrp_write_send_10k") {
         return;
@@ -186,7 +210,7 @@ fn main() {
     let total = (BODY * bodies.len()) as u64;
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut stream_bytes = 0u64;
-    let (n, el) = run(target, || {
+    let (n, el, cpu) = run(target, || {
         stream_bytes = 0;
         for (i, body) in bodies.iter().enumerate() {
             let tid = &tids[i];
@@ -218,6 +242,6 @@ fn main() {
             let _ = head_len;
         }
     });
-    let gbps = (n as f64 * stream_bytes as f64) / el.as_secs_f64() / 1e9;
-    println!("BENCH msrp_write_send_10k {gbps:.2} GB/s");
+    let bytes = n as f64 * stream_bytes as f64;
+    report("msrp_write_send_10k", bytes, "GB/s", 1e9, el, cpu);
 }

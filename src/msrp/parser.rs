@@ -14,6 +14,7 @@
 //! so that feeding a large body in small pieces costs linear time.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use bytes::{Bytes, BytesMut};
 use memchr::{memchr, memchr2, memmem};
@@ -154,6 +155,11 @@ impl From<UriError> for ParseError {
 const MAX_TID: usize = 32;
 const MIN_TID: usize = 4;
 const DASHES: &[u8] = b"-------";
+/// What precedes the transaction id in the CRLF + end-line that closes a body.
+const END_PREFIX: &[u8] = b"\r\n-------";
+/// Built once: constructing a searcher per frame costs about as much as scanning 2 kB.
+static END_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(END_PREFIX));
 
 /// Where the parts of one complete frame lie, as offsets from the frame start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,8 +201,35 @@ enum HeadScan {
     Body(HeadLoc),
 }
 
+const IDENT: u8 = 1;
+const TOKEN: u8 = 2;
+
+/// Character classes by table lookup (these run for every byte of ids and header names).
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let alnum = b.is_ascii_alphanumeric();
+        if alnum || matches!(b, b'.' | b'-' | b'+' | b'%' | b'=') {
+            t[i] |= IDENT;
+        }
+        if alnum
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            t[i] |= TOKEN;
+        }
+        i += 1;
+    }
+    t
+};
+
+/// RFC 4975 `ident-char`.
 fn is_ident_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'+' | b'%' | b'=')
+    CLASS[b as usize] & IDENT != 0
 }
 
 /// Finds the LF ending the line that starts at `from`, checking CRLF discipline and the header
@@ -308,23 +341,18 @@ fn find_end(
     limits: &Limits,
 ) -> Result<EndSearch, ParseError> {
     let tid = &buf[5..5 + head.tid_len];
-    let mut needle_buf = [0u8; 2 + 7 + MAX_TID];
-    needle_buf[..2].copy_from_slice(b"\r\n");
-    needle_buf[2..9].copy_from_slice(DASHES);
-    needle_buf[9..9 + tid.len()].copy_from_slice(tid);
-    let needle = &needle_buf[..9 + tid.len()];
-    let full = needle.len() + 3;
+    let needle_len = END_PREFIX.len() + tid.len();
+    let full = needle_len + 3;
     // A match must end by `cap` for the body to fit the limit.
     let cap = head
         .body_start
         .saturating_add(limits.max_body_bytes)
         .saturating_add(full);
     let window_end = buf.len().min(cap);
-    let finder = memmem::Finder::new(needle);
     let mut at = from;
     loop {
         let hit = if at < window_end {
-            finder.find(&buf[at..window_end])
+            END_FINDER.find(&buf[at..window_end])
         } else {
             None
         };
@@ -337,14 +365,16 @@ fn find_end(
                 if q + full > buf.len() {
                     return Ok(EndSearch::Partial(q));
                 }
-                let tail = &buf[q + needle.len()..q + full];
-                if let Some(flag) = Continuation::from_byte(tail[0]) {
-                    if &tail[1..] == b"\r\n" {
-                        return Ok(EndSearch::Found {
-                            body_end: q.max(head.body_start),
-                            flag,
-                            total: q + full,
-                        });
+                let rest = &buf[q + END_PREFIX.len()..q + full];
+                if &rest[..tid.len()] == tid {
+                    if let Some(flag) = Continuation::from_byte(rest[tid.len()]) {
+                        if &rest[tid.len() + 1..] == b"\r\n" {
+                            return Ok(EndSearch::Found {
+                                body_end: q.max(head.body_start),
+                                flag,
+                                total: q + full,
+                            });
+                        }
                     }
                 }
                 at = q + 1;
@@ -353,7 +383,7 @@ fn find_end(
                 if window_end == cap {
                     return Err(ParseError::BodyTooLarge);
                 }
-                let resume = window_end.saturating_sub(needle.len() - 1).max(at);
+                let resume = window_end.saturating_sub(END_PREFIX.len() - 1).max(at);
                 return Ok(EndSearch::Partial(resume));
             }
         }
@@ -477,12 +507,9 @@ fn start_line(i: &[u8]) -> NomResult<'_, (&[u8], RawKind<'_>)> {
     Ok((i, (tid, kind)))
 }
 
+/// RFC 3261 `token` character (header names).
 fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
+    CLASS[b as usize] & TOKEN != 0
 }
 
 /// `name ":" *WSP value`; the value runs to the end of the line, trailing blanks dropped.
@@ -562,6 +589,13 @@ fn check_utf8(v: &[u8]) -> Result<(), ParseError> {
 fn build(frame: &Bytes, loc: &FrameLoc) -> Result<Message, ParseError> {
     let buf: &[u8] = frame;
     let slice = |s: &[u8]| frame.slice_ref(s);
+    // Frequent short values as statics: equal bytes, no reference count to touch per frame.
+    let token = |s: &[u8]| match s {
+        b"OK" => Bytes::from_static(b"OK"),
+        b"application/octet-stream" => Bytes::from_static(b"application/octet-stream"),
+        b"text/plain" => Bytes::from_static(b"text/plain"),
+        _ => frame.slice_ref(s),
+    };
 
     let tid = &buf[5..5 + loc.tid_len];
     let kind = match loc.kind {
@@ -578,7 +612,7 @@ fn build(frame: &Bytes, loc: &FrameLoc) -> Result<Message, ParseError> {
             }
             Kind::Response {
                 code,
-                comment: comment.filter(|c| !c.is_empty()).map(slice),
+                comment: comment.filter(|c| !c.is_empty()).map(token),
             }
         }
     };
@@ -636,14 +670,14 @@ fn build(frame: &Bytes, loc: &FrameLoc) -> Result<Message, ParseError> {
                 Header::Status(Status {
                     namespace,
                     code,
-                    comment: comment.filter(|c| !c.is_empty()).map(slice),
+                    comment: comment.filter(|c| !c.is_empty()).map(token),
                 })
             }
             12 if name.eq_ignore_ascii_case(b"Content-Type") => {
                 if value.is_empty() {
                     return Err(ParseError::BadHeader);
                 }
-                Header::ContentType(slice(value))
+                Header::ContentType(token(value))
             }
             8 if name.eq_ignore_ascii_case(b"Use-Path") => {
                 Header::UsePath(parse_path(&slice(value))?)

@@ -265,7 +265,12 @@ impl Uri {
         if t_len == 0 || (at + t_len < s.len() && s[at + t_len] != b';') {
             return Err(UriError::BadTransport);
         }
-        let transport = input.slice(at..at + t_len);
+        // The usual transport as a static: equal bytes, and no reference count to touch.
+        let transport = if &s[at..at + t_len] == b"tcp" {
+            Bytes::from_static(b"tcp")
+        } else {
+            input.slice(at..at + t_len)
+        };
         at += t_len;
 
         let mut params = Vec::new();
@@ -467,11 +472,14 @@ mod tests {
 
     #[test]
     fn zero_copy() {
-        let input = Bytes::from_static(b"msrp://example.com:1/abc;tcp");
+        let input = Bytes::from_static(b"msrp://example.com:1/abc;ws");
         let u = Uri::parse(&input).unwrap();
         let base = input.as_ptr() as usize;
         assert_eq!(u.session_id.as_ptr() as usize, base + 21);
         assert_eq!(u.transport.as_ptr() as usize, base + 25);
+        // "tcp" is shared as a static instead (same bytes).
+        let u = Uri::parse_slice(b"msrp://h/s;tcp").unwrap();
+        assert_eq!(&u.transport[..], b"tcp");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! another transaction id when it does.
 
 use std::fmt::Write as _;
+use std::sync::LazyLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memmem;
@@ -251,16 +252,20 @@ pub fn write_end_line(tid: &[u8], c: Continuation, out: &mut BytesMut) {
 /// True when `body` holds `-------<tid>`, so that a receiver could take part of the body for the
 /// end-line. Conservative: it ignores what precedes and follows the match.
 pub fn body_contains_end_line(body: &[u8], tid: &[u8]) -> bool {
-    let mut needle = [0u8; 7 + 64];
-    if tid.len() > 64 {
-        let mut v = DASHES.to_vec();
-        v.extend_from_slice(tid);
-        return memmem::find(body, &v).is_some();
+    let mut at = 0;
+    while let Some(i) = DASH_FINDER.find(&body[at..]) {
+        let q = at + i + DASHES.len();
+        if body[q..].starts_with(tid) {
+            return true;
+        }
+        at += i + 1;
     }
-    needle[..7].copy_from_slice(DASHES);
-    needle[7..7 + tid.len()].copy_from_slice(tid);
-    memmem::find(body, &needle[..7 + tid.len()]).is_some()
+    false
 }
+
+/// Built once: constructing a searcher per chunk costs about as much as scanning 2 kB.
+static DASH_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(DASHES));
 
 /// Writes a complete response without body: `MSRP <tid> <code> [comment]`, To-Path, From-Path,
 /// end-line with `$`.
