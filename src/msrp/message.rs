@@ -115,7 +115,10 @@ pub enum Header {
     MinExpires(u32),
     MaxExpires(u32),
     /// Any other header (including MIME headers such as `Content-ID`), name and value verbatim.
-    Other { name: Bytes, value: Bytes },
+    Other {
+        name: Bytes,
+        value: Bytes,
+    },
 }
 
 /// One MSRP frame: a request (or one chunk of it) or a response.
