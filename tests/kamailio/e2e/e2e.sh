@@ -319,6 +319,8 @@ scenario_hangup() {
     check "c2's delivery did not complete" test "$(state_of 3 c2 | cut -d' ' -f1)" != done
     check "c2's file session ended with a BYE" proc_exited_ok "${uas_pid[c2]}"
     check "c2's receiver got no complete file" not received_ok c2 "$sum"
+    # With a '#' chunk the receiver says "aborted by the sender"; a plain close is reported too.
+    echo "   c2's receiver: $(grep '^failed' "${recv_out[c2]}" | tail -1)"
     deliveries 3 | sed 's/^/   delivery: /'
     hangup c1
 }
