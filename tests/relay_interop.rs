@@ -510,3 +510,49 @@ fn wrong_password_is_rejected() {
         .unwrap_or_else(|e| panic!("AUTH after failures: {e}\n{}", relay.log_tail()));
     assert_eq!(r.relay.as_ref().and_then(|a| a.expires), Some(3600));
 }
+
+/// A relay-mode receiver's error responses reach the sender through the relay (they carry the
+/// request's whole From-Path: the relay drops a response addressed to itself alone).
+#[test]
+fn receiver_errors_reach_the_sender_through_the_relay() {
+    let relay = Relay::start();
+    let rx = ReceiveServer::start_via_relay(&relay.uri, &login(), "rx", Sink::Discard, true, None)
+        .unwrap_or_else(|e| panic!("AUTH: {e}\n{}", relay.log_tail()));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", relay.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let me = format!(
+        "msrp://127.0.0.1:{}/snd;tcp",
+        s.local_addr().unwrap().port()
+    );
+    // A body longer than its Byte-Range: the receiver answers 400.
+    let frame = format!(
+        "MSRP t400 SEND\r\nTo-Path: {}\r\nFrom-Path: {me}\r\nMessage-ID: m1\r\n\
+         Byte-Range: 1-3/3\r\nContent-Type: text/plain\r\n\r\nabcde\r\n-------t400$\r\n",
+        rx.to_path_text()
+    );
+    s.write_all(frame.as_bytes()).unwrap();
+    let mut dec = FrameDecoder::new(Limits::default());
+    let mut codes = Vec::new();
+    let mut buf = [0u8; 4096];
+    let t0 = Instant::now();
+    while !codes.contains(&400) && t0.elapsed() < Duration::from_secs(5) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => dec.feed(&buf[..n]),
+            Err(_) => break,
+        }
+        while let Some(m) = dec.next().unwrap() {
+            if m.transaction_id.as_ref() == b"t400" {
+                codes.extend(m.response_code());
+            }
+        }
+    }
+    // The relay's own 200 (hop by hop), then the receiver's 400.
+    assert!(
+        codes.contains(&400),
+        "responses seen: {codes:?}\n{}",
+        relay.log_tail()
+    );
+    let got = rx.next(Duration::from_secs(2)).expect("receiver event");
+    assert!(got.failure.is_some(), "{got:?}");
+}

@@ -96,6 +96,10 @@ pub struct ReceiveOptions {
     pub events: Sender<Received>,
     /// Limits of the frame parser (body bytes per chunk and so on).
     pub limits: Limits,
+    /// Address responses to the request's whole From-Path instead of its first URI only.
+    /// Needed behind Kamailio's relay (relay mode), which drops a response whose To-Path holds
+    /// only its own URI.
+    pub full_path_responses: bool,
 }
 
 /// The listener handler: accepts and spawns [`ReceiveConn`]s on the same thread.
@@ -360,7 +364,10 @@ impl ReceiveConn {
             _ => {}
         }
         self.receiver.handle_frame(&msg);
-        while let Some(reply) = self.receiver.poll_reply() {
+        while let Some(mut reply) = self.receiver.poll_reply() {
+            if self.opts.full_path_responses && reply.response_code().is_some() {
+                reply.to_path = msg.from_path.clone();
+            }
             writer::write_message(&reply, &mut self.out);
         }
         while let Some(ev) = self.receiver.poll_event() {
@@ -552,6 +559,7 @@ impl ReceiveServer {
                 misbehave,
                 events: tx,
                 limits,
+                full_path_responses: false,
             },
         )));
         Ok(ReceiveServer {
@@ -616,6 +624,7 @@ impl ReceiveServer {
             misbehave,
             events: tx,
             limits,
+            full_path_responses: true,
         });
         pool.add(Box::new(ReceiveConn::with_decoder(
             TcpStream::from_std(stream),
