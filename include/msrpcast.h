@@ -111,6 +111,45 @@ typedef uint32_t msrpcast_result;
 #endif // __cplusplus
 
 /**
+ * What `msrpcast_fs_event` did.
+ *
+ */
+enum msrpcast_fs_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Nothing: another action, a conference not configured, a member not opted in, a leave of
+     * a member never joined.
+     */
+    MSRPCAST_FS_IGNORED = 0,
+    /**
+     * A member was joined.
+     */
+    MSRPCAST_FS_JOINED = 1,
+    /**
+     * A member already joined was joined again (duplicate `add-member`; idempotent).
+     */
+    MSRPCAST_FS_ALREADY_JOINED = 2,
+    /**
+     * A member left.
+     */
+    MSRPCAST_FS_LEFT = 3,
+    /**
+     * A conference ended: every member the module had joined to it left.
+     */
+    MSRPCAST_FS_CONFERENCE_ENDED = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum msrpcast_fs_outcome msrpcast_fs_outcome;
+#else
+typedef uint32_t msrpcast_fs_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * What a signal asks for (`msrpcast_signal_kind`).
  *
  */
@@ -246,6 +285,13 @@ typedef struct msrpcast_config msrpcast_config;
 typedef struct msrpcast_engine msrpcast_engine;
 
 /**
+ * The FreeSWITCH side's state: settings and the members it joined. Thread-safe, except
+ * `msrpcast_fs_config_set` and `msrpcast_fs_free`, which must not run concurrently with anything
+ * else on the handle (FreeSWITCH: module load and unload).
+ */
+typedef struct msrpcast_fs msrpcast_fs;
+
+/**
  * One signal, owned by the host until `msrpcast_signal_free`. Immutable: any thread may read it.
  */
 typedef struct msrpcast_signal msrpcast_signal;
@@ -287,6 +333,17 @@ typedef struct msrpcast_stats {
      */
     uint64_t busy_waits;
 } msrpcast_stats;
+
+/**
+ * One event header (or looked-up channel variable, named `variable_<name>`) as pointer +
+ * length pairs. Values need not be UTF-8 (invalid bytes become U+FFFD); a NULL value is empty.
+ */
+typedef struct msrpcast_fs_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+} msrpcast_fs_header;
 
 #ifdef __cplusplus
 extern "C" {
@@ -540,6 +597,122 @@ msrpcast_result msrpcast_engine_upload_file(struct msrpcast_engine *e,
                                             const char *path,
                                             size_t path_len,
                                             uint64_t *transfer);
+
+/**
+ * Runs the API command `msrpcast <cmd>` (`status`, `conferences`, `transfers`, `counters`,
+ * `members`, `cancel <transfer>`, `help`) and writes its JSON answer to `*json` (the caller's,
+ * `msrpcast_string_free`). On an error — `MSRPCAST_ERR_INVALID_VALUE` for an unknown command,
+ * the engine's code otherwise — `*json` is `{"error":"…"}`. `e` may be NULL (engine not
+ * running): only `members` and `help` then succeed.
+ */
+msrpcast_result msrpcast_fs_api(const struct msrpcast_fs *fs,
+                                struct msrpcast_engine *e,
+                                const char *cmd,
+                                size_t cmd_len,
+                                char **json,
+                                size_t *json_len);
+
+/**
+ * Checks the argument of the `msrpcast` dialplan application (which the host then stores
+ * verbatim in the channel variable `msrpcast`): words `on`/`off`, `display=…`, `target=<sip
+ * uri>`, quoted with `'` or `"` when they hold spaces. `text` (optional) gets what it means
+ * (`opted in, display "Alice"`), or on `MSRPCAST_ERR_INVALID_VALUE` why not.
+ */
+msrpcast_result msrpcast_fs_app_check(const char *data,
+                                      size_t data_len,
+                                      char **text,
+                                      size_t *text_len);
+
+/**
+ * One `<param name="key" value="value"/>` of `msrpcast.conf.xml`: a FreeSWITCH-only key
+ * (`conferences`, `require_optin`, `target_template`, `sofia_profile`) goes to `fs`, any other
+ * to the engine settings in `cfg` (as `msrpcast_config_set`). Errors
+ * (`MSRPCAST_ERR_UNKNOWN_KEY`, `MSRPCAST_ERR_INVALID_VALUE`) leave the setting unchanged, and
+ * `msrpcast_config_error(cfg)` names the key and why, for both kinds of keys.
+ */
+msrpcast_result msrpcast_fs_config_set(struct msrpcast_fs *fs,
+                                       struct msrpcast_config *cfg,
+                                       const char *key,
+                                       size_t key_len,
+                                       const char *value,
+                                       size_t value_len);
+
+/**
+ * The destination of the file INVITE for `switch_core_session_outgoing_channel` on the `sofia`
+ * endpoint: `<sofia_profile>/<target>`, after checking the target once more
+ * (`MSRPCAST_ERR_INVALID_VALUE` for anything a dial string would misread). The string is the
+ * caller's (`msrpcast_string_free`).
+ */
+msrpcast_result msrpcast_fs_dial(const struct msrpcast_fs *fs,
+                                 const char *target,
+                                 size_t target_len,
+                                 char **dest,
+                                 size_t *dest_len);
+
+/**
+ * Handles one `conference::maintenance` event, given as `count` header pairs (the event's
+ * headers, then the channel variables of `msrpcast_fs_variable_name` as `variable_<name>`;
+ * later pairs win): joins or leaves members on `e` and writes what it did to `*outcome`.
+ * `text`/`text_len` (optional, NULL to skip) receive a sentence for the log — also on
+ * `MSRPCAST_ERR_INVALID_VALUE` (a header missing, named in the text, or unusable) and on the
+ * engine's errors (`MSRPCAST_ERR_BUSY`, `MSRPCAST_ERR_STOPPED`, …), when nothing was recorded.
+ * Any thread; events may come from several at once.
+ */
+msrpcast_result msrpcast_fs_event(const struct msrpcast_fs *fs,
+                                  struct msrpcast_engine *e,
+                                  const struct msrpcast_fs_header *headers,
+                                  size_t count,
+                                  msrpcast_fs_outcome *outcome,
+                                  char **text,
+                                  size_t *text_len);
+
+/**
+ * The SIP code to report (`msrpcast_engine_rejected`) for a file leg that ended without a 2xx:
+ * its `sip_term_status` variable when that is 300–699 (NULL or length 0: none), else its
+ * hangup cause (`switch_call_cause_t`) mapped as mod_sofia does, timeouts as 408. Always
+ * 300–699.
+ */
+uint32_t msrpcast_fs_failure_code(uint32_t hangup_cause, const char *sip_term_status, size_t len);
+
+/**
+ * Frees the FreeSWITCH state. NULL is allowed and does nothing. It does not leave the members
+ * it joined: stopping the engine ends everything.
+ */
+void msrpcast_fs_free(struct msrpcast_fs *fs);
+
+/**
+ * The `index`-th variable to put on every file leg (in the `var_event` of
+ * `switch_core_session_outgoing_channel`): `sip_enable_soa=false` (sofia-sip must not rewrite
+ * the engine's SDP) and, with `outbound_proxy` set, `sip_route_uri`. `MSRPCAST_EMPTY` past the
+ * last one. Both strings are NUL-terminated and live until the next `msrpcast_fs_config_set`
+ * or the free.
+ */
+msrpcast_result msrpcast_fs_leg_variable(const struct msrpcast_fs *fs,
+                                         size_t index,
+                                         const char **name,
+                                         size_t *name_len,
+                                         const char **value,
+                                         size_t *value_len);
+
+/**
+ * Makes the FreeSWITCH state with default settings (conferences `all`, no opt-in required,
+ * targets from the contact, sofia profile `internal`) and sets FreeSWITCH's defaults on `cfg`:
+ * `control_socket` empty (one process: the module calls the engine directly). Free with
+ * `msrpcast_fs_free`.
+ */
+msrpcast_result msrpcast_fs_new(struct msrpcast_config *cfg, struct msrpcast_fs **out);
+
+/**
+ * The `index`-th channel variable the host is to look up on the member's channel (by
+ * `Unique-ID`) and pass with an `add-member` event as a header `variable_<name>`: `msrpcast`,
+ * `sip_contact_uri`, `sip_contact_params`, `sip_network_ip`, `sip_network_port`,
+ * `sip_via_protocol` and the target template's variables. `MSRPCAST_EMPTY` past the last one.
+ * The name is NUL-terminated and lives until the next `msrpcast_fs_config_set` or the free.
+ */
+msrpcast_result msrpcast_fs_variable_name(const struct msrpcast_fs *fs,
+                                          size_t index,
+                                          const char **name,
+                                          size_t *len);
 
 /**
  * The name of a result code, e.g. `"MSRPCAST_ERR_BUSY"`: a static NUL-terminated string, never

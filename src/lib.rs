@@ -16,6 +16,7 @@ pub mod msrp;
 pub mod config;
 #[allow(unsafe_code)]
 pub mod ffi;
+pub mod freeswitch;
 pub mod http;
 pub mod roster;
 pub mod runtime;

@@ -30,6 +30,7 @@ pub mod boundary;
 pub mod client;
 pub mod config;
 pub mod engine;
+pub mod freeswitch;
 mod notify;
 pub mod result;
 pub mod signal;
