@@ -161,3 +161,9 @@ kamailio-module:
 
 install-kamailio-module:
 	kamailio-module/build.sh --install
+
+# mod_msrpcast against an installed FreeSWITCH's development files (FREESWITCH_PREFIX=<prefix>,
+# or `pkg-config freeswitch`); without them it says so and fails. Not part of `make test`.
+.PHONY: freeswitch-module
+freeswitch-module:
+	freeswitch-module/build.sh

@@ -41,6 +41,7 @@ struct Relay {
     port: u16,
     uri: Uri,
     log: PathBuf,
+    dir: PathBuf,
 }
 
 fn path_with_sbin() -> String {
@@ -84,6 +85,7 @@ impl Relay {
             port: get("RELAY_PORT").parse().unwrap(),
             uri: Uri::parse_slice(get("RELAY_URI").as_bytes()).unwrap(),
             log: PathBuf::from(get("RELAY_LOG")),
+            dir: PathBuf::from(get("RELAY_DIR")),
         }
     }
 
@@ -100,6 +102,10 @@ impl Drop for Relay {
             .args(["stop", &self.pid])
             .env("PATH", path_with_sbin())
             .status();
+        // Kept after a failure, for its kamailio.log.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
