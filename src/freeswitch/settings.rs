@@ -247,7 +247,8 @@ impl Settings {
 }
 
 /// A SIP target must be a `sip:`/`sips:` URI with a host, and contain nothing that FreeSWITCH's
-/// dial-string syntax would read as something else: `,` and `|` (several destinations), `{}`
+/// dial-string syntax would read as something else: `,` and `|` (several destinations), `^`
+/// (mod_sofia's separator of a To URI), `{}`
 /// (channel variables), `<>` and quotes, whitespace and control characters. Brackets stay allowed
 /// for IPv6 hosts; the `sip:` prefix keeps a `[var=value]` block from leading the string.
 pub fn check_target(t: &str) -> Result<(), String> {
@@ -261,7 +262,7 @@ pub fn check_target(t: &str) -> Result<(), String> {
     };
     if let Some(c) = t
         .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || ",|{}<>\"'".contains(*c))
+        .find(|c| c.is_whitespace() || c.is_control() || ",|^{}<>\"'".contains(*c))
     {
         return Err(format!("must not contain {c:?}"));
     }
@@ -442,6 +443,7 @@ mod tests {
             "sip:",
             "sip:a@",
             "sip:a@b|sip:c@d",
+            "sip:a@b^sip:c@d",
             "sip:a@b c",
             "sip:{x=y}a@b",
             "sip:a@b\r\nX: y",

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds freeswitch-module/build/mod_msrpcast.so from mod_msrpcast.c and the Rust library,
+# against an installed FreeSWITCH's development files.
+#
+#   freeswitch-module/build.sh [--install]
+#
+# Where FreeSWITCH's headers are:
+#   FREESWITCH_PREFIX=/usr/local/freeswitch   its install prefix (uses $prefix/lib/pkgconfig/
+#                                             freeswitch.pc, else $prefix/include/freeswitch)
+#   otherwise                                 `pkg-config freeswitch` (Cflags, modulesdir)
+# Without either it says so and exits 1 (it is not part of `make test`).
+#
+# The Rust staticlib (libmsrpcast.a, release) is linked into the module, its symbols hidden
+# (--exclude-libs,ALL): FreeSWITCH loads one file and sees only mod_msrpcast_module_interface.
+# No -lfreeswitch: the core's symbols resolve from the running freeswitch binary.
+# --install copies the module into FreeSWITCH's module folder (modulesdir, or $prefix/mod).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib.sh
+source "$here/../scripts/lib.sh"
+root=$(msrpcast_root)
+cd "$root"
+
+CC=${CC:-gcc}
+out=$here/build
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+
+fs_cflags=
+moddir=
+if [[ -n ${FREESWITCH_PREFIX:-} ]]; then
+    pc=$FREESWITCH_PREFIX/lib/pkgconfig/freeswitch.pc
+    if [[ -f $pc ]]; then
+        fs_cflags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --cflags freeswitch)
+        moddir=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --variable=modulesdir freeswitch)
+    elif [[ -f $FREESWITCH_PREFIX/include/freeswitch/switch.h ]]; then
+        fs_cflags="-I$FREESWITCH_PREFIX/include/freeswitch"
+        moddir=$FREESWITCH_PREFIX/mod
+    else
+        msrpcast_die "FREESWITCH_PREFIX=$FREESWITCH_PREFIX has neither lib/pkgconfig/freeswitch.pc nor include/freeswitch/switch.h"
+    fi
+elif pkg-config --exists freeswitch 2>/dev/null; then
+    fs_cflags=$(pkg-config --cflags freeswitch)
+    moddir=$(pkg-config --variable=modulesdir freeswitch)
+else
+    msrpcast_die "FreeSWITCH development files not found: install FreeSWITCH (with its headers and freeswitch.pc) and set FREESWITCH_PREFIX=<its prefix>, or make \`pkg-config freeswitch\` work"
+fi
+
+# The installed headers must include the generated switch_am_config.h.
+hdr=$(printf '#include <switch.h>\n' | $CC $fs_cflags -E -M - 2>/dev/null | tr ' ' '\n' | grep '/switch\.h$' | head -1 || true)
+[[ -n $hdr ]] || msrpcast_die "switch.h not usable with cflags '$fs_cflags'"
+
+cargo build --locked --release --lib
+mkdir -p "$out"
+"$CC" -c -std=gnu99 -O2 -g -fPIC -DPIC -Wall -Wextra -Wno-unused-parameter \
+    -Wno-missing-field-initializers $fs_cflags -I"$root/include" \
+    -o "$out/mod_msrpcast.o" "$here/mod_msrpcast.c"
+
+# The system libraries Rust's std needs in a staticlib, as rustc reports them.
+native=$out/native-static-libs
+if [[ ! -s $native || $(sed -n 1p "$native") != "$(rustc -V)" ]]; then
+    libs=$(cargo rustc --locked --release --lib --crate-type staticlib \
+        -- --print native-static-libs 2>&1 | sed -n 's/.*native-static-libs: //p' | tail -1)
+    [[ -n $libs ]] || msrpcast_die "cargo rustc did not print native-static-libs"
+    printf '%s\n%s\n' "$(rustc -V)" "$libs" >"$native"
+fi
+# shellcheck disable=SC2046
+"$CC" -shared -o "$out/mod_msrpcast.so" "$out/mod_msrpcast.o" \
+    "$target_dir/release/libmsrpcast.a" -Wl,--exclude-libs,ALL $(sed -n 2p "$native") \
+    -lpthread -lm -ldl
+
+# Exactly one visible msrpcast-related entry point: the module interface.
+nm -D --defined-only "$out/mod_msrpcast.so" | grep -q ' mod_msrpcast_module_interface$' ||
+    msrpcast_die "mod_msrpcast_module_interface is not exported"
+if nm -D --defined-only "$out/mod_msrpcast.so" | grep -q ' msrpcast_'; then
+    msrpcast_die "Rust symbols leak out of mod_msrpcast.so"
+fi
+msrpcast_log "built $out/mod_msrpcast.so against $hdr"
+
+if [[ ${1:-} == --install ]]; then
+    [[ -n $moddir ]] || msrpcast_die "no module folder known"
+    install -m 644 "$out/mod_msrpcast.so" "$moddir/mod_msrpcast.so"
+    msrpcast_log "installed into $moddir"
+fi
