@@ -396,7 +396,7 @@ SWITCH_STANDARD_APP(msrpcast_app)
 	msrpcast_string_free(text);
 }
 
-#define API_SYNTAX "status|conferences|transfers|counters|members|cancel <transfer>|help"
+#define API_SYNTAX "status|conferences|transfers|counters|members|cancel <transfer>|upload <conference> <path>|help"
 
 SWITCH_STANDARD_API(msrpcast_api)
 {
@@ -533,6 +533,7 @@ SWITCH_MODULE_LOAD_FUNCTION(mod_msrpcast_load)
 	switch_console_set_complete("add msrpcast counters");
 	switch_console_set_complete("add msrpcast members");
 	switch_console_set_complete("add msrpcast cancel");
+	switch_console_set_complete("add msrpcast upload");
 
 	switch_log_printf(SWITCH_CHANNEL_LOG, SWITCH_LOG_NOTICE, "msrpcast: %s loaded (load id %s)\n", msrpcast_version(),
 					  globals.load_id);

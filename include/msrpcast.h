@@ -600,7 +600,7 @@ msrpcast_result msrpcast_engine_upload_file(struct msrpcast_engine *e,
 
 /**
  * Runs the API command `msrpcast <cmd>` (`status`, `conferences`, `transfers`, `counters`,
- * `members`, `cancel <transfer>`, `help`) and writes its JSON answer to `*json` (the caller's,
+ * `members`, `cancel <transfer>`, `upload <conference> <path>` → `{"transfer":<id>}`, `help`) and writes its JSON answer to `*json` (the caller's,
  * `msrpcast_string_free`). On an error — `MSRPCAST_ERR_INVALID_VALUE` for an unknown command,
  * the engine's code otherwise — `*json` is `{"error":"…"}`. `e` may be NULL (engine not
  * running): only `members` and `help` then succeed.

@@ -426,6 +426,23 @@ fn events_through_the_c_abi_reach_the_engine() {
     assert!(json.starts_with("{\"error\":"), "{json}");
     let (r, _) = api(f, e, "frobnicate");
     assert_eq!(r, MSRPCAST_ERR_INVALID_VALUE);
+    // upload <conference> <path>, then cancel it.
+    let file = dir.join("a file.bin");
+    std::fs::write(&file, vec![7u8; 100_000]).unwrap();
+    let (r, json) = api(f, e, &format!("upload 3000 {}", file.display()));
+    assert_eq!(r, MSRPCAST_OK, "{json}");
+    let id: u64 = json
+        .trim_start_matches("{\"transfer\":")
+        .trim_end_matches('}')
+        .parse()
+        .unwrap_or_else(|_| panic!("{json}"));
+    wait_for("the transfer listed", || {
+        api(f, e, "transfers").1.contains("\"name\":\"a file.bin\"")
+    });
+    let (r, json) = api(f, e, &format!("cancel {id}"));
+    assert_eq!((r, json), (MSRPCAST_OK, format!("{{\"cancelled\":{id}}}")));
+    let (r, _) = api(f, e, "upload 4000 /nonexistent");
+    assert_ne!(r, MSRPCAST_OK);
 
     let (r, o, _) = fs_event(f, e, &vector("conference-destroy.txt"));
     assert_eq!(

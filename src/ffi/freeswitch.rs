@@ -17,7 +17,7 @@ use super::boundary::*;
 use super::config::msrpcast_config;
 use super::engine::{
     msrpcast_engine, msrpcast_engine_cancel, msrpcast_engine_join, msrpcast_engine_leave,
-    msrpcast_engine_status, msrpcast_string_free, owned_c_string,
+    msrpcast_engine_status, msrpcast_engine_upload_file, msrpcast_string_free, owned_c_string,
 };
 use super::result::*;
 use crate::config::ConfigErrorKind;
@@ -513,7 +513,7 @@ pub extern "C" fn msrpcast_fs_failure_code(
 }
 
 /// Runs the API command `msrpcast <cmd>` (`status`, `conferences`, `transfers`, `counters`,
-/// `members`, `cancel <transfer>`, `help`) and writes its JSON answer to `*json` (the caller's,
+/// `members`, `cancel <transfer>`, `upload <conference> <path>` → `{"transfer":<id>}`, `help`) and writes its JSON answer to `*json` (the caller's,
 /// `msrpcast_string_free`). On an error — `MSRPCAST_ERR_INVALID_VALUE` for an unknown command,
 /// the engine's code otherwise — `*json` is `{"error":"…"}`. `e` may be NULL (engine not
 /// running): only `members` and `help` then succeed.
@@ -563,6 +563,26 @@ pub extern "C" fn msrpcast_fs_api(
                     format!("cancel {id}: {}", super::result_name_str(code)),
                 )),
             },
+            Ok(ApiCommand::Upload { conference, path }) => {
+                let mut id = 0u64;
+                match msrpcast_engine_upload_file(
+                    e,
+                    conference.as_ptr().cast(),
+                    conference.len(),
+                    path.as_ptr().cast(),
+                    path.len(),
+                    &mut id,
+                ) {
+                    MSRPCAST_OK => Ok(format!("{{\"transfer\":{id}}}")),
+                    code => Err((
+                        code,
+                        format!(
+                            "upload {path} to {conference}: {}",
+                            super::result_name_str(code)
+                        ),
+                    )),
+                }
+            }
         };
         match answer {
             Ok(s) => {

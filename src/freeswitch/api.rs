@@ -3,8 +3,7 @@
 use crate::roster::json;
 
 /// The usage line `msrpcast help` (and an unknown command) answers with.
-pub const USAGE: &str =
-    "msrpcast status|conferences|transfers|counters|members|cancel <transfer>|help";
+pub const USAGE: &str = "msrpcast status|conferences|transfers|counters|members|cancel <transfer>|upload <conference> <path>|help";
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +14,11 @@ pub enum ApiCommand {
     Members,
     /// Cancel every delivery of a transfer.
     Cancel(u64),
+    /// Spool a local file (readable by FreeSWITCH) as a new transfer to a conference.
+    Upload {
+        conference: String,
+        path: String,
+    },
     Help,
 }
 
@@ -38,6 +42,22 @@ impl ApiCommand {
                     id.parse()
                         .map_err(|_| format!("transfer id {id:?} is not a number"))?,
                 )
+            }
+            "upload" => {
+                let conference = words
+                    .next()
+                    .ok_or_else(|| "upload needs a conference and a path".to_owned())?;
+                // The path is the rest of the line (it may contain spaces).
+                let rest = cmd.trim_start();
+                let rest = rest["upload".len()..].trim_start();
+                let path = rest[conference.len()..].trim();
+                if path.is_empty() {
+                    return Err("upload needs a path after the conference".into());
+                }
+                return Ok(ApiCommand::Upload {
+                    conference: conference.to_owned(),
+                    path: path.to_owned(),
+                });
             }
             other => return Err(format!("unknown command {other:?}; usage: {USAGE}")),
         };
@@ -84,6 +104,15 @@ mod tests {
         assert!(ApiCommand::parse("cancel x").is_err());
         assert!(ApiCommand::parse("status now").is_err());
         assert!(ApiCommand::parse("reboot").unwrap_err().contains("usage"));
+        assert_eq!(
+            ApiCommand::parse(" upload  3000 /tmp/a b.bin "),
+            Ok(ApiCommand::Upload {
+                conference: "3000".into(),
+                path: "/tmp/a b.bin".into()
+            })
+        );
+        assert!(ApiCommand::parse("upload 3000").is_err());
+        assert!(ApiCommand::parse("upload").is_err());
     }
 
     #[test]
