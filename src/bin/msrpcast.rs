@@ -35,8 +35,9 @@ const USAGE: &str = "usage:
       `<relay Use-Path> <own URI>` (space separated: give it whole to `send --to`).
       [--relay-expires SECONDS] asks for that lifetime; the other options are as above.
   msrpcast serve --http HOST:PORT [--token T] --spool DIR --participant CONF=MSRP_URI [...]
-      [--set KEY=VALUE ...]
-      The engine and the HTTP upload page and API in one process, without a SIP server.
+      [--msrp HOST:PORT] [--set KEY=VALUE ...]
+      The engine and the HTTP upload page and API in one process, without a SIP server;
+      `msrpcast serve --help` explains each option.
   msrpcast settings
       Every engine setting with its meaning and default.";
 
@@ -356,7 +357,116 @@ fn receive(args: &[String]) -> Result<ExitCode, String> {
     }
 }
 
+const SERVE_HELP: &str = "usage: msrpcast serve --http HOST:PORT [--token T] --spool DIR
+                      --participant CONF=MSRP_URI [--participant CONF=MSRP_URI ...]
+                      [--msrp HOST:PORT] [--set KEY=VALUE ...]
+
+The engine and the HTTP upload page and API in one process, without a SIP server: each
+participant is reached directly at its MSRP URI (no SDP exchange), e.g. a `msrpcast receive`.
+Prints the page's URL as its first line on stdout, then serves until it is killed.
+
+  --http HOST:PORT      listen address of the page and API (http_listen; default 127.0.0.1:8088,
+                        port 0 picks a free one). Without --token only a loopback address is used.
+  --token T             the access token (http_token): `Authorization: Bearer T`, or the page's
+                        login form, which sets an HttpOnly SameSite=Strict cookie.
+  --spool DIR           spool folder for uploads in progress (spool_dir); created if missing.
+  --participant CONF=MSRP_URI
+                        adds a participant to conference CONF (repeatable; the participants of a
+                        conference are named p1, p2, ... in the order given). MSRP_URI may be a
+                        space-separated path (relays first) as `msrpcast receive --relay` prints.
+  --msrp HOST:PORT      MSRP listen address (msrp_listen; default 127.0.0.1:0 here).
+  --set KEY=VALUE       any engine setting (`msrpcast settings` lists them all with defaults),
+                        applied after the options above, e.g. --set max_file_bytes=1GiB
+                        --set http_max_uploads=4 --set http_idle_timeout_ms=60000.
+
+Stopping: SIGINT or SIGTERM end the process at once (default signal handling). Uploads and
+deliveries running then are cut off; the spool files they leave are removed by the next start
+with the same --spool (stale cleanup).";
+
 fn serve(args: &[String]) -> Result<ExitCode, String> {
-    let _ = args;
-    Err("serve: the HTTP handler is not wired into the CLI yet".into())
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{SERVE_HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let a = parse_args(args, &[])?;
+    a.check_known(&["http", "token", "spool", "participant", "msrp", "set"])?;
+    if let Some(p) = a.positional.first() {
+        return Err(format!("serve: unexpected argument {p:?}\n{SERVE_HELP}"));
+    }
+    let mut cfg = Config::default();
+    let set = |cfg: &mut Config, k: &str, v: &str| cfg.set(k, v).map_err(|e| e.to_string());
+    set(
+        &mut cfg,
+        "msrp_listen",
+        a.one("msrp").unwrap_or("127.0.0.1:0"),
+    )?;
+    set(
+        &mut cfg,
+        "spool_dir",
+        a.one("spool").ok_or("serve needs --spool DIR")?,
+    )?;
+    if let Some(h) = a.one("http") {
+        set(&mut cfg, "http_listen", h)?;
+    }
+    if let Some(t) = a.one("token") {
+        set(&mut cfg, "http_token", t)?;
+    }
+    apply_sets(&mut cfg, &a)?;
+    let mut participants: Vec<(String, String, String)> = Vec::new();
+    for p in a.all("participant") {
+        let (conf, uri) = p
+            .split_once('=')
+            .ok_or_else(|| format!("--participant {p:?}: expected CONF=MSRP_URI"))?;
+        if conf.is_empty() || uri.trim().is_empty() {
+            return Err(format!("--participant {p:?}: expected CONF=MSRP_URI"));
+        }
+        let n = participants.iter().filter(|(c, _, _)| c == conf).count() + 1;
+        participants.push((conf.to_string(), format!("p{n}"), uri.trim().to_string()));
+    }
+    if participants.is_empty() {
+        return Err("serve needs at least one --participant CONF=MSRP_URI".into());
+    }
+    std::fs::create_dir_all(&cfg.spool_dir)
+        .map_err(|e| format!("--spool {}: {e}", cfg.spool_dir.display()))?;
+    cfg.validate().map_err(|e| e.to_string())?;
+    let engine = std::sync::Arc::new(Engine::start(cfg.clone()).map_err(|e| e.to_string())?);
+    for (conf, key, uri) in &participants {
+        engine
+            .join_direct(conf, key, uri)
+            .map_err(|e| format!("--participant {conf}={uri}: {e}"))?;
+    }
+    // Joins are queued: wait until the roster has them, so the page shows them at once.
+    let t0 = Instant::now();
+    let joined = || {
+        participants.iter().all(|(c, k, _)| {
+            engine
+                .roster()
+                .conference(c)
+                .is_some_and(|x| x.participants.iter().any(|p| &p.key == k))
+        })
+    };
+    while !joined() {
+        if t0.elapsed() > Duration::from_secs(5) {
+            return Err("the engine did not take the participants".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let server =
+        msrpcast::http::HttpServer::start(engine.clone(), &cfg).map_err(|e| e.to_string())?;
+    let url = format!("http://{}/", server.local_addr());
+    println!("{url}");
+    let mut confs: Vec<&str> = participants.iter().map(|(c, _, _)| c.as_str()).collect();
+    confs.dedup();
+    for c in confs {
+        eprintln!("msrpcast: conference {c:?}: {url}?conference={c}",);
+    }
+    if cfg.http_token.is_none() {
+        eprintln!(
+            "msrpcast: no --token: the page and API need no login and listen on loopback only"
+        );
+    }
+    // Serve until a signal ends the process (no handler: `unsafe` stays out of the CLI).
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }

@@ -512,18 +512,19 @@ pub extern "C" fn msrpcast_string_free(s: *mut c_char) {
     })
 }
 
-/// Starts the HTTP upload page and API for `http_enabled`. The socket side of the HTTP handler
-/// is not part of the library yet: until it is, the engine runs without it and says so in a
-/// warning record (never silently).
+/// Starts the HTTP upload page and API for `http_enabled`. A failure (say, the port is taken)
+/// leaves the engine running without it and says so in an error record.
 fn start_http(engine: &Arc<Engine>) -> Option<Box<dyn Send + Sync>> {
-    engine.logger().warn(
-        "ffi",
-        format_args!(
-            "http_enabled: the HTTP handler is not available in this build; \
-             the engine runs without it (set http_enabled=no to silence this)"
-        ),
-    );
-    None
+    match crate::http::HttpServer::start(engine.clone(), engine.config()) {
+        Ok(server) => Some(Box::new(server)),
+        Err(e) => {
+            engine.logger().error(
+                "ffi",
+                format_args!("http_enabled: {e}; the engine runs without the HTTP handler"),
+            );
+            None
+        }
+    }
 }
 
 /// A string handed to C: NUL-terminated, freed by `msrpcast_string_free`.

@@ -9,6 +9,7 @@
 //! (bounded by [`head::HeadLimits::max_head_bytes`]). No result depends on how the stream was split.
 
 pub mod auth;
+pub mod backend;
 pub mod body;
 pub mod head;
 pub mod multipart;
@@ -16,9 +17,11 @@ pub mod params;
 pub mod reader;
 pub mod response;
 pub mod route;
+pub mod server;
 pub mod service;
 
 pub use auth::{constant_time_eq, Auth, Credential, Sessions};
+pub use backend::{EngineBackend, EngineUpload};
 pub use body::{BodyDecoder, ChunkedDecoder, ContentLengthDecoder, Decoded};
 pub use head::{parse_head, HeadLimits, Method, Parsed, RequestHead};
 pub use multipart::{MultipartDecoder, MultipartEvent, MultipartLimits};
@@ -26,6 +29,7 @@ pub use params::{parse_content_disposition, Disposition};
 pub use reader::{ReadEvent, RequestReader};
 pub use response::ResponseHead;
 pub use route::{route, Route, RouteError};
+pub use server::{HttpServer, ServerError};
 pub use service::{Backend, Connection, Ctx, Refusal, ServiceConfig, UploadRequest, UploadSink};
 
 /// The upload page, served by `GET /`: plain HTML, CSS and JS, no external assets.

@@ -29,6 +29,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
         _ => "Unknown",
     }
 }
@@ -50,6 +51,7 @@ pub fn error_code(status: u16) -> &'static str {
         501 => "not_implemented",
         503 => "unavailable",
         505 => "version_not_supported",
+        507 => "insufficient_storage",
         _ => "error",
     }
 }

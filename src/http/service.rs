@@ -68,8 +68,12 @@ pub enum Refusal {
     NoParticipants,
     /// 413.
     TooLarge,
-    /// 503: too many concurrent uploads, or the spool quota is full.
+    /// 503: too many concurrent uploads, or the engine cannot take more work now.
     Busy(String),
+    /// 507: the spool quota (`spool_max_bytes`) is exhausted.
+    Full(String),
+    /// 409: the transfer was cancelled while it was being uploaded.
+    Cancelled,
     /// 500: spool I/O failed.
     Internal(String),
 }
@@ -81,6 +85,8 @@ impl Refusal {
             Refusal::NoParticipants => 409,
             Refusal::TooLarge => 413,
             Refusal::Busy(_) => 503,
+            Refusal::Full(_) => 507,
+            Refusal::Cancelled => 409,
             Refusal::Internal(_) => 500,
         }
     }
@@ -90,7 +96,8 @@ impl Refusal {
             Refusal::UnknownConference => "unknown conference",
             Refusal::NoParticipants => "conference has no participants",
             Refusal::TooLarge => "file larger than allowed",
-            Refusal::Busy(r) | Refusal::Internal(r) => r,
+            Refusal::Cancelled => "transfer cancelled",
+            Refusal::Busy(r) | Refusal::Full(r) | Refusal::Internal(r) => r,
         }
     }
 }
@@ -119,7 +126,9 @@ impl Default for ServiceConfig {
 /// What the handler may touch while handling input.
 pub struct Ctx<'a, B: Backend> {
     pub backend: &'a B,
-    pub sessions: &'a mut Sessions,
+    /// Shared by all connections; locked only while a head, login or logout is handled, never
+    /// while body bytes go to the spool.
+    pub sessions: &'a parking_lot::Mutex<Sessions>,
     pub config: &'a ServiceConfig,
     /// Seconds on the clock the sessions use.
     pub now: u64,
@@ -305,7 +314,12 @@ impl<U: UploadSink> Connection<U> {
                 return self.early_answer(&head, bytes);
             }
         };
-        let auth = authorize(&head, ctx.config.token.as_deref(), ctx.sessions, ctx.now);
+        let auth = authorize(
+            &head,
+            ctx.config.token.as_deref(),
+            &ctx.sessions.lock(),
+            ctx.now,
+        );
         let multipart_upload = matches!(r, Route::Upload { .. })
             && head.content_type.as_deref().is_some_and(is_multipart_form);
         if r.needs_auth() && !auth.allowed() && !multipart_upload {
@@ -364,7 +378,7 @@ impl<U: UploadSink> Connection<U> {
                     .header_all("cookie")
                     .find_map(|c| cookie(c, COOKIE_NAME))
                 {
-                    ctx.sessions.revoke(k);
+                    ctx.sessions.lock().revoke(k);
                 }
                 let bytes = see_other("/", Some(clear_cookie()), close);
                 self.early_answer(&head, bytes)
@@ -551,9 +565,13 @@ impl<U: UploadSink> Connection<U> {
                 if !ok {
                     return self.error(401, "wrong token", None);
                 }
-                match ctx.sessions.issue(ctx.now) {
-                    Ok(key) => {
-                        let c = session_cookie(&key, ctx.sessions.ttl_secs());
+                let issued = {
+                    let mut sessions = ctx.sessions.lock();
+                    sessions.issue(ctx.now).map(|k| (k, sessions.ttl_secs()))
+                };
+                match issued {
+                    Ok((key, ttl)) => {
+                        let c = session_cookie(&key, ttl);
                         self.respond(see_other("/", Some(c), close));
                     }
                     Err(_) => self.error(500, "no randomness for a session key", None),
@@ -690,13 +708,13 @@ mod tests {
             max_file_bytes: 5000,
             ..ServiceConfig::default()
         };
-        let mut sessions = Sessions::new(8, 3600);
+        let sessions = parking_lot::Mutex::new(Sessions::new(8, 3600));
         let mut conn: Connection<Sink> = Connection::new(&config);
         let mut out = Vec::new();
         for chunk in input.chunks(piece) {
             let mut ctx = Ctx {
                 backend: &fake,
-                sessions: &mut sessions,
+                sessions: &sessions,
                 config: &config,
                 now: 1,
             };

@@ -1,0 +1,586 @@
+//! The HTTP server: sockets and threads around the sans-IO [`Connection`].
+//!
+//! **Design: one acceptor thread and one thread per connection, with blocking sockets and short
+//! read timeouts** (plus a watcher thread for events and metrics, and a small thread that turns
+//! away connections over the limit). Why not mio on the engine's I/O pool: an upload is bound by
+//! the spool's disk writes and SHA-1, which block; on a readiness loop they would stall every
+//! other connection of that thread (and the MSRP deliveries sharing the pool), so they would need
+//! a worker pool anyway. A thread per connection keeps the upload path a plain
+//! `read → Connection::handle_input → Upload::append` loop with no copies and no queue, and is
+//! bounded by `http_max_connections` (default 256; each thread's memory is its 256 KiB read
+//! buffer plus a small stack). MSRP fan-out, where thousands of sockets matter, stays on mio.
+//!
+//! - **Limits**: the `http_max_connections`+1st connection gets `503` and is closed (by the
+//!   rejecter thread, which reads what the client sent for a moment so the answer is not lost to
+//!   a reset); `http_max_uploads` is enforced by the backend (`503`).
+//! - **No progress** for `http_idle_timeout_ms` inside a request: `408`, the upload aborted, the
+//!   connection closed. An idle keep-alive connection is closed without a response.
+//! - **Events**: `GET /api/events` turns the connection into an SSE stream fed by the watcher,
+//!   which diffs roster snapshots every `http_sse_interval_ms` and emits one `transfer` event per
+//!   changed transfer per interval (the per-transfer throttle); a `: keep-alive` comment every
+//!   15 s; the stream ends when the client goes away.
+//! - **Auth**: without `http_token` the server binds to a loopback address only (the port of
+//!   `http_listen`) and logs that it does.
+//! - **Shutdown**: dropping [`HttpServer`] stops accepting, shuts every open socket down (a
+//!   running upload is aborted: partial spool file removed, deliveries aborted) and joins the
+//!   threads.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::{Condvar, Mutex};
+
+use super::auth::Sessions;
+use super::backend::{EngineBackend, EngineUpload};
+use super::response::{error_response, sse_event, SSE_KEEPALIVE};
+use super::service::{Connection, Ctx, ServiceConfig};
+use crate::config::Config;
+use crate::runtime::engine::Engine;
+use crate::runtime::log::Logger;
+
+/// Bytes read from a socket at a time (and the largest piece handed to the spool per call).
+pub const READ_BUFFER: usize = 256 * 1024;
+/// How often blocked threads look at the stop flag.
+const TICK: Duration = Duration::from_millis(100);
+/// SSE comment interval, so proxies and dead peers are noticed.
+const SSE_KEEPALIVE_EVERY: Duration = Duration::from_secs(15);
+/// Queued SSE frames per subscriber before it is dropped as too slow (it reconnects).
+const SSE_QUEUE: usize = 1024;
+/// Login sessions kept, and their lifetime.
+const MAX_SESSIONS: usize = 1024;
+const SESSION_TTL_SECS: u64 = 12 * 3600;
+/// How long a closing connection keeps reading (discarding) so its last answer is delivered.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum ServerError {
+    /// The listen address cannot be bound.
+    Bind { addr: SocketAddr, source: io::Error },
+    /// A socket call or a thread failed.
+    Io(&'static str, io::Error),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Bind { addr, source } => write!(f, "http_listen {addr}: {source}"),
+            ServerError::Io(what, e) => write!(f, "HTTP server: {what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Bind { source, .. } | ServerError::Io(_, source) => Some(source),
+        }
+    }
+}
+
+struct Conns {
+    next: u64,
+    open: std::collections::HashMap<u64, TcpStream>,
+}
+
+struct Shared {
+    backend: EngineBackend,
+    service: ServiceConfig,
+    sessions: Mutex<Sessions>,
+    stop: AtomicBool,
+    idle: Duration,
+    sse_interval: Duration,
+    max_connections: usize,
+    conns: Mutex<Conns>,
+    conns_changed: Condvar,
+    subscribers: Mutex<Vec<Sender<Arc<str>>>>,
+    started: Instant,
+    logger: Logger,
+}
+
+impl Shared {
+    fn now_secs(&self) -> u64 {
+        self.started.elapsed().as_secs() + 1
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn unregister(&self, id: u64) {
+        let mut c = self.conns.lock();
+        c.open.remove(&id);
+        self.backend.set_connections(c.open.len());
+        self.conns_changed.notify_all();
+    }
+}
+
+/// A running HTTP server. Dropping it stops it.
+pub struct HttpServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    waker: Arc<mio::Waker>,
+    /// Dropped on stop: the watcher and the rejecter see the channel close.
+    stop_tx: Option<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Binds `cfg.http_listen` (a loopback address only when `cfg.http_token` is unset) and
+    /// starts serving the upload page and API of `engine`. The limits and timeouts are the
+    /// `http_*` settings of `cfg`; the file size limit is the engine's `max_file_bytes`.
+    pub fn start(engine: Arc<Engine>, cfg: &Config) -> Result<HttpServer, ServerError> {
+        let logger = engine.logger().clone();
+        let mut addr = cfg.http_listen;
+        if cfg.http_token.is_none() {
+            if !addr.ip().is_loopback() {
+                logger.warn(
+                    "http",
+                    format_args!(
+                        "no http_token: listening on 127.0.0.1:{} instead of {addr}",
+                        addr.port()
+                    ),
+                );
+                addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port());
+            } else {
+                logger.info(
+                    "http",
+                    format_args!("no http_token: listening on the loopback address {addr} only"),
+                );
+            }
+        }
+        let listener =
+            TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::Io("local_addr", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| ServerError::Io("set_nonblocking", e))?;
+        let poll = mio::Poll::new().map_err(|e| ServerError::Io("poll", e))?;
+        const LISTENER: mio::Token = mio::Token(0);
+        const WAKE: mio::Token = mio::Token(1);
+        poll.registry()
+            .register(
+                &mut mio::unix::SourceFd(&listener.as_raw_fd()),
+                LISTENER,
+                mio::Interest::READABLE,
+            )
+            .map_err(|e| ServerError::Io("register", e))?;
+        let waker = Arc::new(
+            mio::Waker::new(poll.registry(), WAKE).map_err(|e| ServerError::Io("waker", e))?,
+        );
+        let backend = EngineBackend::new(engine, cfg.http_max_uploads);
+        let shared = Arc::new(Shared {
+            backend,
+            service: ServiceConfig {
+                token: cfg.http_token.clone(),
+                max_file_bytes: cfg.max_file_bytes,
+                ..ServiceConfig::default()
+            },
+            sessions: Mutex::new(Sessions::new(MAX_SESSIONS, SESSION_TTL_SECS)),
+            stop: AtomicBool::new(false),
+            idle: Duration::from_millis(cfg.http_idle_timeout_ms.max(1)),
+            sse_interval: Duration::from_millis(cfg.http_sse_interval_ms.max(1)),
+            max_connections: cfg.http_max_connections.max(1),
+            conns: Mutex::new(Conns {
+                next: 0,
+                open: std::collections::HashMap::new(),
+            }),
+            conns_changed: Condvar::new(),
+            subscribers: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            logger: logger.clone(),
+        });
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let (reject_tx, reject_rx) = bounded::<TcpStream>(64);
+        let mut server = HttpServer {
+            shared: shared.clone(),
+            addr,
+            waker,
+            stop_tx: Some(stop_tx),
+            threads: Vec::new(),
+        };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| ServerError::Io("thread", e))
+        };
+        let s = shared.clone();
+        let rx = stop_rx.clone();
+        server.threads.push(spawn(
+            "msrpcast-http-watch",
+            Box::new(move || watch(&s, &rx)),
+        )?);
+        let rx = stop_rx;
+        let s = shared.clone();
+        server.threads.push(spawn(
+            "msrpcast-http-reject",
+            Box::new(move || reject(&s, &reject_rx, &rx)),
+        )?);
+        let s = shared;
+        server.threads.push(spawn(
+            "msrpcast-http-accept",
+            Box::new(move || accept(s, poll, listener, reject_tx)),
+        )?);
+        logger.info(
+            "http",
+            format_args!("upload page and API on http://{addr}/"),
+        );
+        Ok(server)
+    }
+
+    /// The bound address (the real port when `http_listen` asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The backend, for its counters.
+    pub fn backend(&self) -> &EngineBackend {
+        &self.shared.backend
+    }
+
+    /// Open connections now.
+    pub fn connections(&self) -> usize {
+        self.shared.conns.lock().open.len()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.stop_tx.take();
+        let _ = self.waker.wake();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.shared.subscribers.lock().clear();
+        let mut c = self.shared.conns.lock();
+        for s in c.open.values() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !c.open.is_empty() {
+            if self
+                .shared
+                .conns_changed
+                .wait_until(&mut c, deadline)
+                .timed_out()
+            {
+                self.shared.logger.warn(
+                    "http",
+                    format_args!("{} connections did not end in time", c.open.len()),
+                );
+                break;
+            }
+        }
+    }
+}
+
+fn accept(
+    shared: Arc<Shared>,
+    mut poll: mio::Poll,
+    listener: TcpListener,
+    reject: Sender<TcpStream>,
+) {
+    let mut events = mio::Events::with_capacity(16);
+    while !shared.stopping() {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_secs(1))) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                shared.logger.error(
+                    "http",
+                    format_args!("poll: {e}; the HTTP server stops accepting"),
+                );
+                return;
+            }
+        }
+        loop {
+            if shared.stopping() {
+                return;
+            }
+            let stream = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    shared.logger.warn("http", format_args!("accept: {e}"));
+                    std::thread::sleep(TICK);
+                    break;
+                }
+            };
+            admit(&shared, stream, &reject);
+        }
+    }
+}
+
+fn admit(shared: &Arc<Shared>, stream: TcpStream, reject: &Sender<TcpStream>) {
+    let _ = stream.set_nonblocking(false);
+    let registered = {
+        let mut c = shared.conns.lock();
+        if c.open.len() >= shared.max_connections {
+            None
+        } else {
+            match stream.try_clone() {
+                Ok(clone) => {
+                    c.next += 1;
+                    let id = c.next;
+                    c.open.insert(id, clone);
+                    shared.backend.set_connections(c.open.len());
+                    Some(id)
+                }
+                Err(_) => None,
+            }
+        }
+    };
+    let Some(id) = registered else {
+        // Full: the rejecter answers 503; if even its queue is full, just close.
+        let _ = reject.try_send(stream);
+        return;
+    };
+    let s = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("msrpcast-http".into())
+        .spawn(move || {
+            serve(&s, stream);
+            s.unregister(id);
+        });
+    if let Err(e) = spawned {
+        shared
+            .logger
+            .warn("http", format_args!("no thread for a connection: {e}"));
+        let stream = shared
+            .conns
+            .lock()
+            .open
+            .get(&id)
+            .and_then(|s| s.try_clone().ok());
+        shared.unregister(id);
+        if let Some(s) = stream {
+            let _ = reject.try_send(s);
+        }
+    }
+}
+
+/// Answers connections over the limit with 503.
+fn reject(shared: &Shared, queue: &Receiver<TcpStream>, stop: &Receiver<()>) {
+    let body = error_response(
+        503,
+        &format!(
+            "too many connections (http_max_connections {})",
+            shared.max_connections
+        ),
+        true,
+        None,
+    );
+    loop {
+        crossbeam_channel::select! {
+            recv(queue) -> s => match s {
+                Ok(mut s) => {
+                    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+                    if s.write_all(&body).is_ok() {
+                        linger(&mut s, LINGER);
+                    }
+                }
+                Err(_) => return,
+            },
+            recv(stop) -> _ => return,
+        }
+    }
+}
+
+/// Half-closes and reads (discarding) for a moment so the peer gets what was written before
+/// the close instead of a reset caused by its unread request bytes.
+fn linger(s: &mut TcpStream, how_long: Duration) {
+    let _ = s.flush();
+    let _ = s.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + how_long;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 16 * 1024];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+fn flush(stream: &mut TcpStream, conn: &mut Connection<EngineUpload>) -> bool {
+    let out = conn.take_output();
+    out.is_empty() || stream.write_all(&out).is_ok()
+}
+
+/// One connection, from its first byte to its close.
+fn serve(shared: &Shared, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let tick = shared.idle.min(TICK);
+    let _ = stream.set_read_timeout(Some(tick));
+    let _ = stream.set_write_timeout(Some(shared.idle.max(Duration::from_secs(1))));
+    let mut conn: Connection<EngineUpload> = Connection::new(&shared.service);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut last = Instant::now();
+    loop {
+        if shared.stopping() {
+            return;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                conn.handle_eof();
+                flush(&mut stream, &mut conn);
+                return;
+            }
+            Ok(n) => {
+                last = Instant::now();
+                let mut ctx = Ctx {
+                    backend: &shared.backend,
+                    sessions: &shared.sessions,
+                    config: &shared.service,
+                    now: shared.now_secs(),
+                };
+                conn.handle_input(&buf[..n], &mut ctx);
+                if !flush(&mut stream, &mut conn) {
+                    conn.handle_eof();
+                    return;
+                }
+                if conn.wants_close() {
+                    linger(&mut stream, LINGER);
+                    return;
+                }
+                if conn.is_event_stream() {
+                    drop(buf);
+                    return events(shared, stream);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if last.elapsed() >= shared.idle {
+                    if conn.in_request() {
+                        conn.handle_timeout();
+                        if flush(&mut stream, &mut conn) {
+                            linger(&mut stream, LINGER);
+                        }
+                    }
+                    return;
+                }
+            }
+            Err(_) => {
+                conn.handle_eof();
+                return;
+            }
+        }
+    }
+}
+
+/// The SSE side of a connection after `GET /api/events`.
+fn events(shared: &Shared, mut stream: TcpStream) {
+    let (tx, rx) = bounded::<Arc<str>>(SSE_QUEUE);
+    shared.subscribers.lock().push(tx);
+    // First the transfers that are still moving, then every change the watcher reports.
+    let snap = shared.backend.engine().roster().snapshot();
+    let mut first = String::new();
+    for t in snap
+        .transfers
+        .iter()
+        .filter(|t| EngineBackend::is_active(t))
+    {
+        first.push_str(&sse_event("transfer", &shared.backend.transfer_to_json(t)));
+    }
+    if !first.is_empty() && stream.write_all(first.as_bytes()).is_err() {
+        return;
+    }
+    let mut last_write = Instant::now();
+    let mut probe = [0u8; 512];
+    loop {
+        match rx.recv_timeout(TICK) {
+            Ok(frame) => {
+                let mut out = frame.to_string();
+                while let Ok(more) = rx.try_recv() {
+                    out.push_str(&more);
+                }
+                if stream.write_all(out.as_bytes()).is_err() {
+                    return;
+                }
+                last_write = Instant::now();
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if shared.stopping() {
+            return;
+        }
+        if last_write.elapsed() >= SSE_KEEPALIVE_EVERY {
+            if stream.write_all(SSE_KEEPALIVE.as_bytes()).is_err() {
+                return;
+            }
+            last_write = Instant::now();
+        }
+        // Has the client gone? (It sends nothing on an event stream; anything it does send is
+        // read and ignored.)
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let gone = match stream.read(&mut probe) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        };
+        if gone || stream.set_nonblocking(false).is_err() {
+            return;
+        }
+    }
+}
+
+/// Every `http_sse_interval_ms`: roster snapshot → metrics counters, and one SSE frame per
+/// transfer whose JSON changed since the last look, to every subscriber.
+fn watch(shared: &Shared, stop: &Receiver<()>) {
+    let mut last: std::collections::HashMap<crate::roster::TransferId, String> =
+        std::collections::HashMap::new();
+    loop {
+        match stop.recv_timeout(shared.sse_interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let snap = shared.backend.engine().roster().snapshot();
+        shared.backend.observe(&snap);
+        let mut frames: Vec<Arc<str>> = Vec::new();
+        let mut present = std::collections::HashSet::with_capacity(snap.transfers.len());
+        for t in &snap.transfers {
+            present.insert(t.id);
+            let json = shared.backend.transfer_to_json(t);
+            if last.get(&t.id) != Some(&json) {
+                frames.push(Arc::from(sse_event("transfer", &json)));
+                last.insert(t.id, json);
+            }
+        }
+        last.retain(|id, _| present.contains(id));
+        if frames.is_empty() {
+            continue;
+        }
+        shared.subscribers.lock().retain(|s| {
+            frames.iter().all(|f| match s.try_send(f.clone()) {
+                Ok(()) => true,
+                // Too slow or gone: dropping the sender ends its stream (EventSource reconnects).
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+            })
+        });
+    }
+}
