@@ -28,7 +28,7 @@ use nom::{IResult, Parser};
 use super::message::{
     ByteRange, Continuation, FailureReport, Header, Kind, Message, Method, Status,
 };
-use super::uri::{parse_path, UriError};
+use super::uri::{parse_path_fast, parse_path_in, Uri, UriError};
 
 /// Bounds on what one frame may hold. Each has its own error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +161,39 @@ const END_PREFIX: &[u8] = b"\r\n-------";
 static END_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(END_PREFIX));
 
+/// Header lines whose ends [`scan_head`] records for [`build`]; later lines are found again.
+const RECORDED_LINES: usize = 16;
+
+/// The header lines found while locating, so that building does not search for them again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Lines {
+    /// Header lines (To-Path and From-Path included).
+    count: usize,
+    /// How many leading lines have their end in `cr`.
+    recorded: usize,
+    /// Offset of the CR that ends header line `i`.
+    cr: [u32; RECORDED_LINES],
+}
+
+impl Lines {
+    const EMPTY: Lines = Lines {
+        count: 0,
+        recorded: 0,
+        cr: [0; RECORDED_LINES],
+    };
+
+    #[inline]
+    fn push(&mut self, cr: usize) {
+        if self.recorded == self.count && self.recorded < RECORDED_LINES {
+            if let Ok(v) = u32::try_from(cr) {
+                self.cr[self.recorded] = v;
+                self.recorded += 1;
+            }
+        }
+        self.count += 1;
+    }
+}
+
 /// Where the parts of one complete frame lie, as offsets from the frame start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FrameLoc {
@@ -170,6 +203,7 @@ struct FrameLoc {
     start_line_end: usize,
     /// Header lines run from after the start line's CRLF to here.
     headers_end: usize,
+    lines: Lines,
     body_start: usize,
     body_end: usize,
     flag: Continuation,
@@ -183,6 +217,7 @@ struct HeadLoc {
     kind: LocKind,
     start_line_end: usize,
     headers_end: usize,
+    lines: Lines,
     body_start: usize,
 }
 
@@ -233,20 +268,22 @@ fn is_ident_char(b: u8) -> bool {
 }
 
 /// Finds the LF ending the line that starts at `from`, checking CRLF discipline and the header
-/// block limit (counted from offset 0). `Ok(None)` means more bytes are needed.
-fn find_line(buf: &[u8], from: usize, limits: &Limits) -> Result<Option<usize>, ParseError> {
-    let window_end = buf.len().min(limits.max_header_bytes);
-    let window = buf.get(from..window_end).unwrap_or(&[]);
+/// block limit. `head` is the input up to the limit (counted from offset 0); `at_limit` says
+/// that it ends at the limit rather than at the end of the bytes received. `Ok(None)` means more
+/// bytes are needed.
+#[inline]
+fn find_line(head: &[u8], from: usize, at_limit: bool) -> Result<Option<usize>, ParseError> {
+    let window = head.get(from..).unwrap_or(&[]);
     match memchr2(b'\r', b'\n', window) {
         Some(i) if window[i] == b'\r' => match window.get(i + 1) {
             Some(b'\n') => Ok(Some(from + i + 1)),
             Some(_) => Err(ParseError::BareCrOrLf),
-            // The LF would lie at `window_end`: past the limit, or not received yet.
-            None if window_end == limits.max_header_bytes => Err(ParseError::HeaderBlockTooLarge),
+            // The LF would lie at the window's end: past the limit, or not received yet.
+            None if at_limit => Err(ParseError::HeaderBlockTooLarge),
             None => Ok(None),
         },
         Some(_) => Err(ParseError::BareCrOrLf),
-        None if window_end == limits.max_header_bytes => Err(ParseError::HeaderBlockTooLarge),
+        None if at_limit => Err(ParseError::HeaderBlockTooLarge),
         None => Ok(None),
     }
 }
@@ -257,26 +294,20 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<HeadScan, ParseError> {
     if buf[..n] != b"MSRP "[..n] {
         return Err(ParseError::BadStartLine);
     }
-    let Some(sl_lf) = find_line(buf, 0, limits)? else {
+    let at_limit = buf.len() >= limits.max_header_bytes;
+    let head = &buf[..buf.len().min(limits.max_header_bytes)];
+    let Some(sl_lf) = find_line(head, 0, at_limit)? else {
         return Ok(HeadScan::Partial);
     };
     let start_line_end = sl_lf - 1;
     // The whole start line is checked now (cheap); the tid is needed for the end-line.
-    let (_, (tid, kind)) =
-        start_line(&buf[..start_line_end]).map_err(|_| ParseError::BadStartLine)?;
-    let tid_len = tid.len();
-    let off = |x: &[u8]| x.as_ptr() as usize - buf.as_ptr() as usize;
-    let kind = match kind {
-        RawKind::Method(m) => LocKind::Method(off(m), off(m) + m.len()),
-        RawKind::Response(code, c) => {
-            LocKind::Response(code, c.map(|c| (off(c), off(c) + c.len())))
-        }
-    };
+    let (tid_len, kind) = locate_start_line(&buf[..start_line_end])?;
+    let tid = &buf[5..5 + tid_len];
 
+    let mut lines = Lines::EMPTY;
     let mut pos = sl_lf + 1;
-    let mut count = 0usize;
     loop {
-        let Some(lf) = find_line(buf, pos, limits)? else {
+        let Some(lf) = find_line(head, pos, at_limit)? else {
             return Ok(HeadScan::Partial);
         };
         let line = &buf[pos..lf - 1];
@@ -286,6 +317,7 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<HeadScan, ParseError> {
                 kind,
                 start_line_end,
                 headers_end: pos,
+                lines,
                 body_start: lf + 1,
             }));
         }
@@ -296,17 +328,68 @@ fn scan_head(buf: &[u8], limits: &Limits) -> Result<HeadScan, ParseError> {
                 kind,
                 start_line_end,
                 headers_end: pos,
+                lines,
                 body_start: pos,
                 body_end: pos,
                 flag,
                 total: lf + 1,
             }));
         }
-        count += 1;
-        if count > limits.max_headers {
+        if lines.count >= limits.max_headers {
             return Err(ParseError::TooManyHeaders);
         }
+        lines.push(lf - 1);
         pos = lf + 1;
+    }
+}
+
+/// The start line's tid length and method or status, as offsets into `line`.
+#[inline]
+fn locate_start_line(line: &[u8]) -> Result<(usize, LocKind), ParseError> {
+    if let Some(r) = start_line_fast(line) {
+        return Ok(r);
+    }
+    let (_, (tid, kind)) = start_line(line).map_err(|_| ParseError::BadStartLine)?;
+    let off = |x: &[u8]| x.as_ptr() as usize - line.as_ptr() as usize;
+    let kind = match kind {
+        RawKind::Method(m) => LocKind::Method(off(m), off(m) + m.len()),
+        RawKind::Response(code, c) => {
+            LocKind::Response(code, c.map(|c| (off(c), off(c) + c.len())))
+        }
+    };
+    Ok((tid.len(), kind))
+}
+
+/// The well-formed start line in one pass, as [`start_line`] reads it; `None` leaves the line
+/// (and its error) to [`start_line`].
+#[inline]
+fn start_line_fast(line: &[u8]) -> Option<(usize, LocKind)> {
+    let rest = line.strip_prefix(b"MSRP ")?;
+    let mut t = 0;
+    while t < rest.len() && is_ident_char(rest[t]) {
+        t += 1;
+    }
+    if !(MIN_TID..=MAX_TID).contains(&t) || !rest[0].is_ascii_alphanumeric() {
+        return None;
+    }
+    if rest.get(t) != Some(&b' ') {
+        return None;
+    }
+    let k_at = 5 + t + 1;
+    let k = &line[k_at..];
+    match k {
+        [a, b, c, tail @ ..] if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
+            let code = u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0');
+            match tail {
+                [] => Some((t, LocKind::Response(code, None))),
+                [b' ', ..] => Some((t, LocKind::Response(code, Some((k_at + 4, line.len()))))),
+                _ => None,
+            }
+        }
+        [_, ..] if k.iter().all(u8::is_ascii_uppercase) => {
+            Some((t, LocKind::Method(k_at, line.len())))
+        }
+        _ => None,
     }
 }
 
@@ -423,6 +506,7 @@ fn locate(
                 kind: head.kind,
                 start_line_end: head.start_line_end,
                 headers_end: head.headers_end,
+                lines: head.lines,
                 body_start: head.body_start,
                 body_end,
                 flag,
@@ -537,7 +621,10 @@ fn byte_range(i: &[u8]) -> NomResult<'_, ByteRange> {
 }
 
 fn parse_byte_range(v: &[u8]) -> Result<ByteRange, ParseError> {
-    let (_, r) = byte_range(v).map_err(|_| ParseError::BadByteRange)?;
+    let r = match byte_range_fast(v) {
+        Some(r) => r,
+        None => byte_range(v).map_err(|_| ParseError::BadByteRange)?.1,
+    };
     let ok = r.start >= 1
         && r.end.is_none_or(|e| e >= r.start - 1)
         && match (r.end, r.total) {
@@ -585,6 +672,90 @@ fn check_utf8(v: &[u8]) -> Result<(), ParseError> {
     }
 }
 
+/// `name ":" *WSP value` as [`header_line`] reads it, in one pass; `None` leaves the line (and
+/// its error) to [`header_line`].
+#[inline]
+fn header_line_fast(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut i = 0;
+    while i < line.len() && is_token_char(line[i]) {
+        i += 1;
+    }
+    if i == 0 || line.get(i) != Some(&b':') {
+        return None;
+    }
+    let mut v = i + 1;
+    while v < line.len() && matches!(line[v], b' ' | b'\t') {
+        v += 1;
+    }
+    let mut e = line.len();
+    while e > v && matches!(line[e - 1], b' ' | b'\t') {
+        e -= 1;
+    }
+    Some((&line[..i], &line[v..e]))
+}
+
+/// 1 to 19 decimal digits (always a `u64`) at `s[*at..]`; `None` for more or none.
+#[inline]
+fn digits_fast(s: &[u8], at: &mut usize) -> Option<u64> {
+    let from = *at;
+    let mut v = 0u64;
+    while *at < s.len() && s[*at].is_ascii_digit() {
+        v = v.wrapping_mul(10).wrapping_add(u64::from(s[*at] - b'0'));
+        *at += 1;
+    }
+    (1..=19).contains(&(*at - from)).then_some(v)
+}
+
+#[inline]
+fn star_or_digits_fast(s: &[u8], at: &mut usize) -> Option<Option<u64>> {
+    if s.get(*at) == Some(&b'*') {
+        *at += 1;
+        Some(None)
+    } else {
+        digits_fast(s, at).map(Some)
+    }
+}
+
+/// `start-end/total` as [`byte_range`] reads it, for numbers of up to 19 digits; `None` leaves
+/// the value to [`byte_range`].
+#[inline]
+fn byte_range_fast(v: &[u8]) -> Option<ByteRange> {
+    let mut at = 0;
+    let start = digits_fast(v, &mut at)?;
+    if v.get(at) != Some(&b'-') {
+        return None;
+    }
+    at += 1;
+    let end = star_or_digits_fast(v, &mut at)?;
+    if v.get(at) != Some(&b'/') {
+        return None;
+    }
+    at += 1;
+    let total = star_or_digits_fast(v, &mut at)?;
+    (at == v.len()).then_some(ByteRange { start, end, total })
+}
+
+/// `ns SP code [SP comment]` as [`status`] reads it; `None` leaves the value to [`status`].
+#[inline]
+fn status_fast(v: &[u8]) -> Option<(u16, u16, Option<&[u8]>)> {
+    let d3 = |a: u8, b: u8, c: u8| {
+        (a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit())
+            .then(|| u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'))
+    };
+    match v {
+        [a, b, c, b' ', d, e, f, tail @ ..] => {
+            let ns = d3(*a, *b, *c)?;
+            let code = d3(*d, *e, *f)?;
+            match tail {
+                [] => Some((ns, code, None)),
+                [b' ', comment @ ..] => Some((ns, code, Some(comment))),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// Turns a located frame (at the start of `frame`) into a [`Message`] of slices of `frame`.
 fn build(frame: &Bytes, loc: &FrameLoc) -> Result<Message, ParseError> {
     let buf: &[u8] = frame;
@@ -595,6 +766,17 @@ fn build(frame: &Bytes, loc: &FrameLoc) -> Result<Message, ParseError> {
         b"application/octet-stream" => Bytes::from_static(b"application/octet-stream"),
         b"text/plain" => Bytes::from_static(b"text/plain"),
         _ => frame.slice_ref(s),
+    };
+    // A path value: the common one-URI form first (pure ASCII, so no UTF-8 check needed),
+    // anything else checked for UTF-8 and then parsed in full.
+    let path = |v: &[u8]| -> Result<Vec<Uri>, ParseError> {
+        match parse_path_fast(frame, v) {
+            Some(p) => Ok(p),
+            None => {
+                check_utf8(v)?;
+                Ok(parse_path_in(frame, v)?)
+            }
+        }
     };
 
     let tid = &buf[5..5 + loc.tid_len];
@@ -619,86 +801,44 @@ fn build(frame: &Bytes, loc: &FrameLoc) -> Result<Message, ParseError> {
 
     let mut to_path = None;
     let mut from_path = None;
-    let mut headers = Vec::with_capacity(6);
+    // To-Path and From-Path are not kept here; a frame without them is refused anyway.
+    let mut headers = Vec::with_capacity(loc.lines.count.saturating_sub(2));
     let mut pos = loc.start_line_end + 2;
-    while pos < loc.headers_end {
+    for i in 0..loc.lines.count {
         // Lines were checked while locating: each ends with CRLF before `headers_end`.
-        let lf = memchr(b'\n', &buf[pos..loc.headers_end]).map_or(loc.headers_end, |i| pos + i);
-        let line = &buf[pos..lf - 1];
-        pos = lf + 1;
-        let (_, (name, value)) = header_line(line).map_err(|_| ParseError::BadHeader)?;
-        check_utf8(value)?;
+        let cr = if i < loc.lines.recorded {
+            loc.lines.cr[i] as usize
+        } else {
+            memchr(b'\r', &buf[pos..loc.headers_end]).map_or(loc.headers_end, |j| pos + j)
+        };
+        let line = &buf[pos..cr];
+        pos = cr + 2;
+        let (name, value) = match header_line_fast(line) {
+            Some(nv) => nv,
+            None => header_line(line).map_err(|_| ParseError::BadHeader)?.1,
+        };
         let h = match name.len() {
             7 if name.eq_ignore_ascii_case(b"To-Path") => {
                 if to_path.is_some() {
+                    check_utf8(value)?;
                     return Err(ParseError::DuplicateHeader);
                 }
-                to_path = Some(parse_path(&slice(value))?);
+                to_path = Some(path(value)?);
                 continue;
             }
             9 if name.eq_ignore_ascii_case(b"From-Path") => {
                 if from_path.is_some() {
+                    check_utf8(value)?;
                     return Err(ParseError::DuplicateHeader);
                 }
-                from_path = Some(parse_path(&slice(value))?);
+                from_path = Some(path(value)?);
                 continue;
             }
-            10 if name.eq_ignore_ascii_case(b"Message-ID") => {
-                if value.is_empty() || !value.iter().all(|&b| is_ident_char(b)) {
-                    return Err(ParseError::BadHeader);
-                }
-                Header::MessageId(slice(value))
+            8 if name.eq_ignore_ascii_case(b"Use-Path") => Header::UsePath(path(value)?),
+            _ => {
+                check_utf8(value)?;
+                other_header(frame, name, value, token)?
             }
-            10 if name.eq_ignore_ascii_case(b"Byte-Range") => {
-                Header::ByteRange(parse_byte_range(value)?)
-            }
-            14 if name.eq_ignore_ascii_case(b"Success-Report") => {
-                Header::SuccessReport(parse_yes_no(value)?)
-            }
-            14 if name.eq_ignore_ascii_case(b"Failure-Report") => {
-                Header::FailureReport(if value.eq_ignore_ascii_case(b"partial") {
-                    FailureReport::Partial
-                } else if parse_yes_no(value)? {
-                    FailureReport::Yes
-                } else {
-                    FailureReport::No
-                })
-            }
-            6 if name.eq_ignore_ascii_case(b"Status") => {
-                let (_, (namespace, code, comment)) =
-                    status(value).map_err(|_| ParseError::BadStatus)?;
-                Header::Status(Status {
-                    namespace,
-                    code,
-                    comment: comment.filter(|c| !c.is_empty()).map(token),
-                })
-            }
-            12 if name.eq_ignore_ascii_case(b"Content-Type") => {
-                if value.is_empty() {
-                    return Err(ParseError::BadHeader);
-                }
-                Header::ContentType(token(value))
-            }
-            8 if name.eq_ignore_ascii_case(b"Use-Path") => {
-                Header::UsePath(parse_path(&slice(value))?)
-            }
-            16 if name.eq_ignore_ascii_case(b"WWW-Authenticate") => {
-                Header::WwwAuthenticate(slice(value))
-            }
-            13 if name.eq_ignore_ascii_case(b"Authorization") => {
-                Header::Authorization(slice(value))
-            }
-            7 if name.eq_ignore_ascii_case(b"Expires") => Header::Expires(parse_u32(value)?),
-            11 if name.eq_ignore_ascii_case(b"Min-Expires") => {
-                Header::MinExpires(parse_u32(value)?)
-            }
-            11 if name.eq_ignore_ascii_case(b"Max-Expires") => {
-                Header::MaxExpires(parse_u32(value)?)
-            }
-            _ => Header::Other {
-                name: slice(name),
-                value: slice(value),
-            },
         };
         headers.push(h);
     }
@@ -711,6 +851,68 @@ fn build(frame: &Bytes, loc: &FrameLoc) -> Result<Message, ParseError> {
         headers,
         body: frame.slice(loc.body_start..loc.body_end),
         continuation: loc.flag,
+    })
+}
+
+/// A header other than the path headers, its value known to be UTF-8.
+#[inline]
+fn other_header(
+    frame: &Bytes,
+    name: &[u8],
+    value: &[u8],
+    token: impl Fn(&[u8]) -> Bytes,
+) -> Result<Header, ParseError> {
+    let slice = |s: &[u8]| frame.slice_ref(s);
+    Ok(match name.len() {
+        10 if name.eq_ignore_ascii_case(b"Message-ID") => {
+            if value.is_empty() || !value.iter().all(|&b| is_ident_char(b)) {
+                return Err(ParseError::BadHeader);
+            }
+            Header::MessageId(slice(value))
+        }
+        10 if name.eq_ignore_ascii_case(b"Byte-Range") => {
+            Header::ByteRange(parse_byte_range(value)?)
+        }
+        14 if name.eq_ignore_ascii_case(b"Success-Report") => {
+            Header::SuccessReport(parse_yes_no(value)?)
+        }
+        14 if name.eq_ignore_ascii_case(b"Failure-Report") => {
+            Header::FailureReport(if value.eq_ignore_ascii_case(b"partial") {
+                FailureReport::Partial
+            } else if parse_yes_no(value)? {
+                FailureReport::Yes
+            } else {
+                FailureReport::No
+            })
+        }
+        6 if name.eq_ignore_ascii_case(b"Status") => {
+            let (namespace, code, comment) = match status_fast(value) {
+                Some(st) => st,
+                None => status(value).map_err(|_| ParseError::BadStatus)?.1,
+            };
+            Header::Status(Status {
+                namespace,
+                code,
+                comment: comment.filter(|c| !c.is_empty()).map(token),
+            })
+        }
+        12 if name.eq_ignore_ascii_case(b"Content-Type") => {
+            if value.is_empty() {
+                return Err(ParseError::BadHeader);
+            }
+            Header::ContentType(token(value))
+        }
+        16 if name.eq_ignore_ascii_case(b"WWW-Authenticate") => {
+            Header::WwwAuthenticate(slice(value))
+        }
+        13 if name.eq_ignore_ascii_case(b"Authorization") => Header::Authorization(slice(value)),
+        7 if name.eq_ignore_ascii_case(b"Expires") => Header::Expires(parse_u32(value)?),
+        11 if name.eq_ignore_ascii_case(b"Min-Expires") => Header::MinExpires(parse_u32(value)?),
+        11 if name.eq_ignore_ascii_case(b"Max-Expires") => Header::MaxExpires(parse_u32(value)?),
+        _ => Header::Other {
+            name: slice(name),
+            value: slice(value),
+        },
     })
 }
 
@@ -1258,7 +1460,72 @@ Status: 000 200 OK\r\n\
         assert!(out[1].is_ok());
     }
 
+    /// The fast paths give what the nom grammar gives, whenever they answer.
+    fn fast_paths_agree(line: &[u8]) {
+        if let Some(fast) = start_line_fast(line) {
+            let (_, (tid, kind)) = start_line(line).expect("nom rejects what the fast path took");
+            let off = |x: &[u8]| x.as_ptr() as usize - line.as_ptr() as usize;
+            let kind = match kind {
+                RawKind::Method(m) => LocKind::Method(off(m), off(m) + m.len()),
+                RawKind::Response(code, c) => {
+                    LocKind::Response(code, c.map(|c| (off(c), off(c) + c.len())))
+                }
+            };
+            assert_eq!(fast, (tid.len(), kind), "{line:?}");
+        }
+        if let Some(fast) = header_line_fast(line) {
+            assert_eq!(Ok(fast), header_line(line).map(|r| r.1), "{line:?}");
+        }
+        if let Some(fast) = byte_range_fast(line) {
+            assert_eq!(Ok(fast), byte_range(line).map(|r| r.1), "{line:?}");
+        }
+        if let Some(fast) = status_fast(line) {
+            assert_eq!(Ok(fast), status(line).map(|r| r.1), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn fast_paths_take_the_usual_forms() {
+        assert!(start_line_fast(b"MSRP a786hjs2 SEND").is_some());
+        assert!(start_line_fast(b"MSRP a786hjs2 200 OK").is_some());
+        assert!(start_line_fast(b"MSRP a786hjs2 481").is_some());
+        assert!(header_line_fast(b"To-Path: msrp://a/b;tcp").is_some());
+        assert!(byte_range_fast(b"1-*/10240").is_some());
+        assert!(byte_range_fast(b"10241-20480/65536").is_some());
+        assert!(byte_range_fast(b"1-2/99999999999999999999").is_none());
+        assert!(status_fast(b"000 200 OK").is_some());
+        for l in [
+            &b"MSRP a786hjs2 SEND"[..],
+            b"MSRP a786hjs2 200 OK",
+            b"MSRP a786hjs2 200 ",
+            b"MSRP a786hjs2 481",
+            b"MSRP abc SEND",
+            b"MSRP abcd 2000",
+            b"MSRP -abc SEND",
+            b"X-Foo:  bar baz \t",
+            b"1-*/*",
+            b"000 200 OK",
+            b"000 200",
+            b"000 2000",
+        ] {
+            fast_paths_agree(l);
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn fast_paths_agree_with_nom(s in "(MSRP [a-zA-Z0-9.=+%-]{0,34} ([A-Z]{0,4}|[0-9]{2,4}( [ -~]{0,4})?))|([A-Za-z-]{0,4}:[ \t]{0,2}[a-z \t]{0,3})|([0-9]{0,21}-([0-9*]{0,21})/[0-9*]{0,21})|([0-9]{2,4} [0-9]{2,4}( .{0,3})?)") {
+            fast_paths_agree(s.as_bytes());
+        }
+
+        #[test]
+        fn fast_paths_agree_on_random_bytes(data in proptest::collection::vec(proptest::num::u8::ANY, 0..24)) {
+            fast_paths_agree(&data);
+            let mut l = b"MSRP ".to_vec();
+            l.extend_from_slice(&data);
+            fast_paths_agree(&l);
+        }
+
         #[test]
         fn never_panics_on_random_bytes(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = parse(&Bytes::from(data.clone()), &Limits::default());

@@ -183,10 +183,101 @@ fn parse_port(s: &[u8]) -> Result<u16, UriError> {
     u16::try_from(v).map_err(|_| UriError::BadPort)
 }
 
+/// Parses the common form `msrp[s]://host[:port][/session-id];transport` (lower-case scheme, no
+/// userinfo, no `[IPv6]` literal, no parameters) in one pass over `s`, a slice of `base`; text
+/// fields are slices of `base`. `None` for anything else, which [`Uri::parse`]'s general scanner
+/// then accepts or rejects. For every input this accepts, the general scanner gives the same
+/// `Uri` (checked by `fast_path_agrees_with_general` below).
+#[inline]
+fn parse_common(base: &Bytes, s: &[u8]) -> Option<Uri> {
+    let (secure, host_at) = if s.starts_with(b"msrp://") {
+        (false, 7)
+    } else if s.starts_with(b"msrps://") {
+        (true, 8)
+    } else {
+        return None;
+    };
+    let n = s.len();
+    let mut at = host_at;
+    while at < n && CLASS[s[at] as usize] & HOST != 0 {
+        at += 1;
+    }
+    if at == host_at {
+        return None;
+    }
+    let h = &s[host_at..at];
+    // parse_ipv4 rejects any byte but digits and dots, as the general scanner's class test does.
+    let host = match if h[0].is_ascii_digit() {
+        parse_ipv4(h)
+    } else {
+        None
+    } {
+        Some(a) => Host::V4(a),
+        None => Host::Name(base.slice_ref(h)),
+    };
+    let mut port = None;
+    if at < n && s[at] == b':' {
+        at += 1;
+        let p_at = at;
+        let mut v = 0u32;
+        while at < n && at - p_at < 5 && s[at].is_ascii_digit() {
+            v = v * 10 + u32::from(s[at] - b'0');
+            at += 1;
+        }
+        if at == p_at || v > u32::from(u16::MAX) {
+            return None;
+        }
+        // A sixth digit or any other byte: not the common form.
+        port = Some(v as u16);
+    }
+    let mut session_id = Bytes::new();
+    if at < n && s[at] == b'/' {
+        at += 1;
+        let sid_at = at;
+        while at < n && CLASS[s[at] as usize] & SESSION != 0 {
+            at += 1;
+        }
+        if at == sid_at {
+            return None;
+        }
+        session_id = base.slice_ref(&s[sid_at..at]);
+    }
+    if at >= n || s[at] != b';' {
+        return None;
+    }
+    at += 1;
+    let t = &s[at..];
+    if t.is_empty() || !t.iter().all(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    let transport = if t == b"tcp" {
+        Bytes::from_static(b"tcp")
+    } else {
+        base.slice_ref(t)
+    };
+    Some(Uri {
+        secure,
+        userinfo: None,
+        host,
+        port,
+        session_id,
+        transport,
+        params: Vec::new(),
+    })
+}
+
 impl Uri {
     /// Parses one URI; every text field is a slice of `input` (no copy). The whole input must be
     /// the URI (no surrounding whitespace).
     pub fn parse(input: &Bytes) -> Result<Uri, UriError> {
+        match parse_common(input, input) {
+            Some(u) => Ok(u),
+            None => Uri::parse_general(input),
+        }
+    }
+
+    /// Every form of RFC 4975 §9, and the errors.
+    fn parse_general(input: &Bytes) -> Result<Uri, UriError> {
         let s: &[u8] = input;
         let (secure, rest_at) = if s.len() >= 7 && s[..7].eq_ignore_ascii_case(b"msrp://") {
             (false, 7)
@@ -386,6 +477,10 @@ impl fmt::Display for Uri {
 /// Every URI is a slice of `input`. Runs of spaces or tabs are accepted between URIs.
 pub fn parse_path(input: &Bytes) -> Result<Vec<Uri>, UriError> {
     let s: &[u8] = input;
+    // Fastest path: one URI of the common form (it holds no blank).
+    if let Some(u) = parse_common(input, s) {
+        return Ok(vec![u]);
+    }
     // Fast path: the common single-URI path.
     if memchr::memchr2(b' ', b'\t', s).is_none() {
         if s.is_empty() {
@@ -404,13 +499,31 @@ pub fn parse_path(input: &Bytes) -> Result<Vec<Uri>, UriError> {
             .iter()
             .position(|&b| b == b' ' || b == b'\t')
             .map_or(s.len(), |p| i + p);
-        out.push(Uri::parse(&input.slice(i..end))?);
+        match parse_common(input, &s[i..end]) {
+            Some(u) => out.push(u),
+            None => out.push(Uri::parse_general(&input.slice(i..end))?),
+        }
         i = end;
     }
     if out.is_empty() {
         return Err(UriError::EmptyPath);
     }
     Ok(out)
+}
+
+/// The common one-URI path (see `parse_common`) over `s`, a slice of `base`; `None` for any
+/// other value, which [`parse_path_in`] then reads.
+#[inline]
+pub(crate) fn parse_path_fast(base: &Bytes, s: &[u8]) -> Option<Vec<Uri>> {
+    parse_common(base, s).map(|u| vec![u])
+}
+
+/// [`parse_path`] over `s`, a slice of `base`, without first making a `Bytes` of `s`.
+pub(crate) fn parse_path_in(base: &Bytes, s: &[u8]) -> Result<Vec<Uri>, UriError> {
+    match parse_common(base, s) {
+        Some(u) => Ok(vec![u]),
+        None => parse_path(&base.slice_ref(s)),
+    }
 }
 
 #[cfg(test)]
@@ -552,7 +665,60 @@ mod tests {
         );
     }
 
+    fn fast_agrees(s: &[u8]) {
+        let b = Bytes::copy_from_slice(s);
+        if let Some(fast) = parse_common(&b, &b) {
+            assert_eq!(
+                Uri::parse_general(&b),
+                Ok(fast),
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
+        }
+    }
+
+    #[test]
+    fn fast_path_covers_the_common_forms() {
+        for s in [
+            &b"msrp://127.0.0.1:2855/43b7b647f7ef0e4660ba;tcp"[..],
+            b"msrps://biloxi.example.com:12763/kjhd37s2s20w2a;tcp",
+            b"msrp://h/a/b+c=;ws",
+            b"msrp://relay.example.com;tcp",
+            b"msrp://1.2.3.999:0/s;tcp",
+        ] {
+            let b = Bytes::copy_from_slice(s);
+            assert!(parse_common(&b, &b).is_some(), "{s:?}");
+            fast_agrees(s);
+        }
+        // Left to the general scanner.
+        for s in [
+            &b"MSRP://h/s;tcp"[..],
+            b"msrp://u@h/s;tcp",
+            b"msrp://[::1]/s;tcp",
+            b"msrp://h/s;tcp;x=y",
+            b"msrp://h:123456/s;tcp",
+            b"msrp://h:99999/s;tcp",
+            b"msrp://h/s",
+            b"msrp://h/;tcp",
+        ] {
+            let b = Bytes::copy_from_slice(s);
+            assert!(parse_common(&b, &b).is_none(), "{s:?}");
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn fast_path_agrees_with_general(s in "(msrps?|MSRP)://([a-z0-9.@:%_~-]|\\[|\\]){0,16}(/[a-zA-Z0-9/+=%;-]{0,8})?(;[a-z0-9=;]{0,6})?") {
+            fast_agrees(s.as_bytes());
+        }
+
+        #[test]
+        fn fast_path_agrees_on_random_bytes(s in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let mut v = b"msrp://".to_vec();
+            v.extend_from_slice(&s);
+            fast_agrees(&v);
+        }
+
         #[test]
         fn never_panics(s in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
             let _ = Uri::parse_slice(&s);
