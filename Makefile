@@ -15,7 +15,7 @@ TEST_FLAGS ?= --release
 # cargo bench targets of `make bench`, in order (missing ones are reported and skipped).
 BENCHES ?= msrp
 # Executables printing BENCH lines, run by `make bench` after the cargo benches.
-BENCH_SCRIPTS ?=
+BENCH_SCRIPTS ?= benches/kamailio_e2e.sh
 # Seconds per fuzz target in `make fuzz-smoke`.
 FUZZ_SECONDS ?= 60
 CBINDGEN_VERSION := 0.29.4
@@ -33,7 +33,7 @@ help:
 	@echo '                   C tests, Kamailio relay smoke and end-to-end tests'
 	@echo 'make bench         loopback baseline + benchmarks; BENCH lines only on stdout'
 	@echo 'make fuzz-smoke    every fuzz target for $(FUZZ_SECONDS) s (cargo-fuzz, no sanitizer)'
-	@echo 'make demo          Kamailio + 3 simulated participants + the upload page (not yet)'
+	@echo 'make demo          Kamailio + 3 simulated participants + the upload page (Ctrl-C stops)'
 	@echo 'make deps          install everything (root, Debian): scripts/install-deps.sh'
 	@echo 'make kamailio-src  Kamailio source + module flags into .cache/kamailio-src'
 	@echo 'make header        regenerate $(HEADER) with cbindgen $(CBINDGEN_VERSION)'
@@ -136,10 +136,7 @@ fuzz-smoke:
 	done
 
 demo:
-	@echo 'make demo: not available yet. It will start Kamailio with cfg/kamailio.cfg, the msrpcast' >&2
-	@echo 'module, a sipp mixer and 3 simulated participants, and print the upload page URL and token.' >&2
-	@echo 'The Kamailio module (kamailio-module/) is not built yet, so there is nothing to demo.' >&2
-	@exit 1
+	scripts/demo.sh
 
 # ---------------------------------------------------------------------------------------------
 # Set-up and generated files

@@ -16,10 +16,14 @@
 # Needs: kamailio, sipp, kamcmd, curl, python3 and the module built (kamailio-module/build.sh);
 # builds the msrpcast binary (cargo build --release) unless MSRPCAST_BIN names one.
 # KEEP=1 keeps the work directory (it is also kept when a check fails).
+# The pieces (Kamailio, mixer, participants, kamcmd queries) live in lib.sh, shared with
+# scripts/demo.sh and benches/kamailio_e2e.sh.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib.sh
 source "$here/../../../scripts/lib.sh"
+# shellcheck source=tests/kamailio/e2e/lib.sh
+source "$here/lib.sh"
 root=$(msrpcast_root)
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=${MSRPCAST_BIN:-$target/release/msrpcast}
@@ -38,6 +42,7 @@ done
 
 work=$(mktemp -d /tmp/msrpcast-e2e.XXXXXX)
 mkdir -p "$work/run" "$work/spool"
+E2E_ON_ERROR=fail
 passed=0
 failed=0
 pids=()
@@ -66,27 +71,8 @@ check() { # check DESCRIPTION COMMAND...
     if "$@"; then ok "$what"; else fail "$what"; fi
 }
 
-port() { msrpcast_free_port; }
-
-# Waits up to $1 seconds for the command to succeed.
-wait_for() {
-    local secs=$1 i
-    shift
-    for ((i = 0; i < secs * 10; i++)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-sip_port=$(port)
-mixer_port=$(port)
-http_port=$(port)
-msrp_port=$(port)
-ctl="unix:$work/run/ctl"
+e2e_ports
 token=e2e-token-T
-
-kam() { kamcmd -s "$ctl" "$@"; }
 
 # ---------------------------------------------------------------------------------------------
 # The cfg's defaults load; a bad parameter is refused with a message naming it.
@@ -108,16 +94,7 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Kamailio with the module, and the mixer
 
-kamailio -DD -E -f "$root/cfg/kamailio.cfg" -Y "$work/run" -w "$work" -m 64 -M 8 \
-    -A SIP_PORT="$sip_port" -A "MIXER_URI=\"sip:127.0.0.1:$mixer_port\"" \
-    -A "CTL_SOCKET=\"$ctl\"" -A "MSRPCAST_MODULE=\"$module\"" \
-    -A "MSRPCAST_HTTP_LISTEN=\"127.0.0.1:$http_port\"" -A "MSRPCAST_HTTP_TOKEN=\"$token\"" \
-    -A "MSRPCAST_MSRP_LISTEN=\"127.0.0.1:$msrp_port\"" -A "MSRPCAST_SPOOL_DIR=\"$work/spool\"" \
-    -A DEBUG_LEVEL="${E2E_DEBUG:-2}" >"$work/kamailio.log" 2>&1 &
-kam_pid=$!
-pids+=("$kam_pid")
-if msrpcast_wait_port "$sip_port" 20 "$kam_pid" && msrpcast_wait_port "$msrp_port" 20 "$kam_pid" &&
-    wait_for 10 kam core.version >/dev/null 2>&1; then
+if e2e_start_kamailio "$work/kamailio.log" -A DEBUG_LEVEL="${E2E_DEBUG:-2}"; then
     ok "kamailio starts with msrpcast.so (SIP $sip_port, MSRP $msrp_port, HTTP $http_port)"
 else
     fail "kamailio starts with msrpcast.so"
@@ -126,116 +103,12 @@ else
     exit 1
 fi
 
-timeout 900 sipp -sf "$here/mixer_uas.xml" -i 127.0.0.1 -p "$mixer_port" -nostdin \
-    -trace_err -error_file "$work/mixer.err" >"$work/mixer.out" 2>&1 &
-pids+=("$!")
+e2e_start_mixer
 
 # ---------------------------------------------------------------------------------------------
 # Participants
 
-declare -A uas_pid uac_pid recv_out uac_port cid
-
-# participant NAME CONF [UAS_SCENARIO [RECEIVE_ARGS...]]: starts its receiver, its UAS and its
-# call into conf-CONF.
-participant() {
-    local name=$1 conf=$2 scen=${3:-participant_uas.xml} rport uport cport
-    shift 3 2>/dev/null || shift $#
-    rport=$(port)
-    uport=$(port)
-    cport=$(port)
-    mkdir -p "$work/$name"
-    "$bin" receive --listen "127.0.0.1:$rport" --session-id "s$name" --dir "$work/$name" "$@" \
-        >"$work/$name/receive.out" 2>"$work/$name/receive.err" &
-    pids+=("$!")
-    recv_out[$name]=$work/$name/receive.out
-    msrpcast_wait_port "$rport" 10 "$!" || { fail "$name: receiver listens"; return 1; }
-    timeout 600 sipp -sf "$here/$scen" -i 127.0.0.1 -p "$uport" -m 1 -nostdin \
-        -key msrp_port "$rport" -key msrp_session "s$name" \
-        -trace_err -error_file "$work/$name/uas.err" >"$work/$name/uas.out" 2>&1 &
-    uas_pid[$name]=$!
-    pids+=("$!")
-    timeout 600 sipp -sf "$here/participant_uac.xml" -i 127.0.0.1 -p "$cport" -m 1 -nostdin \
-        -s "conf-$conf" -key contact_port "$uport" -cid_str "$name-%u@e2e" \
-        -trace_err -error_file "$work/$name/uac.err" "127.0.0.1:$sip_port" \
-        >"$work/$name/uac.out" 2>&1 &
-    uac_pid[$name]=$!
-    pids+=("$!")
-    uac_port[$name]=$cport
-    cid[$name]="$name-1@e2e"
-}
-
-# hangup NAME: tells the participant's UAC to hang up (an INFO in its dialog).
-hangup() {
-    python3 - "${uac_port[$1]}" "${cid[$1]}" <<'EOF'
-import socket, sys
-port, cid = int(sys.argv[1]), sys.argv[2]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("127.0.0.1", 0))
-lp = s.getsockname()[1]
-msg = (f"INFO sip:participant@127.0.0.1:{port} SIP/2.0\r\n"
-       f"Via: SIP/2.0/UDP 127.0.0.1:{lp};branch=z9hG4bK-e2e-{cid}\r\n"
-       f"From: <sip:e2e@127.0.0.1>;tag=e2e\r\nTo: <sip:participant@127.0.0.1>\r\n"
-       f"Call-ID: {cid}\r\nCSeq: 1 INFO\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-s.sendto(msg.encode(), ("127.0.0.1", port))
-EOF
-}
-
-# Conference JSON helpers (kamcmd prints the JSON string the RPC returns).
-participants_in() { # participants_in CONF -> count
-    kam msrpcast.conferences 2>/dev/null | python3 -c '
-import json, sys
-conf = sys.argv[1]
-try:
-    d = json.loads(sys.stdin.read())
-except ValueError:
-    print(-1); sys.exit()
-print(sum(len(c["participants"]) for c in d["conferences"] if c["id"] == conf))' "$1"
-}
-has_participants() { [[ $(participants_in "$1") == "$2" ]]; }
-
-# deliveries CONF -> lines "transfer state participant code" for every delivery of CONF.
-deliveries() {
-    kam msrpcast.transfers 2>/dev/null | python3 -c '
-import json, sys
-conf = sys.argv[1]
-try:
-    d = json.loads(sys.stdin.read())
-except ValueError:
-    sys.exit()
-for t in d["transfers"]:
-    if t["conference"] != conf:
-        continue
-    for x in t["deliveries"]:
-        print(t["id"], x["state"], x["participant"], x["code"], x["reason"])' "$1"
-}
-all_terminal() { # all_terminal CONF N: N deliveries, none still running
-    local n
-    n=$(deliveries "$1" | awk '$2 ~ /^(done|failed|cancelled)$/' | wc -l)
-    [[ $n -ge $2 ]] && ! deliveries "$1" | awk '$2 !~ /^(done|failed|cancelled)$/ {f=1} END {exit !f}'
-}
-state_of() { # state_of CONF PARTICIPANT_NAME -> "state code"
-    deliveries "$1" | awk -v p="${cid[$2]}" '$3 == p {print $2, $4}' | tail -1
-}
-is_state() { [[ $(state_of "$1" "$2" | cut -d' ' -f1) == "$3" ]]; }
-
-# upload CONF FILE: over HTTP when the engine serves it, else with RPC msrpcast.upload.
-upload() {
-    local conf=$1 file=$2 code
-    code=$(curl -s -o "$work/upload.resp" -w '%{http_code}' -H "Authorization: Bearer $token" \
-        -H "Content-Disposition: attachment; filename*=UTF-8''$(basename "$file")" \
-        --data-binary @"$file" "http://127.0.0.1:$http_port/conferences/$conf/files" 2>/dev/null)
-    if [[ $code == 2* ]]; then
-        echo "uploaded $(basename "$file") to conference $conf over HTTP ($code)"
-        return 0
-    fi
-    echo "HTTP upload unavailable ($code): using kamcmd msrpcast.upload"
-    kam msrpcast.upload "$conf" "$file"
-}
-
 not() { ! "$@"; }
-received_ok() { # received_ok NAME SHA1
-    grep -q "^received .* $2 " "${recv_out[$1]}"
-}
 proc_exited_ok() { # proc_exited_ok PID: exited with status 0 (waits at most 20 s)
     local i
     for ((i = 0; i < 200; i++)); do
