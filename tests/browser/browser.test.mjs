@@ -196,9 +196,10 @@ async function uploadPhase(page) {
     for (;;) {
       const rs = await rows(page);
       if (rs.length === 3 && rs.every((r) => r.state === 'done')) break;
-      if (!midShot && rs.some((r) => r.state !== 'done')) {
+      const up = await page.$eval('#upload-progress', (p) => p.value);
+      if (!midShot && (rs.some((r) => r.state !== 'done') || (up > 0 && up < 100))) {
         await page.screenshot({ path: path.join(ART, 'browser-upload-midway.png'), fullPage: true });
-        midShot = describe(rs);
+        midShot = `upload ${up}%, rows ${describe(rs)}`;
       }
       const bad = rs.find((r) => r.state === 'failed' || r.state === 'cancelled');
       if (bad) throw new Error(`a row ended ${bad.state}: ${describe(rs)}`);
@@ -314,6 +315,12 @@ async function cancelPhase(page) {
 async function main() {
   if (phase !== 'upload' && phase !== 'cancel') throw new Error('usage: node browser.test.mjs upload|cancel');
   fs.mkdirSync(ART, { recursive: true });
+  // No stale picture from an earlier run may pass for this one's.
+  const shots = {
+    upload: ['login', 'upload-midway', 'upload-done', 'phone'],
+    cancel: ['cancel-sending', 'cancelled'],
+  };
+  for (const s of shots[phase]) fs.rmSync(path.join(ART, `browser-${s}.png`), { force: true });
   const t0 = Date.now();
   const { context, userDataDir } = await launch();
   try {

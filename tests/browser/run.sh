@@ -59,10 +59,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # wait_line FILE SECONDS PID: the first line of FILE, once the process has written it.
 wait_line() {
     local file=$1 deadline=$((SECONDS + $2)) pid=$3
@@ -101,13 +97,19 @@ done
 log "receivers: ${uris[*]}"
 
 token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-http_port=$(free_port)
-serve_args=(serve --http "127.0.0.1:$http_port" --token "$token" --spool "$tmp/spool")
+# Port 0: serve picks a free port and prints the page's URL as its first line.
+serve_args=(serve --http 127.0.0.1:0 --token "$token" --spool "$tmp/spool")
 for uri in "${uris[@]}"; do serve_args+=(--participant "$CONFERENCE=$uri"); done
-"$bin" "${serve_args[@]}" >"$tmp/serve.log" 2>&1 &
+"$bin" "${serve_args[@]}" >"$tmp/serve.out" 2>"$tmp/serve.log" &
 serve_pid=$!
 pids+=("$serve_pid")
-base=http://127.0.0.1:$http_port
+base=$(wait_line "$tmp/serve.out" 20 "$serve_pid") || {
+    cat "$tmp/serve.log" >&2
+    die "msrpcast serve did not print its URL"
+}
+base=${base%/}
+[[ $base =~ ^http://127\.0\.0\.1:([0-9]+)$ ]] || die "msrpcast serve printed ${base@Q}, not its URL"
+http_port=${BASH_REMATCH[1]}
 deadline=$((SECONDS + 20))
 until python3 - "$http_port" <<'EOF' 2>/dev/null
 import socket, sys
