@@ -13,7 +13,7 @@ CARGO ?= cargo
 # Extra flags for `cargo test`, e.g. TEST_FLAGS=--release once integration tests need speed.
 TEST_FLAGS ?= --release
 # cargo bench targets of `make bench`, in order (missing ones are reported and skipped).
-BENCHES ?= msrp
+BENCHES ?= msrp engine http
 # Executables printing BENCH lines, run by `make bench` after the cargo benches.
 BENCH_SCRIPTS ?= benches/kamailio_e2e.sh
 # Seconds per fuzz target in `make fuzz-smoke`.
