@@ -144,6 +144,53 @@ fn all_of(s: &[u8], class: u8) -> bool {
     run_of(s, class) == s.len()
 }
 
+/// [`run_of`], eight bytes per step while they all match.
+#[inline]
+fn run_of8(s: &[u8], class: u8) -> usize {
+    let mut at = 0;
+    while let Some(c) = s.get(at..at + 8) {
+        let all = CLASS[c[0] as usize]
+            & CLASS[c[1] as usize]
+            & CLASS[c[2] as usize]
+            & CLASS[c[3] as usize]
+            & CLASS[c[4] as usize]
+            & CLASS[c[5] as usize]
+            & CLASS[c[6] as usize]
+            & CLASS[c[7] as usize];
+        if all & class == 0 {
+            break;
+        }
+        at += 8;
+    }
+    at + run_of(&s[at..], class)
+}
+
+/// A dotted quad at `s[at..]` as [`parse_ipv4`] reads one, and where it ends; whatever follows
+/// is not looked at.
+#[inline]
+fn scan_ipv4(s: &[u8], mut at: usize) -> Option<(Ipv4Addr, usize)> {
+    let mut octets = [0u8; 4];
+    for (k, o) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if s.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+        let start = at;
+        let mut v = 0u16;
+        while at < s.len() && at - start < 3 && s[at].is_ascii_digit() {
+            v = v * 10 + u16::from(s[at] - b'0');
+            at += 1;
+        }
+        if at == start {
+            return None;
+        }
+        *o = u8::try_from(v).ok()?;
+    }
+    Some((Ipv4Addr::from(octets), at))
+}
+
 /// Parses a dotted-quad IPv4 address without allocating; `None` if it is not one.
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
     let mut octets = [0u8; 4];
@@ -198,22 +245,37 @@ fn parse_common(base: &Bytes, s: &[u8]) -> Option<Uri> {
         return None;
     };
     let n = s.len();
-    let mut at = host_at;
-    while at < n && CLASS[s[at] as usize] & HOST != 0 {
-        at += 1;
-    }
-    if at == host_at {
-        return None;
-    }
-    let h = &s[host_at..at];
-    // parse_ipv4 rejects any byte but digits and dots, as the general scanner's class test does.
-    let host = match if h[0].is_ascii_digit() {
-        parse_ipv4(h)
-    } else {
-        None
-    } {
-        Some(a) => Host::V4(a),
-        None => Host::Name(base.slice_ref(h)),
+    // Every slice below is of `s`, which lies in `base` at `off`.
+    debug_assert!(base.as_ptr_range().contains(&s.as_ptr()) || s.is_empty());
+    let off = (s.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
+    let sub = |a: usize, b: usize| base.slice(off + a..off + b);
+    // A dotted quad ends the host when the byte after it cannot continue a host name.
+    let quad = match s.get(host_at) {
+        Some(b) if b.is_ascii_digit() => {
+            scan_ipv4(s, host_at).filter(|&(_, end)| end == n || CLASS[s[end] as usize] & HOST == 0)
+        }
+        _ => None,
+    };
+    let (host, mut at) = match quad {
+        Some((a, end)) => (Host::V4(a), end),
+        None => {
+            let at = host_at + run_of8(&s[host_at..], HOST);
+            if at == host_at {
+                return None;
+            }
+            let h = &s[host_at..at];
+            // parse_ipv4 rejects any byte but digits and dots, as the general scanner's class
+            // test does.
+            let a = if h[0].is_ascii_digit() {
+                parse_ipv4(h)
+            } else {
+                None
+            };
+            match a {
+                Some(a) => (Host::V4(a), at),
+                None => (Host::Name(sub(host_at, at)), at),
+            }
+        }
     };
     let mut port = None;
     if at < n && s[at] == b':' {
@@ -234,26 +296,23 @@ fn parse_common(base: &Bytes, s: &[u8]) -> Option<Uri> {
     if at < n && s[at] == b'/' {
         at += 1;
         let sid_at = at;
-        while at < n && CLASS[s[at] as usize] & SESSION != 0 {
-            at += 1;
-        }
+        at += run_of8(&s[at..], SESSION);
         if at == sid_at {
             return None;
         }
-        session_id = base.slice_ref(&s[sid_at..at]);
+        session_id = sub(sid_at, at);
     }
     if at >= n || s[at] != b';' {
         return None;
     }
     at += 1;
     let t = &s[at..];
-    if t.is_empty() || !t.iter().all(u8::is_ascii_alphanumeric) {
-        return None;
-    }
     let transport = if t == b"tcp" {
         Bytes::from_static(b"tcp")
+    } else if !t.is_empty() && t.iter().all(u8::is_ascii_alphanumeric) {
+        sub(at, n)
     } else {
-        base.slice_ref(t)
+        return None;
     };
     Some(Uri {
         secure,
