@@ -85,11 +85,9 @@ int msrpcast_sip_init(void)
 
 void msrpcast_sip_destroy(void)
 {
-	if(msrpcast_call_lock != NULL) {
-		lock_destroy(msrpcast_call_lock);
-		lock_dealloc(msrpcast_call_lock);
-		msrpcast_call_lock = NULL;
-	}
+	/* The lock is deliberately kept: modules are destroyed before tm's shutdown, which still
+	 * runs the TMCB_DESTROY callbacks (invite_cb) of file-session transactions left in its
+	 * table, and those take this lock. Shared memory goes with the process anyway. */
 }
 
 unsigned int msrpcast_sip_count(void)
@@ -192,7 +190,7 @@ static void invite_cb(struct cell *t, int type, struct tmcb_params *ps)
 	unsigned int code;
 	uint64_t delivery;
 
-	if(ps->param == NULL || *ps->param == NULL)
+	if(ps->param == NULL || *ps->param == NULL || msrpcast_call_lock == NULL)
 		return;
 	c = (struct msrpcast_call *)*ps->param;
 

@@ -286,5 +286,12 @@ if grep -q "CRITICAL\|segfault\|died" "$work/kamailio.log"; then
 else
     ok "no CRITICAL or dead process in the kamailio log"
 fi
+# Shutdown must be clean too: tm's shutdown runs the module's transaction callbacks.
+kill -TERM "$kam_pid"
+if proc_exited_ok "$kam_pid"; then
+    ok "kamailio shuts down cleanly on SIGTERM"
+else
+    fail "kamailio shut down with status $? (a crash in the shutdown path?)"
+fi
 echo "$passed passed, $failed failed"
 ((failed == 0))
