@@ -1227,11 +1227,18 @@ impl Core {
                     .set_delivery_state(DeliveryId(d), DeliveryState::Done);
             }
             Outcome::Failed { code, reason } => {
+                let cancelled = self
+                    .shared
+                    .roster
+                    .delivery(DeliveryId(d))
+                    .is_some_and(|s| s.state == DeliveryState::Cancelled);
                 self.log(
-                    Level::Warn,
+                    if cancelled { Level::Info } else { Level::Warn },
                     format_args!(
-                        "delivery {d}: transfer {} to {:?} failed: {reason}",
-                        l.transfer, l.participant
+                        "delivery {d}: transfer {} to {:?} {}: {reason}",
+                        l.transfer,
+                        l.participant,
+                        if cancelled { "cancelled" } else { "failed" }
                     ),
                 );
                 let _ = self.shared.roster.set_delivery_state(
