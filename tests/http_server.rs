@@ -978,3 +978,47 @@ fn server_without_token_binds_loopback_and_stops_cleanly() {
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let _g = serial();
+    let fix = Fix::new("keepalive", &[]);
+    fix.sip_participant("c1");
+    let mut s = connect(fix.addr);
+    for i in 0..3 {
+        s.write_all(
+            format!(
+                "GET /api/conferences HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n\
+                 POST /conferences/c1/files HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Length: 5\r\n\r\nhello"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let r = read_response(&mut s);
+        assert_eq!(r.status, 200, "round {i}");
+        assert_eq!(r.header("connection").as_deref(), Some("keep-alive"));
+        let r = read_response(&mut s);
+        assert_eq!(r.status, 201, "round {i}: {}", r.text());
+    }
+    // A 404 keeps the connection too; `Connection: close` ends it.
+    s.write_all(
+        format!(
+            "GET /nope HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut s).status, 404);
+    let r = read_response(&mut s);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("msrpcast_http_uploads_total 3\n"),
+        "{}",
+        r.text()
+    );
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+}
