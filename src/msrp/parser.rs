@@ -184,9 +184,10 @@ impl Lines {
 
     #[inline]
     fn push(&mut self, cr: usize) {
-        if self.recorded == self.count && self.recorded < RECORDED_LINES {
+        // Offsets only grow, so the recorded lines stay a prefix.
+        if self.count < RECORDED_LINES {
             if let Ok(v) = u32::try_from(cr) {
-                self.cr[self.recorded] = v;
+                self.cr[self.count] = v;
                 self.recorded += 1;
             }
         }
@@ -949,14 +950,17 @@ fn known_name(line: &[u8]) -> Option<(Name, usize)> {
 
 /// Without the blanks (SP, HTAB) at either end, as [`header_line`] leaves a value.
 #[inline]
-fn trim_blanks(mut v: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = v {
-        v = rest;
+fn trim_blanks(v: &[u8]) -> &[u8] {
+    let blank = |b: u8| b == b' ' || b == b'\t';
+    let mut a = 0;
+    let mut b = v.len();
+    while a < b && blank(v[a]) {
+        a += 1;
     }
-    while let [rest @ .., b' ' | b'\t'] = v {
-        v = rest;
+    while b > a && blank(v[b - 1]) {
+        b -= 1;
     }
-    v
+    &v[a..b]
 }
 
 /// A header other than the path headers, its value known to be UTF-8.
