@@ -37,6 +37,7 @@ fn start_receiver(threads: usize) -> Receiver {
             "--session-id",
             "bench",
             "--discard",
+            "--no-hash",
             "--threads",
             &threads.to_string(),
         ])

@@ -48,6 +48,7 @@ fn start_receiver(threads: usize) -> Receiver {
             "--session-id",
             "httpbench",
             "--discard",
+            "--no-hash",
             "--threads",
             &threads.to_string(),
         ])
