@@ -132,7 +132,9 @@ fuzz-smoke:
 	(( $${#targets[@]} )) || { echo 'fuzz-smoke: no fuzz/fuzz_targets/*.rs'; exit 1; }; \
 	for t in "$${targets[@]}"; do \
 		t=$$(basename "$$t" .rs); echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
-		$(CARGO) fuzz run --sanitizer none "$$t" -- -max_total_time=$(FUZZ_SECONDS); \
+		scratch=$$(mktemp -d); \
+		$(CARGO) fuzz run --sanitizer none "$$t" "$$scratch" "fuzz/corpus/$$t" -- -max_total_time=$(FUZZ_SECONDS); \
+		rm -rf "$$scratch"; \
 	done
 
 demo:
