@@ -8,7 +8,8 @@
 //! the threads, non-blocking sockets, spool files and timers and drives one sender state machine
 //! per (file, participant); `http` is the upload page and JSON API feeding the spool; `ffi` is the
 //! C ABI through which the host reports joins and leaves and performs the SIP work the engine asks
-//! for; `freeswitch` turns FreeSWITCH's `conference::maintenance` events into joins and leaves. Only `ffi` and the OS calls of `runtime` contain `unsafe`.
+//! for; `freeswitch` turns FreeSWITCH's `conference::maintenance` events into joins and leaves.
+//! Only `ffi` contains `unsafe`.
 
 #![deny(unsafe_code)]
 
