@@ -550,3 +550,60 @@ fn shipped_config_applies_and_validates() {
     msrpcast_fs_free(f);
     msrpcast_config_free(c);
 }
+
+/// `tests/vectors/freeswitch/recorded/`: every `conference::maintenance` event FreeSWITCH 1.11.1
+/// sent (captured over ESL, `event plain`) while two sipp calls joined conf-rec through the
+/// dialplan application and hung up. The channel variables are appended as the module appends
+/// them after its lookup (the contacts of that run: sip:participant@127.0.0.1:42001 and :42002).
+#[test]
+fn a_recorded_freeswitch_session() {
+    let dir = root().join("tests/vectors/freeswitch/recorded");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 10);
+    let b = Bridge::new(Settings::default());
+    let mut r = Recorder::default();
+    let mut outcomes = Vec::new();
+    let mut joins = 0;
+    for f in &files {
+        let mut ev = Event::parse_plain(&std::fs::read_to_string(f).unwrap()).unwrap();
+        if ev.header("Action") == Some("add-member") {
+            joins += 1;
+            ev.push_var(
+                "sip_contact_uri",
+                format!("participant@127.0.0.1:4200{joins}"),
+            );
+            ev.push_var("msrpcast", format!("display=rec{joins}-1@e2e"));
+        }
+        outcomes.push(b.handle(&ev, &mut r).unwrap().outcome);
+    }
+    use Outcome::*;
+    assert_eq!(
+        outcomes,
+        [Ignored, Joined, Ignored, Joined, Ignored, Left, Ignored, Ignored, Left, Ignored]
+    );
+    assert_eq!(
+        r.0,
+        [
+            "join conf-rec 3905adba-5175-4d0a-9fbc-abc14779e3ba sip:participant@127.0.0.1:42001 rec1-1@e2e",
+            "join conf-rec 481dcfb9-e443-40ec-b84c-59c5f4f899dc sip:participant@127.0.0.1:42002 rec2-1@e2e",
+            "leave conf-rec 3905adba-5175-4d0a-9fbc-abc14779e3ba",
+            "leave conf-rec 481dcfb9-e443-40ec-b84c-59c5f4f899dc",
+        ]
+    );
+    // The real add-member has the headers the synthesized vectors model, in the same order; the
+    // model's calls also have a presence id (Channel-Presence-ID, 81 headers; sipp's 80).
+    let real = Event::parse_plain(&std::fs::read_to_string(&files[1]).unwrap()).unwrap();
+    let model = vector("add-member-alice.txt");
+    let names = |e: &Event| {
+        e.headers()
+            .map(|(n, _)| n.to_owned())
+            .filter(|n| n != "Channel-Presence-ID")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(real.len(), 80);
+    assert_eq!(names(&real), names(&model));
+}

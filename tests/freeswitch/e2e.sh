@@ -19,7 +19,8 @@
 #   main     two participants, a 32 MiB upload reaches both (SHA-1), each file leg gets its BYE,
 #            `msrpcast transfers` shows both deliveries done
 #   hangup   a participant leaving mid-transfer ends only its own delivery
-#   reload   10 unload/load cycles while calls run; FreeSWITCH and the calls survive
+#   reload   10 unload/load cycles while calls run and a file leg is up; FreeSWITCH and the
+#            calls survive, the unload hangs the file leg up (BYE)
 #   shutdown `fsctl shutdown` ends FreeSWITCH cleanly (exit 0 within 30 s)
 # Prints one line per check and `N passed, M failed`; exits non-zero on any failure.
 # KEEP=1 keeps the work directory (it is also kept when a check fails).
@@ -282,19 +283,25 @@ scenario_hangup() {
 }
 
 scenario_reload() {
-    echo "== reload: 10 unload/load cycles while calls run"
+    echo "== reload: 10 unload/load cycles while calls run (and one file leg is up)"
     local i good=0
-    participant r1 reload participant_uas.xml
+    # r1 reads slowly (4 MiB/s): its file leg is still up at the first unload.
+    participant r1 reload participant_uas.xml --misbehave rate=4194304
     participant r2 reload participant_uas.xml
     check "2 participants joined conf-reload" wait_for 30 has_participants conf-reload 2
+    remember_key r1
+    make_file "$work/reload.bin" "$size_mib" >/dev/null
+    upload conf-reload "$work/reload.bin"
+    check "r1 is receiving" wait_for 30 is_state conf-reload r1 sending
     for ((i = 1; i <= 10; i++)); do
         fscli 'unload mod_msrpcast' >/dev/null
         fscli "load $module" | grep -q '+OK' && good=$((good + 1))
     done
     check "10 of 10 loads succeeded ($good)" test "$good" -eq 10
     check "FreeSWITCH still runs" kill -0 "$fs_pid"
-    check "the calls are still up" kill -0 "${uac_pid[r1]}"
+    check "the conference calls are still up" kill -0 "${uac_pid[r1]}"
     check "the module answers after the cycles" fs_up
+    check "the unload hung r1's file leg up (its UAS got the BYE)" proc_exited_ok "${uas_pid[r1]}"
     check "no msrpcast leg left over" not bash -c "\"$fs_cli_bin\" -H 127.0.0.1 -P $esl_port -p ClueCon -x 'show channels' | grep -q msrpcast-"
     hangup r1
     hangup r2
@@ -308,7 +315,7 @@ scenario_shutdown() {
         kill -0 "$fs_pid" 2>/dev/null || break
         sleep 0.1
     done
-    check "FreeSWITCH exited within 30 s" not kill -0 "$fs_pid"
+    check "FreeSWITCH exited within 30 s" not kill -0 "$fs_pid" 2>/dev/null
     wait "$fs_pid"
     check "exit status 0" test $? -eq 0
     check "no crash in the log" not grep -qi 'segmentation\|core dumped\|abort' "$work/log/stdout"
