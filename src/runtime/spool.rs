@@ -51,12 +51,8 @@
 //!
 //! [`SpoolWriter::finish`] tells the hasher the final length, waits for it to get there and
 //! only then publishes [`SpoolState::Complete`] with the digest, so deliveries and SDP still
-//! see a SHA-1 only for a complete file. What it buys: the writer's thread only writes (1 GiB of
-//! 1 MiB appends in about 0.35 s instead of about 1.1 s here), so receiving overlaps hashing.
-//! What it costs: the hasher reads the bytes back from the page cache, colder than the caller's
-//! buffer, so it hashes at roughly 0.8 GB/s instead of 1.5 GB/s and the process uses about 50%
-//! more CPU; on a busy 2-core machine time to `finish()` is therefore no better than hashing
-//! inline (test `append_throughput_1_gib` prints both phases and the CPU time). Abort, drop, too large, over quota, removed and
+//! see a SHA-1 only for a complete file; time to `finish()` becomes about the larger of the write
+//! and the hash time instead of their sum. Abort, drop, too large, over quota, removed and
 //! write errors stop the hasher and join it before returning (at most one 1 MiB block of hashing
 //! to wait for); a file removed from another thread also ends it at its next look. A hasher
 //! that cannot be started, or hits a read error, costs nothing but speed or that upload:
