@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -95,33 +95,6 @@ fn vm_rss_kib() -> u64 {
         .unwrap()
 }
 
-/// Held by the tests that start hasher threads (files over 1 MiB), so that counting them in
-/// `hasher_threads_end_with_their_writer` sees only its own.
-static HASHERS: Mutex<()> = Mutex::new(());
-
-fn hashers_lock() -> MutexGuard<'static, ()> {
-    HASHERS.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Waits (at most 500 ms: a joined thread's /proc entry may trail the join by a moment) until
-/// no hasher thread is left; panics otherwise.
-fn assert_no_hash_threads(what: &str) {
-    let deadline = Instant::now() + Duration::from_millis(500);
-    while hash_threads() != 0 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(1));
-    }
-    assert_eq!(hash_threads(), 0, "{what}: hasher left running");
-}
-
-/// Threads of this process named `msrpcast-hash`.
-fn hash_threads() -> usize {
-    fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|c| c.trim_end() == "msrpcast-hash")
-        .count()
-}
-
 fn only_lock_file_left(dir: &std::path::Path) -> bool {
     let names: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -132,7 +105,6 @@ fn only_lock_file_left(dir: &std::path::Path) -> bool {
 
 #[test]
 fn readers_follow_a_concurrent_writer() {
-    let _hashers = hashers_lock();
     let dir = tmp("follow");
     let spool = Spool::open(&dir, 64 * MIB, 64 * MIB).unwrap();
     let (w, f) = spool.create("follow").unwrap();
@@ -304,7 +276,6 @@ fn hostile_transfer_ids_stay_in_the_folder() {
 #[test]
 #[ignore]
 fn one_gib_with_bounded_memory() {
-    let _hashers = hashers_lock();
     let dir = tmp("gib");
     let spool = Spool::open(&dir, 2 * GIB, 2 * GIB).unwrap();
     let (w, f) = spool.create("gib").unwrap();
@@ -330,143 +301,6 @@ fn one_gib_with_bounded_memory() {
     spool.remove(&f);
     drop(f);
     assert_eq!(spool.used_bytes(), 0);
-    drop(spool);
-    let _ = fs::remove_dir_all(&dir);
-}
-
-/// One way to end a writer, for `hasher_threads_end_with_their_writer`.
-type EndWriter = fn(msrpcast::runtime::spool::SpoolWriter, &Spool, &SpoolFile);
-
-/// Every way a writer ends joins its hasher thread before returning: finish, abort, drop, too
-/// large, over quota, removed; also when the hasher lags far behind.
-#[test]
-fn hasher_threads_end_with_their_writer() {
-    let _hashers = hashers_lock();
-    let dir = tmp("hashers");
-    let mut block = vec![0u8; MIB as usize];
-    piece(3, &mut block);
-    assert_eq!(hash_threads(), 0);
-    let ends: [(&str, EndWriter); 7] = [
-        ("finish", |w, _, _| {
-            w.finish().unwrap();
-        }),
-        ("abort", |w, _, _| w.abort()),
-        ("drop", |w, _, _| drop(w)),
-        ("too large", |mut w, _, _| {
-            let big = vec![0u8; 64 * MIB as usize];
-            assert!(matches!(w.append(&big), Err(SpoolError::TooLarge { .. })));
-            // The writer is still held: the failed append itself joined the hasher.
-            assert_no_hash_threads("after TooLarge");
-            drop(w);
-        }),
-        ("quota", |mut w, _, _| {
-            // This case's spool has a 40 MiB quota.
-            let e = w.append(&vec![0u8; 16 * MIB as usize]).unwrap_err();
-            assert!(matches!(e, SpoolError::QuotaExceeded { .. }), "{e}");
-            assert_no_hash_threads("after QuotaExceeded");
-            drop(w);
-        }),
-        ("removed", |mut w, spool, f| {
-            spool.remove(f);
-            assert!(matches!(w.append(b"x"), Err(SpoolError::Removed)));
-            assert_no_hash_threads("after Removed");
-            assert!(matches!(w.finish(), Err(SpoolError::Removed)));
-        }),
-        ("removed, then finish", |w, spool, f| {
-            spool.remove(f);
-            assert!(matches!(w.finish(), Err(SpoolError::Removed)));
-        }),
-    ];
-    for (what, end) in ends {
-        let quota = if what == "quota" { 40 * MIB } else { 256 * MIB };
-        let spool = Spool::open(&dir, quota, 64 * MIB).unwrap();
-        let (mut w, f) = spool.create(what).unwrap();
-        // 32 MiB quickly: the hasher starts (past 1 MiB) and lags behind.
-        for _ in 0..32 {
-            w.append(&block).unwrap();
-        }
-        assert_eq!(hash_threads(), 1, "{what}: one hasher while writing");
-        let t0 = Instant::now();
-        end(w, &spool, &f);
-        assert_no_hash_threads(what);
-        if what != "finish" {
-            assert!(f.state().is_failed(), "{what}: {:?}", f.state());
-            assert!(
-                t0.elapsed() < Duration::from_secs(2),
-                "{what}: stopping took {:?}",
-                t0.elapsed()
-            );
-        }
-        spool.remove(&f);
-        drop(f);
-        assert_eq!(spool.used_bytes(), 0, "{what}");
-    }
-    let _ = fs::remove_dir_all(&dir);
-}
-
-/// CPU time of this process so far (user + system), in seconds.
-fn cpu_secs() -> f64 {
-    let stat = fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
-}
-
-/// Throughput of the writer alone: 1 GiB appended in 1 MiB pieces, timed up to the digest from
-/// `finish()` (hashing included). Prints GB/s; run it with
-/// `cargo test --release --test spool -- --ignored --nocapture append_throughput`.
-#[test]
-#[ignore]
-fn append_throughput_1_gib() {
-    let _hashers = hashers_lock();
-    let dir = tmp("thru");
-    let mut block = vec![0u8; MIB as usize];
-    piece(7, &mut block);
-    // SHA-1 alone over the same bytes, in the same run (the machine is shared and noisy).
-    let t0 = Instant::now();
-    let mut expect = Sha1::new();
-    for _ in 0..GIB / MIB {
-        expect.update(&block);
-    }
-    let expect: [u8; 20] = expect.finalize().into();
-    let sha_secs = t0.elapsed().as_secs_f64();
-    // Plain positioned writes of the same bytes into a new file, no spool, no hash.
-    let plain_path = dir.join("plain");
-    fs::create_dir_all(&dir).unwrap();
-    let plain = fs::File::create(&plain_path).unwrap();
-    let t0 = Instant::now();
-    for i in 0..GIB / MIB {
-        std::os::unix::fs::FileExt::write_all_at(&plain, &block, i * MIB).unwrap();
-    }
-    let write_secs = t0.elapsed().as_secs_f64();
-    drop(plain);
-    fs::remove_file(&plain_path).unwrap();
-    let spool = Spool::open(&dir, 2 * GIB, 2 * GIB).unwrap();
-    let (mut w, f) = spool.create("thru").unwrap();
-    let cpu0 = cpu_secs();
-    let t0 = Instant::now();
-    for _ in 0..GIB / MIB {
-        w.append(&block).unwrap();
-    }
-    let appended = t0.elapsed().as_secs_f64();
-    let sha = w.finish().unwrap();
-    let secs = t0.elapsed().as_secs_f64();
-    let cpu = cpu_secs() - cpu0;
-    eprintln!(
-        "BENCH spool_append_1gib {:.3} GB/s (appends {appended:.3} s, finish() at {secs:.3} s, \
-         CPU {cpu:.3} s; \
-         SHA-1 alone {:.3} GB/s, plain writes alone {:.3} GB/s)",
-        GIB as f64 / secs / 1e9,
-        GIB as f64 / sha_secs / 1e9,
-        GIB as f64 / write_secs / 1e9
-    );
-    assert_eq!(sha, expect);
-    assert!(matches!(f.state(), SpoolState::Complete { size, .. } if size == GIB));
-    spool.remove(&f);
-    drop(f);
     drop(spool);
     let _ = fs::remove_dir_all(&dir);
 }

@@ -10,10 +10,9 @@
 //!   the shared [`SpoolFile`]. The name is generated here (`msrpcast-<n>-<transfer id>.spool`,
 //!   the id reduced to `[A-Za-z0-9_-]`, at most 64 characters); user-supplied file names never
 //!   reach the file system. Files are created with mode 0600.
-//! - [`SpoolWriter::append`] writes at the end of the file and then publishes the new length;
-//!   the SHA-1 is computed beside it (see "Hashing"). `max_file_bytes` and the quota
-//!   `spool_max_bytes` are checked *before* a byte beyond them is written, so the disk never
-//!   fills past the quota.
+//! - [`SpoolWriter::append`] writes at the end of the file, hashes (SHA-1) and then publishes the
+//!   new length. `max_file_bytes` and the quota `spool_max_bytes` are checked *before* a byte
+//!   beyond them is written, so the disk never fills past the quota.
 //! - Readers ([`SpoolFile::read_at`]) use positioned reads on the shared descriptor: any number
 //!   of readers at once, each at its own offset, only ever seeing bytes below [`SpoolFile::len`].
 //!
@@ -37,29 +36,6 @@
 //! waiting reader is woken by the very next append (no byte threshold adding latency to a slow
 //! upload). Callbacks run on the writer's thread: they must be cheap, must not block, and must
 //! not subscribe to or drop a subscription of the same file.
-//!
-//! ## Hashing
-//! SHA-1 runs at about 1 GB/s here (SHA-NI included), slower than the upload path itself, so
-//! hashing on the uploading thread would cap an HTTP upload at the hash rate *plus* the cost of
-//! receiving and writing. The writer therefore hashes on its own thread only the first
-//! `HASH_INLINE_BYTES` (1 MiB: a small upload never starts a thread). Past that, one hasher
-//! thread per writer (`msrpcast-hash`) takes over the hash state and follows the file like any
-//! reader: positioned reads of at most 1 MiB into its single buffer (the bytes were just written,
-//! so they come from the page cache), and when caught up it arms a [`Subscription`] and parks,
-//! so it is woken by the next append or a state change. Memory stays bounded (one 1 MiB buffer
-//! per running hasher) however far it lags: the lag lives in the file, not in queued copies.
-//!
-//! [`SpoolWriter::finish`] tells the hasher the final length, waits for it to get there and
-//! only then publishes [`SpoolState::Complete`] with the digest, so deliveries and SDP still
-//! see a SHA-1 only for a complete file; time to `finish()` becomes about the larger of the write
-//! and the hash time instead of their sum. Abort, drop, too large, over quota, removed and
-//! write errors stop the hasher and join it before returning (at most one 1 MiB block of hashing
-//! to wait for); a file removed from another thread also ends it at its next look. A hasher
-//! that cannot be started, or hits a read error, costs nothing but speed or that upload:
-//! the writer falls back to hashing inline, and a read error fails `finish()` (the file becomes
-//! [`SpoolState::Aborted`]).
-//! Handing the bytes to the hasher through a channel of buffers was not chosen: it copies every
-//! byte once more and needs a bound plus back-pressure, while the page cache already holds them.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -69,7 +45,6 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -85,12 +60,6 @@ const SUFFIX: &str = ".spool";
 const LOCK_NAME: &str = ".msrpcast.lock";
 /// Longest transfer id kept in a file name.
 const MAX_ID_CHARS: usize = 64;
-/// A writer hashes this many bytes on its own thread before a hasher thread takes over.
-const HASH_INLINE_BYTES: u64 = 1 << 20;
-/// The hasher thread's read size and only buffer.
-const HASH_BLOCK: usize = 1 << 20;
-/// Name of the hasher threads.
-const HASH_THREAD_NAME: &str = "msrpcast-hash";
 
 /// Where a spool file stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,7 +325,7 @@ impl Spool {
         });
         let writer = SpoolWriter {
             file: sf.clone(),
-            hashing: Hashing::Inline(Sha1::new()),
+            hasher: Sha1::new(),
             written: 0,
             done: false,
         };
@@ -647,103 +616,20 @@ impl Drop for Subscription {
     }
 }
 
-/// Where a writer's SHA-1 is computed (see "Hashing" in the module documentation).
-enum Hashing {
-    /// On the writer's thread: the first `HASH_INLINE_BYTES`, or all of it if no thread could
-    /// be started.
-    Inline(Sha1),
-    /// By a hasher thread following the file.
-    Thread(HashThread),
-    /// Stopped, or the digest was taken.
-    Gone,
-}
-
-struct HashThread {
-    ctl: Arc<HashCtl>,
-    /// `Ok(None)`: stopped, or the file failed, before the end.
-    handle: JoinHandle<io::Result<Option<[u8; 20]>>>,
-}
-
-/// What the writer tells its hasher thread.
-struct HashCtl {
-    /// The file's final length once `finish()` was called; `u64::MAX` until then.
-    final_len: AtomicU64,
-    /// Give up now, without a digest.
-    stop: AtomicBool,
-}
-
-/// Body of a hasher thread: hashes the file from `off` (the bytes below it are in `h`) as it
-/// grows, until `final_len` is reached (returns the digest), or it is told to stop or the file
-/// failed (returns `None`).
-fn follow_and_hash(
-    file: Arc<SpoolFile>,
-    ctl: Arc<HashCtl>,
-    mut h: Sha1,
-    mut off: u64,
-) -> io::Result<Option<[u8; 20]>> {
-    let me = std::thread::current();
-    let sub = file.subscribe(Arc::new(move || me.unpark()));
-    let mut buf = vec![0u8; HASH_BLOCK];
-    let mut armed = true;
-    loop {
-        if ctl.stop.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        // final_len before len: once it is set, the len read after it is the final one.
-        let final_len = ctl.final_len.load(Ordering::Acquire);
-        let len = file.len();
-        if off < len {
-            let want = usize::try_from(len - off).map_or(HASH_BLOCK, |n| n.min(HASH_BLOCK));
-            match file.read_at(off, &mut buf[..want]) {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                Ok(n) => {
-                    h.update(&buf[..n]);
-                    off += n as u64;
-                    armed = false;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-            continue;
-        }
-        if off == final_len {
-            return Ok(Some(h.finalize().into()));
-        }
-        if file.state().is_failed() {
-            return Ok(None);
-        }
-        if armed {
-            // Armed and re-checked above since: nothing new, sleep until an append, a state
-            // change or the writer calls.
-            std::thread::park();
-            armed = false;
-        } else {
-            sub.arm();
-            armed = true;
-        }
-    }
-}
-
 /// The single writer of a spool file. Dropping it without [`SpoolWriter::finish`] marks the
 /// file [`SpoolState::Aborted`].
 pub struct SpoolWriter {
     file: Arc<SpoolFile>,
-    hashing: Hashing,
+    hasher: Sha1,
     written: u64,
     done: bool,
 }
 
 impl fmt::Debug for SpoolWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hashing = match self.hashing {
-            Hashing::Inline(_) => "inline",
-            Hashing::Thread(_) => "thread",
-            Hashing::Gone => "gone",
-        };
         f.debug_struct("SpoolWriter")
             .field("path", &self.file.path)
             .field("written", &self.written)
-            .field("hashing", &hashing)
             .finish()
     }
 }
@@ -763,15 +649,6 @@ impl SpoolWriter {
     /// [`SpoolState::QuotaExceeded`] (its name is unlinked, subscribers are told) and returns
     /// the error; so does every later call.
     pub fn append(&mut self, data: &[u8]) -> Result<(), SpoolError> {
-        let r = self.append_inner(data);
-        if r.is_err() {
-            // The file failed (or had failed): the hasher has nothing more to do.
-            self.stop_hasher();
-        }
-        r
-    }
-
-    fn append_inner(&mut self, data: &[u8]) -> Result<(), SpoolError> {
         let f = &self.file;
         if f.removed.load(Ordering::Acquire) {
             f.finish_state(SpoolState::Aborted);
@@ -817,104 +694,22 @@ impl SpoolWriter {
             f.finish_state(SpoolState::Aborted);
             return Err(SpoolError::io("writing", &f.path, e));
         }
-        if matches!(self.hashing, Hashing::Inline(_)) {
-            if new_len > HASH_INLINE_BYTES {
-                // Hands the state (bytes below `written`) to a thread that reads `data` back.
-                self.start_hasher();
-            }
-            if let Hashing::Inline(h) = &mut self.hashing {
-                h.update(data);
-            }
-        }
-        let f = &self.file;
+        self.hasher.update(data);
         self.written = new_len;
         f.len.store(new_len, Ordering::SeqCst);
         f.notify_armed();
         Ok(())
     }
 
-    /// Moves inline hashing to a hasher thread starting at `written`; stays inline if the
-    /// thread cannot be started.
-    fn start_hasher(&mut self) {
-        let Hashing::Inline(h) = &self.hashing else {
-            return;
-        };
-        let ctl = Arc::new(HashCtl {
-            final_len: AtomicU64::new(u64::MAX),
-            stop: AtomicBool::new(false),
-        });
-        let (file, c, state, off) = (self.file.clone(), ctl.clone(), h.clone(), self.written);
-        let spawned = std::thread::Builder::new()
-            .name(HASH_THREAD_NAME.into())
-            .spawn(move || follow_and_hash(file, c, state, off));
-        if let Ok(handle) = spawned {
-            self.hashing = Hashing::Thread(HashThread { ctl, handle });
-        }
-    }
-
-    /// Stops the hasher thread, if any, and waits for it to end.
-    fn stop_hasher(&mut self) {
-        if let Hashing::Thread(t) = std::mem::replace(&mut self.hashing, Hashing::Gone) {
-            t.ctl.stop.store(true, Ordering::Release);
-            t.handle.thread().unpark();
-            let _ = t.handle.join();
-        }
-    }
-
-    /// The error for a file that failed before or while `finish()` was waiting.
-    fn closed_error(&self) -> SpoolError {
-        let f = &self.file;
-        if f.removed.load(Ordering::Acquire) {
-            f.finish_state(SpoolState::Aborted);
-            SpoolError::Removed
-        } else {
-            SpoolError::Closed(f.state())
-        }
-    }
-
     /// Marks the file complete and returns its SHA-1. Fails if it was removed or had failed.
-    /// Waits for the hasher thread to reach the end first (see "Hashing"); the file becomes
-    /// [`SpoolState::Complete`] only then.
     pub fn finish(mut self) -> Result<[u8; 20], SpoolError> {
         self.done = true;
-        if self.file.removed.load(Ordering::Acquire) || self.file.state() != SpoolState::Writing {
-            self.stop_hasher();
-            return Err(self.closed_error());
-        }
-        let sha1: [u8; 20] = match std::mem::replace(&mut self.hashing, Hashing::Gone) {
-            Hashing::Inline(h) => h.finalize().into(),
-            Hashing::Thread(t) => {
-                t.ctl.final_len.store(self.written, Ordering::Release);
-                t.handle.thread().unpark();
-                match t.handle.join() {
-                    Ok(Ok(Some(sha1))) => sha1,
-                    // The file failed while the hash caught up.
-                    Ok(Ok(None)) => return Err(self.closed_error()),
-                    Ok(Err(e)) => {
-                        self.file.finish_state(SpoolState::Aborted);
-                        return Err(SpoolError::io("hashing", &self.file.path, e));
-                    }
-                    Err(_) => {
-                        self.file.finish_state(SpoolState::Aborted);
-                        return Err(SpoolError::io(
-                            "hashing",
-                            &self.file.path,
-                            io::Error::other("hasher thread panicked"),
-                        ));
-                    }
-                }
-            }
-            // Only after a failed append, so the file is no longer being written.
-            Hashing::Gone => {
-                self.file.finish_state(SpoolState::Aborted);
-                return Err(self.closed_error());
-            }
-        };
         let f = &self.file;
         if f.removed.load(Ordering::Acquire) {
             f.finish_state(SpoolState::Aborted);
             return Err(SpoolError::Removed);
         }
+        let sha1: [u8; 20] = std::mem::take(&mut self.hasher).finalize().into();
         let size = self.written;
         if f.finish_state(SpoolState::Complete { size, sha1 }) {
             Ok(sha1)
@@ -927,7 +722,6 @@ impl SpoolWriter {
     pub fn abort(mut self) {
         self.done = true;
         self.file.finish_state(SpoolState::Aborted);
-        self.stop_hasher();
     }
 }
 
@@ -936,7 +730,6 @@ impl Drop for SpoolWriter {
         if !self.done {
             self.file.finish_state(SpoolState::Aborted);
         }
-        self.stop_hasher();
     }
 }
 
@@ -1205,120 +998,6 @@ mod tests {
         w.abort();
         assert_eq!(h.join().unwrap(), (3, SpoolState::Aborted));
         drop(f);
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    fn pattern(n: usize, seed: u8) -> Vec<u8> {
-        (0..n)
-            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-            .collect()
-    }
-
-    fn hashing(w: &SpoolWriter) -> &'static str {
-        match w.hashing {
-            Hashing::Inline(_) => "inline",
-            Hashing::Thread(_) => "thread",
-            Hashing::Gone => "gone",
-        }
-    }
-
-    #[test]
-    fn hasher_thread_takes_over_past_the_inline_bytes() {
-        let dir = tmp("hashthread");
-        let spool = Spool::open(&dir, 64 << 20, 64 << 20).unwrap();
-        let (mut w, f) = spool.create("h").unwrap();
-        let data = pattern(3 * HASH_BLOCK + 12_345, 5);
-        // Exactly the inline bytes stay inline; one more byte starts the thread.
-        w.append(&data[..HASH_INLINE_BYTES as usize]).unwrap();
-        assert_eq!(hashing(&w), "inline");
-        w.append(&data[HASH_INLINE_BYTES as usize..][..1]).unwrap();
-        assert_eq!(hashing(&w), "thread");
-        for piece in data[HASH_INLINE_BYTES as usize + 1..].chunks(300_001) {
-            w.append(piece).unwrap();
-            // Let the hasher catch up and park now and then.
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        assert_eq!(f.state(), SpoolState::Writing, "no digest before finish()");
-        let sha = w.finish().unwrap();
-        let expect: [u8; 20] = Sha1::digest(&data).into();
-        assert_eq!(sha, expect);
-        assert_eq!(
-            f.state(),
-            SpoolState::Complete {
-                size: data.len() as u64,
-                sha1: expect
-            }
-        );
-        assert!(
-            f.subs.lock().is_empty(),
-            "the hasher's subscription is gone"
-        );
-        drop(f);
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn one_big_append_then_finish() {
-        // The thread starts with nothing hashed beyond the state it was handed and must read
-        // the whole piece back.
-        let dir = tmp("hashbig");
-        let spool = Spool::open(&dir, 64 << 20, 64 << 20).unwrap();
-        let (mut w, f) = spool.create("b").unwrap();
-        let head = pattern(1000, 1);
-        let big = pattern(5 * HASH_BLOCK + 3, 2);
-        w.append(&head).unwrap();
-        w.append(&big).unwrap();
-        assert_eq!(hashing(&w), "thread");
-        let mut expect = Sha1::new();
-        expect.update(&head);
-        expect.update(&big);
-        assert_eq!(w.finish().unwrap(), <[u8; 20]>::from(expect.finalize()));
-        drop(f);
-        let _ = fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn failures_stop_the_hasher() {
-        let dir = tmp("hashstop");
-        let spool = Spool::open(&dir, 8 << 20, 3 << 20).unwrap();
-        let big = pattern(2 * HASH_BLOCK, 3);
-
-        // Too large.
-        let (mut w, f) = spool.create("t").unwrap();
-        w.append(&big).unwrap();
-        assert_eq!(hashing(&w), "thread");
-        assert!(matches!(w.append(&big), Err(SpoolError::TooLarge { .. })));
-        assert_eq!(hashing(&w), "gone");
-        assert!(matches!(
-            w.finish(),
-            Err(SpoolError::Closed(SpoolState::TooLarge))
-        ));
-        assert!(f.subs.lock().is_empty());
-        drop(f);
-
-        // Removed from elsewhere: the next append and finish fail, nothing is left running.
-        let (mut w, f) = spool.create("r").unwrap();
-        w.append(&big).unwrap();
-        spool.remove(&f);
-        assert!(matches!(w.append(b"x"), Err(SpoolError::Removed)));
-        assert_eq!(hashing(&w), "gone");
-        assert!(matches!(w.finish(), Err(SpoolError::Removed)));
-
-        // Removed with the hash still behind: Removed, never Complete.
-        let (mut w, g) = spool.create("r2").unwrap();
-        w.append(&big).unwrap();
-        spool.remove(&g);
-        assert!(matches!(w.finish(), Err(SpoolError::Removed)));
-        assert_eq!(g.state(), SpoolState::Aborted);
-
-        // Abort.
-        let (mut w, h) = spool.create("a").unwrap();
-        w.append(&big).unwrap();
-        w.abort();
-        assert_eq!(h.state(), SpoolState::Aborted);
-        assert!(h.subs.lock().is_empty());
-        drop((f, g, h));
-        assert_eq!(spool.used_bytes(), 0);
         let _ = fs::remove_dir_all(&dir);
     }
 
