@@ -196,8 +196,10 @@ fn slow_receiver_does_not_slow_the_others() {
         }
         took
     };
-    let alone = time_for(false);
-    let with = time_for(true);
+    // Best of three each: the comparison is about the engine, not about a noisy machine.
+    let best = |with_slow: bool| (0..3).map(|_| time_for(with_slow)).min().unwrap();
+    let alone = best(false);
+    let with = best(true);
     eprintln!("9 receivers alone: {alone:?}, with a 1 MiB/s one: {with:?}");
     assert!(
         with.as_secs_f64() <= alone.as_secs_f64() * 1.2 + 0.05,
@@ -237,8 +239,10 @@ fn broken_receivers_fail_alone() {
     for (p, s) in &states {
         match p.as_str() {
             p if p.starts_with("good") => assert_eq!(*s, DeliveryState::Done, "{p}"),
+            // A receiver closing with unread data makes the kernel reset the connection.
             "closer" => assert!(
-                matches!(s, DeliveryState::Failed { reason, .. } if reason.contains("closed")),
+                matches!(s, DeliveryState::Failed { reason, .. }
+                    if reason.contains("closed") || reason.contains("reset")),
                 "closer: {s:?}"
             ),
             "r481" => assert!(
@@ -385,11 +389,11 @@ fn leaving_mid_transfer_aborts_only_that_delivery() {
         Some("aborted by the sender"),
         "{got:?}"
     );
-    let tr = e.roster().transfer(t).unwrap();
-    for d in tr.deliveries {
-        match d.participant.as_str() {
-            "stays" => assert_eq!(d.state, DeliveryState::Done),
-            _ => assert_eq!(d.state, DeliveryState::Cancelled),
+    // The receiver has the file before the engine has its success REPORT: wait for the roster.
+    for (p, s) in wait_done(&e, t, 2, Duration::from_secs(10)) {
+        match p.as_str() {
+            "stays" => assert_eq!(s, DeliveryState::Done),
+            _ => assert_eq!(s, DeliveryState::Cancelled),
         }
     }
 }
