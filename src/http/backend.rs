@@ -309,8 +309,9 @@ impl Backend for EngineBackend {
         let Some(t) = self.inner.engine.roster().transfer(tid) else {
             return false;
         };
-        // Cancelling a transfer that already ended changes nothing: keep its real outcome.
-        if Self::is_active(&t) {
+        // Cancelling a transfer that already ended changes nothing: keep its real outcome. One
+        // whose deliveries the engine has not created yet is still to be delivered.
+        if Self::is_active(&t) || t.deliveries.is_empty() {
             self.inner.verdicts.lock().insert(tid, Verdict::Cancelled);
         }
         match self.inner.engine.cancel(tid.0) {
@@ -690,7 +691,17 @@ mod tests {
         up.finish().unwrap();
         let json = b.transfer_json(&id).unwrap();
         assert!(json.contains("\"state\":\"complete\""), "{json}");
-        // The SIP participant never answers: the delivery is still running, so cancel counts.
+        // The SIP participant never answers: once its delivery exists it is still running, so
+        // cancel counts.
+        let t0 = std::time::Instant::now();
+        while e
+            .roster()
+            .transfer(crate::roster::TransferId(id.parse().unwrap()))
+            .is_none_or(|t| t.deliveries.is_empty())
+        {
+            assert!(t0.elapsed().as_secs() < 5);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         assert!(b.cancel(&id));
         assert!(b.transfer_json(&id).unwrap().contains("\"cancelled\""));
         let t0 = std::time::Instant::now();

@@ -704,6 +704,10 @@ impl Core {
             }
             Cmd::NewTransfer { transfer, file } => {
                 self.files.insert(transfer, file);
+                if self.shared.cancelled.lock().contains(&transfer) {
+                    // Cancelled before the engine got to it: nobody is offered the file.
+                    return;
+                }
                 let Some(t) = self.shared.roster.transfer(transfer) else {
                     return;
                 };
