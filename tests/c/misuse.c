@@ -14,7 +14,11 @@ static void busy_socket(const char *dir)
     struct sockaddr_un a;
     msrpcast_client *c = NULL;
     int fd = socket(AF_UNIX, SOCK_DGRAM, 0), i, busy_at = -1;
-    double worst = 0.0;
+    double worst = 0.0, limit = 5.0;
+    /* Under valgrind every call is many times slower: run.sh raises the limit there. */
+    const char *env = getenv("MSRPCAST_MAX_CALL_MS");
+    if (env != NULL && atof(env) > 0.0)
+        limit = atof(env);
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
     snprintf(a.sun_path, sizeof a.sun_path, "%s/stuck.sock", dir);
@@ -34,8 +38,8 @@ static void busy_socket(const char *dir)
     }
     if (busy_at < 0)
         FAIL("the socket never filled up");
-    if (worst >= 5.0)
-        FAIL("a call took %.3f ms", worst);
+    if (worst >= limit)
+        FAIL("a call took %.3f ms (limit %.1f ms)", worst, limit);
     printf("misuse: full socket -> MSRPCAST_ERR_BUSY after %d datagrams, slowest call %.3f ms\n",
            busy_at, worst);
     msrpcast_client_free(c);
