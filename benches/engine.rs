@@ -7,8 +7,6 @@
 //! receivers join and get it as late joiners: the figure is delivery throughput, not upload
 //! speed (the HTTP benchmarks measure the overlap of both).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use msrpcast::config::Config;
@@ -16,49 +14,8 @@ use msrpcast::roster::{DeliveryState, TransferId};
 use msrpcast::runtime::receive::{ReceiveServer, Sink};
 use msrpcast::runtime::Engine;
 
-struct Receiver {
-    child: Child,
-    uri: String,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_receiver(threads: usize) -> Receiver {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
-        .args([
-            "receive",
-            "--listen",
-            "127.0.0.1:0",
-            "--session-id",
-            "bench",
-            "--discard",
-            "--no-hash",
-            "--threads",
-            &threads.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("msrpcast receive");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut uri = String::new();
-    out.read_line(&mut uri).expect("receiver URI");
-    // Keep draining its per-message lines so it never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            line.clear();
-        }
-    });
-    Receiver {
-        child,
-        uri: uri.trim().to_string(),
-    }
-}
+mod common;
+use common::start_receiver;
 
 fn engine(tag: &str) -> (Engine, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("msrpcast-bench-{tag}-{}", std::process::id()));
@@ -126,7 +83,7 @@ fn peak_rss_mib() -> f64 {
 
 /// Delivers a spooled file of `size` bytes to `n` receivers; returns (GB/s, peak RSS MiB).
 fn fanout(n: usize, size: u64) -> (f64, f64) {
-    let rx = start_receiver(1);
+    let rx = start_receiver("bench", 1);
     let (e, dir) = engine(&format!("fanout{n}"));
     let t = spool_file(&e, "c", size);
     reset_peak_rss();

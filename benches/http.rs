@@ -12,9 +12,8 @@
 //!
 //! The client is a minimal HTTP/1.1 client of its own writing 1 MiB blocks. `--quick`: 32 MiB.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,51 +23,11 @@ use msrpcast::roster::DeliveryState;
 use msrpcast::runtime::Engine;
 use sha1::{Digest, Sha1};
 
+mod common;
+use common::start_receiver;
+
 const TOKEN: &str = "bench-token";
 const BLOCK: usize = 1 << 20;
-
-struct Receiver {
-    child: Child,
-    uri: String,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_receiver(threads: usize) -> Receiver {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
-        .args([
-            "receive",
-            "--listen",
-            "127.0.0.1:0",
-            "--session-id",
-            "httpbench",
-            "--discard",
-            "--no-hash",
-            "--threads",
-            &threads.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("msrpcast receive");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut uri = String::new();
-    out.read_line(&mut uri).expect("receiver URI");
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            line.clear();
-        }
-    });
-    Receiver {
-        child,
-        uri: uri.trim().to_string(),
-    }
-}
 
 struct Setup {
     server: Option<HttpServer>,
@@ -209,7 +168,7 @@ fn http_upload(size: u64) -> f64 {
 
 /// (total seconds, upload seconds) of an upload to `n` receivers.
 fn upload_to_delivery(size: u64, n: usize) -> (f64, f64) {
-    let rx = start_receiver(2);
+    let rx = start_receiver("httpbench", 2);
     let s = Setup::new("fanout");
     for i in 0..n {
         s.engine()

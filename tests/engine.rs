@@ -13,6 +13,14 @@ use msrpcast::runtime::receive::{hex, Misbehave, ReceiveServer, Received, Sink};
 use msrpcast::runtime::{Engine, Signal};
 use sha1::{Digest, Sha1};
 
+mod common;
+use common::{upload, wait_joined};
+
+/// [`common::wait_done`] without extra context.
+fn wait_done(e: &Engine, t: TransferId, n: usize, limit: Duration) -> Vec<(String, DeliveryState)> {
+    common::wait_done(e, t, n, limit, String::new)
+}
+
 fn tmpdir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!(
         "msrpcast-test-{}-{}-{}",
@@ -55,61 +63,6 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
     }
     v.truncate(len);
     v
-}
-
-fn wait_joined(e: &Engine, conf: &str, n: usize) {
-    let t0 = Instant::now();
-    while e
-        .roster()
-        .conference(conf)
-        .map(|c| c.participants.len())
-        .unwrap_or(0)
-        < n
-    {
-        assert!(t0.elapsed() < Duration::from_secs(5), "joins not processed");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn upload(e: &Engine, conf: &str, body: &[u8]) -> TransferId {
-    let mut up = e
-        .upload(
-            conf,
-            "file.bin",
-            "application/octet-stream",
-            Some(body.len() as u64),
-        )
-        .unwrap();
-    let t = up.transfer;
-    for c in body.chunks(1 << 20) {
-        up.append(c).unwrap();
-    }
-    up.finish().unwrap();
-    t
-}
-
-/// Waits until every delivery of `t` is terminal; returns (participant, state).
-fn wait_done(e: &Engine, t: TransferId, n: usize, limit: Duration) -> Vec<(String, DeliveryState)> {
-    let t0 = Instant::now();
-    loop {
-        let tr = e.roster().transfer(t).expect("transfer");
-        if tr.deliveries.len() >= n && tr.deliveries.iter().all(|d| d.state.is_terminal()) {
-            return tr
-                .deliveries
-                .into_iter()
-                .map(|d| (d.participant, d.state))
-                .collect();
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "deliveries not finished in {limit:?}: {:?}",
-            tr.deliveries
-                .iter()
-                .map(|d| (&d.participant, &d.state))
-                .collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 fn next_received(r: &ReceiveServer, secs: u64) -> Received {

@@ -21,10 +21,13 @@ use msrpcast::msrp::ids::IdGen;
 use msrpcast::msrp::parser::{FrameDecoder, Limits};
 use msrpcast::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
 use msrpcast::msrp::{writer, Uri};
-use msrpcast::roster::{DeliveryState, TransferId};
+use msrpcast::roster::DeliveryState;
 use msrpcast::runtime::receive::{hex, ReceiveServer, RelayLogin, Sink};
 use msrpcast::runtime::Engine;
 use sha1::{Digest, Sha1};
+
+mod common;
+use common::{upload, wait_joined};
 
 const USER: &str = "msrpcast";
 const PASSWORD: &str = "relay-secret";
@@ -142,67 +145,6 @@ fn sha1_hex(b: &[u8]) -> String {
     hex(&Sha1::digest(b))
 }
 
-fn wait_joined(e: &Engine, conf: &str, n: usize) {
-    let t0 = Instant::now();
-    while e
-        .roster()
-        .conference(conf)
-        .map(|c| c.participants.len())
-        .unwrap_or(0)
-        < n
-    {
-        assert!(t0.elapsed() < Duration::from_secs(5), "joins not processed");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn upload(e: &Engine, conf: &str, body: &[u8]) -> TransferId {
-    let mut up = e
-        .upload(
-            conf,
-            "random.bin",
-            "application/octet-stream",
-            Some(body.len() as u64),
-        )
-        .unwrap();
-    let t = up.transfer;
-    for c in body.chunks(1 << 20) {
-        up.append(c).unwrap();
-    }
-    up.finish().unwrap();
-    t
-}
-
-fn wait_done(
-    e: &Engine,
-    t: TransferId,
-    n: usize,
-    limit: Duration,
-    relay: &Relay,
-) -> Vec<(String, DeliveryState)> {
-    let t0 = Instant::now();
-    loop {
-        let tr = e.roster().transfer(t).expect("transfer");
-        if tr.deliveries.len() >= n && tr.deliveries.iter().all(|d| d.state.is_terminal()) {
-            return tr
-                .deliveries
-                .into_iter()
-                .map(|d| (d.participant, d.state))
-                .collect();
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "deliveries not finished in {limit:?}: {:?}\nrelay log:\n{}",
-            tr.deliveries
-                .iter()
-                .map(|d| (&d.participant, &d.state))
-                .collect::<Vec<_>>(),
-            relay.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// TCP connections in /proc/net/tcp (any state, TIME_WAIT included) between the two ports on
 /// 127.0.0.1, in either direction: proves the engine's end of its relay connection was bound to
 /// its listen port (`msrp_reuse_port`).
@@ -266,7 +208,7 @@ fn sixteen_mib_through_kamailio_relay() {
     let want = sha1_hex(&body);
     let t0 = Instant::now();
     let t = upload(&e, "c", &body);
-    let states = wait_done(&e, t, 1, Duration::from_secs(60), &relay);
+    let states = common::wait_done(&e, t, 1, Duration::from_secs(60), || relay.log_tail());
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(states[0].1, DeliveryState::Done, "{states:?}");
     check_saved(&rx, &want, body.len());
@@ -441,7 +383,7 @@ fn four_receivers_through_one_relay() {
     let want = sha1_hex(&body);
     let t0 = Instant::now();
     let t = upload(&e, "c", &body);
-    let states = wait_done(&e, t, 4, Duration::from_secs(60), &relay);
+    let states = common::wait_done(&e, t, 4, Duration::from_secs(60), || relay.log_tail());
     let secs = t0.elapsed().as_secs_f64();
     for (p, s) in &states {
         assert_eq!(*s, DeliveryState::Done, "{p}: {states:?}");
