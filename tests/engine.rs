@@ -16,6 +16,14 @@ use sha1::{Digest, Sha1};
 mod common;
 use common::{upload, wait_joined};
 
+/// The tests of this file run one at a time: they move gigabytes and one of them compares
+/// timings, which a concurrent fan-out on the same two cores would distort.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// [`common::wait_done`] without extra context.
 fn wait_done(e: &Engine, t: TransferId, n: usize, limit: Duration) -> Vec<(String, DeliveryState)> {
     common::wait_done(e, t, n, limit, String::new)
@@ -95,22 +103,26 @@ fn fanout(n: usize, size: usize) {
 
 #[test]
 fn fanout_1_receiver_64mib() {
+    let _serial = serial();
     fanout(1, 64 << 20);
 }
 
 #[test]
 fn fanout_10_receivers_64mib() {
+    let _serial = serial();
     fanout(10, 64 << 20);
 }
 
 #[test]
 fn fanout_100_receivers_64mib() {
+    let _serial = serial();
     fanout(100, 64 << 20);
 }
 
 /// A receiver that reads 1 MiB/s does not slow the other nine.
 #[test]
 fn slow_receiver_does_not_slow_the_others() {
+    let _serial = serial();
     let size = 32 << 20;
     let body = data(size, 7);
     let time_for = |with_slow: bool| -> Duration {
@@ -163,6 +175,7 @@ fn slow_receiver_does_not_slow_the_others() {
 /// Broken receivers each fail with their reason; the others succeed.
 #[test]
 fn broken_receivers_fail_alone() {
+    let _serial = serial();
     let (e, _dir) = engine(
         "broken",
         &[
@@ -251,6 +264,7 @@ fn next_signal(e: &Engine, secs: u64) -> Signal {
 /// the BYE follows the delivery.
 #[test]
 fn late_answer_gets_the_whole_file_and_a_bye() {
+    let _serial = serial();
     let (e, _dir) = engine("late", &[]);
     let r = receiver(None);
     e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
@@ -283,6 +297,7 @@ fn late_answer_gets_the_whole_file_and_a_bye() {
 
 #[test]
 fn rejected_invite_fails_with_its_code() {
+    let _serial = serial();
     let (e, _dir) = engine("reject", &[]);
     e.join("c", "bob", "sip:bob@127.0.0.1:5998", None).unwrap();
     wait_joined(&e, "c", 1);
@@ -307,6 +322,7 @@ fn rejected_invite_fails_with_its_code() {
 
 #[test]
 fn late_joiner_is_offered_earlier_files() {
+    let _serial = serial();
     let (e, _dir) = engine("latejoin", &[]);
     let first = receiver(None);
     e.join_direct("c", "first", &first.uri.to_string()).unwrap();
@@ -325,6 +341,7 @@ fn late_joiner_is_offered_earlier_files() {
 
 #[test]
 fn leaving_mid_transfer_aborts_only_that_delivery() {
+    let _serial = serial();
     let (e, _dir) = engine("leave", &[]);
     let stays = receiver(None);
     let leaves = receiver(Some(Misbehave::Rate(8 << 20)));
@@ -353,6 +370,7 @@ fn leaving_mid_transfer_aborts_only_that_delivery() {
 
 #[test]
 fn aborted_upload_aborts_started_deliveries() {
+    let _serial = serial();
     let (e, _dir) = engine("abort", &[]);
     let a = receiver(None);
     let b = receiver(None);
