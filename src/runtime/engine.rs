@@ -211,6 +211,19 @@ impl Upload {
         Ok(())
     }
 
+    /// Records how the upload ended and tells the deliveries (spool state) and the core thread
+    /// (deliveries not yet connected).
+    fn publish_end(&self, state: TransferState, size: Option<u64>) {
+        let _ = self
+            .shared
+            .roster
+            .set_transfer_state(self.transfer, state, size);
+        self.waker.wake();
+        let _ = self.tx.send(Cmd::UploadEnded {
+            transfer: self.transfer,
+        });
+    }
+
     fn end(&mut self, e: SpoolError) {
         let state = match e {
             SpoolError::TooLarge { limit } => TransferState::TooLarge { limit },
@@ -218,31 +231,19 @@ impl Upload {
                 reason: other.to_string(),
             },
         };
-        let _ = self
-            .shared
-            .roster
-            .set_transfer_state(self.transfer, state, None);
-        self.waker.wake();
-        let _ = self.tx.try_send(Cmd::UploadEnded {
-            transfer: self.transfer,
-        });
+        self.publish_end(state, None);
     }
 
     fn abort_inner(&mut self) {
         if let Some(w) = self.writer.take() {
             let size = w.written();
             w.abort();
-            let _ = self.shared.roster.set_transfer_state(
-                self.transfer,
+            self.publish_end(
                 TransferState::Aborted {
                     reason: "upload aborted".into(),
                 },
                 Some(size),
             );
-            self.waker.wake();
-            let _ = self.tx.send(Cmd::UploadEnded {
-                transfer: self.transfer,
-            });
         }
     }
 
@@ -253,15 +254,7 @@ impl Upload {
         };
         let size = w.written();
         let sha1 = w.finish().map_err(|e| EngineError::Spool(e.to_string()))?;
-        let _ = self.shared.roster.set_transfer_state(
-            self.transfer,
-            TransferState::Complete { sha1 },
-            Some(size),
-        );
-        self.waker.wake();
-        let _ = self.tx.send(Cmd::UploadEnded {
-            transfer: self.transfer,
-        });
+        self.publish_end(TransferState::Complete { sha1 }, Some(size));
         Ok(sha1)
     }
 
