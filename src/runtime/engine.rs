@@ -253,7 +253,19 @@ impl Upload {
             return Err(EngineError::Spool("upload already ended".into()));
         };
         let size = w.written();
-        let sha1 = w.finish().map_err(|e| EngineError::Spool(e.to_string()))?;
+        let sha1 = match w.finish() {
+            Ok(sha1) => sha1,
+            Err(e) => {
+                // Without this the transfer would stay "receiving" and its deliveries wait.
+                self.publish_end(
+                    TransferState::Aborted {
+                        reason: e.to_string(),
+                    },
+                    Some(size),
+                );
+                return Err(EngineError::Spool(e.to_string()));
+            }
+        };
         self.publish_end(TransferState::Complete { sha1 }, Some(size));
         Ok(sha1)
     }
