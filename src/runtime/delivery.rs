@@ -81,6 +81,8 @@ pub struct DeliveryConn {
     local_path: Bytes,
     peer_path: Bytes,
     outcome: Option<Outcome>,
+    /// The write side was shut down (failed delivery, queue flushed).
+    write_shut: bool,
     /// Closing: the outcome is known; flush what is queued (a `#` end-line) then close.
     closing_deadline: Option<Instant>,
     read_buf: Vec<u8>,
@@ -125,6 +127,7 @@ impl DeliveryConn {
             local_path: p.local_path,
             peer_path: p.peer_path,
             outcome: None,
+            write_shut: false,
             closing_deadline: None,
             read_buf: vec![0; READ_BUF],
         }
@@ -427,9 +430,40 @@ impl DeliveryConn {
         if self.outcome.is_none() {
             self.drain_events(now);
         }
-        match self.closing_deadline {
-            Some(d) if self.out.is_empty() || now >= d => Flow::Close,
-            _ => Flow::Continue,
+        self.close_step(now)
+    }
+
+    /// Once the outcome is known: flush the queue, then close. A failed delivery half-closes
+    /// first and reads (discarding) until the peer closes: closing a socket with unread input
+    /// makes the kernel send a reset that throws away what is still queued for the peer — the
+    /// `#` of an abort among it.
+    fn close_step(&mut self, now: Instant) -> Flow {
+        let Some(deadline) = self.closing_deadline else {
+            return Flow::Continue;
+        };
+        if now >= deadline {
+            return Flow::Close;
+        }
+        if !self.out.is_empty() {
+            return Flow::Continue;
+        }
+        if self.outcome == Some(Outcome::Completed) {
+            return Flow::Close;
+        }
+        if !self.write_shut {
+            self.write_shut = true;
+            if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
+                return Flow::Close;
+            }
+        }
+        loop {
+            match self.stream.read(&mut self.read_buf) {
+                Ok(0) => return Flow::Close,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Flow::Close,
+            }
         }
     }
 }
@@ -482,10 +516,10 @@ impl Handler for DeliveryConn {
                     while self.sender.poll_event().is_some() {}
                     self.fail(Some(code), reason, now);
                 }
-                if self.connecting || self.out.is_empty() {
+                if self.connecting {
                     Flow::Close
                 } else {
-                    Flow::Continue
+                    self.close_step(now)
                 }
             }
         }
