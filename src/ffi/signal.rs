@@ -80,14 +80,14 @@ impl msrpcast_signal {
                 sdp,
                 sender_uri,
             } => msrpcast_signal {
-                delivery,
+                delivery: delivery.0,
                 target: with_nul(&target_uri),
                 sdp: with_nul(&sdp),
                 sender: with_nul(&sender_uri),
                 ..msrpcast_signal::empty(MSRPCAST_SIGNAL_OFFER)
             },
             Signal::Bye { delivery } => msrpcast_signal {
-                delivery,
+                delivery: delivery.0,
                 ..msrpcast_signal::empty(MSRPCAST_SIGNAL_BYE)
             },
         }
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn offer_accessors() {
         let s = Box::into_raw(Box::new(msrpcast_signal::from_signal(Signal::Offer {
-            delivery: 9,
+            delivery: crate::roster::DeliveryId(9),
             target_uri: "sip:a@b".into(),
             sdp: "v=0\r\n".into(),
             sender_uri: "sip:m@x".into(),

@@ -314,7 +314,7 @@ impl Backend for EngineBackend {
         if Self::is_active(&t) || t.deliveries.is_empty() {
             self.inner.verdicts.lock().insert(tid, Verdict::Cancelled);
         }
-        match self.inner.engine.cancel(tid.0) {
+        match self.inner.engine.cancel(tid) {
             Ok(()) => true,
             Err(EngineError::UnknownTransfer(_)) => false,
             Err(e) => {

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::roster::json;
+use crate::roster::{json, DeliveryId, TransferId};
 use crate::runtime::engine::{Engine, EngineError, Upload};
 use crate::runtime::log::Level;
 
@@ -602,17 +602,20 @@ pub fn apply(
             conference,
             participant,
         } => (engine.leave(conference, participant), &counters.leaves),
-        Request::Answered { delivery, sdp } => (engine.answered(delivery, sdp), &counters.answered),
+        Request::Answered { delivery, sdp } => (
+            engine.answered(DeliveryId(delivery), sdp),
+            &counters.answered,
+        ),
         Request::Rejected { delivery, sip_code } => {
             let code = u16::try_from(sip_code)
                 .map_err(|_| EngineError::BadInput(format!("SIP code {sip_code}")));
             (
-                code.and_then(|c| engine.rejected(delivery, c)),
+                code.and_then(|c| engine.rejected(DeliveryId(delivery), c)),
                 &counters.rejected,
             )
         }
-        Request::Ended { delivery } => (engine.ended(delivery), &counters.ended),
-        Request::Cancel { transfer } => (engine.cancel(transfer), &counters.cancels),
+        Request::Ended { delivery } => (engine.ended(DeliveryId(delivery)), &counters.ended),
+        Request::Cancel { transfer } => (engine.cancel(TransferId(transfer)), &counters.cancels),
         Request::UploadFile { conference, path } => (
             match uploads.start(engine, conference, Path::new(path)) {
                 Ok(_) => Ok(()),

@@ -1,0 +1,816 @@
+//! The engine's decisions, sans-IO: who gets which file, when to offer, when a delivery has
+//! waited too long, when to say bye.
+//!
+//! [`Core`] owns no thread, socket, channel or clock. Inputs arrive through its `handle_*`
+//! methods, each with the time `now` where time matters; its outputs are [`Action`]s taken with
+//! [`Core::poll_action`] (signals for the host, aborts for the I/O pool, connections to dial,
+//! spool files to remove) and the next deadline, [`Core::poll_timeout`]. The driver
+//! (`driver.rs`) carries them out. State shared with other threads is data only: the roster, the
+//! set of cancelled transfers, the sessions the MSRP listener waits for, and each delivery's
+//! [`Progress`] counters.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::msrp::ids::IdGen;
+use crate::msrp::sender::{Sender as MsrpSender, SenderConfig};
+use crate::msrp::{writer, Host, Message, Uri};
+use crate::roster::{
+    DeliveryId, DeliveryState, Joined, Left, Roster, TransferId, TransferSnapshot, TransferState,
+};
+use crate::runtime::delivery::{Outcome as DeliveryOutcome, Progress, PHASE_SENDING};
+use crate::runtime::log::{Level, Logger};
+use crate::runtime::spool::{SpoolFile, SpoolState};
+use crate::sdp;
+
+use super::Signal;
+
+/// State the core shares with the public API and the upload writers.
+pub(super) struct Shared {
+    pub roster: Roster,
+    /// Cancelled transfers, checked by their upload writers.
+    pub cancelled: Mutex<HashSet<TransferId>>,
+}
+
+/// Sessions whose participant is to connect to us (`a=setup:active`), by session id: the MSRP
+/// listener hands a connection whose first frame names one of them to the core.
+pub(super) type Awaited = Arc<Mutex<HashMap<Bytes, DeliveryId>>>;
+
+/// What the core asks its driver to do.
+#[derive(Debug)]
+pub(super) enum Action {
+    /// Queue this request for the host.
+    Signal(Signal),
+    /// Stop the delivery's connection on the I/O pool (it sends `#` and reports its outcome).
+    Abort {
+        delivery: DeliveryId,
+        reason: String,
+    },
+    /// Resolve the first URI of `to_path` and connect to it; report with
+    /// [`Core::handle_dialed`] or [`Core::handle_dial_failed`].
+    Dial {
+        delivery: DeliveryId,
+        to_path: Vec<Uri>,
+    },
+    /// Remove this file from the spool.
+    Unspool(Arc<SpoolFile>),
+}
+
+/// Everything but the socket that a delivery connection needs, returned when a connection for
+/// a delivery exists (dialed or accepted).
+pub(super) struct Attach {
+    pub delivery: DeliveryId,
+    /// An outgoing connection still being established.
+    pub connecting: bool,
+    pub sender: MsrpSender,
+    pub file: Arc<SpoolFile>,
+    pub progress: Arc<Progress>,
+    pub local_path: Bytes,
+    pub peer_path: Bytes,
+    /// The first frame the participant sent on a connection it opened.
+    pub first: Option<Message>,
+}
+
+/// The SIP side of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sip {
+    /// Reached directly by MSRP URI: no SIP dialog.
+    Direct,
+    Offered {
+        deadline: Instant,
+    },
+    /// The INVITE was answered with 2xx: a BYE is owed at the end.
+    Answered,
+    /// No dialog any more (rejected, or ended by the peer).
+    Gone,
+}
+
+impl Sip {
+    /// A dialog exists or is being set up: ending the delivery owes the host a `Bye`.
+    fn owes_bye(self) -> bool {
+        matches!(self, Sip::Offered { .. } | Sip::Answered)
+    }
+}
+
+/// A delivery the core is responsible for, until its outcome.
+struct Live {
+    transfer: TransferId,
+    participant: String,
+    session_id: Bytes,
+    local_uri: Uri,
+    sip: Sip,
+    progress: Arc<Progress>,
+    /// The connection exists on the I/O pool.
+    on_io: bool,
+    /// Waiting for the participant to connect (it answered `a=setup:active`).
+    accept_deadline: Option<Instant>,
+    /// Waiting for name resolution and the start of an outgoing connection.
+    dial_deadline: Option<Instant>,
+}
+
+impl Live {
+    /// The earliest deadline of this delivery, with the code and reason it fails with then.
+    fn deadline(&self) -> Option<(Instant, &'static str)> {
+        if self.on_io {
+            return None;
+        }
+        if let Sip::Offered { deadline } = self.sip {
+            return Some((deadline, "no answer to the file INVITE"));
+        }
+        if let Some(d) = self.accept_deadline {
+            return Some((d, "the participant never connected"));
+        }
+        self.dial_deadline
+            .map(|d| (d, "no address for the participant's MSRP host in time"))
+    }
+}
+
+/// The engine's decision state.
+pub(super) struct Core {
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    logger: Logger,
+    ids: IdGen,
+    files: HashMap<TransferId, Arc<SpoolFile>>,
+    live: HashMap<DeliveryId, Live>,
+    direct: HashMap<(String, String), Vec<Uri>>,
+    awaited: Awaited,
+    msrp_addr: SocketAddr,
+    advertise_host: String,
+    advertise_port: u16,
+    actions: VecDeque<Action>,
+}
+
+impl Core {
+    pub fn new(
+        cfg: Arc<Config>,
+        shared: Arc<Shared>,
+        awaited: Awaited,
+        logger: Logger,
+        msrp_addr: SocketAddr,
+    ) -> Result<Core, String> {
+        let (advertise_host, advertise_port) = advertise(&cfg, msrp_addr);
+        Ok(Core {
+            ids: IdGen::new().map_err(|e| format!("no OS randomness: {e}"))?,
+            cfg,
+            shared,
+            logger,
+            files: HashMap::new(),
+            live: HashMap::new(),
+            direct: HashMap::new(),
+            awaited,
+            msrp_addr,
+            advertise_host,
+            advertise_port,
+            actions: VecDeque::new(),
+        })
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest deadline: call [`Core::handle_tick`] then at the latest.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.live
+            .values()
+            .filter_map(|l| l.deadline().map(|(d, _)| d))
+            .min()
+    }
+
+    fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        self.logger.log(level, "engine", args);
+    }
+
+    fn signal(&mut self, s: Signal) {
+        self.actions.push_back(Action::Signal(s));
+    }
+
+    /// A participant joined (`direct`: reached at this MSRP path, without SIP).
+    pub fn handle_join(
+        &mut self,
+        conference: String,
+        participant: String,
+        target: String,
+        display: Option<String>,
+        direct: Option<Vec<Uri>>,
+        now: Instant,
+    ) {
+        let joined =
+            self.shared
+                .roster
+                .join(&conference, &participant, &target, display.as_deref());
+        match joined {
+            Ok(Joined::New { .. }) => {
+                self.log(
+                    Level::Info,
+                    format_args!("{participant:?} joined conference {conference:?} ({target})"),
+                );
+                if let Some(u) = direct {
+                    self.direct
+                        .insert((conference.clone(), participant.clone()), u);
+                }
+                if self.cfg.offer_to_late_joiners {
+                    self.offer_earlier_files(&conference, &participant, now);
+                }
+            }
+            Ok(Joined::Already { .. }) => {
+                if let Some(u) = direct {
+                    self.direct.insert((conference, participant), u);
+                }
+            }
+            Err(e) => self.log(
+                Level::Warn,
+                format_args!("join of {participant:?} to {conference:?} refused: {e}"),
+            ),
+        }
+    }
+
+    fn offer_earlier_files(&mut self, conference: &str, participant: &str, now: Instant) {
+        for t in self.shared.roster.transfers_of(conference) {
+            let usable = matches!(
+                t.state,
+                TransferState::Complete { .. } | TransferState::Receiving
+            );
+            if usable && self.files.contains_key(&t.id) {
+                self.deliver(t.id, participant, now);
+            }
+        }
+    }
+
+    /// A participant left: its deliveries stop; the conference's files go when it ends.
+    pub fn handle_leave(&mut self, conference: &str, participant: &str) {
+        let Left::Left { cancelled, ended } = self.shared.roster.leave(conference, participant)
+        else {
+            return;
+        };
+        self.log(
+            Level::Info,
+            format_args!("{participant:?} left conference {conference:?}"),
+        );
+        self.direct
+            .remove(&(conference.to_string(), participant.to_string()));
+        for d in cancelled {
+            self.abort_delivery(d, "participant left the conference");
+        }
+        if let Some(ended) = ended {
+            self.log(Level::Info, format_args!("conference {:?} ended", ended.id));
+            for t in ended.transfers {
+                if let Some(f) = self.files.remove(&t) {
+                    self.actions.push_back(Action::Unspool(f));
+                }
+            }
+        }
+    }
+
+    /// The file INVITE was answered 2xx with `body`.
+    pub fn handle_answered(&mut self, d: DeliveryId, body: &str, now: Instant) {
+        let Some(l) = self.live.get_mut(&d) else {
+            // Left or cancelled meanwhile: the dialog still needs its BYE.
+            self.signal(Signal::Bye { delivery: d });
+            return;
+        };
+        l.sip = Sip::Answered;
+        let answer = match sdp::parse_answer(body) {
+            Ok(a) => a,
+            Err(e) => {
+                self.fail(d, Some(488), format!("unusable SDP answer: {e}"));
+                return;
+            }
+        };
+        let _ = self
+            .shared
+            .roster
+            .set_delivery_state(d, DeliveryState::Connecting);
+        if answer.setup == sdp::Setup::Active {
+            // The participant connects to us; its first frame names our session.
+            l.accept_deadline = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
+            self.awaited.lock().insert(l.session_id.clone(), d);
+            return;
+        }
+        self.dial(d, answer.path, now);
+    }
+
+    /// The file INVITE failed with this SIP code.
+    pub fn handle_rejected(&mut self, d: DeliveryId, code: u16) {
+        if let Some(l) = self.live.get_mut(&d) {
+            l.sip = Sip::Gone;
+            self.fail(d, Some(code), format!("file INVITE rejected with {code}"));
+        }
+    }
+
+    /// The file session's dialog ended (BYE from the participant, or ours completed).
+    pub fn handle_ended(&mut self, d: DeliveryId) {
+        let Some(l) = self.live.get_mut(&d) else {
+            return;
+        };
+        l.sip = Sip::Gone;
+        if l.on_io {
+            self.actions.push_back(Action::Abort {
+                delivery: d,
+                reason: "file session ended by the participant".into(),
+            });
+        } else {
+            self.fail(d, None, "file session ended before it started".into());
+        }
+    }
+
+    /// An upload started: every participant of its conference is offered the file.
+    pub fn handle_new_transfer(
+        &mut self,
+        transfer: TransferId,
+        file: Arc<SpoolFile>,
+        now: Instant,
+    ) {
+        self.files.insert(transfer, file);
+        if self.shared.cancelled.lock().contains(&transfer) {
+            // Cancelled before the engine got to it: nobody is offered the file.
+            return;
+        }
+        let Some(t) = self.shared.roster.transfer(transfer) else {
+            return;
+        };
+        for p in self.shared.roster.participants(&t.conference) {
+            self.deliver(transfer, &p.key, now);
+        }
+    }
+
+    /// An upload ended (its state is in the roster): deliveries not yet on the wire end here if
+    /// it failed; those on it see the spool state and send `#`.
+    pub fn handle_upload_ended(&mut self, transfer: TransferId) {
+        let Some(t) = self.shared.roster.transfer(transfer) else {
+            return;
+        };
+        self.log(
+            Level::Info,
+            format_args!(
+                "transfer {transfer}: upload {} ({} bytes)",
+                t.state.name(),
+                t.size
+            ),
+        );
+        if !t.state.is_finished() || matches!(t.state, TransferState::Complete { .. }) {
+            return;
+        }
+        let pending: Vec<DeliveryId> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.transfer == transfer && !l.on_io)
+            .map(|(d, _)| *d)
+            .collect();
+        for d in pending {
+            self.fail(d, None, "upload aborted".into());
+        }
+    }
+
+    /// A transfer is cancelled: each of its deliveries is aborted.
+    pub fn handle_cancel(&mut self, transfer: TransferId) {
+        let Some(t) = self.shared.roster.transfer(transfer) else {
+            return;
+        };
+        self.log(Level::Info, format_args!("transfer {transfer}: cancelled"));
+        for d in t.deliveries {
+            if let Ok(true) = self
+                .shared
+                .roster
+                .set_delivery_state(d.id, DeliveryState::Cancelled)
+            {
+                self.abort_delivery(d.id, "transfer cancelled");
+            }
+        }
+    }
+
+    /// A connection to the delivery's peer is being established from `local` (our end). `None`
+    /// when the delivery ended meanwhile: the driver closes the socket.
+    pub fn handle_dialed(
+        &mut self,
+        d: DeliveryId,
+        to_path: &[Uri],
+        local: Option<SocketAddr>,
+        now: Instant,
+    ) -> Option<Attach> {
+        let l = self.live.get_mut(&d)?;
+        l.dial_deadline = None;
+        let mut l_uri = l.local_uri.clone();
+        // Our From-Path must name our end of the connection: relays (Kamailio's msrp.so) send
+        // REPORTs back to the host:port of our URI. When the listen port could not be used (a
+        // second connection to the same relay would repeat the first one's address 4-tuple),
+        // name the port actually used — where no SDP a=path promised the listen port: direct
+        // deliveries and paths through a relay.
+        if matches!(l.sip, Sip::Direct) || to_path.len() > 1 {
+            if let Some(a) = local.filter(|a| a.port() != l_uri.effective_port()) {
+                l_uri.port = Some(a.port());
+            }
+        }
+        self.attach(d, true, to_path, l_uri, None, now)
+    }
+
+    /// Name resolution or the connection attempt failed.
+    pub fn handle_dial_failed(&mut self, d: DeliveryId, reason: String) {
+        if self.live.contains_key(&d) {
+            self.fail(d, None, reason);
+        }
+    }
+
+    /// The participant connected to us and its first frame named this delivery's session.
+    /// `None` when the delivery ended meanwhile: the driver closes the socket.
+    pub fn handle_accepted(
+        &mut self,
+        d: DeliveryId,
+        first: Message,
+        now: Instant,
+    ) -> Option<Attach> {
+        let l = self.live.get(&d)?;
+        // The peer's From-Path is our To-Path (RFC 4975 §7.2).
+        let to_path: Vec<Uri> = first.from_path.clone();
+        let l_uri = l.local_uri.clone();
+        self.attach(d, false, &to_path, l_uri, Some(first), now)
+    }
+
+    /// A delivery connection on the I/O pool ended.
+    pub fn handle_outcome(&mut self, d: DeliveryId, o: DeliveryOutcome) {
+        let Some(l) = self.live.remove(&d) else {
+            return;
+        };
+        self.awaited.lock().remove(&l.session_id);
+        let state = match o {
+            DeliveryOutcome::Completed => {
+                let total = self.files.get(&l.transfer).map(|f| f.len());
+                self.log(
+                    Level::Info,
+                    format_args!(
+                        "delivery {d}: transfer {} delivered to {:?} ({} bytes)",
+                        l.transfer,
+                        l.participant,
+                        total.unwrap_or_default()
+                    ),
+                );
+                DeliveryState::Done
+            }
+            DeliveryOutcome::Failed { code, reason } => {
+                let cancelled = self
+                    .shared
+                    .roster
+                    .delivery(d)
+                    .is_some_and(|s| s.state == DeliveryState::Cancelled);
+                self.log(
+                    if cancelled { Level::Info } else { Level::Warn },
+                    format_args!(
+                        "delivery {d}: transfer {} to {:?} {}: {reason}",
+                        l.transfer,
+                        l.participant,
+                        if cancelled { "cancelled" } else { "failed" }
+                    ),
+                );
+                DeliveryState::Failed {
+                    reason,
+                    code: code.filter(|c| *c != 0),
+                }
+            }
+        };
+        let _ = self.shared.roster.set_delivery_state(d, state);
+        if l.sip == Sip::Answered {
+            self.signal(Signal::Bye { delivery: d });
+        }
+    }
+
+    /// Time passed: deliveries past their deadline fail; progress is copied to the roster.
+    pub fn handle_tick(&mut self, now: Instant) {
+        let expired: Vec<(DeliveryId, &'static str)> = self
+            .live
+            .iter()
+            .filter_map(|(d, l)| {
+                l.deadline()
+                    .filter(|(t, _)| now >= *t)
+                    .map(|(_, r)| (*d, r))
+            })
+            .collect();
+        for (d, reason) in expired {
+            self.fail(d, Some(408), reason.into());
+        }
+        self.publish_progress();
+    }
+
+    fn publish_progress(&self) {
+        for (d, l) in &self.live {
+            if !l.on_io || l.progress.phase.load(Ordering::Acquire) != PHASE_SENDING {
+                continue;
+            }
+            let bytes = l.progress.acked.load(Ordering::Acquire);
+            let total = match self.files.get(&l.transfer).map(|f| f.state()) {
+                Some(SpoolState::Complete { size, .. }) => Some(size),
+                _ => None,
+            };
+            let _ = self
+                .shared
+                .roster
+                .set_delivery_state(*d, DeliveryState::Sending { bytes, total });
+        }
+        for (t, f) in &self.files {
+            if matches!(f.state(), SpoolState::Writing) {
+                let _ = self.shared.roster.set_transfer_size(*t, f.len());
+            }
+        }
+    }
+
+    /// The engine stops: every delivery fails, every spool file goes.
+    pub fn handle_stop(&mut self) {
+        let ds: Vec<DeliveryId> = self.live.keys().copied().collect();
+        for d in ds {
+            self.fail(d, Some(503), "engine stopped".into());
+        }
+        for (_, f) in self.files.drain() {
+            self.actions.push_back(Action::Unspool(f));
+        }
+    }
+
+    /// Aborts a delivery that the roster already marked cancelled (or that is being cancelled).
+    fn abort_delivery(&mut self, d: DeliveryId, reason: &str) {
+        let Some(l) = self.live.get(&d) else {
+            return;
+        };
+        if l.on_io {
+            self.actions.push_back(Action::Abort {
+                delivery: d,
+                reason: reason.into(),
+            });
+        } else if let Some(l) = self.live.remove(&d) {
+            self.awaited.lock().remove(&l.session_id);
+            if l.sip.owes_bye() {
+                self.signal(Signal::Bye { delivery: d });
+            }
+        }
+    }
+
+    fn fail(&mut self, d: DeliveryId, code: Option<u16>, reason: String) {
+        self.log(Level::Warn, format_args!("delivery {d} failed: {reason}"));
+        let _ = self
+            .shared
+            .roster
+            .set_delivery_state(d, DeliveryState::Failed { reason, code });
+        let Some(l) = self.live.remove(&d) else {
+            return;
+        };
+        self.awaited.lock().remove(&l.session_id);
+        if l.on_io {
+            self.actions.push_back(Action::Abort {
+                delivery: d,
+                reason: "failed".into(),
+            });
+        }
+        if l.sip.owes_bye() {
+            self.signal(Signal::Bye { delivery: d });
+        }
+    }
+
+    fn local_uri(&mut self) -> (Bytes, Uri) {
+        let session_id = self.ids.session_id();
+        let text = format!(
+            "msrp://{}:{}/{};tcp",
+            self.advertise_host,
+            self.advertise_port,
+            String::from_utf8_lossy(&session_id)
+        );
+        let uri = match Uri::parse_slice(text.as_bytes()) {
+            Ok(u) => u,
+            Err(_) => Uri {
+                secure: false,
+                userinfo: None,
+                host: Host::Name(Bytes::from(self.advertise_host.clone())),
+                port: Some(self.advertise_port),
+                session_id: session_id.clone(),
+                transport: Bytes::from_static(b"tcp"),
+                params: Vec::new(),
+            },
+        };
+        (session_id, uri)
+    }
+
+    /// Starts the delivery of `transfer` to `participant`: an offer through the host, or a
+    /// direct connection.
+    fn deliver(&mut self, transfer: TransferId, participant: &str, now: Instant) {
+        let (d, fresh) = match self.shared.roster.add_delivery(transfer, participant) {
+            Ok(x) => x,
+            Err(e) => {
+                self.log(Level::Warn, format_args!("no delivery: {e}"));
+                return;
+            }
+        };
+        if !fresh || self.live.contains_key(&d) {
+            return;
+        }
+        let Some(t) = self.shared.roster.transfer(transfer) else {
+            return;
+        };
+        let (session_id, local_uri) = self.local_uri();
+        let key = (t.conference.clone(), participant.to_string());
+        let direct = self.direct.get(&key).cloned();
+        let sip = match direct {
+            Some(_) => Sip::Direct,
+            None => Sip::Offered {
+                deadline: now + Duration::from_millis(self.cfg.answer_timeout_ms),
+            },
+        };
+        self.live.insert(
+            d,
+            Live {
+                transfer,
+                participant: participant.to_string(),
+                session_id,
+                local_uri: local_uri.clone(),
+                sip,
+                progress: Arc::new(Progress::default()),
+                on_io: false,
+                accept_deadline: None,
+                dial_deadline: None,
+            },
+        );
+        match direct {
+            Some(uri) => {
+                let _ = self
+                    .shared
+                    .roster
+                    .set_delivery_state(d, DeliveryState::Connecting);
+                self.dial(d, uri, now);
+            }
+            None => self.offer(d, &t, participant, local_uri),
+        }
+    }
+
+    /// Asks the host to send the file INVITE of delivery `d`.
+    fn offer(&mut self, d: DeliveryId, t: &TransferSnapshot, participant: &str, path: Uri) {
+        let target = self
+            .shared
+            .roster
+            .participants(&t.conference)
+            .into_iter()
+            .find(|p| p.key == participant)
+            .map(|p| p.target);
+        let Some(target) = target else {
+            self.fail(d, None, "participant has no target".into());
+            return;
+        };
+        let body = self.offer_sdp(d, t, path);
+        let _ = self
+            .shared
+            .roster
+            .set_delivery_state(d, DeliveryState::Offering);
+        self.log(
+            Level::Info,
+            format_args!(
+                "delivery {d}: offering transfer {} to {participant:?} at {target}",
+                t.id
+            ),
+        );
+        self.signal(Signal::Offer {
+            delivery: d,
+            target_uri: target,
+            sdp: body,
+            sender_uri: self.cfg.sender_uri.clone(),
+        });
+    }
+
+    fn offer_sdp(&mut self, d: DeliveryId, t: &TransferSnapshot, path: Uri) -> String {
+        let sha1 = match self.files.get(&t.id).map(|f| f.state()) {
+            Some(SpoolState::Complete { sha1, .. }) => Some(sha1),
+            _ => None,
+        };
+        let size = match &t.state {
+            TransferState::Complete { .. } => Some(t.size),
+            _ => t.declared_size,
+        };
+        let offer = sdp::FileOffer {
+            name: t.name.clone(),
+            content_type: if t.content_type.is_empty() {
+                "application/octet-stream".into()
+            } else {
+                t.content_type.clone()
+            },
+            size,
+            sha1,
+            file_transfer_id: String::from_utf8_lossy(&self.ids.message_id()).into_owned(),
+            disposition: "attachment".into(),
+            description: None,
+        };
+        let address = match self.advertise_host.trim_matches(['[', ']']).parse() {
+            Ok(a) => a,
+            Err(_) => self.msrp_addr.ip(),
+        };
+        let params = sdp::OfferParams {
+            // Unique per offer of this engine run: each delivery is a new SDP session.
+            session_version: d.0,
+            origin_user: "msrpcast".into(),
+            address,
+            port: self.advertise_port,
+            path,
+            accept_types: self.cfg.accept_types.clone(),
+            max_size: None,
+        };
+        sdp::build_offer(&params, &offer)
+    }
+
+    /// Asks the driver to connect to `to_path`'s first URI, within `connect_timeout_ms`.
+    fn dial(&mut self, d: DeliveryId, to_path: Vec<Uri>, now: Instant) {
+        if to_path.is_empty() {
+            self.fail(d, None, "empty MSRP path".into());
+            return;
+        }
+        if let Some(l) = self.live.get_mut(&d) {
+            l.dial_deadline = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
+        }
+        self.actions.push_back(Action::Dial {
+            delivery: d,
+            to_path,
+        });
+    }
+
+    fn sender_for(
+        &mut self,
+        l_uri: &Uri,
+        to_path: &[Uri],
+        t: TransferId,
+        now: Instant,
+    ) -> MsrpSender {
+        let cfg = SenderConfig {
+            chunk_bytes: usize::try_from(self.cfg.chunk_bytes).unwrap_or(usize::MAX),
+            window_bytes: self.cfg.window_bytes,
+            transaction_timeout: Duration::from_millis(self.cfg.transaction_timeout_ms),
+            report_timeout: Duration::from_millis(self.cfg.report_timeout_ms),
+            success_report: self.cfg.success_report,
+            bind_with_empty_send: self.cfg.bind_empty_send,
+            ..SenderConfig::default()
+        };
+        let ct = self
+            .shared
+            .roster
+            .transfer(t)
+            .map(|t| t.content_type)
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "application/octet-stream".into());
+        MsrpSender::new(
+            cfg,
+            to_path,
+            std::slice::from_ref(l_uri),
+            Bytes::from(ct),
+            &mut self.ids,
+            now,
+        )
+    }
+
+    /// The delivery's connection exists: everything the I/O pool needs to run it.
+    fn attach(
+        &mut self,
+        d: DeliveryId,
+        connecting: bool,
+        to_path: &[Uri],
+        l_uri: Uri,
+        first: Option<Message>,
+        now: Instant,
+    ) -> Option<Attach> {
+        let transfer = self.live.get(&d)?.transfer;
+        let Some(file) = self.files.get(&transfer).cloned() else {
+            self.fail(d, None, "file no longer spooled".into());
+            return None;
+        };
+        let sender = self.sender_for(&l_uri, to_path, transfer, now);
+        let l = self.live.get_mut(&d)?;
+        l.on_io = true;
+        Some(Attach {
+            delivery: d,
+            connecting,
+            sender,
+            file,
+            progress: l.progress.clone(),
+            local_path: writer::render_path(std::slice::from_ref(&l_uri)),
+            peer_path: writer::render_path(to_path),
+            first,
+        })
+    }
+}
+
+/// The host and port for our `a=path` URIs: `msrp_advertise` when set, else the listen address.
+fn advertise(cfg: &Config, bound: SocketAddr) -> (String, u16) {
+    match &cfg.msrp_advertise {
+        Some(a) => {
+            let host = if a.host.contains(':') {
+                format!("[{}]", a.host)
+            } else {
+                a.host.clone()
+            };
+            (host, a.port.unwrap_or(bound.port()))
+        }
+        None => match bound {
+            SocketAddr::V4(v) => (v.ip().to_string(), v.port()),
+            SocketAddr::V6(v) => (format!("[{}]", v.ip()), v.port()),
+        },
+    }
+}

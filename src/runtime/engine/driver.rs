@@ -1,0 +1,231 @@
+//! The core thread: a thin loop around the sans-IO [`Core`] that feeds it the engine's requests,
+//! the delivery outcomes and the clock, and carries out its [`Action`]s with the I/O pool, the
+//! spool, the host's signal queue and the network.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use crate::config::Config;
+use crate::msrp::parser::FrameDecoder;
+use crate::msrp::{Message, Uri};
+use crate::roster::{DeliveryId, TransferId};
+use crate::runtime::delivery::{DeliveryConn, DeliveryParts, Outcome, OutcomeSink};
+use crate::runtime::io::{Command, IoPool};
+use crate::runtime::net;
+use crate::runtime::spool::{Spool, SpoolFile};
+
+use super::core::{Action, Attach, Core};
+use super::{NotifySlot, Signal};
+
+/// How often the roster gets the deliveries' progress when no deadline comes sooner.
+const TICK: Duration = Duration::from_millis(200);
+
+/// A request for the core thread.
+pub(super) enum Cmd {
+    Join {
+        conference: String,
+        participant: String,
+        target: String,
+        display: Option<String>,
+        /// A participant reached directly at this MSRP path (To-Path, e.g. relay URIs then the
+        /// receiver's), without SIP.
+        direct: Option<Vec<Uri>>,
+    },
+    Leave {
+        conference: String,
+        participant: String,
+    },
+    Answered {
+        delivery: DeliveryId,
+        sdp: String,
+    },
+    Rejected {
+        delivery: DeliveryId,
+        code: u16,
+    },
+    Ended {
+        delivery: DeliveryId,
+    },
+    NewTransfer {
+        transfer: TransferId,
+        file: Arc<SpoolFile>,
+    },
+    UploadEnded {
+        transfer: TransferId,
+    },
+    Cancel {
+        transfer: TransferId,
+    },
+    /// An accepted connection whose first frame named a session we wait for.
+    Accepted {
+        delivery: DeliveryId,
+        stream: mio::net::TcpStream,
+        decoder: Box<FrameDecoder>,
+        first: Box<Message>,
+    },
+    Stop,
+}
+
+/// The core thread's state: the core and the means to carry out its actions.
+pub(super) struct Driver {
+    pub core: Core,
+    pub cfg: Arc<Config>,
+    pub io: Arc<IoPool>,
+    pub spool: Arc<Spool>,
+    pub signals: Sender<Signal>,
+    pub notify: NotifySlot,
+    pub outcomes: OutcomeSink,
+    pub msrp_addr: SocketAddr,
+}
+
+impl Driver {
+    /// Runs until [`Cmd::Stop`] or until every request sender is gone.
+    pub fn run(mut self, rx: Receiver<Cmd>, outcomes: Receiver<(u64, Outcome)>) {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wake = self
+                .core
+                .poll_timeout()
+                .map_or(next_tick, |t| t.min(next_tick));
+            let wait = wake.saturating_duration_since(Instant::now());
+            select! {
+                recv(rx) -> cmd => match cmd {
+                    Ok(Cmd::Stop) | Err(_) => break,
+                    Ok(cmd) => self.dispatch(cmd, Instant::now()),
+                },
+                recv(outcomes) -> o => if let Ok((d, o)) = o {
+                    self.core.handle_outcome(DeliveryId(d), o);
+                },
+                default(wait) => {}
+            }
+            let now = Instant::now();
+            if now >= wake {
+                self.core.handle_tick(now);
+                next_tick = now + TICK;
+            }
+            self.flush();
+        }
+        self.core.handle_stop();
+        self.flush();
+    }
+
+    fn dispatch(&mut self, cmd: Cmd, now: Instant) {
+        let core = &mut self.core;
+        match cmd {
+            Cmd::Join {
+                conference,
+                participant,
+                target,
+                display,
+                direct,
+            } => core.handle_join(conference, participant, target, display, direct, now),
+            Cmd::Leave {
+                conference,
+                participant,
+            } => core.handle_leave(&conference, &participant),
+            Cmd::Answered { delivery, sdp } => core.handle_answered(delivery, &sdp, now),
+            Cmd::Rejected { delivery, code } => core.handle_rejected(delivery, code),
+            Cmd::Ended { delivery } => core.handle_ended(delivery),
+            Cmd::NewTransfer { transfer, file } => core.handle_new_transfer(transfer, file, now),
+            Cmd::UploadEnded { transfer } => core.handle_upload_ended(transfer),
+            Cmd::Cancel { transfer } => core.handle_cancel(transfer),
+            Cmd::Accepted {
+                delivery,
+                stream,
+                decoder,
+                first,
+            } => {
+                if let Some(a) = core.handle_accepted(delivery, *first, now) {
+                    self.attach(a, stream, *decoder);
+                }
+            }
+            Cmd::Stop => {}
+        }
+    }
+
+    /// Carries out the core's actions (which may add more).
+    fn flush(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Signal(s) => {
+                    let _ = self.signals.send(s);
+                    if let Some(f) = self.notify.lock().clone() {
+                        f();
+                    }
+                }
+                Action::Abort { delivery, reason } => self
+                    .io
+                    .command(delivery.0, Command::Abort { reason, code: 0 }),
+                Action::Dial { delivery, to_path } => self.dial(delivery, &to_path),
+                Action::Unspool(f) => self.spool.remove(&f),
+            }
+        }
+    }
+
+    fn dial(&mut self, d: DeliveryId, to_path: &[Uri]) {
+        let Some(first) = to_path.first() else {
+            self.core.handle_dial_failed(d, "empty MSRP path".into());
+            return;
+        };
+        let peer = match net::resolve(first) {
+            Ok(a) => a,
+            Err(e) => {
+                self.core
+                    .handle_dial_failed(d, format!("cannot resolve {first}: {e}"));
+                return;
+            }
+        };
+        match self.connect(peer) {
+            Ok(stream) => {
+                let local = stream.local_addr().ok();
+                if let Some(a) = self.core.handle_dialed(d, to_path, local, Instant::now()) {
+                    self.attach(a, stream, FrameDecoder::new(Default::default()));
+                }
+            }
+            Err(e) => self
+                .core
+                .handle_dial_failed(d, format!("cannot connect to {peer}: {e}")),
+        }
+    }
+
+    /// Connects from the listen port when `msrp_reuse_port` asks for it, else (or when that
+    /// fails) from any port.
+    fn connect(&self, peer: SocketAddr) -> std::io::Result<mio::net::TcpStream> {
+        let same_family = self.msrp_addr.is_ipv4() == peer.is_ipv4();
+        if self.cfg.msrp_reuse_port && same_family {
+            if let Ok(s) = net::connect(peer, Some(self.msrp_addr)) {
+                return Ok(s);
+            }
+        }
+        net::connect(peer, None)
+    }
+
+    /// Puts a delivery connection on the I/O pool.
+    fn attach(&self, a: Attach, stream: mio::net::TcpStream, decoder: FrameDecoder) {
+        let waker = self.io.waker();
+        let subscription = a.file.subscribe(Arc::new(move || waker.wake()));
+        let parts = DeliveryParts {
+            id: a.delivery.0,
+            subscription,
+            stream,
+            connecting: a.connecting,
+            connect_timeout: Duration::from_millis(self.cfg.connect_timeout_ms),
+            sender: a.sender,
+            file: a.file,
+            decoder,
+            progress: a.progress,
+            sink: self.outcomes.clone(),
+            local_path: a.local_path,
+            peer_path: a.peer_path,
+        };
+        let now = Instant::now();
+        let mut conn = DeliveryConn::new(parts, now);
+        if let Some(first) = a.first {
+            conn.accept_first(first, now);
+        }
+        self.io.add(Box::new(conn));
+    }
+}
