@@ -430,6 +430,8 @@ impl Core {
         now: Instant,
     ) -> Option<Attach> {
         let l = self.live.get(&d)?;
+        // The listener took the session out already; one connection per session.
+        self.awaited.lock().remove(&l.session_id);
         // The peer's From-Path is our To-Path (RFC 4975 §7.2).
         let to_path: Vec<Uri> = first.from_path.clone();
         let l_uri = l.local_uri.clone();
@@ -812,5 +814,462 @@ fn advertise(cfg: &Config, bound: SocketAddr) -> (String, u16) {
             SocketAddr::V4(v) => (v.ip().to_string(), v.port()),
             SocketAddr::V6(v) => (format!("[{}]", v.ip()), v.port()),
         },
+    }
+}
+
+/// The core alone, with a virtual clock: no thread, socket or sleep.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msrp::parser::FrameDecoder;
+    use crate::roster::Limits as RosterLimits;
+    use crate::runtime::spool::Spool;
+    use std::path::PathBuf;
+
+    const ANSWER_MS: u64 = 60_000;
+    const CONNECT_MS: u64 = 10_000;
+
+    struct Fixture {
+        core: Core,
+        shared: Arc<Shared>,
+        awaited: Awaited,
+        spool: Spool,
+        dir: PathBuf,
+        t0: Instant,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn fixture(name: &str, late_joiners: bool) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("msrpcast-core-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = Config {
+            answer_timeout_ms: ANSWER_MS,
+            connect_timeout_ms: CONNECT_MS,
+            offer_to_late_joiners: late_joiners,
+            ..Config::default()
+        };
+        let shared = Arc::new(Shared {
+            roster: Roster::new(RosterLimits::default()),
+            cancelled: Mutex::new(HashSet::new()),
+        });
+        let awaited: Awaited = Arc::new(Mutex::new(HashMap::new()));
+        let addr: SocketAddr = "127.0.0.1:2855".parse().unwrap();
+        let core = Core::new(
+            Arc::new(cfg),
+            shared.clone(),
+            awaited.clone(),
+            Logger::discard(),
+            addr,
+        )
+        .unwrap();
+        Fixture {
+            core,
+            shared,
+            awaited,
+            spool: Spool::open(&dir, 1 << 20, 1 << 20).unwrap(),
+            dir,
+            t0: Instant::now(),
+        }
+    }
+
+    impl Fixture {
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+
+        fn join(&mut self, who: &str, ms: u64) {
+            let target = format!("sip:{who}@127.0.0.1");
+            let now = self.at(ms);
+            self.core
+                .handle_join("c".into(), who.into(), target, None, None, now);
+        }
+
+        /// A complete upload of `body` to conference "c", announced to the core.
+        fn upload(&mut self, body: &[u8], ms: u64) -> TransferId {
+            let roster = &self.shared.roster;
+            let t = roster
+                .add_transfer("c", "f.bin", "text/plain", None)
+                .unwrap();
+            let (mut w, f) = self.spool.create(&t.to_string()).unwrap();
+            w.append(body).unwrap();
+            let sha1 = w.finish().unwrap();
+            roster
+                .set_transfer_state(t, TransferState::Complete { sha1 }, Some(body.len() as u64))
+                .unwrap();
+            self.core.handle_new_transfer(t, f, self.at(ms));
+            t
+        }
+
+        fn actions(&mut self) -> Vec<Action> {
+            std::iter::from_fn(|| self.core.poll_action()).collect()
+        }
+
+        /// The one offer among the actions.
+        fn offer(&mut self) -> (DeliveryId, String) {
+            let actions = self.actions();
+            match actions.as_slice() {
+                [Action::Signal(Signal::Offer {
+                    delivery,
+                    target_uri,
+                    ..
+                })] => (*delivery, target_uri.clone()),
+                other => panic!("expected one offer, got {other:?}"),
+            }
+        }
+
+        fn state(&self, d: DeliveryId) -> DeliveryState {
+            self.shared.roster.delivery(d).unwrap().state
+        }
+    }
+
+    fn answer(setup_active: bool) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=message 7000 TCP/MSRP *\r\na=accept-types:*\r\na=recvonly\r\n{}\
+             a=path:msrp://127.0.0.1:7000/peer1;tcp\r\n",
+            if setup_active {
+                "a=setup:active\r\n"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn is_bye(a: &Action, d: DeliveryId) -> bool {
+        matches!(a, Action::Signal(Signal::Bye { delivery }) if *delivery == d)
+    }
+
+    fn is_abort(a: &Action, d: DeliveryId) -> bool {
+        matches!(a, Action::Abort { delivery, .. } if *delivery == d)
+    }
+
+    /// Offer → 2xx answer → dial → connection on the I/O pool → completed → BYE.
+    #[test]
+    fn offer_answer_connect_outcome() {
+        let mut f = fixture("flow", true);
+        f.join("alice", 0);
+        let t = f.upload(b"hello", 10);
+        let (d, target) = f.offer();
+        assert_eq!(target, "sip:alice@127.0.0.1");
+        assert_eq!(f.state(d), DeliveryState::Offering);
+        assert_eq!(f.core.poll_timeout(), Some(f.at(10 + ANSWER_MS)));
+
+        f.core.handle_answered(d, &answer(false), f.at(500));
+        let to_path = match f.actions().as_slice() {
+            [Action::Dial { delivery, to_path }] if *delivery == d => to_path.clone(),
+            other => panic!("expected a dial, got {other:?}"),
+        };
+        assert_eq!(to_path[0].effective_port(), 7000);
+        assert_eq!(f.state(d), DeliveryState::Connecting);
+        assert_eq!(f.core.poll_timeout(), Some(f.at(500 + CONNECT_MS)));
+
+        let local = "127.0.0.1:2855".parse().ok();
+        let a = f.core.handle_dialed(d, &to_path, local, f.at(510)).unwrap();
+        assert!(a.connecting && a.first.is_none());
+        assert_eq!(a.file.len(), 5);
+        assert_eq!(&a.peer_path[..], b"msrp://127.0.0.1:7000/peer1;tcp");
+        // On the I/O pool, the connection keeps its own time: no core deadline any more.
+        assert_eq!(f.core.poll_timeout(), None);
+        f.core.handle_tick(f.at(10 + ANSWER_MS + 1));
+        assert!(f.actions().is_empty());
+
+        f.core.handle_outcome(d, DeliveryOutcome::Completed);
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, d)),
+            "{actions:?}"
+        );
+        assert_eq!(f.state(d), DeliveryState::Done);
+        assert_eq!(f.shared.roster.transfer(t).unwrap().deliveries.len(), 1);
+    }
+
+    /// An INVITE nobody answers fails at `answer_timeout_ms`, not a moment before.
+    #[test]
+    fn unanswered_offer_times_out() {
+        let mut f = fixture("noanswer", true);
+        f.join("alice", 0);
+        f.upload(b"x", 0);
+        let (d, _) = f.offer();
+        f.core.handle_tick(f.at(ANSWER_MS - 1));
+        assert!(f.actions().is_empty());
+        assert_eq!(f.state(d), DeliveryState::Offering);
+        f.core.handle_tick(f.at(ANSWER_MS));
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, d)),
+            "{actions:?}"
+        );
+        assert!(matches!(
+            f.state(d),
+            DeliveryState::Failed { code: Some(408), ref reason } if reason.contains("no answer")
+        ));
+        // A late answer for the dead delivery still gets its dialog closed.
+        f.core
+            .handle_answered(d, &answer(false), f.at(ANSWER_MS + 5));
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, d)),
+            "{actions:?}"
+        );
+    }
+
+    /// A participant that answered `a=setup:active` must connect within `connect_timeout_ms`;
+    /// its connection is matched by session id.
+    #[test]
+    fn active_answer_waits_for_the_participant() {
+        let mut f = fixture("active", true);
+        f.join("alice", 0);
+        f.join("bob", 0);
+        f.upload(b"x", 0);
+        let offers: Vec<DeliveryId> = f
+            .actions()
+            .iter()
+            .map(|a| match a {
+                Action::Signal(Signal::Offer { delivery, .. }) => *delivery,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let [d1, d2] = offers[..] else {
+            panic!("{offers:?}")
+        };
+        f.core.handle_answered(d1, &answer(true), f.at(100));
+        f.core.handle_answered(d2, &answer(true), f.at(100));
+        assert!(f.actions().is_empty());
+        assert_eq!(f.awaited.lock().len(), 2);
+
+        // d1's participant connects.
+        let mut dec = FrameDecoder::new(Default::default());
+        dec.feed(
+            b"MSRP tx0001 SEND\r\nTo-Path: msrp://127.0.0.1:2855/x;tcp\r\n\
+              From-Path: msrp://127.0.0.1:7001/p;tcp\r\nMessage-ID: m\r\n\
+              Byte-Range: 1-0/0\r\n-------tx0001$\r\n",
+        );
+        let first = dec.next().unwrap().unwrap();
+        let a = f.core.handle_accepted(d1, first, f.at(200)).unwrap();
+        assert!(!a.connecting && a.first.is_some());
+        assert_eq!(&a.peer_path[..], b"msrp://127.0.0.1:7001/p;tcp");
+
+        // d2's never does.
+        f.core.handle_tick(f.at(100 + CONNECT_MS - 1));
+        assert!(f.actions().is_empty());
+        f.core.handle_tick(f.at(100 + CONNECT_MS));
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, d2)),
+            "{actions:?}"
+        );
+        assert!(matches!(
+            f.state(d2),
+            DeliveryState::Failed { code: Some(408), ref reason } if reason.contains("never connected")
+        ));
+        assert!(
+            f.awaited.lock().is_empty(),
+            "the session is no longer awaited"
+        );
+    }
+
+    /// A participant leaving while its file is on the wire: the connection is aborted, and the
+    /// BYE follows the connection's outcome.
+    #[test]
+    fn leave_during_delivery() {
+        let mut f = fixture("leave", true);
+        f.join("alice", 0);
+        f.join("bob", 0);
+        f.upload(b"x", 0);
+        let ds: Vec<DeliveryId> = f
+            .actions()
+            .iter()
+            .filter_map(|a| match a {
+                Action::Signal(Signal::Offer { delivery, .. }) => Some(*delivery),
+                _ => None,
+            })
+            .collect();
+        let alice = ds
+            .iter()
+            .copied()
+            .find(|d| f.shared.roster.delivery(*d).unwrap().participant == "alice")
+            .unwrap();
+        f.core.handle_answered(alice, &answer(false), f.at(10));
+        let Some(Action::Dial { to_path, .. }) = f.core.poll_action() else {
+            panic!("no dial")
+        };
+        f.core
+            .handle_dialed(alice, &to_path, None, f.at(11))
+            .unwrap();
+
+        f.core.handle_leave("c", "alice");
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_abort(a, alice)),
+            "{actions:?}"
+        );
+        assert_eq!(f.state(alice), DeliveryState::Cancelled);
+        f.core.handle_outcome(
+            alice,
+            DeliveryOutcome::Failed {
+                code: None,
+                reason: "participant left the conference".into(),
+            },
+        );
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, alice)),
+            "{actions:?}"
+        );
+
+        // The last one leaving ends the conference: its file leaves the spool.
+        f.core.handle_leave("c", "bob");
+        let actions = f.actions();
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Unspool(_))),
+            "{actions:?}"
+        );
+    }
+
+    /// Cancelling a transfer whose INVITE is still out: a BYE (CANCEL) for the dialog, no
+    /// connection; a file cancelled before the core saw it is offered to nobody.
+    #[test]
+    fn cancel_before_and_after_the_offer() {
+        let mut f = fixture("cancel", true);
+        f.join("alice", 0);
+        let t = f.upload(b"x", 0);
+        let (d, _) = f.offer();
+        f.shared.cancelled.lock().insert(t);
+        f.core.handle_cancel(t);
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, d)),
+            "{actions:?}"
+        );
+        assert_eq!(f.state(d), DeliveryState::Cancelled);
+        assert_eq!(f.core.poll_timeout(), None, "no deadline left");
+
+        let t2 = f.shared.roster.add_transfer("c", "g", "", None).unwrap();
+        let (_w, file) = f.spool.create(&t2.to_string()).unwrap();
+        f.shared.cancelled.lock().insert(t2);
+        f.core.handle_new_transfer(t2, file, f.at(5));
+        assert!(f.actions().is_empty());
+    }
+
+    /// A participant joining after a file was uploaded is offered it, unless the setting says no.
+    #[test]
+    fn late_joiner() {
+        for late in [true, false] {
+            let mut f = fixture(if late { "late1" } else { "late0" }, late);
+            f.join("alice", 0);
+            f.upload(b"early", 0);
+            let _ = f.offer();
+            f.join("carol", 1_000);
+            let actions = f.actions();
+            if late {
+                assert!(
+                    matches!(actions.as_slice(), [Action::Signal(Signal::Offer { target_uri, .. })]
+                        if target_uri == "sip:carol@127.0.0.1"),
+                    "{actions:?}"
+                );
+                assert_eq!(f.core.poll_timeout(), Some(f.at(ANSWER_MS)));
+            } else {
+                assert!(actions.is_empty(), "{actions:?}");
+            }
+        }
+    }
+
+    /// A rejected INVITE fails with its code and owes no BYE; a failed dial fails with its reason.
+    #[test]
+    fn rejected_and_dial_failure() {
+        let mut f = fixture("reject", true);
+        f.join("alice", 0);
+        f.join("bob", 0);
+        f.upload(b"x", 0);
+        let ds: Vec<DeliveryId> = f
+            .actions()
+            .iter()
+            .filter_map(|a| match a {
+                Action::Signal(Signal::Offer { delivery, .. }) => Some(*delivery),
+                _ => None,
+            })
+            .collect();
+        f.core.handle_rejected(ds[0], 486);
+        assert!(f.actions().is_empty());
+        assert!(matches!(
+            f.state(ds[0]),
+            DeliveryState::Failed {
+                code: Some(486),
+                ..
+            }
+        ));
+
+        f.core.handle_answered(ds[1], &answer(false), f.at(1));
+        assert!(matches!(f.core.poll_action(), Some(Action::Dial { .. })));
+        f.core
+            .handle_dial_failed(ds[1], "cannot resolve x: no answer".into());
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, ds[1])),
+            "{actions:?}"
+        );
+        assert!(matches!(
+            f.state(ds[1]),
+            DeliveryState::Failed { code: None, ref reason } if reason == "cannot resolve x: no answer"
+        ));
+    }
+
+    /// A dial whose result never comes (a name server that never answers) fails at
+    /// `connect_timeout_ms`; a result arriving later is refused so the socket is closed.
+    #[test]
+    fn dial_without_result_times_out() {
+        let mut f = fixture("dialto", true);
+        f.join("alice", 0);
+        f.upload(b"x", 0);
+        let (d, _) = f.offer();
+        f.core.handle_answered(d, &answer(false), f.at(0));
+        let Some(Action::Dial { to_path, .. }) = f.core.poll_action() else {
+            panic!("no dial")
+        };
+        f.core.handle_tick(f.at(CONNECT_MS));
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, d)),
+            "{actions:?}"
+        );
+        assert!(matches!(
+            f.state(d),
+            DeliveryState::Failed {
+                code: Some(408),
+                ..
+            }
+        ));
+        assert!(f
+            .core
+            .handle_dialed(d, &to_path, None, f.at(CONNECT_MS + 1))
+            .is_none());
+    }
+
+    /// Stopping fails every delivery still running and empties the spool.
+    #[test]
+    fn stop_fails_everything() {
+        let mut f = fixture("stop", true);
+        f.join("alice", 0);
+        f.upload(b"x", 0);
+        let (d, _) = f.offer();
+        f.core.handle_stop();
+        let actions = f.actions();
+        assert!(actions.iter().any(|a| is_bye(a, d)), "{actions:?}");
+        assert!(
+            actions.iter().any(|a| matches!(a, Action::Unspool(_))),
+            "{actions:?}"
+        );
+        assert!(matches!(
+            f.state(d),
+            DeliveryState::Failed {
+                code: Some(503),
+                ..
+            }
+        ));
     }
 }
