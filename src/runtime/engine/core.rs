@@ -24,7 +24,8 @@ use crate::msrp::ids::IdGen;
 use crate::msrp::sender::{Sender as MsrpSender, SenderConfig};
 use crate::msrp::{writer, Host, Message, Uri};
 use crate::roster::{
-    DeliveryId, DeliveryState, Joined, Left, Roster, TransferId, TransferSnapshot, TransferState,
+    DeliveryId, DeliveryState, Joined, Left, Limits as RosterLimits, Roster, TransferId,
+    TransferSnapshot, TransferState,
 };
 use crate::runtime::delivery::{Outcome as DeliveryOutcome, Progress, PHASE_SENDING};
 use crate::runtime::log::{Level, Logger};
@@ -38,6 +39,19 @@ pub(super) struct Shared {
     pub roster: Roster,
     /// Cancelled transfers, checked by their upload writers.
     pub cancelled: Mutex<HashSet<TransferId>>,
+}
+
+impl Shared {
+    pub fn new(cfg: &Config) -> Shared {
+        Shared {
+            roster: Roster::new(RosterLimits {
+                max_conferences: cfg.max_conferences,
+                max_participants_per_conference: cfg.max_participants_per_conference,
+                ..RosterLimits::default()
+            }),
+            cancelled: Mutex::new(HashSet::new()),
+        }
+    }
 }
 
 /// Sessions whose participant is to connect to us (`a=setup:active`), by session id: the MSRP
@@ -822,7 +836,6 @@ fn advertise(cfg: &Config, bound: SocketAddr) -> (String, u16) {
 mod tests {
     use super::*;
     use crate::msrp::parser::FrameDecoder;
-    use crate::roster::Limits as RosterLimits;
     use crate::runtime::spool::Spool;
     use std::path::PathBuf;
 

@@ -21,9 +21,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
 use crate::config::Config;
-use crate::roster::{
-    DeliveryId, Limits as RosterLimits, Roster, RosterError, TransferId, TransferState,
-};
+use crate::roster::{DeliveryId, Roster, RosterError, TransferId, TransferState};
 use crate::runtime::io::{IoPool, IoWaker};
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::net;
@@ -138,14 +136,7 @@ impl Engine {
         let msrp_addr = listener
             .local_addr()
             .map_err(|e| start("msrp_listen", &e))?;
-        let shared = Arc::new(Shared {
-            roster: Roster::new(RosterLimits {
-                max_conferences: cfg.max_conferences,
-                max_participants_per_conference: cfg.max_participants_per_conference,
-                ..RosterLimits::default()
-            }),
-            cancelled: Mutex::new(Default::default()),
-        });
+        let shared = Arc::new(Shared::new(&cfg));
         let (tx, rx) = bounded(QUEUE);
         let (sig_tx, sig_rx) = unbounded();
         let (out_tx, out_rx) = unbounded();

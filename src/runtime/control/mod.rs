@@ -1,0 +1,89 @@
+//! The engine side of the control socket: how client handles in *other processes* of the host
+//! (Kamailio's SIP workers, its RPC process) reach the engine without ever waiting for it.
+//!
+//! The engine binds an `AF_UNIX`/`SOCK_DGRAM` socket at the `control_socket` path (its folder is
+//! created, a stale socket file of an earlier run is replaced, permissions `0660`). One named
+//! thread, `msrpcast-control`, receives datagrams and turns each into a call on the [`Engine`].
+//! Clients send with `MSG_DONTWAIT`: when the socket's queue is full they are told so at once
+//! (the C ABI's `MSRPCAST_ERR_BUSY`) and retry later; nothing in a client ever blocks.
+//!
+//!
+//! Files: `wire` (the datagram format), `server` (the socket and its thread), `uploads` (local
+//! files copied into the spool), `counters` (what arrived, and the STATUS answers); [`apply`]
+//! here turns a request into an engine call.
+
+mod counters;
+mod server;
+mod uploads;
+mod wire;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use crate::roster::{DeliveryId, TransferId};
+use crate::runtime::engine::{Engine, EngineError};
+
+pub use self::counters::{status_json, CounterSnapshot, Counters};
+pub use self::server::ControlServer;
+pub use self::uploads::{FileUploads, UploadFileError};
+pub use self::wire::*;
+
+/// Applies one request to the engine and counts it when accepted. STATUS is not handled here.
+pub fn apply(
+    engine: &Engine,
+    counters: &Counters,
+    uploads: &FileUploads,
+    req: &Request<'_>,
+) -> Result<(), EngineError> {
+    let (r, counter) = match *req {
+        Request::Join {
+            conference,
+            participant,
+            target,
+            display,
+        } => (
+            engine.join(conference, participant, target, display),
+            &counters.joins,
+        ),
+        Request::Leave {
+            conference,
+            participant,
+        } => (engine.leave(conference, participant), &counters.leaves),
+        Request::Answered { delivery, sdp } => (
+            engine.answered(DeliveryId(delivery), sdp),
+            &counters.answered,
+        ),
+        Request::Rejected { delivery, sip_code } => {
+            let code = u16::try_from(sip_code)
+                .map_err(|_| EngineError::BadInput(format!("SIP code {sip_code}")));
+            (
+                code.and_then(|c| engine.rejected(DeliveryId(delivery), c)),
+                &counters.rejected,
+            )
+        }
+        Request::Ended { delivery } => (engine.ended(DeliveryId(delivery)), &counters.ended),
+        Request::Cancel { transfer } => (engine.cancel(TransferId(transfer)), &counters.cancels),
+        Request::UploadFile { conference, path } => (
+            match uploads.start(engine, conference, Path::new(path)) {
+                Ok(_) => Ok(()),
+                Err(UploadFileError::Engine(e)) => Err(e),
+                Err(UploadFileError::Io(e)) => Err(EngineError::BadInput(e.to_string())),
+            },
+            &counters.uploads,
+        ),
+        Request::Status { .. } => return Ok(()),
+    };
+    match &r {
+        Ok(()) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(EngineError::Busy) => {}
+        Err(EngineError::Stopped) => {
+            counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    r
+}

@@ -1,0 +1,382 @@
+//! The control socket's server: binding the socket and the `msrpcast-control` thread that
+//! receives datagrams, applies them with back-pressure and answers STATUS.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::runtime::engine::{Engine, EngineError};
+
+use super::apply;
+use super::counters::{status_json, Counters};
+use super::uploads::FileUploads;
+use super::wire::{ReplyPart, Request, MAX_MESSAGE_BYTES, REPLY_PART_BYTES};
+
+/// How long the control thread retries a call the engine refused as busy before it drops it.
+const BUSY_RETRY: Duration = Duration::from_secs(2);
+/// Longest wait for a slow STATUS requester to take a reply part.
+const REPLY_SEND_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The running control socket. Dropping it stops the thread and removes the socket file.
+pub struct ControlServer {
+    path: PathBuf,
+    sock: Arc<UnixDatagram>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+    uploads: Arc<FileUploads>,
+    /// Inode of the socket file we bound, so we never remove another engine's socket.
+    ino: u64,
+}
+
+impl ControlServer {
+    /// Binds `path` and starts the `msrpcast-control` thread with counters and uploads of its own.
+    pub fn start(path: &Path, engine: Arc<Engine>) -> io::Result<ControlServer> {
+        Self::start_with(path, engine, Default::default(), Default::default())
+    }
+
+    /// Like [`ControlServer::start`], sharing counters and file uploads with the caller (the C
+    /// ABI counts its direct calls in the same counters).
+    pub fn start_with(
+        path: &Path,
+        engine: Arc<Engine>,
+        counters: Arc<Counters>,
+        uploads: Arc<FileUploads>,
+    ) -> io::Result<ControlServer> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        remove_stale(path)?;
+        let sock = UnixDatagram::bind(path)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o660))?;
+        let ino = fs::metadata(path)?.ino();
+        sock.set_write_timeout(Some(REPLY_SEND_TIMEOUT))?;
+        let sock = Arc::new(sock);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let sock = sock.clone();
+            let stop = stop.clone();
+            let counters = counters.clone();
+            let uploads = uploads.clone();
+            std::thread::Builder::new()
+                .name("msrpcast-control".into())
+                .spawn(move || serve(&sock, &engine, &counters, &uploads, &stop))?
+        };
+        Ok(ControlServer {
+            path: path.to_owned(),
+            sock,
+            stop,
+            thread: Some(thread),
+            counters,
+            uploads,
+            ino,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    pub fn uploads(&self) -> &Arc<FileUploads> {
+        &self.uploads
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes the thread's recv (it then returns 0 bytes and sees the flag).
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Removes a socket file nobody listens on; refuses to touch a live socket or a non-socket.
+fn remove_stale(path: &Path) -> io::Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    let probe = UnixDatagram::unbound()?;
+    match probe.connect(path) {
+        Ok(()) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another engine listens on {}", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+fn serve(
+    sock: &UnixDatagram,
+    engine: &Engine,
+    counters: &Counters,
+    uploads: &FileUploads,
+    stop: &AtomicBool,
+) {
+    let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
+    let mut out = Vec::with_capacity(REPLY_PART_BYTES + ReplyPart::HEADER_BYTES);
+    loop {
+        let got = sock.recv_from(&mut buf);
+        if stop.load(Ordering::Acquire) {
+            return;
+        }
+        let (n, from) = match got {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                engine
+                    .logger()
+                    .warn("control", format_args!("control socket: {e}"));
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        counters.datagrams.fetch_add(1, Ordering::Relaxed);
+        if n > MAX_MESSAGE_BYTES {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let req = match Request::decode(&buf[..n]) {
+            Ok(r) => r,
+            Err(e) => {
+                counters.malformed.fetch_add(1, Ordering::Relaxed);
+                engine
+                    .logger()
+                    .debug("control", format_args!("malformed control datagram: {e}"));
+                continue;
+            }
+        };
+        if let Request::Status { request, what } = req {
+            counters.status.fetch_add(1, Ordering::Relaxed);
+            reply_status(sock, &from, engine, counters, request, what, &mut out);
+            continue;
+        }
+        apply_with_backpressure(engine, counters, uploads, &req, stop);
+    }
+}
+
+/// Back-pressure: while the engine's queue is full the control thread waits, so the socket's
+/// queue fills and clients are told BUSY instead of events being lost.
+fn apply_with_backpressure(
+    engine: &Engine,
+    counters: &Counters,
+    uploads: &FileUploads,
+    req: &Request<'_>,
+    stop: &AtomicBool,
+) {
+    let t0 = Instant::now();
+    loop {
+        match apply(engine, counters, uploads, req) {
+            Err(EngineError::Busy) if t0.elapsed() < BUSY_RETRY => {
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                counters.busy_waits.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err(EngineError::Busy) => {
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                engine.logger().warn(
+                    "control",
+                    format_args!("engine busy for {BUSY_RETRY:?}: control request dropped"),
+                );
+                return;
+            }
+            Err(e) => {
+                engine
+                    .logger()
+                    .info("control", format_args!("control request refused: {e}"));
+                return;
+            }
+            Ok(()) => return,
+        }
+    }
+}
+
+/// Result codes shared with the C ABI (`MSRPCAST_OK`, `MSRPCAST_ERR_INVALID_VALUE`).
+const RESULT_OK: u32 = 0;
+const RESULT_INVALID_VALUE: u32 = 1004;
+
+fn reply_status(
+    sock: &UnixDatagram,
+    to: &UnixAddr,
+    engine: &Engine,
+    counters: &Counters,
+    request: u32,
+    what: u32,
+    out: &mut Vec<u8>,
+) {
+    if to.is_unnamed() {
+        return;
+    }
+    let (result, json) = match status_json(engine, counters, what) {
+        Some(j) => (RESULT_OK, j),
+        None => (RESULT_INVALID_VALUE, String::new()),
+    };
+    let bytes = json.as_bytes();
+    let parts = bytes.len().div_ceil(REPLY_PART_BYTES).max(1);
+    let Ok(parts16) = u16::try_from(parts) else {
+        engine
+            .logger()
+            .warn("control", format_args!("status reply too large to send"));
+        return;
+    };
+    for part in 0..parts {
+        let lo = part * REPLY_PART_BYTES;
+        let hi = (lo + REPLY_PART_BYTES).min(bytes.len());
+        ReplyPart {
+            request,
+            result,
+            part: part as u16,
+            parts: parts16,
+            payload: &bytes[lo..hi],
+        }
+        .encode(out);
+        if sock.send_to_addr(out, to).is_err() {
+            // The requester went away or does not read: it times out on its side.
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::runtime::control::STATUS_CONFERENCES;
+    use std::sync::atomic::AtomicU64;
+
+    fn test_engine(dir: &Path) -> Arc<Engine> {
+        let mut cfg = Config::default();
+        cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
+            .unwrap();
+        cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
+        cfg.set("io_threads", "1").unwrap();
+        cfg.set("http_enabled", "no").unwrap();
+        Arc::new(Engine::start(cfg).unwrap())
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "msrpcast-control-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if f() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn server_applies_requests_answers_status_and_cleans_up() {
+        let dir = tempdir("serve");
+        let engine = test_engine(&dir);
+        let path = dir.join("sub/control.sock");
+        let server = ControlServer::start(&path, engine.clone()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+
+        let client = UnixDatagram::unbound().unwrap();
+        let mut buf = Vec::new();
+        Request::Join {
+            conference: "room",
+            participant: "alice",
+            target: "sip:alice@127.0.0.1",
+            display: Some("Alice"),
+        }
+        .encode(&mut buf)
+        .unwrap();
+        client.send_to(&buf, &path).unwrap();
+        client.send_to(b"\x01\x63garbage", &path).unwrap();
+        assert!(wait_for(|| engine.roster().conference("room").is_some()));
+        assert!(wait_for(|| server.counters().snapshot().malformed == 1));
+        assert_eq!(server.counters().snapshot().joins, 1);
+
+        // Status goes back to the requester's own address.
+        let asker = UnixDatagram::bind_addr(
+            &<UnixAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(format!(
+                "msrpcast-test-{}",
+                std::process::id()
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        asker
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        Request::Status {
+            request: 77,
+            what: STATUS_CONFERENCES,
+        }
+        .encode(&mut buf)
+        .unwrap();
+        asker.send_to(&buf, &path).unwrap();
+        let mut rbuf = vec![0u8; MAX_MESSAGE_BYTES];
+        let n = asker.recv(&mut rbuf).unwrap();
+        let part = ReplyPart::decode(&rbuf[..n]).unwrap();
+        assert_eq!(
+            (part.request, part.result, part.part, part.parts),
+            (77, 0, 0, 1)
+        );
+        let text = std::str::from_utf8(part.payload).unwrap();
+        assert!(text.contains("\"alice\""), "{text}");
+
+        // A second server on the same live path is refused; the first keeps its socket.
+        assert!(ControlServer::start(&path, engine.clone()).is_err());
+        assert!(path.exists());
+        drop(server);
+        assert!(!path.exists(), "socket file removed on drop");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_socket_is_replaced_and_non_socket_refused() {
+        let dir = tempdir("stale");
+        let engine = test_engine(&dir);
+        let path = dir.join("control.sock");
+        drop(UnixDatagram::bind(&path).unwrap()); // leaves a dead socket file
+        assert!(path.exists());
+        let server = ControlServer::start(&path, engine.clone()).unwrap();
+        drop(server);
+        fs::write(&path, b"not a socket").unwrap();
+        assert!(ControlServer::start(&path, engine).is_err());
+        assert!(path.exists(), "a regular file is never removed");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
