@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use msrpcast::config::Config;
-use msrpcast::roster::{DeliveryState, TransferId};
+use msrpcast::roster::{DeliveryState, TransferId, TransferState};
 use msrpcast::runtime::receive::{hex, Misbehave, ReceiveServer, Received, Sink};
 use msrpcast::runtime::{Engine, Signal};
 use sha1::{Digest, Sha1};
@@ -27,6 +27,15 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// [`common::wait_done`] without extra context.
 fn wait_done(e: &Engine, t: TransferId, n: usize, limit: Duration) -> Vec<(String, DeliveryState)> {
     common::wait_done(e, t, n, limit, String::new)
+}
+
+/// Waits for `cond` (polled every millisecond), failing the test after `limit`.
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < limit, "condition not met within {limit:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
@@ -285,7 +294,15 @@ fn late_answer_gets_the_whole_file_and_a_bye() {
     assert!(sdp.contains("m=message "), "{sdp}");
     assert!(sdp.contains("a=file-selector:"), "{sdp}");
     assert!(sdp.contains("a=sendonly"), "{sdp}");
-    std::thread::sleep(Duration::from_millis(500));
+    // Late: the whole file is spooled before the answer comes (the upload has finished).
+    assert!(matches!(
+        e.roster().transfer(t).unwrap().state,
+        TransferState::Complete { .. }
+    ));
+    assert_eq!(
+        e.roster().delivery(delivery).unwrap().state,
+        DeliveryState::Offering
+    );
     e.answered(delivery, &answer_for(&r)).unwrap();
     let got = next_received(&r, 20);
     assert_eq!(got.failure, None);
@@ -382,7 +399,14 @@ fn aborted_upload_aborts_started_deliveries() {
         .unwrap();
     let t = up.transfer;
     up.append(&data(3 << 20, 2)).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Both deliveries are on the wire before the upload breaks off.
+    wait_until(Duration::from_secs(10), || {
+        let ds = e.roster().transfer(t).unwrap().deliveries;
+        ds.len() == 2
+            && ds
+                .iter()
+                .all(|d| matches!(d.state, DeliveryState::Sending { .. }))
+    });
     up.abort();
     for r in [&a, &b] {
         let got = next_received(r, 10);

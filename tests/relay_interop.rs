@@ -322,8 +322,8 @@ fn tapped_receiver(relay: &Relay) -> (Vec<Uri>, std::thread::JoinHandle<Tapped>)
                         }
                         ReceiverEvent::MessageComplete { total, .. } => {
                             assert_eq!(total, next);
-                            // Let the success REPORT leave before closing.
-                            std::thread::sleep(Duration::from_millis(200));
+                            // The success REPORT is written: let it leave before closing.
+                            close_after_flush(&mut s);
                             return Tapped {
                                 bytes: total,
                                 sha1: hex(&hasher.finalize()),
@@ -503,4 +503,19 @@ fn receiver_errors_reach_the_sender_through_the_relay() {
     );
     let got = rx.next(Duration::from_secs(2)).expect("receiver event");
     assert!(got.failure.is_some(), "{got:?}");
+}
+
+/// Half-closes `s` (our FIN goes after the bytes already written) and reads until the peer
+/// closes too, or 5 s: closing with unread input would reset the connection instead, and a
+/// reset can discard what we wrote last.
+fn close_after_flush(s: &mut std::net::TcpStream) {
+    use std::io::Read;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
 }

@@ -145,14 +145,29 @@ fn reader_sees_abort_mid_way() {
     let dir = tmp("abort");
     let spool = Spool::open(&dir, 16 * MIB, 16 * MIB).unwrap();
     let (mut w, f) = spool.create("abort").unwrap();
-    let reader = {
-        let f = f.clone();
-        thread::spawn(move || follow(f, 8192))
-    };
     let mut buf = vec![0u8; 100_000];
     piece(1, &mut buf);
     w.append(&buf).unwrap();
-    thread::sleep(Duration::from_millis(20));
+    // The reader takes every byte, says so, then waits for more: the abort reaches a reader
+    // that has caught up (waiting, or just about to).
+    let (caught_up, at_end) = std::sync::mpsc::channel();
+    let reader = {
+        let f = f.clone();
+        thread::spawn(move || {
+            let mut h = Sha1::new();
+            let mut chunk = vec![0u8; 8192];
+            let mut off = 0u64;
+            while off < 100_000 {
+                let n = f.read_at(off, &mut chunk).unwrap();
+                h.update(&chunk[..n]);
+                off += n as u64;
+            }
+            caught_up.send(()).unwrap();
+            let (len, state) = f.wait_for_more(off, Duration::from_secs(30));
+            (len, <[u8; 20]>::from(h.finalize()), state, 0u64)
+        })
+    };
+    at_end.recv_timeout(Duration::from_secs(10)).unwrap();
     w.abort();
     let (n, sha, state, _) = reader.join().unwrap();
     assert_eq!(state, SpoolState::Aborted);

@@ -976,6 +976,15 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// Returns once a thread is inside `wait_for_more` on `f` (its subscription exists).
+    fn waiting(f: &SpoolFile) {
+        let t0 = Instant::now();
+        while f.subs.lock().is_empty() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "nobody waits");
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
     fn wait_for_more_times_out_and_wakes() {
         let dir = tmp("wait");
@@ -989,12 +998,12 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(30));
         let f2 = f.clone();
         let h = std::thread::spawn(move || f2.wait_for_more(0, Duration::from_secs(10)));
-        std::thread::sleep(Duration::from_millis(20));
+        waiting(&f);
         w.append(b"abc").unwrap();
         assert_eq!(h.join().unwrap(), (3, SpoolState::Writing));
         let f3 = f.clone();
         let h = std::thread::spawn(move || f3.wait_for_more(3, Duration::from_secs(10)));
-        std::thread::sleep(Duration::from_millis(20));
+        waiting(&f);
         w.abort();
         assert_eq!(h.join().unwrap(), (3, SpoolState::Aborted));
         drop(f);
