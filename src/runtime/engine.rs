@@ -1008,7 +1008,7 @@ impl Core {
             return;
         };
         l.sip = Sip::Answered;
-        let answer = match sdp::parse_answer(body) {
+        let answer = match sdp::parse_answer_with(body, self.cfg.max_path_uris) {
             Ok(a) => a,
             Err(e) => {
                 self.fail(d, Some(488), format!("unusable SDP answer: {e}"));
