@@ -333,6 +333,10 @@ impl Engine {
             roster: Roster::new(RosterLimits {
                 max_conferences: cfg.max_conferences,
                 max_participants_per_conference: cfg.max_participants_per_conference,
+                max_participants: cfg.max_participants,
+                max_transfers_per_conference: cfg.max_files_per_conference,
+                max_finished_transfers: cfg.max_finished_transfers,
+                finished_ttl_ms: cfg.finished_transfer_ttl_ms,
                 ..RosterLimits::default()
             }),
             cancelled: Mutex::new(Default::default()),
@@ -536,6 +540,7 @@ impl Engine {
             return Err(EngineError::UnknownTransfer(transfer));
         }
         self.shared.cancelled.lock().insert(id);
+        let _ = self.shared.roster.cancel_transfer(id);
         self.send(Cmd::Cancel { transfer: id })
     }
 
@@ -1301,6 +1306,13 @@ impl Core {
             if matches!(f.state(), SpoolState::Writing) {
                 let _ = self.shared.roster.set_transfer_size(*t, f.len());
             }
+        }
+        // Finished transfers the roster forgot (age, count, cancelled): their spool files go.
+        for t in self.shared.roster.prune() {
+            if let Some(f) = self.files.remove(&t) {
+                self.spool.remove(&f);
+            }
+            self.shared.cancelled.lock().remove(&t);
         }
     }
 
