@@ -139,6 +139,11 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(http_max_uploads)                  \
 	X(http_idle_timeout_ms)              \
 	X(http_sse_interval_ms)              \
+	X(http_head_timeout_ms)              \
+	X(http_allowed_hosts)                \
+	X(http_login_max_failures)           \
+	X(http_max_event_streams)            \
+	X(http_event_stream_max_ms)          \
 	X(msrp_listen)                       \
 	X(msrp_advertise)                    \
 	X(msrp_reuse_port)                   \
@@ -160,6 +165,10 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(max_conferences)                   \
 	X(max_participants_per_conference)   \
 	X(max_participants)                  \
+	X(max_files_per_conference)          \
+	X(max_finished_transfers)            \
+	X(finished_transfer_ttl_ms)          \
+	X(max_path_uris)                     \
 	X(accept_types)                      \
 	X(success_report)                    \
 	X(bind_empty_send)                   \

@@ -111,6 +111,11 @@ pub struct Config {
     pub http_max_uploads: usize,
     pub http_idle_timeout_ms: u64,
     pub http_sse_interval_ms: u64,
+    pub http_head_timeout_ms: u64,
+    pub http_allowed_hosts: Vec<Advertise>,
+    pub http_login_max_failures: usize,
+    pub http_max_event_streams: usize,
+    pub http_event_stream_max_ms: u64,
     pub msrp_listen: SocketAddr,
     pub msrp_advertise: Option<Advertise>,
     pub msrp_reuse_port: bool,
@@ -132,6 +137,10 @@ pub struct Config {
     pub max_conferences: usize,
     pub max_participants_per_conference: usize,
     pub max_participants: usize,
+    pub max_files_per_conference: usize,
+    pub max_finished_transfers: usize,
+    pub finished_transfer_ttl_ms: u64,
+    pub max_path_uris: usize,
     pub accept_types: String,
     pub success_report: bool,
     pub bind_empty_send: bool,
@@ -149,6 +158,11 @@ impl Default for Config {
             http_max_uploads: 16,
             http_idle_timeout_ms: 30_000,
             http_sse_interval_ms: 250,
+            http_head_timeout_ms: 10_000,
+            http_allowed_hosts: Vec::new(),
+            http_login_max_failures: 20,
+            http_max_event_streams: 64,
+            http_event_stream_max_ms: 3_600_000,
             msrp_listen: SocketAddr::from(([127, 0, 0, 1], 2855)),
             msrp_advertise: None,
             msrp_reuse_port: true,
@@ -170,6 +184,10 @@ impl Default for Config {
             max_conferences: 10_000,
             max_participants_per_conference: 1000,
             max_participants: 100_000,
+            max_files_per_conference: 1000,
+            max_finished_transfers: 1000,
+            finished_transfer_ttl_ms: 86_400_000,
+            max_path_uris: 16,
             accept_types: "*".to_owned(),
             success_report: true,
             bind_empty_send: true,
@@ -188,6 +206,11 @@ static KEYS: &[(&str, &str)] = &[
     ("http_max_uploads", "Concurrent uploads; more get 503. Default 16."),
     ("http_idle_timeout_ms", "An HTTP connection without progress for this long gets 408 and is closed. Default 30000."),
     ("http_sse_interval_ms", "Shortest interval between two progress events of one transfer on /api/events. Default 250."),
+    ("http_head_timeout_ms", "A request head must arrive whole within this time of its first byte, else 408 and the connection closes (however slowly bytes trickle in). At http_max_connections a new connection displaces the oldest one still waiting for its head, so slow heads cannot lock real clients out. Default 10000."),
+    ("http_allowed_hosts", "Without http_token: host names (host or host:port, comma-separated) accepted besides the loopback names in the Host header and in the Origin of requests (a request naming another Host gets 421, one from another Origin 403: DNS rebinding and cross-site posts). List the public name here when a proxy on this machine forwards to the page. Default: none."),
+    ("http_login_max_failures", "Failed POST /login per minute over all clients; beyond that /login answers 429 until the allowance refills (Bearer requests are not affected). Default 20."),
+    ("http_max_event_streams", "Concurrent /api/events streams, counted apart from http_max_connections; more get 503. Default 64."),
+    ("http_event_stream_max_ms", "An /api/events stream is ended after this long (the browser reconnects), so a vanished client cannot hold it forever. Default 3600000."),
     ("msrp_listen", "Address of the MSRP listener (IP:port). Default 127.0.0.1:2855."),
     ("msrp_advertise", "Host or host:port put into a=path instead of the listen address; required when msrp_listen is 0.0.0.0 or [::] (or behind NAT). Default: none."),
     ("msrp_reuse_port", "Bind outgoing MSRP connections to the listen port as their source port. Default true."),
@@ -209,6 +232,10 @@ static KEYS: &[(&str, &str)] = &[
     ("max_conferences", "Most conferences known at once. Default 10000."),
     ("max_participants_per_conference", "Most participants in one conference. Default 1000."),
     ("max_participants", "Most participants over all conferences. Default 100000."),
+    ("max_files_per_conference", "Most files (transfers) one conference holds at once; a transfer cancelled with DELETE no longer counts, and at the limit the oldest finished file (upload ended, every delivery ended) makes room. Default 1000."),
+    ("max_finished_transfers", "Finished transfers kept over all conferences (for the status API and late joiners); beyond, the oldest are forgotten and their spool files removed. Default 1000."),
+    ("finished_transfer_ttl_ms", "A finished transfer is forgotten (and its spool file removed) this long after it last changed. Default 86400000."),
+    ("max_path_uris", "Most URIs accepted in an answer's a=path (the participant's relays plus itself); a longer path fails the delivery. Default 16."),
     ("accept_types", "Value of a=accept-types in the offers (space-separated MIME types, * for any). Default *."),
     ("success_report", "Ask for a success REPORT (Success-Report: yes) and count a delivery done only when it covers the file. Default true."),
     ("bind_empty_send", "Send an empty SEND first to bind the connection when the engine is the active side (RFC 4975 section 7.1). Default true."),
@@ -239,6 +266,17 @@ impl Config {
             }
             "http_idle_timeout_ms" => self.http_idle_timeout_ms = parse_ms(v, 1).map_err(bad)?,
             "http_sse_interval_ms" => self.http_sse_interval_ms = parse_ms(v, 1).map_err(bad)?,
+            "http_head_timeout_ms" => self.http_head_timeout_ms = parse_ms(v, 1).map_err(bad)?,
+            "http_allowed_hosts" => self.http_allowed_hosts = parse_host_list(v).map_err(bad)?,
+            "http_login_max_failures" => {
+                self.http_login_max_failures = parse_count(v, 1, 1 << 20).map_err(bad)?
+            }
+            "http_max_event_streams" => {
+                self.http_max_event_streams = parse_count(v, 1, 1 << 20).map_err(bad)?
+            }
+            "http_event_stream_max_ms" => {
+                self.http_event_stream_max_ms = parse_ms(v, 1).map_err(bad)?
+            }
             "msrp_listen" => self.msrp_listen = parse_socket_addr(v).map_err(bad)?,
             "msrp_advertise" => self.msrp_advertise = parse_advertise(v).map_err(bad)?,
             "msrp_reuse_port" => self.msrp_reuse_port = parse_bool(v).map_err(bad)?,
@@ -270,6 +308,16 @@ impl Config {
             "max_participants" => {
                 self.max_participants = parse_count(v, 1, usize::MAX).map_err(bad)?
             }
+            "max_files_per_conference" => {
+                self.max_files_per_conference = parse_count(v, 1, usize::MAX).map_err(bad)?
+            }
+            "max_finished_transfers" => {
+                self.max_finished_transfers = parse_count(v, 1, usize::MAX).map_err(bad)?
+            }
+            "finished_transfer_ttl_ms" => {
+                self.finished_transfer_ttl_ms = parse_ms(v, 1).map_err(bad)?
+            }
+            "max_path_uris" => self.max_path_uris = parse_count(v, 1, 1024).map_err(bad)?,
             "accept_types" => self.accept_types = parse_accept_types(v).map_err(bad)?,
             "success_report" => self.success_report = parse_bool(v).map_err(bad)?,
             "bind_empty_send" => self.bind_empty_send = parse_bool(v).map_err(bad)?,
@@ -297,6 +345,16 @@ impl Config {
             "http_max_uploads" => self.http_max_uploads.to_string(),
             "http_idle_timeout_ms" => self.http_idle_timeout_ms.to_string(),
             "http_sse_interval_ms" => self.http_sse_interval_ms.to_string(),
+            "http_head_timeout_ms" => self.http_head_timeout_ms.to_string(),
+            "http_allowed_hosts" => self
+                .http_allowed_hosts
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            "http_login_max_failures" => self.http_login_max_failures.to_string(),
+            "http_max_event_streams" => self.http_max_event_streams.to_string(),
+            "http_event_stream_max_ms" => self.http_event_stream_max_ms.to_string(),
             "msrp_listen" => self.msrp_listen.to_string(),
             "msrp_advertise" => self
                 .msrp_advertise
@@ -322,6 +380,10 @@ impl Config {
             "max_conferences" => self.max_conferences.to_string(),
             "max_participants_per_conference" => self.max_participants_per_conference.to_string(),
             "max_participants" => self.max_participants.to_string(),
+            "max_files_per_conference" => self.max_files_per_conference.to_string(),
+            "max_finished_transfers" => self.max_finished_transfers.to_string(),
+            "finished_transfer_ttl_ms" => self.finished_transfer_ttl_ms.to_string(),
+            "max_path_uris" => self.max_path_uris.to_string(),
             "accept_types" => self.accept_types.clone(),
             "success_report" => self.success_report.to_string(),
             "bind_empty_send" => self.bind_empty_send.to_string(),
@@ -426,6 +488,9 @@ impl Config {
         for (key, ms) in [
             ("http_idle_timeout_ms", self.http_idle_timeout_ms),
             ("http_sse_interval_ms", self.http_sse_interval_ms),
+            ("http_head_timeout_ms", self.http_head_timeout_ms),
+            ("http_event_stream_max_ms", self.http_event_stream_max_ms),
+            ("finished_transfer_ttl_ms", self.finished_transfer_ttl_ms),
             ("transaction_timeout_ms", self.transaction_timeout_ms),
             ("report_timeout_ms", self.report_timeout_ms),
             ("answer_timeout_ms", self.answer_timeout_ms),
@@ -462,6 +527,11 @@ impl Config {
                 self.max_participants_per_conference,
             ),
             ("max_participants", self.max_participants),
+            ("max_files_per_conference", self.max_files_per_conference),
+            ("max_finished_transfers", self.max_finished_transfers),
+            ("max_path_uris", self.max_path_uris),
+            ("http_login_max_failures", self.http_login_max_failures),
+            ("http_max_event_streams", self.http_max_event_streams),
         ] {
             if n == 0 {
                 return Err(bad(key, "must be at least 1"));
@@ -664,6 +734,22 @@ pub fn parse_advertise(v: &str) -> Result<Option<Advertise>, String> {
 }
 
 /// A host name (letters, digits, `-`, `.`), an IPv4 or an IPv6 address.
+/// A comma- or space-separated list of `host`, `host:port` or `[v6]:port` (lowercased); empty
+/// for none.
+fn parse_host_list(v: &str) -> Result<Vec<Advertise>, String> {
+    let mut out = Vec::new();
+    for item in v.split([',', ' ', '\t']).filter(|s| !s.is_empty()) {
+        match parse_advertise(&item.to_ascii_lowercase())? {
+            Some(a) => out.push(a),
+            None => return Err(format!("{item:?} is not a host name")),
+        }
+    }
+    if out.len() > 64 {
+        return Err(format!("at most 64 host names, got {}", out.len()));
+    }
+    Ok(out)
+}
+
 fn check_host(h: &str) -> Result<(), String> {
     if h.parse::<IpAddr>().is_ok() {
         return Ok(());
@@ -781,11 +867,11 @@ mod tests {
                 .unwrap_or_else(|e| panic!("set({k}, {v:?}): {e}"));
             assert_eq!(d, c, "{k} round trip");
         }
-        assert_eq!(Config::keys().len(), 33);
+        assert_eq!(Config::keys().len(), 42);
         let mut names: Vec<_> = Config::keys().iter().map(|(k, _)| *k).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 33);
+        assert_eq!(names.len(), 42);
     }
 
     #[test]
@@ -797,6 +883,14 @@ mod tests {
             ("http_max_uploads", "2"),
             ("http_idle_timeout_ms", "500"),
             ("http_sse_interval_ms", "100"),
+            ("http_head_timeout_ms", "2000"),
+            (
+                "http_allowed_hosts",
+                "files.example.com, 192.0.2.1:8088 [2001:db8::1]:80",
+            ),
+            ("http_login_max_failures", "5"),
+            ("http_max_event_streams", "3"),
+            ("http_event_stream_max_ms", "60000"),
             ("msrp_listen", "0.0.0.0:2856"),
             ("msrp_advertise", "media.example.com:2900"),
             ("msrp_reuse_port", "off"),
@@ -818,6 +912,10 @@ mod tests {
             ("max_conferences", "5"),
             ("max_participants_per_conference", "7"),
             ("max_participants", "70"),
+            ("max_files_per_conference", "9"),
+            ("max_finished_transfers", "11"),
+            ("finished_transfer_ttl_ms", "1000"),
+            ("max_path_uris", "4"),
             ("accept_types", "image/*  text/plain"),
             ("success_report", "FALSE"),
             ("bind_empty_send", "0"),
@@ -839,6 +937,12 @@ mod tests {
         assert_eq!(c, d);
         assert_eq!(c.get("spool_max_bytes").as_deref(), Some("20GiB"));
         assert_eq!(c.get("max_file_bytes").as_deref(), Some("1000"));
+        assert_eq!(
+            c.get("http_allowed_hosts").as_deref(),
+            Some("files.example.com,192.0.2.1:8088,[2001:db8::1]:80")
+        );
+        assert!(c.set("http_allowed_hosts", "bad host!").is_err());
+        assert!(c.set("http_allowed_hosts", "0.0.0.0").is_err());
         assert_eq!(c.get("accept_types").as_deref(), Some("image/* text/plain"));
         assert_eq!(c.get("log_level").as_deref(), Some("debug"));
         assert_eq!(

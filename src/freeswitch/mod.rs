@@ -181,9 +181,14 @@ fn contact_target(ev: &Event) -> Result<String, FsError> {
         .ok_or_else(|| FsError::MissingHeader("variable_sip_contact_uri".into()))?
         .trim();
     let uri = uri.trim_start_matches('<').trim_end_matches('>');
-    let mut t = if uri.len() >= 4 && uri[..4].eq_ignore_ascii_case("sip:")
-        || uri.len() >= 5 && uri[..5].eq_ignore_ascii_case("sips:")
-    {
+    // Compared as bytes: the contact is the caller's text and may hold any UTF-8, so slicing
+    // the str at a fixed index could split a character.
+    let has_scheme = |s: &[u8]| {
+        uri.as_bytes()
+            .get(..s.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(s))
+    };
+    let mut t = if has_scheme(b"sip:") || has_scheme(b"sips:") {
         uri.to_owned()
     } else {
         format!("sip:{uri}")
@@ -424,6 +429,31 @@ mod tests {
         e.push("Conference-Name", conf);
         e.push("Unique-ID", uuid);
         e
+    }
+
+    /// Finding 16 of issue 14: a contact user with a multi-byte character across byte 4 or 5
+    /// panicked (str slice inside a char); now it is refused or used, never a panic.
+    #[test]
+    fn non_ascii_contact_user_does_not_panic() {
+        for contact in [
+            "abc\u{20ac}x@192.0.2.7",
+            "sip\u{e9}x@h",
+            "sips\u{20ac}@h",
+            "\u{e9}",
+            "SIP:\u{e9}@h",
+        ] {
+            let mut ev = Event::new();
+            ev.push("Event-Subclass", SUBCLASS);
+            ev.push("Action", "add-member");
+            ev.push("Conference-Name", "3000");
+            ev.push("Unique-ID", "u1");
+            ev.push_var("sip_contact_uri", contact);
+            let got = std::panic::catch_unwind(|| decide(&Settings::default(), &ev));
+            let got = got.unwrap_or_else(|_| panic!("decide panicked on contact {contact:?}"));
+            if let Ok(Decision::Join { target, .. }) = &got {
+                assert!(target.to_ascii_lowercase().starts_with("sip:"), "{target}");
+            }
+        }
     }
 
     #[test]

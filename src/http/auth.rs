@@ -93,6 +93,134 @@ pub fn login_form_ok(body: &str, token: &str) -> bool {
     constant_time_eq(given.as_bytes(), token.as_bytes())
 }
 
+/// The authority (`host` or `host:port`, lower-case, IPv6 in brackets) split into host and
+/// port; `None` when it is not one.
+fn split_authority(a: &str) -> Option<(String, Option<u16>)> {
+    let a = a.trim().to_ascii_lowercase();
+    let (host, port) = if let Some(rest) = a.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?.parse().ok()?),
+        };
+        (format!("[{h}]"), port)
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_owned(), Some(p.parse().ok()?)),
+            Some(_) => return None,
+            None => (a.clone(), None),
+        }
+    };
+    let host = host.trim_end_matches('.').to_owned();
+    if host.is_empty() {
+        return None;
+    }
+    Some((host, port))
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `(host, port)` matches an entry of `allowed` (`host` matches any port).
+fn listed(host: &str, port: Option<u16>, allowed: &[String]) -> bool {
+    allowed.iter().any(|e| match split_authority(e) {
+        Some((h, None)) => h == host,
+        Some((h, Some(p))) => h == host && port == Some(p),
+        None => false,
+    })
+}
+
+/// Without a token (loopback only): the `Host` of a request must name this machine — a loopback
+/// name or one of `allowed` (`http_allowed_hosts`) — so a page whose DNS name was rebound to
+/// 127.0.0.1 cannot read the API. A request without `Host` (HTTP/1.0 tools) passes.
+pub fn host_allowed(head: &RequestHead, allowed: &[String]) -> bool {
+    let Some(h) = head.header("host") else {
+        return true;
+    };
+    match split_authority(h) {
+        Some((host, port)) => is_loopback_name(&host) || listed(&host, port, allowed),
+        None => false,
+    }
+}
+
+/// Without a token: a request carrying `Origin` must come from the page itself (the Origin's
+/// authority is the request's `Host`) or from an origin in `allowed`; browsers send `Origin`
+/// with every cross-site POST, so a foreign page cannot upload or cancel. No `Origin` (scripts,
+/// curl) passes.
+pub fn origin_allowed(head: &RequestHead, allowed: &[String]) -> bool {
+    let Some(origin) = head.header("origin") else {
+        return true;
+    };
+    let Some((scheme, authority)) = origin.trim().split_once("://") else {
+        return false; // "null" (sandboxed frames, file:) and anything else
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return false,
+    };
+    let Some((host, port)) = split_authority(authority) else {
+        return false;
+    };
+    let port = port.unwrap_or(default_port);
+    let same = head
+        .header("host")
+        .and_then(split_authority)
+        .is_some_and(|(h, p)| h == host && p.unwrap_or(80) == port);
+    same || listed(&host, Some(port), allowed)
+}
+
+/// `http_login_max_failures`: failed logins allowed per minute over all clients, as a token
+/// bucket (a full minute's allowance at most), so guessing is slowed to that rate.
+#[derive(Debug, Clone)]
+pub struct LoginThrottle {
+    per_minute: u64,
+    /// In 1/60 of an attempt; a failure costs 60.
+    budget: u64,
+    last: u64,
+}
+
+impl LoginThrottle {
+    pub fn new(per_minute: usize) -> Self {
+        let per_minute = (per_minute as u64).max(1);
+        LoginThrottle {
+            per_minute,
+            budget: per_minute * 60,
+            last: 0,
+        }
+    }
+
+    fn refill(&mut self, now: u64) {
+        let elapsed = now.saturating_sub(self.last);
+        self.last = self.last.max(now);
+        self.budget = self
+            .budget
+            .saturating_add(elapsed.saturating_mul(self.per_minute))
+            .min(self.per_minute * 60);
+    }
+
+    /// `Err(seconds)` to wait when no attempt is allowed now (answer 429 with Retry-After).
+    pub fn check(&mut self, now: u64) -> Result<(), u64> {
+        self.refill(now);
+        if self.budget >= 60 {
+            Ok(())
+        } else {
+            Err((60 - self.budget).div_ceil(self.per_minute).max(1))
+        }
+    }
+
+    /// A wrong token was tried.
+    pub fn failed(&mut self, now: u64) {
+        self.refill(now);
+        self.budget = self.budget.saturating_sub(60);
+    }
+}
+
 const KEY_BYTES: usize = 16;
 
 /// Server-side session keys: a bounded table of random keys with deadlines (`now` in seconds,
@@ -102,6 +230,8 @@ pub struct Sessions {
     entries: Vec<([u8; KEY_BYTES], u64)>,
     max: usize,
     ttl_secs: u64,
+    /// Failed `POST /login` attempts (shared by all connections, like the sessions).
+    pub login: LoginThrottle,
 }
 
 /// The OS random source failed.
@@ -115,6 +245,7 @@ impl Sessions {
             entries: Vec::new(),
             max: max.max(1),
             ttl_secs,
+            login: LoginThrottle::new(20),
         }
     }
 
@@ -266,6 +397,86 @@ mod tests {
         s.revoke(&k2);
         assert!(!s.check(&k2, 40) && s.check(&k3, 40));
         assert!(!s.check("zz", 40));
+    }
+
+    /// Finding 15 of issue 14: 37,756 login guesses in 5 s, no throttle.
+    #[test]
+    fn failed_logins_are_throttled() {
+        let mut t = LoginThrottle::new(3);
+        for _ in 0..3 {
+            assert_eq!(t.check(100), Ok(()));
+            t.failed(100);
+        }
+        assert_eq!(t.check(100), Err(20), "3 per minute: one more after 20 s");
+        assert!(t.check(119).is_err());
+        assert_eq!(t.check(120), Ok(()));
+        t.failed(120);
+        assert!(t.check(121).is_err());
+        // A quiet minute restores the whole allowance, never more.
+        assert_eq!(t.check(1000), Ok(()));
+        for _ in 0..3 {
+            t.failed(1000);
+        }
+        assert!(t.check(1000).is_err());
+    }
+
+    fn with(extra: &str) -> RequestHead {
+        head(extra)
+    }
+
+    /// Finding 6 of issue 14: without a token a cross-site POST was accepted and a rebound DNS
+    /// name could read the API.
+    #[test]
+    fn host_and_origin_checks() {
+        let allowed = vec![
+            "files.example.com".to_owned(),
+            "proxy.example:8443".to_owned(),
+        ];
+        for ok in [
+            "127.0.0.1:8088",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:8088",
+            "127.1.2.3",
+            "files.example.com:80",
+            "proxy.example:8443",
+        ] {
+            assert!(
+                host_allowed(&with(&format!("Host: {ok}\r\n")), &allowed),
+                "{ok}"
+            );
+        }
+        assert!(host_allowed(&with(""), &allowed));
+        for bad in [
+            "evil.example:8088",
+            "127.0.0.1.evil.example",
+            "proxy.example:80",
+            "[::2]:1",
+            "a:b:c",
+            "",
+        ] {
+            assert!(
+                !host_allowed(&with(&format!("Host: {bad}\r\n")), &allowed),
+                "{bad}"
+            );
+        }
+        let h = |o: &str| with(&format!("Host: 127.0.0.1:8088\r\nOrigin: {o}\r\n"));
+        assert!(origin_allowed(&with("Host: 127.0.0.1:8088\r\n"), &allowed));
+        assert!(origin_allowed(&h("http://127.0.0.1:8088"), &allowed));
+        assert!(origin_allowed(&h("https://files.example.com"), &allowed));
+        assert!(origin_allowed(&h("https://proxy.example:8443"), &allowed));
+        for bad in [
+            "http://evil.example",
+            "null",
+            "http://localhost:8088",
+            "http://127.0.0.1:9999",
+            "file://x",
+            "https://proxy.example",
+        ] {
+            assert!(!origin_allowed(&h(bad), &allowed), "{bad}");
+        }
+        let plain = with("Host: localhost\r\nOrigin: http://localhost\r\n");
+        assert!(origin_allowed(&plain, &[]));
     }
 
     #[test]

@@ -134,12 +134,19 @@ impl EngineBackend {
                 self.remember(&c.id);
             }
         }
+        let live: HashSet<TransferId> = snap.transfers.iter().map(|t| t.id).collect();
+        self.observe_changes(&snap.transfers, &live);
+    }
+
+    /// [`EngineBackend::observe`] from the transfers that changed (each as it is now) and the
+    /// ids of all transfers the roster still holds: the watcher's per-interval work is then in
+    /// proportion to the changes, not to the transfers kept. Conferences are remembered with
+    /// [`EngineBackend::remember_conferences`].
+    pub fn observe_changes(&self, changed: &[TransferSnapshot], live: &HashSet<TransferId>) {
         let verdicts = self.inner.verdicts.lock().clone();
         let mut tr = self.inner.tracker.lock();
         let tr = &mut *tr;
-        let mut present = HashSet::with_capacity(snap.transfers.len());
-        for t in &snap.transfers {
-            present.insert(t.id);
+        for t in changed {
             let entry = tr.transfers.entry(t.id).or_insert_with(|| {
                 tr.uploads_total += 1;
                 Tracked::default()
@@ -176,11 +183,15 @@ impl EngineBackend {
                 }
             }
         }
-        tr.transfers.retain(|id, _| present.contains(id));
-        self.inner
-            .verdicts
-            .lock()
-            .retain(|id, _| present.contains(id));
+        tr.transfers.retain(|id, _| live.contains(id));
+        self.inner.verdicts.lock().retain(|id, _| live.contains(id));
+    }
+
+    /// Remembers conference ids (to tell 409 from 404 later).
+    pub fn remember_conferences(&self, ids: &[String]) {
+        for id in ids {
+            self.remember(id);
+        }
     }
 
     /// The HTTP view of a transfer's state (see the module doc).

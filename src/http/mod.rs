@@ -95,6 +95,8 @@ pub enum HttpError {
     MultipartTruncated,
     /// Multipart: no file part at all (400).
     MultipartNoFile,
+    /// Multipart: more bytes before the first boundary than the limit (400).
+    MultipartPreambleTooLarge,
     /// A Content-Disposition or Content-Type header that cannot be parsed (400); says why.
     BadHeaderParams(&'static str),
     /// A percent-encoded value decodes to bytes that are not UTF-8, or has a bad escape (400).
@@ -149,6 +151,7 @@ impl HttpError {
             MultipartFieldNotUtf8 => "multipart field is not UTF-8",
             MultipartTruncated => "multipart body ended before the closing boundary",
             MultipartNoFile => "multipart body has no file part",
+            MultipartPreambleTooLarge => "multipart preamble too large",
             BadHeaderParams(why) => why,
             BadPercentEncoding => "bad percent-encoding or not UTF-8",
             BadPath => "malformed request path",

@@ -20,6 +20,9 @@ pub struct MultipartLimits {
     pub max_field_bytes: usize,
     /// Number of parts, the file included.
     pub max_parts: usize,
+    /// Bytes before the first boundary (browsers send none). With the limits above this bounds
+    /// what is read before the file part starts, and so before a form's `token` field is judged.
+    pub max_preamble: usize,
 }
 
 impl Default for MultipartLimits {
@@ -28,6 +31,7 @@ impl Default for MultipartLimits {
             max_part_head: 8 * 1024,
             max_field_bytes: 4 * 1024,
             max_parts: 16,
+            max_preamble: 1024,
         }
     }
 }
@@ -100,6 +104,7 @@ pub struct MultipartDecoder {
     fields: Vec<(String, String)>,
     parts: usize,
     file_seen: bool,
+    preamble: usize,
 }
 
 impl MultipartDecoder {
@@ -122,6 +127,7 @@ impl MultipartDecoder {
             fields: Vec::new(),
             parts: 0,
             file_seen: false,
+            preamble: 0,
         })
     }
 
@@ -295,7 +301,7 @@ impl MultipartDecoder {
     ) -> Result<Option<Out>, HttpError> {
         match kind {
             Kind::File => Ok(Some(Out::Input(a, b))),
-            Kind::Preamble => Ok(None),
+            Kind::Preamble => self.skip_preamble(b - a),
             Kind::Field => {
                 if self.field_value.len() + (b - a) > self.limits.max_field_bytes {
                     return Err(HttpError::MultipartFieldTooLarge);
@@ -312,7 +318,7 @@ impl MultipartDecoder {
                 self.spill = held;
                 Ok(Some(Out::Spill))
             }
-            Kind::Preamble => Ok(None),
+            Kind::Preamble => self.skip_preamble(held.len()),
             Kind::Field => {
                 if self.field_value.len() + held.len() > self.limits.max_field_bytes {
                     return Err(HttpError::MultipartFieldTooLarge);
@@ -321,6 +327,14 @@ impl MultipartDecoder {
                 Ok(None)
             }
         }
+    }
+
+    fn skip_preamble(&mut self, n: usize) -> Result<Option<Out>, HttpError> {
+        self.preamble = self.preamble.saturating_add(n);
+        if self.preamble > self.limits.max_preamble {
+            return Err(HttpError::MultipartPreambleTooLarge);
+        }
+        Ok(None)
     }
 
     fn on_delimiter(&mut self, kind: Kind) -> Result<Option<Out>, HttpError> {
@@ -473,6 +487,33 @@ Content-Type: text/plain\r\n\r\n"
         let b = body(&file);
         let pieces: Vec<&[u8]> = b.chunks(1).collect();
         assert_eq!(run_pieces(&pieces).unwrap(), expected(&file));
+    }
+
+    /// Finding 14 of issue 14: a 200 MiB preamble was read (and discarded) to its end.
+    #[test]
+    fn preamble_is_bounded() {
+        let max = MultipartLimits::default().max_preamble;
+        let mut d = MultipartDecoder::new(CT, MultipartLimits::default()).unwrap();
+        let junk = vec![b'x'; 4096];
+        let mut fed = 0;
+        let e = loop {
+            match d.decode(&junk) {
+                Ok((n, MultipartEvent::NeedMore)) => {
+                    fed += n;
+                    assert!(fed <= 200 << 20, "200 MiB of preamble accepted");
+                }
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e, HttpError::MultipartPreambleTooLarge);
+        assert!(fed <= max, "{fed} bytes read first");
+        assert_eq!(e.status(), 400);
+        // Up to the limit, split anywhere, it is still fine.
+        let mut b = vec![b'p'; max - 2];
+        b.extend_from_slice(b"\r\n");
+        b.extend_from_slice(&body(b"ok")[..]);
+        assert_eq!(run_pieces(&[&b]).unwrap(), expected(b"ok"));
     }
 
     #[test]

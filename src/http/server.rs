@@ -15,6 +15,14 @@
 //!   a reset); `http_max_uploads` is enforced by the backend (`503`).
 //! - **No progress** for `http_idle_timeout_ms` inside a request: `408`, the upload aborted, the
 //!   connection closed. An idle keep-alive connection is closed without a response.
+//! - **Slow heads** (slowloris): a request head must be complete `http_head_timeout_ms` after its
+//!   first byte, however the bytes trickle in (`408`, close). And when all
+//!   `http_max_connections` are taken, a new connection displaces the oldest one that is still
+//!   waiting for (or inside) a request head, so connections that never send a whole head cannot
+//!   keep real clients out; only connections busy with a request make new ones wait for `503`.
+//! - **Event streams** (`/api/events`) do not count against `http_max_connections`; they have
+//!   their own limit, `http_max_event_streams` (`503` beyond), and end after
+//!   `http_event_stream_max_ms` (EventSource reconnects).
 //! - **Events**: `GET /api/events` turns the connection into an SSE stream fed by the watcher,
 //!   which diffs roster snapshots every `http_sse_interval_ms` and emits one `transfer` event per
 //!   changed transfer per interval (the per-transfer throttle); a `: keep-alive` comment every
@@ -39,7 +47,7 @@ use parking_lot::{Condvar, Mutex};
 use super::auth::Sessions;
 use super::backend::{EngineBackend, EngineUpload};
 use super::response::{error_response, sse_event, SSE_KEEPALIVE};
-use super::service::{Connection, Ctx, ServiceConfig};
+use super::service::{Connection, Ctx, EventSlots, ServiceConfig};
 use crate::config::Config;
 use crate::runtime::engine::Engine;
 use crate::runtime::log::Logger;
@@ -84,9 +92,28 @@ impl std::error::Error for ServerError {
     }
 }
 
+struct Conn {
+    stream: TcpStream,
+    /// Set by its thread: between requests or inside a head (may be displaced).
+    awaiting_head: Arc<AtomicBool>,
+    /// An event stream: counted by [`EventSlots`], not by `http_max_connections`.
+    event_stream: Arc<AtomicBool>,
+    since: Instant,
+}
+
 struct Conns {
     next: u64,
-    open: std::collections::HashMap<u64, TcpStream>,
+    open: std::collections::HashMap<u64, Conn>,
+}
+
+impl Conns {
+    /// Connections counted against `http_max_connections` (event streams are not).
+    fn counted(&self) -> usize {
+        self.open
+            .values()
+            .filter(|c| !c.event_stream.load(Ordering::Acquire))
+            .count()
+    }
 }
 
 struct Shared {
@@ -95,7 +122,10 @@ struct Shared {
     sessions: Mutex<Sessions>,
     stop: AtomicBool,
     idle: Duration,
+    head_timeout: Duration,
     sse_interval: Duration,
+    event_stream_max: Duration,
+    events: EventSlots,
     max_connections: usize,
     conns: Mutex<Conns>,
     conns_changed: Condvar,
@@ -182,12 +212,24 @@ impl HttpServer {
             service: ServiceConfig {
                 token: cfg.http_token.clone(),
                 max_file_bytes: cfg.max_file_bytes,
+                allowed_hosts: cfg
+                    .http_allowed_hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
                 ..ServiceConfig::default()
             },
-            sessions: Mutex::new(Sessions::new(MAX_SESSIONS, SESSION_TTL_SECS)),
+            sessions: Mutex::new({
+                let mut s = Sessions::new(MAX_SESSIONS, SESSION_TTL_SECS);
+                s.login = super::auth::LoginThrottle::new(cfg.http_login_max_failures);
+                s
+            }),
             stop: AtomicBool::new(false),
             idle: Duration::from_millis(cfg.http_idle_timeout_ms.max(1)),
+            head_timeout: Duration::from_millis(cfg.http_head_timeout_ms.max(1)),
             sse_interval: Duration::from_millis(cfg.http_sse_interval_ms.max(1)),
+            event_stream_max: Duration::from_millis(cfg.http_event_stream_max_ms.max(1)),
+            events: EventSlots::new(cfg.http_max_event_streams),
             max_connections: cfg.http_max_connections.max(1),
             conns: Mutex::new(Conns {
                 next: 0,
@@ -247,9 +289,14 @@ impl HttpServer {
         &self.shared.backend
     }
 
-    /// Open connections now.
+    /// Open connections now (event streams included).
     pub fn connections(&self) -> usize {
         self.shared.conns.lock().open.len()
+    }
+
+    /// Open event streams now.
+    pub fn event_streams(&self) -> usize {
+        self.shared.events.open()
     }
 }
 
@@ -264,7 +311,7 @@ impl Drop for HttpServer {
         self.shared.subscribers.lock().clear();
         let mut c = self.shared.conns.lock();
         for s in c.open.values() {
-            let _ = s.shutdown(Shutdown::Both);
+            let _ = s.stream.shutdown(Shutdown::Both);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while !c.open.is_empty() {
@@ -321,18 +368,49 @@ fn accept(
     }
 }
 
+/// At the limit: closes the oldest connection still waiting for (or inside) a request head, so
+/// the new one gets its place. False when every connection is busy with a request.
+fn displace_waiting(c: &mut Conns) -> bool {
+    let oldest = c
+        .open
+        .iter()
+        .filter(|(_, x)| {
+            x.awaiting_head.load(Ordering::Acquire) && !x.event_stream.load(Ordering::Acquire)
+        })
+        .min_by_key(|(id, x)| (x.since, **id))
+        .map(|(id, _)| *id);
+    match oldest.and_then(|id| c.open.remove(&id)) {
+        Some(x) => {
+            let _ = x.stream.shutdown(Shutdown::Both);
+            true
+        }
+        None => false,
+    }
+}
+
 fn admit(shared: &Arc<Shared>, stream: TcpStream, reject: &Sender<TcpStream>) {
     let _ = stream.set_nonblocking(false);
+    let awaiting_head = Arc::new(AtomicBool::new(true));
+    let event_stream = Arc::new(AtomicBool::new(false));
     let registered = {
         let mut c = shared.conns.lock();
-        if c.open.len() >= shared.max_connections {
+        let room = c.counted() < shared.max_connections || displace_waiting(&mut c);
+        if !room {
             None
         } else {
             match stream.try_clone() {
                 Ok(clone) => {
                     c.next += 1;
                     let id = c.next;
-                    c.open.insert(id, clone);
+                    c.open.insert(
+                        id,
+                        Conn {
+                            stream: clone,
+                            awaiting_head: awaiting_head.clone(),
+                            event_stream: event_stream.clone(),
+                            since: Instant::now(),
+                        },
+                    );
                     shared.backend.set_connections(c.open.len());
                     Some(id)
                 }
@@ -349,7 +427,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, reject: &Sender<TcpStream>) {
     let spawned = std::thread::Builder::new()
         .name("msrpcast-http".into())
         .spawn(move || {
-            serve(&s, stream);
+            serve(&s, stream, &awaiting_head, &event_stream);
             s.unregister(id);
         });
     if let Err(e) = spawned {
@@ -361,7 +439,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, reject: &Sender<TcpStream>) {
             .lock()
             .open
             .get(&id)
-            .and_then(|s| s.try_clone().ok());
+            .and_then(|s| s.stream.try_clone().ok());
         shared.unregister(id);
         if let Some(s) = stream {
             let _ = reject.try_send(s);
@@ -424,16 +502,31 @@ fn flush(stream: &mut TcpStream, conn: &mut Connection<EngineUpload>) -> bool {
 }
 
 /// One connection, from its first byte to its close.
-fn serve(shared: &Shared, mut stream: TcpStream) {
+fn serve(
+    shared: &Shared,
+    mut stream: TcpStream,
+    awaiting_head: &AtomicBool,
+    event_stream: &AtomicBool,
+) {
     let _ = stream.set_nodelay(true);
-    let tick = shared.idle.min(TICK);
+    let tick = shared.idle.min(shared.head_timeout).min(TICK);
     let _ = stream.set_read_timeout(Some(tick));
     let _ = stream.set_write_timeout(Some(shared.idle.max(Duration::from_secs(1))));
     let mut conn: Connection<EngineUpload> = Connection::new(&shared.service);
     let mut buf = vec![0u8; READ_BUFFER];
     let mut last = Instant::now();
+    // When the first byte of the head being read arrived (the whole head is due within
+    // `http_head_timeout_ms` of it, whatever the pace of the bytes).
+    let mut head_since: Option<Instant> = None;
     loop {
         if shared.stopping() {
+            return;
+        }
+        if head_since.is_some_and(|t| t.elapsed() >= shared.head_timeout) {
+            conn.handle_timeout();
+            if flush(&mut stream, &mut conn) {
+                linger(&mut stream, LINGER);
+            }
             return;
         }
         match stream.read(&mut buf) {
@@ -449,8 +542,15 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
                     sessions: &shared.sessions,
                     config: &shared.service,
                     now: shared.now_secs(),
+                    events: &shared.events,
                 };
                 conn.handle_input(&buf[..n], &mut ctx);
+                awaiting_head.store(conn.awaiting_head(), Ordering::Release);
+                head_since = match head_since {
+                    _ if !conn.has_partial_head() => None,
+                    None => Some(last),
+                    since => since,
+                };
                 if !flush(&mut stream, &mut conn) {
                     conn.handle_eof();
                     return;
@@ -461,7 +561,14 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
                 }
                 if conn.is_event_stream() {
                     drop(buf);
-                    return events(shared, stream);
+                    // It no longer counts against http_max_connections; the slot it took from
+                    // http_max_event_streams is given back when it ends.
+                    event_stream.store(true, Ordering::Release);
+                    awaiting_head.store(false, Ordering::Release);
+                    shared.conns_changed.notify_all();
+                    events(shared, stream);
+                    shared.events.release();
+                    return;
                 }
             }
             Err(e)
@@ -508,8 +615,13 @@ fn events(shared: &Shared, mut stream: TcpStream) {
         return;
     }
     let mut last_write = Instant::now();
+    let started = Instant::now();
     let mut probe = [0u8; 512];
     loop {
+        if started.elapsed() >= shared.event_stream_max {
+            // EventSource reconnects; a client that vanished without a FIN is let go here.
+            return;
+        }
         match rx.recv_timeout(TICK) {
             Ok(frame) => {
                 let mut out = frame.to_string();
@@ -549,29 +661,35 @@ fn events(shared: &Shared, mut stream: TcpStream) {
     }
 }
 
-/// Every `http_sse_interval_ms`: roster snapshot → metrics counters, and one SSE frame per
-/// transfer whose JSON changed since the last look, to every subscriber.
+/// Every `http_sse_interval_ms`: the transfers that changed since the last look (the roster
+/// keeps a change counter, so retained transfers that do not move cost nothing here) → metrics
+/// counters, and one SSE frame per transfer whose JSON changed, to every subscriber.
 fn watch(shared: &Shared, stop: &Receiver<()>) {
     let mut last: std::collections::HashMap<crate::roster::TransferId, String> =
         std::collections::HashMap::new();
+    let mut version = 0;
     loop {
         match stop.recv_timeout(shared.sse_interval) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        let snap = shared.backend.engine().roster().snapshot();
-        shared.backend.observe(&snap);
+        let roster = shared.backend.engine().roster();
+        let (v, changed) = roster.changed_since(version);
+        version = v;
+        let live: std::collections::HashSet<_> = roster.transfer_ids().into_iter().collect();
+        shared
+            .backend
+            .remember_conferences(&roster.conference_ids());
+        shared.backend.observe_changes(&changed, &live);
         let mut frames: Vec<Arc<str>> = Vec::new();
-        let mut present = std::collections::HashSet::with_capacity(snap.transfers.len());
-        for t in &snap.transfers {
-            present.insert(t.id);
+        for t in &changed {
             let json = shared.backend.transfer_to_json(t);
             if last.get(&t.id) != Some(&json) {
                 frames.push(Arc::from(sse_event("transfer", &json)));
                 last.insert(t.id, json);
             }
         }
-        last.retain(|id, _| present.contains(id));
+        last.retain(|id, _| live.contains(id));
         if frames.is_empty() {
             continue;
         }

@@ -7,7 +7,7 @@
 //! the transfer events it receives. Nothing here blocks: the engine side ([`Backend`],
 //! [`UploadSink`]) must answer from memory and write to the spool without waiting on the network.
 
-use super::auth::{authorize, login_form_ok, Sessions};
+use super::auth::{authorize, host_allowed, login_form_ok, origin_allowed, Sessions};
 use super::head::{HeadLimits, RequestHead};
 use super::multipart::{MultipartDecoder, MultipartEvent, MultipartLimits};
 use super::params::{cookie, is_multipart_form, parse_content_disposition};
@@ -110,6 +110,52 @@ pub struct ServiceConfig {
     pub max_file_bytes: u64,
     pub head: HeadLimits,
     pub multipart: MultipartLimits,
+    /// `http_allowed_hosts` (`host` or `host:port`, lower-case): without a token, the names
+    /// besides the loopback ones that `Host` and `Origin` may carry.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// Open `/api/events` streams against `http_max_event_streams`, shared by all connections. A
+/// stream takes a slot when its request is answered and the runtime releases it when the
+/// stream ends.
+#[derive(Debug)]
+pub struct EventSlots {
+    open: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl EventSlots {
+    pub fn new(max: usize) -> Self {
+        EventSlots {
+            open: std::sync::atomic::AtomicUsize::new(0),
+            max: max.max(1),
+        }
+    }
+
+    /// Takes a slot; false when all are in use.
+    pub fn try_take(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn release(&self) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
 }
 
 impl Default for ServiceConfig {
@@ -119,6 +165,7 @@ impl Default for ServiceConfig {
             max_file_bytes: 4 << 30,
             head: HeadLimits::default(),
             multipart: MultipartLimits::default(),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -132,6 +179,8 @@ pub struct Ctx<'a, B: Backend> {
     pub config: &'a ServiceConfig,
     /// Seconds on the clock the sessions use.
     pub now: u64,
+    /// Event stream slots (`http_max_event_streams`).
+    pub events: &'a EventSlots,
 }
 
 const LOGIN_MAX_BODY: u64 = 4096;
@@ -195,6 +244,18 @@ impl<U: UploadSink> Connection<U> {
     pub fn in_request(&self) -> bool {
         !matches!(self.state, State::Idle | State::Events | State::Closed)
             || !self.pending.is_empty()
+    }
+
+    /// Between requests or inside a request head (nothing of a request has been acted on): the
+    /// runtime may close such a connection to make room, and times the head
+    /// ([`Connection::has_partial_head`]).
+    pub fn awaiting_head(&self) -> bool {
+        matches!(self.state, State::Idle)
+    }
+
+    /// Some bytes of a request head arrived but not all of it.
+    pub fn has_partial_head(&self) -> bool {
+        matches!(self.state, State::Idle) && !self.pending.is_empty()
     }
 
     /// No progress for too long: 408, upload aborted, close.
@@ -314,6 +375,28 @@ impl<U: UploadSink> Connection<U> {
                 return self.early_answer(&head, bytes);
             }
         };
+        if ctx.config.token.is_none() {
+            // Open mode is for this machine only: refuse other names (DNS rebinding) and
+            // requests a foreign page makes the browser send (cross-site POST).
+            if !host_allowed(&head, &ctx.config.allowed_hosts) {
+                let bytes = error_response(
+                    421,
+                    "Host is not this server (http_allowed_hosts)",
+                    close,
+                    None,
+                );
+                return self.early_answer(&head, bytes);
+            }
+            if !origin_allowed(&head, &ctx.config.allowed_hosts) {
+                let bytes = error_response(
+                    403,
+                    "cross-origin request refused (http_allowed_hosts)",
+                    close,
+                    None,
+                );
+                return self.early_answer(&head, bytes);
+            }
+        }
         let auth = authorize(
             &head,
             ctx.config.token.as_deref(),
@@ -370,6 +453,14 @@ impl<U: UploadSink> Connection<U> {
                 self.early_answer(&head, bytes)
             }
             Route::Events => {
+                if !ctx.events.try_take() {
+                    let reason = format!(
+                        "too many event streams (http_max_event_streams {})",
+                        ctx.events.max()
+                    );
+                    let bytes = error_response(503, &reason, close, None);
+                    return self.early_answer(&head, bytes);
+                }
                 self.respond(sse_head());
                 self.state = State::Events;
             }
@@ -557,13 +648,30 @@ impl<U: UploadSink> Connection<U> {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Login(body) => {
                 let body = String::from_utf8_lossy(&body);
-                let ok = ctx
-                    .config
-                    .token
-                    .as_deref()
-                    .is_none_or(|t| login_form_ok(&body, t));
-                if !ok {
-                    return self.error(401, "wrong token", None);
+                if let Some(t) = ctx.config.token.as_deref() {
+                    let mut sessions = ctx.sessions.lock();
+                    if let Err(wait) = sessions.login.check(ctx.now) {
+                        drop(sessions);
+                        let reason = "too many failed logins (http_login_max_failures)";
+                        let body = super::response::json_error("too_many_requests", reason);
+                        let mut bytes = ResponseHead::new(429)
+                            .content_type("application/json")
+                            .content_length(body.len() as u64)
+                            .header("Retry-After", wait.to_string())
+                            .connection(close)
+                            .to_bytes();
+                        bytes.extend_from_slice(body.as_bytes());
+                        self.respond(bytes);
+                        if close {
+                            self.close = true;
+                        }
+                        return;
+                    }
+                    if !login_form_ok(&body, t) {
+                        sessions.login.failed(ctx.now);
+                        drop(sessions);
+                        return self.error(401, "wrong token", None);
+                    }
                 }
                 let issued = {
                     let mut sessions = ctx.sessions.lock();
@@ -709,6 +817,7 @@ mod tests {
             ..ServiceConfig::default()
         };
         let sessions = parking_lot::Mutex::new(Sessions::new(8, 3600));
+        let events = EventSlots::new(4);
         let mut conn: Connection<Sink> = Connection::new(&config);
         let mut out = Vec::new();
         for chunk in input.chunks(piece) {
@@ -717,6 +826,7 @@ mod tests {
                 sessions: &sessions,
                 config: &config,
                 now: 1,
+                events: &events,
             };
             conn.handle_input(chunk, &mut ctx);
             out.extend(conn.take_output());
@@ -879,6 +989,99 @@ GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n";
             None,
         );
         assert!(r.out.starts_with("HTTP/1.1 431 "), "{}", r.out);
+    }
+
+    /// Finding 6 of issue 14: without a token, a cross-site `text/plain` POST (foreign Origin)
+    /// got 201, and a request naming a rebound DNS name was served.
+    #[test]
+    fn open_mode_refuses_foreign_origin_and_host() {
+        let post = |extra: &str| {
+            format!(
+                "POST /conferences/4711/files HTTP/1.1\r\n{extra}Content-Type: text/plain\r\n\
+Content-Length: 2\r\n\r\nhi"
+            )
+        };
+        let r = run(
+            &post("Host: 127.0.0.1:8088\r\nOrigin: http://evil.example\r\n"),
+            None,
+        );
+        assert!(r.out.starts_with("HTTP/1.1 403 "), "{}", r.out);
+        assert!(r.log.borrow().started.is_empty());
+        let r = run(&post("Host: evil.example:8088\r\n"), None);
+        assert!(r.out.starts_with("HTTP/1.1 421 "), "{}", r.out);
+        assert!(r.log.borrow().started.is_empty());
+        let r = run(
+            "GET /api/conferences HTTP/1.1\r\nHost: rebound.example:8088\r\n\r\n",
+            None,
+        );
+        assert!(r.out.starts_with("HTTP/1.1 421 "), "{}", r.out);
+        // The page itself, and scripts without Origin, still work.
+        let r = run(
+            &post("Host: 127.0.0.1:8088\r\nOrigin: http://127.0.0.1:8088\r\n"),
+            None,
+        );
+        assert!(r.out.starts_with("HTTP/1.1 201 "), "{}", r.out);
+        let r = run(&post("Host: localhost\r\n"), None);
+        assert!(r.out.starts_with("HTTP/1.1 201 "), "{}", r.out);
+        // With a token the checks do not apply (proxies may rewrite Host; auth decides).
+        let r = run(
+            &post("Host: files.example.com\r\nOrigin: https://files.example.com\r\nAuthorization: Bearer T\r\n"),
+            Some("T"),
+        );
+        assert!(r.out.starts_with("HTTP/1.1 201 "), "{}", r.out);
+    }
+
+    /// Finding 15 of issue 14: `POST /login` could be tried without limit.
+    #[test]
+    fn failed_logins_are_throttled() {
+        let wrong = "POST /login HTTP/1.1\r\nContent-Length: 7\r\n\r\ntoken=X";
+        let right = "POST /login HTTP/1.1\r\nContent-Length: 7\r\n\r\ntoken=T";
+        let mut input = wrong.repeat(25);
+        input.push_str(right);
+        let r = run(&input, Some("T"));
+        let statuses: Vec<&str> = r
+            .out
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &r.out[i + 9..i + 12])
+            .collect();
+        assert_eq!(statuses.len(), 26, "{}", r.out);
+        // The default allowance is 20 failures a minute; then everything waits, the right
+        // token too (else guessing would go on).
+        assert!(statuses[..20].iter().all(|s| *s == "401"), "{statuses:?}");
+        assert!(statuses[20..].iter().all(|s| *s == "429"), "{statuses:?}");
+        assert!(r.out.contains("Retry-After: "), "{}", r.out);
+    }
+
+    #[test]
+    fn event_streams_are_limited() {
+        let r = run("GET /api/events HTTP/1.1\r\n\r\n", None);
+        assert!(r.events);
+        let config = ServiceConfig::default();
+        let sessions = parking_lot::Mutex::new(Sessions::new(8, 3600));
+        let events = EventSlots::new(2);
+        let log = Rc::new(RefCell::new(Log::default()));
+        let fake = Fake { log, refuse: None };
+        let mut outs = Vec::new();
+        for _ in 0..3 {
+            let mut conn: Connection<Sink> = Connection::new(&config);
+            let mut ctx = Ctx {
+                backend: &fake,
+                sessions: &sessions,
+                config: &config,
+                now: 1,
+                events: &events,
+            };
+            conn.handle_input(b"GET /api/events HTTP/1.1\r\n\r\n", &mut ctx);
+            outs.push((
+                conn.is_event_stream(),
+                String::from_utf8(conn.take_output()).unwrap(),
+            ));
+        }
+        assert!(outs[0].0 && outs[1].0 && !outs[2].0);
+        assert!(outs[2].1.starts_with("HTTP/1.1 503 "), "{}", outs[2].1);
+        assert_eq!(events.open(), 2);
+        events.release();
+        assert!(events.try_take());
     }
 
     #[test]

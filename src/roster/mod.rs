@@ -46,7 +46,15 @@ impl fmt::Display for DeliveryId {
 pub struct Limits {
     pub max_conferences: usize,
     pub max_participants_per_conference: usize,
+    /// Participants over all conferences.
+    pub max_participants: usize,
+    /// Transfers one conference holds, not counting cancelled ones; at the limit the oldest
+    /// finished one (see [`Roster::prune`]) makes room.
     pub max_transfers_per_conference: usize,
+    /// Finished transfers kept over all conferences; [`Roster::prune`] forgets the oldest beyond.
+    pub max_finished_transfers: usize,
+    /// [`Roster::prune`] forgets a finished transfer this long after its last change.
+    pub finished_ttl_ms: u64,
     /// Longest conference id, participant key, target URI, display name or file name, in bytes.
     pub max_string_bytes: usize,
 }
@@ -56,7 +64,10 @@ impl Default for Limits {
         Limits {
             max_conferences: 10_000,
             max_participants_per_conference: 1_000,
+            max_participants: 100_000,
             max_transfers_per_conference: 1_000,
+            max_finished_transfers: 1_000,
+            finished_ttl_ms: 86_400_000,
             max_string_bytes: 1_024,
         }
     }
@@ -70,6 +81,10 @@ pub enum RosterError {
     },
     TooManyParticipants {
         conference: String,
+        limit: usize,
+    },
+    /// `max_participants` over all conferences.
+    TooManyParticipantsOverall {
         limit: usize,
     },
     TooManyTransfers {
@@ -103,6 +118,12 @@ impl fmt::Display for RosterError {
                 write!(
                     f,
                     "too many participants in conference {conference:?} (limit {limit})"
+                )
+            }
+            RosterError::TooManyParticipantsOverall { limit } => {
+                write!(
+                    f,
+                    "too many participants over all conferences (limit {limit})"
                 )
             }
             RosterError::TooManyTransfers { conference, limit } => {
@@ -320,6 +341,13 @@ struct Conference {
 
 struct Transfer {
     conference: String,
+    /// `DELETE`d: no longer counts against the conference's limit, not offered to late joiners,
+    /// forgotten soon after it is finished.
+    cancelled: bool,
+    /// [`Inner::version`] at its last change (its own or one of its deliveries').
+    version: u64,
+    /// When it or one of its deliveries last changed (what pruning ages by).
+    changed_at_ms: u64,
     name: String,
     content_type: String,
     size: u64,
@@ -347,6 +375,47 @@ struct Inner {
     next_transfer: u64,
     next_delivery: u64,
     next_seq: u64,
+    /// Participants over all conferences.
+    participants: usize,
+    /// Bumped by every change to a transfer or its deliveries.
+    version: u64,
+    /// Transfers removed to make room, until [`Roster::prune`] hands them to the engine.
+    evicted: Vec<TransferId>,
+}
+
+/// How long a cancelled transfer stays visible after it finished, so a client polling it sees
+/// its final state (a grace period, not a capacity: the count bounds still apply).
+pub const CANCELLED_GRACE_MS: u64 = 10_000;
+
+impl Inner {
+    fn touch(&mut self, id: TransferId, now: u64) {
+        self.version += 1;
+        let v = self.version;
+        if let Some(t) = self.transfers.get_mut(&id) {
+            t.version = v;
+            t.changed_at_ms = t.changed_at_ms.max(now);
+        }
+    }
+
+    /// Upload ended and every delivery ended: nothing will change it any more.
+    fn is_finished(&self, t: &Transfer) -> bool {
+        t.state.is_finished()
+            && t.deliveries
+                .iter()
+                .all(|d| self.deliveries.get(d).is_none_or(|d| d.state.is_terminal()))
+    }
+
+    /// Removes a transfer, its deliveries and its place in its conference.
+    fn remove_transfer(&mut self, id: TransferId) {
+        if let Some(t) = self.transfers.remove(&id) {
+            for d in &t.deliveries {
+                self.deliveries.remove(d);
+            }
+            if let Some(c) = self.conferences.get_mut(&t.conference) {
+                c.transfers.retain(|x| *x != id);
+            }
+        }
+    }
 }
 
 type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
@@ -433,6 +502,12 @@ impl Roster {
                 });
             }
         }
+        if inner.participants >= self.limits.max_participants {
+            return Err(RosterError::TooManyParticipantsOverall {
+                limit: self.limits.max_participants,
+            });
+        }
+        inner.participants += 1;
         let seq = inner.next_seq;
         inner.next_seq += 1;
         let conf = inner
@@ -467,7 +542,9 @@ impl Roster {
         if conf.participants.remove(key).is_none() {
             return Left::NotJoined;
         }
+        inner.participants = inner.participants.saturating_sub(1);
         let mut cancelled = Vec::new();
+        let mut touched = Vec::new();
         for t in &conf.transfers {
             let Some(transfer) = inner.transfers.get(t) else {
                 continue;
@@ -478,10 +555,17 @@ impl Roster {
                         delivery.state = DeliveryState::Cancelled;
                         delivery.updated_at_ms = now;
                         cancelled.push(*d);
+                        touched.push(*t);
                     }
                 }
             }
         }
+        for t in touched {
+            inner.touch(t, now);
+        }
+        let Some(conf) = inner.conferences.get_mut(conference) else {
+            return Left::NotJoined;
+        };
         let ended = if conf.participants.is_empty() {
             let transfers = std::mem::take(&mut conf.transfers);
             inner.conferences.remove(conference);
@@ -518,21 +602,44 @@ impl Roster {
         let inner = &mut *inner;
         let conf = inner
             .conferences
-            .get_mut(conference)
+            .get(conference)
             .ok_or_else(|| RosterError::UnknownConference(conference.to_owned()))?;
-        if conf.transfers.len() >= self.limits.max_transfers_per_conference {
-            return Err(RosterError::TooManyTransfers {
-                conference: conference.to_owned(),
-                limit: self.limits.max_transfers_per_conference,
-            });
+        let counted: Vec<TransferId> = conf
+            .transfers
+            .iter()
+            .copied()
+            .filter(|t| inner.transfers.get(t).is_some_and(|t| !t.cancelled))
+            .collect();
+        if counted.len() >= self.limits.max_transfers_per_conference {
+            // Make room: the oldest finished transfer of this conference goes.
+            let oldest = counted
+                .iter()
+                .copied()
+                .filter(|t| inner.transfers.get(t).is_some_and(|t| inner.is_finished(t)))
+                .min_by_key(|id| inner.transfers.get(id).map(|t| (t.changed_at_ms, *id)));
+            let Some(old) = oldest else {
+                return Err(RosterError::TooManyTransfers {
+                    conference: conference.to_owned(),
+                    limit: self.limits.max_transfers_per_conference,
+                });
+            };
+            inner.remove_transfer(old);
+            inner.evicted.push(old);
         }
         inner.next_transfer += 1;
         let id = TransferId(inner.next_transfer);
-        conf.transfers.push(id);
+        inner.version += 1;
+        let version = inner.version;
+        if let Some(conf) = inner.conferences.get_mut(conference) {
+            conf.transfers.push(id);
+        }
         inner.transfers.insert(
             id,
             Transfer {
                 conference: conference.to_owned(),
+                cancelled: false,
+                version,
+                changed_at_ms: now,
                 name: name.to_owned(),
                 content_type: content_type.to_owned(),
                 size: 0,
@@ -550,12 +657,14 @@ impl Roster {
     pub fn set_transfer_size(&self, id: TransferId, size: u64) -> Result<(), RosterError> {
         let now = (self.clock)();
         let mut inner = self.inner.lock();
+        let inner = &mut *inner;
         let t = inner
             .transfers
             .get_mut(&id)
             .ok_or(RosterError::UnknownTransfer(id))?;
         t.size = size;
         t.updated_at_ms = now;
+        inner.touch(id, now);
         Ok(())
     }
 
@@ -580,6 +689,10 @@ impl Roster {
             t.size = size;
         }
         t.updated_at_ms = now;
+        inner.touch(id, now);
+        let Some(t) = inner.transfers.get(&id) else {
+            return Err(RosterError::UnknownTransfer(id));
+        };
         Ok(t.deliveries
             .iter()
             .copied()
@@ -650,6 +763,7 @@ impl Roster {
                 updated_at_ms: now,
             },
         );
+        inner.touch(transfer, now);
         Ok((id, true))
     }
 
@@ -669,8 +783,13 @@ impl Roster {
         if d.state.is_terminal() {
             return Ok(false);
         }
+        let changed = d.state != state;
         d.state = state;
         d.updated_at_ms = now;
+        let transfer = d.transfer;
+        if changed {
+            inner.touch(transfer, now);
+        }
         Ok(true)
     }
 
@@ -717,9 +836,90 @@ impl Roster {
                 inner
                     .transfers
                     .get(id)
+                    .filter(|t| !t.cancelled)
                     .map(|t| transfer_snapshot(&inner, *id, t))
             })
             .collect()
+    }
+
+    /// Marks a transfer cancelled (`DELETE`): it stops counting against its conference's
+    /// `max_transfers_per_conference`, is no longer offered to late joiners, and
+    /// [`Roster::prune`] forgets it [`CANCELLED_GRACE_MS`] after it finished.
+    pub fn cancel_transfer(&self, id: TransferId) -> Result<(), RosterError> {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let t = inner
+            .transfers
+            .get_mut(&id)
+            .ok_or(RosterError::UnknownTransfer(id))?;
+        t.cancelled = true;
+        inner.touch(id, now);
+        Ok(())
+    }
+
+    /// Forgets finished transfers (upload ended, every delivery ended): cancelled ones
+    /// [`CANCELLED_GRACE_MS`] after their last change, others `finished_ttl_ms` after it, and the
+    /// oldest beyond `max_finished_transfers`. Returns them, with those removed earlier to make
+    /// room in a conference, so the engine removes their spool files. Call it regularly.
+    pub fn prune(&self) -> Vec<TransferId> {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let mut gone = std::mem::take(&mut inner.evicted);
+        let mut finished: Vec<(u64, TransferId)> = Vec::new();
+        for (id, t) in &inner.transfers {
+            if !inner.is_finished(t) {
+                continue;
+            }
+            let ttl = if t.cancelled {
+                CANCELLED_GRACE_MS.min(self.limits.finished_ttl_ms)
+            } else {
+                self.limits.finished_ttl_ms
+            };
+            if now.saturating_sub(t.changed_at_ms) >= ttl {
+                gone.push(*id);
+            } else {
+                finished.push((t.changed_at_ms, *id));
+            }
+        }
+        if finished.len() > self.limits.max_finished_transfers {
+            finished.sort_unstable();
+            let extra = finished.len() - self.limits.max_finished_transfers;
+            gone.extend(finished[..extra].iter().map(|(_, id)| *id));
+        }
+        for id in &gone {
+            inner.remove_transfer(*id);
+        }
+        gone
+    }
+
+    /// The transfers that changed since `version` (a value this returned before; 0 for all),
+    /// and the version to pass next time. Only those are copied, so a watcher of many retained
+    /// transfers does work in proportion to the changes.
+    pub fn changed_since(&self, version: u64) -> (u64, Vec<TransferSnapshot>) {
+        let inner = self.inner.lock();
+        let changed = inner
+            .transfers
+            .iter()
+            .filter(|(_, t)| t.version > version)
+            .map(|(id, t)| transfer_snapshot(&inner, *id, t))
+            .collect();
+        (inner.version, changed)
+    }
+
+    /// The ids of every transfer the roster holds.
+    pub fn transfer_ids(&self) -> Vec<TransferId> {
+        self.inner.lock().transfers.keys().copied().collect()
+    }
+
+    /// The ids of every conference (a conference exists while it has participants).
+    pub fn conference_ids(&self) -> Vec<String> {
+        self.inner.lock().conferences.keys().cloned().collect()
+    }
+
+    /// Participants over all conferences.
+    pub fn participant_count(&self) -> usize {
+        self.inner.lock().participants
     }
 
     pub fn conference_count(&self) -> usize {
@@ -1071,6 +1271,7 @@ mod tests {
             max_participants_per_conference: 2,
             max_transfers_per_conference: 1,
             max_string_bytes: 8,
+            ..Limits::default()
         });
         r.join("c", "a", "sip:a", None).unwrap();
         r.join("c", "b", "sip:b", None).unwrap();
@@ -1118,6 +1319,161 @@ mod tests {
         );
         // A failed join changed nothing.
         assert_eq!(r.participants("c")[0].target, "sip:a");
+    }
+
+    /// Finding 10 of issue 14: `max_participants` was never enforced.
+    #[test]
+    fn participants_are_bounded_per_conference_and_overall() {
+        let (r, _) = roster_with(Limits {
+            max_participants: 2,
+            max_participants_per_conference: 1,
+            ..Limits::default()
+        });
+        r.join("a", "p1", "sip:p1", None).unwrap();
+        assert!(matches!(
+            r.join("a", "p2", "sip:p2", None),
+            Err(RosterError::TooManyParticipants { limit: 1, .. })
+        ));
+        r.join("b", "p3", "sip:p3", None).unwrap();
+        let e = r.join("c", "p4", "sip:p4", None).unwrap_err();
+        assert_eq!(e, RosterError::TooManyParticipantsOverall { limit: 2 });
+        assert!(e.to_string().contains("limit 2"), "{e}");
+        assert_eq!(
+            r.conference_count(),
+            2,
+            "the refused join created no conference"
+        );
+        // A repeated join is not a new participant; a leave frees a place.
+        r.join("b", "p3", "sip:p3b", None).unwrap();
+        assert_eq!(r.participant_count(), 2);
+        r.leave("b", "p3");
+        r.join("c", "p4", "sip:p4", None).unwrap();
+        assert_eq!(r.participant_count(), 2);
+    }
+
+    fn complete(r: &Roster, conf: &str) -> TransferId {
+        let t = r.add_transfer(conf, "f", "t", Some(1)).unwrap();
+        r.set_transfer_state(t, TransferState::Complete { sha1: [0; 20] }, Some(1))
+            .unwrap();
+        t
+    }
+
+    /// Finding 8 of issue 14: at 1000 files a conference refused every upload for good, and
+    /// `DELETE` freed nothing.
+    #[test]
+    fn files_per_conference_make_room_and_cancel_frees() {
+        let (r, now) = roster_with(Limits {
+            max_transfers_per_conference: 3,
+            ..Limits::default()
+        });
+        r.join("c", "a", "sip:a", None).unwrap();
+        // Finished files make room for new ones, oldest first; the engine learns of the evicted
+        // ones from prune (to remove their spool files).
+        let old: Vec<TransferId> = (0..3)
+            .map(|_| {
+                now.fetch_add(1, Ordering::SeqCst);
+                complete(&r, "c")
+            })
+            .collect();
+        let t4 = r.add_transfer("c", "g", "t", None).unwrap();
+        assert!(r.transfer(old[0]).is_none());
+        assert_eq!(r.prune(), vec![old[0]]);
+        assert_eq!(r.prune(), Vec::<TransferId>::new());
+        // A file still being delivered is not evicted.
+        let (d, _) = r.add_delivery(old[1], "a").unwrap();
+        let t5 = r.add_transfer("c", "g", "t", None).unwrap();
+        assert!(r.transfer(old[1]).is_some() && r.transfer(old[2]).is_none());
+        // Now all three are busy: refused, with the reason.
+        assert!(matches!(
+            r.add_transfer("c", "h", "t", None),
+            Err(RosterError::TooManyTransfers { limit: 3, .. })
+        ));
+        // DELETE (cancel) frees the slot at once, and the transfer is no longer offered.
+        r.cancel_transfer(t4).unwrap();
+        assert!(!r.transfers_of("c").iter().any(|t| t.id == t4));
+        let t6 = r.add_transfer("c", "h", "t", None).unwrap();
+        // The cancelled one stays visible for the grace period once it finished, then goes.
+        r.set_transfer_state(t4, TransferState::Aborted { reason: "x".into() }, None)
+            .unwrap();
+        r.prune();
+        assert!(r.transfer(t4).is_some());
+        now.fetch_add(CANCELLED_GRACE_MS, Ordering::SeqCst);
+        assert!(r.prune().contains(&t4));
+        assert!(r.transfer(t4).is_none());
+        r.set_delivery_state(d, DeliveryState::Done).unwrap();
+        assert!(r.transfer(t5).is_some() && r.transfer(t6).is_some());
+    }
+
+    /// Finding 20 of issue 14: finished transfers were kept for ever.
+    #[test]
+    fn finished_transfers_are_pruned_by_age_and_count() {
+        let (r, now) = roster_with(Limits {
+            max_finished_transfers: 2,
+            finished_ttl_ms: 1_000,
+            ..Limits::default()
+        });
+        r.join("c", "a", "sip:a", None).unwrap();
+        let ts: Vec<TransferId> = (0..4)
+            .map(|_| {
+                now.fetch_add(10, Ordering::SeqCst);
+                complete(&r, "c")
+            })
+            .collect();
+        let running = r.add_transfer("c", "r", "t", None).unwrap();
+        // Beyond the count: the oldest finished go, the running one stays.
+        let mut gone = r.prune();
+        gone.sort();
+        assert_eq!(gone, ts[..2].to_vec());
+        assert_eq!(r.transfer_ids(), vec![ts[2], ts[3], running]);
+        assert_eq!(
+            r.conference("c").unwrap().transfers,
+            vec![ts[2], ts[3], running]
+        );
+        // A delivery in progress keeps a transfer unfinished, whatever its age.
+        let (d, _) = r.add_delivery(ts[3], "a").unwrap();
+        now.fetch_add(1_000, Ordering::SeqCst);
+        assert_eq!(r.prune(), vec![ts[2]]);
+        r.set_delivery_state(d, DeliveryState::Done).unwrap();
+        assert_eq!(r.prune(), Vec::<TransferId>::new());
+        now.fetch_add(1_000, Ordering::SeqCst);
+        assert_eq!(r.prune(), vec![ts[3]]);
+        assert_eq!(r.transfer_ids(), vec![running]);
+    }
+
+    /// Finding 20 of issue 14: the event watcher serialised every retained transfer each
+    /// interval; the roster now says which changed.
+    #[test]
+    fn changed_since_lists_only_changes() {
+        let (r, _) = roster();
+        r.join("c", "a", "sip:a", None).unwrap();
+        let ts: Vec<TransferId> = (0..50).map(|_| complete(&r, "c")).collect();
+        let (v, all) = r.changed_since(0);
+        assert_eq!(all.len(), 50);
+        let (v2, none) = r.changed_since(v);
+        assert!(none.is_empty() && v2 == v);
+        let (d, _) = r.add_delivery(ts[7], "a").unwrap();
+        let (v3, one) = r.changed_since(v);
+        assert_eq!(one.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ts[7]]);
+        r.set_delivery_state(
+            d,
+            DeliveryState::Sending {
+                bytes: 1,
+                total: Some(1),
+            },
+        )
+        .unwrap();
+        r.set_transfer_size(ts[9], 1).unwrap();
+        let (_, two) = r.changed_since(v3);
+        assert_eq!(
+            two.iter().map(|t| t.id).collect::<Vec<_>>(),
+            vec![ts[7], ts[9]]
+        );
+        // A leave that cancels a delivery is a change too.
+        let (v4, _) = r.changed_since(0);
+        r.join("c", "b", "sip:b", None).unwrap();
+        r.leave("c", "a");
+        let (_, left) = r.changed_since(v4);
+        assert_eq!(left.iter().map(|t| t.id).collect::<Vec<_>>(), vec![ts[7]]);
     }
 
     #[test]

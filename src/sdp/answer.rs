@@ -127,8 +127,19 @@ fn parse_m(line: usize, raw: &str, v: &str) -> Result<(String, u16, String), Sdp
     Ok((media.to_ascii_lowercase(), port, proto.to_ascii_uppercase()))
 }
 
-/// Parses an SDP answer. Accepts CRLF or LF line ends and any attribute order; never panics.
+/// The default bound on the URIs of an answer's `a=path` (the setting `max_path_uris`).
+pub const DEFAULT_MAX_PATH_URIS: usize = 16;
+
+/// Parses an SDP answer with at most [`DEFAULT_MAX_PATH_URIS`] URIs in its `a=path`; see
+/// [`parse_answer_with`].
 pub fn parse_answer(sdp: &str) -> Result<Answer, SdpError> {
+    parse_answer_with(sdp, DEFAULT_MAX_PATH_URIS)
+}
+
+/// Parses an SDP answer. Accepts CRLF or LF line ends and any attribute order; never panics.
+/// An `a=path` of more than `max_path_uris` URIs is refused before its URIs are parsed (each
+/// would be repeated in every SEND's `To-Path`).
+pub fn parse_answer_with(sdp: &str, max_path_uris: usize) -> Result<Answer, SdpError> {
     // Session-level values used as fallbacks.
     let mut session_setup: Option<Setup> = None;
     let mut session_dir: Option<Direction> = None;
@@ -206,6 +217,16 @@ pub fn parse_answer(sdp: &str) -> Result<Answer, SdpError> {
                             });
                         }
                         let v = v.trim_matches([' ', '\t']);
+                        let n = v.split_ascii_whitespace().count();
+                        if n > max_path_uris {
+                            return Err(SdpError::BadPath {
+                                line: line_no,
+                                text: shown(raw),
+                                reason: format!(
+                                    "{n} URIs, more than max_path_uris ({max_path_uris})"
+                                ),
+                            });
+                        }
                         let uris = parse_path(&Bytes::copy_from_slice(v.as_bytes()))
                             .map_err(|e| SdpError::bad_path(line_no, raw, e))?;
                         let last_ok = uris.last().is_some_and(|u| !u.session_id.is_empty());
@@ -441,6 +462,27 @@ mod tests {
             parse_answer(&twice),
             Err(SdpError::BadPath { line: 12, .. })
         ));
+    }
+
+    /// Finding 12 of issue 14: an answer with 1000 path URIs was accepted (36 KB SEND heads).
+    #[test]
+    fn path_length_is_bounded() {
+        let uri = "msrp://192.168.1.23:51234/a8Qp2wX7nLmR;tcp";
+        let long = |n: usize| {
+            let relays = vec!["msrp://relay.example:2855/r1;tcp"; n - 1].join(" ");
+            BLINK.replace(uri, &format!("{relays} {uri}"))
+        };
+        for n in [1000, DEFAULT_MAX_PATH_URIS + 1] {
+            let e = parse_answer(&long(n)).unwrap_err();
+            assert!(
+                matches!(&e, SdpError::BadPath { reason, .. } if reason.contains("max_path_uris")),
+                "{n}: {e:?}"
+            );
+        }
+        let a = parse_answer(&long(DEFAULT_MAX_PATH_URIS)).unwrap();
+        assert_eq!(a.path.len(), DEFAULT_MAX_PATH_URIS);
+        assert!(parse_answer_with(&long(3), 2).is_err());
+        assert_eq!(parse_answer_with(&long(3), 3).unwrap().path.len(), 3);
     }
 
     #[test]

@@ -12,7 +12,9 @@ pub mod offer;
 
 use std::fmt;
 
-pub use answer::{parse_answer, Answer, Direction, Setup};
+pub use answer::{
+    parse_answer, parse_answer_with, Answer, Direction, Setup, DEFAULT_MAX_PATH_URIS,
+};
 pub use file_selector::{escape_file_name, unescape_file_name, FileSelector};
 pub use offer::{build_offer, FileOffer, OfferParams};
 

@@ -47,6 +47,10 @@ impl Shared {
             roster: Roster::new(RosterLimits {
                 max_conferences: cfg.max_conferences,
                 max_participants_per_conference: cfg.max_participants_per_conference,
+                max_participants: cfg.max_participants,
+                max_transfers_per_conference: cfg.max_files_per_conference,
+                max_finished_transfers: cfg.max_finished_transfers,
+                finished_ttl_ms: cfg.finished_transfer_ttl_ms,
                 ..RosterLimits::default()
             }),
             cancelled: Mutex::new(HashSet::new()),
@@ -294,7 +298,7 @@ impl Core {
             return;
         };
         l.sip = Sip::Answered;
-        let answer = match sdp::parse_answer(body) {
+        let answer = match sdp::parse_answer_with(body, self.cfg.max_path_uris) {
             Ok(a) => a,
             Err(e) => {
                 self.fail(d, Some(488), format!("unusable SDP answer: {e}"));
@@ -514,6 +518,7 @@ impl Core {
             self.fail(d, Some(408), reason.into());
         }
         self.publish_progress();
+        self.prune_forgotten();
     }
 
     fn publish_progress(&self) {
@@ -535,6 +540,16 @@ impl Core {
             if matches!(f.state(), SpoolState::Writing) {
                 let _ = self.shared.roster.set_transfer_size(*t, f.len());
             }
+        }
+    }
+
+    /// Finished transfers the roster forgot (age, count, cancelled): their spool files go.
+    fn prune_forgotten(&mut self) {
+        for t in self.shared.roster.prune() {
+            if let Some(f) = self.files.remove(&t) {
+                self.actions.push_back(Action::Unspool(f));
+            }
+            self.shared.cancelled.lock().remove(&t);
         }
     }
 

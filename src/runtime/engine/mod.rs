@@ -334,6 +334,7 @@ impl Engine {
             return Err(EngineError::UnknownTransfer(transfer));
         }
         self.shared.cancelled.lock().insert(transfer);
+        let _ = self.shared.roster.cancel_transfer(transfer);
         self.send(Cmd::Cancel { transfer })
     }
 
