@@ -528,6 +528,17 @@ mod tests {
     }
 
     #[test]
+    fn system_roots_load_where_the_system_has_them() {
+        // Debian's ca-certificates bundle; the CI machine has it, a minimal container may not.
+        if !Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+            return;
+        }
+        let t = Tls::load(TlsSettings::default()).unwrap();
+        assert_eq!(t.verify(), Verify::Host);
+        assert!(t.client_config(&[]).is_ok());
+    }
+
+    #[test]
     fn server_names() {
         use crate::msrp::Host;
         assert!(matches!(

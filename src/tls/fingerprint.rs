@@ -34,7 +34,7 @@ impl HashFunction {
     }
 
     /// The digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             HashFunction::Sha1 => 20,
             HashFunction::Sha256 => 32,
@@ -89,7 +89,7 @@ impl fmt::Display for FingerprintError {
                 f,
                 "a {} fingerprint has {} bytes, not {got}",
                 hash.name(),
-                hash.len()
+                hash.digest_len()
             ),
         }
     }
@@ -126,7 +126,7 @@ impl Fingerprint {
             ))?;
         let hash = HashFunction::parse(name)?;
         let hex = hex.trim_start_matches([' ', '\t']);
-        let mut digest = Vec::with_capacity(hash.len());
+        let mut digest = Vec::with_capacity(hash.digest_len());
         for pair in hex.split(':') {
             let b = pair.as_bytes();
             if b.len() != 2 {
@@ -144,7 +144,7 @@ impl Fingerprint {
             }
             digest.push(hi << 4 | lo);
         }
-        if digest.len() != hash.len() {
+        if digest.len() != hash.digest_len() {
             return Err(FingerprintError::WrongLength {
                 hash,
                 got: digest.len(),
