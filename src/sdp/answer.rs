@@ -63,6 +63,8 @@ pub struct Answer {
     pub file_transfer_id: Option<String>,
     /// The echoed `a=file-selector`, when present and well-formed (informational only).
     pub file_selector: Option<FileSelector>,
+    /// `a=fingerprint` values for this media (RFC 8122); see [`super::transport`].
+    pub fingerprints: Vec<crate::tls::Fingerprint>,
 }
 
 impl Answer {
@@ -277,6 +279,7 @@ pub fn parse_answer(sdp: &str) -> Result<Answer, SdpError> {
         max_size,
         file_transfer_id,
         file_selector,
+        fingerprints: super::transport::parse_fingerprints(sdp)?,
     })
 }
 
