@@ -803,3 +803,84 @@ fn connecting_socket_handshakes_once_connected() {
     let mut p = Pair::new(client, server);
     assert_eq!(p.handshake(), (Ok(()), Ok(())));
 }
+
+#[test]
+fn blocking_accept_for_https() {
+    let dir = Dir::new();
+    let ca = ca("test CA");
+    let pem = leaf(&ca, &["localhost"], false);
+    let server_tls = Tls::load(TlsSettings {
+        cert: Some(dir.write("h-cert.pem", &pem.cert)),
+        key: Some(dir.write("h-key.pem", &pem.key)),
+        verify: Verify::None,
+        request_client_cert: false,
+        alpn: vec![b"http/1.1".to_vec()],
+        ..Default::default()
+    })
+    .unwrap();
+    let client_tls = tls(&dir, "c", None, Some(&ca.cert_pem), Verify::Host);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = client_tls.client_config(&[]).unwrap();
+    let client = std::thread::spawn(move || {
+        let sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let conn =
+            rustls::ClientConnection::new(cfg, server_name(&host("localhost")).unwrap()).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut reply = [0u8; 4];
+        s.read_exact(&mut reply).unwrap();
+        reply
+    });
+    let (sock, _) = listener.accept().unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut s =
+        msrpcast::tls::blocking::accept(sock, server_tls.server_config().unwrap(), WAIT).unwrap();
+    // The socket's own timeout is back once the handshake is done.
+    assert_eq!(
+        s.sock.read_timeout().unwrap(),
+        Some(Duration::from_millis(100))
+    );
+    let mut req = [0u8; 18];
+    s.read_exact(&mut req).unwrap();
+    assert_eq!(&req, b"GET / HTTP/1.1\r\n\r\n");
+    s.write_all(b"pong").unwrap();
+    assert_eq!(&client.join().unwrap(), b"pong");
+}
+
+#[test]
+fn blocking_accept_deadline_and_plain_http() {
+    let dir = Dir::new();
+    let server_tls = tls(
+        &dir,
+        "s",
+        Some(&self_signed(&["localhost"])),
+        None,
+        Verify::None,
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    // A client that connects and says nothing.
+    let _silent = std::net::TcpStream::connect(addr).unwrap();
+    let (sock, _) = listener.accept().unwrap();
+    let start = Instant::now();
+    let limit = Duration::from_millis(200);
+    let e = msrpcast::tls::blocking::accept(sock, server_tls.server_config().unwrap(), limit)
+        .unwrap_err();
+    assert_eq!(e, TlsError::HandshakeTimeout);
+    let took = start.elapsed();
+    assert!(took >= limit && took < WAIT, "{took:?}");
+
+    // Plain HTTP on the HTTPS port.
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (sock, _) = listener.accept().unwrap();
+    let e = msrpcast::tls::blocking::accept(sock, server_tls.server_config().unwrap(), WAIT)
+        .unwrap_err();
+    assert!(matches!(e, TlsError::Protocol { .. }), "{e:?}");
+}

@@ -9,10 +9,12 @@
 //! - [`verify`]: the certificate verifiers behind [`Verify`].
 //! - [`stream`]: [`TlsStream`], `rustls` over a non-blocking `mio` socket, with a handshake
 //!   deadline.
+//! - [`blocking`]: the server handshake on a blocking socket under one deadline (HTTPS).
 //!
 //! The crypto provider is `ring` (see `docs/tls.md` for why); it is named in one place,
 //! [`provider`].
 
+pub mod blocking;
 pub mod config;
 pub mod fingerprint;
 pub mod stream;
