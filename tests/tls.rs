@@ -74,12 +74,17 @@ fn ca(name: &str) -> Ca {
 }
 
 fn leaf(ca: &Ca, names: &[&str], expired: bool) -> Pem {
+    leaf_valid(ca, names, if expired { Some((2001, 2002)) } else { None })
+}
+
+/// A leaf valid from January 1st of the first year to January 1st of the second, if given.
+fn leaf_valid(ca: &Ca, names: &[&str], years: Option<(i32, i32)>) -> Pem {
     let key = KeyPair::generate().unwrap();
     let mut params =
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2001, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    if let Some((from, to)) = years {
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(to, 1, 1);
     }
     let cert = params.signed_by(&key, &ca.issuer).unwrap();
     Pem {
@@ -126,10 +131,16 @@ fn plain_pair() -> (std::net::TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let client = std::net::TcpStream::connect(addr).unwrap();
+    // As the engine does (net::connect, Listener): without it, request/response rounds wait on
+    // Nagle and delayed ACKs.
+    client.set_nodelay(true).unwrap();
     let deadline = Instant::now() + WAIT;
     loop {
         match listener.accept() {
-            Ok((server, _)) => return (client, server),
+            Ok((server, _)) => {
+                server.set_nodelay(true).unwrap();
+                return (client, server);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 assert!(Instant::now() < deadline, "accept timed out");
                 std::thread::yield_now();
@@ -386,6 +397,21 @@ fn expired_certificate_fails() {
     let e = c.unwrap_err();
     assert!(matches!(e, TlsError::Expired { .. }), "{e:?}");
     assert!(e.to_string().starts_with("certificate expired"), "{e}");
+
+    let server = tls(
+        &dir,
+        "s2",
+        Some(&leaf_valid(&ca, &["localhost"], Some((2090, 2091)))),
+        None,
+        Verify::None,
+    );
+    let (c, _) = pair(&client, &[], "localhost", &server).handshake();
+    let e = c.unwrap_err();
+    assert!(matches!(e, TlsError::NotYetValid { .. }), "{e:?}");
+    assert!(
+        e.to_string().starts_with("certificate not valid yet"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -883,4 +909,176 @@ fn blocking_accept_deadline_and_plain_http() {
     let e = msrpcast::tls::blocking::accept(sock, server_tls.server_config().unwrap(), WAIT)
         .unwrap_err();
     assert!(matches!(e, TlsError::Protocol { .. }), "{e:?}");
+}
+
+/// A TLS echo server as a handler on the engine's own I/O pool: the adapter driven the way a
+/// delivery would drive it (readiness, ticks, never blocking).
+struct Echo {
+    stream: TlsStream,
+    pending: Vec<u8>,
+    echoed: usize,
+    report: crossbeam_channel::Sender<Result<usize, TlsError>>,
+}
+
+impl Echo {
+    fn report(&mut self, r: Result<usize, TlsError>) -> msrpcast::runtime::io::Flow {
+        let _ = self.report.send(r);
+        msrpcast::runtime::io::Flow::Close
+    }
+
+    fn turn(&mut self, now: Instant) -> msrpcast::runtime::io::Flow {
+        use msrpcast::runtime::io::Flow;
+        match self.stream.drive(now) {
+            Err(e) => return self.report(Err(e)),
+            Ok(false) => return Flow::Continue,
+            Ok(true) => {}
+        }
+        let mut buf = [0u8; 8192];
+        loop {
+            // Echo what is pending first; read more only when it is gone (back-pressure).
+            while !self.pending.is_empty() {
+                match self.stream.write(&self.pending) {
+                    Ok(n) => {
+                        self.echoed += n;
+                        self.pending.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
+                    Err(e) => return self.report(Err(TlsError::from_io(&e).unwrap().clone())),
+                }
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.stream.close();
+                    let n = self.echoed;
+                    return self.report(Ok(n));
+                }
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
+                Err(e) => {
+                    return self.report(Err(TlsError::Io {
+                        kind: e.kind(),
+                        detail: e.to_string(),
+                    }))
+                }
+            }
+        }
+    }
+}
+
+impl msrpcast::runtime::io::Handler for Echo {
+    fn register(&mut self, registry: &mio::Registry, token: Token) -> io::Result<()> {
+        registry.register(
+            self.stream.socket_mut(),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) {
+        let _ = registry.deregister(self.stream.socket_mut());
+    }
+
+    fn on_ready(
+        &mut self,
+        now: Instant,
+        _: bool,
+        _: bool,
+        _: &mut msrpcast::runtime::io::Ctx,
+    ) -> msrpcast::runtime::io::Flow {
+        self.turn(now)
+    }
+
+    fn on_wake(
+        &mut self,
+        _: Instant,
+        _: &mut msrpcast::runtime::io::Ctx,
+    ) -> msrpcast::runtime::io::Flow {
+        msrpcast::runtime::io::Flow::Continue
+    }
+
+    fn on_tick(
+        &mut self,
+        now: Instant,
+        _: &mut msrpcast::runtime::io::Ctx,
+    ) -> msrpcast::runtime::io::Flow {
+        if let Err(e) = self.stream.check_deadline(now) {
+            return self.report(Err(e));
+        }
+        self.turn(now)
+    }
+
+    fn on_command(
+        &mut self,
+        _: msrpcast::runtime::io::Command,
+        _: Instant,
+        _: &mut msrpcast::runtime::io::Ctx,
+    ) -> msrpcast::runtime::io::Flow {
+        msrpcast::runtime::io::Flow::Close
+    }
+}
+
+#[test]
+fn the_io_pool_drives_the_adapter() {
+    let dir = Dir::new();
+    let ca = ca("test CA");
+    let server_tls = tls(
+        &dir,
+        "s",
+        Some(&leaf(&ca, &["localhost"], false)),
+        None,
+        Verify::None,
+    );
+    let client_tls = tls(&dir, "c", None, Some(&ca.cert_pem), Verify::Host);
+    let pool = msrpcast::runtime::io::IoPool::start(1).unwrap();
+    let (tx, rx) = crossbeam_channel::bounded(4);
+
+    // Echo: the client sends 64 × 16 KiB, each read back before the next.
+    let (client_sock, server_sock) = plain_pair();
+    pool.add(Box::new(Echo {
+        stream: TlsStream::accept(
+            server_sock,
+            server_tls.server_config().unwrap(),
+            Instant::now() + HANDSHAKE,
+        )
+        .unwrap(),
+        pending: Vec::new(),
+        echoed: 0,
+        report: tx.clone(),
+    }));
+    client_sock.set_read_timeout(Some(WAIT)).unwrap();
+    let conn = rustls::ClientConnection::new(
+        client_tls.client_config(&[]).unwrap(),
+        server_name(&host("localhost")).unwrap(),
+    )
+    .unwrap();
+    let mut client = rustls::StreamOwned::new(conn, client_sock);
+    let data = pattern(16 * 1024 * 64);
+    let mut back = vec![0u8; 16 * 1024];
+    for chunk in data.chunks(16 * 1024) {
+        client.write_all(chunk).unwrap();
+        client.read_exact(&mut back[..chunk.len()]).unwrap();
+        assert!(back[..chunk.len()] == *chunk);
+    }
+    client.conn.send_close_notify();
+    client.flush().unwrap();
+    let r = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(r, Ok(data.len()));
+
+    // A silent client: the pool's tick ends the handshake at its deadline.
+    let (_silent, server_sock) = plain_pair();
+    let start = Instant::now();
+    pool.add(Box::new(Echo {
+        stream: TlsStream::accept(
+            server_sock,
+            server_tls.server_config().unwrap(),
+            start + Duration::from_millis(200),
+        )
+        .unwrap(),
+        pending: Vec::new(),
+        echoed: 0,
+        report: tx,
+    }));
+    let r = rx.recv_timeout(WAIT).unwrap();
+    assert_eq!(r, Err(TlsError::HandshakeTimeout));
+    assert!(start.elapsed() >= Duration::from_millis(200));
 }

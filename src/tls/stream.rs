@@ -130,13 +130,12 @@ impl TlsStream {
         self.conn.alpn_protocol()
     }
 
+    /// Records the first fatal error (later ones are consequences) and returns it.
     fn fail(&mut self, e: TlsError) -> TlsError {
-        if self.failed.is_none() {
-            self.failed = Some(e);
-        }
+        let first = self.failed.get_or_insert(e).clone();
         // Best effort: let the peer see our alert.
         let _ = self.flush_tls();
-        self.failed.clone().unwrap_or(TlsError::HandshakeTimeout)
+        first
     }
 
     /// Fails the handshake if `now` is at or past its deadline. Call from a periodic tick.
