@@ -1082,3 +1082,122 @@ fn the_io_pool_drives_the_adapter() {
     assert_eq!(r, Err(TlsError::HandshakeTimeout));
     assert!(start.elapsed() >= Duration::from_millis(200));
 }
+
+/// Sends `data` from `a` to `b` through the `Transport` interface, then closes `a`'s sending side
+/// in order; returns what `b` read up to its end of stream.
+fn through(
+    a: &mut msrpcast::tls::Transport,
+    b: &mut msrpcast::tls::Transport,
+    data: &[u8],
+) -> Vec<u8> {
+    use std::io::IoSlice;
+    let deadline = Instant::now() + WAIT;
+    let now = Instant::now();
+    while !(a.handshake(now).unwrap() & b.handshake(now).unwrap()) {
+        assert!(Instant::now() < deadline);
+        std::thread::yield_now();
+    }
+    let (head, tail) = data.split_at(data.len() / 3);
+    let mut sent = 0;
+    let mut got = Vec::new();
+    let mut shut = false;
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(Instant::now() < deadline, "stuck at {}", got.len());
+        if sent < data.len() {
+            // Vectored, as a delivery writes head + body + end-line.
+            let r = if sent < head.len() {
+                a.write_vectored(&[IoSlice::new(&head[sent..]), IoSlice::new(tail)])
+            } else {
+                a.write(&tail[sent - head.len()..])
+            };
+            match r {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        } else if !shut {
+            shut = a.shutdown_write().unwrap();
+        }
+        match b.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn transport_plain_and_tls_behave_alike() {
+    use msrpcast::tls::Transport;
+    let data = pattern(1_000_000);
+
+    let (c, s) = socket_pair();
+    let (mut a, mut b) = (Transport::Plain(c), Transport::Plain(s));
+    assert!(!a.is_tls() && a.tls().is_none());
+    assert!(through(&mut a, &mut b, &data) == data);
+
+    let dir = Dir::new();
+    let server_tls = tls(
+        &dir,
+        "s",
+        Some(&self_signed(&["localhost"])),
+        None,
+        Verify::None,
+    );
+    let client_tls = tls(&dir, "c", None, None, Verify::None);
+    let p = pair(&client_tls, &[], "localhost", &server_tls);
+    let (mut a, mut b) = (
+        Transport::Tls(Box::new(p.client)),
+        Transport::Tls(Box::new(p.server)),
+    );
+    assert!(a.is_tls());
+    // The TLS end of stream is a close_notify, not a truncation.
+    assert!(through(&mut a, &mut b, &data) == data);
+    assert!(b.tls().unwrap().peer_certificates().is_none());
+    assert!(a.tls().unwrap().peer_certificates().is_some());
+}
+
+#[test]
+fn first_bytes_of_real_connections() {
+    use msrpcast::tls::{first_bytes, FirstBytes};
+    let dir = Dir::new();
+    let client_tls = tls(&dir, "c", None, None, Verify::None);
+    let (c, s) = socket_pair();
+    let mut client = TlsStream::connect(
+        c,
+        client_tls.client_config(&[]).unwrap(),
+        server_name(&host("localhost")).unwrap(),
+        Instant::now() + WAIT,
+    )
+    .unwrap();
+    assert_eq!(client.drive(Instant::now()), Ok(false));
+    let mut peek = [0u8; 3];
+    let deadline = Instant::now() + WAIT;
+    let n = loop {
+        match s.peek(&mut peek) {
+            Ok(n) if n >= 2 => break n,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::yield_now();
+    };
+    assert_eq!(first_bytes(&peek[..n]), FirstBytes::Tls);
+
+    let (mut c, s) = plain_pair();
+    c.write_all(b"MSRP x SEND\r\n").unwrap();
+    let n = loop {
+        match s.peek(&mut peek) {
+            Ok(n) if n >= 1 => break n,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::yield_now();
+    };
+    assert_eq!(first_bytes(&peek[..n]), FirstBytes::Plain);
+}

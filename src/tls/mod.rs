@@ -9,6 +9,8 @@
 //! - [`verify`]: the certificate verifiers behind [`Verify`].
 //! - [`stream`]: [`TlsStream`], `rustls` over a non-blocking `mio` socket, with a handshake
 //!   deadline.
+//! - [`transport`]: [`Transport`] — plain TCP or TLS behind one interface, for the handlers;
+//!   [`first_bytes`] tells TLS from MSRP on an accepted connection.
 //! - [`blocking`]: the server handshake on a blocking socket under one deadline (HTTPS).
 //!
 //! The crypto provider is `ring` (see `docs/tls.md` for why); it is named in one place,
@@ -18,6 +20,7 @@ pub mod blocking;
 pub mod config;
 pub mod fingerprint;
 pub mod stream;
+pub mod transport;
 pub mod verify;
 
 use std::fmt;
@@ -28,6 +31,7 @@ use std::sync::Arc;
 pub use config::{load_chain, load_key, Tls, TlsSettings};
 pub use fingerprint::{Fingerprint, HashFunction};
 pub use stream::TlsStream;
+pub use transport::{first_bytes, FirstBytes, Transport};
 pub use verify::Verify;
 
 /// The crypto provider every config of this crate is built with.
