@@ -1201,3 +1201,42 @@ fn first_bytes_of_real_connections() {
     };
     assert_eq!(first_bytes(&peek[..n]), FirstBytes::Plain);
 }
+
+#[test]
+fn plaintext_written_before_the_handshake_follows_it() {
+    let dir = Dir::new();
+    let server_tls = tls(
+        &dir,
+        "s",
+        Some(&self_signed(&["localhost"])),
+        None,
+        Verify::None,
+    );
+    let client_tls = tls(&dir, "c", None, None, Verify::None);
+    let mut p = pair(&client_tls, &[], "localhost", &server_tls);
+    // Queued before the handshake: leaves right behind the client's Finished.
+    p.client.write_all(b"MSRP first SEND").unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline);
+        let now = Instant::now();
+        let _ = p.client.drive(now).unwrap();
+        if p.server.drive(now).unwrap() {
+            break;
+        }
+        p.wait();
+    }
+    // The server reads it as a handler would after its handshake turn (until WouldBlock).
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while got.len() < 15 {
+        assert!(Instant::now() < deadline);
+        let _ = p.client.drive(Instant::now());
+        match p.server.read(&mut buf) {
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.wait(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, b"MSRP first SEND");
+}

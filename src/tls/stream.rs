@@ -152,6 +152,10 @@ impl TlsStream {
     /// Advances the handshake as far as the socket allows: reads the peer's records, writes
     /// ours, checks the deadline. `Ok(true)` once the handshake is complete (then use
     /// `Read`/`Write`); `Ok(false)` while waiting for the peer.
+    ///
+    /// When it first returns `Ok(true)`, read until `WouldBlock` even without a readable event:
+    /// application data that came with the peer's last handshake flight (a client's first MSRP
+    /// request, typically) has already been taken off the socket and waits in the buffer.
     pub fn drive(&mut self, now: Instant) -> Result<bool, TlsError> {
         self.check_deadline(now)?;
         if self.conn.is_handshaking() {

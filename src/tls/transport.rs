@@ -52,7 +52,9 @@ impl Transport {
     }
 
     /// Advances the TLS handshake; `Ok(true)` when application data may flow (at once for
-    /// plain TCP). Call on readiness until it says `true`; write nothing before.
+    /// plain TCP). Call on readiness until it says `true`; write nothing before. The turn it
+    /// first says `true`, read until `WouldBlock` whatever the event was (see
+    /// [`TlsStream::drive`]).
     pub fn handshake(&mut self, now: Instant) -> Result<bool, TlsError> {
         match self {
             Transport::Plain(_) => Ok(true),
