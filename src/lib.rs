@@ -8,7 +8,9 @@
 //! the threads, non-blocking sockets, spool files and timers and drives one sender state machine
 //! per (file, participant); `http` is the upload page and JSON API feeding the spool; `ffi` is the
 //! C ABI through which the host reports joins and leaves and performs the SIP work the engine asks
-//! for; `freeswitch` turns FreeSWITCH's `conference::maintenance` events into joins and leaves.
+//! for; `freeswitch` turns FreeSWITCH's `conference::maintenance` events into joins and leaves;
+//! `tls` loads certificates and keys, verifies peers (host or `a=fingerprint`) and wraps a
+//! non-blocking socket in `rustls` for `msrps` and HTTPS.
 //! Only `ffi` contains `unsafe`.
 
 #![deny(unsafe_code)]
@@ -22,3 +24,4 @@ pub mod msrp;
 pub mod roster;
 pub mod runtime;
 pub mod sdp;
+pub mod tls;

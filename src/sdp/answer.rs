@@ -63,6 +63,8 @@ pub struct Answer {
     pub file_transfer_id: Option<String>,
     /// The echoed `a=file-selector`, when present and well-formed (informational only).
     pub file_selector: Option<FileSelector>,
+    /// `a=fingerprint` values for this media (RFC 8122); see [`super::transport`].
+    pub fingerprints: Vec<crate::tls::Fingerprint>,
 }
 
 impl Answer {
@@ -298,6 +300,7 @@ pub fn parse_answer_with(sdp: &str, max_path_uris: usize) -> Result<Answer, SdpE
         max_size,
         file_transfer_id,
         file_selector,
+        fingerprints: super::transport::parse_fingerprints(sdp)?,
     })
 }
 

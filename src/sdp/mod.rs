@@ -5,10 +5,13 @@
 //!   a parser for the attribute (used on answers and in tests).
 //! - [`offer`]: [`build_offer`] for one file.
 //! - [`answer`]: [`parse_answer`], tolerant of line endings and attribute order, never panicking.
+//! - [`transport`]: TLS, `a=fingerprint`, direction and `a=max-size` of an answer, and the checks
+//!   a delivery runs on them before connecting ([`Answer::check_delivery`]).
 
 pub mod answer;
 pub mod file_selector;
 pub mod offer;
+pub mod transport;
 
 use std::fmt;
 
@@ -16,7 +19,8 @@ pub use answer::{
     parse_answer, parse_answer_with, Answer, Direction, Setup, DEFAULT_MAX_PATH_URIS,
 };
 pub use file_selector::{escape_file_name, unescape_file_name, FileSelector};
-pub use offer::{build_offer, FileOffer, OfferParams};
+pub use offer::{build_offer, build_offer_tls, FileOffer, OfferParams};
+pub use transport::{parse_fingerprints, Refusal, TlsCapability};
 
 use crate::msrp::uri::UriError;
 

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use super::file_selector::{escape_file_name, format_sha1, is_token_char, selector_type};
 use crate::msrp::uri::Uri;
+use crate::tls::Fingerprint;
 
 /// The file being offered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,19 +84,36 @@ fn accept_types(s: &str) -> String {
     }
 }
 
-/// The SDP offer for one file, CRLF line endings.
+/// The SDP offer for one file, CRLF line endings. `TCP/TLS/MSRP` exactly when `p.path` is
+/// `msrps`; no `a=fingerprint` (see [`build_offer_tls`]).
 pub fn build_offer(p: &OfferParams, f: &FileOffer) -> String {
+    render(p, f, p.path.secure, None)
+}
+
+/// The offer over TLS (the `msrp_tls` setting): `TCP/TLS/MSRP`, our path as `msrps` whatever
+/// `p.path` says, and `a=fingerprint` with our certificate's fingerprint when we have one
+/// (RFC 4975 §14.1, RFC 8122), so that a peer may check a self-signed certificate.
+pub fn build_offer_tls(
+    p: &OfferParams,
+    f: &FileOffer,
+    fingerprint: Option<&Fingerprint>,
+) -> String {
+    render(p, f, true, fingerprint)
+}
+
+fn render(
+    p: &OfferParams,
+    f: &FileOffer,
+    secure: bool,
+    fingerprint: Option<&Fingerprint>,
+) -> String {
     let (addr_type, addr) = addr_fields(p.address);
     let user = if !p.origin_user.is_empty() && p.origin_user.bytes().all(|b| b.is_ascii_graphic()) {
         p.origin_user.as_str()
     } else {
         "-"
     };
-    let proto = if p.path.secure {
-        "TCP/TLS/MSRP"
-    } else {
-        "TCP/MSRP"
-    };
+    let proto = if secure { "TCP/TLS/MSRP" } else { "TCP/MSRP" };
     let mut name = escape_file_name(&f.name);
     if name.is_empty() {
         // filename-string needs at least one character.
@@ -127,8 +145,14 @@ pub fn build_offer(p: &OfferParams, f: &FileOffer) -> String {
         let _ = write!(s, "a=max-size:{m}\r\n");
     }
     // A Uri's Display never contains spaces or line breaks for parsed URIs; filter anyway.
-    let _ = write!(s, "a=path:{}\r\n", text_value(&p.path.to_string()));
+    let mut path = p.path.clone();
+    path.secure = secure;
+    let _ = write!(s, "a=path:{}\r\n", text_value(&path.to_string()));
     s.push_str("a=setup:actpass\r\n");
+    if let Some(fp) = fingerprint {
+        // Our own computed value: hash name and hex digits only.
+        let _ = write!(s, "a=fingerprint:{fp}\r\n");
+    }
     let _ = write!(
         s,
         "a=file-selector:name:\"{name}\" type:{}",
@@ -222,6 +246,29 @@ mod tests {
             a=file-transfer-id:vBnG916bdberum2fFEABR\r\n\
             a=file-disposition:attachment\r\n";
         assert_eq!(build_offer(&p, &f), want);
+    }
+
+    #[test]
+    fn tls_offer_with_fingerprint() {
+        use crate::sdp::parse_answer;
+        use crate::tls::HashFunction;
+        let fp = Fingerprint::of(HashFunction::Sha256, b"our certificate");
+        // A plain msrp path becomes msrps.
+        let sdp = build_offer_tls(&params(), &file(), Some(&fp));
+        assert_clean_lines(&sdp);
+        assert!(sdp.contains("m=message 2855 TCP/TLS/MSRP *\r\n"), "{sdp}");
+        assert!(
+            sdp.contains("a=path:msrps://192.0.2.10:2855/s3ss10n;tcp\r\na=setup:actpass\r\na=fingerprint:sha-256 "),
+            "{sdp}"
+        );
+        let a = parse_answer(&sdp).unwrap();
+        assert!(a.tls && a.requires_tls() && a.transport_consistent());
+        assert_eq!(a.fingerprints, vec![fp]);
+        // Without a certificate: TLS, no fingerprint line.
+        let sdp = build_offer_tls(&params(), &file(), None);
+        assert!(sdp.contains("TCP/TLS/MSRP") && !sdp.contains("a=fingerprint"));
+        // The plain builder is unchanged by all this.
+        assert!(!build_offer(&params(), &file()).contains("TLS"));
     }
 
     fn selector_line(sdp: &str) -> &str {
