@@ -31,6 +31,7 @@ use crate::runtime::delivery::{Outcome as DeliveryOutcome, Progress, PHASE_SENDI
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::spool::{SpoolFile, SpoolState};
 use crate::sdp;
+use crate::tls::Tls;
 
 use super::Signal;
 
@@ -57,6 +58,10 @@ impl Shared {
         }
     }
 }
+
+/// Whether the I/O pool carries MSRP over TLS. Until it does, an answer or a direct path that
+/// asks for TLS fails its delivery before any socket is opened: never a byte in clear.
+const TLS_DATA_PATH: bool = false;
 
 /// Sessions whose participant is to connect to us (`a=setup:active`), by session id: the MSRP
 /// listener hands a connection whose first frame names one of them to the core.
@@ -165,6 +170,8 @@ pub(super) struct Core {
     advertise_host: String,
     advertise_port: u16,
     actions: VecDeque<Action>,
+    /// MSRP TLS (`msrp_tls`): our certificate and the peer verification; `None` when off.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Core {
@@ -189,7 +196,22 @@ impl Core {
             advertise_host,
             advertise_port,
             actions: VecDeque::new(),
+            tls: None,
         })
+    }
+
+    /// MSRP TLS for offers and answers (`msrp_tls`); `None` (the default) is off.
+    pub fn set_tls(&mut self, tls: Option<Arc<Tls>>) {
+        self.tls = tls;
+    }
+
+    /// What this engine can do for an answer that asks for TLS.
+    fn tls_capability(&self) -> sdp::TlsCapability {
+        match &self.tls {
+            None => sdp::TlsCapability::Off,
+            Some(t) if t.has_certificate() => sdp::TlsCapability::Full,
+            Some(_) => sdp::TlsCapability::ClientOnly,
+        }
     }
 
     /// The next thing for the driver to do.
@@ -298,12 +320,42 @@ impl Core {
             return;
         };
         l.sip = Sip::Answered;
+        let transfer = l.transfer;
         let answer = match sdp::parse_answer_with(body, self.cfg.max_path_uris) {
             Ok(a) => a,
             Err(e) => {
                 self.fail(d, Some(488), format!("unusable SDP answer: {e}"));
                 return;
             }
+        };
+        // Direction, a=max-size and TLS are settled here, before any socket exists: a refused
+        // answer never sees a byte, in clear or otherwise.
+        if let Err(refusal) =
+            answer.check_delivery(self.known_size(transfer), self.tls_capability())
+        {
+            self.fail(d, Some(488), refusal.to_string());
+            return;
+        }
+        if answer.requires_tls() && !TLS_DATA_PATH {
+            self.fail(
+                d,
+                Some(488),
+                "the answer asks for TLS (msrps) but this build cannot carry MSRP over TLS yet"
+                    .into(),
+            );
+            return;
+        }
+        if !answer.transport_consistent() {
+            self.log(
+                Level::Info,
+                format_args!(
+                    "delivery {d}: the answer mixes TLS and plain in its m= line and a=path; \
+                     treated as TLS"
+                ),
+            );
+        }
+        let Some(l) = self.live.get_mut(&d) else {
+            return;
         };
         let _ = self
             .shared
@@ -603,10 +655,12 @@ impl Core {
         }
     }
 
-    fn local_uri(&mut self) -> (Bytes, Uri) {
+    /// A new session id and our URI for it (`msrps` when the session is to be TLS).
+    fn local_uri(&mut self, secure: bool) -> (Bytes, Uri) {
         let session_id = self.ids.session_id();
         let text = format!(
-            "msrp://{}:{}/{};tcp",
+            "{}://{}:{}/{};tcp",
+            if secure { "msrps" } else { "msrp" },
             self.advertise_host,
             self.advertise_port,
             String::from_utf8_lossy(&session_id)
@@ -614,7 +668,7 @@ impl Core {
         let uri = match Uri::parse_slice(text.as_bytes()) {
             Ok(u) => u,
             Err(_) => Uri {
-                secure: false,
+                secure,
                 userinfo: None,
                 host: Host::Name(Bytes::from(self.advertise_host.clone())),
                 port: Some(self.advertise_port),
@@ -642,9 +696,13 @@ impl Core {
         let Some(t) = self.shared.roster.transfer(transfer) else {
             return;
         };
-        let (session_id, local_uri) = self.local_uri();
         let key = (t.conference.clone(), participant.to_string());
         let direct = self.direct.get(&key).cloned();
+        let secure = match &direct {
+            Some(path) => path.first().is_some_and(|u| u.secure),
+            None => self.cfg.msrp_tls && self.tls.is_some(),
+        };
+        let (session_id, local_uri) = self.local_uri(secure);
         let sip = match direct {
             Some(_) => Sip::Direct,
             None => Sip::Offered {
@@ -746,13 +804,50 @@ impl Core {
             accept_types: self.cfg.accept_types.clone(),
             max_size: None,
         };
-        sdp::build_offer(&params, &offer)
+        match &self.tls {
+            Some(tls) if self.cfg.msrp_tls => {
+                sdp::build_offer_tls(&params, &offer, tls.fingerprint().as_ref())
+            }
+            _ => sdp::build_offer(&params, &offer),
+        }
+    }
+
+    /// The file's size when known: complete in the spool, else as declared by the upload.
+    fn known_size(&self, transfer: TransferId) -> Option<u64> {
+        if let Some(SpoolState::Complete { size, .. }) =
+            self.files.get(&transfer).map(|f| f.state())
+        {
+            return Some(size);
+        }
+        self.shared
+            .roster
+            .transfer(transfer)
+            .and_then(|t| match t.state {
+                TransferState::Complete { .. } => Some(t.size),
+                _ => t.declared_size,
+            })
     }
 
     /// Asks the driver to connect to `to_path`'s first URI, within `connect_timeout_ms`.
     fn dial(&mut self, d: DeliveryId, to_path: Vec<Uri>, now: Instant) {
         if to_path.is_empty() {
             self.fail(d, None, "empty MSRP path".into());
+            return;
+        }
+        if to_path[0].secure && (self.tls.is_none() || !TLS_DATA_PATH) {
+            self.fail(
+                d,
+                None,
+                format!(
+                    "{} is msrps but {}",
+                    to_path[0],
+                    if self.tls.is_none() {
+                        "TLS is not configured (msrp_tls)"
+                    } else {
+                        "this build cannot carry MSRP over TLS yet"
+                    }
+                ),
+            );
             return;
         }
         if let Some(l) = self.live.get_mut(&d) {

@@ -1,0 +1,387 @@
+//! The engine's TLS decisions on real sockets (127.0.0.1): an answer that asks for TLS while the
+//! engine has no TLS, `a=inactive`, `a=sendonly` and `a=max-size` each fail the delivery with a
+//! reason before any socket is opened — a plain listener on the answer's port sees no
+//! connection and no byte — while the same answer without those attributes does reach it (so the
+//! zero-byte checks can fail). TLS offers carry `TCP/TLS/MSRP`, an `msrps` path and our
+//! certificate's fingerprint; `tls_verify = none` is logged as a warning.
+
+use std::io::{ErrorKind, Read};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use msrpcast::config::Config;
+use msrpcast::roster::{DeliveryId, DeliveryState, TransferId};
+use msrpcast::runtime::log::{Level, Logger};
+use msrpcast::runtime::{Engine, Signal};
+
+mod common;
+use common::{upload, wait_joined};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "msrpcast-tlseng-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(dir: &Dir, sets: &[(&str, &str)]) -> Config {
+    let mut cfg = Config::default();
+    cfg.set("spool_dir", dir.0.join("spool").to_str().unwrap())
+        .unwrap();
+    cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
+    cfg.set("log_level", "warn").unwrap();
+    cfg.set("control_socket", "").unwrap();
+    for (k, v) in sets {
+        cfg.set(k, v).unwrap_or_else(|e| panic!("{e}"));
+    }
+    cfg
+}
+
+/// A self-signed certificate for 127.0.0.1 written as `tls_cert`/`tls_key` settings.
+fn certificate(dir: &Dir) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (
+        dir.write("cert.pem", &cert.pem()),
+        dir.write("key.pem", &key.serialize_pem()),
+    )
+}
+
+/// A plain TCP listener that counts the connections it accepts and the bytes it reads.
+struct Plain {
+    listener: TcpListener,
+    port: u16,
+}
+
+impl Plain {
+    fn new() -> Plain {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        Plain { listener, port }
+    }
+
+    /// (connections, bytes) seen so far, reading each accepted connection for up to `read_for`.
+    fn seen(&self, read_for: Duration) -> (usize, usize) {
+        let (mut conns, mut bytes) = (0, 0);
+        loop {
+            match self.listener.accept() {
+                Ok((mut s, _)) => {
+                    conns += 1;
+                    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                    let t0 = Instant::now();
+                    let mut buf = [0u8; 4096];
+                    while t0.elapsed() < read_for {
+                        match s.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => bytes += n,
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    ErrorKind::WouldBlock | ErrorKind::TimedOut
+                                ) =>
+                            {
+                                if bytes > 0 {
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return (conns, bytes),
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+}
+
+fn next_signal(e: &Engine) -> Signal {
+    e.signals()
+        .recv_timeout(WAIT)
+        .expect("no signal from the engine")
+}
+
+/// Joins one SIP participant, uploads `size` bytes, returns the offer.
+fn offered(e: &Engine, size: usize) -> (TransferId, DeliveryId, String) {
+    e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
+        .unwrap();
+    wait_joined(e, "c", 1);
+    let t = upload(e, "c", &vec![0x5a; size]);
+    let Signal::Offer { delivery, sdp, .. } = next_signal(e) else {
+        panic!("expected an offer")
+    };
+    (t, delivery, sdp)
+}
+
+/// An answer from a participant at `port` (it listens: `a=setup:passive`).
+fn answer(port: u16, tls: bool, extra: &str) -> String {
+    let (proto, scheme) = if tls {
+        ("TCP/TLS/MSRP", "msrps")
+    } else {
+        ("TCP/MSRP", "msrp")
+    };
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=message {port} {proto} *\r\na=accept-types:*\r\na=setup:passive\r\n{extra}\
+         a=path:{scheme}://127.0.0.1:{port}/s3ss10n;tcp\r\n"
+    )
+}
+
+/// Waits for the delivery's final state.
+fn final_state(e: &Engine, t: TransferId) -> DeliveryState {
+    common::wait_done(e, t, 1, WAIT, String::new).remove(0).1
+}
+
+fn failed_with(state: &DeliveryState, words: &str) {
+    match state {
+        DeliveryState::Failed { reason, .. } => {
+            assert!(reason.contains(words), "reason {reason:?} lacks {words:?}")
+        }
+        other => panic!("expected a failure naming {words:?}, got {other:?}"),
+    }
+}
+
+/// One refused answer: the delivery fails naming `words`, the BYE follows, and the
+/// participant's listener sees nothing.
+fn refused(sets: &[(&str, &str)], size: usize, tls: bool, extra: &str, words: &str) {
+    let dir = Dir::new("refused");
+    let mut sets = sets.to_vec();
+    let (cert, key);
+    if sets.iter().any(|(k, v)| *k == "msrp_tls" && *v == "on") {
+        (cert, key) = certificate(&dir);
+        sets.push(("tls_cert", &cert));
+        sets.push(("tls_key", &key));
+    }
+    let e = Engine::start(config(&dir, &sets)).unwrap();
+    let plain = Plain::new();
+    let (t, d, _) = offered(&e, size);
+    e.answered(d, &answer(plain.port, tls, extra)).unwrap();
+    failed_with(&final_state(&e, t), words);
+    assert_eq!(next_signal(&e), Signal::Bye { delivery: d });
+    // The engine decided before opening anything; a connection it had opened would be in the
+    // backlog by now, since the failure is recorded only after the decision.
+    assert_eq!(plain.seen(Duration::from_millis(200)), (0, 0));
+    e.stop();
+}
+
+#[test]
+fn tls_answer_without_tls_configured_gets_no_byte() {
+    refused(&[], 1000, true, "", "TLS is not configured (msrp_tls)");
+}
+
+/// An `msrps` path under a `TCP/MSRP` line still counts as TLS: never a byte in clear.
+#[test]
+fn msrps_path_under_a_plain_m_line_gets_no_byte() {
+    let dir = Dir::new("mixed");
+    let e = Engine::start(config(&dir, &[])).unwrap();
+    let plain = Plain::new();
+    let (t, d, _) = offered(&e, 1000);
+    let sdp = answer(plain.port, true, "").replace("TCP/TLS/MSRP", "TCP/MSRP");
+    e.answered(d, &sdp).unwrap();
+    failed_with(&final_state(&e, t), "TLS is not configured");
+    assert_eq!(plain.seen(Duration::from_millis(200)), (0, 0));
+}
+
+#[test]
+fn inactive_answer_gets_no_byte() {
+    refused(&[], 1000, false, "a=inactive\r\n", "a=inactive");
+}
+
+#[test]
+fn sendonly_answer_gets_no_byte() {
+    refused(&[], 1000, false, "a=sendonly\r\n", "a=sendonly");
+}
+
+#[test]
+fn file_over_max_size_gets_no_byte() {
+    refused(
+        &[],
+        1000,
+        false,
+        "a=max-size:999\r\n",
+        "larger than the participant's a=max-size (999)",
+    );
+}
+
+/// The control: the same kind of answer within bounds reaches the listener, so the zero-byte
+/// assertions above are not vacuous.
+#[test]
+fn acceptable_plain_answer_reaches_the_listener() {
+    let dir = Dir::new("control");
+    let e = Engine::start(config(&dir, &[("connect_timeout_ms", "2000")])).unwrap();
+    let plain = Plain::new();
+    let (_, d, _) = offered(&e, 1000);
+    e.answered(d, &answer(plain.port, false, "a=max-size:1000\r\n"))
+        .unwrap();
+    let t0 = Instant::now();
+    let (mut conns, mut bytes) = (0, 0);
+    while bytes == 0 && t0.elapsed() < WAIT {
+        let (c, b) = plain.seen(Duration::from_millis(500));
+        conns += c;
+        bytes += b;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(conns, 1);
+    assert!(bytes > 0, "the plain answer got no byte");
+}
+
+/// A direct participant at an `msrps` URI while TLS is off: refused before connecting.
+#[test]
+fn direct_msrps_without_tls_gets_no_byte() {
+    let dir = Dir::new("direct");
+    let e = Engine::start(config(&dir, &[])).unwrap();
+    let plain = Plain::new();
+    e.join_direct(
+        "c",
+        "p",
+        &format!("msrps://127.0.0.1:{}/d1r3ct;tcp", plain.port),
+    )
+    .unwrap();
+    wait_joined(&e, "c", 1);
+    let t = upload(&e, "c", &[1u8; 500]);
+    failed_with(&final_state(&e, t), "TLS is not configured (msrp_tls)");
+    assert_eq!(plain.seen(Duration::from_millis(200)), (0, 0));
+}
+
+#[test]
+fn msrp_tls_offers_tls_with_our_fingerprint() {
+    let dir = Dir::new("offer");
+    let (cert, key) = certificate(&dir);
+    let e = Engine::start(config(
+        &dir,
+        &[
+            ("msrp_tls", "on"),
+            ("tls_cert", &cert),
+            ("tls_key", &key),
+            ("tls_verify", "fingerprint"),
+        ],
+    ))
+    .unwrap();
+    let fp = e.tls_fingerprint().expect("a fingerprint with msrp_tls on");
+    let (_, _, sdp) = offered(&e, 100);
+    assert!(sdp.contains(" TCP/TLS/MSRP *\r\n"), "{sdp}");
+    assert!(sdp.contains("a=path:msrps://127.0.0.1:"), "{sdp}");
+    assert!(
+        sdp.contains(&format!("a=fingerprint:{fp}\r\n")),
+        "{fp} not in {sdp}"
+    );
+    assert!(fp.starts_with("sha-256 "), "{fp}");
+    // Off: plain offers.
+    let dir = Dir::new("offer-off");
+    let e = Engine::start(config(&dir, &[])).unwrap();
+    assert_eq!(e.tls_fingerprint(), None);
+    let (_, _, sdp) = offered(&e, 100);
+    assert!(sdp.contains(" TCP/MSRP *\r\n"), "{sdp}");
+    assert!(
+        !sdp.contains("msrps") && !sdp.contains("a=fingerprint"),
+        "{sdp}"
+    );
+}
+
+#[test]
+fn start_fails_naming_a_missing_certificate_file() {
+    let dir = Dir::new("badfile");
+    let missing = dir.0.join("nope.pem");
+    let m = missing.to_str().unwrap();
+    let err = Engine::start(config(
+        &dir,
+        &[("msrp_tls", "on"), ("tls_cert", m), ("tls_key", m)],
+    ))
+    .err()
+    .expect("start must fail");
+    let text = err.to_string();
+    assert!(
+        text.contains("nope.pem") && text.contains("cannot open"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tls_verify_none_is_a_warning_at_start() {
+    for (verify, warned) in [("none", true), ("host", false)] {
+        let dir = Dir::new("none");
+        let (cert, key) = certificate(&dir);
+        let logger = Logger::queue(Level::Info, 1024, None);
+        let e = Engine::start_with_logger(
+            config(
+                &dir,
+                &[
+                    ("msrp_tls", "on"),
+                    ("tls_cert", &cert),
+                    ("tls_key", &key),
+                    ("tls_verify", verify),
+                ],
+            ),
+            logger.clone(),
+        )
+        .unwrap();
+        let mut found = false;
+        while let Some(r) = logger.pop() {
+            found |= r.level == Level::Warn && r.message.contains("tls_verify = none");
+        }
+        assert_eq!(found, warned, "tls_verify = {verify}");
+        e.stop();
+    }
+}
+
+#[test]
+fn reload_reads_the_files_again_and_keeps_the_old_on_error() {
+    let dir = Dir::new("reload");
+    let (cert, key) = certificate(&dir);
+    let e = Engine::start(config(
+        &dir,
+        &[("msrp_tls", "on"), ("tls_cert", &cert), ("tls_key", &key)],
+    ))
+    .unwrap();
+    let before = e.tls_fingerprint().unwrap();
+    // A renewed certificate in the same files.
+    let (cert2, key2) = {
+        let d2 = Dir::new("reload2");
+        let (c, k) = certificate(&d2);
+        (
+            std::fs::read_to_string(c).unwrap(),
+            std::fs::read_to_string(k).unwrap(),
+        )
+    };
+    std::fs::write(&cert, &cert2).unwrap();
+    std::fs::write(&key, &key2).unwrap();
+    e.reload_tls().unwrap();
+    let after = e.tls_fingerprint().unwrap();
+    assert_ne!(before, after);
+    // A broken file: the error names it, the loaded certificate stays.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let err = e.reload_tls().unwrap_err().to_string();
+    assert!(err.contains("cert.pem"), "{err}");
+    assert_eq!(e.tls_fingerprint().unwrap(), after);
+    // Off: nothing to reload.
+    let dir = Dir::new("reload-off");
+    let e = Engine::start(config(&dir, &[])).unwrap();
+    assert!(e.reload_tls().unwrap_err().to_string().contains("msrp_tls"));
+}
