@@ -362,7 +362,8 @@ fn receive(args: &[String]) -> Result<ExitCode, String> {
 
 const SERVE_HELP: &str = "usage: msrpcast serve --http HOST:PORT [--token T] --spool DIR
                       --participant CONF=MSRP_URI [--participant CONF=MSRP_URI ...]
-                      [--msrp HOST:PORT] [--set KEY=VALUE ...]
+                      [--https-cert FILE --https-key FILE] [--msrp HOST:PORT]
+                      [--set KEY=VALUE ...]
 
 The engine and the HTTP upload page and API in one process, without a SIP server: each
 participant is reached directly at its MSRP URI (no SDP exchange), e.g. a `msrpcast receive`.
@@ -377,6 +378,10 @@ Prints the page's URL as its first line on stdout, then serves until it is kille
                         adds a participant to conference CONF (repeatable; the participants of a
                         conference are named p1, p2, ... in the order given). MSRP_URI may be a
                         space-separated path (relays first) as `msrpcast receive --relay` prints.
+  --https-cert FILE     PEM certificate chain for HTTPS (http_tls_cert); with --https-key the
+                        page and API are served over HTTPS only, with Strict-Transport-Security
+                        (http_hsts_max_age_s) and a Secure login cookie.
+  --https-key FILE      its PEM private key (http_tls_key).
   --msrp HOST:PORT      MSRP listen address (msrp_listen; default 127.0.0.1:0 here).
   --set KEY=VALUE       any engine setting (`msrpcast settings` lists them all with defaults),
                         applied after the options above, e.g. --set max_file_bytes=1GiB
@@ -392,7 +397,16 @@ fn serve(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let a = parse_args(args, &[])?;
-    a.check_known(&["http", "token", "spool", "participant", "msrp", "set"])?;
+    a.check_known(&[
+        "http",
+        "token",
+        "spool",
+        "participant",
+        "msrp",
+        "set",
+        "https-cert",
+        "https-key",
+    ])?;
     if let Some(p) = a.positional.first() {
         return Err(format!("serve: unexpected argument {p:?}\n{SERVE_HELP}"));
     }
@@ -413,6 +427,12 @@ fn serve(args: &[String]) -> Result<ExitCode, String> {
     }
     if let Some(t) = a.one("token") {
         set(&mut cfg, "http_token", t)?;
+    }
+    if let Some(c) = a.one("https-cert") {
+        set(&mut cfg, "http_tls_cert", c)?;
+    }
+    if let Some(k) = a.one("https-key") {
+        set(&mut cfg, "http_tls_key", k)?;
     }
     apply_sets(&mut cfg, &a)?;
     let mut participants: Vec<(String, String, String)> = Vec::new();
@@ -456,7 +476,11 @@ fn serve(args: &[String]) -> Result<ExitCode, String> {
     }
     let server =
         msrpcast::http::HttpServer::start(engine.clone(), &cfg).map_err(|e| e.to_string())?;
-    let url = format!("http://{}/", server.local_addr());
+    let url = format!(
+        "{}://{}/",
+        if server.is_https() { "https" } else { "http" },
+        server.local_addr()
+    );
     println!("{url}");
     let mut confs: Vec<&str> = participants.iter().map(|(c, _, _)| c.as_str()).collect();
     confs.dedup();

@@ -113,6 +113,10 @@ pub struct ServiceConfig {
     /// `http_allowed_hosts` (`host` or `host:port`, lower-case): without a token, the names
     /// besides the loopback ones that `Host` and `Origin` may carry.
     pub allowed_hosts: Vec<String>,
+    /// HTTPS: the session cookie is `Secure`.
+    pub secure: bool,
+    /// HTTPS with HSTS: the `Strict-Transport-Security` value put on every response.
+    pub hsts: Option<String>,
 }
 
 /// Open `/api/events` streams against `http_max_event_streams`, shared by all connections. A
@@ -166,6 +170,8 @@ impl Default for ServiceConfig {
             head: HeadLimits::default(),
             multipart: MultipartLimits::default(),
             allowed_hosts: Vec::new(),
+            secure: false,
+            hsts: None,
         }
     }
 }
@@ -210,6 +216,10 @@ pub struct Connection<U: UploadSink> {
     state: State<U>,
     keep_alive: bool,
     close: bool,
+    /// `Strict-Transport-Security: …\r\n`, inserted after each response's status line.
+    hsts_line: Option<Vec<u8>>,
+    /// `; Secure` on the session cookie.
+    secure: bool,
 }
 
 impl<U: UploadSink> Connection<U> {
@@ -221,6 +231,12 @@ impl<U: UploadSink> Connection<U> {
             state: State::Idle,
             keep_alive: true,
             close: false,
+            hsts_line: config
+                .hsts
+                .as_ref()
+                .filter(|v| !v.contains(['\r', '\n']))
+                .map(|v| format!("Strict-Transport-Security: {v}\r\n").into_bytes()),
+            secure: config.secure,
         }
     }
 
@@ -261,8 +277,7 @@ impl<U: UploadSink> Connection<U> {
     /// No progress for too long: 408, upload aborted, close.
     pub fn handle_timeout(&mut self) {
         self.fail_upload(&HttpError::BodyTruncated);
-        self.out
-            .extend_from_slice(&error_response(408, "no progress", true, None));
+        self.respond(error_response(408, "no progress", true, None));
         self.close = true;
         self.state = State::Closed;
     }
@@ -323,7 +338,7 @@ impl<U: UploadSink> Connection<U> {
     /// A request-level error: answer it, abort any upload, close.
     fn fail(&mut self, e: &HttpError) {
         self.fail_upload(e);
-        self.out.extend_from_slice(&http_error_response(e));
+        self.respond(http_error_response(e));
         self.close = true;
         self.state = State::Closed;
     }
@@ -336,8 +351,26 @@ impl<U: UploadSink> Connection<U> {
         }
     }
 
+    /// Queues one whole response (status line first), with the HSTS header when on.
     fn respond(&mut self, bytes: Vec<u8>) {
-        self.out.extend_from_slice(&bytes);
+        let status_end = bytes.windows(2).position(|w| w == b"\r\n");
+        match (&self.hsts_line, status_end) {
+            (Some(line), Some(i)) if bytes.starts_with(b"HTTP/1.1 ") => {
+                self.out.extend_from_slice(&bytes[..i + 2]);
+                self.out.extend_from_slice(line);
+                self.out.extend_from_slice(&bytes[i + 2..]);
+            }
+            _ => self.out.extend_from_slice(&bytes),
+        }
+    }
+
+    /// The session cookie's attributes for this connection (`Secure` over HTTPS).
+    fn cookie(&self, value: String) -> String {
+        if self.secure {
+            value + "; Secure"
+        } else {
+            value
+        }
     }
 
     fn error(&mut self, status: u16, reason: &str, allow: Option<&str>) {
@@ -471,7 +504,7 @@ impl<U: UploadSink> Connection<U> {
                 {
                     ctx.sessions.lock().revoke(k);
                 }
-                let bytes = see_other("/", Some(clear_cookie()), close);
+                let bytes = see_other("/", Some(self.cookie(clear_cookie())), close);
                 self.early_answer(&head, bytes)
             }
             Route::Login => {
@@ -563,8 +596,7 @@ impl<U: UploadSink> Connection<U> {
             HttpError::BodyTruncated
         };
         self.fail_upload(&e);
-        self.out
-            .extend_from_slice(&error_response(r.status(), r.reason(), true, None));
+        self.respond(error_response(r.status(), r.reason(), true, None));
         self.close = true;
         self.state = State::Closed;
     }
@@ -630,8 +662,7 @@ impl<U: UploadSink> Connection<U> {
                 MultipartEvent::NeedMore | MultipartEvent::Done => stop = true,
             }
             if let Some((status, reason)) = refusal {
-                self.out
-                    .extend_from_slice(&error_response(status, &reason, true, None));
+                self.respond(error_response(status, &reason, true, None));
                 self.close = true;
                 self.state = State::Closed;
                 return;
@@ -679,7 +710,7 @@ impl<U: UploadSink> Connection<U> {
                 };
                 match issued {
                     Ok((key, ttl)) => {
-                        let c = session_cookie(&key, ttl);
+                        let c = self.cookie(session_cookie(&key, ttl));
                         self.respond(see_other("/", Some(c), close));
                     }
                     Err(_) => self.error(500, "no randomness for a session key", None),
@@ -924,6 +955,56 @@ Content-Length: 7\r\n\r\ntoken=T",
             Some("T"),
         );
         assert!(r.out.starts_with("HTTP/1.1 401 "), "{}", r.out);
+    }
+
+    /// Over HTTPS every response carries HSTS once, right after its status line, and the
+    /// session cookie (set and cleared) is `Secure`; over plain HTTP neither.
+    #[test]
+    fn https_responses_carry_hsts_and_a_secure_cookie() {
+        let req = "POST /login HTTP/1.1\r\nContent-Length: 7\r\n\r\ntoken=T\
+GET /api/conferences HTTP/1.1\r\nAuthorization: Bearer T\r\n\r\n\
+GET /api/transfers/nope HTTP/1.1\r\nAuthorization: Bearer T\r\n\r\n\
+POST /logout HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        for https in [true, false] {
+            let fake = Fake {
+                log: Rc::new(RefCell::new(Log::default())),
+                refuse: None,
+            };
+            let config = ServiceConfig {
+                token: Some("T".into()),
+                secure: https,
+                hsts: https.then(|| "max-age=600".to_string()),
+                ..ServiceConfig::default()
+            };
+            let sessions = parking_lot::Mutex::new(Sessions::new(8, 3600));
+            let events = EventSlots::new(4);
+            let mut conn: Connection<Sink> = Connection::new(&config);
+            let mut ctx = Ctx {
+                backend: &fake,
+                sessions: &sessions,
+                config: &config,
+                now: 1,
+                events: &events,
+            };
+            conn.handle_input(req.as_bytes(), &mut ctx);
+            let out = String::from_utf8(conn.take_output()).unwrap();
+            let responses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+            assert_eq!(responses.len(), 4, "{out}");
+            for r in &responses {
+                let hsts = r
+                    .matches("\r\nStrict-Transport-Security: max-age=600\r\n")
+                    .count();
+                assert_eq!(hsts, usize::from(https), "{r}");
+            }
+            let cookies: Vec<&str> = out
+                .lines()
+                .filter(|l| l.starts_with("Set-Cookie: "))
+                .collect();
+            assert_eq!(cookies.len(), 2, "{out}");
+            for c in cookies {
+                assert_eq!(c.ends_with("; Secure"), https, "{c}");
+            }
+        }
     }
 
     #[test]
