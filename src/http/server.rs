@@ -552,6 +552,10 @@ fn serve(
                     since => since,
                 };
                 if !flush(&mut stream, &mut conn) {
+                    if conn.is_event_stream() {
+                        // The slot was taken when the stream was granted.
+                        shared.events.release();
+                    }
                     conn.handle_eof();
                     return;
                 }
