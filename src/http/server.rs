@@ -294,6 +294,20 @@ impl HttpServer {
         self.shared.conns.lock().open.len()
     }
 
+    /// Connections busy with a request now (neither waiting for a head nor an event stream):
+    /// the ones a new connection cannot displace.
+    pub fn busy_connections(&self) -> usize {
+        self.shared
+            .conns
+            .lock()
+            .open
+            .values()
+            .filter(|c| {
+                !c.awaiting_head.load(Ordering::Acquire) && !c.event_stream.load(Ordering::Acquire)
+            })
+            .count()
+    }
+
     /// Open event streams now.
     pub fn event_streams(&self) -> usize {
         self.shared.events.open()
