@@ -874,6 +874,18 @@ mod tests {
         assert_eq!(names.len(), 42);
     }
 
+    /// The Kamailio module exports every key as a modparam (its `ENGINE_KEYS` list) and its
+    /// README documents each one.
+    #[test]
+    fn kamailio_module_knows_every_key() {
+        let c_file = include_str!("../kamailio-module/msrpcast_mod.c");
+        let readme = include_str!("../kamailio-module/README.md");
+        for (k, _) in Config::keys() {
+            assert!(c_file.contains(&format!("X({k})")), "ENGINE_KEYS lacks {k}");
+            assert!(readme.contains(&format!("| `{k}` |")), "README lacks {k}");
+        }
+    }
+
     #[test]
     fn every_key_round_trips_a_non_default_value() {
         let values = [
