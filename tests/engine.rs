@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use msrpcast::config::Config;
 use msrpcast::roster::{DeliveryState, TransferId, TransferState};
 use msrpcast::runtime::receive::{hex, Misbehave, ReceiveServer, Received, Sink};
-use msrpcast::runtime::{Engine, Signal};
+use msrpcast::runtime::{Engine, EngineError, Signal};
 use sha1::{Digest, Sha1};
 
 mod common;
@@ -420,4 +420,39 @@ fn aborted_upload_aborts_started_deliveries() {
     for (p, s) in states {
         assert!(matches!(s, DeliveryState::Failed { .. }), "{p}: {s:?}");
     }
+}
+
+/// A join target with CR/LF (a second SIP header smuggled into the host's INVITE) is refused
+/// with a reason, and nothing reaches the roster (issue 14, finding 17).
+#[test]
+fn join_with_control_characters_is_refused() {
+    let _serial = serial();
+    let (e, _dir) = engine("crlf", &[]);
+    let bad = [
+        ("c", "a", "sip:a@127.0.0.1\r\nX-Injected: 1", None),
+        ("c", "a", "sip:a@127.0.0.1\n", None),
+        ("c", "a", "sip:a b@127.0.0.1", None),
+        ("c\r\n", "a", "sip:a@127.0.0.1", None),
+        ("c", "a\u{0}", "sip:a@127.0.0.1", None),
+        ("c", "a", "sip:a@127.0.0.1", Some("Alice\r\nX: 1")),
+    ];
+    for (conf, who, target, display) in bad {
+        match e.join(conf, who, target, display) {
+            Err(EngineError::BadInput(reason)) => {
+                assert!(
+                    reason.contains("control character") || reason.contains("space"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{target:?} / {display:?}: {other:?}"),
+        }
+    }
+    e.join("c", "ok", "sip:ok@127.0.0.1", Some("Ok")).unwrap();
+    wait_joined(&e, "c", 1);
+    let conf = e.roster().conference("c").unwrap();
+    assert_eq!(
+        conf.participants.len(),
+        1,
+        "only the good join went through"
+    );
 }
