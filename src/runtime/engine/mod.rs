@@ -155,6 +155,10 @@ impl Engine {
             waiting: awaited,
             tx: tx.clone(),
             logger: logger.clone(),
+            max_pending: cfg.msrp_max_pending,
+            pending_max_bytes: cfg.msrp_pending_max_bytes,
+            pending: Arc::default(),
+            refusing: false,
         }));
         let driver = Driver {
             core,
