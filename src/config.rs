@@ -119,6 +119,8 @@ pub struct Config {
     pub msrp_listen: SocketAddr,
     pub msrp_advertise: Option<Advertise>,
     pub msrp_reuse_port: bool,
+    pub msrp_max_pending: usize,
+    pub msrp_pending_max_bytes: u64,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub max_file_bytes: u64,
@@ -166,6 +168,8 @@ impl Default for Config {
             msrp_listen: SocketAddr::from(([127, 0, 0, 1], 2855)),
             msrp_advertise: None,
             msrp_reuse_port: true,
+            msrp_max_pending: 64,
+            msrp_pending_max_bytes: 16 * 1024,
             spool_dir: PathBuf::from("/var/spool/msrpcast"),
             spool_max_bytes: 10 * GIB,
             max_file_bytes: 4 * GIB,
@@ -214,6 +218,8 @@ static KEYS: &[(&str, &str)] = &[
     ("msrp_listen", "Address of the MSRP listener (IP:port). Default 127.0.0.1:2855."),
     ("msrp_advertise", "Host or host:port put into a=path instead of the listen address; required when msrp_listen is 0.0.0.0 or [::] (or behind NAT). Default: none."),
     ("msrp_reuse_port", "Bind outgoing MSRP connections to the listen port as their source port. Default true."),
+    ("msrp_max_pending", "Connections accepted on the MSRP listener that have not yet sent their first frame (which names their session); more are closed at once. Default 64."),
+    ("msrp_pending_max_bytes", "Bytes such a connection may send before its first frame is complete; more closes it. Default 16KiB."),
     ("spool_dir", "Folder of the spool files (created if missing; stale msrpcast files of an earlier run are removed). Default /var/spool/msrpcast."),
     ("spool_max_bytes", "Disk quota of all spool files together; an upload beyond it fails cleanly. Default 10GiB."),
     ("max_file_bytes", "Largest accepted file; a larger upload gets 413. Default 4GiB."),
@@ -280,6 +286,12 @@ impl Config {
             "msrp_listen" => self.msrp_listen = parse_socket_addr(v).map_err(bad)?,
             "msrp_advertise" => self.msrp_advertise = parse_advertise(v).map_err(bad)?,
             "msrp_reuse_port" => self.msrp_reuse_port = parse_bool(v).map_err(bad)?,
+            "msrp_max_pending" => {
+                self.msrp_max_pending = parse_count(v, 1, 1 << 20).map_err(bad)?
+            }
+            "msrp_pending_max_bytes" => {
+                self.msrp_pending_max_bytes = parse_size(v, 1).map_err(bad)?
+            }
             "spool_dir" => self.spool_dir = parse_dir(v).map_err(bad)?,
             "spool_max_bytes" => self.spool_max_bytes = parse_size(v, 1).map_err(bad)?,
             "max_file_bytes" => self.max_file_bytes = parse_size(v, 1).map_err(bad)?,
@@ -362,6 +374,8 @@ impl Config {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             "msrp_reuse_port" => self.msrp_reuse_port.to_string(),
+            "msrp_max_pending" => self.msrp_max_pending.to_string(),
+            "msrp_pending_max_bytes" => format_size(self.msrp_pending_max_bytes),
             "spool_dir" => self.spool_dir.display().to_string(),
             "spool_max_bytes" => format_size(self.spool_max_bytes),
             "max_file_bytes" => format_size(self.max_file_bytes),
@@ -472,6 +486,12 @@ impl Config {
             if a.port == Some(0) {
                 return Err(bad("msrp_advertise", "port must not be 0"));
             }
+        }
+        if self.msrp_max_pending == 0 {
+            return Err(bad("msrp_max_pending", "must be at least 1"));
+        }
+        if self.msrp_pending_max_bytes == 0 {
+            return Err(bad("msrp_pending_max_bytes", "must be at least 1"));
         }
         if self.http_max_connections == 0 {
             return Err(bad("http_max_connections", "must be at least 1"));
@@ -867,11 +887,11 @@ mod tests {
                 .unwrap_or_else(|e| panic!("set({k}, {v:?}): {e}"));
             assert_eq!(d, c, "{k} round trip");
         }
-        assert_eq!(Config::keys().len(), 42);
+        assert_eq!(Config::keys().len(), 44);
         let mut names: Vec<_> = Config::keys().iter().map(|(k, _)| *k).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 42);
+        assert_eq!(names.len(), 44);
     }
 
     /// The Kamailio module exports every key as a modparam (its `ENGINE_KEYS` list) and its
@@ -906,6 +926,8 @@ mod tests {
             ("msrp_listen", "0.0.0.0:2856"),
             ("msrp_advertise", "media.example.com:2900"),
             ("msrp_reuse_port", "off"),
+            ("msrp_max_pending", "8"),
+            ("msrp_pending_max_bytes", "4K"),
             ("spool_dir", "/tmp/spool"),
             ("spool_max_bytes", "20G"),
             ("max_file_bytes", "1000"),
