@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* msrpcast: push files to SIP conference participants over MSRP (RFC 4975/5547). */
 
 #ifndef MSRPCAST_H
