@@ -122,6 +122,8 @@ kam() {
     *) return 1 ;;
     esac
 }
+# The status JSON comes from the API command here (lib.sh asks Kamailio's jsonrpcs).
+status_json() { kam "$1"; }
 # In FreeSWITCH the participant key is the channel's Unique-ID; the dialplan sets the display to
 # the call's Call-ID, which is how a test participant is found.
 key_of() { # key_of NAME -> participant key
