@@ -86,16 +86,21 @@ pub extern "C" fn msrpcast_json_walk(
                     (k.as_ptr().cast::<c_char>(), k.len())
                 })
             };
-            // SAFETY (all three calls): the host gave these function pointers for this walk;
-            // every pointer passed points into `text` or a buffer alive during the call.
             let rc = match ev {
                 Event::Begin(key, kind) => v.begin.map_or(0, |f| {
                     let (k, kl) = key_ptr(key);
+                    // SAFETY: the host gave this callback for this walk; the key points into a
+                    // buffer alive during the call (or is NULL with length 0).
                     unsafe { f(userdata, k, kl, kind) }
                 }),
-                Event::End(kind) => v.end.map_or(0, |f| unsafe { f(userdata, kind) }),
+                Event::End(kind) => v.end.map_or(0, |f| {
+                    // SAFETY: the host gave this callback for this walk; no pointer but its own.
+                    unsafe { f(userdata, kind) }
+                }),
                 Event::Value(key, kind, val) => v.value.map_or(0, |f| {
                     let (k, kl) = key_ptr(key);
+                    // SAFETY: the host gave this callback for this walk; key and value point
+                    // into buffers alive during the call.
                     unsafe {
                         f(
                             userdata,
