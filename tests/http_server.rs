@@ -170,11 +170,13 @@ impl Resp {
         })
     }
 
-    /// The `"transfer"` id of a 201 body.
+    /// The `"transfer"` id of a 201 body: a JSON number, as in the rest of the API.
     fn transfer(&self) -> String {
         let t = self.text();
-        let i = t.find("\"transfer\":\"").expect("transfer id") + 12;
-        t[i..].split('"').next().unwrap().to_string()
+        let i = t.find("\"transfer\":").expect("transfer id") + 11;
+        let id: String = t[i..].chars().take_while(char::is_ascii_digit).collect();
+        assert!(!id.is_empty(), "the transfer id is not a number: {t}");
+        id
     }
 }
 
