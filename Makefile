@@ -113,11 +113,7 @@ endif
 # The upload page in headless Debian Chromium (playwright-core): login, a 20 MiB upload to three
 # receivers until "done", a cancelled upload; screenshots in artifacts/.
 browser-test:
-	@if grep -q 'not wired into the CLI yet' src/bin/msrpcast.rs; then \
-		echo 'browser-test: not yet (msrpcast serve is not wired into the CLI)'; \
-	else \
-		tests/browser/run.sh; \
-	fi
+	tests/browser/run.sh
 
 # ---------------------------------------------------------------------------------------------
 # Benchmarks, fuzzing, demo

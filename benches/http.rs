@@ -145,9 +145,9 @@ fn upload(addr: SocketAddr, conf: &str, size: u64, start: Instant) -> (u64, f64)
                 let secs = start.elapsed().as_secs_f64();
                 let body = &text[i + 4..];
                 let id = body
-                    .split("\"transfer\":\"")
+                    .split("\"transfer\":")
                     .nth(1)
-                    .and_then(|r| r.split('"').next())
+                    .map(|r| r.split(|c: char| !c.is_ascii_digit()).next().unwrap_or(""))
                     .and_then(|v| v.parse().ok())
                     .expect("transfer id");
                 return (id, secs);

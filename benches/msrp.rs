@@ -100,6 +100,7 @@ fn send_stream(n: usize, ids: &mut IdGen) -> Bytes {
                 success_report: true,
                 failure_report: FailureReport::Yes,
                 content_type: Some(b"application/octet-stream"),
+                content_disposition: None,
             },
             &mut out,
         );
@@ -232,6 +233,7 @@ fn main() {
                     success_report: true,
                     failure_report: FailureReport::Yes,
                     content_type: Some(b"application/octet-stream"),
+                    content_disposition: None,
                 },
                 &mut out,
             );

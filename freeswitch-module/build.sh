@@ -45,12 +45,15 @@ else
     msrpcast_die "FreeSWITCH development files not found: install FreeSWITCH (with its headers and freeswitch.pc) and set FREESWITCH_PREFIX=<its prefix>, or make \`pkg-config freeswitch\` work"
 fi
 
-# The installed headers must include the generated switch_am_config.h.
+# The installed headers must include the generated switch_am_config.h. fs_cflags is a list of
+# flags: split on purpose.
+# shellcheck disable=SC2086
 hdr=$(printf '#include <switch.h>\n' | $CC $fs_cflags -E -M - 2>/dev/null | tr ' ' '\n' | grep '/switch\.h$' | head -1 || true)
 [[ -n $hdr ]] || msrpcast_die "switch.h not usable with cflags '$fs_cflags'"
 
 cargo build --locked --release --lib
 mkdir -p "$out"
+# shellcheck disable=SC2086
 "$CC" -c -std=gnu99 -O2 -g -fPIC -DPIC -Wall -Wextra -Wno-unused-parameter \
     -Wno-missing-field-initializers $fs_cflags -I"$root/include" \
     -o "$out/mod_msrpcast.o" "$here/mod_msrpcast.c"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * mod_msrpcast: push files uploaded on msrpcast's page to every member of a FreeSWITCH conference
  * over MSRP (RFC 4975 / RFC 5547).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* msrpcast: push files to SIP conference participants over MSRP (RFC 4975/5547). */
 
 #ifndef MSRPCAST_H
@@ -146,6 +147,37 @@ enum msrpcast_fs_outcome
 typedef enum msrpcast_fs_outcome msrpcast_fs_outcome;
 #else
 typedef uint32_t msrpcast_fs_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * The kind of a JSON value in [`msrpcast_json_visitor`] callbacks.
+ *
+ */
+enum msrpcast_json_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    MSRPCAST_JSON_OBJECT = 1,
+    MSRPCAST_JSON_ARRAY = 2,
+    /**
+     * `text` is the decoded string (UTF-8, may contain NUL bytes: use its length).
+     */
+    MSRPCAST_JSON_STRING = 3,
+    /**
+     * `text` is the number as written (e.g. `42`, `-1.5e3`).
+     */
+    MSRPCAST_JSON_NUMBER = 4,
+    MSRPCAST_JSON_TRUE = 5,
+    MSRPCAST_JSON_FALSE = 6,
+    MSRPCAST_JSON_NULL = 7,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum msrpcast_json_kind msrpcast_json_kind;
+#else
+typedef uint32_t msrpcast_json_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -344,6 +376,32 @@ typedef struct msrpcast_fs_header {
     const char *value;
     size_t value_len;
 } msrpcast_fs_header;
+
+/**
+ * Callbacks of [`msrpcast_json_walk`]. `key`/`key_len` is the member name inside an object,
+ * NULL/0 inside an array and for the top value. A callback returning non-zero stops the walk.
+ * A NULL callback is skipped.
+ */
+typedef struct msrpcast_json_visitor {
+    /**
+     * An object or array begins (`kind` OBJECT or ARRAY).
+     */
+    int32_t (*begin)(void *userdata, const char *key, size_t key_len, msrpcast_json_kind kind);
+    /**
+     * The object or array begun last ends.
+     */
+    int32_t (*end)(void *userdata, msrpcast_json_kind kind);
+    /**
+     * A scalar value (STRING, NUMBER, TRUE, FALSE, NULL); `text`/`len` as the kind says (empty
+     * for TRUE, FALSE, NULL).
+     */
+    int32_t (*value)(void *userdata,
+                     const char *key,
+                     size_t key_len,
+                     msrpcast_json_kind kind,
+                     const char *text,
+                     size_t len);
+} msrpcast_json_visitor;
 
 #ifdef __cplusplus
 extern "C" {
@@ -713,6 +771,20 @@ msrpcast_result msrpcast_fs_variable_name(const struct msrpcast_fs *fs,
                                           size_t index,
                                           const char **name,
                                           size_t *len);
+
+/**
+ * Walks the JSON text `json`/`len` (one value, e.g. a `msrpcast_client_status` answer) depth
+ * first, calling `visitor`'s callbacks with `userdata`. Returns `MSRPCAST_OK` after the whole
+ * value; `MSRPCAST_ERR_NULL_ARGUMENT` for a NULL `json` or `visitor`;
+ * `MSRPCAST_ERR_INVALID_VALUE` for text that is not one JSON value, or nests deeper than
+ * `MSRPCAST_JSON_MAX_DEPTH` (callbacks may have run for the part before the error);
+ * `MSRPCAST_ERR_REFUSED` when a callback returned non-zero (the walk stops there). Pointers
+ * given to callbacks are valid only during the call.
+ */
+msrpcast_result msrpcast_json_walk(const char *json,
+                                   size_t len,
+                                   const struct msrpcast_json_visitor *visitor,
+                                   void *userdata);
 
 /**
  * The name of a result code, e.g. `"MSRPCAST_ERR_BUSY"`: a static NUL-terminated string, never

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * msrpcast Kamailio module: exports, parameters, init, and the cfg/KEMI functions.
  *
@@ -150,6 +151,8 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(msrp_listen)                       \
 	X(msrp_advertise)                    \
 	X(msrp_reuse_port)                   \
+	X(msrp_max_pending)                  \
+	X(msrp_pending_max_bytes)            \
 	X(msrp_tls)                          \
 	X(tls_cert)                          \
 	X(tls_key)                           \

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * msrpcast Kamailio module: RPC commands (kamcmd msrpcast.*).
  *
@@ -24,6 +25,150 @@
 #include "msrpcast_proc.h"
 #include "msrpcast_rpc.h"
 
+/* The engine answers status requests in JSON; msrpcast_json_walk turns that into RPC structures
+ * (rpc->add, struct_add, array_add), so kamcmd shows them as fields and jsonrpcs as real JSON.
+ * JSON null has no RPC type: such members are left out. */
+/* The library's nesting limit (MSRPCAST_JSON_MAX_DEPTH in src/ffi/json.rs). */
+#define RPC_WALK_MAX_DEPTH 32
+
+struct rpc_walk
+{
+	rpc_t *rpc;
+	void *ctx;
+	int depth; /* open objects/arrays */
+	void *handle[RPC_WALK_MAX_DEPTH + 1];
+	int is_array[RPC_WALK_MAX_DEPTH + 1];
+	char key[128];
+};
+
+/* The member name as a C string (RPC field names are NUL-terminated); 0 when too long. */
+static const char *walk_key(struct rpc_walk *w, const char *key, size_t len)
+{
+	if(key == NULL || len >= sizeof(w->key))
+		return NULL;
+	memcpy(w->key, key, len);
+	w->key[len] = 0;
+	return w->key;
+}
+
+static int walk_begin(void *ud, const char *key, size_t key_len, msrpcast_json_kind kind)
+{
+	struct rpc_walk *w = ud;
+	const char *fmt = kind == MSRPCAST_JSON_ARRAY ? "[" : "{";
+	void *parent, **h;
+	const char *k;
+	int rc;
+
+	if(w->depth >= RPC_WALK_MAX_DEPTH)
+		return -1;
+	h = &w->handle[w->depth + 1];
+	if(w->depth == 0) {
+		rc = w->rpc->add(w->ctx, (char *)fmt, h);
+	} else {
+		parent = w->handle[w->depth];
+		if(w->is_array[w->depth]) {
+			rc = w->rpc->array_add(parent, (char *)fmt, h);
+		} else {
+			if((k = walk_key(w, key, key_len)) == NULL)
+				return -1;
+			rc = w->rpc->struct_add(parent, (char *)fmt, k, h);
+		}
+	}
+	if(rc < 0)
+		return -1;
+	w->depth++;
+	w->is_array[w->depth] = kind == MSRPCAST_JSON_ARRAY;
+	return 0;
+}
+
+static int walk_end(void *ud, msrpcast_json_kind kind)
+{
+	struct rpc_walk *w = ud;
+
+	(void)kind;
+	if(w->depth > 0)
+		w->depth--;
+	return 0;
+}
+
+static int walk_value(void *ud, const char *key, size_t key_len, msrpcast_json_kind kind,
+		const char *text, size_t len)
+{
+	struct rpc_walk *w = ud;
+	char num[64], *end;
+	const char *k = NULL;
+	void *parent;
+	str sv;
+	long long ll = 0;
+	double d = 0;
+	int b, as_int = 0;
+	const char *fmt;
+
+	if(kind == MSRPCAST_JSON_NULL)
+		return 0;
+	if(w->depth == 0 || w->is_array[w->depth] == 0) {
+		if(w->depth > 0 && (k = walk_key(w, key, key_len)) == NULL)
+			return -1;
+	}
+	sv.s = (char *)text;
+	sv.len = (int)len;
+	b = kind == MSRPCAST_JSON_TRUE;
+	if(kind == MSRPCAST_JSON_NUMBER) {
+		if(len >= sizeof(num))
+			return -1;
+		memcpy(num, text, len);
+		num[len] = 0;
+		errno = 0;
+		ll = strtoll(num, &end, 10);
+		as_int = errno == 0 && *end == 0;
+		if(!as_int)
+			d = strtod(num, &end);
+	}
+	switch(kind) {
+		case MSRPCAST_JSON_STRING:
+			fmt = "S";
+			break;
+		case MSRPCAST_JSON_NUMBER:
+			fmt = as_int ? "L" : "f";
+			break;
+		default:
+			fmt = "b";
+	}
+	if(w->depth == 0) {
+		if(kind == MSRPCAST_JSON_STRING)
+			return w->rpc->add(w->ctx, "S", &sv) < 0 ? -1 : 0;
+		if(kind == MSRPCAST_JSON_NUMBER)
+			return (as_int ? w->rpc->add(w->ctx, "L", ll) : w->rpc->add(w->ctx, "f", d)) < 0
+						   ? -1
+						   : 0;
+		return w->rpc->add(w->ctx, "b", b) < 0 ? -1 : 0;
+	}
+	parent = w->handle[w->depth];
+	if(w->is_array[w->depth]) {
+		if(kind == MSRPCAST_JSON_STRING)
+			return w->rpc->array_add(parent, (char *)fmt, &sv) < 0 ? -1 : 0;
+		if(kind == MSRPCAST_JSON_NUMBER)
+			return (as_int ? w->rpc->array_add(parent, "L", ll)
+						   : w->rpc->array_add(parent, "f", d))
+								   < 0
+						   ? -1
+						   : 0;
+		return w->rpc->array_add(parent, "b", b) < 0 ? -1 : 0;
+	}
+	if(kind == MSRPCAST_JSON_STRING)
+		return w->rpc->struct_add(parent, (char *)fmt, k, &sv) < 0 ? -1 : 0;
+	if(kind == MSRPCAST_JSON_NUMBER)
+		return (as_int ? w->rpc->struct_add(parent, "L", k, ll)
+					   : w->rpc->struct_add(parent, "f", k, d))
+							   < 0
+					   ? -1
+					   : 0;
+	return w->rpc->struct_add(parent, "b", k, b) < 0 ? -1 : 0;
+}
+
+static const msrpcast_json_visitor rpc_visitor = {
+		.begin = walk_begin, .end = walk_end, .value = walk_value};
+
 static void msrpcast_rpc_status(rpc_t *rpc, void *ctx, uint32_t what)
 {
 	msrpcast_client *c = msrpcast_client_get();
@@ -40,12 +185,21 @@ static void msrpcast_rpc_status(rpc_t *rpc, void *ctx, uint32_t what)
 		rpc->fault(ctx, r == MSRPCAST_ERR_TIMEOUT ? 504 : 500, "%s", msrpcast_rc_name(r));
 		return;
 	}
-	rpc->add(ctx, "s", json ? json : "");
+	{
+		struct rpc_walk w;
+
+		memset(&w, 0, sizeof(w));
+		w.rpc = rpc;
+		w.ctx = ctx;
+		r = msrpcast_json_walk(json ? json : "", json ? len : 0, &rpc_visitor, &w);
+	}
 	msrpcast_string_free(json);
+	if(r != MSRPCAST_OK)
+		rpc->fault(ctx, 500, "status reply: %s", msrpcast_rc_name(r));
 }
 
 static const char *rpc_conferences_doc[] = {
-	"Conferences and their participants, as JSON.", 0};
+	"Conferences and their participants: {conferences: [{id, participants: [...]}]}.", 0};
 
 static void msrpcast_rpc_conferences(rpc_t *rpc, void *ctx)
 {
@@ -53,7 +207,7 @@ static void msrpcast_rpc_conferences(rpc_t *rpc, void *ctx)
 }
 
 static const char *rpc_transfers_doc[] = {
-	"Transfers with the state and progress of each delivery, as JSON.", 0};
+	"Transfers with the state and progress of each delivery: {transfers: [{id, deliveries: [...]}]}.", 0};
 
 static void msrpcast_rpc_transfers(rpc_t *rpc, void *ctx)
 {

@@ -194,7 +194,7 @@ if [[ -n $check_mode ]]; then
     upload "$conf" "$f"
     for n in "${names[@]}"; do
         if wait_for 60 received_ok "$n" "$sum"; then
-            path=$(awk -v s="$sum" '$1 == "received" && $4 == s {print $5}' "${recv_out[$n]}" | tail -1)
+            path=$(awk -v s="$sum" '$1 == "received" && $4 == s {sub(/^([^ ]+ ){4}/, ""); print}' "${recv_out[$n]}" | tail -1)
             if [[ -f $path ]] && [[ $(sha1sum "$path" | cut -d' ' -f1) == "$sum" ]]; then
                 say "check: ok   - $n has it: $path"
             else

@@ -126,6 +126,8 @@ pub struct Config {
     pub msrp_listen: SocketAddr,
     pub msrp_advertise: Option<Advertise>,
     pub msrp_reuse_port: bool,
+    pub msrp_max_pending: usize,
+    pub msrp_pending_max_bytes: u64,
     pub msrp_tls: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -182,6 +184,8 @@ impl Default for Config {
             msrp_listen: SocketAddr::from(([127, 0, 0, 1], 2855)),
             msrp_advertise: None,
             msrp_reuse_port: true,
+            msrp_max_pending: 64,
+            msrp_pending_max_bytes: 16 * 1024,
             msrp_tls: false,
             tls_cert: None,
             tls_key: None,
@@ -239,6 +243,8 @@ static KEYS: &[(&str, &str)] = &[
     ("msrp_listen", "Address of the MSRP listener (IP:port). Default 127.0.0.1:2855."),
     ("msrp_advertise", "Host or host:port put into a=path instead of the listen address; required when msrp_listen is 0.0.0.0 or [::] (or behind NAT). Default: none."),
     ("msrp_reuse_port", "Bind outgoing MSRP connections to the listen port as their source port. Default true."),
+    ("msrp_max_pending", "Connections accepted on the MSRP listener that have not yet sent their first frame (which names their session); more are closed at once. Default 64."),
+    ("msrp_pending_max_bytes", "Bytes such a connection may send before its first frame is complete; more closes it. Default 16KiB."),
     ("msrp_tls", "MSRP over TLS (msrps, RFC 4975 section 14): offers use TCP/TLS/MSRP with msrps paths and a=fingerprint, and answers asking TLS are honoured. Off: plain offers, and an answer asking TLS fails its delivery before any byte is sent. On needs tls_cert and tls_key. Default off."),
     ("tls_cert", "PEM certificate chain (end-entity first) presented on MSRP TLS connections, both as server and as client. Default: none."),
     ("tls_key", "PEM private key of tls_cert (PKCS#8, PKCS#1 or SEC1, unencrypted). Default: none."),
@@ -316,6 +322,12 @@ impl Config {
             "msrp_listen" => self.msrp_listen = parse_socket_addr(v).map_err(bad)?,
             "msrp_advertise" => self.msrp_advertise = parse_advertise(v).map_err(bad)?,
             "msrp_reuse_port" => self.msrp_reuse_port = parse_bool(v).map_err(bad)?,
+            "msrp_max_pending" => {
+                self.msrp_max_pending = parse_count(v, 1, 1 << 20).map_err(bad)?
+            }
+            "msrp_pending_max_bytes" => {
+                self.msrp_pending_max_bytes = parse_size(v, 1).map_err(bad)?
+            }
             "msrp_tls" => self.msrp_tls = parse_bool(v).map_err(bad)?,
             "tls_cert" => self.tls_cert = parse_file(v).map_err(bad)?,
             "tls_key" => self.tls_key = parse_file(v).map_err(bad)?,
@@ -414,6 +426,8 @@ impl Config {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             "msrp_reuse_port" => self.msrp_reuse_port.to_string(),
+            "msrp_max_pending" => self.msrp_max_pending.to_string(),
+            "msrp_pending_max_bytes" => format_size(self.msrp_pending_max_bytes),
             "msrp_tls" => self.msrp_tls.to_string(),
             "tls_cert" => file(&self.tls_cert),
             "tls_key" => file(&self.tls_key),
@@ -530,6 +544,12 @@ impl Config {
             if a.port == Some(0) {
                 return Err(bad("msrp_advertise", "port must not be 0"));
             }
+        }
+        if self.msrp_max_pending == 0 {
+            return Err(bad("msrp_max_pending", "must be at least 1"));
+        }
+        if self.msrp_pending_max_bytes == 0 {
+            return Err(bad("msrp_pending_max_bytes", "must be at least 1"));
         }
         self.validate_tls()?;
         if self.http_max_connections == 0 {
@@ -1002,11 +1022,23 @@ mod tests {
                 .unwrap_or_else(|e| panic!("set({k}, {v:?}): {e}"));
             assert_eq!(d, c, "{k} round trip");
         }
-        assert_eq!(Config::keys().len(), 51);
+        assert_eq!(Config::keys().len(), 53);
         let mut names: Vec<_> = Config::keys().iter().map(|(k, _)| *k).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 51);
+        assert_eq!(names.len(), 53);
+    }
+
+    /// The Kamailio module exports every key as a modparam (its `ENGINE_KEYS` list) and its
+    /// README documents each one.
+    #[test]
+    fn kamailio_module_knows_every_key() {
+        let c_file = include_str!("../kamailio-module/msrpcast_mod.c");
+        let readme = include_str!("../kamailio-module/README.md");
+        for (k, _) in Config::keys() {
+            assert!(c_file.contains(&format!("X({k})")), "ENGINE_KEYS lacks {k}");
+            assert!(readme.contains(&format!("| `{k}` |")), "README lacks {k}");
+        }
     }
 
     #[test]
@@ -1032,6 +1064,8 @@ mod tests {
             ("msrp_listen", "0.0.0.0:2856"),
             ("msrp_advertise", "media.example.com:2900"),
             ("msrp_reuse_port", "off"),
+            ("msrp_max_pending", "8"),
+            ("msrp_pending_max_bytes", "4K"),
             ("msrp_tls", "on"),
             ("tls_cert", "/etc/msrpcast/cert.pem"),
             ("tls_key", "key.pem"),

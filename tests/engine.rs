@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use msrpcast::config::Config;
 use msrpcast::roster::{DeliveryState, TransferId, TransferState};
 use msrpcast::runtime::receive::{hex, Misbehave, ReceiveServer, Received, Sink};
-use msrpcast::runtime::{Engine, Signal};
+use msrpcast::runtime::{Engine, EngineError, Signal};
 use sha1::{Digest, Sha1};
 
 mod common;
@@ -420,4 +420,108 @@ fn aborted_upload_aborts_started_deliveries() {
     for (p, s) in states {
         assert!(matches!(s, DeliveryState::Failed { .. }), "{p}: {s:?}");
     }
+}
+
+/// A join target with CR/LF (a second SIP header smuggled into the host's INVITE) is refused
+/// with a reason, and nothing reaches the roster (issue 14, finding 17).
+#[test]
+fn join_with_control_characters_is_refused() {
+    let _serial = serial();
+    let (e, _dir) = engine("crlf", &[]);
+    let bad = [
+        ("c", "a", "sip:a@127.0.0.1\r\nX-Injected: 1", None),
+        ("c", "a", "sip:a@127.0.0.1\n", None),
+        ("c", "a", "sip:a b@127.0.0.1", None),
+        ("c\r\n", "a", "sip:a@127.0.0.1", None),
+        ("c", "a\u{0}", "sip:a@127.0.0.1", None),
+        ("c", "a", "sip:a@127.0.0.1", Some("Alice\r\nX: 1")),
+    ];
+    for (conf, who, target, display) in bad {
+        match e.join(conf, who, target, display) {
+            Err(EngineError::BadInput(reason)) => {
+                assert!(
+                    reason.contains("control character") || reason.contains("space"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{target:?} / {display:?}: {other:?}"),
+        }
+    }
+    e.join("c", "ok", "sip:ok@127.0.0.1", Some("Ok")).unwrap();
+    wait_joined(&e, "c", 1);
+    let conf = e.roster().conference("c").unwrap();
+    assert_eq!(
+        conf.participants.len(),
+        1,
+        "only the good join went through"
+    );
+}
+
+/// Reads from `s` until the peer closes it (EOF or reset), failing after `limit`.
+fn wait_closed(s: &mut std::net::TcpStream, limit: Duration) {
+    use std::io::Read;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("connection not closed by the engine: {e}"),
+        }
+    }
+}
+
+fn loads(e: &Engine) -> usize {
+    e.io_loads().iter().sum()
+}
+
+/// Still open, nothing to read: a non-blocking read would block.
+fn is_open(s: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_nonblocking(true).unwrap();
+    let r = (&*s).read(&mut [0u8; 16]);
+    s.set_nonblocking(false).unwrap();
+    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Connections to the MSRP listener that have not sent their first frame are capped in number
+/// (`msrp_max_pending`) and in bytes (`msrp_pending_max_bytes`) (issue 14, finding 2).
+#[test]
+fn connections_awaiting_their_first_frame_are_capped() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let _serial = serial();
+    let (e, _dir) = engine(
+        "pending",
+        &[("msrp_max_pending", "2"), ("msrp_pending_max_bytes", "1K")],
+    );
+    let addr = e.msrp_addr();
+    let base = loads(&e);
+    // A SEND head and 1 KiB of body without its end-line: over the byte cap.
+    let mut big = TcpStream::connect(addr).unwrap();
+    big.write_all(
+        b"MSRP abcd1234 SEND\r\nTo-Path: msrp://127.0.0.1:1/x;tcp\r\n\
+          From-Path: msrp://127.0.0.1:2/y;tcp\r\nMessage-ID: m1\r\nByte-Range: 1-*/*\r\n\
+          Content-Type: text/plain\r\n\r\n",
+    )
+    .unwrap();
+    big.write_all(&[b'x'; 1024]).unwrap();
+    wait_closed(&mut big, Duration::from_secs(10));
+    wait_until(Duration::from_secs(10), || loads(&e) == base);
+
+    // Two silent connections take both places; a third is closed at once.
+    let a = TcpStream::connect(addr).unwrap();
+    let b = TcpStream::connect(addr).unwrap();
+    let mut c = TcpStream::connect(addr).unwrap();
+    wait_closed(&mut c, Duration::from_secs(10));
+    assert!(is_open(&a) && is_open(&b), "the first two still wait");
+
+    // A place comes back when a pending connection goes (each pending connection is one
+    // handler on the I/O threads).
+    drop(a);
+    wait_until(Duration::from_secs(10), || loads(&e) == base + 1);
+    let d = TcpStream::connect(addr).unwrap();
+    wait_until(Duration::from_secs(10), || loads(&e) == base + 2);
+    assert!(is_open(&d) && is_open(&b));
 }

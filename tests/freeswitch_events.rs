@@ -12,7 +12,7 @@ use msrpcast::ffi::config::*;
 use msrpcast::ffi::engine::*;
 use msrpcast::ffi::freeswitch::*;
 use msrpcast::ffi::result::*;
-use msrpcast::freeswitch::{Bridge, Event, FsError, Outcome, Roster, Settings};
+use msrpcast::freeswitch::{Bridge, Event, EventOutcome, FsError, Membership, Settings};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,7 +36,7 @@ fn with_channel(event: &str, channel: &str) -> Event {
 #[derive(Default)]
 struct Recorder(Vec<String>);
 
-impl Roster for Recorder {
+impl Membership for Recorder {
     fn join(&mut self, c: &str, p: &str, t: &str, d: Option<&str>) -> Result<(), FsError> {
         self.0
             .push(format!("join {c} {p} {t} {}", d.unwrap_or("-")));
@@ -92,18 +92,21 @@ fn joins_leaves_duplicates_and_conference_end() {
     let bob = with_channel("add-member-bob.txt", "channel-1001.txt");
 
     let rep = b.handle(&alice, &mut r).unwrap();
-    assert_eq!(rep.outcome, Outcome::Joined, "{}", rep.text);
-    assert_eq!(b.handle(&bob, &mut r).unwrap().outcome, Outcome::Joined);
+    assert_eq!(rep.outcome, EventOutcome::Joined, "{}", rep.text);
+    assert_eq!(
+        b.handle(&bob, &mut r).unwrap().outcome,
+        EventOutcome::Joined
+    );
     // A duplicate add-member is an idempotent join.
     assert_eq!(
         b.handle(&alice, &mut r).unwrap().outcome,
-        Outcome::AlreadyJoined
+        EventOutcome::AlreadyJoined
     );
     // Other actions are ignored.
     for other in ["start-talking-bob.txt", "conference-create.txt"] {
         assert_eq!(
             b.handle(&vector(other), &mut r).unwrap().outcome,
-            Outcome::Ignored,
+            EventOutcome::Ignored,
             "{other}"
         );
     }
@@ -111,18 +114,18 @@ fn joins_leaves_duplicates_and_conference_end() {
         b.handle(&vector("del-member-alice.txt"), &mut r)
             .unwrap()
             .outcome,
-        Outcome::Left
+        EventOutcome::Left
     );
     // A second del-member of the same member does nothing.
     assert_eq!(
         b.handle(&vector("del-member-alice.txt"), &mut r)
             .unwrap()
             .outcome,
-        Outcome::Ignored
+        EventOutcome::Ignored
     );
     assert_eq!(b.joined(), vec![("3000".to_owned(), BOB.to_owned())]);
     let end = b.handle(&vector("conference-destroy.txt"), &mut r).unwrap();
-    assert_eq!(end.outcome, Outcome::ConferenceEnded);
+    assert_eq!(end.outcome, EventOutcome::ConferenceEnded);
     assert!(end.text.contains("1 member"), "{}", end.text);
     assert!(b.joined().is_empty());
 
@@ -147,16 +150,19 @@ fn unknown_conferences_and_opt_in() {
     let mut r = Recorder::default();
     let other = with_channel("add-member-other-conference.txt", "channel-1002.txt");
     let rep = b.handle(&other, &mut r).unwrap();
-    assert_eq!(rep.outcome, Outcome::Ignored);
+    assert_eq!(rep.outcome, EventOutcome::Ignored);
     assert!(rep.text.contains("4000"), "{}", rep.text);
     // Bob's channel has no msrpcast variable: not opted in.
     let bob = with_channel("add-member-bob.txt", "channel-1001.txt");
     let rep = b.handle(&bob, &mut r).unwrap();
-    assert_eq!(rep.outcome, Outcome::Ignored);
+    assert_eq!(rep.outcome, EventOutcome::Ignored);
     assert!(rep.text.contains("opt in"), "{}", rep.text);
     // Alice's has msrpcast=true.
     let alice = with_channel("add-member-alice.txt", "channel-1000.txt");
-    assert_eq!(b.handle(&alice, &mut r).unwrap().outcome, Outcome::Joined);
+    assert_eq!(
+        b.handle(&alice, &mut r).unwrap().outcome,
+        EventOutcome::Joined
+    );
     assert_eq!(r.0.len(), 1);
 }
 
@@ -167,7 +173,7 @@ fn verbose_events_need_no_lookup() {
     let rep = b
         .handle(&vector("add-member-verbose-carol.txt"), &mut r)
         .unwrap();
-    assert_eq!(rep.outcome, Outcome::Joined);
+    assert_eq!(rep.outcome, EventOutcome::Joined);
     assert_eq!(
         r.0,
         vec![format!(
@@ -580,7 +586,7 @@ fn a_recorded_freeswitch_session() {
         }
         outcomes.push(b.handle(&ev, &mut r).unwrap().outcome);
     }
-    use Outcome::*;
+    use EventOutcome::*;
     assert_eq!(
         outcomes,
         [Ignored, Joined, Ignored, Joined, Ignored, Left, Ignored, Ignored, Left, Ignored]

@@ -4,8 +4,9 @@
 //! tests next to their code (`sdp::answer`, `freeswitch`, `roster`, `http::auth`,
 //! `http::multipart`, `http::service`).
 //!
-//! Settings are applied with unknown keys ignored, so this file also builds and runs against a
-//! version without the new settings (which is how each test was seen to fail before its fix).
+//! Settings are applied with unknown keys ignored, so this file also runs against a version
+//! without the new settings (which is how each test was seen to fail before its fix, with the
+//! two calls of the new `HttpServer` counters `busy_connections` and `event_streams` replaced).
 //! The tests run one at a time: some measure time or CPU.
 
 use std::io::{Read, Write};
@@ -304,7 +305,7 @@ Content-Length: 100\r\n\r\nabc"
         busy.push(s);
     }
     wait("4 uploads", Duration::from_secs(5), || {
-        fix.server().backend().active_uploads() == 4
+        fix.server().backend().active_uploads() == 4 && fix.server().busy_connections() == 4
     });
     let r = roundtrip(fix.addr, b"GET / HTTP/1.1\r\n\r\n");
     assert_eq!(r.status, 503);

@@ -8,10 +8,10 @@ use super::result::*;
 
 /// What the body of an exported function returns: `Ok(())` becomes `MSRPCAST_OK`, `Err(code)`
 /// that code (`MSRPCAST_EMPTY` included).
-pub(crate) type Outcome = Result<(), msrpcast_result>;
+pub(crate) type FfiResult = Result<(), msrpcast_result>;
 
 /// Runs `f`, turning a panic into `MSRPCAST_ERR_PANIC`, so no unwinding ever crosses into C.
-pub(crate) fn ffi_boundary(f: impl FnOnce() -> Outcome) -> msrpcast_result {
+pub(crate) fn ffi_boundary(f: impl FnOnce() -> FfiResult) -> msrpcast_result {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => MSRPCAST_OK,
         Ok(Err(code)) => code,

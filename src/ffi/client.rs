@@ -38,7 +38,7 @@ pub struct msrpcast_client {
 }
 
 impl msrpcast_client {
-    fn send(&self, req: Request<'_>) -> Outcome {
+    fn send(&self, req: Request<'_>) -> FfiResult {
         let mut buf = Vec::new();
         req.encode(&mut buf).map_err(wire_code)?;
         match self.sock.send_to(&buf, &self.path) {

@@ -96,7 +96,7 @@ impl msrpcast_engine {
         f(r)
     }
 
-    fn apply(&self, req: Request<'_>) -> Outcome {
+    fn apply(&self, req: Request<'_>) -> FfiResult {
         self.with(|r| {
             control::apply(&r.engine, &self.counters, &self.uploads, &req)
                 .map_err(|e| engine_code(&e))
@@ -535,7 +535,7 @@ pub(crate) fn owned_c_string(text: String) -> Result<(*mut c_char, usize), msrpc
     Ok((c.into_raw(), n))
 }
 
-pub(crate) fn check_sip_code(code: u32) -> Outcome {
+pub(crate) fn check_sip_code(code: u32) -> FfiResult {
     if (300..=699).contains(&code) {
         Ok(())
     } else {

@@ -22,7 +22,7 @@ use super::engine::{
 use super::result::*;
 use crate::config::ConfigErrorKind;
 use crate::freeswitch::api::{self, ApiCommand};
-use crate::freeswitch::{self as fs, Bridge, Event, FsError, OptIn, Outcome, Roster};
+use crate::freeswitch::{self as fs, Bridge, Event, EventOutcome, FsError, Membership, OptIn};
 
 /// The FreeSWITCH side's state: settings and the members it joined. Thread-safe, except
 /// `msrpcast_fs_config_set` and `msrpcast_fs_free`, which must not run concurrently with anything
@@ -281,7 +281,7 @@ pub extern "C" fn msrpcast_fs_leg_variable(
 }
 
 /// Joins and leaves through the engine's direct calls.
-struct EngineRoster(*mut msrpcast_engine);
+struct EngineMembership(*mut msrpcast_engine);
 
 fn engine_result(r: msrpcast_result, what: &str) -> Result<(), FsError> {
     match r {
@@ -293,7 +293,7 @@ fn engine_result(r: msrpcast_result, what: &str) -> Result<(), FsError> {
     }
 }
 
-impl Roster for EngineRoster {
+impl Membership for EngineMembership {
     fn join(
         &mut self,
         conference: &str,
@@ -372,14 +372,16 @@ pub extern "C" fn msrpcast_fs_event(
                 String::from_utf8_lossy(value).into_owned(),
             );
         }
-        match f.bridge.handle(&ev, &mut EngineRoster(e)) {
+        match f.bridge.handle(&ev, &mut EngineMembership(e)) {
             Ok(report) => {
                 let o = match report.outcome {
-                    Outcome::Ignored => msrpcast_fs_outcome::MSRPCAST_FS_IGNORED,
-                    Outcome::Joined => msrpcast_fs_outcome::MSRPCAST_FS_JOINED,
-                    Outcome::AlreadyJoined => msrpcast_fs_outcome::MSRPCAST_FS_ALREADY_JOINED,
-                    Outcome::Left => msrpcast_fs_outcome::MSRPCAST_FS_LEFT,
-                    Outcome::ConferenceEnded => msrpcast_fs_outcome::MSRPCAST_FS_CONFERENCE_ENDED,
+                    EventOutcome::Ignored => msrpcast_fs_outcome::MSRPCAST_FS_IGNORED,
+                    EventOutcome::Joined => msrpcast_fs_outcome::MSRPCAST_FS_JOINED,
+                    EventOutcome::AlreadyJoined => msrpcast_fs_outcome::MSRPCAST_FS_ALREADY_JOINED,
+                    EventOutcome::Left => msrpcast_fs_outcome::MSRPCAST_FS_LEFT,
+                    EventOutcome::ConferenceEnded => {
+                        msrpcast_fs_outcome::MSRPCAST_FS_CONFERENCE_ENDED
+                    }
                 };
                 // SAFETY: outcome was checked non-NULL; text/len are NULL or writable (API
                 // contract).

@@ -31,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod freeswitch;
+pub mod json;
 mod notify;
 pub mod result;
 pub mod signal;
@@ -38,6 +39,7 @@ pub mod signal;
 pub use client::*;
 pub use config::*;
 pub use engine::*;
+pub use json::*;
 pub use result::*;
 pub use signal::*;
 

@@ -11,7 +11,7 @@
 //!   variable's `display=`, else `Caller-Caller-ID-Name`. Only conferences that
 //!   [`ConferenceFilter`] lets through, only opted-in calls when `require_optin`, never a call
 //!   whose `msrpcast` variable says `off`. A second `add-member` for the same member joins again
-//!   (the engine's join is idempotent) and reports [`Outcome::AlreadyJoined`].
+//!   (the engine's join is idempotent) and reports [`EventOutcome::AlreadyJoined`].
 //! - `del-member` → leave, for a member that was joined.
 //! - `conference-destroy` → leave every member joined to that conference.
 //! - any other action → ignored.
@@ -215,9 +215,10 @@ pub fn leg_variables(cfg: &crate::config::Config) -> Vec<(String, String)> {
     v
 }
 
-/// Where decisions go: the engine (`msrpcast_engine_join`/`_leave` behind the C ABI) or, in
+/// Where join and leave decisions go (not the engine's [`crate::roster::Roster`], which records
+/// them): the engine (`msrpcast_engine_join`/`_leave` behind the C ABI) or, in
 /// tests, a recorder.
-pub trait Roster {
+pub trait Membership {
     fn join(
         &mut self,
         conference: &str,
@@ -230,7 +231,7 @@ pub trait Roster {
 
 /// What [`Bridge::handle`] did with an event (in C `msrpcast_fs_outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum EventOutcome {
     Ignored = 0,
     Joined = 1,
     AlreadyJoined = 2,
@@ -241,12 +242,12 @@ pub enum Outcome {
 /// An outcome and a sentence for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    pub outcome: Outcome,
+    pub outcome: EventOutcome,
     pub text: String,
 }
 
 impl Report {
-    fn new(outcome: Outcome, text: String) -> Report {
+    fn new(outcome: EventOutcome, text: String) -> Report {
         Report { outcome, text }
     }
 }
@@ -278,31 +279,31 @@ impl Bridge {
         &mut self.settings
     }
 
-    /// Decides and applies one event. The lock is held across the roster calls (they never
+    /// Decides and applies one event. The lock is held across the membership calls (they never
     /// block), so the bookkeeping and the engine see events in the same order.
-    pub fn handle(&self, ev: &Event, roster: &mut dyn Roster) -> Result<Report, FsError> {
+    pub fn handle(&self, ev: &Event, membership: &mut dyn Membership) -> Result<Report, FsError> {
         let decision = decide(&self.settings, ev)?;
         let mut members = self.members.lock();
         match decision {
-            Decision::Ignore { reason } => Ok(Report::new(Outcome::Ignored, reason)),
+            Decision::Ignore { reason } => Ok(Report::new(EventOutcome::Ignored, reason)),
             Decision::Join {
                 conference,
                 participant,
                 target,
                 display,
             } => {
-                roster.join(&conference, &participant, &target, display.as_deref())?;
+                membership.join(&conference, &participant, &target, display.as_deref())?;
                 let conf = members.entry(conference.clone()).or_default();
                 let again = conf.insert(participant.clone(), target.clone()).is_some();
                 let d = display.map(|d| format!(" ({d})")).unwrap_or_default();
                 Ok(if again {
                     Report::new(
-                        Outcome::AlreadyJoined,
+                        EventOutcome::AlreadyJoined,
                         format!("{participant}{d} already in {conference}: joined again, target {target}"),
                     )
                 } else {
                     Report::new(
-                        Outcome::Joined,
+                        EventOutcome::Joined,
                         format!("{participant}{d} joined {conference}, target {target}"),
                     )
                 })
@@ -316,11 +317,11 @@ impl Bridge {
                     .is_some_and(|c| c.contains_key(&participant));
                 if !known {
                     return Ok(Report::new(
-                        Outcome::Ignored,
+                        EventOutcome::Ignored,
                         format!("{participant} left {conference} but was never joined"),
                     ));
                 }
-                roster.leave(&conference, &participant)?;
+                membership.leave(&conference, &participant)?;
                 if let Some(c) = members.get_mut(&conference) {
                     c.remove(&participant);
                     if c.is_empty() {
@@ -328,14 +329,14 @@ impl Bridge {
                     }
                 }
                 Ok(Report::new(
-                    Outcome::Left,
+                    EventOutcome::Left,
                     format!("{participant} left {conference}"),
                 ))
             }
             Decision::EndConference { conference } => {
                 let Some(conf) = members.remove(&conference) else {
                     return Ok(Report::new(
-                        Outcome::Ignored,
+                        EventOutcome::Ignored,
                         format!("conference {conference} ended with no joined members"),
                     ));
                 };
@@ -343,7 +344,7 @@ impl Bridge {
                 let mut kept = HashMap::new();
                 let mut first_err = None;
                 for (p, t) in conf {
-                    match roster.leave(&conference, &p) {
+                    match membership.leave(&conference, &p) {
                         Ok(()) => left += 1,
                         Err(e) => {
                             first_err.get_or_insert(e);
@@ -358,7 +359,7 @@ impl Bridge {
                     return Err(e);
                 }
                 Ok(Report::new(
-                    Outcome::ConferenceEnded,
+                    EventOutcome::ConferenceEnded,
                     format!("conference {conference} ended: {left} member(s) left"),
                 ))
             }
@@ -387,7 +388,7 @@ mod tests {
         fail: bool,
     }
 
-    impl Roster for Rec {
+    impl Membership for Rec {
         fn join(&mut self, c: &str, p: &str, t: &str, d: Option<&str>) -> Result<(), FsError> {
             if self.fail {
                 return Err(FsError::Engine {
@@ -508,30 +509,30 @@ mod tests {
         let mut r = Rec::default();
         assert_eq!(
             b.handle(&add("c", "u1"), &mut r).unwrap().outcome,
-            Outcome::Joined
+            EventOutcome::Joined
         );
         assert_eq!(
             b.handle(&add("c", "u1"), &mut r).unwrap().outcome,
-            Outcome::AlreadyJoined
+            EventOutcome::AlreadyJoined
         );
         assert_eq!(
             b.handle(&add("c", "u2"), &mut r).unwrap().outcome,
-            Outcome::Joined
+            EventOutcome::Joined
         );
         assert_eq!(
             b.handle(&del("c", "u1"), &mut r).unwrap().outcome,
-            Outcome::Left
+            EventOutcome::Left
         );
         assert_eq!(
             b.handle(&del("c", "u1"), &mut r).unwrap().outcome,
-            Outcome::Ignored
+            EventOutcome::Ignored
         );
         let mut destroy = Event::new();
         destroy.push("Action", "conference-destroy");
         destroy.push("Conference-Name", "c");
         assert_eq!(
             b.handle(&destroy, &mut r).unwrap().outcome,
-            Outcome::ConferenceEnded
+            EventOutcome::ConferenceEnded
         );
         assert!(b.joined().is_empty());
         assert_eq!(r.calls.len(), 5, "{:?}", r.calls);

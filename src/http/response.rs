@@ -280,11 +280,20 @@ pub fn see_other(location: &str, cookie: Option<String>, close: bool) -> Vec<u8>
     head.to_bytes()
 }
 
-/// The body of `201 Created` for an upload.
+/// The body of `201 Created` for an upload. The engine's transfer ids are numbers, and are
+/// written as JSON numbers as everywhere else (`/api/transfers`, the RPC and API commands); an
+/// id that is not a decimal number (only test doubles have those) stays a string.
 pub fn upload_created_body(transfer: &str) -> String {
+    let id = if !transfer.is_empty()
+        && transfer.len() <= 19
+        && transfer.bytes().all(|b| b.is_ascii_digit())
+    {
+        transfer.to_string()
+    } else {
+        format!("\"{}\"", json_escape(transfer))
+    };
     format!(
-        "{{\"transfer\":\"{}\",\"status\":\"/api/transfers/{}\"}}",
-        json_escape(transfer),
+        "{{\"transfer\":{id},\"status\":\"/api/transfers/{}\"}}",
         json_escape(&super::params::percent_encode(transfer))
     )
 }
@@ -352,6 +361,10 @@ mod tests {
         assert_eq!(
             upload_created_body("t1"),
             r#"{"transfer":"t1","status":"/api/transfers/t1"}"#
+        );
+        assert_eq!(
+            upload_created_body("17"),
+            r#"{"transfer":17,"status":"/api/transfers/17"}"#
         );
     }
 

@@ -350,6 +350,20 @@ impl HttpServer {
         self.shared.conns.lock().open.len()
     }
 
+    /// Connections busy with a request now (neither waiting for a head nor an event stream):
+    /// the ones a new connection cannot displace.
+    pub fn busy_connections(&self) -> usize {
+        self.shared
+            .conns
+            .lock()
+            .open
+            .values()
+            .filter(|c| {
+                !c.awaiting_head.load(Ordering::Acquire) && !c.event_stream.load(Ordering::Acquire)
+            })
+            .count()
+    }
+
     /// Open event streams now.
     pub fn event_streams(&self) -> usize {
         self.shared.events.open()
@@ -677,6 +691,10 @@ fn serve_on<S: HttpIo>(
                     since => since,
                 };
                 if !flush(&mut stream, &mut conn) {
+                    if conn.is_event_stream() {
+                        // The slot was taken when the stream was granted.
+                        shared.events.release();
+                    }
                     conn.handle_eof();
                     return;
                 }

@@ -7,7 +7,9 @@
 //! the transfer events it receives. Nothing here blocks: the engine side ([`Backend`],
 //! [`UploadSink`]) must answer from memory and write to the spool without waiting on the network.
 
-use super::auth::{authorize, host_allowed, login_form_ok, origin_allowed, Sessions};
+use super::auth::{
+    authorize, credential, host_allowed, login_form_ok, origin_allowed, Credential, Sessions,
+};
 use super::head::{HeadLimits, RequestHead};
 use super::multipart::{MultipartDecoder, MultipartEvent, MultipartLimits};
 use super::params::{cookie, is_multipart_form, parse_content_disposition};
@@ -438,7 +440,12 @@ impl<U: UploadSink> Connection<U> {
         );
         let multipart_upload = matches!(r, Route::Upload { .. })
             && head.content_type.as_deref().is_some_and(is_multipart_form);
-        if r.needs_auth() && !auth.allowed() && !multipart_upload {
+        // Only a form without a Bearer token may authenticate in its body (the `token` field,
+        // within the bounded bytes before the file part); a wrong Bearer token is refused
+        // before any body byte is read.
+        let form_may_authenticate =
+            multipart_upload && !matches!(credential(&head), Credential::Bearer(_));
+        if r.needs_auth() && !auth.allowed() && !form_may_authenticate {
             let bytes = error_response(401, "missing or wrong token", close, None);
             return self.early_answer(&head, bytes);
         }
@@ -911,6 +918,11 @@ Content-Length: {}\r\n\r\n{body}",
         let r = run(&wrong, Some("T"));
         assert!(r.out.starts_with("HTTP/1.1 401 "), "{}", r.out);
         assert!(r.log.borrow().started.is_empty() && r.closed);
+        // A wrong Bearer token is refused at the head, the body unread (finding 14 of issue 14).
+        let bearer = req.replacen("HTTP/1.1\r\n", "HTTP/1.1\r\nAuthorization: Bearer X\r\n", 1);
+        let head_only = &bearer[..bearer.find("\r\n\r\n").unwrap() + 4];
+        let r = run(head_only, Some("T"));
+        assert!(r.out.starts_with("HTTP/1.1 401 "), "{}", r.out);
     }
 
     #[test]

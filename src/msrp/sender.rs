@@ -139,6 +139,8 @@ pub struct Sender {
     to_path: Bytes,
     from_path: Bytes,
     content_type: Bytes,
+    /// `Content-Disposition` of every chunk with a body, when set ([`Sender::with_disposition`]).
+    content_disposition: Option<Bytes>,
     message_id: Bytes,
     bind_message_id: Bytes,
     ids: IdGen,
@@ -183,6 +185,7 @@ impl Sender {
             to_path: writer::render_path(to_path),
             from_path: writer::render_path(from_path),
             content_type,
+            content_disposition: None,
             message_id: ids.message_id(),
             bind_message_id: ids.message_id(),
             // Its own generator (one getrandom call), or one seeded from the caller's.
@@ -204,6 +207,16 @@ impl Sender {
             events: VecDeque::new(),
             cfg,
         }
+    }
+
+    /// Sends `value` as the `Content-Disposition` of every chunk with a body (the file's name,
+    /// see [`super::disposition::attachment`]). It must be one header line: CR and LF are
+    /// refused (the value is then not used).
+    pub fn with_disposition(mut self, value: Bytes) -> Sender {
+        if !value.contains(&b'\r') && !value.contains(&b'\n') {
+            self.content_disposition = Some(value);
+        }
+        self
     }
 
     /// The message's Message-ID.
@@ -566,6 +579,7 @@ impl Sender {
                     self.cfg.failure_report
                 },
                 content_type: content.then_some(&self.content_type[..]),
+                content_disposition: self.content_disposition.as_deref(),
             },
             &mut head,
         );
@@ -717,6 +731,33 @@ mod tests {
         );
         assert!(text(&t[2].end_line).ends_with("$\r\n"));
         assert!(text(&t[2].head).contains("Byte-Range: 21-*/25"));
+    }
+
+    #[test]
+    fn chunks_carry_the_offered_name_and_refuse_a_broken_one() {
+        let now = Instant::now();
+        let cd = "attachment; filename=\"a b.pdf\"; filename*=UTF-8''a%20b.pdf";
+        let mut s = sender(cfg(10, 1000), now).with_disposition(Bytes::from(cd));
+        s.handle_data_available(25, true);
+        let t = drain(&mut s, now);
+        assert_eq!(t.len(), 3);
+        for x in &t {
+            let head = text(&x.head);
+            assert!(
+                head.ends_with(&format!(
+                    "Content-Disposition: {cd}\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )),
+                "{head}"
+            );
+        }
+        let mut s = sender(cfg(10, 1000), now)
+            .with_disposition(Bytes::from_static(b"attachment\r\nX-Injected: 1"));
+        s.handle_data_available(5, true);
+        let head = text(&drain(&mut s, now)[0].head);
+        assert!(
+            !head.contains("Content-Disposition") && !head.contains("X-Injected"),
+            "{head}"
+        );
     }
 
     #[test]

@@ -204,6 +204,9 @@ pub struct SendHead<'a> {
     pub failure_report: FailureReport,
     /// `None`: a chunk without body (no Content-Type, no blank line).
     pub content_type: Option<&'a [u8]>,
+    /// A `Content-Disposition` value (e.g. [`super::disposition::attachment`]), written before
+    /// `Content-Type` in a chunk with a body (RFC 4975 puts other MIME headers first).
+    pub content_disposition: Option<&'a [u8]>,
 }
 
 /// Writes the start line and headers of a SEND chunk; see the module docs for how it composes
@@ -214,7 +217,8 @@ pub fn write_send_head(h: &SendHead<'_>, out: &mut BytesMut) {
             + h.to_path.len()
             + h.from_path.len()
             + h.message_id.len()
-            + h.content_type.map_or(0, <[u8]>::len),
+            + h.content_type.map_or(0, <[u8]>::len)
+            + h.content_disposition.map_or(0, <[u8]>::len),
     );
     out.put_slice(b"MSRP ");
     out.put_slice(h.tid);
@@ -235,6 +239,10 @@ pub fn write_send_head(h: &SendHead<'_>, out: &mut BytesMut) {
         FailureReport::Partial => out.put_slice(b"\r\nFailure-Report: partial"),
     }
     if let Some(ct) = h.content_type {
+        if let Some(cd) = h.content_disposition {
+            out.put_slice(b"\r\nContent-Disposition: ");
+            out.put_slice(cd);
+        }
         out.put_slice(b"\r\nContent-Type: ");
         out.put_slice(ct);
         out.put_slice(b"\r\n\r\n");
@@ -374,6 +382,7 @@ mod tests {
             success_report: true,
             failure_report: FailureReport::Partial,
             content_type: Some(b"application/octet-stream"),
+            content_disposition: None,
         };
         write_send_head(&head, &mut out);
         out.put_slice(b"0123456789");
@@ -385,6 +394,31 @@ mod tests {
         assert_eq!(m.failure_report(), FailureReport::Partial);
         assert_eq!(m.to_path.len(), 2);
         assert_eq!(m.continuation, Continuation::More);
+
+        // A Content-Disposition goes before Content-Type, and only with a content part.
+        let cd = b"attachment; filename=\"r.pdf\"; filename*=UTF-8''r.pdf";
+        for ct in [Some(&b"application/pdf"[..]), None] {
+            let mut out = BytesMut::new();
+            write_send_head(
+                &SendHead {
+                    content_type: ct,
+                    content_disposition: Some(cd),
+                    ..head
+                },
+                &mut out,
+            );
+            let text = String::from_utf8_lossy(&out).into_owned();
+            match ct {
+                Some(_) => assert!(
+                    text.ends_with(
+                        "\r\nContent-Disposition: attachment; filename=\"r.pdf\"; \
+                         filename*=UTF-8''r.pdf\r\nContent-Type: application/pdf\r\n\r\n"
+                    ),
+                    "{text}"
+                ),
+                None => assert!(!text.contains("Content-Disposition"), "{text}"),
+            }
+        }
 
         // Empty body with Content-Type, and a chunk without body.
         for ct in [Some(&b"text/plain"[..]), None] {
@@ -424,6 +458,7 @@ mod tests {
                 success_report: false,
                 failure_report: FailureReport::Yes,
                 content_type: None,
+                content_disposition: None,
             },
             &mut out,
         );

@@ -1,8 +1,9 @@
 //! The engine's runtime: a small fixed pool of I/O threads with non-blocking sockets (`io`), one
 //! connection handler per MSRP session (`delivery` sends a spooled file, `receive` is the passive
 //! receiver of the CLI and the tests), the spool files (`spool`), logging that never calls into the
-//! host (`log`), and the engine's core thread (`engine`) that owns the roster and turns joins,
-//! leaves, uploads and SIP outcomes into deliveries and signalling requests.
+//! host (`log`), the control socket (`control`), and the engine (`engine`): its sans-IO core turns
+//! joins, leaves, uploads and SIP outcomes into deliveries and signalling requests, and a thin
+//! driver thread carries them out.
 //!
 //! Threads and sockets exist only here; the protocol decisions are made by the sans-IO state
 //! machines of [`crate::msrp`].

@@ -67,6 +67,10 @@ impl std::str::FromStr for Misbehave {
 pub enum Sink {
     /// Save each complete message as `<dir>/<message-id>` (written as `.part` first).
     Dir(PathBuf),
+    /// Save each complete message under the file name its sender offered in `Content-Disposition`
+    /// (made one safe path component, `name (1).ext` ... when taken; never replacing a file),
+    /// else as `<dir>/<message-id>` like [`Sink::Dir`]. Written as `<message-id>.part` first.
+    Named(PathBuf),
     /// Parse and count only (benchmarks).
     Discard,
 }
@@ -150,6 +154,8 @@ impl Handler for ReceiveListener {
 
 struct Open {
     file: Option<File>,
+    /// The name the sender offered, as sent (sanitised when the file is saved).
+    offered: Option<String>,
     part: Option<PathBuf>,
     hasher: Option<Sha1>,
     /// Next in-order offset for the hash; out-of-order data disables hashing.
@@ -170,6 +176,8 @@ pub struct ReceiveConn {
     last_refill: Instant,
     buf: Vec<u8>,
     closed: bool,
+    /// The `Content-Disposition` file name of the frame being handled, if any.
+    frame_name: Option<String>,
 }
 
 impl ReceiveConn {
@@ -193,6 +201,7 @@ impl ReceiveConn {
             last_refill: Instant::now(),
             buf: vec![0; 256 * 1024],
             closed: false,
+            frame_name: None,
             opts,
         }
     }
@@ -209,9 +218,10 @@ impl ReceiveConn {
                 bytes,
             } => {
                 let opts = self.opts.clone();
+                let offered = self.frame_name.take();
                 let o = self.open.entry(message_id.clone()).or_insert_with(|| {
                     let (file, part) = match &opts.sink {
-                        Sink::Dir(dir) => {
+                        Sink::Dir(dir) | Sink::Named(dir) => {
                             let name = safe_name(&message_id);
                             let part = dir.join(format!("{name}.part"));
                             (File::create(&part).ok(), Some(part))
@@ -220,12 +230,16 @@ impl ReceiveConn {
                     };
                     Open {
                         file,
+                        offered: None,
                         part,
                         hasher: opts.hash.then(Sha1::new),
                         next: 0,
                         bytes: 0,
                     }
                 });
+                if o.offered.is_none() {
+                    o.offered = offered;
+                }
                 if let Some(f) = &o.file {
                     let _ = f.write_all_at(&bytes, offset);
                 }
@@ -250,6 +264,14 @@ impl ReceiveConn {
                             (Sink::Dir(dir), Some(part)) => {
                                 let fin = dir.join(safe_name(&message_id));
                                 std::fs::rename(&part, &fin).ok().map(|_| fin)
+                            }
+                            (Sink::Named(dir), Some(part)) => {
+                                let name = o
+                                    .offered
+                                    .as_deref()
+                                    .and_then(crate::msrp::disposition::safe_file_name)
+                                    .unwrap_or_else(|| safe_name(&message_id));
+                                save_unique(&part, dir, &name)
                             }
                             _ => None,
                         };
@@ -363,6 +385,7 @@ impl ReceiveConn {
             }
             _ => {}
         }
+        self.frame_name = offered_name(&msg);
         self.receiver.handle_frame(&msg);
         while let Some(mut reply) = self.receiver.poll_reply() {
             if self.opts.full_path_responses && reply.response_code().is_some() {
@@ -373,6 +396,7 @@ impl ReceiveConn {
         while let Some(ev) = self.receiver.poll_event() {
             self.handle_event(ev);
         }
+        self.frame_name = None;
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -503,6 +527,47 @@ fn safe_name(id: &[u8]) -> String {
     } else {
         s
     }
+}
+
+/// The file name a SEND offers in its `Content-Disposition`, unsanitised.
+fn offered_name(msg: &Message) -> Option<String> {
+    msg.headers.iter().find_map(|h| match h {
+        crate::msrp::Header::Other { name, value }
+            if name.eq_ignore_ascii_case(b"content-disposition") =>
+        {
+            crate::msrp::disposition::file_name(value)
+        }
+        _ => None,
+    })
+}
+
+/// Most `name (N).ext` variants tried before giving up on a taken name.
+const MAX_NAME_TRIES: u32 = 1000;
+
+/// Moves `part` to `dir/name`, or `dir/name (1).ext`, ... when taken: a hard link never
+/// replaces an existing file, so two messages offering one name both survive. `None` (the
+/// `.part` file stays) when no name could be had.
+fn save_unique(part: &std::path::Path, dir: &std::path::Path, name: &str) -> Option<PathBuf> {
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    for n in 0..MAX_NAME_TRIES {
+        let candidate = if n == 0 {
+            dir.join(name)
+        } else {
+            dir.join(format!("{stem} ({n}){ext}"))
+        };
+        match std::fs::hard_link(part, &candidate) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(part);
+                return Some(candidate);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Lower-case hex.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Helpers shared by the C tests of msrpcast's C ABI. */
 #ifndef MSRPCAST_TEST_COMMON_H
 #define MSRPCAST_TEST_COMMON_H

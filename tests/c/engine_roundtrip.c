@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The whole signalling port from C: start an engine, join two participants through a client
  * handle, spool a file, drain the signal descriptor with poll(), answer each OFFER with an SDP
  * pointing at an `msrpcast receive` started by run.sh, end each session on BYE, and check the

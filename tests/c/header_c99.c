@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* The header compiles as C99 with -Wall -Wextra -Werror -pedantic, and its constants and
  * signatures are the contract's. */
 #include "msrpcast.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 // The header compiles as C++17 with -Wall -Wextra -Werror -pedantic.
 #include "msrpcast.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Misuse from C: NULL handles and outputs, zero lengths, invalid UTF-8, oversize strings, bad
  * keys and values, calls after stop, frees of NULL. Each gives an error code, never a crash, and
  * outputs stay untouched on failure. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /* Many processes, one engine: the children are forked first (as Kamailio forks its workers),
  * the parent then starts the engine; each of 8 children opens its own client handle and sends
  * 1000 join/leave pairs. A full socket answers MSRPCAST_ERR_BUSY at once: the child retries and

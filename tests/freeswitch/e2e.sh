@@ -5,7 +5,8 @@
 #
 # Without FREESWITCH_PREFIX it prints a "skipped" line and exits 0 (nothing of FreeSWITCH is in
 # this repository, and CI has none). The installation needs bin/freeswitch, bin/fs_cli, the
-# modules mod_sofia, mod_conference, mod_dialplan_xml, mod_dptools, mod_commands,
+# modules (found through pkg-config's modulesdir of $prefix/lib/pkgconfig/freeswitch.pc, else
+# lib/freeswitch/mod or mod under the prefix) mod_sofia, mod_conference, mod_dialplan_xml, mod_dptools, mod_commands,
 # mod_event_socket, mod_console, and its development files (the module is built against them
 # with freeswitch-module/build.sh).
 #
@@ -38,6 +39,19 @@ prefix=$FREESWITCH_PREFIX
 fs_bin=$prefix/bin/freeswitch
 fs_cli_bin=$prefix/bin/fs_cli
 [[ -x $fs_bin && -x $fs_cli_bin ]] || msrpcast_die "$prefix has no bin/freeswitch and bin/fs_cli"
+# FreeSWITCH's own modules: pkg-config's modulesdir (a --prefix build and vendor packages keep
+# them in lib/freeswitch/mod), else the layouts of older source builds.
+fs_moddir=
+if [[ -f $prefix/lib/pkgconfig/freeswitch.pc ]]; then
+    fs_moddir=$(PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --variable=modulesdir freeswitch)
+fi
+if [[ -z $fs_moddir || ! -d $fs_moddir ]]; then
+    for d in "$prefix/lib/freeswitch/mod" "$prefix/mod"; do
+        [[ -f $d/mod_sofia.so ]] && fs_moddir=$d && break
+    done
+fi
+[[ -n $fs_moddir && -f $fs_moddir/mod_sofia.so ]] ||
+    msrpcast_die "no FreeSWITCH module folder with mod_sofia.so: pkg-config modulesdir (${fs_moddir:-none}), $prefix/lib/freeswitch/mod, $prefix/mod"
 for t in sipp curl python3; do
     command -v "$t" >/dev/null || msrpcast_die "$t not installed"
 done
@@ -61,6 +75,7 @@ E2E_ON_ERROR=fail
 passed=0
 failed=0
 pids=()
+# shellcheck disable=SC2034 # recv_pid is filled by participant() of tests/kamailio/e2e/lib.sh
 declare -A recv_pid recv_out uas_pid uac_pid uac_port cid
 
 cleanup() {
@@ -107,6 +122,8 @@ kam() {
     *) return 1 ;;
     esac
 }
+# The status JSON comes from the API command here (lib.sh asks Kamailio's jsonrpcs).
+status_json() { kam "$1"; }
 # In FreeSWITCH the participant key is the channel's Unique-ID; the dialplan sets the display to
 # the call's Call-ID, which is how a test participant is found.
 key_of() { # key_of NAME -> participant key
@@ -226,12 +243,26 @@ cat >"$work/conf/freeswitch.xml" <<EOF
 EOF
 
 "$fs_bin" -nonat -nf -nc -conf "$work/conf" -log "$work/log" -db "$work/db" -run "$work/run" \
-    -mod "$prefix/mod" >"$work/log/stdout" 2>&1 </dev/null &
+    -mod "$fs_moddir" >"$work/log/stdout" 2>&1 </dev/null &
 fs_pid=$!
 pids+=("$fs_pid")
 fs_up() { fscli 'msrpcast members' 2>/dev/null | grep -q '"members"'; }
 if ! wait_for 60 fs_up; then
-    fail "FreeSWITCH starts with mod_msrpcast loaded (see $work/log)"
+    fail "FreeSWITCH starts with mod_msrpcast loaded (modules from $fs_moddir)"
+    if kill -0 "$fs_pid" 2>/dev/null; then
+        echo "   FreeSWITCH runs (PID $fs_pid) but \`msrpcast members\` got no answer on ESL port $esl_port"
+    else
+        wait "$fs_pid"
+        echo "   FreeSWITCH exited with status $?"
+    fi
+    for f in "$work/log/stdout" "$work/log/freeswitch.log"; do
+        if [[ -s $f ]]; then
+            echo "   --- last 40 lines of $f:"
+            tail -n 40 "$f" | sed 's/^/   /'
+        else
+            echo "   --- $f is empty or missing"
+        fi
+    done
     exit 1
 fi
 ok "FreeSWITCH $(fscli version | head -1) runs with mod_msrpcast ($(fscli 'msrpcast help'))"
@@ -254,7 +285,7 @@ scenario_main() {
     done
     check "both deliveries done (msrpcast transfers)" wait_for 60 all_terminal conf-main 2
     for p in a1 a2; do
-        check "$p's delivery is done" is_state conf-main "$p" done
+        check "$p's delivery is done" is_state conf-main "$p" "done"
         check "$p's file session ended with a BYE" proc_exited_ok "${uas_pid[$p]}"
     done
     echo "   transfers: $(fscli 'msrpcast transfers' | head -c 600)"
@@ -276,7 +307,7 @@ scenario_hangup() {
     hangup c2
     check "c2 left conf-hangup" wait_for 30 has_participants conf-hangup 1
     check "c1 still received the whole file" wait_for 180 received_ok c1 "$sum"
-    check "c1's delivery is done" wait_for 30 is_state conf-hangup c1 done
+    check "c1's delivery is done" wait_for 30 is_state conf-hangup c1 "done"
     check "c2's file session ended with a BYE" proc_exited_ok "${uas_pid[c2]}"
     check "c2's receiver got no complete file" not received_ok c2 "$sum"
     hangup c1

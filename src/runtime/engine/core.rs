@@ -875,21 +875,27 @@ impl Core {
             bind_with_empty_send: self.cfg.bind_empty_send,
             ..SenderConfig::default()
         };
-        let ct = self
-            .shared
-            .roster
-            .transfer(t)
-            .map(|t| t.content_type)
+        let transfer = self.shared.roster.transfer(t);
+        let ct = transfer
+            .as_ref()
+            .map(|t| t.content_type.clone())
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| "application/octet-stream".into());
-        MsrpSender::new(
+        let sender = MsrpSender::new(
             cfg,
             to_path,
             std::slice::from_ref(l_uri),
             Bytes::from(ct),
             &mut self.ids,
             now,
-        )
+        );
+        // The offered name travels in the chunks too, for receivers that never see the SDP.
+        match transfer.filter(|t| !t.name.is_empty()) {
+            Some(t) => {
+                sender.with_disposition(Bytes::from(crate::msrp::disposition::attachment(&t.name)))
+            }
+            None => sender,
+        }
     }
 
     /// The delivery's connection exists: everything the I/O pool needs to run it.

@@ -2,6 +2,8 @@
 //! connection waits for its first frame, which names the session it is for.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -22,6 +24,52 @@ pub(super) struct Listener {
     pub waiting: Awaited,
     pub tx: Sender<Cmd>,
     pub logger: Logger,
+    /// `msrp_max_pending` and `msrp_pending_max_bytes`.
+    pub max_pending: usize,
+    pub pending_max_bytes: u64,
+    /// Connections still waiting for their first frame.
+    pub pending: Arc<AtomicUsize>,
+    /// Refusing connections since the last one accepted (logged once per run of refusals).
+    pub refusing: bool,
+}
+
+/// How long an accepted connection may take to send its first frame.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One place in the count of pending connections, given back when the connection goes.
+struct PendingSlot(Arc<AtomicUsize>);
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Listener {
+    /// Takes a place for one more pending connection, or `None` when all are taken.
+    fn slot(&mut self, peer: SocketAddr) -> Option<PendingSlot> {
+        let taken = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_pending).then_some(n + 1)
+            })
+            .is_ok();
+        if taken {
+            self.refusing = false;
+            return Some(PendingSlot(self.pending.clone()));
+        }
+        if !self.refusing {
+            self.refusing = true;
+            self.logger.warn(
+                "engine",
+                format_args!(
+                    "MSRP connection from {peer} closed: {} connections already wait for their                      first frame (msrp_max_pending); further refusals are not logged",
+                    self.max_pending
+                ),
+            );
+        }
+        None
+    }
 }
 
 impl Handler for Listener {
@@ -37,6 +85,10 @@ impl Handler for Listener {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
+                    // Without a place the stream is dropped here: closed at once.
+                    let Some(slot) = self.slot(peer) else {
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     ctx.add(Box::new(Pending {
                         stream: Some(stream),
@@ -45,8 +97,11 @@ impl Handler for Listener {
                         decoder: FrameDecoder::new(Default::default()),
                         waiting: self.waiting.clone(),
                         tx: self.tx.clone(),
-                        deadline: now + Duration::from_secs(30),
+                        deadline: now + FIRST_FRAME_TIMEOUT,
                         logger: self.logger.clone(),
+                        received: 0,
+                        max_bytes: self.pending_max_bytes,
+                        _slot: slot,
                     }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Flow::Continue,
@@ -86,6 +141,10 @@ struct Pending {
     tx: Sender<Cmd>,
     deadline: Instant,
     logger: Logger,
+    /// Bytes read so far, at most `max_bytes` (plus one read) before the first frame.
+    received: u64,
+    max_bytes: u64,
+    _slot: PendingSlot,
 }
 
 impl Handler for Pending {
@@ -127,8 +186,20 @@ impl Handler for Pending {
                 Ok(0) => return Flow::Close,
                 Ok(n) => {
                     self.decoder.feed(&buf[..n]);
+                    self.received += n as u64;
                     match self.decoder.next() {
                         Ok(Some(first)) => return self.route(first),
+                        Ok(None) if self.received > self.max_bytes => {
+                            self.logger.warn(
+                                "engine",
+                                format_args!(
+                                    "MSRP connection from {} closed: {} bytes without a complete \
+                                     first frame (msrp_pending_max_bytes {})",
+                                    self.peer, self.received, self.max_bytes
+                                ),
+                            );
+                            return Flow::Close;
+                        }
                         Ok(None) => {}
                         Err(e) => {
                             self.logger.log(

@@ -160,6 +160,10 @@ impl Engine {
             waiting: awaited,
             tx: tx.clone(),
             logger: logger.clone(),
+            max_pending: cfg.msrp_max_pending,
+            pending_max_bytes: cfg.msrp_pending_max_bytes,
+            pending: Arc::default(),
+            refusing: false,
         }));
         let driver = Driver {
             core,
@@ -250,6 +254,22 @@ impl Engine {
             return Err(EngineError::BadInput(
                 "conference, participant and target must not be empty".into(),
             ));
+        }
+        // The target becomes the Request-URI of the host's INVITE: a CR or LF in it would add
+        // headers to that request. Names and display names end up in logs and status JSON.
+        if target_uri.contains(|c: char| c.is_ascii_control() || c == ' ') {
+            return Err(EngineError::BadInput(format!(
+                "target {target_uri:?} contains a space or a control character"
+            )));
+        }
+        let fields = [("conference", conference), ("participant", participant)];
+        let shown = display.map(|d| ("display name", d));
+        for (what, v) in fields.into_iter().chain(shown) {
+            if v.contains(|c: char| c.is_ascii_control()) {
+                return Err(EngineError::BadInput(format!(
+                    "{what} {v:?} contains a control character"
+                )));
+            }
         }
         self.send(Cmd::Join {
             conference: conference.into(),

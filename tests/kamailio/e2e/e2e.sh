@@ -124,6 +124,27 @@ mkfile() { # mkfile NAME MIB -> path; sets sha
 }
 sha1() { sha1sum "$1" | cut -d' ' -f1; }
 
+# The RPC replies are structures: real JSON through jsonrpcs, fields in kamcmd.
+rpc_json_is_object() { # rpc_json_is_object METHOD
+    kam_jsonrpc "$1" | python3 -c 'import json, sys; sys.exit(0 if isinstance(json.load(sys.stdin), dict) else 1)'
+}
+rpc_json_has_deliveries() { # rpc_json_has_deliveries CONF N: N deliveries, ids and bytes numbers
+    kam_jsonrpc msrpcast.transfers | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+ts = [t for t in d["transfers"] if t["conference"] == sys.argv[1]]
+ok = all(isinstance(t["id"], int) for t in ts)
+n = sum(len(t["deliveries"]) for t in ts)
+sys.exit(0 if ok and n == int(sys.argv[2]) else 1)' "$1" "$2"
+}
+kamcmd_structured() {
+    local out
+    out=$(kam msrpcast.transfers) || return 1
+    echo "$out" | head -12 | sed 's/^/   kamcmd: /'
+    # kamcmd prints structures as indented `name: value` lines; a JSON string would start with '{"'.
+    [[ $out != '{"'* ]] && grep -q 'transfers:' <<<"$out" && grep -q 'deliveries:' <<<"$out"
+}
+
 # ---------------------------------------------------------------------------------------------
 scenario_main() {
     local f sum t0 t1 p
@@ -147,6 +168,10 @@ scenario_main() {
     check "msrpcast.transfers: all 3 done" \
         test "$(deliveries 1 | awk '$2 == "done"' | wc -l)" -eq 3
     deliveries 1 | sed 's/^/   delivery: /'
+    check "jsonrpcs: msrpcast.transfers is a JSON object with 3 deliveries of conference 1" \
+        rpc_json_has_deliveries 1 3
+    check "kamcmd: msrpcast.transfers shows fields, not one JSON string" kamcmd_structured
+    check "jsonrpcs: msrpcast.conferences is a JSON object" rpc_json_is_object msrpcast.conferences
     for p in a1 a2 a3; do hangup "$p"; done
     for p in a1 a2 a3; do
         check "$p hung up its conference call" proc_exited_ok "${uac_pid[$p]}"

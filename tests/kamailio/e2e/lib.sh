@@ -7,7 +7,7 @@
 #   root      the repository root          bin     the msrpcast binary   module  msrpcast.so
 #   work      a scratch directory (run/ and spool/ are made in it; per-participant folders too)
 #   pids=()   an array: every process started here is appended (the caller ends them by PID)
-#   sip_port mixer_port http_port msrp_port  (e2e_ports picks free ones)   token
+#   sip_port mixer_port http_port msrp_port jsonrpc_port  (e2e_ports picks free ones)   token
 # Optional knobs (defaults are the test's):
 #   E2E_SIPP_TIMEOUT   seconds before `timeout` ends a participant's sipp (600; 0 = never)
 #   E2E_UAS_CALLS      file INVITEs a participant's UAS answers before it exits (1; 0 = any number)
@@ -28,6 +28,7 @@ e2e_ports() {
     mixer_port=$(port)
     http_port=$(port)
     msrp_port=$(port)
+    jsonrpc_port=$(port)
     ctl="unix:$work/run/ctl"
 }
 
@@ -44,6 +45,22 @@ wait_for() {
 
 kam() { kamcmd -s "$ctl" "$@"; }
 
+# kam_jsonrpc METHOD [PARAMS_JSON]: the RPC through jsonrpcs over HTTP; prints its "result" as
+# JSON (fails on an RPC error).
+kam_jsonrpc() {
+    curl -s --max-time 10 -d "{\"jsonrpc\":\"2.0\",\"method\":\"$1\",\"params\":${2:-[]},\"id\":1}" \
+        "http://127.0.0.1:$jsonrpc_port/RPC" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+if "result" not in d:
+    sys.exit("jsonrpc: " + json.dumps(d))
+print(json.dumps(d["result"]))'
+}
+
+# status_json msrpcast.conferences|msrpcast.transfers: the engine's status as JSON (the
+# FreeSWITCH test redefines it to ask fs_cli).
+status_json() { kam_jsonrpc "$1"; }
+
 # e2e_start_kamailio LOG [kamailio args...]: Kamailio with cfg/kamailio.cfg and the module, on
 # the ports above, spool in $work/spool; sets kam_pid. Succeeds once SIP, MSRP and kamcmd answer.
 e2e_start_kamailio() {
@@ -52,7 +69,7 @@ e2e_start_kamailio() {
     mkdir -p "$work/run" "$work/spool"
     kamailio -DD -E -f "$root/cfg/kamailio.cfg" -Y "$work/run" -w "$work" -m 64 -M 8 \
         -A SIP_PORT="$sip_port" -A "MIXER_URI=\"sip:127.0.0.1:$mixer_port\"" \
-        -A "CTL_SOCKET=\"$ctl\"" -A "MSRPCAST_MODULE=\"$module\"" \
+        -A "CTL_SOCKET=\"$ctl\"" -A "MSRPCAST_MODULE=\"$module\"" -A JSONRPC_PORT="$jsonrpc_port" \
         -A "MSRPCAST_HTTP_LISTEN=\"127.0.0.1:$http_port\"" -A "MSRPCAST_HTTP_TOKEN=\"$token\"" \
         -A "MSRPCAST_MSRP_LISTEN=\"127.0.0.1:$msrp_port\"" -A "MSRPCAST_SPOOL_DIR=\"$work/spool\"" \
         "$@" >"$log" 2>&1 </dev/null &
@@ -125,9 +142,9 @@ s.sendto(msg.encode(), ("127.0.0.1", port))
 EOF
 }
 
-# Conference JSON helpers (kamcmd prints the JSON string the RPC returns).
+# Conference JSON helpers (the RPC replies through jsonrpcs: real JSON; null members are left out).
 participants_in() { # participants_in CONF -> count
-    kam msrpcast.conferences 2>/dev/null | python3 -c '
+    status_json msrpcast.conferences 2>/dev/null | python3 -c '
 import json, sys
 conf = sys.argv[1]
 try:
@@ -140,7 +157,7 @@ has_participants() { [[ $(participants_in "$1") == "$2" ]]; }
 
 # deliveries CONF -> lines "transfer state participant code" for every delivery of CONF.
 deliveries() {
-    kam msrpcast.transfers 2>/dev/null | python3 -c '
+    status_json msrpcast.transfers 2>/dev/null | python3 -c '
 import json, sys
 conf = sys.argv[1]
 try:
@@ -151,7 +168,7 @@ for t in d["transfers"]:
     if t["conference"] != conf:
         continue
     for x in t["deliveries"]:
-        print(t["id"], x["state"], x["participant"], x["code"], x["reason"])' "$1"
+        print(t["id"], x["state"], x["participant"], x.get("code", "-"), x.get("reason", "-"))' "$1"
 }
 all_terminal() { # all_terminal CONF N: N deliveries, none still running
     local n
