@@ -177,6 +177,32 @@ static void do_upload(msrpcast_engine *e, int answer_fd, const struct msrpcast_i
 		LM_WARN("cannot answer RPC process %d: %s\n", h->reply_pid, strerror(errno));
 }
 
+/* msrpcast.reload_tls: re-reads the certificates and answers the asking RPC process. */
+static void do_reload_tls(msrpcast_engine *e, int answer_fd, const struct msrpcast_ipc_hdr *h)
+{
+	struct msrpcast_ipc_answer a;
+	struct sockaddr_un to;
+	socklen_t tolen;
+	char *err = NULL;
+	size_t elen = 0;
+
+	memset(&a, 0, sizeof(a));
+	a.seq = h->reply_seq;
+	a.result = msrpcast_engine_reload_tls(e, &err, &elen);
+	if(a.result != MSRPCAST_OK) {
+		snprintf(a.error, sizeof(a.error), "%s: %.*s", msrpcast_rc_name(a.result),
+				err ? (int)elen : 0, err ? err : "");
+		LM_ERR("TLS reload: %s\n", a.error);
+	} else {
+		LM_INFO("TLS certificates reloaded\n");
+	}
+	msrpcast_string_free(err);
+	tolen = msrpcast_ipc_reply_name(h->reply_pid, &to);
+	if(sendto(answer_fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, tolen)
+			< 0)
+		LM_WARN("cannot answer RPC process %d: %s\n", h->reply_pid, strerror(errno));
+}
+
 static void drain_ipc(msrpcast_engine *e, int answer_fd, char *buf)
 {
 	struct msrpcast_ipc_hdr h;
@@ -208,6 +234,9 @@ static void drain_ipc(msrpcast_engine *e, int answer_fd, char *buf)
 				break;
 			case MSRPCAST_IPC_UPLOAD:
 				do_upload(e, answer_fd, &h, buf + sizeof(h), buf + sizeof(h) + h.len1);
+				break;
+			case MSRPCAST_IPC_RELOAD_TLS:
+				do_reload_tls(e, answer_fd, &h);
 				break;
 			default:
 				LM_ERR("unknown datagram kind %u on the reply socket\n", h.kind);

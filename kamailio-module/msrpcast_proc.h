@@ -19,6 +19,8 @@ enum msrpcast_ipc_kind {
 	/* msrpcast.upload: payload = conference (len1 bytes) then path (len2 bytes); the engine
 	 * process answers with a struct msrpcast_ipc_answer to the caller's reply socket. */
 	MSRPCAST_IPC_UPLOAD = 2,
+	/* msrpcast.reload_tls: no payload; answered like MSRPCAST_IPC_UPLOAD (transfer unused). */
+	MSRPCAST_IPC_RELOAD_TLS = 3,
 };
 
 struct msrpcast_ipc_hdr {
@@ -27,13 +29,13 @@ struct msrpcast_ipc_hdr {
 	uint64_t delivery;
 	uint32_t len1;
 	uint32_t len2;
-	/* MSRPCAST_IPC_UPLOAD: pid and sequence number of the asking process (names its reply
+	/* MSRPCAST_IPC_UPLOAD, MSRPCAST_IPC_RELOAD_TLS: pid and sequence number of the asking process (names its reply
 	 * socket, see msrpcast_ipc_reply_name). */
 	int32_t reply_pid;
 	uint32_t reply_seq;
 };
 
-/* The engine process's answer to an MSRPCAST_IPC_UPLOAD. */
+/* The engine process's answer to an MSRPCAST_IPC_UPLOAD or MSRPCAST_IPC_RELOAD_TLS. */
 struct msrpcast_ipc_answer {
 	uint32_t seq;
 	uint32_t result; /* msrpcast_result */

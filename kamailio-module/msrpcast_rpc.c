@@ -300,15 +300,55 @@ static const char *rpc_upload_doc[] = {
 	"msrpcast.upload <conference> <path>. Returns the transfer id.",
 	0};
 
+/* Sends one request to the engine process and waits up to rpc_timeout_ms for its answer.
+ * 0 with *a filled, or -1 after answering the RPC with a fault. */
+static int ask_engine(rpc_t *rpc, void *ctx, struct msrpcast_ipc_hdr *h, const char *p1,
+		const char *p2, struct msrpcast_ipc_answer *a)
+{
+	struct pollfd pfd;
+	long long deadline, left;
+	ssize_t n;
+	int fd;
+
+	fd = answer_socket();
+	if(fd < 0) {
+		rpc->fault(ctx, 500, "reply socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Discard answers to earlier requests that timed out. */
+	while(recv(fd, a, sizeof(*a), MSG_DONTWAIT) > 0)
+		;
+	h->reply_pid = getpid();
+	h->reply_seq = ++answer_seq;
+	if(msrpcast_ipc_send(h, p1, p2) < 0) {
+		rpc->fault(ctx, 503, "cannot reach the engine process: %s", strerror(errno));
+		return -1;
+	}
+	deadline = now_ms() + msrpcast_rpc_timeout_ms;
+	for(;;) {
+		left = deadline - now_ms();
+		if(left <= 0) {
+			rpc->fault(ctx, 504, "no answer from the engine process");
+			return -1;
+		}
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		if(poll(&pfd, 1, (int)left) <= 0)
+			continue;
+		n = recv(fd, a, sizeof(*a), MSG_DONTWAIT);
+		if(n != (ssize_t)sizeof(*a) || a->seq != answer_seq)
+			continue;
+		a->error[sizeof(a->error) - 1] = 0;
+		return 0;
+	}
+}
+
 static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 {
 	struct msrpcast_ipc_hdr h;
 	struct msrpcast_ipc_answer a;
-	struct pollfd pfd;
 	str conf = STR_NULL, path = STR_NULL;
-	long long deadline, left;
-	ssize_t n;
-	int fd;
 
 	if(rpc->scan(ctx, "SS", &conf, &path) < 2) {
 		rpc->fault(ctx, 400, "usage: msrpcast.upload <conference> <path>");
@@ -318,47 +358,39 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 400, "empty conference or path");
 		return;
 	}
-	fd = answer_socket();
-	if(fd < 0) {
-		rpc->fault(ctx, 500, "reply socket: %s", strerror(errno));
-		return;
-	}
-	/* Discard answers to earlier requests that timed out. */
-	while(recv(fd, &a, sizeof(a), MSG_DONTWAIT) > 0)
-		;
 	memset(&h, 0, sizeof(h));
 	h.kind = MSRPCAST_IPC_UPLOAD;
 	h.len1 = (uint32_t)conf.len;
 	h.len2 = (uint32_t)path.len;
-	h.reply_pid = getpid();
-	h.reply_seq = ++answer_seq;
-	if(msrpcast_ipc_send(&h, conf.s, path.s) < 0) {
-		rpc->fault(ctx, 503, "cannot reach the engine process: %s", strerror(errno));
+	if(ask_engine(rpc, ctx, &h, conf.s, path.s, &a) < 0)
 		return;
-	}
-	deadline = now_ms() + msrpcast_rpc_timeout_ms;
-	for(;;) {
-		left = deadline - now_ms();
-		if(left <= 0) {
-			rpc->fault(ctx, 504, "no answer from the engine process");
-			return;
-		}
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		if(poll(&pfd, 1, (int)left) <= 0)
-			continue;
-		n = recv(fd, &a, sizeof(a), MSG_DONTWAIT);
-		if(n != (ssize_t)sizeof(a) || a.seq != answer_seq)
-			continue;
-		break;
-	}
 	if(a.result != MSRPCAST_OK) {
-		a.error[sizeof(a.error) - 1] = 0;
 		rpc->fault(ctx, 500, "%s", a.error);
 		return;
 	}
 	rpc->rpl_printf(ctx, "%llu", (unsigned long long)a.transfer);
+}
+
+static const char *rpc_reload_tls_doc[] = {
+	"Re-read the TLS certificates and keys (tls_cert, tls_key, tls_ca for MSRP; http_tls_cert, "
+	"http_tls_key for HTTPS) without a restart: msrpcast.reload_tls. A file that fails keeps the "
+	"previous certificate in use and is named in the fault.",
+	0};
+
+static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
+{
+	struct msrpcast_ipc_hdr h;
+	struct msrpcast_ipc_answer a;
+
+	memset(&h, 0, sizeof(h));
+	h.kind = MSRPCAST_IPC_RELOAD_TLS;
+	if(ask_engine(rpc, ctx, &h, NULL, NULL, &a) < 0)
+		return;
+	if(a.result != MSRPCAST_OK) {
+		rpc->fault(ctx, a.result == MSRPCAST_ERR_REFUSED ? 409 : 500, "%s", a.error);
+		return;
+	}
+	rpc->rpl_printf(ctx, "TLS certificates reloaded");
 }
 
 /* clang-format off */
@@ -367,6 +399,7 @@ static rpc_export_t msrpcast_rpc_cmds[] = {
 	{"msrpcast.transfers",   msrpcast_rpc_transfers,   rpc_transfers_doc,   0},
 	{"msrpcast.cancel",      msrpcast_rpc_cancel,      msrpcast_rpc_cancel_doc,      0},
 	{"msrpcast.upload",      msrpcast_rpc_upload,      rpc_upload_doc,      0},
+	{"msrpcast.reload_tls",  msrpcast_rpc_reload_tls,  rpc_reload_tls_doc,  0},
 	{0, 0, 0, 0}
 };
 /* clang-format on */

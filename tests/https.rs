@@ -39,13 +39,18 @@ impl Drop for Fix {
 
 /// A CA and a server certificate for 127.0.0.1 and localhost signed by it, as files.
 fn pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
+    pki_named(dir, "")
+}
+
+/// [`pki`] with the file names prefixed by `tag`.
+fn pki_named(dir: &std::path::Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(rcgen::DnType::CommonName, "msrpcast test CA");
+        .push(rcgen::DnType::CommonName, format!("msrpcast test CA {tag}"));
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate().unwrap();
@@ -53,7 +58,7 @@ fn pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
         CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
     let cert = params.signed_by(&key, &issuer).unwrap();
     let w = |name: &str, text: String| {
-        let p = dir.join(name);
+        let p = dir.join(format!("{tag}{name}"));
         std::fs::write(&p, text).unwrap();
         p
     };
@@ -277,10 +282,103 @@ fn silent_client_holds_nobody_and_is_closed_at_the_head_deadline() {
 fn reload_keeps_serving() {
     let fix = Fix::new("reload", &[]);
     let server = fix.server.as_ref().unwrap();
+    let engine = fix.engine.as_ref().unwrap();
     assert!(server.reload_tls().unwrap());
+    let done = msrpcast::http::reload_tls(engine, Some(server)).unwrap();
+    assert!(done.https && !done.msrp, "{done:?}");
     std::fs::write(fix.dir.join("key.pem"), "garbage").unwrap();
     let e = server.reload_tls().unwrap_err().to_string();
     assert!(e.contains("key.pem"), "{e}");
+    let e = msrpcast::http::reload_tls(engine, Some(server)).unwrap_err();
+    assert!(
+        matches!(&e, msrpcast::http::TlsReloadError::Failed(t) if t.contains("key.pem")),
+        "{e}"
+    );
+    assert_eq!(
+        msrpcast::http::reload_tls(engine, None).unwrap_err(),
+        msrpcast::http::TlsReloadError::NothingOn
+    );
     let o = fix.curl(&["--cacert", fix.ca.to_str().unwrap(), &fix.url("https", "/")]);
     assert!(text(&o).contains("HTTP/1.1 200 "), "{}", text(&o));
+}
+
+/// `msrpcast serve --https-cert --https-key` serves HTTPS and re-reads its certificate on
+/// SIGHUP: a client trusting only a new CA is refused until the signal, then served.
+#[test]
+fn serve_over_https_reloads_on_sighup() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("msrpcast-https-hup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca1, cert, key) = pki(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
+        .args(["serve", "--http", "127.0.0.1:0", "--spool"])
+        .arg(dir.join("spool"))
+        .args([
+            "--participant",
+            "c1=msrp://127.0.0.1:1/x;tcp",
+            "--https-cert",
+        ])
+        .arg(&cert)
+        .arg("--https-key")
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let child = Kill(child);
+    let mut url = String::new();
+    out.read_line(&mut url).unwrap();
+    let url = url.trim().to_owned();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let get = |ca: &PathBuf| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(ca)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let o = get(&ca1);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{}", text(&o));
+    // A renewed certificate from another CA, written over the same files.
+    let (ca2, cert2, key2) = pki_named(&dir, "new-");
+    std::fs::copy(&cert2, &cert).unwrap();
+    std::fs::copy(&key2, &key).unwrap();
+    assert_eq!(
+        get(&ca2).status.code(),
+        Some(60),
+        "served the new certificate before SIGHUP"
+    );
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait(
+        "the new certificate after SIGHUP",
+        Duration::from_secs(10),
+        || String::from_utf8_lossy(&get(&ca2).stdout) == "200",
+    );
+    // Still alive and serving after the signal.
+    assert_eq!(get(&ca1).status.code(), Some(60));
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -370,6 +370,72 @@ impl HttpServer {
     }
 }
 
+/// What [`reload_tls`] re-read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlsReloaded {
+    pub msrp: bool,
+    pub https: bool,
+}
+
+/// Re-reads every TLS certificate in use — MSRP (`tls_cert`, `tls_key`, `tls_ca`, when
+/// `msrp_tls` is on) and HTTPS (`http_tls_cert`, `http_tls_key`, when `http` serves HTTPS) —
+/// for new connections; running ones keep theirs. What failed keeps its previous files and is
+/// named in the error; what succeeded is in use. `Err` too when no TLS is on at all. The RPC
+/// `msrpcast.reload_tls`, `msrpcast_engine_reload_tls` and `SIGHUP` of `msrpcast serve` end here.
+pub fn reload_tls(
+    engine: &Engine,
+    http: Option<&HttpServer>,
+) -> Result<TlsReloaded, TlsReloadError> {
+    let mut done = TlsReloaded::default();
+    let mut errors = Vec::new();
+    if engine.msrp_tls_on() {
+        match engine.reload_tls() {
+            Ok(()) => done.msrp = true,
+            Err(e) => errors.push(format!("MSRP: {e}")),
+        }
+    }
+    if let Some(h) = http {
+        match h.reload_tls() {
+            Ok(on) => done.https = on,
+            Err(e) => errors.push(format!("HTTPS: TLS reload failed, old files kept: {e}")),
+        }
+        if done.https {
+            engine
+                .logger()
+                .info("http", format_args!("HTTPS certificate reloaded"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(TlsReloadError::Failed(errors.join("; ")));
+    }
+    if done == TlsReloaded::default() {
+        return Err(TlsReloadError::NothingOn);
+    }
+    Ok(done)
+}
+
+/// Why [`reload_tls`] did not reload everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsReloadError {
+    /// Neither `msrp_tls` nor HTTPS is on.
+    NothingOn,
+    /// A file could not be loaded (the text names it); that part keeps its previous files.
+    Failed(String),
+}
+
+impl std::fmt::Display for TlsReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsReloadError::NothingOn => {
+                f.write_str("no TLS to reload: msrp_tls is off and HTTPS is not on")
+            }
+            TlsReloadError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for TlsReloadError {}
+
 impl Drop for HttpServer {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);

@@ -53,6 +53,10 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 pub fn run(a: ServeArgs) -> Result<u8, Fail> {
+    // Before any engine or HTTP thread exists, so that they all inherit the blocked SIGHUP and
+    // only the wait below takes it.
+    let hangups = msrpcast::ffi::hangup::Hangups::block()
+        .map_err(|e| Fail::start(format!("blocking SIGHUP: {e}")))?;
     let mut cfg = Config::default();
     let set = |cfg: &mut Config, k: &str, v: &str| {
         cfg.set(k, v).map_err(|e| Fail::usage(format!("{k}: {e}")))
@@ -120,8 +124,22 @@ pub fn run(a: ServeArgs) -> Result<u8, Fail> {
             "msrpcast: no --token: the page and API need no login and listen on loopback only"
         );
     }
-    // Serve until a signal ends the process (no handler: `unsafe` stays out of the CLI).
+    // Serve until SIGINT or SIGTERM ends the process (default handling); each SIGHUP re-reads
+    // the TLS certificates (a renewed one is used by new connections).
     loop {
-        std::thread::sleep(Duration::from_secs(3600));
+        if let Err(e) = hangups.wait() {
+            return Err(Fail::start(format!("waiting for SIGHUP: {e}")));
+        }
+        match msrpcast::http::reload_tls(&engine, Some(&server)) {
+            Ok(done) => eprintln!(
+                "msrpcast: SIGHUP: certificates reloaded ({})",
+                match (done.msrp, done.https) {
+                    (true, true) => "MSRP and HTTPS",
+                    (true, false) => "MSRP",
+                    _ => "HTTPS",
+                }
+            ),
+            Err(e) => eprintln!("msrpcast: SIGHUP: {e}"),
+        }
     }
 }

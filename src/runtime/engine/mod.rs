@@ -226,6 +226,11 @@ impl Engine {
         Ok(())
     }
 
+    /// True when MSRP TLS (`msrp_tls`) is on.
+    pub fn msrp_tls_on(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The SHA-256 fingerprint of our MSRP TLS certificate, when `msrp_tls` is on.
     pub fn tls_fingerprint(&self) -> Option<String> {
         self.tls
