@@ -652,9 +652,47 @@ impl HttpIo for TcpStream {
     }
 }
 
-impl HttpIo for BlockingTls {
+/// Bytes read from the socket at a time under TLS.
+const TLS_READ_BUFFER: usize = 128 * 1024;
+
+/// The socket under a TLS connection, read in large pieces: rustls asks for about 4 KiB at a
+/// time, which would cost a system call per 4 KiB of an upload.
+struct BufSock {
+    sock: TcpStream,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Read for BufSock {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.start == self.end {
+            let n = self.sock.read(&mut self.buf)?;
+            self.start = 0;
+            self.end = n;
+        }
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
+impl Write for BufSock {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.sock.write(b)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+type ServedTls = rustls::StreamOwned<rustls::ServerConnection, BufSock>;
+
+impl HttpIo for ServedTls {
     fn tcp(&self) -> &TcpStream {
-        &self.sock
+        &self.sock.sock
     }
 
     fn close_write(&mut self) {
@@ -664,8 +702,22 @@ impl HttpIo for BlockingTls {
                 break;
             }
         }
-        let _ = self.sock.shutdown(Shutdown::Write);
+        let _ = self.sock.sock.shutdown(Shutdown::Write);
     }
+}
+
+/// The handshaken stream, reading through a [`BufSock`].
+fn buffered(tls: BlockingTls) -> ServedTls {
+    let rustls::StreamOwned { conn, sock } = tls;
+    rustls::StreamOwned::new(
+        conn,
+        BufSock {
+            sock,
+            buf: vec![0u8; TLS_READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        },
+    )
 }
 
 fn flush<S: HttpIo>(stream: &mut S, conn: &mut Connection<EngineUpload>) -> bool {
@@ -691,7 +743,7 @@ fn serve(
         .server_config()
         .and_then(|cfg| crate::tls::blocking::accept(stream, cfg, shared.head_timeout));
     match accepted {
-        Ok(tls_stream) => serve_on(shared, tls_stream, awaiting_head, event_stream),
+        Ok(tls_stream) => serve_on(shared, buffered(tls_stream), awaiting_head, event_stream),
         Err(e) => {
             if !shared.stopping() {
                 shared.logger.debug(
