@@ -447,6 +447,10 @@ fn join_with_control_characters_is_refused() {
             other => panic!("{target:?} / {display:?}: {other:?}"),
         }
     }
+    assert!(matches!(
+        e.join_direct("c", "a\r\n", "msrp://127.0.0.1:9/s;tcp"),
+        Err(EngineError::BadInput(_))
+    ));
     e.join("c", "ok", "sip:ok@127.0.0.1", Some("Ok")).unwrap();
     wait_joined(&e, "c", 1);
     let conf = e.roster().conference("c").unwrap();

@@ -104,6 +104,25 @@ pub struct Engine {
 
 const QUEUE: usize = 65_536;
 
+/// Conference, participant and display names end up in logs and status JSON: no control
+/// characters.
+fn check_names(
+    conference: &str,
+    participant: &str,
+    display: Option<&str>,
+) -> Result<(), EngineError> {
+    let fields = [("conference", conference), ("participant", participant)];
+    let shown = display.map(|d| ("display name", d));
+    for (what, v) in fields.into_iter().chain(shown) {
+        if v.contains(|c: char| c.is_ascii_control()) {
+            return Err(EngineError::BadInput(format!(
+                "{what} {v:?} contains a control character"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn start_error(what: &str, e: &dyn fmt::Display) -> EngineError {
     EngineError::Start(format!("{what}: {e}"))
 }
@@ -266,15 +285,7 @@ impl Engine {
                 "target {target_uri:?} contains a space or a control character"
             )));
         }
-        let fields = [("conference", conference), ("participant", participant)];
-        let shown = display.map(|d| ("display name", d));
-        for (what, v) in fields.into_iter().chain(shown) {
-            if v.contains(|c: char| c.is_ascii_control()) {
-                return Err(EngineError::BadInput(format!(
-                    "{what} {v:?} contains a control character"
-                )));
-            }
-        }
+        check_names(conference, participant, display)?;
         self.send(Cmd::Join {
             conference: conference.into(),
             participant: participant.into(),
@@ -291,6 +302,7 @@ impl Engine {
         participant: &str,
         msrp_uri: &str,
     ) -> Result<(), EngineError> {
+        check_names(conference, participant, None)?;
         // One URI, or a space-separated path (relays first, RFC 4976): the whole list is the
         // To-Path and the connection goes to its first URI.
         let uri = crate::msrp::uri::parse_path(&bytes::Bytes::copy_from_slice(
