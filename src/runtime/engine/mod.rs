@@ -1,10 +1,14 @@
-//! The engine: one core thread that owns the decisions (who gets which file, when to offer, when
-//! to say bye), the I/O pool that carries the bytes, the spool, and the queue of signalling
-//! requests for the host.
+//! The engine: the decisions (who gets which file, when to offer, when to say bye), the I/O pool
+//! that carries the bytes, the spool, and the queue of signalling requests for the host.
 //!
 //! Every public method is non-blocking for its caller: joins, leaves and SIP outcomes are queued
 //! to the core thread (a bounded queue: a full queue is an error, never a wait), and status reads
 //! take the roster's lock only for the time of a copy.
+//!
+//! Files: this one is the public API ([`Engine`], [`Signal`], [`EngineError`]); `upload.rs` the
+//! [`Upload`] writer; `core.rs` the sans-IO decisions (inputs with `now`, actions out, tested
+//! with a virtual clock); `driver.rs` the core thread that feeds the core and carries out its
+//! actions; `listener.rs` the MSRP listener and connections awaiting their first frame.
 
 mod core;
 mod driver;
