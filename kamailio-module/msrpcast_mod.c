@@ -150,6 +150,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(msrp_reuse_port)                   \
 	X(msrp_max_pending)                  \
 	X(msrp_pending_max_bytes)            \
+	X(max_name_lookups)                  \
 	X(spool_dir)                         \
 	X(spool_max_bytes)                   \
 	X(max_file_bytes)                    \
