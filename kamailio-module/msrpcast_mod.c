@@ -153,6 +153,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(msrp_reuse_port)                   \
 	X(msrp_max_pending)                  \
 	X(msrp_pending_max_bytes)            \
+	X(max_name_lookups)                  \
 	X(msrp_tls)                          \
 	X(tls_cert)                          \
 	X(tls_key)                           \

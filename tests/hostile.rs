@@ -397,8 +397,10 @@ fn delete_frees_a_place_in_the_conference() {
         let r = upload_one_byte(fix.addr, "c1", "");
         assert_eq!(r.status, 201, "{}", r.text());
         let t = r.text();
-        let i = t.find("\"transfer\":\"").unwrap() + 12;
-        ids.push(t[i..].split('"').next().unwrap().to_string());
+        let i = t.find("\"transfer\":").unwrap() + 11;
+        let digits: String = t[i..].chars().take_while(char::is_ascii_digit).collect();
+        assert!(!digits.is_empty(), "no transfer id in {t}");
+        ids.push(digits);
     }
     let r = upload_one_byte(fix.addr, "c1", "");
     assert_eq!(r.status, 503, "{}", r.text());

@@ -135,13 +135,14 @@ struct Live {
     on_io: bool,
     /// Waiting for the participant to connect (it answered `a=setup:active`).
     accept_deadline: Option<Instant>,
-    /// Waiting for name resolution and the start of an outgoing connection.
-    dial_deadline: Option<Instant>,
+    /// Waiting for name resolution and the start of an outgoing connection, and the reason
+    /// it fails with when that takes too long.
+    dialing: Option<(Instant, String)>,
 }
 
 impl Live {
-    /// The earliest deadline of this delivery, with the code and reason it fails with then.
-    fn deadline(&self) -> Option<(Instant, &'static str)> {
+    /// The earliest deadline of this delivery, with the reason it fails with then.
+    fn deadline(&self) -> Option<(Instant, &str)> {
         if self.on_io {
             return None;
         }
@@ -151,8 +152,7 @@ impl Live {
         if let Some(d) = self.accept_deadline {
             return Some((d, "the participant never connected"));
         }
-        self.dial_deadline
-            .map(|d| (d, "no address for the participant's MSRP host in time"))
+        self.dialing.as_ref().map(|(d, r)| (*d, r.as_str()))
     }
 }
 
@@ -469,7 +469,7 @@ impl Core {
         now: Instant,
     ) -> Option<Attach> {
         let l = self.live.get_mut(&d)?;
-        l.dial_deadline = None;
+        l.dialing = None;
         let mut l_uri = l.local_uri.clone();
         // Our From-Path must name our end of the connection: relays (Kamailio's msrp.so) send
         // REPORTs back to the host:port of our URI. When the listen port could not be used (a
@@ -482,6 +482,12 @@ impl Core {
             }
         }
         self.attach(d, true, to_path, l_uri, None, now)
+    }
+
+    /// Whether delivery `d` still waits for its outgoing connection (a resolution finishing
+    /// after the deadline is not worth a connection).
+    pub fn dialing(&self, d: DeliveryId) -> bool {
+        self.live.get(&d).is_some_and(|l| l.dialing.is_some())
     }
 
     /// Name resolution or the connection attempt failed.
@@ -557,17 +563,16 @@ impl Core {
 
     /// Time passed: deliveries past their deadline fail; progress is copied to the roster.
     pub fn handle_tick(&mut self, now: Instant) {
-        let expired: Vec<(DeliveryId, &'static str)> = self
+        let expired: Vec<(DeliveryId, String)> = self
             .live
             .iter()
             .filter_map(|(d, l)| {
-                l.deadline()
-                    .filter(|(t, _)| now >= *t)
-                    .map(|(_, r)| (*d, r))
+                let (t, reason) = l.deadline()?;
+                (now >= t).then(|| (*d, reason.to_owned()))
             })
             .collect();
         for (d, reason) in expired {
-            self.fail(d, Some(408), reason.into());
+            self.fail(d, Some(408), reason);
         }
         self.publish_progress();
         self.prune_forgotten();
@@ -720,7 +725,7 @@ impl Core {
                 progress: Arc::new(Progress::default()),
                 on_io: false,
                 accept_deadline: None,
-                dial_deadline: None,
+                dialing: None,
             },
         );
         match direct {
@@ -851,7 +856,9 @@ impl Core {
             return;
         }
         if let Some(l) = self.live.get_mut(&d) {
-            l.dial_deadline = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
+            let ms = self.cfg.connect_timeout_ms;
+            let reason = format!("no connection to {} within {ms} ms", to_path[0]);
+            l.dialing = Some((now + Duration::from_millis(ms), reason));
         }
         self.actions.push_back(Action::Dial {
             delivery: d,
@@ -1368,11 +1375,10 @@ mod tests {
         );
         assert!(matches!(
             f.state(d),
-            DeliveryState::Failed {
-                code: Some(408),
-                ..
-            }
+            DeliveryState::Failed { code: Some(408), ref reason }
+                if reason == "no connection to msrp://127.0.0.1:7000/peer1;tcp within 10000 ms"
         ));
+        assert!(!f.core.dialing(d));
         assert!(f
             .core
             .handle_dialed(d, &to_path, None, f.at(CONNECT_MS + 1))

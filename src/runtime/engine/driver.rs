@@ -2,7 +2,9 @@
 //! the delivery outcomes and the clock, and carries out its [`Action`]s with the I/O pool, the
 //! spool, the host's signal queue and the network.
 
+use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::config::Config;
 use crate::msrp::parser::FrameDecoder;
-use crate::msrp::{Message, Uri};
+use crate::msrp::{Host, Message, Uri};
 use crate::roster::{DeliveryId, TransferId};
 use crate::runtime::delivery::{DeliveryConn, DeliveryParts, Outcome, OutcomeSink};
 use crate::runtime::io::{Command, IoPool};
@@ -22,6 +24,10 @@ use super::{NotifySlot, Signal};
 
 /// How often the roster gets the deliveries' progress when no deadline comes sooner.
 const TICK: Duration = Duration::from_millis(200);
+
+/// Turns an MSRP URI's host and port into an address; may block (the system resolver). The
+/// engine uses [`net::resolve`]; tests inject resolvers that never answer.
+pub(crate) type Resolve = Arc<dyn Fn(&Uri) -> io::Result<SocketAddr> + Send + Sync>;
 
 /// A request for the core thread.
 pub(super) enum Cmd {
@@ -59,6 +65,12 @@ pub(super) enum Cmd {
     Cancel {
         transfer: TransferId,
     },
+    /// A name resolution started by [`Driver::dial`] finished.
+    Resolved {
+        delivery: DeliveryId,
+        to_path: Vec<Uri>,
+        result: Result<SocketAddr, String>,
+    },
     /// An accepted connection whose first frame named a session we wait for.
     Accepted {
         delivery: DeliveryId,
@@ -79,6 +91,20 @@ pub(super) struct Driver {
     pub notify: NotifySlot,
     pub outcomes: OutcomeSink,
     pub msrp_addr: SocketAddr,
+    /// Where resolution results go: the core thread's own queue.
+    pub tx: Sender<Cmd>,
+    pub resolve: Resolve,
+    /// Name resolutions running (each on its own thread), at most `max_name_lookups`.
+    pub lookups: Arc<AtomicUsize>,
+}
+
+/// One running name resolution, counted until its thread ends.
+struct Lookup(Arc<AtomicUsize>);
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Driver {
@@ -132,6 +158,14 @@ impl Driver {
             Cmd::NewTransfer { transfer, file } => core.handle_new_transfer(transfer, file, now),
             Cmd::UploadEnded { transfer } => core.handle_upload_ended(transfer),
             Cmd::Cancel { transfer } => core.handle_cancel(transfer),
+            Cmd::Resolved {
+                delivery,
+                to_path,
+                result,
+            } => match result {
+                Ok(peer) => self.connect_to(delivery, &to_path, peer),
+                Err(reason) => core.handle_dial_failed(delivery, reason),
+            },
             Cmd::Accepted {
                 delivery,
                 stream,
@@ -159,25 +193,71 @@ impl Driver {
                 Action::Abort { delivery, reason } => self
                     .io
                     .command(delivery.0, Command::Abort { reason, code: 0 }),
-                Action::Dial { delivery, to_path } => self.dial(delivery, &to_path),
+                Action::Dial { delivery, to_path } => self.dial(delivery, to_path),
                 Action::Unspool(f) => self.spool.remove(&f),
             }
         }
     }
 
-    fn dial(&mut self, d: DeliveryId, to_path: &[Uri]) {
+    /// Connects to the first URI of `to_path`: at once for an IP address, after a name
+    /// resolution on a thread of its own for a name, so a name server that never answers does
+    /// not hold up the core (the core's deadline fails the delivery).
+    fn dial(&mut self, d: DeliveryId, to_path: Vec<Uri>) {
         let Some(first) = to_path.first() else {
             self.core.handle_dial_failed(d, "empty MSRP path".into());
             return;
         };
-        let peer = match net::resolve(first) {
-            Ok(a) => a,
-            Err(e) => {
-                self.core
-                    .handle_dial_failed(d, format!("cannot resolve {first}: {e}"));
-                return;
+        if !matches!(first.host, Host::Name(_)) {
+            match net::resolve(first) {
+                Ok(peer) => self.connect_to(d, &to_path, peer),
+                Err(e) => self
+                    .core
+                    .handle_dial_failed(d, format!("cannot resolve {first}: {e}")),
             }
-        };
+            return;
+        }
+        if let Err(reason) = self.resolve_later(d, to_path) {
+            self.core.handle_dial_failed(d, reason);
+        }
+    }
+
+    fn resolve_later(&self, delivery: DeliveryId, to_path: Vec<Uri>) -> Result<(), String> {
+        let max = self.cfg.max_name_lookups;
+        let taken = self
+            .lookups
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            return Err(format!(
+                "{max} name resolutions already running (max_name_lookups)"
+            ));
+        }
+        let lookup = Lookup(self.lookups.clone());
+        let (resolve, tx) = (self.resolve.clone(), self.tx.clone());
+        std::thread::Builder::new()
+            .name("msrpcast-resolve".into())
+            .spawn(move || {
+                let _lookup = lookup;
+                let first = &to_path[0];
+                let result = resolve(first).map_err(|e| format!("cannot resolve {first}: {e}"));
+                // Fails only when the engine stopped meanwhile.
+                let _ = tx.send(Cmd::Resolved {
+                    delivery,
+                    to_path,
+                    result,
+                });
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start a name resolution: {e}"))
+    }
+
+    /// Starts the connection of a delivery the core still dials.
+    fn connect_to(&mut self, d: DeliveryId, to_path: &[Uri], peer: SocketAddr) {
+        if !self.core.dialing(d) {
+            return;
+        }
         match self.connect(peer) {
             Ok(stream) => {
                 let local = stream.local_addr().ok();
