@@ -1,6 +1,6 @@
 //! One delivery on the wire: the connection that carries one spooled file to one participant as
 //! one MSRP message. It feeds the spool's growth and the peer's frames into the sans-IO
-//! [`Sender`](crate::msrp::sender::Sender), writes what it asks for (head, body read from the
+//! [sender state machine](crate::msrp::sender::Sender), writes what it asks for (head, body read from the
 //! spool at this participant's own pace, end-line) with vectored writes, and reports the outcome.
 
 use std::collections::VecDeque;
