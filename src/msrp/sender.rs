@@ -221,6 +221,11 @@ impl Sender {
         self.progress
     }
 
+    /// Whether the message completes only with success REPORTs covering it.
+    pub fn success_report(&self) -> bool {
+        self.cfg.success_report
+    }
+
     /// Bytes handed out in chunks so far.
     pub fn sent(&self) -> u64 {
         self.chunker.planned()

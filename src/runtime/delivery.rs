@@ -14,7 +14,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::msrp::parser::{FrameDecoder, Limits};
-use crate::msrp::sender::{Sender, SenderEvent};
+use crate::msrp::sender::{Sender, SenderEvent, SenderState};
 use crate::msrp::{writer, Kind, Message, Method};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
@@ -86,6 +86,16 @@ pub struct DeliveryConn {
     /// Closing: the outcome is known; flush what is queued (a `#` end-line) then close.
     closing_deadline: Option<Instant>,
     read_buf: Vec<u8>,
+    /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
+    dead: bool,
+}
+
+/// How reading the socket ended for now.
+enum ReadEnd {
+    /// Would block (or the outcome is known): the connection is still open.
+    Open,
+    /// EOF or an error, described.
+    Closed(String),
 }
 
 /// Everything needed to start one delivery connection.
@@ -130,6 +140,7 @@ impl DeliveryConn {
             write_shut: false,
             closing_deadline: None,
             read_buf: vec![0; READ_BUF],
+            dead: false,
         }
     }
 
@@ -204,27 +215,61 @@ impl DeliveryConn {
         }
     }
 
-    fn read_frames(&mut self, now: Instant) {
+    /// Reads and handles every byte the kernel holds for us, frame by frame, and the sender's
+    /// events after each read: a success REPORT that arrived just before the peer's FIN or reset
+    /// completes the delivery before the end of the connection is judged (RFC 4975 §7.1.2: the
+    /// REPORT is the confirmation, the transport's fate after it does not matter).
+    fn read_available(&mut self, now: Instant) -> ReadEnd {
         loop {
             match self.stream.read(&mut self.read_buf) {
-                Ok(0) => {
-                    self.fail(None, "connection closed by the participant", now);
-                    return;
-                }
+                Ok(0) => return ReadEnd::Closed("connection closed by the participant".into()),
                 Ok(n) => {
                     self.decoder.feed(&self.read_buf[..n]);
                     if !self.decode(now) {
-                        return;
+                        return ReadEnd::Open;
+                    }
+                    self.drain_events(now);
+                    if self.outcome.is_some() {
+                        return ReadEnd::Open;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.fail(None, format!("connection error: {e}"), now);
-                    return;
-                }
+                Err(e) => return ReadEnd::Closed(format!("connection error: {e}")),
             }
         }
+    }
+
+    fn read_frames(&mut self, now: Instant) {
+        if let ReadEnd::Closed(what) = self.read_available(now) {
+            self.transport_ended(what, now);
+        }
+    }
+
+    /// The connection ended (EOF, reset, write error) with no outcome yet: everything received
+    /// was handled, so the message was not confirmed. The reason says how far it got.
+    fn transport_ended(&mut self, what: String, now: Instant) {
+        self.dead = true;
+        self.drain_events(now);
+        if self.outcome.is_some() {
+            return;
+        }
+        let acked = self.sender.acked();
+        let total = self
+            .sender
+            .total()
+            .map_or_else(|| "?".to_string(), |t| t.to_string());
+        let reason = match self.sender.state() {
+            SenderState::AwaitingReport => {
+                format!("{what} before the success report (all {total} bytes acknowledged by 200)")
+            }
+            SenderState::Binding => format!("{what} before the bind SEND was answered"),
+            _ if self.sender.total() == Some(acked) && self.sender.success_report() => {
+                format!("{what} before the success report ({acked} of {total} bytes confirmed)")
+            }
+            _ => format!("{what} after {acked} of {total} bytes were confirmed"),
+        };
+        self.fail(None, reason, now);
     }
 
     /// Handles every complete frame in the decoder. False when the connection must stop.
@@ -334,7 +379,7 @@ impl DeliveryConn {
             }
             match self.stream.write_vectored(&slices[..k]) {
                 Ok(0) => {
-                    self.fail(None, "connection closed while writing", now);
+                    self.write_failed("connection closed while writing".into(), now);
                     return;
                 }
                 Ok(mut n) => {
@@ -355,11 +400,28 @@ impl DeliveryConn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.fail(None, format!("connection error: {e}"), now);
+                    self.write_failed(format!("connection error while writing: {e}"), now);
                     return;
                 }
             }
         }
+    }
+
+    /// A write failed: the peer is gone. What it sent before going (a success REPORT, say) is
+    /// still read and handled first; nothing queued can be written any more.
+    fn write_failed(&mut self, what: String, now: Instant) {
+        self.out.clear();
+        self.out_len = 0;
+        if self.outcome.is_none() {
+            let end = match self.read_available(now) {
+                ReadEnd::Closed(w) => w,
+                ReadEnd::Open => what,
+            };
+            if self.outcome.is_none() {
+                self.transport_ended(end, now);
+            }
+        }
+        self.dead = true;
     }
 
     fn drain_events(&mut self, now: Instant) {
@@ -441,7 +503,7 @@ impl DeliveryConn {
         let Some(deadline) = self.closing_deadline else {
             return Flow::Continue;
         };
-        if now >= deadline {
+        if now >= deadline || self.dead {
             return Flow::Close;
         }
         if !self.out.is_empty() {
