@@ -131,6 +131,10 @@ fn finish(s: TcpStream, end: End, rep: &[u8]) -> Result<(), String> {
         }
         End::ReportThenRst => {
             (&sock).write_all(rep).map_err(err)?;
+            // A reset discards what the peer has not sent yet (its 200s and the REPORT can still
+            // wait for the congestion window): as on a real phone, only a REPORT that left
+            // counts, so reset once everything was sent and acknowledged.
+            wait_all_acked(&sock)?;
             sock.set_linger(Some(Duration::ZERO)).map_err(err)?;
             drop(sock);
         }
@@ -156,6 +160,45 @@ fn finish(s: TcpStream, end: End, rep: &[u8]) -> Result<(), String> {
         End::ReportPerChunkThenFin => drop(sock),
     }
     Ok(())
+}
+
+/// Waits (deadline 10 s) until the kernel's send queue of `sock` is empty, i.e. every byte
+/// written was acknowledged by the other end: its `tx_queue` in `/proc/net/tcp` is 0.
+fn wait_all_acked(sock: &socket2::Socket) -> Result<(), String> {
+    let hex = |a: std::net::SocketAddr| match a {
+        std::net::SocketAddr::V4(v) => {
+            format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(v.ip().octets()),
+                v.port()
+            )
+        }
+        std::net::SocketAddr::V6(_) => String::new(),
+    };
+    let local = sock.local_addr().ok().and_then(|a| a.as_socket()).map(hex);
+    let remote = sock.peer_addr().ok().and_then(|a| a.as_socket()).map(hex);
+    let (Some(local), Some(remote)) = (local, remote) else {
+        return Err("peer socket has no addresses".into());
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").map_err(|e| e.to_string())?;
+        let queued = table.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 4 && f[1] == local && f[2] == remote)
+                .then(|| f[4].split(':').next().map(|q| u64::from_str_radix(q, 16)))
+                .flatten()
+        });
+        match queued {
+            Some(Ok(0)) => return Ok(()),
+            Some(Ok(_)) => {}
+            _ => return Err(format!("{local} -> {remote} not in /proc/net/tcp")),
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the peer's REPORT was never acknowledged".into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 fn engine(name: &str) -> (Engine, std::path::PathBuf) {

@@ -22,7 +22,14 @@ use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
 /// Bytes queued for the socket before the handler stops asking the sender for more frames. The
 /// sender's window bounds what is in flight; this bounds what is in memory.
 const OUT_LIMIT: usize = 128 * 1024;
-const READ_BUF: usize = 64 * 1024;
+/// Fill-and-write rounds per turn at most (each up to [`OUT_LIMIT`] bytes).
+const TURN_ROUNDS: usize = 16;
+/// The peer sends responses and REPORTs (a few hundred bytes each), seldom more.
+const READ_BUF: usize = 16 * 1024;
+/// Spool bytes read at once: one positioned read serves the bodies of many chunks (slices of one
+/// buffer), instead of one read per chunk. With [`OUT_LIMIT`] this bounds a delivery's buffers
+/// at about 256 KiB.
+const READ_BLOCK: u64 = 128 * 1024;
 /// How long a finished connection may take to flush its queue (the `#` of an abort) before it is
 /// closed anyway.
 const CLOSE_FLUSH: Duration = Duration::from_secs(10);
@@ -86,6 +93,9 @@ pub struct DeliveryConn {
     /// Closing: the outcome is known; flush what is queued (a `#` end-line) then close.
     closing_deadline: Option<Instant>,
     read_buf: Vec<u8>,
+    /// Spool bytes read ahead, starting at message offset `block_start`.
+    block: Bytes,
+    block_start: u64,
     /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
     dead: bool,
 }
@@ -140,6 +150,8 @@ impl DeliveryConn {
             write_shut: false,
             closing_deadline: None,
             read_buf: vec![0; READ_BUF],
+            block: Bytes::new(),
+            block_start: 0,
             dead: false,
         }
     }
@@ -357,12 +369,36 @@ impl DeliveryConn {
         }
     }
 
-    fn read_body(&self, r: std::ops::Range<u64>) -> io::Result<Bytes> {
-        let len = (r.end - r.start) as usize;
+    /// The message bytes `r`: a slice of the read-ahead block, read anew (up to [`READ_BLOCK`]
+    /// bytes, never past what the spool holds) when `r` is not inside it.
+    fn read_body(&mut self, r: std::ops::Range<u64>) -> io::Result<Bytes> {
+        let in_block =
+            r.start >= self.block_start && r.end <= self.block_start + self.block.len() as u64;
+        if !in_block {
+            // Whole chunks of this one's size, so that the next chunks fit in the block too.
+            let len = (r.end - r.start).max(1);
+            let avail = self.seen_len.saturating_sub(r.start);
+            let want = ((READ_BLOCK / len).max(1) * len)
+                .min(avail)
+                .max(r.end - r.start);
+            self.block = self.read_spool(r.start, want as usize)?;
+            self.block_start = r.start;
+        }
+        let from = (r.start - self.block_start) as usize;
+        let to = (r.end - self.block_start) as usize;
+        let body = self.block.slice(from..to);
+        if to == self.block.len() {
+            // Used up: the out queue's slices keep the buffer alive until written.
+            self.block = Bytes::new();
+        }
+        Ok(body)
+    }
+
+    fn read_spool(&self, start: u64, len: usize) -> io::Result<Bytes> {
         let mut buf = BytesMut::zeroed(len);
         let mut done = 0;
         while done < len {
-            let n = self.file.read_at(r.start + done as u64, &mut buf[done..])?;
+            let n = self.file.read_at(start + done as u64, &mut buf[done..])?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -489,8 +525,17 @@ impl DeliveryConn {
         if self.outcome.is_none() {
             self.drain_events(now);
         }
-        self.fill(now);
-        self.write_out(now);
+        // Fill and write until the socket is full or the sender has nothing more (the window,
+        // the upload), a bounded number of times so the thread's other connections get a turn.
+        for _ in 0..TURN_ROUNDS {
+            let before = self.out_len;
+            self.fill(now);
+            let filled = self.out_len > before;
+            self.write_out(now);
+            if !filled || !self.writable || !self.out.is_empty() || self.outcome.is_some() {
+                break;
+            }
+        }
         self.progress
             .sent
             .store(self.sender.sent(), Ordering::Relaxed);
