@@ -11,9 +11,10 @@
 //! - chunks pipelined while the bytes awaiting a response stay within the window (a window of
 //!   one chunk is stop-and-wait, which jmsrp needs, and never grows);
 //! - the window starts at `window_bytes` and grows towards `max_window_bytes` while it is what
-//!   holds the sender back and responses come back in time (within an eighth of
-//!   `transaction_timeout`): one chunk's worth per chunk answered, so it doubles per round trip,
-//!   up to the path's bandwidth × RTT. A response slower than a quarter of the timeout halves it
+//!   holds the sender back and responses come back in time — within twice the shortest round
+//!   trip seen plus 5 ms (no queue is building on the path) and within an eighth of
+//!   `transaction_timeout`: one chunk's worth per chunk answered, so it doubles per round trip,
+//!   up to the path's bandwidth × RTT plus what its buffers hold. A response slower than a quarter of the timeout halves it
 //!   (not below `window_bytes`), so a slow path cannot queue more than the timeout allows. TCP's
 //!   own back-pressure paces the data; the window is a bound on what awaits answers, never the
 //!   throughput limit of a long path;
@@ -146,6 +147,10 @@ struct InFlight {
 /// 130 ms.
 pub const DEFAULT_MAX_WINDOW_BYTES: u64 = 16 << 20;
 
+/// Response time above twice the shortest seen that still counts as "no queue building" (jitter
+/// of the hosts, delayed ACKs).
+const GROW_SLACK: Duration = Duration::from_millis(5);
+
 /// How many answered transaction ids are remembered to recognise repeated responses.
 const RECENT_TIDS: usize = 256;
 /// How many sent chunks are remembered to resolve a REPORT whose Byte-Range end is `*`.
@@ -169,6 +174,8 @@ pub struct Sender {
     inflight_bytes: u64,
     /// The current window (see [`SenderConfig::max_window_bytes`]).
     window: u64,
+    /// The shortest response time seen (the path's round trip without queues).
+    min_rtt: Option<Duration>,
     /// The window is what holds the sender back: set when it held a chunk back, cleared when
     /// a chunk goes out with less than half the window in flight (then TCP or the upload is the
     /// limit, and a larger window would not help).
@@ -220,6 +227,7 @@ impl Sender {
             inflight_bytes: 0,
             window: cfg.window_bytes,
             window_limited: false,
+            min_rtt: None,
             recent_tids: VecDeque::new(),
             recent_chunks: VecDeque::new(),
             acked: RangeSet::new(),
@@ -462,9 +470,12 @@ impl Sender {
             return;
         }
         let rtt = now.saturating_duration_since(entry.sent);
+        let min_rtt = *self.min_rtt.get_or_insert(rtt);
+        self.min_rtt = Some(min_rtt.min(rtt));
+        let no_queue = rtt <= min_rtt * 2 + GROW_SLACK;
         if rtt > self.cfg.transaction_timeout / 4 {
             self.window = (self.window / 2).max(floor);
-        } else if rtt <= self.cfg.transaction_timeout / 8 && self.window_limited {
+        } else if rtt <= self.cfg.transaction_timeout / 8 && no_queue && self.window_limited {
             self.window = (self.window + entry.plan.len.max(1)).min(cap);
         }
     }
@@ -1184,6 +1195,7 @@ mod tests {
         }
         let grown = s.window();
         assert!(grown > 100_000, "{grown}");
+        // Grown while answered at once; a 3 s answer is also far beyond twice that.
         // Then answers take 3 s (> 8 s / 4): each halves the window, down to the floor.
         let sent = drain(&mut s, now);
         let later = now + Duration::from_secs(3);
@@ -1193,6 +1205,45 @@ mod tests {
             s.handle_frame(&response(&t.tid, 200), later);
         }
         assert_eq!(s.window(), 10_000);
+    }
+
+    #[test]
+    fn window_stops_growing_when_a_queue_builds() {
+        // A path of 20 ms and 10 MB/s with an unbounded router queue: a response comes back
+        // 20 ms plus the time the bytes ahead of it take at the bottleneck.
+        let t0 = Instant::now();
+        let c = SenderConfig {
+            max_window_bytes: 64 << 20,
+            ..cfg(10_240, 64 * 1024)
+        };
+        let mut s = sender(c, t0);
+        s.handle_data_available(64 << 20, true);
+        let rate = 10_000_000f64;
+        let mut now = t0;
+        let mut link_free = t0;
+        let mut pending: VecDeque<(Instant, Transmit)> = VecDeque::new();
+        let mut most = 0;
+        loop {
+            for t in drain(&mut s, now) {
+                let len = (t.body.end - t.body.start) as f64;
+                link_free = link_free.max(now) + Duration::from_secs_f64(len / rate);
+                pending.push_back((link_free + Duration::from_millis(20), t));
+            }
+            most = most.max(s.window());
+            let Some((at, t)) = pending.pop_front() else {
+                break;
+            };
+            now = now.max(at);
+            s.handle_frame(&response(&t.tid, 200), now);
+        }
+        assert_eq!(s.acked(), 64 << 20);
+        // The bandwidth-delay product is 200 kB; growth stops once the queue doubles the RTT
+        // (about 2 × BDP plus the slack), far below the 64 MiB cap.
+        assert!(most >= 200_000, "window {most} below the path's BDP");
+        assert!(
+            most <= 1_000_000,
+            "window {most} kept growing into the queue"
+        );
     }
 
     #[test]
