@@ -24,8 +24,23 @@ use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
 const OUT_LIMIT: usize = 128 * 1024;
 /// Fill-and-write rounds per turn at most (each up to [`OUT_LIMIT`] bytes).
 const TURN_ROUNDS: usize = 16;
-/// The peer sends responses and REPORTs (a few hundred bytes each), seldom more.
-const READ_BUF: usize = 16 * 1024;
+/// Size of the read buffer each I/O thread shares among its deliveries (they run one at a time
+/// and feed what they read into their own decoder at once), so a delivery holds none.
+const READ_BUF: usize = 64 * 1024;
+
+thread_local! {
+    static READ_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
+}
+
+/// One `read` into this thread's scratch buffer; `f` gets what was read.
+fn read_into(stream: &mut TcpStream, f: impl FnOnce(&[u8])) -> io::Result<usize> {
+    READ_SCRATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        let n = stream.read(&mut b)?;
+        f(&b[..n]);
+        Ok(n)
+    })
+}
 /// Spool bytes read at once: one positioned read serves the bodies of many chunks (slices of one
 /// buffer), instead of one read per chunk. With [`OUT_LIMIT`] this bounds a delivery's buffers
 /// at about 256 KiB.
@@ -92,7 +107,6 @@ pub struct DeliveryConn {
     write_shut: bool,
     /// Closing: the outcome is known; flush what is queued (a `#` end-line) then close.
     closing_deadline: Option<Instant>,
-    read_buf: Vec<u8>,
     /// Spool bytes read ahead, starting at message offset `block_start`.
     block: Bytes,
     block_start: u64,
@@ -149,7 +163,6 @@ impl DeliveryConn {
             outcome: None,
             write_shut: false,
             closing_deadline: None,
-            read_buf: vec![0; READ_BUF],
             block: Bytes::new(),
             block_start: 0,
             dead: false,
@@ -233,15 +246,15 @@ impl DeliveryConn {
     /// REPORT is the confirmation, the transport's fate after it does not matter).
     fn read_available(&mut self, now: Instant) -> ReadEnd {
         loop {
-            match self.stream.read(&mut self.read_buf) {
+            let decoder = &mut self.decoder;
+            match read_into(&mut self.stream, |b| decoder.feed(b)) {
                 Ok(0) => return ReadEnd::Closed("connection closed by the participant".into()),
-                Ok(n) => {
+                Ok(_) => {
                     // Acknowledge what the peer sent at once instead of after the delayed-ACK
                     // timer: a peer that writes its small responses with Nagle on holds the next
                     // one until this ACK (up to 40 ms per round otherwise). Linux clears the
                     // flag by itself, hence once per read.
                     let _ = socket2::SockRef::from(&self.stream).set_tcp_quickack(true);
-                    self.decoder.feed(&self.read_buf[..n]);
                     if !self.decode(now) {
                         return ReadEnd::Open;
                     }
@@ -569,7 +582,7 @@ impl DeliveryConn {
             }
         }
         loop {
-            match self.stream.read(&mut self.read_buf) {
+            match read_into(&mut self.stream, |_| {}) {
                 Ok(0) => return Flow::Close,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
