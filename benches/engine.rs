@@ -173,6 +173,39 @@ fn report_per_chunk_nagle_ratio(size: u64) -> f64 {
     slow / fast
 }
 
+/// `n` concurrent deliveries of a `size`-byte file, to receivers spread over `procs` receiver
+/// processes; returns (seconds until all are done, the engine's peak RSS in MiB).
+fn scale(n: usize, size: u64, procs: usize) -> (f64, f64) {
+    let rxs: Vec<_> = (0..procs).map(|_| start_receiver("bench", 1)).collect();
+    let dir = std::env::temp_dir().join(format!("msrpcast-bench-scale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = Config::default();
+    for (k, v) in [
+        ("spool_dir", dir.to_str().expect("utf-8 temp dir")),
+        ("msrp_listen", "127.0.0.1:0"),
+        ("log_level", "error"),
+        ("answer_timeout_ms", "3600000"),
+        ("transaction_timeout_ms", "600000"),
+        ("report_timeout_ms", "600000"),
+        ("connect_timeout_ms", "600000"),
+    ] {
+        cfg.set(k, v).expect(k);
+    }
+    cfg.set("max_participants_per_conference", &(n + 1).to_string())
+        .expect("max participants");
+    let e = Engine::start(cfg).expect("engine");
+    let t = spool_file(&e, "c", size);
+    reset_peak_rss();
+    let who: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("s{i}"), rxs[i % procs].uri.clone()))
+        .collect();
+    let secs = deliver(&e, "c", t, &who);
+    let rss = peak_rss_mib();
+    drop(e);
+    let _ = std::fs::remove_dir_all(dir);
+    (secs, rss)
+}
+
 fn first_chunk_latency_ms() -> f64 {
     let rx = ReceiveServer::start(
         "127.0.0.1:0".parse().expect("addr"),
@@ -258,6 +291,11 @@ fn main() {
     println!("BENCH wan_fanout_10x64MiB_ratio {ratio:.3} x");
     let ratio = report_per_chunk_nagle_ratio(if quick { mib(8) } else { mib(48) });
     println!("BENCH report_per_chunk_nagle_ratio {ratio:.3} x");
+    let (s1000, _) = scale(1000, if quick { mib(1) } else { mib(16) }, 4);
+    println!("BENCH scale_1000x16MiB_s {s1000:.2} s");
+    let (s10k, rss10k) = scale(if quick { 2000 } else { 10_000 }, mib(1), 4);
+    println!("BENCH scale_10000x1MiB_s {s10k:.2} s");
+    println!("BENCH scale_10000_peak_rss_mib {rss10k:.1} MiB");
     println!(
         "BENCH first_chunk_latency_ms {:.2} ms",
         first_chunk_latency_ms()
