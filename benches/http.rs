@@ -3,12 +3,13 @@
 //! - `http_upload`: one 1 GiB raw upload over loopback into the spool, no receivers (the
 //!   conference's only participant is a SIP one whose offer is never answered), in GB/s; and
 //!   `http_upload_ratio` to the loopback baseline `MSRPCAST_BASELINE_GBPS` when it is set.
-//! - `upload_to_delivery`: one 1 GiB upload to 10 connected receivers (`msrpcast receive
+//! - `upload_to_delivery`: one 1 GiB upload to 3 connected receivers (`msrpcast receive
 //!   --discard` in a child process, one MSRP session each), time from the first request byte to
 //!   the last delivery's success report (delivery `done` in the roster), as a ratio to the
 //!   upload alone. Below 2 the deliveries overlap the upload; the goal is ≤ 1.3.
-//! - `spool_sha1`: SHA-1 alone over the same bytes in 256 KiB pieces (what the spool does on the
-//!   upload thread), in GB/s: the ceiling it puts on `http_upload`.
+//! - `spool_sha1`: SHA-1 alone over the same bytes in 256 KiB pieces, in GB/s. The spool hashes
+//!   on a thread of its own that follows the writer, so on a machine with a core to spare this is
+//!   no longer a ceiling of `http_upload` (it still bounds when the upload can finish).
 //! - `https_upload_ratio`: the same upload over HTTPS (`http_tls_cert`, a certificate made here;
 //!   the client is rustls with the same provider) ÷ the plain upload of the same run. Goal ≥ 0.7.
 //!
@@ -294,9 +295,9 @@ fn main() {
         size as f64 / tls_up / 1e9
     );
     println!("BENCH https_upload_ratio {:.3} x", up / tls_up);
-    let (total, up_fan) = upload_to_delivery(size, 10);
+    let (total, up_fan) = upload_to_delivery(size, 3);
     eprintln!(
-        "upload_to_delivery: {total:.2} s to the 10th success report, upload part {up_fan:.2} s, \
+        "upload_to_delivery: {total:.2} s to the 3rd success report, upload part {up_fan:.2} s, \
          upload alone {up:.2} s"
     );
     println!("BENCH upload_to_delivery {:.3} x", total / up);

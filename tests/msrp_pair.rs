@@ -18,15 +18,11 @@ const BLINK_SHA1: &str = "11b0ba16f55851bed4db5073c86b7d4c372dcb6e";
 const BLINK_TOTAL: u64 = 150000;
 
 fn vector(name: &str) -> Bytes {
-    let local: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/vectors/msrplib")
         .join(name);
-    let path = if local.exists() {
-        local
-    } else {
-        Path::new("/work/shared/vectors/msrplib").join(name)
-    };
-    Bytes::from(std::fs::read(&path).expect("vector file"))
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Bytes::from(data)
 }
 
 fn frames(stream: &Bytes) -> Vec<Message> {

@@ -1,6 +1,6 @@
 //! One delivery on the wire: the connection that carries one spooled file to one participant as
 //! one MSRP message. It feeds the spool's growth and the peer's frames into the sans-IO
-//! [`Sender`](crate::msrp::sender::Sender), writes what it asks for (head, body read from the
+//! [sender state machine](crate::msrp::sender::Sender), writes what it asks for (head, body read from the
 //! spool at this participant's own pace, end-line) with vectored writes, and reports the outcome.
 
 use std::collections::VecDeque;
@@ -14,7 +14,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::msrp::parser::{FrameDecoder, Limits};
-use crate::msrp::sender::{Sender, SenderEvent};
+use crate::msrp::sender::{Sender, SenderEvent, SenderState};
 use crate::msrp::{writer, Kind, Message, Method};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
@@ -22,7 +22,29 @@ use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
 /// Bytes queued for the socket before the handler stops asking the sender for more frames. The
 /// sender's window bounds what is in flight; this bounds what is in memory.
 const OUT_LIMIT: usize = 128 * 1024;
+/// Fill-and-write rounds per turn at most (each up to [`OUT_LIMIT`] bytes).
+const TURN_ROUNDS: usize = 16;
+/// Size of the read buffer each I/O thread shares among its deliveries (they run one at a time
+/// and feed what they read into their own decoder at once), so a delivery holds none.
 const READ_BUF: usize = 64 * 1024;
+
+thread_local! {
+    static READ_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
+}
+
+/// One `read` into this thread's scratch buffer; `f` gets what was read.
+fn read_into(stream: &mut TcpStream, f: impl FnOnce(&[u8])) -> io::Result<usize> {
+    READ_SCRATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        let n = stream.read(&mut b)?;
+        f(&b[..n]);
+        Ok(n)
+    })
+}
+/// Spool bytes read at once: one positioned read serves the bodies of many chunks (slices of one
+/// buffer), instead of one read per chunk. With [`OUT_LIMIT`] this bounds a delivery's buffers
+/// at about 256 KiB.
+const READ_BLOCK: u64 = 128 * 1024;
 /// How long a finished connection may take to flush its queue (the `#` of an abort) before it is
 /// closed anyway.
 const CLOSE_FLUSH: Duration = Duration::from_secs(10);
@@ -85,7 +107,19 @@ pub struct DeliveryConn {
     write_shut: bool,
     /// Closing: the outcome is known; flush what is queued (a `#` end-line) then close.
     closing_deadline: Option<Instant>,
-    read_buf: Vec<u8>,
+    /// Spool bytes read ahead, starting at message offset `block_start`.
+    block: Bytes,
+    block_start: u64,
+    /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
+    dead: bool,
+}
+
+/// How reading the socket ended for now.
+enum ReadEnd {
+    /// Would block (or the outcome is known): the connection is still open.
+    Open,
+    /// EOF or an error, described.
+    Closed(String),
 }
 
 /// Everything needed to start one delivery connection.
@@ -129,7 +163,9 @@ impl DeliveryConn {
             outcome: None,
             write_shut: false,
             closing_deadline: None,
-            read_buf: vec![0; READ_BUF],
+            block: Bytes::new(),
+            block_start: 0,
+            dead: false,
         }
     }
 
@@ -204,27 +240,66 @@ impl DeliveryConn {
         }
     }
 
-    fn read_frames(&mut self, now: Instant) {
+    /// Reads and handles every byte the kernel holds for us, frame by frame, and the sender's
+    /// events after each read: a success REPORT that arrived just before the peer's FIN or reset
+    /// completes the delivery before the end of the connection is judged (RFC 4975 §7.1.2: the
+    /// REPORT is the confirmation, the transport's fate after it does not matter).
+    fn read_available(&mut self, now: Instant) -> ReadEnd {
         loop {
-            match self.stream.read(&mut self.read_buf) {
-                Ok(0) => {
-                    self.fail(None, "connection closed by the participant", now);
-                    return;
-                }
-                Ok(n) => {
-                    self.decoder.feed(&self.read_buf[..n]);
+            let decoder = &mut self.decoder;
+            match read_into(&mut self.stream, |b| decoder.feed(b)) {
+                Ok(0) => return ReadEnd::Closed("connection closed by the participant".into()),
+                Ok(_) => {
+                    // Acknowledge what the peer sent at once instead of after the delayed-ACK
+                    // timer: a peer that writes its small responses with Nagle on holds the next
+                    // one until this ACK (up to 40 ms per round otherwise). Linux clears the
+                    // flag by itself, hence once per read.
+                    let _ = socket2::SockRef::from(&self.stream).set_tcp_quickack(true);
                     if !self.decode(now) {
-                        return;
+                        return ReadEnd::Open;
+                    }
+                    self.drain_events(now);
+                    if self.outcome.is_some() {
+                        return ReadEnd::Open;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.fail(None, format!("connection error: {e}"), now);
-                    return;
-                }
+                Err(e) => return ReadEnd::Closed(format!("connection error: {e}")),
             }
         }
+    }
+
+    fn read_frames(&mut self, now: Instant) {
+        if let ReadEnd::Closed(what) = self.read_available(now) {
+            self.transport_ended(what, now);
+        }
+    }
+
+    /// The connection ended (EOF, reset, write error) with no outcome yet: everything received
+    /// was handled, so the message was not confirmed. The reason says how far it got.
+    fn transport_ended(&mut self, what: String, now: Instant) {
+        self.dead = true;
+        self.drain_events(now);
+        if self.outcome.is_some() {
+            return;
+        }
+        let acked = self.sender.acked();
+        let total = self
+            .sender
+            .total()
+            .map_or_else(|| "?".to_string(), |t| t.to_string());
+        let reason = match self.sender.state() {
+            SenderState::AwaitingReport => {
+                format!("{what} before the success report (all {total} bytes acknowledged by 200)")
+            }
+            SenderState::Binding => format!("{what} before the bind SEND was answered"),
+            _ if self.sender.total() == Some(acked) && self.sender.success_report() => {
+                format!("{what} before the success report ({acked} of {total} bytes confirmed)")
+            }
+            _ => format!("{what} after {acked} of {total} bytes were confirmed"),
+        };
+        self.fail(None, reason, now);
     }
 
     /// Handles every complete frame in the decoder. False when the connection must stop.
@@ -307,12 +382,36 @@ impl DeliveryConn {
         }
     }
 
-    fn read_body(&self, r: std::ops::Range<u64>) -> io::Result<Bytes> {
-        let len = (r.end - r.start) as usize;
+    /// The message bytes `r`: a slice of the read-ahead block, read anew (up to [`READ_BLOCK`]
+    /// bytes, never past what the spool holds) when `r` is not inside it.
+    fn read_body(&mut self, r: std::ops::Range<u64>) -> io::Result<Bytes> {
+        let in_block =
+            r.start >= self.block_start && r.end <= self.block_start + self.block.len() as u64;
+        if !in_block {
+            // Whole chunks of this one's size, so that the next chunks fit in the block too.
+            let len = (r.end - r.start).max(1);
+            let avail = self.seen_len.saturating_sub(r.start);
+            let want = ((READ_BLOCK / len).max(1) * len)
+                .min(avail)
+                .max(r.end - r.start);
+            self.block = self.read_spool(r.start, want as usize)?;
+            self.block_start = r.start;
+        }
+        let from = (r.start - self.block_start) as usize;
+        let to = (r.end - self.block_start) as usize;
+        let body = self.block.slice(from..to);
+        if to == self.block.len() {
+            // Used up: the out queue's slices keep the buffer alive until written.
+            self.block = Bytes::new();
+        }
+        Ok(body)
+    }
+
+    fn read_spool(&self, start: u64, len: usize) -> io::Result<Bytes> {
         let mut buf = BytesMut::zeroed(len);
         let mut done = 0;
         while done < len {
-            let n = self.file.read_at(r.start + done as u64, &mut buf[done..])?;
+            let n = self.file.read_at(start + done as u64, &mut buf[done..])?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -334,7 +433,7 @@ impl DeliveryConn {
             }
             match self.stream.write_vectored(&slices[..k]) {
                 Ok(0) => {
-                    self.fail(None, "connection closed while writing", now);
+                    self.write_failed("connection closed while writing".into(), now);
                     return;
                 }
                 Ok(mut n) => {
@@ -355,11 +454,28 @@ impl DeliveryConn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.fail(None, format!("connection error: {e}"), now);
+                    self.write_failed(format!("connection error while writing: {e}"), now);
                     return;
                 }
             }
         }
+    }
+
+    /// A write failed: the peer is gone. What it sent before going (a success REPORT, say) is
+    /// still read and handled first; nothing queued can be written any more.
+    fn write_failed(&mut self, what: String, now: Instant) {
+        self.out.clear();
+        self.out_len = 0;
+        if self.outcome.is_none() {
+            let end = match self.read_available(now) {
+                ReadEnd::Closed(w) => w,
+                ReadEnd::Open => what,
+            };
+            if self.outcome.is_none() {
+                self.transport_ended(end, now);
+            }
+        }
+        self.dead = true;
     }
 
     fn drain_events(&mut self, now: Instant) {
@@ -422,8 +538,17 @@ impl DeliveryConn {
         if self.outcome.is_none() {
             self.drain_events(now);
         }
-        self.fill(now);
-        self.write_out(now);
+        // Fill and write until the socket is full or the sender has nothing more (the window,
+        // the upload), a bounded number of times so the thread's other connections get a turn.
+        for _ in 0..TURN_ROUNDS {
+            let before = self.out_len;
+            self.fill(now);
+            let filled = self.out_len > before;
+            self.write_out(now);
+            if !filled || !self.writable || !self.out.is_empty() || self.outcome.is_some() {
+                break;
+            }
+        }
         self.progress
             .sent
             .store(self.sender.sent(), Ordering::Relaxed);
@@ -441,7 +566,7 @@ impl DeliveryConn {
         let Some(deadline) = self.closing_deadline else {
             return Flow::Continue;
         };
-        if now >= deadline {
+        if now >= deadline || self.dead {
             return Flow::Close;
         }
         if !self.out.is_empty() {
@@ -457,7 +582,7 @@ impl DeliveryConn {
             }
         }
         loop {
-            match self.stream.read(&mut self.read_buf) {
+            match read_into(&mut self.stream, |_| {}) {
                 Ok(0) => return Flow::Close,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,

@@ -79,7 +79,7 @@ struct ThreadHandle {
     join: Option<JoinHandle<()>>,
 }
 
-/// The pool. Cloneable handle parts are in [`IoHandle`].
+/// The pool of I/O threads; [`IoWaker`] wakes them from other threads.
 pub struct IoPool {
     threads: Vec<ThreadHandle>,
     next: AtomicUsize,
