@@ -385,3 +385,369 @@ fn reload_reads_the_files_again_and_keeps_the_old_on_error() {
     let e = Engine::start(config(&dir, &[])).unwrap();
     assert!(e.reload_tls().unwrap_err().to_string().contains("msrp_tls"));
 }
+
+// ---- MSRP over TLS on the wire: the engine connects (the participant answered passive) ----
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use msrpcast::runtime::receive::{hex, ReceiveServer, Sink};
+use msrpcast::tls::{Tls, TlsSettings, Verify};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use sha1::{Digest, Sha1};
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        issuer: Issuer::new(params, key),
+        pem: cert.pem(),
+    }
+}
+
+/// A leaf for `names` signed by `ca`, valid from `years` if given; (cert PEM, key PEM, DER).
+fn leaf(ca: &Ca, names: &[&str], years: Option<(i32, i32)>) -> (String, String, Vec<u8>) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    if let Some((from, to)) = years {
+        params.not_before = rcgen::date_time_ymd(from, 1, 1);
+        params.not_after = rcgen::date_time_ymd(to, 1, 1);
+    }
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    (cert.pem(), key.serialize_pem(), cert.der().to_vec())
+}
+
+/// The participant's side: a TLS server on its own port that forwards the plaintext to a plain
+/// `ReceiveServer` (which checks SHA-1), counting the plaintext bytes that came from the engine.
+struct TlsParticipant {
+    port: u16,
+    rx: ReceiveServer,
+    plaintext: Arc<AtomicUsize>,
+    handshake: Arc<Mutex<Option<Result<(), String>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for TlsParticipant {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl TlsParticipant {
+    fn start(dir: &Dir, tag: &str, cert: &str, key: &str) -> TlsParticipant {
+        let tls = Tls::load(TlsSettings {
+            cert: Some(dir.write(&format!("{tag}-cert.pem"), cert).into()),
+            key: Some(dir.write(&format!("{tag}-key.pem"), key).into()),
+            ca: None,
+            verify: Verify::None,
+            request_client_cert: false,
+            alpn: Vec::new(),
+        })
+        .unwrap();
+        let rx = ReceiveServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            "rx",
+            Sink::Discard,
+            true,
+            None,
+            1,
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let plaintext = Arc::new(AtomicUsize::new(0));
+        let handshake = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let rx_addr = rx.addr;
+        let (p, h, st) = (plaintext.clone(), handshake.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let sock = loop {
+                match listener.accept() {
+                    Ok((s, _)) => break s,
+                    Err(_) if st.load(Ordering::Acquire) || t0.elapsed() > WAIT * 3 => return,
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            };
+            sock.set_nonblocking(false).unwrap();
+            let accepted = msrpcast::tls::blocking::accept(
+                sock,
+                tls.server_config().unwrap(),
+                Duration::from_secs(5),
+            );
+            let mut tls_s = match accepted {
+                Ok(s) => {
+                    *h.lock().unwrap() = Some(Ok(()));
+                    s
+                }
+                Err(e) => {
+                    *h.lock().unwrap() = Some(Err(e.to_string()));
+                    return;
+                }
+            };
+            let mut plain = std::net::TcpStream::connect(rx_addr).unwrap();
+            let tick = Some(Duration::from_millis(2));
+            tls_s.sock.set_read_timeout(tick).unwrap();
+            plain.set_read_timeout(tick).unwrap();
+            let mut buf = vec![0u8; 64 * 1024];
+            let quiet = |e: &std::io::Error| {
+                matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+            };
+            while !st.load(Ordering::Acquire) {
+                match tls_s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        p.fetch_add(n, Ordering::AcqRel);
+                        if std::io::Write::write_all(&mut plain, &buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if quiet(&e) => {}
+                    Err(_) => break,
+                }
+                match plain.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if std::io::Write::write_all(&mut tls_s, &buf[..n]).is_err()
+                            || std::io::Write::flush(&mut tls_s).is_err()
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) if quiet(&e) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        TlsParticipant {
+            port,
+            rx,
+            plaintext,
+            handshake,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn handshake_result(&self) -> Option<Result<(), String>> {
+        let t0 = Instant::now();
+        loop {
+            if let Some(r) = self.handshake.lock().unwrap().clone() {
+                return Some(r);
+            }
+            if t0.elapsed() > WAIT {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// An engine with `msrp_tls` on, trusting `ca_pem`, verifying with `verify`.
+fn tls_engine(dir: &Dir, ca_pem: &str, verify: &str) -> Engine {
+    let (cert, key) = certificate(dir);
+    let ca_path = dir.write("trusted-ca.pem", ca_pem);
+    Engine::start(config(
+        dir,
+        &[
+            ("msrp_tls", "on"),
+            ("tls_cert", &cert),
+            ("tls_key", &key),
+            ("tls_ca", &ca_path),
+            ("tls_verify", verify),
+            ("tls_handshake_timeout_ms", "5000"),
+        ],
+    ))
+    .unwrap()
+}
+
+/// A TLS answer (`a=setup:passive`) pointing at `host:port`, with `extra` lines.
+fn tls_answer(host: &str, port: u16, extra: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=message {port} TCP/TLS/MSRP *\r\na=accept-types:*\r\na=setup:passive\r\n{extra}\
+         a=path:msrps://{host}:{port}/rx;tcp\r\n"
+    )
+}
+
+fn body(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Engine active over msrps: the participant's certificate names 127.0.0.1 and chains to the
+/// configured CA; the file arrives whole (SHA-1 at the receiver) and the delivery is done.
+#[test]
+fn msrps_delivery_engine_active_host_verified() {
+    let dir = Dir::new("msrps-ok");
+    let ca1 = ca("participants CA");
+    let (cert, key, _) = leaf(&ca1, &["127.0.0.1"], None);
+    let part = TlsParticipant::start(&dir, "p", &cert, &key);
+    let e = tls_engine(&dir, &ca1.pem, "host");
+    let data = body(3 << 20);
+    e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
+        .unwrap();
+    wait_joined(&e, "c", 1);
+    let t = upload(&e, "c", &data);
+    let Signal::Offer { delivery, sdp, .. } = next_signal(&e) else {
+        panic!("expected an offer")
+    };
+    assert!(sdp.contains("TCP/TLS/MSRP"), "{sdp}");
+    e.answered(delivery, &tls_answer("127.0.0.1", part.port, ""))
+        .unwrap();
+    assert_eq!(part.handshake_result(), Some(Ok(())));
+    let got = part.rx.next(WAIT * 3).expect("the receiver got nothing");
+    assert_eq!(got.failure, None);
+    assert_eq!(got.bytes, data.len() as u64);
+    assert_eq!(got.sha1, Some(hex(&Sha1::digest(&data))));
+    assert_eq!(final_state(&e, t), DeliveryState::Done);
+    assert!(part.plaintext.load(Ordering::Acquire) > data.len());
+}
+
+/// Engine active over msrps with `tls_verify = fingerprint`: a self-signed certificate whose
+/// fingerprint the answer carries is accepted (SHA-1 at the receiver).
+#[test]
+fn msrps_delivery_engine_active_fingerprint_verified() {
+    let dir = Dir::new("msrps-fp");
+    let own = ca("self-signed participant");
+    let (cert, key, der) = leaf(&own, &["participant.invalid"], None);
+    let fp = msrpcast::tls::Fingerprint::of(msrpcast::tls::HashFunction::Sha256, &der);
+    let part = TlsParticipant::start(&dir, "p", &cert, &key);
+    let unrelated = ca("unrelated CA");
+    let e = tls_engine(&dir, &unrelated.pem, "fingerprint");
+    let data = body(1 << 20);
+    e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
+        .unwrap();
+    wait_joined(&e, "c", 1);
+    let t = upload(&e, "c", &data);
+    let Signal::Offer { delivery, .. } = next_signal(&e) else {
+        panic!("expected an offer")
+    };
+    e.answered(
+        delivery,
+        &tls_answer("127.0.0.1", part.port, &format!("a=fingerprint:{fp}\r\n")),
+    )
+    .unwrap();
+    let got = part.rx.next(WAIT * 3).expect("the receiver got nothing");
+    assert_eq!(got.sha1, Some(hex(&Sha1::digest(&data))));
+    assert_eq!(final_state(&e, t), DeliveryState::Done);
+}
+
+/// Each verification failure fails the delivery naming its cause, and not one plaintext byte
+/// reaches the participant.
+fn refused_peer(
+    tag: &str,
+    verify: &str,
+    leaf_of: impl Fn(&Ca) -> (String, String, Vec<u8>),
+    fp_line: &str,
+    words: &str,
+) {
+    let dir = Dir::new(tag);
+    let trusted = ca("trusted CA");
+    let (cert, key, _) = leaf_of(&trusted);
+    let part = TlsParticipant::start(&dir, "p", &cert, &key);
+    let e = tls_engine(&dir, &trusted.pem, verify);
+    e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
+        .unwrap();
+    wait_joined(&e, "c", 1);
+    let t = upload(&e, "c", &body(100_000));
+    let Signal::Offer { delivery, .. } = next_signal(&e) else {
+        panic!("expected an offer")
+    };
+    e.answered(delivery, &tls_answer("127.0.0.1", part.port, fp_line))
+        .unwrap();
+    failed_with(&final_state(&e, t), words);
+    assert!(
+        matches!(part.handshake_result(), Some(Err(_))),
+        "the participant's handshake did not fail: {:?}",
+        part.handshake_result()
+    );
+    assert_eq!(
+        part.plaintext.load(Ordering::Acquire),
+        0,
+        "plaintext left the engine"
+    );
+    assert!(part.rx.next(Duration::from_millis(100)).is_none());
+}
+
+#[test]
+fn msrps_wrong_host_fails_with_no_byte() {
+    refused_peer(
+        "wronghost",
+        "host",
+        |c| leaf(c, &["other.example"], None),
+        "",
+        "wrong host",
+    );
+}
+
+#[test]
+fn msrps_expired_certificate_fails_with_no_byte() {
+    refused_peer(
+        "expired",
+        "host",
+        |c| leaf(c, &["127.0.0.1"], Some((2001, 2002))),
+        "",
+        "certificate expired",
+    );
+}
+
+#[test]
+fn msrps_unknown_ca_fails_with_no_byte() {
+    refused_peer(
+        "unknownca",
+        "host",
+        |_| leaf(&ca("someone else's CA"), &["127.0.0.1"], None),
+        "",
+        "unknown CA",
+    );
+}
+
+#[test]
+fn msrps_fingerprint_mismatch_fails_with_no_byte() {
+    let other = leaf(&ca("x"), &["127.0.0.1"], None).2;
+    let fp = msrpcast::tls::Fingerprint::of(msrpcast::tls::HashFunction::Sha256, &other);
+    refused_peer(
+        "fpmismatch",
+        "fingerprint",
+        |c| leaf(c, &["127.0.0.1"], None),
+        &format!("a=fingerprint:{fp}\r\n"),
+        "fingerprint mismatch",
+    );
+}
+
+/// A participant that would connect to us over TLS (`a=setup:active`) is refused with a reason
+/// before anything happens: the listener does not take TLS yet.
+#[test]
+fn msrps_setup_active_is_refused_with_a_reason() {
+    let dir = Dir::new("active");
+    let trusted = ca("trusted CA");
+    let e = tls_engine(&dir, &trusted.pem, "host");
+    let (t, d, _) = offered(&e, 1000);
+    let sdp = tls_answer("127.0.0.1", 9, "").replace("a=setup:passive", "a=setup:active");
+    e.answered(d, &sdp).unwrap();
+    failed_with(&final_state(&e, t), "a=setup:active");
+}

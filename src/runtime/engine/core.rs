@@ -59,9 +59,11 @@ impl Shared {
     }
 }
 
-/// Whether the I/O pool carries MSRP over TLS. Until it does, an answer or a direct path that
-/// asks for TLS fails its delivery before any socket is opened: never a byte in clear.
-const TLS_DATA_PATH: bool = false;
+/// The engine carries MSRP over TLS on connections it opens (the participant answered
+/// `a=setup:passive`/`actpass`, or is reached directly at an `msrps` URI). A participant that
+/// answers `a=setup:active` and TLS would connect to us over TLS, which the listener does not
+/// take yet: that answer fails its delivery before anything is sent.
+const TLS_ACCEPT: bool = false;
 
 /// Sessions whose participant is to connect to us (`a=setup:active`), by session id: the MSRP
 /// listener hands a connection whose first frame names one of them to the core.
@@ -100,6 +102,15 @@ pub(super) struct Attach {
     pub peer_path: Bytes,
     /// The first frame the participant sent on a connection it opened.
     pub first: Option<Message>,
+    /// TLS on a connection we opened: the name its certificate is checked against (the first
+    /// URI's host) and the answer's fingerprints. `None`: plain.
+    pub tls: Option<TlsTarget>,
+}
+
+/// Who the TLS peer of a delivery we connect must prove to be.
+pub(super) struct TlsTarget {
+    pub host: Host,
+    pub fingerprints: Vec<crate::tls::Fingerprint>,
 }
 
 /// The SIP side of one delivery.
@@ -135,6 +146,9 @@ struct Live {
     on_io: bool,
     /// Waiting for the participant to connect (it answered `a=setup:active`).
     accept_deadline: Option<Instant>,
+    /// The connection must be TLS (the answer or the direct URI said so), with the answer's
+    /// `a=fingerprint`s for `tls_verify = fingerprint`.
+    tls: Option<Vec<crate::tls::Fingerprint>>,
     /// Waiting for name resolution and the start of an outgoing connection, and the reason
     /// it fails with when that takes too long.
     dialing: Option<(Instant, String)>,
@@ -336,11 +350,12 @@ impl Core {
             self.fail(d, Some(488), refusal.to_string());
             return;
         }
-        if answer.requires_tls() && !TLS_DATA_PATH {
+        if answer.requires_tls() && answer.setup == sdp::Setup::Active && !TLS_ACCEPT {
             self.fail(
                 d,
                 Some(488),
-                "the answer asks for TLS (msrps) but this build cannot carry MSRP over TLS yet"
+                "the answer asks for TLS with a=setup:active (the participant would connect to \
+                 us over TLS), which this engine does not accept yet"
                     .into(),
             );
             return;
@@ -357,6 +372,9 @@ impl Core {
         let Some(l) = self.live.get_mut(&d) else {
             return;
         };
+        if answer.requires_tls() {
+            l.tls = Some(answer.fingerprints.clone());
+        }
         let _ = self
             .shared
             .roster
@@ -725,11 +743,16 @@ impl Core {
                 progress: Arc::new(Progress::default()),
                 on_io: false,
                 accept_deadline: None,
+                tls: None,
                 dialing: None,
             },
         );
         match direct {
             Some(uri) => {
+                if let Some(l) = self.live.get_mut(&d) {
+                    // A direct msrps URI: TLS with `host` verification (no SDP, no fingerprint).
+                    l.tls = uri.first().filter(|u| u.secure).map(|_| Vec::new());
+                }
                 let _ = self
                     .shared
                     .roster
@@ -839,18 +862,14 @@ impl Core {
             self.fail(d, None, "empty MSRP path".into());
             return;
         }
-        if to_path[0].secure && (self.tls.is_none() || !TLS_DATA_PATH) {
+        let tls_asked = to_path[0].secure || self.live.get(&d).is_some_and(|l| l.tls.is_some());
+        if tls_asked && self.tls.is_none() {
             self.fail(
                 d,
                 None,
                 format!(
-                    "{} is msrps but {}",
-                    to_path[0],
-                    if self.tls.is_none() {
-                        "TLS is not configured (msrp_tls)"
-                    } else {
-                        "this build cannot carry MSRP over TLS yet"
-                    }
+                    "{} is msrps but TLS is not configured (msrp_tls)",
+                    to_path[0]
                 ),
             );
             return;
@@ -923,6 +942,13 @@ impl Core {
         let sender = self.sender_for(&l_uri, to_path, transfer, now);
         let l = self.live.get_mut(&d)?;
         l.on_io = true;
+        let tls = match (&l.tls, to_path.first()) {
+            (Some(fingerprints), Some(peer)) if connecting => Some(TlsTarget {
+                host: peer.host.clone(),
+                fingerprints: fingerprints.clone(),
+            }),
+            _ => None,
+        };
         Some(Attach {
             delivery: d,
             connecting,
@@ -932,6 +958,7 @@ impl Core {
             local_path: writer::render_path(std::slice::from_ref(&l_uri)),
             peer_path: writer::render_path(to_path),
             first,
+            tls,
         })
     }
 }

@@ -239,6 +239,7 @@ impl Engine {
             tx: tx.clone(),
             resolve,
             lookups: Arc::default(),
+            tls: tls.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("msrpcast-core".into())
