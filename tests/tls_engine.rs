@@ -751,3 +751,23 @@ fn msrps_setup_active_is_refused_with_a_reason() {
     e.answered(d, &sdp).unwrap();
     failed_with(&final_state(&e, t), "a=setup:active");
 }
+
+/// A participant reached directly at an `msrps` URI (no SDP: `host` verification of the URI's
+/// host, as for a relay): the file arrives whole over TLS.
+#[test]
+fn msrps_direct_participant_gets_the_file() {
+    let dir = Dir::new("msrps-direct");
+    let ca1 = ca("participants CA");
+    let (cert, key, _) = leaf(&ca1, &["127.0.0.1"], None);
+    let part = TlsParticipant::start(&dir, "p", &cert, &key);
+    let e = tls_engine(&dir, &ca1.pem, "host");
+    e.join_direct("c", "p", &format!("msrps://127.0.0.1:{}/rx;tcp", part.port))
+        .unwrap();
+    wait_joined(&e, "c", 1);
+    let data = body(2 << 20);
+    let t = upload(&e, "c", &data);
+    let got = part.rx.next(WAIT * 3).expect("the receiver got nothing");
+    assert_eq!(got.sha1, Some(hex(&Sha1::digest(&data))));
+    assert_eq!(final_state(&e, t), DeliveryState::Done);
+    assert_eq!(part.handshake_result(), Some(Ok(())));
+}
