@@ -739,19 +739,6 @@ fn msrps_fingerprint_mismatch_fails_with_no_byte() {
     );
 }
 
-/// A participant that would connect to us over TLS (`a=setup:active`) is refused with a reason
-/// before anything happens: the listener does not take TLS yet.
-#[test]
-fn msrps_setup_active_is_refused_with_a_reason() {
-    let dir = Dir::new("active");
-    let trusted = ca("trusted CA");
-    let e = tls_engine(&dir, &trusted.pem, "host");
-    let (t, d, _) = offered(&e, 1000);
-    let sdp = tls_answer("127.0.0.1", 9, "").replace("a=setup:passive", "a=setup:active");
-    e.answered(d, &sdp).unwrap();
-    failed_with(&final_state(&e, t), "a=setup:active");
-}
-
 /// A participant reached directly at an `msrps` URI (no SDP: `host` verification of the URI's
 /// host, as for a relay): the file arrives whole over TLS.
 #[test]
@@ -770,4 +757,202 @@ fn msrps_direct_participant_gets_the_file() {
     assert_eq!(got.sha1, Some(hex(&Sha1::digest(&data))));
     assert_eq!(final_state(&e, t), DeliveryState::Done);
     assert_eq!(part.handshake_result(), Some(Ok(())));
+}
+
+// ---- MSRP over TLS when the participant connects (it answered a=setup:active) ----
+
+/// The participant's side when it connects: rustls client to the engine's listener (checking
+/// the engine's certificate by the offer's fingerprint, presenting `cert`), a bind SEND naming
+/// the engine's session, then a sans-IO `Receiver` answering chunks and sending the success
+/// REPORT. Returns the SHA-1 of what arrived, or the error that ended it.
+fn active_participant(
+    dir: &Dir,
+    engine: &Engine,
+    offer: &str,
+    cert: &str,
+    key: &str,
+) -> Result<(u64, String), String> {
+    use bytes::{Bytes, BytesMut};
+    use msrpcast::msrp::parser::FrameDecoder;
+    use msrpcast::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
+    use msrpcast::msrp::{writer, Continuation, Header, Kind, Message, Method, Uri};
+    use std::io::Write;
+    let line = |p: &str| {
+        offer
+            .lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap_or_else(|| panic!("no {p} in {offer}"))
+            .trim()
+            .to_owned()
+    };
+    let engine_path = Uri::parse_slice(line("a=path:").as_bytes()).unwrap();
+    let fp = msrpcast::tls::Fingerprint::parse(&line("a=fingerprint:")).unwrap();
+    let ours = Uri::parse_slice(b"msrps://127.0.0.1:9/p4rt;tcp").unwrap();
+    let tls = Tls::load(TlsSettings {
+        cert: Some(dir.write("active-cert.pem", cert).into()),
+        key: Some(dir.write("active-key.pem", key).into()),
+        ca: None,
+        verify: Verify::Fingerprint,
+        request_client_cert: false,
+        alpn: Vec::new(),
+    })
+    .unwrap();
+    let config = tls.client_config(&[fp]).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let sock = std::net::TcpStream::connect(engine.msrp_addr()).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, sock);
+    let bind = Message {
+        transaction_id: Bytes::from_static(b"bind1"),
+        kind: Kind::Request(Method::Send),
+        to_path: vec![engine_path],
+        from_path: vec![ours.clone()],
+        headers: vec![Header::MessageId(Bytes::from_static(b"bindmsg"))],
+        body: Bytes::new(),
+        continuation: Continuation::End,
+    };
+    let mut out = BytesMut::new();
+    writer::write_message(&bind, &mut out);
+    s.write_all(&out).map_err(|e| e.to_string())?;
+    s.flush().map_err(|e| e.to_string())?;
+    let mut rx = Receiver::new(ours, ReceiverConfig::default());
+    let mut decoder = FrameDecoder::new(Default::default());
+    let mut sha = Sha1::new();
+    let mut got = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < WAIT * 3, "the active participant timed out");
+        let n = s
+            .read(&mut buf)
+            .map_err(|e| format!("{e} after {got} file bytes"))?;
+        if n == 0 {
+            return Err(format!(
+                "the engine closed the connection after {got} file bytes"
+            ));
+        }
+        decoder.feed(&buf[..n]);
+        let mut done = false;
+        while let Some(msg) = decoder.next().map_err(|e| e.to_string())? {
+            rx.handle_frame(&msg);
+            let mut out = BytesMut::new();
+            while let Some(reply) = rx.poll_reply() {
+                writer::write_message(&reply, &mut out);
+            }
+            s.write_all(&out).map_err(|e| e.to_string())?;
+            s.flush().map_err(|e| e.to_string())?;
+            while let Some(ev) = rx.poll_event() {
+                match ev {
+                    ReceiverEvent::Data { offset, bytes, .. } => {
+                        assert_eq!(offset, got, "data out of order");
+                        got += bytes.len() as u64;
+                        sha.update(&bytes);
+                    }
+                    ReceiverEvent::MessageComplete { .. } => done = true,
+                    _ => {}
+                }
+            }
+        }
+        if done {
+            return Ok((got, hex(&sha.finalize())));
+        }
+    }
+}
+
+/// An `a=setup:active` TLS answer from 127.0.0.1, with `extra` lines.
+fn active_answer(extra: &str) -> String {
+    tls_answer("127.0.0.1", 9, extra)
+        .replace("a=setup:passive", "a=setup:active")
+        .replace("/rx;tcp", "/p4rt;tcp")
+}
+
+/// Engine passive over msrps: the participant connects with TLS, its certificate (for
+/// 127.0.0.1, from the trusted CA) is checked once its first frame names the session, and the
+/// file arrives whole (SHA-1 at the participant).
+#[test]
+fn msrps_delivery_engine_passive() {
+    let dir = Dir::new("msrps-passive");
+    let trusted = ca("participants CA");
+    let (cert, key, _) = leaf(&trusted, &["127.0.0.1"], None);
+    let e = tls_engine(&dir, &trusted.pem, "host");
+    let data = body(2 << 20);
+    e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
+        .unwrap();
+    wait_joined(&e, "c", 1);
+    let t = upload(&e, "c", &data);
+    let Signal::Offer { delivery, sdp, .. } = next_signal(&e) else {
+        panic!("expected an offer")
+    };
+    e.answered(delivery, &active_answer("")).unwrap();
+    let (n, sha) = active_participant(&dir, &e, &sdp, &cert, &key).unwrap();
+    assert_eq!(n, data.len() as u64);
+    assert_eq!(sha, hex(&Sha1::digest(&data)));
+    assert_eq!(final_state(&e, t), DeliveryState::Done);
+}
+
+/// Engine passive: a participant whose certificate does not name its host is refused after its
+/// first frame; it receives not one byte of the file.
+#[test]
+fn msrps_engine_passive_wrong_host_gets_no_byte() {
+    let dir = Dir::new("msrps-passive-bad");
+    let trusted = ca("participants CA");
+    let (cert, key, _) = leaf(&trusted, &["other.example"], None);
+    let e = tls_engine(&dir, &trusted.pem, "host");
+    e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
+        .unwrap();
+    wait_joined(&e, "c", 1);
+    let t = upload(&e, "c", &body(100_000));
+    let Signal::Offer { delivery, sdp, .. } = next_signal(&e) else {
+        panic!("expected an offer")
+    };
+    e.answered(delivery, &active_answer("")).unwrap();
+    let r = active_participant(&dir, &e, &sdp, &cert, &key);
+    assert!(
+        r.as_ref().is_err_and(|e| e.ends_with("after 0 file bytes")),
+        "{r:?}"
+    );
+    failed_with(&final_state(&e, t), "wrong host");
+}
+
+/// A participant whose answer asked for TLS (`a=setup:active`) but that connects in clear is
+/// refused once its first frame names the session; nothing is sent to it.
+#[test]
+fn msrps_engine_passive_plain_connection_is_refused() {
+    use bytes::{Bytes, BytesMut};
+    use msrpcast::msrp::{writer, Continuation, Header, Kind, Message, Method, Uri};
+    use std::io::Write;
+    let dir = Dir::new("msrps-passive-plain");
+    let trusted = ca("participants CA");
+    let e = tls_engine(&dir, &trusted.pem, "host");
+    let (t, d, sdp) = offered(&e, 1000);
+    e.answered(d, &active_answer("")).unwrap();
+    let path = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=path:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let bind = Message {
+        transaction_id: Bytes::from_static(b"bind1"),
+        kind: Kind::Request(Method::Send),
+        to_path: vec![Uri::parse_slice(path.as_bytes()).unwrap()],
+        from_path: vec![Uri::parse_slice(b"msrp://127.0.0.1:9/p4rt;tcp").unwrap()],
+        headers: vec![Header::MessageId(Bytes::from_static(b"bindmsg"))],
+        body: Bytes::new(),
+        continuation: Continuation::End,
+    };
+    let mut out = BytesMut::new();
+    writer::write_message(&bind, &mut out);
+    let mut s = std::net::TcpStream::connect(e.msrp_addr()).unwrap();
+    s.write_all(&out).unwrap();
+    failed_with(&final_state(&e, t), "connected without TLS");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 256];
+    assert_eq!(
+        s.read(&mut buf).unwrap_or(0),
+        0,
+        "the engine answered in clear"
+    );
 }

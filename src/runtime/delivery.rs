@@ -148,7 +148,10 @@ impl DeliveryConn {
     pub fn new(p: DeliveryParts, now: Instant) -> DeliveryConn {
         DeliveryConn {
             id: p.id,
-            secured: !p.stream.is_tls(),
+            secured: match &p.stream {
+                Transport::Plain(_) => true,
+                Transport::Tls(t) => !t.is_handshaking(),
+            },
             stream: p.stream,
             connecting: p.connecting,
             connect_deadline: now + p.connect_timeout,

@@ -59,12 +59,6 @@ impl Shared {
     }
 }
 
-/// The engine carries MSRP over TLS on connections it opens (the participant answered
-/// `a=setup:passive`/`actpass`, or is reached directly at an `msrps` URI). A participant that
-/// answers `a=setup:active` and TLS would connect to us over TLS, which the listener does not
-/// take yet: that answer fails its delivery before anything is sent.
-const TLS_ACCEPT: bool = false;
-
 /// Sessions whose participant is to connect to us (`a=setup:active`), by session id: the MSRP
 /// listener hands a connection whose first frame names one of them to the core.
 pub(super) type Awaited = Arc<Mutex<HashMap<Bytes, DeliveryId>>>;
@@ -149,6 +143,8 @@ struct Live {
     /// The connection must be TLS (the answer or the direct URI said so), with the answer's
     /// `a=fingerprint`s for `tls_verify = fingerprint`.
     tls: Option<Vec<crate::tls::Fingerprint>>,
+    /// The host a participant that connects to us over TLS must prove to be (its path URI's).
+    tls_host: Option<Host>,
     /// Waiting for name resolution and the start of an outgoing connection, and the reason
     /// it fails with when that takes too long.
     dialing: Option<(Instant, String)>,
@@ -350,16 +346,6 @@ impl Core {
             self.fail(d, Some(488), refusal.to_string());
             return;
         }
-        if answer.requires_tls() && answer.setup == sdp::Setup::Active && !TLS_ACCEPT {
-            self.fail(
-                d,
-                Some(488),
-                "the answer asks for TLS with a=setup:active (the participant would connect to \
-                 us over TLS), which this engine does not accept yet"
-                    .into(),
-            );
-            return;
-        }
         if !answer.transport_consistent() {
             self.log(
                 Level::Info,
@@ -374,6 +360,7 @@ impl Core {
         };
         if answer.requires_tls() {
             l.tls = Some(answer.fingerprints.clone());
+            l.tls_host = Some(answer.peer.host.clone());
         }
         let _ = self
             .shared
@@ -517,15 +504,41 @@ impl Core {
 
     /// The participant connected to us and its first frame named this delivery's session.
     /// `None` when the delivery ended meanwhile: the driver closes the socket.
+    /// `tls`: the connection's TLS stream when it is TLS; it is checked here against the answer
+    /// (its host, its `a=fingerprint`) before anything is sent on it.
     pub fn handle_accepted(
         &mut self,
         d: DeliveryId,
         first: Message,
+        tls: Option<&crate::tls::TlsStream>,
         now: Instant,
     ) -> Option<Attach> {
         let l = self.live.get(&d)?;
         // The listener took the session out already; one connection per session.
         self.awaited.lock().remove(&l.session_id);
+        if let Some(fingerprints) = l.tls.clone() {
+            let Some(stream) = tls else {
+                self.fail(
+                    d,
+                    None,
+                    "the participant connected without TLS although its answer asked for msrps"
+                        .into(),
+                );
+                return None;
+            };
+            let host = l.tls_host.clone();
+            let checked = match (&self.tls, host) {
+                (Some(ours), Some(host)) => ours.check_accepted(stream, &host, &fingerprints),
+                _ => Err(crate::tls::TlsError::NotConfigured {
+                    what: "msrp_tls is off",
+                }),
+            };
+            if let Err(e) = checked {
+                self.fail(d, None, format!("TLS: {e}"));
+                return None;
+            }
+        }
+        let l = self.live.get(&d)?;
         // The peer's From-Path is our To-Path (RFC 4975 §7.2).
         let to_path: Vec<Uri> = first.from_path.clone();
         let l_uri = l.local_uri.clone();
@@ -744,6 +757,7 @@ impl Core {
                 on_io: false,
                 accept_deadline: None,
                 tls: None,
+                tls_host: None,
                 dialing: None,
             },
         );
@@ -1213,7 +1227,7 @@ mod tests {
               Byte-Range: 1-0/0\r\n-------tx0001$\r\n",
         );
         let first = dec.next().unwrap().unwrap();
-        let a = f.core.handle_accepted(d1, first, f.at(200)).unwrap();
+        let a = f.core.handle_accepted(d1, first, None, f.at(200)).unwrap();
         assert!(!a.connecting && a.first.is_some());
         assert_eq!(&a.peer_path[..], b"msrp://127.0.0.1:7001/p;tcp");
 

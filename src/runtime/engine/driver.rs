@@ -75,7 +75,7 @@ pub(super) enum Cmd {
     /// An accepted connection whose first frame named a session we wait for.
     Accepted {
         delivery: DeliveryId,
-        stream: mio::net::TcpStream,
+        stream: Transport,
         decoder: Box<FrameDecoder>,
         first: Box<Message>,
     },
@@ -175,7 +175,7 @@ impl Driver {
                 decoder,
                 first,
             } => {
-                if let Some(a) = core.handle_accepted(delivery, *first, now) {
+                if let Some(a) = core.handle_accepted(delivery, *first, stream.tls(), now) {
                     self.attach(a, stream, *decoder);
                 }
             }
@@ -265,7 +265,7 @@ impl Driver {
             Ok(stream) => {
                 let local = stream.local_addr().ok();
                 if let Some(a) = self.core.handle_dialed(d, to_path, local, Instant::now()) {
-                    self.attach(a, stream, FrameDecoder::new(Default::default()));
+                    self.attach_dialed(a, stream);
                 }
             }
             Err(e) => self
@@ -313,11 +313,10 @@ impl Driver {
         )?)))
     }
 
-    /// Puts a delivery connection on the I/O pool.
-    fn attach(&self, a: Attach, stream: mio::net::TcpStream, decoder: FrameDecoder) {
-        let now = Instant::now();
-        let stream = match self.transport(&a, stream, now) {
-            Ok(t) => t,
+    /// A connection we opened: plain or TLS as the delivery asks, then on the I/O pool.
+    fn attach_dialed(&self, a: Attach, stream: mio::net::TcpStream) {
+        match self.transport(&a, stream, Instant::now()) {
+            Ok(t) => self.attach(a, t, FrameDecoder::new(Default::default())),
             Err(e) => {
                 // Nothing was written: the core hears of it like any other outcome.
                 let _ = self.outcomes.send((
@@ -327,9 +326,13 @@ impl Driver {
                         reason: format!("TLS: {e}"),
                     },
                 ));
-                return;
             }
-        };
+        }
+    }
+
+    /// Puts a delivery connection on the I/O pool.
+    fn attach(&self, a: Attach, stream: Transport, decoder: FrameDecoder) {
+        let now = Instant::now();
         let waker = self.io.waker();
         let subscription = a.file.subscribe(Arc::new(move || waker.wake()));
         let parts = DeliveryParts {

@@ -226,6 +226,8 @@ impl Engine {
             pending_max_bytes: cfg.msrp_pending_max_bytes,
             pending: Arc::default(),
             refusing: false,
+            tls: tls.clone(),
+            handshake_timeout: std::time::Duration::from_millis(cfg.tls_handshake_timeout_ms),
         }));
         let driver = Driver {
             core,
