@@ -157,6 +157,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(spool_linger_ms)                   \
 	X(chunk_bytes)                       \
 	X(window_bytes)                      \
+	X(max_window_bytes)                  \
 	X(transaction_timeout_ms)            \
 	X(report_timeout_ms)                 \
 	X(answer_timeout_ms)                 \
