@@ -3,8 +3,8 @@
 //! (every `write` goes straight into the spool file; nothing is buffered here).
 //!
 //! **Transfer JSON of the HTTP API** (`GET /api/transfers/{id}`, SSE `transfer` events) is the
-//! roster's transfer object with two changes the page relies on: `id` is a string (the `201`
-//! body names the transfer as a string too), and `state` is the *HTTP view* of the transfer:
+//! roster's transfer object (`id` a JSON number, as in the `201` body and the RPC replies) with
+//! one change the page relies on: `state` is the *HTTP view* of the transfer:
 //! `uploading` (bytes still arriving), `complete`, `aborted`, `too-large`, or `cancelled`
 //! (`DELETE` on a transfer that was still running). Deliveries are the roster's delivery objects
 //! (`participant`, `state`, `bytes`, `total`, `percent`, `reason`, `code`).
@@ -232,7 +232,7 @@ impl EngineBackend {
         });
         let mut out = String::with_capacity(256 + 192 * t.deliveries.len());
         let mut o = json::Object::begin(&mut out);
-        o.str("id", &t.id.0.to_string())
+        o.u64("id", t.id.0)
             .str("conference", &t.conference)
             .str("name", &t.name)
             .str("content_type", &t.content_type)
@@ -670,7 +670,7 @@ mod tests {
         assert_eq!(b.transfer_state(&t), "too-large");
         let json = b.transfer_json(&t.id.0.to_string()).unwrap();
         assert!(
-            json.starts_with(&format!("{{\"id\":\"{}\"", t.id.0)),
+            json.starts_with(&format!("{{\"id\":{},", t.id.0)),
             "{json}"
         );
         assert!(json.contains("\"state\":\"too-large\""), "{json}");
