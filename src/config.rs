@@ -993,7 +993,9 @@ mod tests {
             Some("https://portal.example.com,http://127.0.0.1:3000")
         );
         assert!(c.set("http_cors_origins", "*").is_err());
-        assert!(c.set("http_cors_origins", "https://x.example/path").is_err());
+        assert!(c
+            .set("http_cors_origins", "https://x.example/path")
+            .is_err());
         assert_eq!(c.get("accept_types").as_deref(), Some("image/* text/plain"));
         assert_eq!(c.get("log_level").as_deref(), Some("debug"));
         assert_eq!(

@@ -38,10 +38,7 @@ fn manifest(p: &str) -> PathBuf {
 fn python() -> String {
     for p in ["/usr/bin/python3", "python3"] {
         let ok = Command::new(p)
-            .args([
-                "-c",
-                "import jsonschema, prometheus_client.parser",
-            ])
+            .args(["-c", "import jsonschema, prometheus_client.parser"])
             .status()
             .is_ok_and(|s| s.success());
         if ok {
@@ -334,7 +331,10 @@ Connection: close\r\n\r\n"
 }
 
 /// Reads SSE frames from `s` until `until` says stop; returns (event, data) pairs.
-fn read_events(s: &mut TcpStream, mut until: impl FnMut(&[(String, String)]) -> bool) -> Vec<(String, String)> {
+fn read_events(
+    s: &mut TcpStream,
+    mut until: impl FnMut(&[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
     let mut buf = String::new();
     let mut events = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -385,7 +385,10 @@ fn every_route_is_in_the_openapi_document() {
     // And docs/http-api.md shows every route.
     let md = std::fs::read_to_string(manifest("docs/http-api.md")).unwrap();
     for (m, p) in ROUTES {
-        assert!(md.contains(&format!("`{m} {p}`")), "docs/http-api.md lacks `{m} {p}`");
+        assert!(
+            md.contains(&format!("`{m} {p}`")),
+            "docs/http-api.md lacks `{m} {p}`"
+        );
     }
 }
 
@@ -411,7 +414,15 @@ fn every_response_validates_against_the_openapi_schema() {
     // Page and document (no auth).
     let r = call(&mut rec, addr, "GET", "/?conference=c1", "/", "", b"");
     assert_eq!(r.status, 200);
-    let r = call(&mut rec, addr, "GET", "/api/openapi.json", "/api/openapi.json", "", b"");
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/openapi.json",
+        "/api/openapi.json",
+        "",
+        b"",
+    );
     assert_eq!((r.status, r.text().as_str()), (200, OPENAPI_JSON));
 
     // Event stream first, so it sees the uploads below.
@@ -428,13 +439,45 @@ fn every_response_validates_against_the_openapi_schema() {
     assert_eq!(r.status, 503, "{}", r.text());
 
     // Conferences.
-    let r = call(&mut rec, addr, "GET", "/api/conferences", "/api/conferences", "", b"");
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/conferences",
+        "/api/conferences",
+        "",
+        b"",
+    );
     assert_eq!(r.status, 200);
-    let r = call(&mut rec, addr, "GET", "/api/conferences/c1", "/api/conferences/{id}", "", b"");
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/conferences/c1",
+        "/api/conferences/{id}",
+        "",
+        b"",
+    );
     assert_eq!(r.status, 200);
-    let r = call(&mut rec, addr, "GET", "/api/conferences/gone", "/api/conferences/{id}", "", b"");
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/conferences/gone",
+        "/api/conferences/{id}",
+        "",
+        b"",
+    );
     assert_eq!(r.status, 200);
-    let r = call(&mut rec, addr, "GET", "/api/conferences/nope", "/api/conferences/{id}", "", b"");
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/conferences/nope",
+        "/api/conferences/{id}",
+        "",
+        b"",
+    );
     assert_eq!(r.status, 404);
 
     // Uploads: raw, chunked, multipart with the token field; deliveries run to the end.
@@ -495,7 +538,8 @@ Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
     // The event stream carried transfer events: each one is recorded for validation.
     let events = read_events(&mut sse, |ev| {
         ev.iter().any(|(_, d)| {
-            d.starts_with(&format!("{{\"id\":{t1},")) && d.matches("\"state\":\"done\"").count() == 2
+            d.starts_with(&format!("{{\"id\":{t1},"))
+                && d.matches("\"state\":\"done\"").count() == 2
         })
     });
     for (e, d) in &events {
@@ -507,16 +551,34 @@ Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
     let p = format!("/api/transfers/{t1}");
     let r = call(&mut rec, addr, "DELETE", &p, "/api/transfers/{id}", "", b"");
     assert_eq!(r.status, 204);
-    let r = call(&mut rec, addr, "DELETE", "/api/transfers/999999", "/api/transfers/{id}", "", b"");
+    let r = call(
+        &mut rec,
+        addr,
+        "DELETE",
+        "/api/transfers/999999",
+        "/api/transfers/{id}",
+        "",
+        b"",
+    );
     assert_eq!(r.status, 404);
-    let r = call(&mut rec, addr, "GET", "/api/transfers/999999", "/api/transfers/{id}", "", b"");
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/transfers/999999",
+        "/api/transfers/{id}",
+        "",
+        b"",
+    );
     assert_eq!(r.status, 404);
 
     // Upload refusals.
     let r = raw_upload(&mut rec, addr, "nope", b"x");
     assert_eq!(r.status, 404, "{}", r.text());
     fix.engine().leave("gone", "gone-r0").unwrap();
-    wait("conference gone", || fix.engine().roster().conference("gone").is_none());
+    wait("conference gone", || {
+        fix.engine().roster().conference("gone").is_none()
+    });
     let r = raw_upload(&mut rec, addr, "gone", b"x");
     assert_eq!(r.status, 409, "{}", r.text());
     let r = call(
@@ -545,7 +607,10 @@ Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
     );
     rec.add("POST", "/conferences/{conference}/files", &r);
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate").as_deref(), Some("Bearer realm=\"msrpcast\""));
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"msrpcast\"")
+    );
     let r = roundtrip(
         addr,
         format!("POST /conferences/c1/files HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
@@ -580,10 +645,29 @@ Content-Length: 100\r\n\r\nabc"
     // Routing and protocol errors.
     // (A 405 has no operation of its own: it is checked against the path's GET.)
     let mut put = Records::default();
-    let r = call(&mut put, addr, "PUT", "/api/transfers/1", "/api/transfers/{id}", "", b"");
-    assert_eq!((r.status, r.header("allow").as_deref()), (405, Some("GET, DELETE")));
+    let r = call(
+        &mut put,
+        addr,
+        "PUT",
+        "/api/transfers/1",
+        "/api/transfers/{id}",
+        "",
+        b"",
+    );
+    assert_eq!(
+        (r.status, r.header("allow").as_deref()),
+        (405, Some("GET, DELETE"))
+    );
     rec.add("GET", "/api/transfers/{id}", &r);
-    let r = call(&mut rec, addr, "GET", "/api/transfers/%ff", "/api/transfers/{id}", "", b"");
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/transfers/%ff",
+        "/api/transfers/{id}",
+        "",
+        b"",
+    );
     assert_eq!(r.status, 400);
     let r = roundtrip(
         addr,
@@ -661,7 +745,10 @@ Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
     );
     rec.add("GET", "/api/conferences", &r);
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some(PORTAL));
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(PORTAL)
+    );
 
     // Every recorded response against the document.
     let file = fix.dir.join("records.json");
@@ -700,22 +787,42 @@ Connection: close\r\n\r\n"
     // Off: no CORS header anywhere; OPTIONS is an unknown method here.
     let r = pre(off.addr, PORTAL, "DELETE");
     assert_eq!(r.status, 405);
-    assert!(!r.head.to_ascii_lowercase().contains("access-control"), "{}", r.head);
+    assert!(
+        !r.head.to_ascii_lowercase().contains("access-control"),
+        "{}",
+        r.head
+    );
     let r = get(off.addr, PORTAL);
     assert_eq!(r.status, 200);
-    assert!(!r.head.to_ascii_lowercase().contains("access-control"), "{}", r.head);
+    assert!(
+        !r.head.to_ascii_lowercase().contains("access-control"),
+        "{}",
+        r.head
+    );
     drop(off);
 
     let on = Fix::new(
         "cors-on",
         Some(TOKEN),
-        &[("http_cors_origins", "https://portal.example, http://localhost:3000")],
+        &[(
+            "http_cors_origins",
+            "https://portal.example, http://localhost:3000",
+        )],
     );
     let r = pre(on.addr, PORTAL, "DELETE");
     assert_eq!(r.status, 204, "{}", r.head);
-    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some(PORTAL));
-    assert_eq!(r.header("access-control-allow-credentials").as_deref(), Some("true"));
-    assert_eq!(r.header("access-control-allow-methods").as_deref(), Some("GET, DELETE"));
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(PORTAL)
+    );
+    assert_eq!(
+        r.header("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(
+        r.header("access-control-allow-methods").as_deref(),
+        Some("GET, DELETE")
+    );
     assert!(r
         .header("access-control-allow-headers")
         .is_some_and(|h| h.contains("Authorization")));
@@ -729,14 +836,21 @@ Connection: close\r\n\r\n"
     // Unlisted origin, or a method the path does not have: 403, no CORS headers.
     let r = pre(on.addr, "https://evil.example", "DELETE");
     assert_eq!(r.status, 403);
-    assert!(!r.head.to_ascii_lowercase().contains("access-control"), "{}", r.head);
+    assert!(
+        !r.head.to_ascii_lowercase().contains("access-control"),
+        "{}",
+        r.head
+    );
     let r = pre(on.addr, PORTAL, "PUT");
     assert_eq!(r.status, 403);
     // Actual requests: the listed origin is named (never *), others are not; errors carry the
     // headers too, so the page can read why.
     let r = get(on.addr, PORTAL);
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some(PORTAL));
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(PORTAL)
+    );
     assert!(r
         .header("access-control-expose-headers")
         .is_some_and(|h| h.contains("Location")));
@@ -749,7 +863,10 @@ Connection: close\r\n\r\n"
             .as_bytes(),
     );
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some(PORTAL));
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some(PORTAL)
+    );
     assert!(!r.head.contains("Access-Control-Allow-Origin: *"));
 }
 
@@ -782,11 +899,17 @@ fn metrics_parse_and_count_one_delivery() {
     wait_transfer_done(addr, r.transfer(), 2);
     let after = scrape(&fix, "after");
     let delta = |k: &str| {
-        after.get(k).copied().unwrap_or_else(|| panic!("{k} missing: {after:?}"))
+        after
+            .get(k)
+            .copied()
+            .unwrap_or_else(|| panic!("{k} missing: {after:?}"))
             - before.get(k).copied().unwrap_or(0.0)
     };
     assert_eq!(delta("msrpcast_uploads_total"), 1.0);
-    assert_eq!(delta("msrpcast_uploads_ended_total{outcome=\"complete\"}"), 1.0);
+    assert_eq!(
+        delta("msrpcast_uploads_ended_total{outcome=\"complete\"}"),
+        1.0
+    );
     assert_eq!(delta("msrpcast_deliveries_total{outcome=\"done\"}"), 2.0);
     assert_eq!(delta("msrpcast_deliveries_total{outcome=\"failed\"}"), 0.0);
     assert_eq!(delta("msrpcast_delivery_bytes_total"), 600_000.0);

@@ -750,10 +750,7 @@ mod tests {
         assert_eq!(b.active_uploads(), 0);
         assert_eq!(b.transfer_state(&t), "too-large");
         let json = b.transfer_json(&t.id.0.to_string()).unwrap();
-        assert!(
-            json.starts_with(&format!("{{\"id\":{},", t.id.0)),
-            "{json}"
-        );
+        assert!(json.starts_with(&format!("{{\"id\":{},", t.id.0)), "{json}");
         assert!(json.contains("\"state\":\"too-large\""), "{json}");
         // The conference loses its last participant: 409, not 404.
         e.leave("c", "alice").unwrap();

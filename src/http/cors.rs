@@ -152,12 +152,7 @@ pub fn is_preflight(head: &RequestHead) -> bool {
 /// The answer to a preflight (see the module doc). `origins` is not empty.
 pub fn preflight_response(head: &RequestHead, origins: &[String], close: bool) -> Vec<u8> {
     let Some(origin) = listed_origin(head, origins) else {
-        return error_response(
-            403,
-            "origin not allowed (http_cors_origins)",
-            close,
-            None,
-        );
+        return error_response(403, "origin not allowed (http_cors_origins)", close, None);
     };
     let Some(methods) = path_methods(&head.path) else {
         return error_response(404, "no such resource", close, None);
@@ -268,7 +263,10 @@ Access-Control-Request-Method: {method}\r\nAccess-Control-Request-Headers: autho
             assert!(r.contains(line), "{line}: {r}");
         }
         let r = pre("https://evil.example", "/api/transfers/7", "DELETE");
-        assert!(r.starts_with("HTTP/1.1 403 ") && !r.contains("Access-Control"), "{r}");
+        assert!(
+            r.starts_with("HTTP/1.1 403 ") && !r.contains("Access-Control"),
+            "{r}"
+        );
         let r = pre("https://portal.example", "/api/transfers/7", "PUT");
         assert!(r.starts_with("HTTP/1.1 403 "), "{r}");
         let r = pre("https://portal.example", "/nope", "GET");

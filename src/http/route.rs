@@ -236,7 +236,9 @@ mod tests {
             .lines()
             .filter(|l| {
                 let t = l.trim_start();
-                l.starts_with("    ") && !l.starts_with("     ") && t.starts_with(char::is_uppercase)
+                l.starts_with("    ")
+                    && !l.starts_with("     ")
+                    && t.starts_with(char::is_uppercase)
             })
             .count();
         assert_eq!(documented.len(), variants, "a variant without its doc line");
