@@ -2,27 +2,21 @@
 /*
  * msrpcast Kamailio module: RPC commands (kamcmd msrpcast.*).
  *
- * They run in RPC processes (ctl, jsonrpcs), which may wait: status and cancel go through this
- * process's msrpcast_client; msrpcast.upload asks the engine process over the reply socketpair
- * and waits for its answer on this process's own reply socket.
+ * They run in RPC processes (ctl, jsonrpcs), which may wait: every command goes through this
+ * process's msrpcast_client over the engine's control socket (status, upload: a request and its
+ * reply, within msrpcast_rpc_timeout_ms; cancel: one datagram).
  */
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "core/dprint.h"
 #include "core/rpc.h"
 #include "core/rpc_lookup.h"
 
 #include "msrpcast_mod.h"
-#include "msrpcast_proc.h"
 #include "msrpcast_rpc.h"
 
 /* The engine answers status requests in JSON; msrpcast_json_walk turns that into RPC structures
@@ -264,51 +258,46 @@ static void msrpcast_rpc_cancel(rpc_t *rpc, void *ctx)
 	rpc->rpl_printf(ctx, "transfer %llu cancelled", transfer);
 }
 
-/* This process's socket for the engine process's answers (abstract name with our pid). */
-static int answer_sock = -1;
-static uint32_t answer_seq = 0;
-
-static int answer_socket(void)
-{
-	struct sockaddr_un a;
-	socklen_t alen;
-
-	if(answer_sock >= 0)
-		return answer_sock;
-	answer_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if(answer_sock < 0)
-		return -1;
-	alen = msrpcast_ipc_reply_name(getpid(), &a);
-	if(bind(answer_sock, (struct sockaddr *)&a, alen) < 0) {
-		close(answer_sock);
-		answer_sock = -1;
-		return -1;
-	}
-	return answer_sock;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *rpc_upload_doc[] = {
 	"Send a file on the server's disk to every participant of a conference: "
-	"msrpcast.upload <conference> <path>. Returns the transfer id.",
+	"msrpcast.upload <conference> <path>. Returns {transfer: <id>}.",
 	0};
 
+/* Picks the "error" member of a refusal's {"error":"..."} answer. */
+struct upload_error
+{
+	char text[200];
+};
+
+static int error_value(void *ud, const char *key, size_t key_len, msrpcast_json_kind kind,
+		const char *text, size_t len)
+{
+	struct upload_error *e = ud;
+
+	if(kind == MSRPCAST_JSON_STRING && key != NULL && key_len == 5
+			&& memcmp(key, "error", 5) == 0) {
+		if(len >= sizeof(e->text))
+			len = sizeof(e->text) - 1;
+		memcpy(e->text, text, len);
+		e->text[len] = 0;
+	}
+	return 0;
+}
+
+static const msrpcast_json_visitor error_visitor = {.value = error_value};
+
+/* Through the control socket like every other request: the engine opens the file, starts the
+ * transfer and answers {"transfer":<id>}, which becomes the structured RPC reply. */
 static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 {
-	struct msrpcast_ipc_hdr h;
-	struct msrpcast_ipc_answer a;
-	struct pollfd pfd;
+	msrpcast_client *c;
+	msrpcast_result r, w;
 	str conf = STR_NULL, path = STR_NULL;
-	long long deadline, left;
-	ssize_t n;
-	int fd;
+	char *json = NULL;
+	size_t len = 0;
+	struct upload_error e;
+	struct rpc_walk walk;
+	int code;
 
 	if(rpc->scan(ctx, "SS", &conf, &path) < 2) {
 		rpc->fault(ctx, 400, "usage: msrpcast.upload <conference> <path>");
@@ -318,47 +307,48 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 400, "empty conference or path");
 		return;
 	}
-	fd = answer_socket();
-	if(fd < 0) {
-		rpc->fault(ctx, 500, "reply socket: %s", strerror(errno));
+	c = msrpcast_client_get();
+	if(c == NULL) {
+		rpc->fault(ctx, 503, "msrpcast engine unreachable");
 		return;
 	}
-	/* Discard answers to earlier requests that timed out. */
-	while(recv(fd, &a, sizeof(a), MSG_DONTWAIT) > 0)
-		;
-	memset(&h, 0, sizeof(h));
-	h.kind = MSRPCAST_IPC_UPLOAD;
-	h.len1 = (uint32_t)conf.len;
-	h.len2 = (uint32_t)path.len;
-	h.reply_pid = getpid();
-	h.reply_seq = ++answer_seq;
-	if(msrpcast_ipc_send(&h, conf.s, path.s) < 0) {
-		rpc->fault(ctx, 503, "cannot reach the engine process: %s", strerror(errno));
-		return;
-	}
-	deadline = now_ms() + msrpcast_rpc_timeout_ms;
-	for(;;) {
-		left = deadline - now_ms();
-		if(left <= 0) {
-			rpc->fault(ctx, 504, "no answer from the engine process");
-			return;
+	r = msrpcast_client_upload(c, conf.s, (size_t)conf.len, path.s, (size_t)path.len,
+			(uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
+	if(r != MSRPCAST_OK) {
+		memset(&e, 0, sizeof(e));
+		if(json != NULL)
+			msrpcast_json_walk(json, len, &error_visitor, &e);
+		msrpcast_string_free(json);
+		switch(r) {
+			case MSRPCAST_ERR_UNKNOWN_CONFERENCE:
+				code = 404;
+				break;
+			case MSRPCAST_ERR_TIMEOUT:
+				code = 504;
+				break;
+			case MSRPCAST_ERR_UNREACHABLE:
+			case MSRPCAST_ERR_BUSY:
+			case MSRPCAST_ERR_STOPPED:
+				code = 503;
+				break;
+			default:
+				code = 500;
 		}
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		if(poll(&pfd, 1, (int)left) <= 0)
-			continue;
-		n = recv(fd, &a, sizeof(a), MSG_DONTWAIT);
-		if(n != (ssize_t)sizeof(a) || a.seq != answer_seq)
-			continue;
-		break;
-	}
-	if(a.result != MSRPCAST_OK) {
-		a.error[sizeof(a.error) - 1] = 0;
-		rpc->fault(ctx, 500, "%s", a.error);
+		if(e.text[0])
+			rpc->fault(ctx, code, "%s: %s", msrpcast_rc_name(r), e.text);
+		else
+			rpc->fault(ctx, code, "%s", msrpcast_rc_name(r));
 		return;
 	}
-	rpc->rpl_printf(ctx, "%llu", (unsigned long long)a.transfer);
+	LM_INFO("msrpcast.upload of %.*s to conference %.*s: %.*s\n", path.len, path.s, conf.len,
+			conf.s, (int)len, json);
+	memset(&walk, 0, sizeof(walk));
+	walk.rpc = rpc;
+	walk.ctx = ctx;
+	w = msrpcast_json_walk(json, len, &rpc_visitor, &walk);
+	msrpcast_string_free(json);
+	if(w != MSRPCAST_OK)
+		rpc->fault(ctx, 500, "upload reply: %s", msrpcast_rc_name(w));
 }
 
 /* clang-format off */

@@ -113,6 +113,7 @@ pub struct Config {
     pub http_sse_interval_ms: u64,
     pub http_head_timeout_ms: u64,
     pub http_allowed_hosts: Vec<Advertise>,
+    pub http_cors_origins: Vec<String>,
     pub http_login_max_failures: usize,
     pub http_max_event_streams: usize,
     pub http_event_stream_max_ms: u64,
@@ -164,6 +165,7 @@ impl Default for Config {
             http_sse_interval_ms: 250,
             http_head_timeout_ms: 10_000,
             http_allowed_hosts: Vec::new(),
+            http_cors_origins: Vec::new(),
             http_login_max_failures: 20,
             http_max_event_streams: 64,
             http_event_stream_max_ms: 3_600_000,
@@ -216,6 +218,7 @@ static KEYS: &[(&str, &str)] = &[
     ("http_sse_interval_ms", "Shortest interval between two progress events of one transfer on /api/events. Default 250."),
     ("http_head_timeout_ms", "A request head must arrive whole within this time of its first byte, else 408 and the connection closes (however slowly bytes trickle in). At http_max_connections a new connection displaces the oldest one still waiting for its head, so slow heads cannot lock real clients out. Default 10000."),
     ("http_allowed_hosts", "Without http_token: host names (host or host:port, comma-separated) accepted besides the loopback names in the Host header and in the Origin of requests (a request naming another Host gets 421, one from another Origin 403: DNS rebinding and cross-site posts). List the public name here when a proxy on this machine forwards to the page. Default: none."),
+    ("http_cors_origins", "Origins (scheme://host[:port], comma-separated, never *) of integrators' own pages that may call the API from a browser: their requests get Access-Control-Allow-Origin with credentials allowed, and OPTIONS preflights are answered; other origins get no CORS headers (preflights 403). Default: none (CORS off)."),
     ("http_login_max_failures", "Failed POST /login per minute over all clients; beyond that /login answers 429 until the allowance refills (Bearer requests are not affected). Default 20."),
     ("http_max_event_streams", "Concurrent /api/events streams, counted apart from http_max_connections; more get 503. Default 64."),
     ("http_event_stream_max_ms", "An /api/events stream is ended after this long (the browser reconnects), so a vanished client cannot hold it forever. Default 3600000."),
@@ -280,6 +283,9 @@ impl Config {
             "http_sse_interval_ms" => self.http_sse_interval_ms = parse_ms(v, 1).map_err(bad)?,
             "http_head_timeout_ms" => self.http_head_timeout_ms = parse_ms(v, 1).map_err(bad)?,
             "http_allowed_hosts" => self.http_allowed_hosts = parse_host_list(v).map_err(bad)?,
+            "http_cors_origins" => {
+                self.http_cors_origins = crate::http::cors::parse_origins(v).map_err(bad)?
+            }
             "http_login_max_failures" => {
                 self.http_login_max_failures = parse_count(v, 1, 1 << 20).map_err(bad)?
             }
@@ -372,6 +378,7 @@ impl Config {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
+            "http_cors_origins" => self.http_cors_origins.join(","),
             "http_login_max_failures" => self.http_login_max_failures.to_string(),
             "http_max_event_streams" => self.http_max_event_streams.to_string(),
             "http_event_stream_max_ms" => self.http_event_stream_max_ms.to_string(),
@@ -935,6 +942,10 @@ mod tests {
                 "http_allowed_hosts",
                 "files.example.com, 192.0.2.1:8088 [2001:db8::1]:80",
             ),
+            (
+                "http_cors_origins",
+                "https://portal.example.com, http://127.0.0.1:3000",
+            ),
             ("http_login_max_failures", "5"),
             ("http_max_event_streams", "3"),
             ("http_event_stream_max_ms", "60000"),
@@ -994,6 +1005,14 @@ mod tests {
         );
         assert!(c.set("http_allowed_hosts", "bad host!").is_err());
         assert!(c.set("http_allowed_hosts", "0.0.0.0").is_err());
+        assert_eq!(
+            c.get("http_cors_origins").as_deref(),
+            Some("https://portal.example.com,http://127.0.0.1:3000")
+        );
+        assert!(c.set("http_cors_origins", "*").is_err());
+        assert!(c
+            .set("http_cors_origins", "https://x.example/path")
+            .is_err());
         assert_eq!(c.get("accept_types").as_deref(), Some("image/* text/plain"));
         assert_eq!(c.get("log_level").as_deref(), Some("debug"));
         assert_eq!(

@@ -217,6 +217,7 @@ impl HttpServer {
                     .iter()
                     .map(ToString::to_string)
                     .collect(),
+                cors_origins: cfg.http_cors_origins.clone(),
                 ..ServiceConfig::default()
             },
             sessions: Mutex::new({

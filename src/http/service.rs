@@ -115,6 +115,9 @@ pub struct ServiceConfig {
     /// `http_allowed_hosts` (`host` or `host:port`, lower-case): without a token, the names
     /// besides the loopback ones that `Host` and `Origin` may carry.
     pub allowed_hosts: Vec<String>,
+    /// `http_cors_origins` (normalised by [`super::cors::parse_origin`]): origins whose pages
+    /// may use the API from a browser. Empty: CORS off.
+    pub cors_origins: Vec<String>,
 }
 
 /// Open `/api/events` streams against `http_max_event_streams`, shared by all connections. A
@@ -168,6 +171,7 @@ impl Default for ServiceConfig {
             head: HeadLimits::default(),
             multipart: MultipartLimits::default(),
             allowed_hosts: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -212,6 +216,8 @@ pub struct Connection<U: UploadSink> {
     state: State<U>,
     keep_alive: bool,
     close: bool,
+    /// CORS header lines for the responses to the current request (empty: none).
+    cors: String,
 }
 
 impl<U: UploadSink> Connection<U> {
@@ -223,6 +229,7 @@ impl<U: UploadSink> Connection<U> {
             state: State::Idle,
             keep_alive: true,
             close: false,
+            cors: String::new(),
         }
     }
 
@@ -263,8 +270,7 @@ impl<U: UploadSink> Connection<U> {
     /// No progress for too long: 408, upload aborted, close.
     pub fn handle_timeout(&mut self) {
         self.fail_upload(&HttpError::BodyTruncated);
-        self.out
-            .extend_from_slice(&error_response(408, "no progress", true, None));
+        self.respond(error_response(408, "no progress", true, None));
         self.close = true;
         self.state = State::Closed;
     }
@@ -325,7 +331,7 @@ impl<U: UploadSink> Connection<U> {
     /// A request-level error: answer it, abort any upload, close.
     fn fail(&mut self, e: &HttpError) {
         self.fail_upload(e);
-        self.out.extend_from_slice(&http_error_response(e));
+        self.respond(http_error_response(e));
         self.close = true;
         self.state = State::Closed;
     }
@@ -338,7 +344,9 @@ impl<U: UploadSink> Connection<U> {
         }
     }
 
+    /// Appends a response (with the CORS headers of the current request, if any).
     fn respond(&mut self, bytes: Vec<u8>) {
+        let bytes = super::cors::splice(bytes, &self.cors);
         self.out.extend_from_slice(&bytes);
     }
 
@@ -363,6 +371,16 @@ impl<U: UploadSink> Connection<U> {
     fn on_head<B: Backend<Upload = U>>(&mut self, head: RequestHead, ctx: &mut Ctx<'_, B>) {
         self.keep_alive = head.keep_alive;
         let close = !self.keep_alive;
+        let cors_origin = super::cors::listed_origin(&head, &ctx.config.cors_origins);
+        self.cors = cors_origin
+            .as_deref()
+            .map(super::cors::response_headers)
+            .unwrap_or_default();
+        if !ctx.config.cors_origins.is_empty() && super::cors::is_preflight(&head) {
+            self.cors.clear();
+            let bytes = super::cors::preflight_response(&head, &ctx.config.cors_origins, close);
+            return self.early_answer(&head, bytes);
+        }
         let r = match route(&head.method, &head.path) {
             Ok(r) => r,
             Err(e) => {
@@ -389,7 +407,7 @@ impl<U: UploadSink> Connection<U> {
                 );
                 return self.early_answer(&head, bytes);
             }
-            if !origin_allowed(&head, &ctx.config.allowed_hosts) {
+            if cors_origin.is_none() && !origin_allowed(&head, &ctx.config.allowed_hosts) {
                 let bytes = error_response(
                     403,
                     "cross-origin request refused (http_allowed_hosts)",
@@ -421,6 +439,10 @@ impl<U: UploadSink> Connection<U> {
             Route::Page => {
                 let conf = head.query_param("conference");
                 let bytes = page_response(conf.as_deref(), close);
+                self.early_answer(&head, bytes)
+            }
+            Route::OpenApi => {
+                let bytes = super::openapi::openapi_response(close);
                 self.early_answer(&head, bytes)
             }
             Route::Conferences => {
@@ -570,8 +592,7 @@ impl<U: UploadSink> Connection<U> {
             HttpError::BodyTruncated
         };
         self.fail_upload(&e);
-        self.out
-            .extend_from_slice(&error_response(r.status(), r.reason(), true, None));
+        self.respond(error_response(r.status(), r.reason(), true, None));
         self.close = true;
         self.state = State::Closed;
     }
@@ -637,8 +658,7 @@ impl<U: UploadSink> Connection<U> {
                 MultipartEvent::NeedMore | MultipartEvent::Done => stop = true,
             }
             if let Some((status, reason)) = refusal {
-                self.out
-                    .extend_from_slice(&error_response(status, &reason, true, None));
+                self.respond(error_response(status, &reason, true, None));
                 self.close = true;
                 self.state = State::Closed;
                 return;
