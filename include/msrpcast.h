@@ -485,6 +485,28 @@ msrpcast_result msrpcast_client_status(struct msrpcast_client *c,
                                        size_t *len);
 
 /**
+ * As `msrpcast_engine_upload_file`, through the control socket, with the engine's answer: a
+ * request and its reply, waiting up to `timeout_ms` (1 or more) — for RPC and CLI processes,
+ * never for a SIP worker. The engine process opens `path` (it must be readable by it).
+ *
+ * Whenever the engine answered, `*json` is set to a NUL-terminated JSON object (free it with
+ * `msrpcast_string_free`) and `*len` to its length: `{"transfer":<id>}` with `MSRPCAST_OK`, or
+ * `{"error":"<reason>"}` with the refusal's code (`MSRPCAST_ERR_UNKNOWN_CONFERENCE`,
+ * `MSRPCAST_ERR_REFUSED` for a conference without participants or a full spool,
+ * `MSRPCAST_ERR_IO` for a file it cannot read, `MSRPCAST_ERR_BUSY`, `MSRPCAST_ERR_STOPPED`).
+ * Without an answer — `MSRPCAST_ERR_TIMEOUT`, `MSRPCAST_ERR_UNREACHABLE`, argument errors —
+ * `*json` is left unchanged.
+ */
+msrpcast_result msrpcast_client_upload(struct msrpcast_client *c,
+                                       const char *conf,
+                                       size_t conf_len,
+                                       const char *path,
+                                       size_t path_len,
+                                       uint32_t timeout_ms,
+                                       char **json,
+                                       size_t *len);
+
+/**
  * As `msrpcast_engine_upload_file`, through the control socket: the engine process opens
  * `path` (so the path must be readable by it) and the transfer id is not reported back (see
  * the status). Never blocks.

@@ -142,6 +142,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(http_sse_interval_ms)              \
 	X(http_head_timeout_ms)              \
 	X(http_allowed_hosts)                \
+	X(http_cors_origins)                 \
 	X(http_login_max_failures)           \
 	X(http_max_event_streams)            \
 	X(http_event_stream_max_ms)          \
@@ -166,6 +167,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(spool_linger_ms)                   \
 	X(chunk_bytes)                       \
 	X(window_bytes)                      \
+	X(max_window_bytes)                  \
 	X(transaction_timeout_ms)            \
 	X(report_timeout_ms)                 \
 	X(answer_timeout_ms)                 \

@@ -7,7 +7,8 @@
  * - the engine's signal fd: OFFER (send a file INVITE), BYE (end a file session), LOG (engine
  *   log records, written with LM_* from this thread only);
  * - the reply socketpair: final replies to file INVITEs forwarded by the processes where tm saw
- *   them, and msrpcast.upload requests from RPC processes.
+ *   them. (Everything else — joins, leaves, msrpcast.* RPC commands — reaches the engine over
+ *   its control socket.)
  * This process is the only one that calls tm for the file sessions.
  */
 
@@ -70,18 +71,6 @@ int msrpcast_ipc_send(const struct msrpcast_ipc_hdr *h, const char *p1, const ch
 	if(sendmsg(msrpcast_ipc_fd[1], &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		return -1;
 	return 0;
-}
-
-socklen_t msrpcast_ipc_reply_name(int pid, void *out)
-{
-	struct sockaddr_un *a = out;
-	int n;
-
-	memset(a, 0, sizeof(*a));
-	a->sun_family = AF_UNIX;
-	/* Abstract namespace: sun_path[0] == 0, nothing on disk to clean up. */
-	n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "msrpcast-rpc-%d", pid);
-	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
 }
 
 static void log_signal(msrpcast_signal *s)
@@ -152,58 +141,23 @@ static void drain_signals(msrpcast_engine *e)
 	}
 }
 
-/* msrpcast.upload: hands a file on disk to the engine and answers the asking RPC process. */
-static void do_upload(msrpcast_engine *e, int answer_fd, const struct msrpcast_ipc_hdr *h,
-		const char *conf, const char *path)
+/* msrpcast.reload_tls: re-reads the certificates; the outcome goes to the log. */
+static void do_reload_tls(msrpcast_engine *e)
 {
-	struct msrpcast_ipc_answer a;
-	struct sockaddr_un to;
-	socklen_t tolen;
-
-	memset(&a, 0, sizeof(a));
-	a.seq = h->reply_seq;
-	a.result = msrpcast_engine_upload_file(e, conf, h->len1, path, h->len2, &a.transfer);
-	if(a.result != MSRPCAST_OK) {
-		snprintf(a.error, sizeof(a.error), "%s", msrpcast_rc_name(a.result));
-		LM_ERR("upload of %.*s to conference %.*s refused: %s\n", (int)h->len2, path,
-				(int)h->len1, conf, a.error);
-	} else {
-		LM_INFO("transfer %llu: upload of %.*s to conference %.*s\n",
-				(unsigned long long)a.transfer, (int)h->len2, path, (int)h->len1, conf);
-	}
-	tolen = msrpcast_ipc_reply_name(h->reply_pid, &to);
-	if(sendto(answer_fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, tolen)
-			< 0)
-		LM_WARN("cannot answer RPC process %d: %s\n", h->reply_pid, strerror(errno));
-}
-
-/* msrpcast.reload_tls: re-reads the certificates and answers the asking RPC process. */
-static void do_reload_tls(msrpcast_engine *e, int answer_fd, const struct msrpcast_ipc_hdr *h)
-{
-	struct msrpcast_ipc_answer a;
-	struct sockaddr_un to;
-	socklen_t tolen;
+	msrpcast_result r;
 	char *err = NULL;
 	size_t elen = 0;
 
-	memset(&a, 0, sizeof(a));
-	a.seq = h->reply_seq;
-	a.result = msrpcast_engine_reload_tls(e, &err, &elen);
-	if(a.result != MSRPCAST_OK) {
-		snprintf(a.error, sizeof(a.error), "%s: %.*s", msrpcast_rc_name(a.result),
-				err ? (int)elen : 0, err ? err : "");
-		LM_ERR("TLS reload: %s\n", a.error);
-	} else {
+	r = msrpcast_engine_reload_tls(e, &err, &elen);
+	if(r == MSRPCAST_OK)
 		LM_INFO("TLS certificates reloaded\n");
-	}
+	else
+		LM_ERR("TLS reload: %s: %.*s\n", msrpcast_rc_name(r), err ? (int)elen : 0,
+				err ? err : "");
 	msrpcast_string_free(err);
-	tolen = msrpcast_ipc_reply_name(h->reply_pid, &to);
-	if(sendto(answer_fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, tolen)
-			< 0)
-		LM_WARN("cannot answer RPC process %d: %s\n", h->reply_pid, strerror(errno));
 }
 
-static void drain_ipc(msrpcast_engine *e, int answer_fd, char *buf)
+static void drain_ipc(msrpcast_engine *e, char *buf)
 {
 	struct msrpcast_ipc_hdr h;
 	ssize_t n;
@@ -232,11 +186,8 @@ static void drain_ipc(msrpcast_engine *e, int answer_fd, char *buf)
 				sdp.len = (int)h.len1;
 				msrpcast_sip_reply(e, h.delivery, h.code, &sdp);
 				break;
-			case MSRPCAST_IPC_UPLOAD:
-				do_upload(e, answer_fd, &h, buf + sizeof(h), buf + sizeof(h) + h.len1);
-				break;
 			case MSRPCAST_IPC_RELOAD_TLS:
-				do_reload_tls(e, answer_fd, &h);
+				do_reload_tls(e);
 				break;
 			default:
 				LM_ERR("unknown datagram kind %u on the reply socket\n", h.kind);
@@ -255,12 +206,11 @@ void msrpcast_proc_run(void)
 	const char *msg;
 	size_t mlen;
 	char *buf;
-	int sigfd = -1, answer_fd, n;
+	int sigfd = -1, n;
 
 	buf = malloc(MSRPCAST_IPC_MAX);
-	answer_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if(buf == NULL || answer_fd < 0) {
-		LM_CRIT("engine process: out of memory or sockets\n");
+	if(buf == NULL) {
+		LM_CRIT("engine process: out of memory\n");
 		exit(-1);
 	}
 
@@ -318,6 +268,6 @@ void msrpcast_proc_run(void)
 		/* Cheap when empty; also covers a wake-up lost between two drains. */
 		drain_signals(e);
 		if(n > 0 && pfd[1].revents)
-			drain_ipc(e, answer_fd, buf);
+			drain_ipc(e, buf);
 	}
 }

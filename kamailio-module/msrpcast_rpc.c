@@ -2,20 +2,15 @@
 /*
  * msrpcast Kamailio module: RPC commands (kamcmd msrpcast.*).
  *
- * They run in RPC processes (ctl, jsonrpcs), which may wait: status and cancel go through this
- * process's msrpcast_client; msrpcast.upload asks the engine process over the reply socketpair
- * and waits for its answer on this process's own reply socket.
+ * They run in RPC processes (ctl, jsonrpcs), which may wait: every command goes through this
+ * process's msrpcast_client over the engine's control socket (status, upload: a request and its
+ * reply, within msrpcast_rpc_timeout_ms; cancel: one datagram).
  */
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "core/dprint.h"
 #include "core/rpc.h"
@@ -264,91 +259,46 @@ static void msrpcast_rpc_cancel(rpc_t *rpc, void *ctx)
 	rpc->rpl_printf(ctx, "transfer %llu cancelled", transfer);
 }
 
-/* This process's socket for the engine process's answers (abstract name with our pid). */
-static int answer_sock = -1;
-static uint32_t answer_seq = 0;
-
-static int answer_socket(void)
-{
-	struct sockaddr_un a;
-	socklen_t alen;
-
-	if(answer_sock >= 0)
-		return answer_sock;
-	answer_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if(answer_sock < 0)
-		return -1;
-	alen = msrpcast_ipc_reply_name(getpid(), &a);
-	if(bind(answer_sock, (struct sockaddr *)&a, alen) < 0) {
-		close(answer_sock);
-		answer_sock = -1;
-		return -1;
-	}
-	return answer_sock;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *rpc_upload_doc[] = {
 	"Send a file on the server's disk to every participant of a conference: "
-	"msrpcast.upload <conference> <path>. Returns the transfer id.",
+	"msrpcast.upload <conference> <path>. Returns {transfer: <id>}.",
 	0};
 
-/* Sends one request to the engine process and waits up to rpc_timeout_ms for its answer.
- * 0 with *a filled, or -1 after answering the RPC with a fault. */
-static int ask_engine(rpc_t *rpc, void *ctx, struct msrpcast_ipc_hdr *h, const char *p1,
-		const char *p2, struct msrpcast_ipc_answer *a)
+/* Picks the "error" member of a refusal's {"error":"..."} answer. */
+struct upload_error
 {
-	struct pollfd pfd;
-	long long deadline, left;
-	ssize_t n;
-	int fd;
+	char text[200];
+};
 
-	fd = answer_socket();
-	if(fd < 0) {
-		rpc->fault(ctx, 500, "reply socket: %s", strerror(errno));
-		return -1;
+static int error_value(void *ud, const char *key, size_t key_len, msrpcast_json_kind kind,
+		const char *text, size_t len)
+{
+	struct upload_error *e = ud;
+
+	if(kind == MSRPCAST_JSON_STRING && key != NULL && key_len == 5
+			&& memcmp(key, "error", 5) == 0) {
+		if(len >= sizeof(e->text))
+			len = sizeof(e->text) - 1;
+		memcpy(e->text, text, len);
+		e->text[len] = 0;
 	}
-	/* Discard answers to earlier requests that timed out. */
-	while(recv(fd, a, sizeof(*a), MSG_DONTWAIT) > 0)
-		;
-	h->reply_pid = getpid();
-	h->reply_seq = ++answer_seq;
-	if(msrpcast_ipc_send(h, p1, p2) < 0) {
-		rpc->fault(ctx, 503, "cannot reach the engine process: %s", strerror(errno));
-		return -1;
-	}
-	deadline = now_ms() + msrpcast_rpc_timeout_ms;
-	for(;;) {
-		left = deadline - now_ms();
-		if(left <= 0) {
-			rpc->fault(ctx, 504, "no answer from the engine process");
-			return -1;
-		}
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		if(poll(&pfd, 1, (int)left) <= 0)
-			continue;
-		n = recv(fd, a, sizeof(*a), MSG_DONTWAIT);
-		if(n != (ssize_t)sizeof(*a) || a->seq != answer_seq)
-			continue;
-		a->error[sizeof(a->error) - 1] = 0;
-		return 0;
-	}
+	return 0;
 }
 
+static const msrpcast_json_visitor error_visitor = {.value = error_value};
+
+/* Through the control socket like every other request: the engine opens the file, starts the
+ * transfer and answers {"transfer":<id>}, which becomes the structured RPC reply. */
 static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 {
-	struct msrpcast_ipc_hdr h;
-	struct msrpcast_ipc_answer a;
+	msrpcast_client *c;
+	msrpcast_result r, w;
 	str conf = STR_NULL, path = STR_NULL;
+	char *json = NULL;
+	size_t len = 0;
+	struct upload_error e;
+	struct rpc_walk walk;
+	int code;
 
 	if(rpc->scan(ctx, "SS", &conf, &path) < 2) {
 		rpc->fault(ctx, 400, "usage: msrpcast.upload <conference> <path>");
@@ -358,39 +308,67 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 400, "empty conference or path");
 		return;
 	}
-	memset(&h, 0, sizeof(h));
-	h.kind = MSRPCAST_IPC_UPLOAD;
-	h.len1 = (uint32_t)conf.len;
-	h.len2 = (uint32_t)path.len;
-	if(ask_engine(rpc, ctx, &h, conf.s, path.s, &a) < 0)
-		return;
-	if(a.result != MSRPCAST_OK) {
-		rpc->fault(ctx, 500, "%s", a.error);
+	c = msrpcast_client_get();
+	if(c == NULL) {
+		rpc->fault(ctx, 503, "msrpcast engine unreachable");
 		return;
 	}
-	rpc->rpl_printf(ctx, "%llu", (unsigned long long)a.transfer);
+	r = msrpcast_client_upload(c, conf.s, (size_t)conf.len, path.s, (size_t)path.len,
+			(uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
+	if(r != MSRPCAST_OK) {
+		memset(&e, 0, sizeof(e));
+		if(json != NULL)
+			msrpcast_json_walk(json, len, &error_visitor, &e);
+		msrpcast_string_free(json);
+		switch(r) {
+			case MSRPCAST_ERR_UNKNOWN_CONFERENCE:
+				code = 404;
+				break;
+			case MSRPCAST_ERR_TIMEOUT:
+				code = 504;
+				break;
+			case MSRPCAST_ERR_UNREACHABLE:
+			case MSRPCAST_ERR_BUSY:
+			case MSRPCAST_ERR_STOPPED:
+				code = 503;
+				break;
+			default:
+				code = 500;
+		}
+		if(e.text[0])
+			rpc->fault(ctx, code, "%s: %s", msrpcast_rc_name(r), e.text);
+		else
+			rpc->fault(ctx, code, "%s", msrpcast_rc_name(r));
+		return;
+	}
+	LM_INFO("msrpcast.upload of %.*s to conference %.*s: %.*s\n", path.len, path.s, conf.len,
+			conf.s, (int)len, json);
+	memset(&walk, 0, sizeof(walk));
+	walk.rpc = rpc;
+	walk.ctx = ctx;
+	w = msrpcast_json_walk(json, len, &rpc_visitor, &walk);
+	msrpcast_string_free(json);
+	if(w != MSRPCAST_OK)
+		rpc->fault(ctx, 500, "upload reply: %s", msrpcast_rc_name(w));
 }
 
 static const char *rpc_reload_tls_doc[] = {
 	"Re-read the TLS certificates and keys (tls_cert, tls_key, tls_ca for MSRP; http_tls_cert, "
-	"http_tls_key for HTTPS) without a restart: msrpcast.reload_tls. A file that fails keeps the "
-	"previous certificate in use and is named in the fault.",
+	"http_tls_key for HTTPS) without a restart: msrpcast.reload_tls. The engine process does it "
+	"and logs the outcome; a file that fails keeps the previous certificate in use.",
 	0};
 
 static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
 {
 	struct msrpcast_ipc_hdr h;
-	struct msrpcast_ipc_answer a;
 
 	memset(&h, 0, sizeof(h));
 	h.kind = MSRPCAST_IPC_RELOAD_TLS;
-	if(ask_engine(rpc, ctx, &h, NULL, NULL, &a) < 0)
-		return;
-	if(a.result != MSRPCAST_OK) {
-		rpc->fault(ctx, a.result == MSRPCAST_ERR_REFUSED ? 409 : 500, "%s", a.error);
+	if(msrpcast_ipc_send(&h, NULL, NULL) < 0) {
+		rpc->fault(ctx, 503, "cannot reach the engine process: %s", strerror(errno));
 		return;
 	}
-	rpc->rpl_printf(ctx, "TLS certificates reloaded");
+	rpc->rpl_printf(ctx, "TLS reload requested; the engine process logs the outcome");
 }
 
 /* clang-format off */

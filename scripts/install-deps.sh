@@ -28,6 +28,8 @@ PACKAGES=(
     build-essential make gcc pkg-config # the Kamailio module and the C tests
     valgrind                            # C tests under valgrind, instruction counts
     python3 procps                      # test helpers (relay smoke, JSON parsing, pgrep -g)
+    python3-jsonschema                  # tests/http_api.rs: responses against docs/openapi.json
+    python3-prometheus-client           # tests/http_api.rs: /metrics through prometheus_client.parser
     chromium                            # the browser test of the upload page
     curl ca-certificates git            # curl: uploads in the end-to-end tests
 )

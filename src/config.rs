@@ -117,6 +117,7 @@ pub struct Config {
     pub http_sse_interval_ms: u64,
     pub http_head_timeout_ms: u64,
     pub http_allowed_hosts: Vec<Advertise>,
+    pub http_cors_origins: Vec<String>,
     pub http_login_max_failures: usize,
     pub http_max_event_streams: usize,
     pub http_event_stream_max_ms: u64,
@@ -141,6 +142,7 @@ pub struct Config {
     pub spool_linger_ms: u64,
     pub chunk_bytes: u64,
     pub window_bytes: u64,
+    pub max_window_bytes: u64,
     pub transaction_timeout_ms: u64,
     pub report_timeout_ms: u64,
     pub answer_timeout_ms: u64,
@@ -176,6 +178,7 @@ impl Default for Config {
             http_sse_interval_ms: 250,
             http_head_timeout_ms: 10_000,
             http_allowed_hosts: Vec::new(),
+            http_cors_origins: Vec::new(),
             http_login_max_failures: 20,
             http_max_event_streams: 64,
             http_event_stream_max_ms: 3_600_000,
@@ -200,6 +203,7 @@ impl Default for Config {
             spool_linger_ms: 0,
             chunk_bytes: 10_240,
             window_bytes: 262_144,
+            max_window_bytes: 16 << 20,
             transaction_timeout_ms: 30_000,
             report_timeout_ms: 30_000,
             answer_timeout_ms: 60_000,
@@ -236,6 +240,7 @@ static KEYS: &[(&str, &str)] = &[
     ("http_sse_interval_ms", "Shortest interval between two progress events of one transfer on /api/events. Default 250."),
     ("http_head_timeout_ms", "A request head must arrive whole within this time of its first byte, else 408 and the connection closes (however slowly bytes trickle in). At http_max_connections a new connection displaces the oldest one still waiting for its head, so slow heads cannot lock real clients out. Default 10000."),
     ("http_allowed_hosts", "Without http_token: host names (host or host:port, comma-separated) accepted besides the loopback names in the Host header and in the Origin of requests (a request naming another Host gets 421, one from another Origin 403: DNS rebinding and cross-site posts). List the public name here when a proxy on this machine forwards to the page. Default: none."),
+    ("http_cors_origins", "Origins (scheme://host[:port], comma-separated, never *) of integrators' own pages that may call the API from a browser: their requests get Access-Control-Allow-Origin with credentials allowed, and OPTIONS preflights are answered; other origins get no CORS headers (preflights 403). Default: none (CORS off)."),
     ("http_login_max_failures", "Failed POST /login per minute over all clients; beyond that /login answers 429 until the allowance refills (Bearer requests are not affected). Default 20."),
     ("http_max_event_streams", "Concurrent /api/events streams, counted apart from http_max_connections; more get 503. Default 64."),
     ("http_event_stream_max_ms", "An /api/events stream is ended after this long (the browser reconnects), so a vanished client cannot hold it forever. Default 3600000."),
@@ -259,7 +264,8 @@ static KEYS: &[(&str, &str)] = &[
     ("max_file_bytes", "Largest accepted file; a larger upload gets 413. Default 4GiB."),
     ("spool_linger_ms", "How long a conference's spool files stay after the conference ends; 0 removes them at once. Default 0."),
     ("chunk_bytes", "Body bytes per MSRP SEND chunk, 1 to 1MiB (Kamailio's MSRP relay rejects frames over 10240). Default 10240."),
-    ("window_bytes", "Unacknowledged bytes in flight per delivery; at least chunk_bytes. Default 262144."),
+    ("window_bytes", "Unacknowledged bytes in flight per delivery at its start; at least chunk_bytes. The window grows from here towards max_window_bytes while answers come back in time. Default 262144."),
+    ("max_window_bytes", "Largest window of unacknowledged bytes per delivery (bandwidth x round trip of the longest path to fill; 16MiB fills 1 Gbit/s at 130 ms); at or below window_bytes the window is fixed. It bounds retained state (about 150 bytes per chunk in flight), not buffers. Default 16MiB."),
     ("transaction_timeout_ms", "Time for an MSRP transaction response before the delivery fails with 408. Default 30000."),
     ("report_timeout_ms", "Time after the last chunk for the success REPORT. Default 30000."),
     ("answer_timeout_ms", "Time for a final answer to the file INVITE. Default 60000."),
@@ -308,6 +314,9 @@ impl Config {
             "http_sse_interval_ms" => self.http_sse_interval_ms = parse_ms(v, 1).map_err(bad)?,
             "http_head_timeout_ms" => self.http_head_timeout_ms = parse_ms(v, 1).map_err(bad)?,
             "http_allowed_hosts" => self.http_allowed_hosts = parse_host_list(v).map_err(bad)?,
+            "http_cors_origins" => {
+                self.http_cors_origins = crate::http::cors::parse_origins(v).map_err(bad)?
+            }
             "http_login_max_failures" => {
                 self.http_login_max_failures = parse_count(v, 1, 1 << 20).map_err(bad)?
             }
@@ -346,6 +355,7 @@ impl Config {
             "spool_linger_ms" => self.spool_linger_ms = parse_ms(v, 0).map_err(bad)?,
             "chunk_bytes" => self.chunk_bytes = parse_chunk(v).map_err(bad)?,
             "window_bytes" => self.window_bytes = parse_size(v, 1).map_err(bad)?,
+            "max_window_bytes" => self.max_window_bytes = parse_size(v, 1).map_err(bad)?,
             "transaction_timeout_ms" => {
                 self.transaction_timeout_ms = parse_ms(v, 1).map_err(bad)?
             }
@@ -417,6 +427,7 @@ impl Config {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
+            "http_cors_origins" => self.http_cors_origins.join(","),
             "http_login_max_failures" => self.http_login_max_failures.to_string(),
             "http_max_event_streams" => self.http_max_event_streams.to_string(),
             "http_event_stream_max_ms" => self.http_event_stream_max_ms.to_string(),
@@ -445,6 +456,7 @@ impl Config {
             "spool_linger_ms" => self.spool_linger_ms.to_string(),
             "chunk_bytes" => format_size(self.chunk_bytes),
             "window_bytes" => format_size(self.window_bytes),
+            "max_window_bytes" => format_size(self.max_window_bytes),
             "transaction_timeout_ms" => self.transaction_timeout_ms.to_string(),
             "report_timeout_ms" => self.report_timeout_ms.to_string(),
             "answer_timeout_ms" => self.answer_timeout_ms.to_string(),
@@ -1065,6 +1077,10 @@ mod tests {
                 "http_allowed_hosts",
                 "files.example.com, 192.0.2.1:8088 [2001:db8::1]:80",
             ),
+            (
+                "http_cors_origins",
+                "https://portal.example.com, http://127.0.0.1:3000",
+            ),
             ("http_login_max_failures", "5"),
             ("http_max_event_streams", "3"),
             ("http_event_stream_max_ms", "60000"),
@@ -1089,6 +1105,7 @@ mod tests {
             ("spool_linger_ms", "60000"),
             ("chunk_bytes", "2048"),
             ("window_bytes", "1M"),
+            ("max_window_bytes", "8M"),
             ("transaction_timeout_ms", "1000"),
             ("report_timeout_ms", "2000"),
             ("answer_timeout_ms", "3000"),
@@ -1132,6 +1149,14 @@ mod tests {
         );
         assert!(c.set("http_allowed_hosts", "bad host!").is_err());
         assert!(c.set("http_allowed_hosts", "0.0.0.0").is_err());
+        assert_eq!(
+            c.get("http_cors_origins").as_deref(),
+            Some("https://portal.example.com,http://127.0.0.1:3000")
+        );
+        assert!(c.set("http_cors_origins", "*").is_err());
+        assert!(c
+            .set("http_cors_origins", "https://x.example/path")
+            .is_err());
         assert_eq!(c.get("accept_types").as_deref(), Some("image/* text/plain"));
         assert_eq!(c.get("log_level").as_deref(), Some("debug"));
         assert_eq!(

@@ -313,7 +313,9 @@ fn run_pair(seed: u64, size: usize, opts: PairOpts) -> PairOutcome {
             nframes += 1;
         }
         max_in_flight = max_in_flight.max(s.in_flight());
-        assert!(s.in_flight() <= window.max(chunk as u64));
+        // The window grows from `window` while answers come at once (up to the default cap).
+        assert!(s.in_flight() <= s.window().max(chunk as u64));
+        assert!(s.window() <= window.max(SenderConfig::default().max_window_bytes));
         // Some bytes cross each way.
         let n = (rng.range(1, 4 * chunk as u64) as usize).min(wire_tx.len());
         to_rx.feed(&wire_tx[..n]);

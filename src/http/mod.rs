@@ -11,8 +11,10 @@
 pub mod auth;
 pub mod backend;
 pub mod body;
+pub mod cors;
 pub mod head;
 pub mod multipart;
+pub mod openapi;
 pub mod params;
 pub mod reader;
 pub mod response;

@@ -250,6 +250,7 @@ impl HttpServer {
                 secure: tls.is_some(),
                 hsts: (tls.is_some() && cfg.http_hsts_max_age_s > 0)
                     .then(|| format!("max-age={}", cfg.http_hsts_max_age_s)),
+                cors_origins: cfg.http_cors_origins.clone(),
                 ..ServiceConfig::default()
             },
             sessions: Mutex::new({

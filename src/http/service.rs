@@ -119,6 +119,9 @@ pub struct ServiceConfig {
     pub secure: bool,
     /// HTTPS with HSTS: the `Strict-Transport-Security` value put on every response.
     pub hsts: Option<String>,
+    /// `http_cors_origins` (normalised by [`super::cors::parse_origin`]): origins whose pages
+    /// may use the API from a browser. Empty: CORS off.
+    pub cors_origins: Vec<String>,
 }
 
 /// Open `/api/events` streams against `http_max_event_streams`, shared by all connections. A
@@ -174,6 +177,7 @@ impl Default for ServiceConfig {
             allowed_hosts: Vec::new(),
             secure: false,
             hsts: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -218,10 +222,13 @@ pub struct Connection<U: UploadSink> {
     state: State<U>,
     keep_alive: bool,
     close: bool,
-    /// `Strict-Transport-Security: …\r\n`, inserted after each response's status line.
-    hsts_line: Option<Vec<u8>>,
+    /// `Strict-Transport-Security: …\r\n` (HTTPS), put after each response's status line;
+    /// empty: none.
+    hsts_line: String,
     /// `; Secure` on the session cookie.
     secure: bool,
+    /// CORS header lines for the responses to the current request (empty: none).
+    cors: String,
 }
 
 impl<U: UploadSink> Connection<U> {
@@ -237,8 +244,10 @@ impl<U: UploadSink> Connection<U> {
                 .hsts
                 .as_ref()
                 .filter(|v| !v.contains(['\r', '\n']))
-                .map(|v| format!("Strict-Transport-Security: {v}\r\n").into_bytes()),
+                .map(|v| format!("Strict-Transport-Security: {v}\r\n"))
+                .unwrap_or_default(),
             secure: config.secure,
+            cors: String::new(),
         }
     }
 
@@ -353,17 +362,12 @@ impl<U: UploadSink> Connection<U> {
         }
     }
 
-    /// Queues one whole response (status line first), with the HSTS header when on.
+    /// Appends a response (with the CORS headers of the current request, if any, and HSTS
+    /// over HTTPS).
     fn respond(&mut self, bytes: Vec<u8>) {
-        let status_end = bytes.windows(2).position(|w| w == b"\r\n");
-        match (&self.hsts_line, status_end) {
-            (Some(line), Some(i)) if bytes.starts_with(b"HTTP/1.1 ") => {
-                self.out.extend_from_slice(&bytes[..i + 2]);
-                self.out.extend_from_slice(line);
-                self.out.extend_from_slice(&bytes[i + 2..]);
-            }
-            _ => self.out.extend_from_slice(&bytes),
-        }
+        let bytes = super::cors::splice(bytes, &self.cors);
+        let bytes = super::cors::splice(bytes, &self.hsts_line);
+        self.out.extend_from_slice(&bytes);
     }
 
     /// The session cookie's attributes for this connection (`Secure` over HTTPS).
@@ -396,6 +400,16 @@ impl<U: UploadSink> Connection<U> {
     fn on_head<B: Backend<Upload = U>>(&mut self, head: RequestHead, ctx: &mut Ctx<'_, B>) {
         self.keep_alive = head.keep_alive;
         let close = !self.keep_alive;
+        let cors_origin = super::cors::listed_origin(&head, &ctx.config.cors_origins);
+        self.cors = cors_origin
+            .as_deref()
+            .map(super::cors::response_headers)
+            .unwrap_or_default();
+        if !ctx.config.cors_origins.is_empty() && super::cors::is_preflight(&head) {
+            self.cors.clear();
+            let bytes = super::cors::preflight_response(&head, &ctx.config.cors_origins, close);
+            return self.early_answer(&head, bytes);
+        }
         let r = match route(&head.method, &head.path) {
             Ok(r) => r,
             Err(e) => {
@@ -422,7 +436,7 @@ impl<U: UploadSink> Connection<U> {
                 );
                 return self.early_answer(&head, bytes);
             }
-            if !origin_allowed(&head, &ctx.config.allowed_hosts) {
+            if cors_origin.is_none() && !origin_allowed(&head, &ctx.config.allowed_hosts) {
                 let bytes = error_response(
                     403,
                     "cross-origin request refused (http_allowed_hosts)",
@@ -454,6 +468,10 @@ impl<U: UploadSink> Connection<U> {
             Route::Page => {
                 let conf = head.query_param("conference");
                 let bytes = page_response(conf.as_deref(), close);
+                self.early_answer(&head, bytes)
+            }
+            Route::OpenApi => {
+                let bytes = super::openapi::openapi_response(close);
                 self.early_answer(&head, bytes)
             }
             Route::Conferences => {

@@ -58,8 +58,10 @@ pub struct ReceiveArgs {
     /// I/O threads of the listener.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
-    /// Misbehave on purpose (tests), e.g. rate=BYTES_PER_S, close-after=BYTES, reply-481,
-    /// never-answer, failure-report; an unknown one is refused with the list of known ones.
+    /// Misbehave on purpose (tests), like a real phone or a broken one: rate=BYTES_PER_S,
+    /// close-after=BYTES, reply-481, never-answer, failure-report, close-after-report,
+    /// report-per-chunk, nagle; several joined by commas (e.g. report-per-chunk,nagle). An
+    /// unknown one is refused with the list of known ones.
     #[arg(long, value_name = "BEHAVIOUR", value_parser = parse_misbehave)]
     misbehave: Option<Misbehave>,
 }

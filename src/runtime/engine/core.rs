@@ -909,6 +909,7 @@ impl Core {
         let cfg = SenderConfig {
             chunk_bytes: usize::try_from(self.cfg.chunk_bytes).unwrap_or(usize::MAX),
             window_bytes: self.cfg.window_bytes,
+            max_window_bytes: self.cfg.max_window_bytes,
             transaction_timeout: Duration::from_millis(self.cfg.transaction_timeout_ms),
             report_timeout: Duration::from_millis(self.cfg.report_timeout_ms),
             success_report: self.cfg.success_report,

@@ -68,7 +68,8 @@ impl Listener {
             self.logger.warn(
                 "engine",
                 format_args!(
-                    "MSRP connection from {peer} closed: {} connections already wait for their                      first frame (msrp_max_pending); further refusals are not logged",
+                    "MSRP connection from {peer} closed: {} connections already wait for their \
+                     first frame (msrp_max_pending); further refusals are not logged",
                     self.max_pending
                 ),
             );
