@@ -861,6 +861,16 @@ fn active_participant(
     }
 }
 
+/// Waits until the engine has taken the answer of `d` (it then waits for the participant's
+/// connection): connecting earlier would name a session the listener does not know yet.
+fn wait_connecting(e: &Engine, d: DeliveryId) {
+    let t0 = Instant::now();
+    while e.roster().delivery(d).map(|x| x.state) != Some(DeliveryState::Connecting) {
+        assert!(t0.elapsed() < WAIT, "the answer was not taken");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// An `a=setup:active` TLS answer from 127.0.0.1, with `extra` lines.
 fn active_answer(extra: &str) -> String {
     tls_answer("127.0.0.1", 9, extra)
@@ -886,6 +896,7 @@ fn msrps_delivery_engine_passive() {
         panic!("expected an offer")
     };
     e.answered(delivery, &active_answer("")).unwrap();
+    wait_connecting(&e, delivery);
     let (n, sha) = active_participant(&dir, &e, &sdp, &cert, &key).unwrap();
     assert_eq!(n, data.len() as u64);
     assert_eq!(sha, hex(&Sha1::digest(&data)));
@@ -908,6 +919,7 @@ fn msrps_engine_passive_wrong_host_gets_no_byte() {
         panic!("expected an offer")
     };
     e.answered(delivery, &active_answer("")).unwrap();
+    wait_connecting(&e, delivery);
     let r = active_participant(&dir, &e, &sdp, &cert, &key);
     assert!(
         r.as_ref().is_err_and(|e| e.ends_with("after 0 file bytes")),
@@ -928,6 +940,7 @@ fn msrps_engine_passive_plain_connection_is_refused() {
     let e = tls_engine(&dir, &trusted.pem, "host");
     let (t, d, sdp) = offered(&e, 1000);
     e.answered(d, &active_answer("")).unwrap();
+    wait_connecting(&e, d);
     let path = sdp
         .lines()
         .find_map(|l| l.strip_prefix("a=path:"))

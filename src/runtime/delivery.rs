@@ -578,7 +578,9 @@ impl DeliveryConn {
         if self.outcome.is_none() {
             self.refresh_spool(now);
         }
-        if readable && self.outcome.is_none() {
+        // TLS: records already taken off the socket (with a handshake flight, or handed over by
+        // the listener) raise no readiness event again, so a TLS connection reads every turn.
+        if (readable || self.stream.is_tls()) && self.outcome.is_none() {
             self.read_frames(now);
         }
         if self.outcome.is_none() {

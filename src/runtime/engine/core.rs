@@ -362,14 +362,17 @@ impl Core {
             l.tls = Some(answer.fingerprints.clone());
             l.tls_host = Some(answer.peer.host.clone());
         }
+        if answer.setup == sdp::Setup::Active {
+            // The participant connects to us; its first frame names our session (known to the
+            // listener before the status says `connecting`).
+            l.accept_deadline = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
+            self.awaited.lock().insert(l.session_id.clone(), d);
+        }
         let _ = self
             .shared
             .roster
             .set_delivery_state(d, DeliveryState::Connecting);
         if answer.setup == sdp::Setup::Active {
-            // The participant connects to us; its first frame names our session.
-            l.accept_deadline = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
-            self.awaited.lock().insert(l.session_id.clone(), d);
             return;
         }
         self.dial(d, answer.path, now);
