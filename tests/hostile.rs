@@ -397,8 +397,15 @@ fn delete_frees_a_place_in_the_conference() {
         let r = upload_one_byte(fix.addr, "c1", "");
         assert_eq!(r.status, 201, "{}", r.text());
         let t = r.text();
-        let i = t.find("\"transfer\":\"").unwrap() + 12;
-        ids.push(t[i..].split('"').next().unwrap().to_string());
+        // The id is a JSON number (`{"transfer":7,...}`).
+        let i = t.find("\"transfer\":").unwrap() + 11;
+        ids.push(
+            t[i..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>(),
+        );
+        assert!(!ids.last().unwrap().is_empty(), "{t}");
     }
     let r = upload_one_byte(fix.addr, "c1", "");
     assert_eq!(r.status, 503, "{}", r.text());
