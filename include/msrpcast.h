@@ -623,6 +623,20 @@ msrpcast_result msrpcast_engine_rejected(struct msrpcast_engine *e,
                                          uint32_t sip_code);
 
 /**
+ * Re-reads the TLS certificates and keys in use — MSRP (`tls_cert`, `tls_key`, `tls_ca`, when
+ * `msrp_tls` is on) and HTTPS (`http_tls_cert`, `http_tls_key`, when the HTTP handler started
+ * with the engine serves HTTPS) — without a restart: new connections use the new files, running
+ * deliveries and uploads keep theirs. A file that fails leaves its previous certificate in use:
+ * `MSRPCAST_ERR_IO`, and `*error` gets the reason naming the file. `MSRPCAST_ERR_REFUSED` when
+ * no TLS is on. On failure `*error` (when `error` is not NULL) is a NUL-terminated string the
+ * caller frees with `msrpcast_string_free`, `*error_len` its length; on success `*error` is
+ * NULL. Reads files: call it from the host's engine process, not a latency-critical thread.
+ */
+msrpcast_result msrpcast_engine_reload_tls(struct msrpcast_engine *e,
+                                           char **error,
+                                           size_t *error_len);
+
+/**
  * Writes the descriptor that is readable while signals or log records wait. Poll it for
  * `POLLIN` on the host's own thread; on each wake-up call `msrpcast_engine_next_signal` until
  * it returns `MSRPCAST_EMPTY`. Owned by the engine: do not read, write or close it. Valid

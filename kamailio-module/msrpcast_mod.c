@@ -146,12 +146,21 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(http_login_max_failures)           \
 	X(http_max_event_streams)            \
 	X(http_event_stream_max_ms)          \
+	X(http_tls_cert)                     \
+	X(http_tls_key)                      \
+	X(http_hsts_max_age_s)               \
 	X(msrp_listen)                       \
 	X(msrp_advertise)                    \
 	X(msrp_reuse_port)                   \
 	X(msrp_max_pending)                  \
 	X(msrp_pending_max_bytes)            \
 	X(max_name_lookups)                  \
+	X(msrp_tls)                          \
+	X(tls_cert)                          \
+	X(tls_key)                           \
+	X(tls_ca)                            \
+	X(tls_verify)                        \
+	X(tls_handshake_timeout_ms)          \
 	X(spool_dir)                         \
 	X(spool_max_bytes)                   \
 	X(max_file_bytes)                    \

@@ -17,6 +17,7 @@
 #include "core/rpc_lookup.h"
 
 #include "msrpcast_mod.h"
+#include "msrpcast_proc.h"
 #include "msrpcast_rpc.h"
 
 /* The engine answers status requests in JSON; msrpcast_json_walk turns that into RPC structures
@@ -351,12 +352,32 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 500, "upload reply: %s", msrpcast_rc_name(w));
 }
 
+static const char *rpc_reload_tls_doc[] = {
+	"Re-read the TLS certificates and keys (tls_cert, tls_key, tls_ca for MSRP; http_tls_cert, "
+	"http_tls_key for HTTPS) without a restart: msrpcast.reload_tls. The engine process does it "
+	"and logs the outcome; a file that fails keeps the previous certificate in use.",
+	0};
+
+static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
+{
+	struct msrpcast_ipc_hdr h;
+
+	memset(&h, 0, sizeof(h));
+	h.kind = MSRPCAST_IPC_RELOAD_TLS;
+	if(msrpcast_ipc_send(&h, NULL, NULL) < 0) {
+		rpc->fault(ctx, 503, "cannot reach the engine process: %s", strerror(errno));
+		return;
+	}
+	rpc->rpl_printf(ctx, "TLS reload requested; the engine process logs the outcome");
+}
+
 /* clang-format off */
 static rpc_export_t msrpcast_rpc_cmds[] = {
 	{"msrpcast.conferences", msrpcast_rpc_conferences, rpc_conferences_doc, 0},
 	{"msrpcast.transfers",   msrpcast_rpc_transfers,   rpc_transfers_doc,   0},
 	{"msrpcast.cancel",      msrpcast_rpc_cancel,      msrpcast_rpc_cancel_doc,      0},
 	{"msrpcast.upload",      msrpcast_rpc_upload,      rpc_upload_doc,      0},
+	{"msrpcast.reload_tls",  msrpcast_rpc_reload_tls,  rpc_reload_tls_doc,  0},
 	{0, 0, 0, 0}
 };
 /* clang-format on */

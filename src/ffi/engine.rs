@@ -74,7 +74,7 @@ struct Running {
     engine: Arc<Engine>,
     control: Option<ControlServer>,
     /// The HTTP handler started with the engine (`http_enabled`); stopped before the engine.
-    http: Option<Box<dyn Send + Sync>>,
+    http: Option<crate::http::HttpServer>,
 }
 
 /// A running engine. Its functions are thread-safe, except `msrpcast_engine_free`, which must
@@ -499,6 +499,53 @@ pub extern "C" fn msrpcast_engine_stats(
     })
 }
 
+/// Re-reads the TLS certificates and keys in use — MSRP (`tls_cert`, `tls_key`, `tls_ca`, when
+/// `msrp_tls` is on) and HTTPS (`http_tls_cert`, `http_tls_key`, when the HTTP handler started
+/// with the engine serves HTTPS) — without a restart: new connections use the new files, running
+/// deliveries and uploads keep theirs. A file that fails leaves its previous certificate in use:
+/// `MSRPCAST_ERR_IO`, and `*error` gets the reason naming the file. `MSRPCAST_ERR_REFUSED` when
+/// no TLS is on. On failure `*error` (when `error` is not NULL) is a NUL-terminated string the
+/// caller frees with `msrpcast_string_free`, `*error_len` its length; on success `*error` is
+/// NULL. Reads files: call it from the host's engine process, not a latency-critical thread.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_reload_tls(
+    e: *mut msrpcast_engine,
+    error: *mut *mut c_char,
+    error_len: *mut usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        let outcome = e.with(|r| Ok(crate::http::reload_tls(&r.engine, r.http.as_ref())))?;
+        let (code, text) = match outcome {
+            Ok(_) => (MSRPCAST_OK, None),
+            Err(why) => {
+                let code = match why {
+                    crate::http::server::TlsReloadError::NothingOn => MSRPCAST_ERR_REFUSED,
+                    crate::http::server::TlsReloadError::Failed(_) => MSRPCAST_ERR_IO,
+                };
+                (code, Some(why.to_string()))
+            }
+        };
+        if !error.is_null() {
+            let (ptr, n) = match text {
+                Some(t) => owned_c_string(t.replace('\0', " "))?,
+                None => (std::ptr::null_mut(), 0),
+            };
+            // SAFETY: error is non-NULL and valid for writes (API contract).
+            unsafe { write_out(error, ptr) };
+            if !error_len.is_null() {
+                // SAFETY: error_len is non-NULL and valid for writes (API contract).
+                unsafe { write_out(error_len, n) };
+            }
+        }
+        match code {
+            MSRPCAST_OK => Ok(()),
+            c => Err(c),
+        }
+    })
+}
+
 /// Frees a string returned by `msrpcast_engine_status` or `msrpcast_client_status`. NULL is
 /// allowed and does nothing.
 #[no_mangle]
@@ -514,9 +561,9 @@ pub extern "C" fn msrpcast_string_free(s: *mut c_char) {
 
 /// Starts the HTTP upload page and API for `http_enabled`. A failure (say, the port is taken)
 /// leaves the engine running without it and says so in an error record.
-fn start_http(engine: &Arc<Engine>) -> Option<Box<dyn Send + Sync>> {
+fn start_http(engine: &Arc<Engine>) -> Option<crate::http::HttpServer> {
     match crate::http::HttpServer::start(engine.clone(), engine.config()) {
-        Ok(server) => Some(Box::new(server)),
+        Ok(server) => Some(server),
         Err(e) => {
             engine.logger().error(
                 "ffi",

@@ -31,7 +31,7 @@ pub use params::{parse_content_disposition, Disposition};
 pub use reader::{ReadEvent, RequestReader};
 pub use response::ResponseHead;
 pub use route::{route, Route, RouteError};
-pub use server::{HttpServer, ServerError};
+pub use server::{reload_tls, HttpServer, ServerError, TlsReloadError, TlsReloaded};
 pub use service::{Backend, Connection, Ctx, Refusal, ServiceConfig, UploadRequest, UploadSink};
 
 /// The upload page, served by `GET /`: plain HTML, CSS and JS, no external assets.

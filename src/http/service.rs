@@ -115,6 +115,10 @@ pub struct ServiceConfig {
     /// `http_allowed_hosts` (`host` or `host:port`, lower-case): without a token, the names
     /// besides the loopback ones that `Host` and `Origin` may carry.
     pub allowed_hosts: Vec<String>,
+    /// HTTPS: the session cookie is `Secure`.
+    pub secure: bool,
+    /// HTTPS with HSTS: the `Strict-Transport-Security` value put on every response.
+    pub hsts: Option<String>,
     /// `http_cors_origins` (normalised by [`super::cors::parse_origin`]): origins whose pages
     /// may use the API from a browser. Empty: CORS off.
     pub cors_origins: Vec<String>,
@@ -171,6 +175,8 @@ impl Default for ServiceConfig {
             head: HeadLimits::default(),
             multipart: MultipartLimits::default(),
             allowed_hosts: Vec::new(),
+            secure: false,
+            hsts: None,
             cors_origins: Vec::new(),
         }
     }
@@ -216,6 +222,11 @@ pub struct Connection<U: UploadSink> {
     state: State<U>,
     keep_alive: bool,
     close: bool,
+    /// `Strict-Transport-Security: …\r\n` (HTTPS), put after each response's status line;
+    /// empty: none.
+    hsts_line: String,
+    /// `; Secure` on the session cookie.
+    secure: bool,
     /// CORS header lines for the responses to the current request (empty: none).
     cors: String,
 }
@@ -229,6 +240,13 @@ impl<U: UploadSink> Connection<U> {
             state: State::Idle,
             keep_alive: true,
             close: false,
+            hsts_line: config
+                .hsts
+                .as_ref()
+                .filter(|v| !v.contains(['\r', '\n']))
+                .map(|v| format!("Strict-Transport-Security: {v}\r\n"))
+                .unwrap_or_default(),
+            secure: config.secure,
             cors: String::new(),
         }
     }
@@ -344,10 +362,21 @@ impl<U: UploadSink> Connection<U> {
         }
     }
 
-    /// Appends a response (with the CORS headers of the current request, if any).
+    /// Appends a response (with the CORS headers of the current request, if any, and HSTS
+    /// over HTTPS).
     fn respond(&mut self, bytes: Vec<u8>) {
         let bytes = super::cors::splice(bytes, &self.cors);
+        let bytes = super::cors::splice(bytes, &self.hsts_line);
         self.out.extend_from_slice(&bytes);
+    }
+
+    /// The session cookie's attributes for this connection (`Secure` over HTTPS).
+    fn cookie(&self, value: String) -> String {
+        if self.secure {
+            value + "; Secure"
+        } else {
+            value
+        }
     }
 
     fn error(&mut self, status: u16, reason: &str, allow: Option<&str>) {
@@ -500,7 +529,7 @@ impl<U: UploadSink> Connection<U> {
                 {
                     ctx.sessions.lock().revoke(k);
                 }
-                let bytes = see_other("/", Some(clear_cookie()), close);
+                let bytes = see_other("/", Some(self.cookie(clear_cookie())), close);
                 self.early_answer(&head, bytes)
             }
             Route::Login => {
@@ -706,7 +735,7 @@ impl<U: UploadSink> Connection<U> {
                 };
                 match issued {
                     Ok((key, ttl)) => {
-                        let c = session_cookie(&key, ttl);
+                        let c = self.cookie(session_cookie(&key, ttl));
                         self.respond(see_other("/", Some(c), close));
                     }
                     Err(_) => self.error(500, "no randomness for a session key", None),
@@ -956,6 +985,56 @@ Content-Length: 7\r\n\r\ntoken=T",
             Some("T"),
         );
         assert!(r.out.starts_with("HTTP/1.1 401 "), "{}", r.out);
+    }
+
+    /// Over HTTPS every response carries HSTS once, right after its status line, and the
+    /// session cookie (set and cleared) is `Secure`; over plain HTTP neither.
+    #[test]
+    fn https_responses_carry_hsts_and_a_secure_cookie() {
+        let req = "POST /login HTTP/1.1\r\nContent-Length: 7\r\n\r\ntoken=T\
+GET /api/conferences HTTP/1.1\r\nAuthorization: Bearer T\r\n\r\n\
+GET /api/transfers/nope HTTP/1.1\r\nAuthorization: Bearer T\r\n\r\n\
+POST /logout HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        for https in [true, false] {
+            let fake = Fake {
+                log: Rc::new(RefCell::new(Log::default())),
+                refuse: None,
+            };
+            let config = ServiceConfig {
+                token: Some("T".into()),
+                secure: https,
+                hsts: https.then(|| "max-age=600".to_string()),
+                ..ServiceConfig::default()
+            };
+            let sessions = parking_lot::Mutex::new(Sessions::new(8, 3600));
+            let events = EventSlots::new(4);
+            let mut conn: Connection<Sink> = Connection::new(&config);
+            let mut ctx = Ctx {
+                backend: &fake,
+                sessions: &sessions,
+                config: &config,
+                now: 1,
+                events: &events,
+            };
+            conn.handle_input(req.as_bytes(), &mut ctx);
+            let out = String::from_utf8(conn.take_output()).unwrap();
+            let responses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+            assert_eq!(responses.len(), 4, "{out}");
+            for r in &responses {
+                let hsts = r
+                    .matches("\r\nStrict-Transport-Security: max-age=600\r\n")
+                    .count();
+                assert_eq!(hsts, usize::from(https), "{r}");
+            }
+            let cookies: Vec<&str> = out
+                .lines()
+                .filter(|l| l.starts_with("Set-Cookie: "))
+                .collect();
+            assert_eq!(cookies.len(), 2, "{out}");
+            for c in cookies {
+                assert_eq!(c.ends_with("; Secure"), https, "{c}");
+            }
+        }
     }
 
     #[test]

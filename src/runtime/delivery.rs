@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::msrp::parser::{FrameDecoder, Limits};
@@ -18,6 +17,7 @@ use crate::msrp::sender::{Sender, SenderEvent, SenderState};
 use crate::msrp::{writer, Kind, Message, Method};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
+use crate::tls::Transport;
 
 /// Bytes queued for the socket before the handler stops asking the sender for more frames. The
 /// sender's window bounds what is in flight; this bounds what is in memory.
@@ -33,7 +33,7 @@ thread_local! {
 }
 
 /// One `read` into this thread's scratch buffer; `f` gets what was read.
-fn read_into(stream: &mut TcpStream, f: impl FnOnce(&[u8])) -> io::Result<usize> {
+fn read_into(stream: &mut impl Read, f: impl FnOnce(&[u8])) -> io::Result<usize> {
     READ_SCRATCH.with(|b| {
         let mut b = b.borrow_mut();
         let n = stream.read(&mut b)?;
@@ -82,8 +82,11 @@ pub type OutcomeSink = crossbeam_channel::Sender<(u64, Outcome)>;
 /// The delivery connection handler.
 pub struct DeliveryConn {
     id: u64,
-    stream: TcpStream,
+    stream: Transport,
     connecting: bool,
+    /// The TLS handshake (and so the peer's verification) is complete, or the connection is
+    /// plain: until then nothing of the message is produced, so not a byte of it can leave.
+    secured: bool,
     connect_deadline: Instant,
     sender: Sender,
     file: Arc<SpoolFile>,
@@ -126,7 +129,9 @@ enum ReadEnd {
 pub struct DeliveryParts {
     pub id: u64,
     pub subscription: Subscription,
-    pub stream: TcpStream,
+    /// Plain TCP, or TLS whose handshake runs on the I/O thread (by its own deadline) before
+    /// anything is sent.
+    pub stream: Transport,
     /// True for an outgoing connection still being established.
     pub connecting: bool,
     pub connect_timeout: Duration,
@@ -143,6 +148,10 @@ impl DeliveryConn {
     pub fn new(p: DeliveryParts, now: Instant) -> DeliveryConn {
         DeliveryConn {
             id: p.id,
+            secured: match &p.stream {
+                Transport::Plain(_) => true,
+                Transport::Tls(t) => !t.is_handshaking(),
+            },
             stream: p.stream,
             connecting: p.connecting,
             connect_deadline: now + p.connect_timeout,
@@ -254,7 +263,7 @@ impl DeliveryConn {
                     // timer: a peer that writes its small responses with Nagle on holds the next
                     // one until this ACK (up to 40 ms per round otherwise). Linux clears the
                     // flag by itself, hence once per read.
-                    let _ = socket2::SockRef::from(&self.stream).set_tcp_quickack(true);
+                    let _ = socket2::SockRef::from(self.stream.socket()).set_tcp_quickack(true);
                     if !self.decode(now) {
                         return ReadEnd::Open;
                     }
@@ -424,6 +433,20 @@ impl DeliveryConn {
     }
 
     fn write_out(&mut self, now: Instant) {
+        // TLS: records already encrypted go first (plain TCP has none).
+        if self.writable && self.stream.wants_write() {
+            match self.stream.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return;
+                }
+                Err(e) => {
+                    self.write_failed(format!("connection error while writing: {e}"), now);
+                    return;
+                }
+            }
+        }
         while self.writable && !self.out.is_empty() {
             let mut slices = [IoSlice::new(&[]); 64];
             let mut k = 0;
@@ -509,22 +532,45 @@ impl DeliveryConn {
                 self.fail(Some(408), "connection attempt timed out", now);
                 return Flow::Close;
             }
-            match self.stream.take_error() {
+            match self.stream.socket().take_error() {
                 Ok(Some(e)) | Err(e) => {
                     self.fail(None, format!("cannot connect: {e}"), now);
                     return Flow::Close;
                 }
                 Ok(None) => {}
             }
-            match self.stream.peer_addr() {
+            match self.stream.socket().peer_addr() {
                 Ok(_) => {
                     self.connecting = false;
                     self.writable = true;
-                    self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                    if self.secured {
+                        self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Flow::Continue,
                 Err(e) => {
                     self.fail(None, format!("cannot connect: {e}"), now);
+                    return Flow::Close;
+                }
+            }
+        }
+        let mut readable = readable;
+        if !self.secured {
+            match self.stream.handshake(now) {
+                Ok(true) => {
+                    self.secured = true;
+                    self.writable = true;
+                    self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                    // What came with the peer's last handshake flight is already off the
+                    // socket: read it now, no readable event will announce it again.
+                    readable = true;
+                }
+                Ok(false) => return Flow::Continue,
+                Err(e) => {
+                    // The reason names the cause: wrong host, expired, unknown CA, fingerprint
+                    // mismatch, timed out. The sender never produced a byte.
+                    self.dead = true;
+                    self.fail(None, format!("TLS: {e}"), now);
                     return Flow::Close;
                 }
             }
@@ -573,12 +619,18 @@ impl DeliveryConn {
             return Flow::Continue;
         }
         if self.outcome == Some(Outcome::Completed) {
+            // TLS: a close_notify, best effort (the message is confirmed already).
+            if self.stream.is_tls() {
+                let _ = self.stream.shutdown_write();
+            }
             return Flow::Close;
         }
         if !self.write_shut {
-            self.write_shut = true;
-            if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
-                return Flow::Close;
+            match self.stream.shutdown_write() {
+                Ok(true) => self.write_shut = true,
+                // TLS: the close_notify is still queued; again when writable.
+                Ok(false) => return Flow::Continue,
+                Err(_) => return Flow::Close,
             }
         }
         loop {
@@ -596,14 +648,14 @@ impl DeliveryConn {
 impl Handler for DeliveryConn {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(
-            &mut self.stream,
+            self.stream.socket_mut(),
             token,
             Interest::READABLE | Interest::WRITABLE,
         )
     }
 
     fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
+        let _ = registry.deregister(self.stream.socket_mut());
     }
 
     fn on_ready(&mut self, now: Instant, readable: bool, writable: bool, _: &mut Ctx) -> Flow {
@@ -614,14 +666,14 @@ impl Handler for DeliveryConn {
     }
 
     fn on_wake(&mut self, now: Instant, _: &mut Ctx) -> Flow {
-        if self.connecting {
+        if self.connecting || !self.secured {
             return Flow::Continue;
         }
         self.turn(now, false)
     }
 
     fn on_tick(&mut self, now: Instant, _: &mut Ctx) -> Flow {
-        if !self.connecting && self.outcome.is_none() {
+        if !self.connecting && self.secured && self.outcome.is_none() {
             self.sender.handle_timeout(now);
         }
         self.turn(now, false)
@@ -631,7 +683,7 @@ impl Handler for DeliveryConn {
         match cmd {
             Command::Abort { reason, code } => {
                 if self.outcome.is_none() {
-                    if !self.connecting {
+                    if !self.connecting && self.secured {
                         self.sender.abort(now);
                         // Write the `#` chunk before reporting.
                         self.fill(now);
@@ -641,7 +693,7 @@ impl Handler for DeliveryConn {
                     while self.sender.poll_event().is_some() {}
                     self.fail(Some(code), reason, now);
                 }
-                if self.connecting {
+                if self.connecting || !self.secured {
                     Flow::Close
                 } else {
                     self.close_step(now)

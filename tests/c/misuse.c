@@ -125,6 +125,18 @@ int main(int argc, char **argv)
     set_or_die(cfg, "log_level", "error");
     CHECK(msrpcast_engine_start(cfg, &e));
 
+    /* TLS reload: no TLS on is refused with a reason; NULL error output is allowed. */
+    {
+        char *err = (char *)"untouched";
+        size_t elen = 0;
+        EXPECT(msrpcast_engine_reload_tls(NULL, &err, &elen), MSRPCAST_ERR_NULL_ARGUMENT);
+        EXPECT(msrpcast_engine_reload_tls(e, &err, &elen), MSRPCAST_ERR_REFUSED);
+        if (err == NULL || strstr(err, "msrp_tls") == NULL || strlen(err) != elen)
+            FAIL("reload refusal without its reason");
+        msrpcast_string_free(err);
+        EXPECT(msrpcast_engine_reload_tls(e, NULL, NULL), MSRPCAST_ERR_REFUSED);
+    }
+
     /* NULL engine handle everywhere. */
     EXPECT(msrpcast_engine_signal_fd(NULL, &fd), MSRPCAST_ERR_NULL_ARGUMENT);
     EXPECT(msrpcast_engine_signal_fd(e, NULL), MSRPCAST_ERR_NULL_ARGUMENT);

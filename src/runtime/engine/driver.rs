@@ -18,6 +18,7 @@ use crate::runtime::delivery::{DeliveryConn, DeliveryParts, Outcome, OutcomeSink
 use crate::runtime::io::{Command, IoPool};
 use crate::runtime::net;
 use crate::runtime::spool::{Spool, SpoolFile};
+use crate::tls::{TlsStream, Transport};
 
 use super::core::{Action, Attach, Core};
 use super::{NotifySlot, Signal};
@@ -74,7 +75,7 @@ pub(super) enum Cmd {
     /// An accepted connection whose first frame named a session we wait for.
     Accepted {
         delivery: DeliveryId,
-        stream: mio::net::TcpStream,
+        stream: Transport,
         decoder: Box<FrameDecoder>,
         first: Box<Message>,
     },
@@ -96,6 +97,8 @@ pub(super) struct Driver {
     pub resolve: Resolve,
     /// Name resolutions running (each on its own thread), at most `max_name_lookups`.
     pub lookups: Arc<AtomicUsize>,
+    /// MSRP TLS (`msrp_tls`); `None` when off.
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// One running name resolution, counted until its thread ends.
@@ -172,7 +175,7 @@ impl Driver {
                 decoder,
                 first,
             } => {
-                if let Some(a) = core.handle_accepted(delivery, *first, now) {
+                if let Some(a) = core.handle_accepted(delivery, *first, stream.tls(), now) {
                     self.attach(a, stream, *decoder);
                 }
             }
@@ -262,7 +265,7 @@ impl Driver {
             Ok(stream) => {
                 let local = stream.local_addr().ok();
                 if let Some(a) = self.core.handle_dialed(d, to_path, local, Instant::now()) {
-                    self.attach(a, stream, FrameDecoder::new(Default::default()));
+                    self.attach_dialed(a, stream);
                 }
             }
             Err(e) => self
@@ -283,8 +286,53 @@ impl Driver {
         net::connect(peer, None)
     }
 
+    /// The connection's transport: TLS towards `a.tls` (handshake by `connect_timeout_ms` +
+    /// `tls_handshake_timeout_ms` from now, on the I/O thread), else plain.
+    fn transport(
+        &self,
+        a: &Attach,
+        stream: mio::net::TcpStream,
+        now: Instant,
+    ) -> Result<Transport, crate::tls::TlsError> {
+        let Some(target) = &a.tls else {
+            return Ok(Transport::Plain(stream));
+        };
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or(crate::tls::TlsError::NotConfigured {
+                what: "msrp_tls is off",
+            })?;
+        let name = crate::tls::config::server_name(&target.host)?;
+        let config = tls.client_config(&target.fingerprints)?;
+        let deadline = now
+            + Duration::from_millis(self.cfg.connect_timeout_ms)
+            + Duration::from_millis(self.cfg.tls_handshake_timeout_ms);
+        Ok(Transport::Tls(Box::new(TlsStream::connect(
+            stream, config, name, deadline,
+        )?)))
+    }
+
+    /// A connection we opened: plain or TLS as the delivery asks, then on the I/O pool.
+    fn attach_dialed(&self, a: Attach, stream: mio::net::TcpStream) {
+        match self.transport(&a, stream, Instant::now()) {
+            Ok(t) => self.attach(a, t, FrameDecoder::new(Default::default())),
+            Err(e) => {
+                // Nothing was written: the core hears of it like any other outcome.
+                let _ = self.outcomes.send((
+                    a.delivery.0,
+                    Outcome::Failed {
+                        code: None,
+                        reason: format!("TLS: {e}"),
+                    },
+                ));
+            }
+        }
+    }
+
     /// Puts a delivery connection on the I/O pool.
-    fn attach(&self, a: Attach, stream: mio::net::TcpStream, decoder: FrameDecoder) {
+    fn attach(&self, a: Attach, stream: Transport, decoder: FrameDecoder) {
+        let now = Instant::now();
         let waker = self.io.waker();
         let subscription = a.file.subscribe(Arc::new(move || waker.wake()));
         let parts = DeliveryParts {
@@ -301,7 +349,6 @@ impl Driver {
             local_path: a.local_path,
             peer_path: a.peer_path,
         };
-        let now = Instant::now();
         let mut conn = DeliveryConn::new(parts, now);
         if let Some(first) = a.first {
             conn.accept_first(first, now);

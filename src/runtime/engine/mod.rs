@@ -30,6 +30,7 @@ use crate::runtime::io::{IoPool, IoWaker};
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::net;
 use crate::runtime::spool::Spool;
+use crate::tls::{Tls, TlsSettings, Verify};
 
 use self::core::{Core, Shared};
 use self::driver::{Cmd, Driver, Resolve};
@@ -103,6 +104,8 @@ pub struct Engine {
     waker: IoWaker,
     logger: Logger,
     msrp_addr: SocketAddr,
+    /// MSRP TLS (`msrp_tls`), shared with the core; `None` when off.
+    tls: Option<Arc<Tls>>,
     core: Option<JoinHandle<()>>,
 }
 
@@ -191,6 +194,7 @@ impl Engine {
         cfg.validate()
             .map_err(|e| EngineError::Start(e.to_string()))?;
         let cfg = Arc::new(cfg);
+        let tls = load_msrp_tls(&cfg, &logger).map_err(|e| start_error("msrp_tls", &e))?;
         let Resources {
             spool,
             io,
@@ -204,7 +208,7 @@ impl Engine {
         let (out_tx, out_rx) = unbounded();
         let notify: NotifySlot = Arc::new(Mutex::new(None));
         let awaited = Arc::new(Mutex::new(HashMap::new()));
-        let core = Core::new(
+        let mut core = Core::new(
             cfg.clone(),
             shared.clone(),
             awaited.clone(),
@@ -212,6 +216,7 @@ impl Engine {
             msrp_addr,
         )
         .map_err(|e| start_error("engine core", &e))?;
+        core.set_tls(tls.clone());
         io.add(Box::new(Listener {
             listener,
             waiting: awaited,
@@ -221,6 +226,8 @@ impl Engine {
             pending_max_bytes: cfg.msrp_pending_max_bytes,
             pending: Arc::default(),
             refusing: false,
+            tls: tls.clone(),
+            handshake_timeout: std::time::Duration::from_millis(cfg.tls_handshake_timeout_ms),
         }));
         let driver = Driver {
             core,
@@ -234,6 +241,7 @@ impl Engine {
             tx: tx.clone(),
             resolve,
             lookups: Arc::default(),
+            tls: tls.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("msrpcast-core".into())
@@ -257,8 +265,46 @@ impl Engine {
             io,
             logger,
             msrp_addr,
+            tls,
             core: Some(handle),
         })
+    }
+
+    /// Reads the MSRP TLS certificate, key and CA files again (a renewed certificate), without
+    /// a restart. Running deliveries keep the configuration they started with; new ones use the
+    /// new files. On error the previous files stay in use and the error says which file failed.
+    pub fn reload_tls(&self) -> Result<(), EngineError> {
+        let Some(tls) = &self.tls else {
+            return Err(EngineError::BadInput(
+                "MSRP TLS is off (msrp_tls): nothing to reload".into(),
+            ));
+        };
+        tls.reload().map_err(|e| {
+            EngineError::BadInput(format!("TLS reload failed, old files kept: {e}"))
+        })?;
+        self.logger.info(
+            "engine",
+            format_args!(
+                "MSRP TLS reloaded{}",
+                tls.fingerprint()
+                    .map(|f| format!(": certificate {f}"))
+                    .unwrap_or_default()
+            ),
+        );
+        Ok(())
+    }
+
+    /// True when MSRP TLS (`msrp_tls`) is on.
+    pub fn msrp_tls_on(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The SHA-256 fingerprint of our MSRP TLS certificate, when `msrp_tls` is on.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.fingerprint())
+            .map(|f| f.to_string())
     }
 
     fn send(&self, cmd: Cmd) -> Result<(), EngineError> {
@@ -468,6 +514,43 @@ impl Engine {
                 .log(Level::Info, "engine", format_args!("stopped"));
         }
     }
+}
+
+/// The MSRP TLS state when `msrp_tls` is on: certificate, key and roots loaded once (an error
+/// names the file). `tls_verify = none` is logged as a warning.
+fn load_msrp_tls(cfg: &Config, logger: &Logger) -> Result<Option<Arc<Tls>>, crate::tls::TlsError> {
+    if !cfg.msrp_tls {
+        return Ok(None);
+    }
+    let tls = Tls::load(TlsSettings {
+        cert: cfg.tls_cert.clone(),
+        key: cfg.tls_key.clone(),
+        ca: cfg.tls_ca.clone(),
+        verify: cfg.tls_verify,
+        request_client_cert: true,
+        alpn: Vec::new(),
+    })?;
+    if cfg.tls_verify == Verify::None {
+        logger.log(
+            Level::Warn,
+            "engine",
+            format_args!(
+                "tls_verify = none: MSRP peers' certificates are not checked; anyone on the path \
+                 can pose as a participant"
+            ),
+        );
+    }
+    logger.info(
+        "engine",
+        format_args!(
+            "MSRP TLS on (tls_verify = {}){}",
+            cfg.tls_verify,
+            tls.fingerprint()
+                .map(|f| format!(", certificate {f}"))
+                .unwrap_or_default()
+        ),
+    );
+    Ok(Some(Arc::new(tls)))
 }
 
 impl Drop for Engine {
