@@ -402,7 +402,7 @@ fn every_response_validates_against_the_openapi_schema() {
             ("max_file_bytes", "1MiB"),
             ("http_max_event_streams", "1"),
             ("http_login_max_failures", "1"),
-            ("http_idle_timeout_ms", "500"),
+            ("http_idle_timeout_ms", "1500"),
             ("http_cors_origins", PORTAL),
         ],
     );
