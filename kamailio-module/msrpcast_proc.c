@@ -36,6 +36,9 @@
 /* Work done per wake-up before polling again, so neither source starves the other. */
 #define MSRPCAST_BATCH 256
 
+/* Longest engine log record written to Kamailio's log; longer ones are cut. */
+#define MSRPCAST_LOG_MAX_TEXT 4096
+
 /* Set by SIGTERM: Kamailio is shutting down. */
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -73,6 +76,7 @@ int msrpcast_ipc_send(const struct msrpcast_ipc_hdr *h, const char *p1, const ch
 	return 0;
 }
 
+/* Writes an engine log record with the LM_* macro of its level (engine process only). */
 static void log_signal(msrpcast_signal *s)
 {
 	const char *p = NULL;
@@ -80,17 +84,18 @@ static void log_signal(msrpcast_signal *s)
 	int l;
 
 	msrpcast_signal_text(s, &p, &len);
-	l = len > 4096 ? 4096 : (int)len;
+	l = len > MSRPCAST_LOG_MAX_TEXT ? MSRPCAST_LOG_MAX_TEXT : (int)len;
 	switch(msrpcast_signal_log_level(s)) {
-		case 1:
+		case MSRPCAST_LOG_ERROR:
 			LM_ERR("%.*s\n", l, p);
 			break;
-		case 2:
+		case MSRPCAST_LOG_WARN:
 			LM_WARN("%.*s\n", l, p);
 			break;
-		case 3:
+		case MSRPCAST_LOG_INFO:
 			LM_INFO("%.*s\n", l, p);
 			break;
+		case MSRPCAST_LOG_DEBUG:
 		default:
 			LM_DBG("%.*s\n", l, p);
 			break;
