@@ -37,20 +37,44 @@
 
 struct tm_binds msrpcast_tmb;
 
-/* The call state, guarded by msrpcast_call_lock. */
-enum call_state {
-	CALL_PENDING = 0,  /* INVITE sent, no final reply yet */
-	CALL_BYE_WANTED,   /* the engine said BYE before the final reply */
-	CALL_CONFIRMED,    /* 2xx received, dialog confirmed */
-	CALL_FAILED,       /* non-2xx final reply */
-	CALL_DONE,         /* BYE sent or nothing more to do */
-};
+/*
+ * The state of one file session, guarded by msrpcast_call_lock.
+ *
+ *   PENDING --2xx--> CONFIRMED --engine BYE--> DONE (BYE sent)
+ *   PENDING --engine BYE--> BYE_WANTED --2xx--> DONE (BYE sent at once)
+ *   PENDING --non-2xx--> FAILED;  any --table_remove--> DONE
+ */
+typedef enum call_state {
+	CALL_PENDING = 0, /* INVITE sent, no final reply yet */
+	CALL_BYE_WANTED,  /* the engine said BYE before the final reply */
+	CALL_CONFIRMED,	  /* 2xx received, dialog confirmed */
+	CALL_FAILED,	  /* non-2xx final reply */
+	CALL_DONE,		  /* BYE sent or nothing more to do */
+} call_state_t;
+
+/* The state's name, for logs. */
+static const char *call_state_name(call_state_t s)
+{
+	switch(s) {
+		case CALL_PENDING:
+			return "pending";
+		case CALL_BYE_WANTED:
+			return "bye-wanted";
+		case CALL_CONFIRMED:
+			return "confirmed";
+		case CALL_FAILED:
+			return "failed";
+		case CALL_DONE:
+			return "done";
+	}
+	return "?";
+}
 
 /* One file session, in shm: referenced by the engine process's table and by tm's callback. */
 struct msrpcast_call {
 	uint64_t delivery;
 	dlg_t *dlg;
-	int state;
+	call_state_t state;
 	int refs; /* 2 at start: the table and tm (released on TMCB_DESTROY) */
 	int final_seen;
 };
@@ -341,7 +365,7 @@ static void send_bye(struct msrpcast_call *c)
 void msrpcast_sip_bye(msrpcast_engine *e, uint64_t delivery)
 {
 	struct msrpcast_call *c = table_find(delivery);
-	int state;
+	call_state_t state;
 
 	(void)e;
 	if(c == NULL) {
@@ -366,7 +390,9 @@ void msrpcast_sip_bye(msrpcast_engine *e, uint64_t delivery)
 			send_bye(c);
 			table_remove(delivery);
 			return;
-		default:
+		case CALL_BYE_WANTED: /* a second BYE from the engine: the first one stands */
+		case CALL_FAILED:	  /* no dialog to end; the failure reply removes the call */
+		case CALL_DONE:
 			return;
 	}
 }
@@ -375,7 +401,7 @@ void msrpcast_sip_reply(msrpcast_engine *e, uint64_t delivery, unsigned int code
 {
 	struct msrpcast_call *c = table_find(delivery);
 	msrpcast_result r;
-	int state;
+	call_state_t state;
 
 	if(c == NULL) {
 		LM_DBG("delivery %llu: reply %u for a session that is gone\n",
@@ -397,7 +423,8 @@ void msrpcast_sip_reply(msrpcast_engine *e, uint64_t delivery, unsigned int code
 			return;
 		}
 		if(state != CALL_CONFIRMED) {
-			LM_ERR("delivery %llu: 2xx in state %d\n", (unsigned long long)delivery, state);
+			LM_ERR("delivery %llu: 2xx in state %s\n", (unsigned long long)delivery,
+					call_state_name(state));
 			return;
 		}
 		r = msrpcast_engine_answered(e, delivery, sdp->s, (size_t)sdp->len);
