@@ -257,12 +257,41 @@ static int derive_control_socket(void)
 	return engine_param("control_socket", PARAM_STRING, buf);
 }
 
+/* Socket buffer size asked for on each end of the reply socketpair. */
+#define MSRPCAST_IPC_BUFFER (4 * 1024 * 1024)
+
+/*
+ * Sets SO_SNDBUF or SO_RCVBUF of one end of the reply socketpair. A refusal is logged with its
+ * reason; so is a size the kernel capped (net.core.wmem_max / rmem_max): the pair works either
+ * way, with less room for bursts.
+ */
+static void ipc_buffer(int fd, int opt, const char *name, int want)
+{
+	int got = 0;
+	socklen_t glen = sizeof(got);
+
+	if(setsockopt(fd, SOL_SOCKET, opt, &want, sizeof(want)) < 0) {
+		LM_WARN("reply socketpair: setsockopt %s %d: %s; the kernel default stays\n", name, want,
+				strerror(errno));
+		return;
+	}
+	if(getsockopt(fd, SOL_SOCKET, opt, &got, &glen) < 0) {
+		LM_WARN("reply socketpair: getsockopt %s: %s\n", name, strerror(errno));
+		return;
+	}
+	/* Linux reports twice the size it accounts for (bookkeeping overhead). */
+	if(got / 2 < want)
+		LM_INFO("reply socketpair: %s capped by the kernel at %d bytes (asked %d)\n", name, got,
+				want);
+	else
+		LM_DBG("reply socketpair: %s %d bytes\n", name, got);
+}
+
 static int mod_init(void)
 {
 	const char *emsg = NULL;
 	size_t elen = 0;
 	msrpcast_result r;
-	int sndbuf = 4 * 1024 * 1024;
 
 	LM_INFO("initializing %s\n", msrpcast_version());
 	if(msrpcast_cfg == NULL) {
@@ -296,9 +325,10 @@ static int mod_init(void)
 		LM_ERR("socketpair: %s\n", strerror(errno));
 		return -1;
 	}
-	/* Room for bursts of replies (each a few hundred bytes); a full socket drops, never blocks. */
-	setsockopt(msrpcast_ipc_fd[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-	setsockopt(msrpcast_ipc_fd[0], SOL_SOCKET, SO_RCVBUF, &sndbuf, sizeof(sndbuf));
+	/* Room for bursts of replies (each a few hundred bytes); a full socket drops, never blocks.
+	 * Not fatal: with the kernel's default size only a larger burst is dropped (and logged). */
+	ipc_buffer(msrpcast_ipc_fd[1], SO_SNDBUF, "SO_SNDBUF", MSRPCAST_IPC_BUFFER);
+	ipc_buffer(msrpcast_ipc_fd[0], SO_RCVBUF, "SO_RCVBUF", MSRPCAST_IPC_BUFFER);
 
 	msrpcast_engine_pid = shm_malloc(sizeof(int));
 	if(msrpcast_engine_pid == NULL) {

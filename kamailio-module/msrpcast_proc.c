@@ -211,7 +211,7 @@ void msrpcast_proc_run(void)
 	const char *msg;
 	size_t mlen;
 	char *buf;
-	int sigfd = -1, n;
+	int sigfd = -1, n, rc;
 
 	buf = malloc(MSRPCAST_IPC_MAX);
 	if(buf == NULL) {
@@ -219,11 +219,21 @@ void msrpcast_proc_run(void)
 		exit(-1);
 	}
 
-	/* The engine's threads inherit this mask: Kamailio's signals stay with this thread. */
+	/* The engine's threads inherit this mask: Kamailio's signals stay with this thread. Without
+	 * it a Kamailio signal handler could run on an engine thread: refuse to start instead. */
 	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_sigmask(SIG_BLOCK, &all, &old);
+	if(rc != 0) {
+		LM_CRIT("engine process: cannot block signals for the engine's threads: %s\n",
+				strerror(rc));
+		exit(-1);
+	}
 	r = msrpcast_engine_start(msrpcast_cfg, &e);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if(rc != 0)
+		LM_ERR("engine process: cannot unblock signals: %s; SIGTERM will not stop the engine "
+			   "cleanly\n",
+				strerror(rc));
 	if(r != MSRPCAST_OK) {
 		msg = NULL;
 		mlen = 0;
@@ -249,7 +259,10 @@ void msrpcast_proc_run(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigterm;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
+	if(sigaction(SIGTERM, &sa, NULL) < 0)
+		LM_ERR("engine process: SIGTERM handler not installed: %s; at shutdown the engine is "
+			   "not stopped (spool files stay until the next start)\n",
+				strerror(errno));
 
 	for(;;) {
 		pfd[0].fd = sigfd;
