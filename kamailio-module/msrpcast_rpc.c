@@ -193,16 +193,21 @@ static void msrpcast_rpc_status(rpc_t *rpc, void *ctx, uint32_t what)
 		rpc->fault(ctx, 500, "status reply: %s", msrpcast_rc_name(r));
 }
 
-static const char *rpc_conferences_doc[] = {
-	"Conferences and their participants: {conferences: [{id, participants: [...]}]}.", 0};
+static const char *msrpcast_rpc_conferences_doc[] = {
+	"List the conferences and their participants: msrpcast.conferences. "
+	"Returns {conferences: [{id, participants: [{key, target, display, ...}]}]}.",
+	0};
 
 static void msrpcast_rpc_conferences(rpc_t *rpc, void *ctx)
 {
 	msrpcast_rpc_status(rpc, ctx, MSRPCAST_STATUS_CONFERENCES);
 }
 
-static const char *rpc_transfers_doc[] = {
-	"Transfers with the state and progress of each delivery: {transfers: [{id, deliveries: [...]}]}.", 0};
+static const char *msrpcast_rpc_transfers_doc[] = {
+	"List the transfers with the state, progress and failure code of each delivery: "
+	"msrpcast.transfers. Returns {transfers: [{id, conference, name, ..., "
+	"deliveries: [{participant, state, ...}]}]}.",
+	0};
 
 static void msrpcast_rpc_transfers(rpc_t *rpc, void *ctx)
 {
@@ -210,7 +215,8 @@ static void msrpcast_rpc_transfers(rpc_t *rpc, void *ctx)
 }
 
 static const char *msrpcast_rpc_cancel_doc[] = {
-	"Cancel a transfer: msrpcast.cancel <transfer id>. Deliveries in progress end with '#'.",
+	"Cancel a transfer: msrpcast.cancel <transfer id>. The upload stops; deliveries in "
+	"progress end with '#' and a BYE.",
 	0};
 
 static int scan_u64(rpc_t *rpc, void *ctx, const char *what, unsigned long long *out)
@@ -259,7 +265,7 @@ static void msrpcast_rpc_cancel(rpc_t *rpc, void *ctx)
 	rpc->rpl_printf(ctx, "transfer %llu cancelled", transfer);
 }
 
-static const char *rpc_upload_doc[] = {
+static const char *msrpcast_rpc_upload_doc[] = {
 	"Send a file on the server's disk to every participant of a conference: "
 	"msrpcast.upload <conference> <path>. Returns {transfer: <id>}.",
 	0};
@@ -352,7 +358,7 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 500, "upload reply: %s", msrpcast_rc_name(w));
 }
 
-static const char *rpc_reload_tls_doc[] = {
+static const char *msrpcast_rpc_reload_tls_doc[] = {
 	"Re-read the TLS certificates and keys (tls_cert, tls_key, tls_ca for MSRP; http_tls_cert, "
 	"http_tls_key for HTTPS) without a restart: msrpcast.reload_tls. The engine process does it "
 	"and logs the outcome; a file that fails keeps the previous certificate in use.",
@@ -373,11 +379,11 @@ static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
 
 /* clang-format off */
 static rpc_export_t msrpcast_rpc_cmds[] = {
-	{"msrpcast.conferences", msrpcast_rpc_conferences, rpc_conferences_doc, 0},
-	{"msrpcast.transfers",   msrpcast_rpc_transfers,   rpc_transfers_doc,   0},
+	{"msrpcast.conferences", msrpcast_rpc_conferences, msrpcast_rpc_conferences_doc, 0},
+	{"msrpcast.transfers",   msrpcast_rpc_transfers,   msrpcast_rpc_transfers_doc,   0},
 	{"msrpcast.cancel",      msrpcast_rpc_cancel,      msrpcast_rpc_cancel_doc,      0},
-	{"msrpcast.upload",      msrpcast_rpc_upload,      rpc_upload_doc,      0},
-	{"msrpcast.reload_tls",  msrpcast_rpc_reload_tls,  rpc_reload_tls_doc,  0},
+	{"msrpcast.upload",      msrpcast_rpc_upload,      msrpcast_rpc_upload_doc,      0},
+	{"msrpcast.reload_tls",  msrpcast_rpc_reload_tls,  msrpcast_rpc_reload_tls_doc,  0},
 	{0, 0, 0, 0}
 };
 /* clang-format on */
