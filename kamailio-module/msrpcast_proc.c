@@ -48,7 +48,8 @@ static void on_sigterm(int signo)
 	stop_requested = 1;
 }
 
-int msrpcast_ipc_send(const struct msrpcast_ipc_hdr *h, const char *p1, const char *p2)
+int msrpcast_ipc_send(
+		const struct msrpcast_ipc_hdr *h, const char *p1, const char *p2)
 {
 	struct iovec iov[3];
 	struct msghdr m;
@@ -130,7 +131,8 @@ static void drain_signals(msrpcast_engine *e)
 				msrpcast_signal_sender(s, &p, &len);
 				sender.s = (char *)p;
 				sender.len = (int)len;
-				msrpcast_sip_offer(e, msrpcast_signal_delivery(s), &target, &sdp, &sender);
+				msrpcast_sip_offer(
+						e, msrpcast_signal_delivery(s), &target, &sdp, &sender);
 				break;
 			case MSRPCAST_SIGNAL_BYE:
 				msrpcast_sip_bye(e, msrpcast_signal_delivery(s));
@@ -139,7 +141,8 @@ static void drain_signals(msrpcast_engine *e)
 				log_signal(s);
 				break;
 			default:
-				LM_ERR("unknown engine signal kind %u\n", msrpcast_signal_kind(s));
+				LM_ERR("unknown engine signal kind %u\n",
+						msrpcast_signal_kind(s));
 				break;
 		}
 		msrpcast_signal_free(s);
@@ -157,8 +160,8 @@ static void do_reload_tls(msrpcast_engine *e)
 	if(r == MSRPCAST_OK)
 		LM_INFO("TLS certificates reloaded\n");
 	else
-		LM_ERR("TLS reload: %s: %.*s\n", msrpcast_rc_name(r), err ? (int)elen : 0,
-				err ? err : "");
+		LM_ERR("TLS reload: %s: %.*s\n", msrpcast_rc_name(r),
+				err ? (int)elen : 0, err ? err : "");
 	msrpcast_string_free(err);
 }
 
@@ -195,7 +198,8 @@ static void drain_ipc(msrpcast_engine *e, char *buf)
 				do_reload_tls(e);
 				break;
 			default:
-				LM_ERR("unknown datagram kind %u on the reply socket\n", h.kind);
+				LM_ERR("unknown datagram kind %u on the reply socket\n",
+						h.kind);
 				break;
 		}
 	}
@@ -224,25 +228,28 @@ void msrpcast_proc_run(void)
 	sigfillset(&all);
 	rc = pthread_sigmask(SIG_BLOCK, &all, &old);
 	if(rc != 0) {
-		LM_CRIT("engine process: cannot block signals for the engine's threads: %s\n",
+		LM_CRIT("engine process: cannot block signals for the engine's "
+				"threads: %s\n",
 				strerror(rc));
 		exit(-1);
 	}
 	r = msrpcast_engine_start(msrpcast_cfg, &e);
 	rc = pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if(rc != 0)
-		LM_ERR("engine process: cannot unblock signals: %s; SIGTERM will not stop the engine "
+		LM_ERR("engine process: cannot unblock signals: %s; SIGTERM will not "
+			   "stop the engine "
 			   "cleanly\n",
 				strerror(rc));
 	if(r != MSRPCAST_OK) {
 		msg = NULL;
 		mlen = 0;
-		if(msrpcast_config_error(msrpcast_cfg, &msg, &mlen) != MSRPCAST_OK || msg == NULL) {
+		if(msrpcast_config_error(msrpcast_cfg, &msg, &mlen) != MSRPCAST_OK
+				|| msg == NULL) {
 			msg = "";
 			mlen = 0;
 		}
-		LM_CRIT("the msrpcast engine did not start: %s %.*s\n", msrpcast_rc_name(r), (int)mlen,
-				msg);
+		LM_CRIT("the msrpcast engine did not start: %s %.*s\n",
+				msrpcast_rc_name(r), (int)mlen, msg);
 		exit(-1);
 	}
 	r = msrpcast_engine_signal_fd(e, &sigfd);
@@ -250,8 +257,9 @@ void msrpcast_proc_run(void)
 		LM_CRIT("engine signal fd: %s\n", msrpcast_rc_name(r));
 		exit(-1);
 	}
-	LM_INFO("%s engine started (pid %d, control socket %.*s)\n", msrpcast_version(), getpid(),
-			msrpcast_control_socket.len, msrpcast_control_socket.s);
+	LM_INFO("%s engine started (pid %d, control socket %.*s)\n",
+			msrpcast_version(), getpid(), msrpcast_control_socket.len,
+			msrpcast_control_socket.s);
 
 	/* Kamailio's children _exit(0) on SIGTERM; this one first stops the engine, so running
 	 * deliveries end with '#' and the spool files and control socket are removed. No
@@ -260,7 +268,8 @@ void msrpcast_proc_run(void)
 	sa.sa_handler = on_sigterm;
 	sigemptyset(&sa.sa_mask);
 	if(sigaction(SIGTERM, &sa, NULL) < 0)
-		LM_ERR("engine process: SIGTERM handler not installed: %s; at shutdown the engine is "
+		LM_ERR("engine process: SIGTERM handler not installed: %s; at shutdown "
+			   "the engine is "
 			   "not stopped (spool files stay until the next start)\n",
 				strerror(errno));
 
