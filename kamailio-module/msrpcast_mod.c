@@ -279,8 +279,7 @@ static void ipc_buffer(int fd, int opt, const char *name, int want)
 	socklen_t glen = sizeof(got);
 
 	if(setsockopt(fd, SOL_SOCKET, opt, &want, sizeof(want)) < 0) {
-		LM_WARN("reply socketpair: setsockopt %s %d: %s; the kernel default "
-				"stays\n",
+		LM_WARN("reply socketpair: setsockopt %s %d: %s; kernel default kept\n",
 				name, want, strerror(errno));
 		return;
 	}
@@ -290,8 +289,7 @@ static void ipc_buffer(int fd, int opt, const char *name, int want)
 	}
 	/* Linux reports twice the size it accounts for (bookkeeping overhead). */
 	if(got / 2 < want)
-		LM_INFO("reply socketpair: %s capped by the kernel at %d bytes (asked "
-				"%d)\n",
+		LM_INFO("reply socketpair: %s capped by the kernel: %d, asked %d\n",
 				name, got, want);
 	else
 		LM_DBG("reply socketpair: %s %d bytes\n", name, got);

@@ -228,17 +228,15 @@ void msrpcast_proc_run(void)
 	sigfillset(&all);
 	rc = pthread_sigmask(SIG_BLOCK, &all, &old);
 	if(rc != 0) {
-		LM_CRIT("engine process: cannot block signals for the engine's "
-				"threads: %s\n",
+		LM_CRIT("cannot block signals for the engine threads: %s\n",
 				strerror(rc));
 		exit(-1);
 	}
 	r = msrpcast_engine_start(msrpcast_cfg, &e);
 	rc = pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if(rc != 0)
-		LM_ERR("engine process: cannot unblock signals: %s; SIGTERM will not "
-			   "stop the engine "
-			   "cleanly\n",
+		LM_ERR("cannot unblock signals: %s; SIGTERM will not stop the "
+			   "engine cleanly\n",
 				strerror(rc));
 	if(r != MSRPCAST_OK) {
 		msg = NULL;
@@ -268,9 +266,8 @@ void msrpcast_proc_run(void)
 	sa.sa_handler = on_sigterm;
 	sigemptyset(&sa.sa_mask);
 	if(sigaction(SIGTERM, &sa, NULL) < 0)
-		LM_ERR("engine process: SIGTERM handler not installed: %s; at shutdown "
-			   "the engine is "
-			   "not stopped (spool files stay until the next start)\n",
+		LM_ERR("SIGTERM handler not installed: %s; at shutdown the engine "
+			   "is not stopped (spool files stay until the next start)\n",
 				strerror(errno));
 
 	for(;;) {
