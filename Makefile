@@ -23,7 +23,7 @@ HEADER := include/msrpcast.h
 
 .PHONY: help test fmt-check clippy doc cargo-test header-check bench-smoke c-tests \
 	kamailio-relay-smoke kamailio-e2e browser-test bench fuzz-smoke demo deps kamailio-src header \
-	kamailio-module install-kamailio-module
+	kamailio-module install-kamailio-module kamailio-module-format kamailio-module-format-check
 
 help:
 	@echo 'make test          fmt check, clippy -D warnings, docs, cargo test, header check, bench smoke,'
@@ -35,6 +35,7 @@ help:
 	@echo 'make kamailio-src  Kamailio source + module flags into .cache/kamailio-src'
 	@echo 'make header        regenerate $(HEADER) with cbindgen $(CBINDGEN_VERSION)'
 	@echo 'make kamailio-module / install-kamailio-module   build (and install) msrpcast.so'
+	@echo 'make kamailio-module-format[-check]   clang-format the module in Kamailio'"'"'s style'
 
 # ---------------------------------------------------------------------------------------------
 # make test
@@ -135,6 +136,13 @@ kamailio-module:
 
 install-kamailio-module:
 	kamailio-module/build.sh --install
+
+# The module's C files in Kamailio's style (kamailio-module/.clang-format; needs clang-format).
+kamailio-module-format:
+	kamailio-module/format.sh
+
+kamailio-module-format-check:
+	kamailio-module/format.sh --check
 
 # mod_msrpcast against an installed FreeSWITCH's development files (FREESWITCH_PREFIX=<prefix>,
 # or `pkg-config freeswitch`); without them it says so and fails. Not part of `make test`.
