@@ -149,6 +149,7 @@ pub struct Config {
     pub log_level: Level,
     pub control_socket: PathBuf,
     pub http_enabled: bool,
+    pub upload_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -198,6 +199,7 @@ impl Default for Config {
             log_level: Level::Info,
             control_socket: PathBuf::from("/run/msrpcast/control.sock"),
             http_enabled: true,
+            upload_dir: None,
         }
     }
 }
@@ -248,6 +250,7 @@ static KEYS: &[(&str, &str)] = &[
     ("log_level", "Most detailed level logged: error, warn, info or debug. Default info."),
     ("control_socket", "Path of the engine's AF_UNIX datagram control socket, through which client handles in any process of the host reach the engine (at most 107 bytes); empty for none (single-process hosts calling the engine directly). Default /run/msrpcast/control.sock."),
     ("http_enabled", "Start the HTTP upload page and API together with the engine (C ABI). Default true."),
+    ("upload_dir", "Folder whose files may be spooled from the local disk (UPLOAD_FILE on the control socket, msrpcast_engine_upload_file, the msrpcast.upload RPC and FreeSWITCH command): the path, relative to it or absolute, must name a regular file inside it once symlinks and .. are resolved. Empty: uploads of local files are refused. Default: none."),
 ];
 
 impl Config {
@@ -340,6 +343,12 @@ impl Config {
             }
             "control_socket" => self.control_socket = parse_socket_path(v).map_err(bad)?,
             "http_enabled" => self.http_enabled = parse_bool(v).map_err(bad)?,
+            "upload_dir" => {
+                self.upload_dir = match v {
+                    "" => None,
+                    _ => Some(parse_dir(v).map_err(bad)?),
+                }
+            }
             _ => return Err(ConfigError::unknown(key)),
         }
         Ok(())
@@ -404,6 +413,11 @@ impl Config {
             "log_level" => self.log_level.name().to_owned(),
             "control_socket" => self.control_socket.display().to_string(),
             "http_enabled" => self.http_enabled.to_string(),
+            "upload_dir" => self
+                .upload_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
             _ => return None,
         })
     }
@@ -887,11 +901,11 @@ mod tests {
                 .unwrap_or_else(|e| panic!("set({k}, {v:?}): {e}"));
             assert_eq!(d, c, "{k} round trip");
         }
-        assert_eq!(Config::keys().len(), 44);
+        assert_eq!(Config::keys().len(), 45);
         let mut names: Vec<_> = Config::keys().iter().map(|(k, _)| *k).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 44);
+        assert_eq!(names.len(), 45);
     }
 
     /// The Kamailio module exports every key as a modparam (its `ENGINE_KEYS` list) and its
@@ -956,6 +970,7 @@ mod tests {
             ("log_level", "Debug"),
             ("control_socket", "/tmp/msrpcast-test/control.sock"),
             ("http_enabled", "no"),
+            ("upload_dir", "/srv/msrpcast/outbox"),
         ];
         assert_eq!(values.len(), Config::keys().len());
         let mut c = Config::default();

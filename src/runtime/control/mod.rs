@@ -67,6 +67,13 @@ pub fn apply(
             match uploads.start(engine, conference, Path::new(path)) {
                 Ok(_) => Ok(()),
                 Err(UploadFileError::Engine(e)) => Err(e),
+                Err(UploadFileError::Forbidden(r)) => {
+                    engine.logger().warn(
+                        "control",
+                        format_args!("UPLOAD_FILE to conference {conference:?} refused: {r}"),
+                    );
+                    Err(EngineError::BadInput(format!("UPLOAD_FILE refused: {r}")))
+                }
                 Err(UploadFileError::Io(e)) => Err(EngineError::BadInput(e.to_string())),
             },
             &counters.uploads,
