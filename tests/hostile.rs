@@ -397,8 +397,14 @@ fn delete_frees_a_place_in_the_conference() {
         let r = upload_one_byte(fix.addr, "c1", "");
         assert_eq!(r.status, 201, "{}", r.text());
         let t = r.text();
-        let i = t.find("\"transfer\":\"").unwrap() + 12;
-        ids.push(t[i..].split('"').next().unwrap().to_string());
+        // {"transfer":1,...} (a number; it was a string before).
+        let i = t.find("\"transfer\":").expect(&t) + 11;
+        let id: String = t[i..]
+            .chars()
+            .skip_while(|c| *c == '"')
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        ids.push(id);
     }
     let r = upload_one_byte(fix.addr, "c1", "");
     assert_eq!(r.status, 503, "{}", r.text());
