@@ -42,7 +42,10 @@ pub fn apply(
             target,
             display,
         } => (
-            engine.join(conference, participant, target, display),
+            {
+                crate::runtime::fault::inject("control", conference.as_bytes());
+                engine.join(conference, participant, target, display)
+            },
             &counters.joins,
         ),
         Request::Leave {

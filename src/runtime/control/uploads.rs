@@ -85,7 +85,12 @@ impl FileUploads {
         let handle = std::thread::Builder::new()
             .name("msrpcast-upload".into())
             .spawn(move || {
-                if let Err(e) = copy_into(file, upload, &flag) {
+                // A panic drops the upload, which aborts it; it is logged here.
+                let what = format!("copying {shown:?} into the spool");
+                let copied = crate::runtime::fault::guard(&logger, "control", &what, || {
+                    copy_into(file, upload, &flag)
+                });
+                if let Some(Err(e)) = copied {
                     logger.log(
                         Level::Warn,
                         "control",
@@ -247,7 +252,7 @@ mod tests {
         if let Some(u) = upload_dir {
             cfg.set("upload_dir", u.to_str().unwrap()).unwrap();
         }
-        let e = Arc::new(Engine::start(cfg).unwrap());
+        let e = Arc::new(Engine::start(cfg).unwrap_or_else(|e| panic!("{e}")));
         // A participant whose file INVITEs nobody answers.
         e.join("room", "alice", "sip:alice@127.0.0.1:9", None)
             .unwrap();
@@ -362,9 +367,10 @@ mod tests {
         }
         // With it, the same file goes; a symlink out of the folder is refused with its target.
         drop(e);
-        let e = engine(&dir, Some(&dir));
-        assert!(uploads.start(&e, "room", &file).is_ok());
         let other = tempdir("unset-other");
+        // A spool of its own: the first engine's may still be locked for a moment.
+        let e = engine(&other, Some(&dir));
+        assert!(uploads.start(&e, "room", &file).is_ok());
         fs::write(other.join("k"), b"key").unwrap();
         std::os::unix::fs::symlink(other.join("k"), dir.join("k")).unwrap();
         match uploads.start(&e, "room", &dir.join("k")) {

@@ -223,6 +223,7 @@ impl Core {
         direct: Option<Vec<Uri>>,
         now: Instant,
     ) {
+        crate::runtime::fault::inject("core", conference.as_bytes());
         let joined =
             self.shared
                 .roster

@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::roster::{DeliveryId, Roster, RosterError, TransferId, TransferState};
+use crate::runtime::fault::Guarded;
 use crate::runtime::io::{IoPool, IoWaker};
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::net;
@@ -150,16 +151,20 @@ impl Engine {
             msrp_addr,
         )
         .map_err(|e| start("engine core", &e))?;
-        io.add(Box::new(Listener {
-            listener,
-            waiting: awaited,
-            tx: tx.clone(),
-            logger: logger.clone(),
-            max_pending: cfg.msrp_max_pending,
-            pending_max_bytes: cfg.msrp_pending_max_bytes,
-            pending: Arc::default(),
-            refusing: false,
-        }));
+        io.add(Guarded::new(
+            Box::new(Listener {
+                listener,
+                waiting: awaited,
+                tx: tx.clone(),
+                logger: logger.clone(),
+                max_pending: cfg.msrp_max_pending,
+                pending_max_bytes: cfg.msrp_pending_max_bytes,
+                pending: Arc::default(),
+                refusing: false,
+            }),
+            logger.clone(),
+            "the MSRP listener",
+        ));
         let driver = Driver {
             core,
             cfg: cfg.clone(),
@@ -169,6 +174,7 @@ impl Engine {
             notify: notify.clone(),
             outcomes: out_tx,
             msrp_addr,
+            logger: logger.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("msrpcast-core".into())
