@@ -24,7 +24,7 @@ HEADER := include/msrpcast.h
 KAMAILIO_MODULE_SOURCES := $(wildcard kamailio-module/*.c)
 C_TEST_SOURCES := $(wildcard tests/c/*.c)
 
-.PHONY: help test fmt-check clippy cargo-test header-check bench-smoke c-tests \
+.PHONY: help test fmt-check clippy cargo-test fuzz-build deny header-check bench-smoke c-tests \
 	kamailio-relay-smoke kamailio-e2e browser-test bench fuzz-smoke demo deps kamailio-src header \
 	kamailio-module install-kamailio-module
 
@@ -33,6 +33,9 @@ help:
 	@echo '                   C tests, Kamailio relay smoke and end-to-end tests'
 	@echo 'make bench         loopback baseline + benchmarks; BENCH lines only on stdout'
 	@echo 'make fuzz-smoke    every fuzz target for $(FUZZ_SECONDS) s (cargo-fuzz, no sanitizer)'
+	@echo 'make fuzz-build    compile every fuzz target (part of make test)'
+	@echo 'make deny          cargo deny: licenses, bans, sources (part of make test); advisories too'
+	@echo '                   with DENY_ADVISORIES=1 (needs the advisory database host)'
 	@echo 'make demo          Kamailio + 3 simulated participants + the upload page (Ctrl-C stops)'
 	@echo 'make deps          install everything (root, Debian): scripts/install-deps.sh'
 	@echo 'make kamailio-src  Kamailio source + module flags into .cache/kamailio-src'
@@ -42,8 +45,8 @@ help:
 # ---------------------------------------------------------------------------------------------
 # make test
 
-test: fmt-check clippy cargo-test header-check bench-smoke c-tests kamailio-relay-smoke kamailio-e2e \
-	browser-test
+test: fmt-check clippy cargo-test fuzz-build deny header-check bench-smoke c-tests kamailio-relay-smoke \
+	kamailio-e2e browser-test
 	@echo 'make test: all suites passed'
 
 fmt-check:
@@ -54,6 +57,13 @@ clippy:
 
 cargo-test:
 	$(CARGO) test --locked $(TEST_FLAGS)
+
+# Every fuzz target must keep compiling against the library (they drift when an API changes).
+# A plain build on the default (stable) toolchain: it links libFuzzer but adds no coverage
+# instrumentation, which is all a compile check needs; `make fuzz-smoke` (cargo-fuzz) runs them.
+fuzz-build:
+	$(CARGO) build --locked --manifest-path fuzz/Cargo.toml --bins
+	@echo "fuzz-build: $$(ls fuzz/fuzz_targets/*.rs | wc -l) fuzz targets build"
 
 # The committed header must be exactly cbindgen's output, and compile as C99 and C++17.
 header-check:
