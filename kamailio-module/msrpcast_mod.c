@@ -191,7 +191,8 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(success_report)                    \
 	X(bind_empty_send)                   \
 	X(log_level)                         \
-	X(control_socket)
+	X(control_socket)                    \
+	X(upload_dir)
 
 /* clang-format on */
 

@@ -93,5 +93,10 @@ if [[ $(cbindgen --version 2>/dev/null) != "cbindgen $CBINDGEN_VERSION" ]]; then
     msrpcast_log "installing cbindgen $CBINDGEN_VERSION"
     cargo install cbindgen --version "$CBINDGEN_VERSION" --locked </dev/null
 fi
+# cargo-deny: `make deny` (part of make test) checks licenses, bans and sources against deny.toml.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    msrpcast_log "installing cargo-deny"
+    cargo install --locked cargo-deny </dev/null
+fi
 
 msrpcast_log "all dependencies present"
