@@ -20,9 +20,7 @@ FUZZ_SECONDS ?= 60
 CBINDGEN_VERSION := 0.29.4
 HEADER := include/msrpcast.h
 
-
-test: fmt-check clippy doc cargo-test fuzz-build header-check bench-smoke c-tests \
-	kamailio-relay-smoke kamailio-e2e browser-test
+.PHONY: help test fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
 	kamailio-relay-smoke kamailio-e2e browser-test bench fuzz-smoke demo deps kamailio-src header \
 	kamailio-module install-kamailio-module kamailio-module-format kamailio-module-format-check
 
