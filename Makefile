@@ -20,27 +20,30 @@ FUZZ_SECONDS ?= 60
 CBINDGEN_VERSION := 0.29.4
 HEADER := include/msrpcast.h
 
-
-.PHONY: help test fmt-check clippy doc cargo-test header-check bench-smoke c-tests \
+.PHONY: help test fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
 	kamailio-relay-smoke kamailio-e2e browser-test bench fuzz-smoke demo deps kamailio-src header \
-	kamailio-module install-kamailio-module
+	kamailio-module install-kamailio-module kamailio-module-format kamailio-module-format-check
 
 help:
 	@echo 'make test          fmt check, clippy -D warnings, docs, cargo test, header check, bench smoke,'
 	@echo '                   C tests, Kamailio relay smoke and end-to-end tests'
 	@echo 'make bench         loopback baseline + benchmarks; BENCH lines only on stdout'
 	@echo 'make fuzz-smoke    every fuzz target for $(FUZZ_SECONDS) s (cargo-fuzz, no sanitizer)'
+	@echo 'make fuzz-build    compile every fuzz target (part of make test)'
+	@echo 'make deny          cargo deny: licenses, bans, sources (part of make test); advisories too'
+	@echo '                   with DENY_ADVISORIES=1 (needs the advisory database host)'
 	@echo 'make demo          Kamailio + 3 simulated participants + the upload page (Ctrl-C stops)'
 	@echo 'make deps          install everything (root, Debian): scripts/install-deps.sh'
 	@echo 'make kamailio-src  Kamailio source + module flags into .cache/kamailio-src'
 	@echo 'make header        regenerate $(HEADER) with cbindgen $(CBINDGEN_VERSION)'
 	@echo 'make kamailio-module / install-kamailio-module   build (and install) msrpcast.so'
+	@echo 'make kamailio-module-format[-check]   clang-format the module in Kamailio'"'"'s style'
 
 # ---------------------------------------------------------------------------------------------
 # make test
 
-test: fmt-check clippy doc cargo-test header-check bench-smoke c-tests kamailio-relay-smoke kamailio-e2e \
-	browser-test
+test: fmt-check clippy doc cargo-test fuzz-build header-check bench-smoke c-tests \
+	kamailio-relay-smoke kamailio-e2e browser-test
 	@echo 'make test: all suites passed'
 
 fmt-check:
@@ -55,6 +58,13 @@ doc:
 
 cargo-test:
 	$(CARGO) test --locked $(TEST_FLAGS)
+
+# Every fuzz target must keep compiling against the library (they drift when an API changes).
+# A plain build on the default (stable) toolchain: it links libFuzzer but adds no coverage
+# instrumentation, which is all a compile check needs; `make fuzz-smoke` (cargo-fuzz) runs them.
+fuzz-build:
+	$(CARGO) build --locked --manifest-path fuzz/Cargo.toml --bins
+	@echo "fuzz-build: $$(ls fuzz/fuzz_targets/*.rs | wc -l) fuzz targets build"
 
 # The committed header must be exactly cbindgen's output, and compile as C99 and C++17.
 header-check:
@@ -135,6 +145,13 @@ kamailio-module:
 
 install-kamailio-module:
 	kamailio-module/build.sh --install
+
+# The module's C files in Kamailio's style (kamailio-module/.clang-format; needs clang-format).
+kamailio-module-format:
+	kamailio-module/format.sh
+
+kamailio-module-format-check:
+	kamailio-module/format.sh --check
 
 # mod_msrpcast against an installed FreeSWITCH's development files (FREESWITCH_PREFIX=<prefix>,
 # or `pkg-config freeswitch`); without them it says so and fails. Not part of `make test`.

@@ -94,6 +94,11 @@ enum msrpcast_result
      */
     MSRPCAST_ERR_UNKNOWN_CONFERENCE = 2007,
     /**
+     * `upload_file`: the path is not a regular file inside the `upload_dir` setting (symlinks
+     * and `..` resolved), or `upload_dir` is not set.
+     */
+    MSRPCAST_ERR_FORBIDDEN = 2008,
+    /**
      * An operating-system call failed (a file, a socket).
      */
     MSRPCAST_ERR_IO = 3000,
@@ -682,8 +687,11 @@ msrpcast_result msrpcast_engine_stop(struct msrpcast_engine *e);
  * `conf`, named by the path's last component, and writes its id to `*transfer` (NULL: not
  * wanted). The copy runs on an engine thread: this returns once the file is open and the
  * transfer exists, and deliveries start while it is being copied. The conference must have
- * participants (`MSRPCAST_ERR_UNKNOWN_CONFERENCE`, `MSRPCAST_ERR_REFUSED`); an unreadable file
- * gives `MSRPCAST_ERR_IO`. Joins are queued, so a join made just before may not be seen yet.
+ * participants (`MSRPCAST_ERR_UNKNOWN_CONFERENCE`, `MSRPCAST_ERR_REFUSED`); a path that is not
+ * a regular file inside the `upload_dir` setting (symlinks and `..` resolved; a relative path is
+ * taken from `upload_dir`), or any path while `upload_dir` is not set, gives
+ * `MSRPCAST_ERR_FORBIDDEN` (the reason is logged); an unreadable file gives `MSRPCAST_ERR_IO`.
+ * Joins are queued, so a join made just before may not be seen yet.
  */
 msrpcast_result msrpcast_engine_upload_file(struct msrpcast_engine *e,
                                             const char *conf,

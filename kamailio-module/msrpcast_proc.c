@@ -36,6 +36,9 @@
 /* Work done per wake-up before polling again, so neither source starves the other. */
 #define MSRPCAST_BATCH 256
 
+/* Longest engine log record written to Kamailio's log; longer ones are cut. */
+#define MSRPCAST_LOG_MAX_TEXT 4096
+
 /* Set by SIGTERM: Kamailio is shutting down. */
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -45,7 +48,8 @@ static void on_sigterm(int signo)
 	stop_requested = 1;
 }
 
-int msrpcast_ipc_send(const struct msrpcast_ipc_hdr *h, const char *p1, const char *p2)
+int msrpcast_ipc_send(
+		const struct msrpcast_ipc_hdr *h, const char *p1, const char *p2)
 {
 	struct iovec iov[3];
 	struct msghdr m;
@@ -73,6 +77,7 @@ int msrpcast_ipc_send(const struct msrpcast_ipc_hdr *h, const char *p1, const ch
 	return 0;
 }
 
+/* Writes an engine log record with the LM_* macro of its level (engine process only). */
 static void log_signal(msrpcast_signal *s)
 {
 	const char *p = NULL;
@@ -80,17 +85,18 @@ static void log_signal(msrpcast_signal *s)
 	int l;
 
 	msrpcast_signal_text(s, &p, &len);
-	l = len > 4096 ? 4096 : (int)len;
+	l = len > MSRPCAST_LOG_MAX_TEXT ? MSRPCAST_LOG_MAX_TEXT : (int)len;
 	switch(msrpcast_signal_log_level(s)) {
-		case 1:
+		case MSRPCAST_LOG_ERROR:
 			LM_ERR("%.*s\n", l, p);
 			break;
-		case 2:
+		case MSRPCAST_LOG_WARN:
 			LM_WARN("%.*s\n", l, p);
 			break;
-		case 3:
+		case MSRPCAST_LOG_INFO:
 			LM_INFO("%.*s\n", l, p);
 			break;
+		case MSRPCAST_LOG_DEBUG:
 		default:
 			LM_DBG("%.*s\n", l, p);
 			break;
@@ -125,7 +131,8 @@ static void drain_signals(msrpcast_engine *e)
 				msrpcast_signal_sender(s, &p, &len);
 				sender.s = (char *)p;
 				sender.len = (int)len;
-				msrpcast_sip_offer(e, msrpcast_signal_delivery(s), &target, &sdp, &sender);
+				msrpcast_sip_offer(
+						e, msrpcast_signal_delivery(s), &target, &sdp, &sender);
 				break;
 			case MSRPCAST_SIGNAL_BYE:
 				msrpcast_sip_bye(e, msrpcast_signal_delivery(s));
@@ -134,7 +141,8 @@ static void drain_signals(msrpcast_engine *e)
 				log_signal(s);
 				break;
 			default:
-				LM_ERR("unknown engine signal kind %u\n", msrpcast_signal_kind(s));
+				LM_ERR("unknown engine signal kind %u\n",
+						msrpcast_signal_kind(s));
 				break;
 		}
 		msrpcast_signal_free(s);
@@ -152,8 +160,8 @@ static void do_reload_tls(msrpcast_engine *e)
 	if(r == MSRPCAST_OK)
 		LM_INFO("TLS certificates reloaded\n");
 	else
-		LM_ERR("TLS reload: %s: %.*s\n", msrpcast_rc_name(r), err ? (int)elen : 0,
-				err ? err : "");
+		LM_ERR("TLS reload: %s: %.*s\n", msrpcast_rc_name(r),
+				err ? (int)elen : 0, err ? err : "");
 	msrpcast_string_free(err);
 }
 
@@ -190,7 +198,8 @@ static void drain_ipc(msrpcast_engine *e, char *buf)
 				do_reload_tls(e);
 				break;
 			default:
-				LM_ERR("unknown datagram kind %u on the reply socket\n", h.kind);
+				LM_ERR("unknown datagram kind %u on the reply socket\n",
+						h.kind);
 				break;
 		}
 	}
@@ -206,7 +215,7 @@ void msrpcast_proc_run(void)
 	const char *msg;
 	size_t mlen;
 	char *buf;
-	int sigfd = -1, n;
+	int sigfd = -1, n, rc;
 
 	buf = malloc(MSRPCAST_IPC_MAX);
 	if(buf == NULL) {
@@ -214,20 +223,31 @@ void msrpcast_proc_run(void)
 		exit(-1);
 	}
 
-	/* The engine's threads inherit this mask: Kamailio's signals stay with this thread. */
+	/* The engine's threads inherit this mask: Kamailio's signals stay with this thread. Without
+	 * it a Kamailio signal handler could run on an engine thread: refuse to start instead. */
 	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_sigmask(SIG_BLOCK, &all, &old);
+	if(rc != 0) {
+		LM_CRIT("cannot block signals for the engine threads: %s\n",
+				strerror(rc));
+		exit(-1);
+	}
 	r = msrpcast_engine_start(msrpcast_cfg, &e);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if(rc != 0)
+		LM_ERR("cannot unblock signals: %s; SIGTERM will not stop the "
+			   "engine cleanly\n",
+				strerror(rc));
 	if(r != MSRPCAST_OK) {
 		msg = NULL;
 		mlen = 0;
-		if(msrpcast_config_error(msrpcast_cfg, &msg, &mlen) != MSRPCAST_OK || msg == NULL) {
+		if(msrpcast_config_error(msrpcast_cfg, &msg, &mlen) != MSRPCAST_OK
+				|| msg == NULL) {
 			msg = "";
 			mlen = 0;
 		}
-		LM_CRIT("the msrpcast engine did not start: %s %.*s\n", msrpcast_rc_name(r), (int)mlen,
-				msg);
+		LM_CRIT("the msrpcast engine did not start: %s %.*s\n",
+				msrpcast_rc_name(r), (int)mlen, msg);
 		exit(-1);
 	}
 	r = msrpcast_engine_signal_fd(e, &sigfd);
@@ -235,8 +255,9 @@ void msrpcast_proc_run(void)
 		LM_CRIT("engine signal fd: %s\n", msrpcast_rc_name(r));
 		exit(-1);
 	}
-	LM_INFO("%s engine started (pid %d, control socket %.*s)\n", msrpcast_version(), getpid(),
-			msrpcast_control_socket.len, msrpcast_control_socket.s);
+	LM_INFO("%s engine started (pid %d, control socket %.*s)\n",
+			msrpcast_version(), getpid(), msrpcast_control_socket.len,
+			msrpcast_control_socket.s);
 
 	/* Kamailio's children _exit(0) on SIGTERM; this one first stops the engine, so running
 	 * deliveries end with '#' and the spool files and control socket are removed. No
@@ -244,7 +265,10 @@ void msrpcast_proc_run(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigterm;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
+	if(sigaction(SIGTERM, &sa, NULL) < 0)
+		LM_ERR("SIGTERM handler not installed: %s; at shutdown the engine "
+			   "is not stopped (spool files stay until the next start)\n",
+				strerror(errno));
 
 	for(;;) {
 		pfd[0].fd = sigfd;

@@ -13,7 +13,8 @@
 #define MSRPCAST_IPC_MAX 65536
 
 /* Kinds of datagrams the engine process reads from msrpcast_ipc_fd[0]. */
-enum msrpcast_ipc_kind {
+enum msrpcast_ipc_kind
+{
 	/* A final reply to a file INVITE: code, delivery, payload = answer SDP (2xx only). */
 	MSRPCAST_IPC_REPLY = 1,
 	/* msrpcast.reload_tls: no payload; the engine process re-reads the TLS certificates and
@@ -21,7 +22,8 @@ enum msrpcast_ipc_kind {
 	MSRPCAST_IPC_RELOAD_TLS = 3,
 };
 
-struct msrpcast_ipc_hdr {
+struct msrpcast_ipc_hdr
+{
 	uint32_t kind;
 	uint32_t code;
 	uint64_t delivery;
@@ -30,7 +32,8 @@ struct msrpcast_ipc_hdr {
 };
 
 /* Sends one datagram to the engine process without blocking; 0 or -1 (errno set). */
-int msrpcast_ipc_send(const struct msrpcast_ipc_hdr *h, const char *p1, const char *p2);
+int msrpcast_ipc_send(
+		const struct msrpcast_ipc_hdr *h, const char *p1, const char *p2);
 
 /* Body of the engine process: starts the engine and never returns. */
 void msrpcast_proc_run(void);

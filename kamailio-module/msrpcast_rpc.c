@@ -46,7 +46,8 @@ static const char *walk_key(struct rpc_walk *w, const char *key, size_t len)
 	return w->key;
 }
 
-static int walk_begin(void *ud, const char *key, size_t key_len, msrpcast_json_kind kind)
+static int walk_begin(
+		void *ud, const char *key, size_t key_len, msrpcast_json_kind kind)
 {
 	struct rpc_walk *w = ud;
 	const char *fmt = kind == MSRPCAST_JSON_ARRAY ? "[" : "{";
@@ -86,8 +87,8 @@ static int walk_end(void *ud, msrpcast_json_kind kind)
 	return 0;
 }
 
-static int walk_value(void *ud, const char *key, size_t key_len, msrpcast_json_kind kind,
-		const char *text, size_t len)
+static int walk_value(void *ud, const char *key, size_t key_len,
+		msrpcast_json_kind kind, const char *text, size_t len)
 {
 	struct rpc_walk *w = ud;
 	char num[64], *end;
@@ -133,7 +134,9 @@ static int walk_value(void *ud, const char *key, size_t key_len, msrpcast_json_k
 		if(kind == MSRPCAST_JSON_STRING)
 			return w->rpc->add(w->ctx, "S", &sv) < 0 ? -1 : 0;
 		if(kind == MSRPCAST_JSON_NUMBER)
-			return (as_int ? w->rpc->add(w->ctx, "L", ll) : w->rpc->add(w->ctx, "f", d)) < 0
+			return (as_int ? w->rpc->add(w->ctx, "L", ll)
+						   : w->rpc->add(w->ctx, "f", d))
+								   < 0
 						   ? -1
 						   : 0;
 		return w->rpc->add(w->ctx, "b", b) < 0 ? -1 : 0;
@@ -175,9 +178,11 @@ static void msrpcast_rpc_status(rpc_t *rpc, void *ctx, uint32_t what)
 		rpc->fault(ctx, 503, "msrpcast engine unreachable");
 		return;
 	}
-	r = msrpcast_client_status(c, what, (uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
+	r = msrpcast_client_status(
+			c, what, (uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
 	if(r != MSRPCAST_OK) {
-		rpc->fault(ctx, r == MSRPCAST_ERR_TIMEOUT ? 504 : 500, "%s", msrpcast_rc_name(r));
+		rpc->fault(ctx, r == MSRPCAST_ERR_TIMEOUT ? 504 : 500, "%s",
+				msrpcast_rc_name(r));
 		return;
 	}
 	{
@@ -186,23 +191,30 @@ static void msrpcast_rpc_status(rpc_t *rpc, void *ctx, uint32_t what)
 		memset(&w, 0, sizeof(w));
 		w.rpc = rpc;
 		w.ctx = ctx;
-		r = msrpcast_json_walk(json ? json : "", json ? len : 0, &rpc_visitor, &w);
+		r = msrpcast_json_walk(
+				json ? json : "", json ? len : 0, &rpc_visitor, &w);
 	}
 	msrpcast_string_free(json);
 	if(r != MSRPCAST_OK)
 		rpc->fault(ctx, 500, "status reply: %s", msrpcast_rc_name(r));
 }
 
-static const char *rpc_conferences_doc[] = {
-	"Conferences and their participants: {conferences: [{id, participants: [...]}]}.", 0};
+static const char *msrpcast_rpc_conferences_doc[] = {
+		"List the conferences and their participants: msrpcast.conferences. "
+		"Returns {conferences: [{id, participants: [{key, target, display, "
+		"...}]}]}.",
+		0};
 
 static void msrpcast_rpc_conferences(rpc_t *rpc, void *ctx)
 {
 	msrpcast_rpc_status(rpc, ctx, MSRPCAST_STATUS_CONFERENCES);
 }
 
-static const char *rpc_transfers_doc[] = {
-	"Transfers with the state and progress of each delivery: {transfers: [{id, deliveries: [...]}]}.", 0};
+static const char *msrpcast_rpc_transfers_doc[] = {
+		"List the transfers with the state, progress and failure code of each "
+		"delivery: msrpcast.transfers. Returns {transfers: [{id, conference, "
+		"name, ..., deliveries: [{participant, state, ...}]}]}.",
+		0};
 
 static void msrpcast_rpc_transfers(rpc_t *rpc, void *ctx)
 {
@@ -210,10 +222,12 @@ static void msrpcast_rpc_transfers(rpc_t *rpc, void *ctx)
 }
 
 static const char *msrpcast_rpc_cancel_doc[] = {
-	"Cancel a transfer: msrpcast.cancel <transfer id>. Deliveries in progress end with '#'.",
-	0};
+		"Cancel a transfer: msrpcast.cancel <transfer id>. The upload stops; "
+		"deliveries in progress end with '#' and a BYE.",
+		0};
 
-static int scan_u64(rpc_t *rpc, void *ctx, const char *what, unsigned long long *out)
+static int scan_u64(
+		rpc_t *rpc, void *ctx, const char *what, unsigned long long *out)
 {
 	str s = STR_NULL;
 	char buf[32], *end;
@@ -259,10 +273,11 @@ static void msrpcast_rpc_cancel(rpc_t *rpc, void *ctx)
 	rpc->rpl_printf(ctx, "transfer %llu cancelled", transfer);
 }
 
-static const char *rpc_upload_doc[] = {
-	"Send a file on the server's disk to every participant of a conference: "
-	"msrpcast.upload <conference> <path>. Returns {transfer: <id>}.",
-	0};
+static const char *msrpcast_rpc_upload_doc[] = {
+		"Send a file on the server's disk to every participant of a "
+		"conference: msrpcast.upload <conference> <path>. Returns {transfer: "
+		"<id>}.",
+		0};
 
 /* Picks the "error" member of a refusal's {"error":"..."} answer. */
 struct upload_error
@@ -270,8 +285,8 @@ struct upload_error
 	char text[200];
 };
 
-static int error_value(void *ud, const char *key, size_t key_len, msrpcast_json_kind kind,
-		const char *text, size_t len)
+static int error_value(void *ud, const char *key, size_t key_len,
+		msrpcast_json_kind kind, const char *text, size_t len)
 {
 	struct upload_error *e = ud;
 
@@ -313,8 +328,8 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 503, "msrpcast engine unreachable");
 		return;
 	}
-	r = msrpcast_client_upload(c, conf.s, (size_t)conf.len, path.s, (size_t)path.len,
-			(uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
+	r = msrpcast_client_upload(c, conf.s, (size_t)conf.len, path.s,
+			(size_t)path.len, (uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
 	if(r != MSRPCAST_OK) {
 		memset(&e, 0, sizeof(e));
 		if(json != NULL)
@@ -341,8 +356,8 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 			rpc->fault(ctx, code, "%s", msrpcast_rc_name(r));
 		return;
 	}
-	LM_INFO("msrpcast.upload of %.*s to conference %.*s: %.*s\n", path.len, path.s, conf.len,
-			conf.s, (int)len, json);
+	LM_INFO("msrpcast.upload of %.*s to conference %.*s: %.*s\n", path.len,
+			path.s, conf.len, conf.s, (int)len, json);
 	memset(&walk, 0, sizeof(walk));
 	walk.rpc = rpc;
 	walk.ctx = ctx;
@@ -352,11 +367,12 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 500, "upload reply: %s", msrpcast_rc_name(w));
 }
 
-static const char *rpc_reload_tls_doc[] = {
-	"Re-read the TLS certificates and keys (tls_cert, tls_key, tls_ca for MSRP; http_tls_cert, "
-	"http_tls_key for HTTPS) without a restart: msrpcast.reload_tls. The engine process does it "
-	"and logs the outcome; a file that fails keeps the previous certificate in use.",
-	0};
+static const char *msrpcast_rpc_reload_tls_doc[] = {
+		"Re-read the TLS certificates and keys (tls_cert, tls_key, tls_ca for "
+		"MSRP; http_tls_cert, http_tls_key for HTTPS) without a restart: "
+		"msrpcast.reload_tls. The engine process does it and logs the outcome; "
+		"a file that fails keeps the previous certificate in use.",
+		0};
 
 static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
 {
@@ -365,19 +381,21 @@ static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
 	memset(&h, 0, sizeof(h));
 	h.kind = MSRPCAST_IPC_RELOAD_TLS;
 	if(msrpcast_ipc_send(&h, NULL, NULL) < 0) {
-		rpc->fault(ctx, 503, "cannot reach the engine process: %s", strerror(errno));
+		rpc->fault(ctx, 503, "cannot reach the engine process: %s",
+				strerror(errno));
 		return;
 	}
-	rpc->rpl_printf(ctx, "TLS reload requested; the engine process logs the outcome");
+	rpc->rpl_printf(
+			ctx, "TLS reload requested; the engine process logs the outcome");
 }
 
 /* clang-format off */
 static rpc_export_t msrpcast_rpc_cmds[] = {
-	{"msrpcast.conferences", msrpcast_rpc_conferences, rpc_conferences_doc, 0},
-	{"msrpcast.transfers",   msrpcast_rpc_transfers,   rpc_transfers_doc,   0},
+	{"msrpcast.conferences", msrpcast_rpc_conferences, msrpcast_rpc_conferences_doc, 0},
+	{"msrpcast.transfers",   msrpcast_rpc_transfers,   msrpcast_rpc_transfers_doc,   0},
 	{"msrpcast.cancel",      msrpcast_rpc_cancel,      msrpcast_rpc_cancel_doc,      0},
-	{"msrpcast.upload",      msrpcast_rpc_upload,      rpc_upload_doc,      0},
-	{"msrpcast.reload_tls",  msrpcast_rpc_reload_tls,  rpc_reload_tls_doc,  0},
+	{"msrpcast.upload",      msrpcast_rpc_upload,      msrpcast_rpc_upload_doc,      0},
+	{"msrpcast.reload_tls",  msrpcast_rpc_reload_tls,  msrpcast_rpc_reload_tls_doc,  0},
 	{0, 0, 0, 0}
 };
 /* clang-format on */

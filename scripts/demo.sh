@@ -167,7 +167,7 @@ else
     say "NOTE: the engine's HTTP handler does not answer on 127.0.0.1:$http_port in this build, so"
     say "the page is not there yet. Send a file that is on this machine instead:"
 fi
-say "  kamcmd -s $ctl msrpcast.upload $conf /path/to/FILE"
+say "  kamcmd -s $ctl msrpcast.upload $conf $work/FILE   (upload_dir is $work)"
 say "Progress: kamcmd -s $ctl msrpcast.transfers    (msrpcast.conferences: who is in)"
 say "Logs: $work/kamailio.log, $work/<participant>/receive.out"
 echo

@@ -26,6 +26,7 @@ PACKAGES=(
     kamailio sip-tester iperf3          # Kamailio (incl. msrp.so, kamcmd), sipp, loopback baseline
     dpkg-dev xz-utils                   # `apt-get source kamailio` for the module's headers
     build-essential make gcc pkg-config # the Kamailio module and the C tests
+    clang-format                        # kamailio-module/format.sh (Kamailio's C style)
     valgrind                            # C tests under valgrind, instruction counts
     python3 procps                      # test helpers (relay smoke, JSON parsing, pgrep -g)
     python3-jsonschema                  # tests/http_api.rs: responses against docs/openapi.json
@@ -91,6 +92,11 @@ fi
 if [[ $(cbindgen --version 2>/dev/null) != "cbindgen $CBINDGEN_VERSION" ]]; then
     msrpcast_log "installing cbindgen $CBINDGEN_VERSION"
     cargo install cbindgen --version "$CBINDGEN_VERSION" --locked </dev/null
+fi
+# cargo-deny: `make deny` (part of make test) checks licenses, bans and sources against deny.toml.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    msrpcast_log "installing cargo-deny"
+    cargo install --locked cargo-deny </dev/null
 fi
 
 msrpcast_log "all dependencies present"

@@ -165,6 +165,7 @@ pub struct Config {
     pub log_level: Level,
     pub control_socket: PathBuf,
     pub http_enabled: bool,
+    pub upload_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -226,6 +227,7 @@ impl Default for Config {
             log_level: Level::Info,
             control_socket: PathBuf::from("/run/msrpcast/control.sock"),
             http_enabled: true,
+            upload_dir: None,
         }
     }
 }
@@ -288,6 +290,7 @@ static KEYS: &[(&str, &str)] = &[
     ("log_level", "Most detailed level logged: error, warn, info or debug. Default info."),
     ("control_socket", "Path of the engine's AF_UNIX datagram control socket, through which client handles in any process of the host reach the engine (at most 107 bytes); empty for none (single-process hosts calling the engine directly). Default /run/msrpcast/control.sock."),
     ("http_enabled", "Start the HTTP upload page and API together with the engine (C ABI). Default true."),
+    ("upload_dir", "Folder whose files may be spooled from the local disk (UPLOAD_FILE on the control socket, msrpcast_engine_upload_file, the msrpcast.upload RPC and FreeSWITCH command): the path, relative to it or absolute, must name a regular file inside it once symlinks and .. are resolved. Empty: uploads of local files are refused. Default: none."),
 ];
 
 impl Config {
@@ -398,6 +401,12 @@ impl Config {
             }
             "control_socket" => self.control_socket = parse_socket_path(v).map_err(bad)?,
             "http_enabled" => self.http_enabled = parse_bool(v).map_err(bad)?,
+            "upload_dir" => {
+                self.upload_dir = match v {
+                    "" => None,
+                    _ => Some(parse_dir(v).map_err(bad)?),
+                }
+            }
             _ => return Err(ConfigError::unknown(key)),
         }
         Ok(())
@@ -479,6 +488,11 @@ impl Config {
             "log_level" => self.log_level.name().to_owned(),
             "control_socket" => self.control_socket.display().to_string(),
             "http_enabled" => self.http_enabled.to_string(),
+            "upload_dir" => self
+                .upload_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
             _ => return None,
         })
     }
@@ -1128,6 +1142,7 @@ mod tests {
             ("log_level", "Debug"),
             ("control_socket", "/tmp/msrpcast-test/control.sock"),
             ("http_enabled", "no"),
+            ("upload_dir", "/srv/msrpcast/outbox"),
         ];
         assert_eq!(values.len(), Config::keys().len());
         let mut c = Config::default();

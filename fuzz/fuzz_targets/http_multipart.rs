@@ -18,6 +18,7 @@ fn run(input: &[u8], piece: usize) -> Result<Outcome, HttpError> {
         max_part_head: 256,
         max_field_bytes: 64,
         max_parts: 4,
+        max_preamble: 128,
     };
     let mut m = MultipartDecoder::new("multipart/form-data; boundary=b-1", limits)?;
     let (mut start, mut data, mut ends, mut done) = (None, Vec::new(), 0, false);

@@ -404,8 +404,11 @@ pub extern "C" fn msrpcast_engine_cancel(
 /// `conf`, named by the path's last component, and writes its id to `*transfer` (NULL: not
 /// wanted). The copy runs on an engine thread: this returns once the file is open and the
 /// transfer exists, and deliveries start while it is being copied. The conference must have
-/// participants (`MSRPCAST_ERR_UNKNOWN_CONFERENCE`, `MSRPCAST_ERR_REFUSED`); an unreadable file
-/// gives `MSRPCAST_ERR_IO`. Joins are queued, so a join made just before may not be seen yet.
+/// participants (`MSRPCAST_ERR_UNKNOWN_CONFERENCE`, `MSRPCAST_ERR_REFUSED`); a path that is not
+/// a regular file inside the `upload_dir` setting (symlinks and `..` resolved; a relative path is
+/// taken from `upload_dir`), or any path while `upload_dir` is not set, gives
+/// `MSRPCAST_ERR_FORBIDDEN` (the reason is logged); an unreadable file gives `MSRPCAST_ERR_IO`.
+/// Joins are queued, so a join made just before may not be seen yet.
 #[no_mangle]
 pub extern "C" fn msrpcast_engine_upload_file(
     e: *mut msrpcast_engine,
@@ -427,6 +430,13 @@ pub extern "C" fn msrpcast_engine_upload_file(
                 .start(&r.engine, conf, Path::new(path))
                 .map_err(|err| match err {
                     UploadFileError::Io(_) => MSRPCAST_ERR_IO,
+                    UploadFileError::Forbidden(why) => {
+                        r.engine.logger().warn(
+                            "control",
+                            format_args!("upload of a local file to {conf:?} refused: {why}"),
+                        );
+                        MSRPCAST_ERR_FORBIDDEN
+                    }
                     UploadFileError::Engine(x) => engine_code(&x),
                 })
         })?;

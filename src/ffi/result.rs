@@ -49,6 +49,9 @@ pub enum msrpcast_result {
     MSRPCAST_ERR_REFUSED = 2006,
     /// No conference has this id (an upload needs participants first).
     MSRPCAST_ERR_UNKNOWN_CONFERENCE = 2007,
+    /// `upload_file`: the path is not a regular file inside the `upload_dir` setting (symlinks
+    /// and `..` resolved), or `upload_dir` is not set.
+    MSRPCAST_ERR_FORBIDDEN = 2008,
     /// An operating-system call failed (a file, a socket).
     MSRPCAST_ERR_IO = 3000,
     /// A bug: a Rust panic was caught at the boundary. The handle may be inconsistent; the process
@@ -86,6 +89,7 @@ pub(crate) const NAMES: &[(msrpcast_result, &std::ffi::CStr)] = &[
         MSRPCAST_ERR_UNKNOWN_CONFERENCE,
         c"MSRPCAST_ERR_UNKNOWN_CONFERENCE",
     ),
+    (MSRPCAST_ERR_FORBIDDEN, c"MSRPCAST_ERR_FORBIDDEN"),
     (MSRPCAST_ERR_IO, c"MSRPCAST_ERR_IO"),
     (MSRPCAST_ERR_PANIC, c"MSRPCAST_ERR_PANIC"),
 ];

@@ -56,6 +56,7 @@ use super::response::{error_response, sse_event, SSE_KEEPALIVE};
 use super::service::{Connection, Ctx, EventSlots, ServiceConfig};
 use crate::config::Config;
 use crate::runtime::engine::Engine;
+use crate::runtime::fault;
 use crate::runtime::log::Logger;
 use crate::tls::blocking::BlockingTls;
 use crate::tls::{Tls, TlsError, TlsSettings};
@@ -500,7 +501,12 @@ fn accept(
                     break;
                 }
             };
-            admit(&shared, stream, &reject);
+            fault::guard(
+                &shared.logger,
+                "http",
+                "admitting an HTTP connection",
+                || admit(&shared, stream, &reject),
+            );
         }
     }
 }
@@ -564,7 +570,11 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, reject: &Sender<TcpStream>) {
     let spawned = std::thread::Builder::new()
         .name("msrpcast-http".into())
         .spawn(move || {
-            serve(&s, stream, &awaiting_head, &event_stream);
+            // A panic ends this connection only (its socket closes as it unwinds, an upload
+            // in progress is aborted); its place is given back either way (issue 14).
+            fault::guard(&s.logger, "http", "serving an HTTP connection", || {
+                serve(&s, stream, &awaiting_head, &event_stream)
+            });
             s.unregister(id);
         });
     if let Err(e) = spawned {
@@ -794,6 +804,7 @@ fn serve_on<S: HttpIo>(
                 return;
             }
             Ok(n) => {
+                fault::inject("http", &buf[..n]);
                 last = Instant::now();
                 let mut ctx = Ctx {
                     backend: &shared.backend,
@@ -941,32 +952,43 @@ fn watch(shared: &Shared, stop: &Receiver<()>) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        let roster = shared.backend.engine().roster();
-        let (v, changed) = roster.changed_since(version);
-        version = v;
-        let live: std::collections::HashSet<_> = roster.transfer_ids().into_iter().collect();
-        shared
-            .backend
-            .remember_conferences(&roster.conference_ids());
-        shared.backend.observe_changes(&changed, &live);
-        let mut frames: Vec<Arc<str>> = Vec::new();
-        for t in &changed {
-            let json = shared.backend.transfer_to_json(t);
-            if last.get(&t.id) != Some(&json) {
-                frames.push(Arc::from(sse_event("transfer", &json)));
-                last.insert(t.id, json);
-            }
-        }
-        last.retain(|id, _| live.contains(id));
-        if frames.is_empty() {
-            continue;
-        }
-        shared.subscribers.lock().retain(|s| {
-            frames.iter().all(|f| match s.try_send(f.clone()) {
-                Ok(()) => true,
-                // Too slow or gone: dropping the sender ends its stream (EventSource reconnects).
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
-            })
+        fault::guard(&shared.logger, "http", "watching the transfers", || {
+            watch_once(shared, &mut last, &mut version)
         });
     }
+}
+
+/// One turn of [`watch`].
+fn watch_once(
+    shared: &Shared,
+    last: &mut std::collections::HashMap<crate::roster::TransferId, String>,
+    version: &mut u64,
+) {
+    let roster = shared.backend.engine().roster();
+    let (v, changed) = roster.changed_since(*version);
+    *version = v;
+    let live: std::collections::HashSet<_> = roster.transfer_ids().into_iter().collect();
+    shared
+        .backend
+        .remember_conferences(&roster.conference_ids());
+    shared.backend.observe_changes(&changed, &live);
+    let mut frames: Vec<Arc<str>> = Vec::new();
+    for t in &changed {
+        let json = shared.backend.transfer_to_json(t);
+        if last.get(&t.id) != Some(&json) {
+            frames.push(Arc::from(sse_event("transfer", &json)));
+            last.insert(t.id, json);
+        }
+    }
+    last.retain(|id, _| live.contains(id));
+    if frames.is_empty() {
+        return;
+    }
+    shared.subscribers.lock().retain(|s| {
+        frames.iter().all(|f| match s.try_send(f.clone()) {
+            Ok(()) => true,
+            // Too slow or gone: dropping the sender ends its stream (EventSource reconnects).
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        })
+    });
 }

@@ -11,6 +11,7 @@
 pub mod control;
 pub mod delivery;
 pub mod engine;
+pub mod fault;
 pub mod io;
 pub mod log;
 pub mod net;

@@ -57,6 +57,17 @@ int main(void)
     set_or_die(cfg, "io_threads", "2");
     set_or_die(cfg, "log_level", "debug");
     set_or_die(cfg, "sender_uri", "sip:files@127.0.0.1");
+    {
+        /* upload_file sends only files inside upload_dir: the folder of TEST_FILE. */
+        char up[512];
+        char *slash;
+        snprintf(up, sizeof up, "%s", file);
+        slash = strrchr(up, '/');
+        if (slash == NULL || slash == up)
+            FAIL("TEST_FILE %s must be an absolute path in a folder", file);
+        *slash = '\0';
+        set_or_die(cfg, "upload_dir", up);
+    }
     CHECK(msrpcast_config_validate(cfg));
     CHECK(msrpcast_engine_start(cfg, &e));
     CHECK(msrpcast_engine_signal_fd(e, &fd));

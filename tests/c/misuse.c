@@ -123,6 +123,15 @@ int main(int argc, char **argv)
         FAIL("start failure without a reason or with an engine");
     set_or_die(cfg, "spool_dir", spool);
     set_or_die(cfg, "log_level", "error");
+    set_or_die(cfg, "upload_dir", dir);
+    {
+        char up[600];
+        FILE *f;
+        snprintf(up, sizeof up, "%s/upload.txt", dir);
+        f = fopen(up, "w");
+        if (f == NULL || fputs("x", f) < 0 || fclose(f) != 0)
+            FAIL("cannot write %s", up);
+    }
     CHECK(msrpcast_engine_start(cfg, &e));
 
     /* TLS reload: no TLS on is refused with a reason; NULL error output is allowed. */
@@ -177,9 +186,16 @@ int main(int argc, char **argv)
            MSRPCAST_ERR_NULL_ARGUMENT);
     if (json != (char *)&argc || len != 12345)
         FAIL("status outputs written on failure");
-    EXPECT(msrpcast_engine_upload_file(e, S("nobody-here"), S("/etc/hostname"), NULL),
+    EXPECT(msrpcast_engine_upload_file(e, S("nobody-here"), S("upload.txt"), NULL),
            MSRPCAST_ERR_UNKNOWN_CONFERENCE);
-    EXPECT(msrpcast_engine_upload_file(e, S("c"), S("/nonexistent/file"), NULL), MSRPCAST_ERR_IO);
+    /* Only files inside upload_dir (issue 14 finding 9). */
+    EXPECT(msrpcast_engine_upload_file(e, S("c"), S("/etc/hostname"), NULL),
+           MSRPCAST_ERR_FORBIDDEN);
+    EXPECT(msrpcast_engine_upload_file(e, S("c"), S("../../etc/hostname"), NULL),
+           MSRPCAST_ERR_FORBIDDEN);
+    EXPECT(msrpcast_engine_upload_file(e, S("c"), S("/nonexistent/file"), NULL),
+           MSRPCAST_ERR_FORBIDDEN);
+    EXPECT(msrpcast_engine_upload_file(e, S("c"), S("missing.txt"), NULL), MSRPCAST_ERR_IO);
     big = malloc(big_len);
     if (big == NULL)
         FAIL("malloc");

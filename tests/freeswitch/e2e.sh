@@ -224,6 +224,7 @@ cat >"$work/conf/freeswitch.xml" <<EOF
         <param name="http_token" value="$token"/>
         <param name="msrp_listen" value="127.0.0.1:$msrp_port"/>
         <param name="spool_dir" value="$work/spool"/>
+        <param name="upload_dir" value="$work"/>
         <param name="log_level" value="info"/>
       </settings>
     </configuration>

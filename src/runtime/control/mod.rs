@@ -42,7 +42,10 @@ pub fn apply(
             target,
             display,
         } => (
-            engine.join(conference, participant, target, display),
+            {
+                crate::runtime::fault::inject("control", conference.as_bytes());
+                engine.join(conference, participant, target, display)
+            },
             &counters.joins,
         ),
         Request::Leave {
@@ -67,6 +70,13 @@ pub fn apply(
             match uploads.start(engine, conference, Path::new(path)) {
                 Ok(_) => Ok(()),
                 Err(UploadFileError::Engine(e)) => Err(e),
+                Err(UploadFileError::Forbidden(r)) => {
+                    engine.logger().warn(
+                        "control",
+                        format_args!("UPLOAD_FILE to conference {conference:?} refused: {r}"),
+                    );
+                    Err(EngineError::BadInput(format!("UPLOAD_FILE refused: {r}")))
+                }
                 Err(UploadFileError::Io(e)) => Err(EngineError::BadInput(e.to_string())),
             },
             &counters.uploads,

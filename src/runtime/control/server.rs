@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::runtime::engine::{Engine, EngineError};
+use crate::runtime::fault;
 
 use super::apply;
 use super::counters::{status_json, Counters};
@@ -160,33 +161,68 @@ fn serve(
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let req = match Request::decode(&buf[..n]) {
-            Ok(r) => r,
-            Err(e) => {
-                counters.malformed.fetch_add(1, Ordering::Relaxed);
-                engine
-                    .logger()
-                    .debug("control", format_args!("malformed control datagram: {e}"));
-                continue;
-            }
-        };
-        if let Request::Status { request, what } = req {
-            counters.status.fetch_add(1, Ordering::Relaxed);
-            reply_status(sock, &from, engine, counters, request, what, &mut out);
-            continue;
+        // A panic while handling one datagram is logged and the thread goes on (issue 14).
+        let handled = fault::guard(
+            engine.logger(),
+            "control",
+            "handling a control datagram",
+            || {
+                handle(
+                    sock,
+                    engine,
+                    counters,
+                    uploads,
+                    stop,
+                    &buf[..n],
+                    &from,
+                    &mut out,
+                )
+            },
+        );
+        if handled.is_none() {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
         }
-        if let Request::Upload {
-            request,
-            conference,
-            path,
-        } = req
-        {
-            let (result, json) = upload_answered(engine, counters, uploads, conference, path, stop);
-            reply(sock, &from, engine, request, result, &json, &mut out);
-            continue;
-        }
-        apply_with_backpressure(engine, counters, uploads, &req, stop);
     }
+}
+
+/// One datagram: decoded, then applied or answered.
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    sock: &UnixDatagram,
+    engine: &Engine,
+    counters: &Counters,
+    uploads: &FileUploads,
+    stop: &AtomicBool,
+    datagram: &[u8],
+    from: &UnixAddr,
+    out: &mut Vec<u8>,
+) {
+    let req = match Request::decode(datagram) {
+        Ok(r) => r,
+        Err(e) => {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            engine
+                .logger()
+                .debug("control", format_args!("malformed control datagram: {e}"));
+            return;
+        }
+    };
+    if let Request::Status { request, what } = req {
+        counters.status.fetch_add(1, Ordering::Relaxed);
+        reply_status(sock, from, engine, counters, request, what, out);
+        return;
+    }
+    if let Request::Upload {
+        request,
+        conference,
+        path,
+    } = req
+    {
+        let (result, json) = upload_answered(engine, counters, uploads, conference, path, stop);
+        reply(sock, from, engine, request, result, &json, out);
+        return;
+    }
+    apply_with_backpressure(engine, counters, uploads, &req, stop);
 }
 
 /// Back-pressure: while the engine's queue is full the control thread waits, so the socket's
@@ -267,6 +303,7 @@ fn upload_answered(
         Err(e) => {
             let code = match &e {
                 UploadFileError::Io(_) => MSRPCAST_ERR_IO,
+                UploadFileError::Forbidden(_) => crate::ffi::result::MSRPCAST_ERR_FORBIDDEN,
                 UploadFileError::Engine(x) => engine_code(x),
             };
             match &e {

@@ -255,6 +255,7 @@ impl Core {
         direct: Option<Vec<Uri>>,
         now: Instant,
     ) {
+        crate::runtime::fault::inject("core", conference.as_bytes());
         let joined =
             self.shared
                 .roster
@@ -412,6 +413,7 @@ impl Core {
         self.files.insert(transfer, file);
         if self.shared.cancelled.lock().contains(&transfer) {
             // Cancelled before the engine got to it: nobody is offered the file.
+            self.unspool(transfer);
             return;
         }
         let Some(t) = self.shared.roster.transfer(transfer) else {
@@ -448,6 +450,17 @@ impl Core {
         for d in pending {
             self.fail(d, None, "upload aborted".into());
         }
+        // A failed upload can never be delivered: its file goes now, not when the roster
+        // forgets the transfer (hours later), so its descriptor closes and its bytes leave the
+        // quota as soon as the deliveries already reading it have stopped (issue 14 #7).
+        self.unspool(transfer);
+    }
+
+    /// Drops the core's reference to a transfer's spool file and removes it from the spool.
+    fn unspool(&mut self, transfer: TransferId) {
+        if let Some(f) = self.files.remove(&transfer) {
+            self.actions.push_back(Action::Unspool(f));
+        }
     }
 
     /// A transfer is cancelled: each of its deliveries is aborted.
@@ -465,6 +478,8 @@ impl Core {
                 self.abort_delivery(d.id, "transfer cancelled");
             }
         }
+        // Nobody is offered a cancelled file any more (late joiners neither).
+        self.unspool(transfer);
     }
 
     /// A connection to the delivery's peer is being established from `local` (our end). `None`
@@ -1323,8 +1338,9 @@ mod tests {
         f.shared.cancelled.lock().insert(t);
         f.core.handle_cancel(t);
         let actions = f.actions();
+        // The BYE, and the file leaves the spool at once (issue 14 #7: nothing keeps it).
         assert!(
-            matches!(actions.as_slice(), [a] if is_bye(a, d)),
+            matches!(actions.as_slice(), [a, Action::Unspool(_)] if is_bye(a, d)),
             "{actions:?}"
         );
         assert_eq!(f.state(d), DeliveryState::Cancelled);
@@ -1334,7 +1350,38 @@ mod tests {
         let (_w, file) = f.spool.create(&t2.to_string()).unwrap();
         f.shared.cancelled.lock().insert(t2);
         f.core.handle_new_transfer(t2, file, f.at(5));
-        assert!(f.actions().is_empty());
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [Action::Unspool(_)]),
+            "{actions:?}"
+        );
+    }
+
+    /// An upload that broke off: its pending deliveries fail and its file leaves the spool at
+    /// once, so its descriptor closes and its bytes leave the quota (issue 14 #7).
+    #[test]
+    fn aborted_upload_is_unspooled_at_once() {
+        let mut f = fixture("aborted", true);
+        f.join("alice", 0);
+        let t2 = f.shared.roster.add_transfer("c", "g", "", None).unwrap();
+        let (mut w, file) = f.spool.create(&t2.to_string()).unwrap();
+        w.append(b"part").unwrap();
+        f.core.handle_new_transfer(t2, file.clone(), f.at(0));
+        let (d, _) = f.offer();
+        w.abort();
+        let _ = f.shared.roster.set_transfer_state(
+            t2,
+            TransferState::Aborted {
+                reason: "upload aborted".into(),
+            },
+            Some(4),
+        );
+        f.core.handle_upload_ended(t2);
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a, Action::Unspool(u)] if is_bye(a, d) && Arc::ptr_eq(u, &file)),
+            "{actions:?}"
+        );
     }
 
     /// A participant joining after a file was uploaded is offered it, unless the setting says no.

@@ -15,7 +15,9 @@ use crate::msrp::parser::FrameDecoder;
 use crate::msrp::{Host, Message, Uri};
 use crate::roster::{DeliveryId, TransferId};
 use crate::runtime::delivery::{DeliveryConn, DeliveryParts, Outcome, OutcomeSink};
+use crate::runtime::fault::{self, Guarded};
 use crate::runtime::io::{Command, IoPool};
+use crate::runtime::log::Logger;
 use crate::runtime::net;
 use crate::runtime::spool::{Spool, SpoolFile};
 use crate::tls::{TlsStream, Transport};
@@ -82,6 +84,34 @@ pub(super) enum Cmd {
     Stop,
 }
 
+impl Cmd {
+    /// What the command is, for the log of a panic while handling it.
+    fn name(&self) -> String {
+        match self {
+            Cmd::Join {
+                conference,
+                participant,
+                ..
+            } => format!("the join of {participant:?} to {conference:?}"),
+            Cmd::Leave {
+                conference,
+                participant,
+            } => format!("the leave of {participant:?} from {conference:?}"),
+            Cmd::Answered { delivery, .. } => format!("the answer of delivery {delivery}"),
+            Cmd::Rejected { delivery, .. } => format!("the rejection of delivery {delivery}"),
+            Cmd::Ended { delivery } => format!("the end of delivery {delivery}"),
+            Cmd::NewTransfer { transfer, .. } => format!("new transfer {transfer}"),
+            Cmd::UploadEnded { transfer } => format!("the end of the upload of {transfer}"),
+            Cmd::Cancel { transfer } => format!("the cancel of transfer {transfer}"),
+            Cmd::Resolved { delivery, .. } => {
+                format!("the name resolution of delivery {delivery}")
+            }
+            Cmd::Accepted { delivery, .. } => format!("the connection of delivery {delivery}"),
+            Cmd::Stop => "stop".to_owned(),
+        }
+    }
+}
+
 /// The core thread's state: the core and the means to carry out its actions.
 pub(super) struct Driver {
     pub core: Core,
@@ -92,6 +122,7 @@ pub(super) struct Driver {
     pub notify: NotifySlot,
     pub outcomes: OutcomeSink,
     pub msrp_addr: SocketAddr,
+    pub logger: Logger,
     /// Where resolution results go: the core thread's own queue.
     pub tx: Sender<Cmd>,
     pub resolve: Resolve,
@@ -123,22 +154,43 @@ impl Driver {
             select! {
                 recv(rx) -> cmd => match cmd {
                     Ok(Cmd::Stop) | Err(_) => break,
-                    Ok(cmd) => self.dispatch(cmd, Instant::now()),
+                    Ok(cmd) => {
+                        let what = format!("handling {}", cmd.name());
+                        let logger = self.logger.clone();
+                        fault::guard(&logger, "engine", &what, || {
+                            self.dispatch(cmd, Instant::now())
+                        });
+                    }
                 },
                 recv(outcomes) -> o => if let Ok((d, o)) = o {
-                    self.core.handle_outcome(DeliveryId(d), o);
+                    let logger = self.logger.clone();
+                    fault::guard(&logger, "engine", "handling a delivery outcome", || {
+                        self.core.handle_outcome(DeliveryId(d), o)
+                    });
                 },
                 default(wait) => {}
             }
             let now = Instant::now();
             if now >= wake {
-                self.core.handle_tick(now);
+                let logger = self.logger.clone();
+                fault::guard(&logger, "engine", "handling the timers", || {
+                    self.core.handle_tick(now)
+                });
                 next_tick = now + TICK;
             }
-            self.flush();
+            self.guarded_flush();
         }
-        self.core.handle_stop();
-        self.flush();
+        let logger = self.logger.clone();
+        fault::guard(&logger, "engine", "stopping", || self.core.handle_stop());
+        self.guarded_flush();
+    }
+
+    /// [`Driver::flush`], a panic caught (the action that panicked is lost, the rest go on).
+    fn guarded_flush(&mut self) {
+        let logger = self.logger.clone();
+        fault::guard(&logger, "engine", "carrying out the core's actions", || {
+            self.flush()
+        });
     }
 
     fn dispatch(&mut self, cmd: Cmd, now: Instant) {
@@ -353,6 +405,11 @@ impl Driver {
         if let Some(first) = a.first {
             conn.accept_first(first, now);
         }
-        self.io.add(Box::new(conn));
+        self.io.add(Guarded::delivery(
+            Box::new(conn),
+            self.logger.clone(),
+            a.delivery.0,
+            self.outcomes.clone(),
+        ));
     }
 }

@@ -11,6 +11,7 @@ use crossbeam_channel::Sender;
 use crate::msrp::parser::FrameDecoder;
 use crate::msrp::Message;
 use crate::roster::DeliveryId;
+use crate::runtime::fault::{self, Guarded};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::log::{Level, Logger};
 use crate::tls::{first_bytes, FirstBytes, Tls, TlsStream, Transport};
@@ -96,22 +97,26 @@ impl Handler for Listener {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    ctx.add(Box::new(Pending {
-                        stream: Some(Transport::Plain(stream)),
-                        classified: false,
-                        tls: self.tls.clone(),
-                        handshake_timeout: self.handshake_timeout,
-                        handoff: None,
-                        peer,
-                        decoder: FrameDecoder::new(Default::default()),
-                        waiting: self.waiting.clone(),
-                        tx: self.tx.clone(),
-                        deadline: now + FIRST_FRAME_TIMEOUT,
-                        logger: self.logger.clone(),
-                        received: 0,
-                        max_bytes: self.pending_max_bytes,
-                        _slot: slot,
-                    }));
+                    ctx.add(Guarded::new(
+                        Box::new(Pending {
+                            stream: Some(Transport::Plain(stream)),
+                            classified: false,
+                            tls: self.tls.clone(),
+                            handshake_timeout: self.handshake_timeout,
+                            handoff: None,
+                            peer,
+                            decoder: FrameDecoder::new(Default::default()),
+                            waiting: self.waiting.clone(),
+                            tx: self.tx.clone(),
+                            deadline: now + FIRST_FRAME_TIMEOUT,
+                            logger: self.logger.clone(),
+                            received: 0,
+                            max_bytes: self.pending_max_bytes,
+                            _slot: slot,
+                        }),
+                        self.logger.clone(),
+                        "an MSRP connection before its first frame",
+                    ));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Flow::Continue,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -218,6 +223,7 @@ impl Handler for Pending {
             match s.read(&mut buf) {
                 Ok(0) => return Flow::Close,
                 Ok(n) => {
+                    fault::inject("io", &buf[..n]);
                     self.decoder.feed(&buf[..n]);
                     self.received += n as u64;
                     match self.decoder.next() {

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::roster::{DeliveryId, Roster, RosterError, TransferId, TransferState};
+use crate::runtime::fault::Guarded;
 use crate::runtime::io::{IoPool, IoWaker};
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::net;
@@ -217,18 +218,22 @@ impl Engine {
         )
         .map_err(|e| start_error("engine core", &e))?;
         core.set_tls(tls.clone());
-        io.add(Box::new(Listener {
-            listener,
-            waiting: awaited,
-            tx: tx.clone(),
-            logger: logger.clone(),
-            max_pending: cfg.msrp_max_pending,
-            pending_max_bytes: cfg.msrp_pending_max_bytes,
-            pending: Arc::default(),
-            refusing: false,
-            tls: tls.clone(),
-            handshake_timeout: std::time::Duration::from_millis(cfg.tls_handshake_timeout_ms),
-        }));
+        io.add(Guarded::new(
+            Box::new(Listener {
+                listener,
+                waiting: awaited,
+                tx: tx.clone(),
+                logger: logger.clone(),
+                max_pending: cfg.msrp_max_pending,
+                pending_max_bytes: cfg.msrp_pending_max_bytes,
+                pending: Arc::default(),
+                refusing: false,
+                tls: tls.clone(),
+                handshake_timeout: std::time::Duration::from_millis(cfg.tls_handshake_timeout_ms),
+            }),
+            logger.clone(),
+            "the MSRP listener",
+        ));
         let driver = Driver {
             core,
             cfg: cfg.clone(),
@@ -242,6 +247,7 @@ impl Engine {
             resolve,
             lookups: Arc::default(),
             tls: tls.clone(),
+            logger: logger.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("msrpcast-core".into())

@@ -72,7 +72,7 @@ e2e_start_kamailio() {
         -A "CTL_SOCKET=\"$ctl\"" -A "MSRPCAST_MODULE=\"$module\"" -A JSONRPC_PORT="$jsonrpc_port" \
         -A "MSRPCAST_HTTP_LISTEN=\"127.0.0.1:$http_port\"" -A "MSRPCAST_HTTP_TOKEN=\"$token\"" \
         -A "MSRPCAST_MSRP_LISTEN=\"127.0.0.1:$msrp_port\"" -A "MSRPCAST_SPOOL_DIR=\"$work/spool\"" \
-        "$@" >"$log" 2>&1 </dev/null &
+        -A "MSRPCAST_UPLOAD_DIR=\"$work\"" "$@" >"$log" 2>&1 </dev/null &
     kam_pid=$!
     pids+=("$kam_pid")
     msrpcast_wait_port "$sip_port" 20 "$kam_pid" && msrpcast_wait_port "$msrp_port" 20 "$kam_pid" &&
