@@ -65,6 +65,15 @@ fuzz-build:
 	$(CARGO) build --locked --manifest-path fuzz/Cargo.toml --bins
 	@echo "fuzz-build: $$(ls fuzz/fuzz_targets/*.rs | wc -l) fuzz targets build"
 
+# Supply chain: Cargo.lock against deny.toml. The advisories check fetches the RustSec database
+# from its git host; it runs only with DENY_ADVISORIES=1 (the test machines cannot reach that
+# host, and an offline run against no database would check nothing).
+DENY_ADVISORIES ?=
+deny:
+	@command -v cargo-deny >/dev/null || { echo 'deny: cargo-deny is missing (scripts/install-deps.sh installs it)'; exit 1; }
+	$(CARGO) deny --locked check $(if $(DENY_ADVISORIES),advisories) licenses bans sources
+	$(CARGO) deny --locked --manifest-path fuzz/Cargo.toml check licenses bans sources
+
 # The committed header must be exactly cbindgen's output, and compile as C99 and C++17.
 header-check:
 	@if [[ ! -f $(HEADER) ]]; then \

@@ -151,7 +151,7 @@ impl Engine {
             msrp_addr,
         )
         .map_err(|e| start("engine core", &e))?;
-        io.add(Guarded::new(
+        io.add(Guarded::keep(
             Box::new(Listener {
                 listener,
                 waiting: awaited,
