@@ -42,7 +42,7 @@ help:
 # ---------------------------------------------------------------------------------------------
 # make test
 
-test: fmt-check clippy doc cargo-test fuzz-build header-check bench-smoke c-tests \
+test: fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
 	kamailio-relay-smoke kamailio-e2e browser-test
 	@echo 'make test: all suites passed'
 
@@ -65,6 +65,15 @@ cargo-test:
 fuzz-build:
 	$(CARGO) build --locked --manifest-path fuzz/Cargo.toml --bins
 	@echo "fuzz-build: $$(ls fuzz/fuzz_targets/*.rs | wc -l) fuzz targets build"
+
+# Supply chain: Cargo.lock against deny.toml. The advisories check fetches the RustSec database
+# from its git host; it runs only with DENY_ADVISORIES=1 (the test machines cannot reach that
+# host, and an offline run against no database would check nothing).
+DENY_ADVISORIES ?=
+deny:
+	@command -v cargo-deny >/dev/null || { echo 'deny: cargo-deny is missing (scripts/install-deps.sh installs it)'; exit 1; }
+	$(CARGO) deny --locked check $(if $(DENY_ADVISORIES),advisories) licenses bans sources
+	$(CARGO) deny --locked --manifest-path fuzz/Cargo.toml check licenses bans sources
 
 # The committed header must be exactly cbindgen's output, and compile as C99 and C++17.
 header-check:

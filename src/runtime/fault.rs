@@ -8,7 +8,8 @@
 //! - the core thread: each command, delivery outcome, tick and action flush (`engine::driver`);
 //! - the I/O threads: every handler is wrapped in [`Guarded`]; a handler that panics is closed
 //!   (its socket deregistered and dropped) and, for a delivery, the core is told it failed, so
-//!   the delivery ends with a reason instead of hanging;
+//!   the delivery ends with a reason instead of hanging; the MSRP listener is kept and driven
+//!   again (closing it would refuse every later connection);
 //! - the control thread: each datagram (`control::server`); local-file copies (`control::uploads`);
 //! - the HTTP server: each connection's thread (its place is always given back), each accepted
 //!   connection's admission, each watcher turn (`http::server`).
@@ -95,6 +96,9 @@ pub struct Guarded {
     delivery: Option<(u64, OutcomeSink)>,
     /// The inner handler panicked: it is not called again.
     broken: bool,
+    /// A panic leaves the handler in place (the listener: closing it would end every future
+    /// connection, and it holds no state a panic could leave half-changed but its counters).
+    keep: bool,
 }
 
 impl Guarded {
@@ -107,7 +111,15 @@ impl Guarded {
             what,
             delivery: None,
             broken: false,
+            keep: false,
         })
+    }
+
+    /// Wraps a listener: after a panic it stays registered and is driven again.
+    pub fn keep(inner: Box<dyn Handler>, logger: Logger, what: &'static str) -> Box<Guarded> {
+        let mut g = Guarded::new(inner, logger, what);
+        g.keep = true;
+        g
     }
 
     /// Wraps a delivery's connection; a panic fails delivery `id` through `sink`.
@@ -123,6 +135,7 @@ impl Guarded {
             what: "a delivery connection",
             delivery: Some((id, sink)),
             broken: false,
+            keep: false,
         })
     }
 
@@ -140,6 +153,7 @@ impl Guarded {
                 Flow::Replace(Guarded::new(next, self.logger.clone(), self.what))
             }
             Some(flow) => flow,
+            None if self.keep => Flow::Continue,
             None => {
                 self.broken = true;
                 if let Some((id, sink)) = &self.delivery {
@@ -395,6 +409,16 @@ mod tests {
             logger.clone(),
             "a test handler",
         ));
+        // A kept handler (the listener) is driven again after its panic.
+        let kept_ticks = Arc::new(AtomicUsize::new(0));
+        pool.add(Guarded::keep(
+            Box::new(Panicky {
+                ticks: kept_ticks.clone(),
+                panic_at: 1,
+            }),
+            logger.clone(),
+            "a kept handler",
+        ));
         let (id, outcome) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(id, 7);
         assert!(
@@ -406,10 +430,18 @@ mod tests {
             good_ticks.load(Ordering::SeqCst) >= seen + 3
         });
         assert_eq!(bad_ticks.load(Ordering::SeqCst), 2, "never driven again");
-        let rec = logger.pop().expect("the panic is logged");
+        wait_for("the kept handler's ticks", || {
+            kept_ticks.load(Ordering::SeqCst) >= 3
+        });
+        let recs: Vec<Record> = std::iter::from_fn(|| logger.pop()).collect();
         assert!(
-            rec.message.contains("delivery 7") && rec.message.contains("tick 2"),
-            "{rec:?}"
+            recs.iter()
+                .any(|r| r.message.contains("delivery 7") && r.message.contains("tick 2")),
+            "{recs:?}"
+        );
+        assert!(
+            recs.iter().any(|r| r.message.contains("a kept handler")),
+            "{recs:?}"
         );
     }
 

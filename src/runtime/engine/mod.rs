@@ -218,7 +218,7 @@ impl Engine {
         )
         .map_err(|e| start_error("engine core", &e))?;
         core.set_tls(tls.clone());
-        io.add(Guarded::new(
+        io.add(Guarded::keep(
             Box::new(Listener {
                 listener,
                 waiting: awaited,
