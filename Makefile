@@ -22,7 +22,8 @@ HEADER := include/msrpcast.h
 
 .PHONY: help test fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
 	kamailio-relay-smoke kamailio-e2e browser-test bench fuzz-smoke demo deps kamailio-src header \
-	kamailio-module install-kamailio-module kamailio-module-format kamailio-module-format-check
+	kamailio-module install-kamailio-module kamailio-module-format kamailio-module-format-check \
+	kamailio-module-intree
 
 help:
 	@echo 'make test          fmt check, clippy -D warnings, docs, cargo test, header check, bench smoke,'
@@ -38,6 +39,7 @@ help:
 	@echo 'make header        regenerate $(HEADER) with cbindgen $(CBINDGEN_VERSION)'
 	@echo 'make kamailio-module / install-kamailio-module   build (and install) msrpcast.so'
 	@echo 'make kamailio-module-format[-check]   clang-format the module in Kamailio'"'"'s style'
+	@echo 'make kamailio-module-intree   build it with Kamailio'"'"'s module Makefile (scratch tree)'
 
 # ---------------------------------------------------------------------------------------------
 # make test
@@ -161,6 +163,10 @@ kamailio-module-format:
 
 kamailio-module-format-check:
 	kamailio-module/format.sh --check
+
+# The module built by Kamailio's own module Makefile in a scratch copy of the Kamailio source.
+kamailio-module-intree:
+	kamailio-module/intree-build.sh
 
 # mod_msrpcast against an installed FreeSWITCH's development files (FREESWITCH_PREFIX=<prefix>,
 # or `pkg-config freeswitch`); without them it says so and fails. Not part of `make test`.
