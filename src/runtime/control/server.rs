@@ -483,7 +483,16 @@ mod tests {
     #[test]
     fn upload_is_answered_with_the_transfer_id() {
         let dir = tempdir("upload");
-        let engine = test_engine(&dir);
+        let engine = {
+            let mut cfg = Config::default();
+            cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
+                .unwrap();
+            cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
+            cfg.set("io_threads", "1").unwrap();
+            cfg.set("http_enabled", "no").unwrap();
+            cfg.set("upload_dir", dir.to_str().unwrap()).unwrap();
+            Arc::new(Engine::start(cfg).unwrap())
+        };
         let path = dir.join("control.sock");
         let server = ControlServer::start(&path, engine.clone()).unwrap();
         engine
@@ -541,7 +550,10 @@ mod tests {
         let (result, json) = ask(3, "room", &dir.join("missing"));
         assert_eq!(result, 3000, "MSRPCAST_ERR_IO: {json}");
         assert!(json.contains("missing"), "{json}");
-        assert_eq!(server.counters().snapshot().refused, 2);
+        let (result, json) = ask(4, "room", Path::new("/etc/hostname"));
+        assert_eq!(result, 2008, "MSRPCAST_ERR_FORBIDDEN: {json}");
+        assert!(json.contains("outside upload_dir"), "{json}");
+        assert_eq!(server.counters().snapshot().refused, 3);
         drop(server);
         fs::remove_dir_all(&dir).unwrap();
     }
