@@ -225,3 +225,123 @@ fn flooding_participant_is_pushed_back_and_does_not_hold_up_others() {
     drop(e);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// One raw MSRP client of `msrpcast receive`: sends `frames` and returns the status codes of
+/// the responses, in order (REPORTs are skipped).
+fn send_frames(addr: std::net::SocketAddr, frames: &[String]) -> Vec<u16> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut dec = FrameDecoder::new(Limits::default());
+    let mut codes = Vec::new();
+    for f in frames {
+        let mut check = FrameDecoder::new(Limits::default());
+        check.feed(f.as_bytes());
+        check.next().unwrap_or_else(|e| panic!("{e:?}: {f}"));
+        s.write_all(f.as_bytes()).unwrap();
+        loop {
+            let m = read_frame(&mut s, &mut dec).expect("a response");
+            if let Kind::Response { code, .. } = m.kind {
+                codes.push(code);
+                break;
+            }
+        }
+    }
+    codes
+}
+
+fn send_chunk(to: &str, from: &str, mid: &str, range: &str, body: &str) -> String {
+    format!(
+        "MSRP tx{mid}x{} SEND\r\nTo-Path: {to}\r\nFrom-Path: {from}\r\nMessage-ID: {mid}\r\n\
+         Byte-Range: {range}\r\nContent-Type: text/plain\r\n\r\n{body}\r\n-------tx{mid}x{}$\r\n",
+        body.len(),
+        body.len()
+    )
+}
+
+/// Issue 14 #19: a stranger reusing a Message-ID does not overwrite the earlier file, a
+/// finished message is not reopened on its connection, and a Byte-Range far past the declared
+/// total or the size limit is refused with 4xx before any part file grows.
+#[test]
+fn receive_keeps_files_apart_and_refuses_huge_ranges() {
+    use msrpcast::runtime::receive::{ReceiveServer, Sink};
+    let dir = std::env::temp_dir().join(format!("msrpcast-recv19-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let srv = ReceiveServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "rx19",
+        Sink::Dir(dir.clone()),
+        false,
+        None,
+        1,
+    )
+    .unwrap();
+    let to = srv.to_path_text();
+    let a = "msrp://127.0.0.1:1111/alice;tcp";
+    let b = "msrp://127.0.0.1:2222/stranger;tcp";
+
+    // The first sender's message, complete.
+    assert_eq!(
+        send_frames(srv.addr, &[send_chunk(&to, a, "m1", "1-5/5", "first")]),
+        vec![200]
+    );
+    let first = srv.next(Duration::from_secs(5)).expect("first message");
+    assert!(first.failure.is_none(), "{first:?}");
+    // The same Message-ID again on that connection: refused, the message is over. And a
+    // stranger's message with the same id on its own connection: kept apart.
+    let mut c = TcpStream::connect(srv.addr).unwrap();
+    let mut dec = FrameDecoder::new(Limits::default());
+    let mut codes = Vec::new();
+    for f in [
+        send_chunk(&to, a, "m2", "1-2/2", "ok"),
+        send_chunk(&to, a, "m2", "1-2/2", "XX"),
+    ] {
+        c.write_all(f.as_bytes()).unwrap();
+        loop {
+            if let Kind::Response { code, .. } = read_frame(&mut c, &mut dec).unwrap().kind {
+                codes.push(code);
+                break;
+            }
+        }
+    }
+    assert_eq!(codes, vec![200, 403], "a finished message was reopened");
+    let _ = srv.next(Duration::from_secs(5)).expect("m2");
+    assert_eq!(
+        send_frames(srv.addr, &[send_chunk(&to, b, "m1", "1-5/5", "EVIL!")]),
+        vec![200]
+    );
+    let second = srv
+        .next(Duration::from_secs(5))
+        .expect("stranger's message");
+    assert_eq!(
+        std::fs::read(dir.join("m1")).unwrap(),
+        b"first",
+        "the earlier file was overwritten"
+    );
+    assert_ne!(second.path.as_deref(), Some(dir.join("m1").as_path()));
+    assert_eq!(std::fs::read(dir.join("m2")).unwrap(), b"ok");
+
+    // A Byte-Range at 2^40 with an unknown total, then one past its declared total.
+    let far = format!("{}-{}/*", (1u64 << 40) + 1, (1u64 << 40) + 1);
+    let codes = send_frames(
+        srv.addr,
+        &[
+            send_chunk(&to, b, "m3", &far, "x"),
+            send_chunk(&to, b, "m4", "9-*/10", "xyz"),
+        ],
+    );
+    assert!(
+        codes.iter().all(|c| (400..500).contains(c)),
+        "huge ranges accepted: {codes:?}"
+    );
+    let biggest = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok().map(|m| m.len()))
+        .max()
+        .unwrap_or(0);
+    assert!(
+        biggest < 1 << 20,
+        "a file of {biggest} bytes (apparent) in the receive folder"
+    );
+    drop(srv);
+    let _ = std::fs::remove_dir_all(dir);
+}
