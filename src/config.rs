@@ -130,6 +130,8 @@ pub struct Config {
     pub msrp_max_pending: usize,
     pub msrp_pending_max_bytes: u64,
     pub max_name_lookups: usize,
+    pub msrp_max_owed_responses: usize,
+    pub msrp_max_report_ranges: usize,
     pub msrp_tls: bool,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -192,6 +194,8 @@ impl Default for Config {
             msrp_max_pending: 64,
             msrp_pending_max_bytes: 16 * 1024,
             max_name_lookups: 16,
+            msrp_max_owed_responses: 64,
+            msrp_max_report_ranges: 256,
             msrp_tls: false,
             tls_cert: None,
             tls_key: None,
@@ -255,6 +259,8 @@ static KEYS: &[(&str, &str)] = &[
     ("msrp_max_pending", "Connections accepted on the MSRP listener that have not yet sent their first frame (which names their session); more are closed at once. Default 64."),
     ("msrp_pending_max_bytes", "Bytes such a connection may send before its first frame is complete; more closes it. Default 16KiB."),
     ("max_name_lookups", "Name resolutions of participants' MSRP hosts running at once, each on a short-lived thread of its own; a delivery needing one more fails. A resolution is given connect_timeout_ms. Default 16."),
+    ("msrp_max_owed_responses", "Responses to a participant's own MSRP requests (keep-alive SENDs) queued on its delivery connection at most: at this many unread, its frames are no longer read until it takes them, and left so for transaction_timeout_ms the delivery fails. Default 64."),
+    ("msrp_max_report_ranges", "Disjoint byte ranges a participant's success REPORTs may acknowledge in one delivery before they join up; more fails that delivery (ranges beyond the message size are ignored). Default 256."),
     ("msrp_tls", "MSRP over TLS (msrps, RFC 4975 section 14): offers use TCP/TLS/MSRP with msrps paths and a=fingerprint, and answers asking TLS are honoured. Off: plain offers, and an answer asking TLS fails its delivery before any byte is sent. On needs tls_cert and tls_key. Default off."),
     ("tls_cert", "PEM certificate chain (end-entity first) presented on MSRP TLS connections, both as server and as client. Default: none."),
     ("tls_key", "PEM private key of tls_cert (PKCS#8, PKCS#1 or SEC1, unencrypted). Default: none."),
@@ -344,6 +350,12 @@ impl Config {
                 self.msrp_pending_max_bytes = parse_size(v, 1).map_err(bad)?
             }
             "max_name_lookups" => self.max_name_lookups = parse_count(v, 1, 4096).map_err(bad)?,
+            "msrp_max_owed_responses" => {
+                self.msrp_max_owed_responses = parse_count(v, 1, 65536).map_err(bad)?
+            }
+            "msrp_max_report_ranges" => {
+                self.msrp_max_report_ranges = parse_count(v, 1, 65536).map_err(bad)?
+            }
             "msrp_tls" => self.msrp_tls = parse_bool(v).map_err(bad)?,
             "tls_cert" => self.tls_cert = parse_file(v).map_err(bad)?,
             "tls_key" => self.tls_key = parse_file(v).map_err(bad)?,
@@ -453,6 +465,8 @@ impl Config {
             "msrp_max_pending" => self.msrp_max_pending.to_string(),
             "msrp_pending_max_bytes" => format_size(self.msrp_pending_max_bytes),
             "max_name_lookups" => self.max_name_lookups.to_string(),
+            "msrp_max_owed_responses" => self.msrp_max_owed_responses.to_string(),
+            "msrp_max_report_ranges" => self.msrp_max_report_ranges.to_string(),
             "msrp_tls" => self.msrp_tls.to_string(),
             "tls_cert" => file(&self.tls_cert),
             "tls_key" => file(&self.tls_key),
@@ -1107,6 +1121,8 @@ mod tests {
             ("msrp_max_pending", "8"),
             ("msrp_pending_max_bytes", "4K"),
             ("max_name_lookups", "3"),
+            ("msrp_max_owed_responses", "5"),
+            ("msrp_max_report_ranges", "7"),
             ("msrp_tls", "on"),
             ("tls_cert", "/etc/msrpcast/cert.pem"),
             ("tls_key", "key.pem"),

@@ -63,6 +63,10 @@ pub struct SenderConfig {
     pub failure_report: FailureReport,
     /// Send an empty SEND first and wait for its 200 before any data (Blink needs it).
     pub bind_with_empty_send: bool,
+    /// Disjoint byte ranges the peer's success REPORTs may acknowledge before they join up;
+    /// beyond, the message fails (a peer reporting many scattered ranges would otherwise make
+    /// every REPORT cost more). Ranges past the bytes sent are ignored, not counted.
+    pub max_report_ranges: usize,
 }
 
 impl Default for SenderConfig {
@@ -76,9 +80,13 @@ impl Default for SenderConfig {
             success_report: true,
             failure_report: FailureReport::Yes,
             bind_with_empty_send: true,
+            max_report_ranges: DEFAULT_MAX_REPORT_RANGES,
         }
     }
 }
+
+/// Default of [`SenderConfig::max_report_ranges`] (the `msrp_max_report_ranges` setting).
+pub const DEFAULT_MAX_REPORT_RANGES: usize = 256;
 
 /// One frame to write: `head`, then bytes `body` of the message read from the spool, then
 /// `end_line`. Before writing, check the body with [`writer::body_contains_end_line`] and call
@@ -277,6 +285,12 @@ impl Sender {
     /// Bytes handed out in chunks so far.
     pub fn sent(&self) -> u64 {
         self.chunker.planned()
+    }
+
+    /// Disjoint byte ranges the success REPORTs acknowledged so far (at most
+    /// [`SenderConfig::max_report_ranges`]).
+    pub fn report_ranges(&self) -> usize {
+        self.reported.len()
     }
 
     /// The message's total, once final.
@@ -526,8 +540,27 @@ impl Sender {
             return true;
         }
         self.report_seen = true;
-        if let Some(r) = msg.byte_range().and_then(|br| self.report_range(br)) {
+        // A REPORT can confirm only bytes that were sent: a range reaching past them (up to
+        // 2^64, say) is ignored, and so can neither count nor cost.
+        if let Some(r) = msg
+            .byte_range()
+            .and_then(|br| self.report_range(br))
+            .filter(|r| r.end <= self.sent())
+        {
             self.reported.insert(r.clone());
+            if self.reported.len() > self.cfg.max_report_ranges {
+                self.reported = RangeSet::new();
+                self.fail(
+                    400,
+                    format!(
+                        "the participant's success reports acknowledge more than {} separate \
+                         byte ranges",
+                        self.cfg.max_report_ranges
+                    ),
+                    false,
+                );
+                return true;
+            }
             self.done.insert(r);
             self.update_progress();
         }
@@ -831,6 +864,86 @@ mod tests {
             !head.contains("Content-Disposition") && !head.contains("X-Injected"),
             "{head}"
         );
+    }
+
+    /// Issue 14 #3: success REPORTs with disjoint descending ranges, first far past the message
+    /// (up to 2^40), then scattered inside it. Nothing past the bytes sent is kept; inside, the
+    /// set never holds more than `max_report_ranges` ranges, and the peer exceeding it fails its
+    /// own delivery with a reason.
+    #[test]
+    fn scattered_reports_are_bounded_and_fail_the_delivery() {
+        let t0 = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                max_report_ranges: 16,
+                ..cfg(10, 1_000_000)
+            },
+            t0,
+        );
+        s.handle_data_available(1000, true);
+        let mid = s.message_id().clone();
+        let mut now = t0;
+        for t in drain(&mut s, now) {
+            assert!(s.handle_frame(&response(&t.tid, 200), now));
+        }
+        // Far past the message, descending, each disjoint from the others.
+        for k in 0..20_000u64 {
+            now += Duration::from_millis(1);
+            let start = (1u64 << 40) - 2 * k;
+            let r = report(&mid, 200, (start, Some(start), Some(1 << 40)));
+            assert!(s.handle_frame(&r, now));
+            assert_eq!(s.report_ranges(), 0, "a range past the bytes sent was kept");
+        }
+        assert!(!events(&mut s)
+            .iter()
+            .any(|e| matches!(e, SenderEvent::Failed(_))));
+        // Inside the message: single bytes every other byte, descending.
+        let mut failed_at = None;
+        for k in (0..500u64).rev() {
+            now += Duration::from_millis(1);
+            let b = 2 * k + 1;
+            s.handle_frame(&report(&mid, 200, (b, Some(b), Some(1000))), now);
+            assert!(s.report_ranges() <= 17, "{} ranges kept", s.report_ranges());
+            if s.state() == SenderState::Failed {
+                failed_at = Some(500 - k);
+                break;
+            }
+        }
+        assert_eq!(failed_at, Some(17), "fails at the first range over the cap");
+        let f = failure(&mut s);
+        assert!(
+            f.reason.contains("more than 16 separate byte ranges"),
+            "{}",
+            f.reason
+        );
+        // Later REPORTs cost nothing: the message is over.
+        assert!(s.handle_frame(&report(&mid, 200, (5, Some(5), Some(1000))), now));
+        assert_eq!(s.report_ranges(), 0);
+    }
+
+    /// Per-chunk reports in descending order join up into one range: the cap does not hurt an
+    /// honest peer, and the message completes.
+    #[test]
+    fn descending_adjacent_reports_join_and_complete() {
+        let now = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                max_report_ranges: 2,
+                ..cfg(10, 1_000_000)
+            },
+            now,
+        );
+        s.handle_data_available(1000, true);
+        let mid = s.message_id().clone();
+        for t in drain(&mut s, now) {
+            assert!(s.handle_frame(&response(&t.tid, 200), now));
+        }
+        for k in (0..100u64).rev() {
+            let r = report(&mid, 200, (k * 10 + 1, Some(k * 10 + 10), Some(1000)));
+            assert!(s.handle_frame(&r, now));
+            assert!(s.report_ranges() <= 1);
+        }
+        assert_eq!(s.state(), SenderState::Completed);
     }
 
     #[test]

@@ -115,6 +115,18 @@ pub struct DeliveryConn {
     block_start: u64,
     /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
     dead: bool,
+    /// Responses we owe the peer for its own requests, still queued: for each, the position in
+    /// the stream of queued bytes (`pushed`) where it ends. At `max_owed` the peer's frames are
+    /// not read any more (back-pressure) until it takes what it is owed.
+    owed: VecDeque<u64>,
+    max_owed: usize,
+    /// Bytes ever queued and ever written.
+    pushed: u64,
+    written: u64,
+    /// Reading stopped at `max_owed`: since when, and frames or bytes may wait unread.
+    paused_since: Option<Instant>,
+    /// How long reading may stay stopped before the delivery fails.
+    owed_timeout: Duration,
 }
 
 /// How reading the socket ended for now.
@@ -142,6 +154,11 @@ pub struct DeliveryParts {
     pub sink: OutcomeSink,
     pub local_path: Bytes,
     pub peer_path: Bytes,
+    /// Responses to the peer's own requests queued at most before its frames are no longer read
+    /// (`msrp_max_owed_responses`).
+    pub max_owed_responses: usize,
+    /// How long the peer may leave them unread before the delivery fails.
+    pub owed_timeout: Duration,
 }
 
 impl DeliveryConn {
@@ -175,6 +192,12 @@ impl DeliveryConn {
             block: Bytes::new(),
             block_start: 0,
             dead: false,
+            owed: VecDeque::new(),
+            max_owed: p.max_owed_responses.max(1),
+            pushed: 0,
+            written: 0,
+            paused_since: None,
+            owed_timeout: p.owed_timeout,
         }
     }
 
@@ -254,6 +277,10 @@ impl DeliveryConn {
     /// completes the delivery before the end of the connection is judged (RFC 4975 §7.1.2: the
     /// REPORT is the confirmation, the transport's fate after it does not matter).
     fn read_available(&mut self, now: Instant) -> ReadEnd {
+        // Frames left in the decoder when reading stopped come first.
+        if !self.decode(now) || self.read_stopped() {
+            return ReadEnd::Open;
+        }
         loop {
             let decoder = &mut self.decoder;
             match read_into(&mut self.stream, |b| decoder.feed(b)) {
@@ -264,7 +291,7 @@ impl DeliveryConn {
                     // one until this ACK (up to 40 ms per round otherwise). Linux clears the
                     // flag by itself, hence once per read.
                     let _ = socket2::SockRef::from(self.stream.socket()).set_tcp_quickack(true);
-                    if !self.decode(now) {
+                    if !self.decode(now) || self.read_stopped() {
                         return ReadEnd::Open;
                     }
                     self.drain_events(now);
@@ -314,6 +341,12 @@ impl DeliveryConn {
     /// Handles every complete frame in the decoder. False when the connection must stop.
     fn decode(&mut self, now: Instant) -> bool {
         loop {
+            if self.owed.len() >= self.max_owed {
+                // The peer does not take its responses: leave the rest unread (the kernel's
+                // buffers then push back on it) until it does.
+                self.paused_since.get_or_insert(now);
+                return true;
+            }
             match self.decoder.next() {
                 Ok(Some(msg)) => self.handle_frame(msg, now),
                 Ok(None) => return true,
@@ -355,12 +388,24 @@ impl DeliveryConn {
                 &mut b,
             );
             self.push(b.freeze());
+            self.owed.push_back(self.pushed);
         }
+    }
+
+    /// Reading is stopped: the peer has `max_owed` responses queued and unread.
+    fn read_stopped(&self) -> bool {
+        self.owed.len() >= self.max_owed
+    }
+
+    /// Number of responses to the peer's own requests queued and not yet written.
+    pub fn owed_responses(&self) -> usize {
+        self.owed.len()
     }
 
     fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
             self.out_len += b.len();
+            self.pushed += b.len() as u64;
             self.out.push_back(b);
         }
     }
@@ -461,6 +506,10 @@ impl DeliveryConn {
                 }
                 Ok(mut n) => {
                     self.out_len -= n;
+                    self.written += n as u64;
+                    while self.owed.front().is_some_and(|&end| end <= self.written) {
+                        self.owed.pop_front();
+                    }
                     while n > 0 {
                         let Some(front) = self.out.front_mut() else {
                             break;
@@ -489,6 +538,7 @@ impl DeliveryConn {
     fn write_failed(&mut self, what: String, now: Instant) {
         self.out.clear();
         self.out_len = 0;
+        self.owed.clear();
         if self.outcome.is_none() {
             let end = match self.read_available(now) {
                 ReadEnd::Closed(w) => w,
@@ -597,6 +647,7 @@ impl DeliveryConn {
                 break;
             }
         }
+        self.resume_reading(now);
         self.progress
             .sent
             .store(self.sender.sent(), Ordering::Relaxed);
@@ -604,6 +655,40 @@ impl DeliveryConn {
             self.drain_events(now);
         }
         self.close_step(now)
+    }
+
+    /// Reading stopped for owed responses: once the peer took enough of them, reads what waits
+    /// (no readable event announces it again); while it does not, fails the delivery past
+    /// `owed_timeout`.
+    fn resume_reading(&mut self, now: Instant) {
+        let Some(since) = self.paused_since else {
+            return;
+        };
+        if self.outcome.is_some() || self.dead {
+            return;
+        }
+        if !self.read_stopped() {
+            // A bounded number of rounds; what is left waits for the next turn (the tick).
+            for _ in 0..TURN_ROUNDS {
+                self.paused_since = None;
+                self.read_frames(now);
+                self.write_out(now);
+                if self.paused_since.is_none() || self.read_stopped() || self.outcome.is_some() {
+                    break;
+                }
+            }
+        } else if now.duration_since(since) >= self.owed_timeout {
+            self.fail(
+                Some(408),
+                format!(
+                    "the participant does not read: {} responses to its own requests left \
+                     unread for {} ms",
+                    self.owed.len(),
+                    now.duration_since(since).as_millis()
+                ),
+                now,
+            );
+        }
     }
 
     /// Once the outcome is known: flush the queue, then close. A failed delivery half-closes

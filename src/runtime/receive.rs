@@ -169,7 +169,14 @@ pub struct ReceiveOptions {
     /// Needed behind Kamailio's relay (relay mode), which drops a response whose To-Path holds
     /// only its own URI.
     pub full_path_responses: bool,
+    /// Largest message accepted: a chunk whose Byte-Range reaches past it (or past the declared
+    /// total) is refused with 413 (400) before any file grows.
+    pub max_message_bytes: u64,
 }
+
+/// Default of [`ReceiveOptions::max_message_bytes`] (`msrpcast receive --max-bytes`): the
+/// engine's own default largest file.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 4 << 30;
 
 /// The listener handler: accepts and spawns [`ReceiveConn`]s on the same thread.
 pub struct ReceiveListener {
@@ -260,7 +267,13 @@ impl ReceiveConn {
     /// On a connection whose first bytes were already read into `decoder` (relay mode: the
     /// frames after the AUTH exchange).
     fn with_decoder(stream: TcpStream, opts: Arc<ReceiveOptions>, decoder: FrameDecoder) -> Self {
-        let receiver = Receiver::new(opts.local.clone(), ReceiverConfig::default());
+        let receiver = Receiver::new(
+            opts.local.clone(),
+            ReceiverConfig {
+                max_message_bytes: opts.max_message_bytes,
+                ..ReceiverConfig::default()
+            },
+        );
         ReceiveConn {
             stream,
             decoder,
@@ -296,9 +309,12 @@ impl ReceiveConn {
                 let o = self.open.entry(message_id.clone()).or_insert_with(|| {
                     let (file, part) = match &opts.sink {
                         Sink::Dir(dir) | Sink::Named(dir) => {
-                            let name = safe_name(&message_id);
-                            let part = dir.join(format!("{name}.part"));
-                            (File::create(&part).ok(), Some(part))
+                            // A part file of its own, never another message's (another
+                            // connection may use the same Message-ID).
+                            match create_part(dir, &safe_name(&message_id)) {
+                                Some((f, p)) => (Some(f), Some(p)),
+                                None => (None, None),
+                            }
                         }
                         Sink::Discard => (None, None),
                     };
@@ -335,9 +351,9 @@ impl ReceiveConn {
                     Some(o) => {
                         let sha1 = o.hasher.map(|h| hex(&h.finalize()));
                         let path = match (&self.opts.sink, o.part) {
+                            // Never over an earlier file of the same name.
                             (Sink::Dir(dir), Some(part)) => {
-                                let fin = dir.join(safe_name(&message_id));
-                                std::fs::rename(&part, &fin).ok().map(|_| fin)
+                                save_unique(&part, dir, &safe_name(&message_id))
                             }
                             (Sink::Named(dir), Some(part)) => {
                                 let name = o
@@ -678,6 +694,27 @@ const MAX_NAME_TRIES: u32 = 1000;
 /// Moves `part` to `dir/name`, or `dir/name (1).ext`, ... when taken: a hard link never
 /// replaces an existing file, so two messages offering one name both survive. `None` (the
 /// `.part` file stays) when no name could be had.
+/// Creates `NAME.part` (or `NAME.N.part` when taken) exclusively in `dir`.
+fn create_part(dir: &std::path::Path, name: &str) -> Option<(File, PathBuf)> {
+    for n in 0..MAX_NAME_TRIES {
+        let part = if n == 0 {
+            dir.join(format!("{name}.part"))
+        } else {
+            dir.join(format!("{name}.{n}.part"))
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part)
+        {
+            Ok(f) => return Some((f, part)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 fn save_unique(part: &std::path::Path, dir: &std::path::Path, name: &str) -> Option<PathBuf> {
     let (stem, ext) = match name.rfind('.') {
         Some(i) if i > 0 => (&name[..i], &name[i..]),
@@ -731,6 +768,27 @@ impl ReceiveServer {
         misbehave: Option<Misbehave>,
         threads: usize,
     ) -> io::Result<ReceiveServer> {
+        Self::start_limited(
+            addr,
+            session_id,
+            sink,
+            hash,
+            misbehave,
+            threads,
+            DEFAULT_MAX_MESSAGE_BYTES,
+        )
+    }
+
+    /// [`ReceiveServer::start`] accepting messages of up to `max_message_bytes`.
+    pub fn start_limited(
+        addr: std::net::SocketAddr,
+        session_id: &str,
+        sink: Sink,
+        hash: bool,
+        misbehave: Option<Misbehave>,
+        threads: usize,
+        max_message_bytes: u64,
+    ) -> io::Result<ReceiveServer> {
         let listener = crate::runtime::net::listen(addr)?;
         let bound = listener.local_addr()?;
         let host = match bound {
@@ -756,6 +814,7 @@ impl ReceiveServer {
                 events: tx,
                 limits,
                 full_path_responses: false,
+                max_message_bytes,
             },
         )));
         Ok(ReceiveServer {
@@ -821,6 +880,7 @@ impl ReceiveServer {
             events: tx,
             limits,
             full_path_responses: true,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         });
         pool.add(Box::new(ReceiveConn::with_decoder(
             TcpStream::from_std(stream),

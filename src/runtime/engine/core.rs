@@ -932,6 +932,7 @@ impl Core {
             report_timeout: Duration::from_millis(self.cfg.report_timeout_ms),
             success_report: self.cfg.success_report,
             bind_with_empty_send: self.cfg.bind_empty_send,
+            max_report_ranges: self.cfg.msrp_max_report_ranges,
             ..SenderConfig::default()
         };
         let transfer = self.shared.roster.transfer(t);

@@ -400,6 +400,8 @@ impl Driver {
             sink: self.outcomes.clone(),
             local_path: a.local_path,
             peer_path: a.peer_path,
+            max_owed_responses: self.cfg.msrp_max_owed_responses,
+            owed_timeout: Duration::from_millis(self.cfg.transaction_timeout_ms),
         };
         let mut conn = DeliveryConn::new(parts, now);
         if let Some(first) = a.first {
