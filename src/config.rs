@@ -19,7 +19,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::runtime::log::Level;
+use crate::level::Level;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
