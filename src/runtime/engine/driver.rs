@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::msrp::parser::FrameDecoder;
 use crate::msrp::{Host, Message, Uri};
 use crate::roster::{DeliveryId, TransferId};
-use crate::runtime::delivery::{DeliveryConn, DeliveryParts, Outcome, OutcomeSink};
+use crate::runtime::delivery::{DeliveryConn, DeliveryOutcome, DeliveryParts, OutcomeSink};
 use crate::runtime::io::{Command, IoPool};
 use crate::runtime::net;
 use crate::runtime::spool::{Spool, SpoolFile};
@@ -109,7 +109,7 @@ impl Drop for Lookup {
 
 impl Driver {
     /// Runs until [`Cmd::Stop`] or until every request sender is gone.
-    pub fn run(mut self, rx: Receiver<Cmd>, outcomes: Receiver<(u64, Outcome)>) {
+    pub fn run(mut self, rx: Receiver<Cmd>, outcomes: Receiver<(u64, DeliveryOutcome)>) {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let wake = self
