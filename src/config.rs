@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::runtime::log::Level;
+use crate::level::Level;
 use crate::tls::Verify;
 
 const KIB: u64 = 1024;

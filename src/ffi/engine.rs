@@ -103,6 +103,65 @@ impl msrpcast_engine {
         })
     }
 
+    /// What `msrpcast_engine_join` does, for callers already in Rust (the FreeSWITCH bridge).
+    pub(super) fn join(
+        &self,
+        conference: &str,
+        participant: &str,
+        target: &str,
+        display: Option<&str>,
+    ) -> FfiResult {
+        self.apply(Request::Join {
+            conference: nonempty(conference)?,
+            participant: nonempty(participant)?,
+            target: nonempty(target)?,
+            display: display.filter(|d| !d.is_empty()),
+        })
+    }
+
+    /// What `msrpcast_engine_leave` does.
+    pub(super) fn leave(&self, conference: &str, participant: &str) -> FfiResult {
+        self.apply(Request::Leave {
+            conference: nonempty(conference)?,
+            participant: nonempty(participant)?,
+        })
+    }
+
+    /// What `msrpcast_engine_cancel` does.
+    pub(super) fn cancel(&self, transfer: u64) -> FfiResult {
+        self.apply(Request::Cancel { transfer })
+    }
+
+    /// What `msrpcast_engine_upload_file` does: the new transfer's id.
+    pub(super) fn upload_file(&self, conference: &str, path: &str) -> Result<u64, msrpcast_result> {
+        let conference = nonempty(conference)?;
+        let path = nonempty(path)?;
+        let id = self.with(|r| {
+            self.uploads
+                .start(&r.engine, conference, Path::new(path))
+                .map_err(|err| match err {
+                    UploadFileError::Io(_) => MSRPCAST_ERR_IO,
+                    UploadFileError::Forbidden(why) => {
+                        r.engine.logger().warn(
+                            "control",
+                            format_args!("upload of a local file to {conference:?} refused: {why}"),
+                        );
+                        MSRPCAST_ERR_FORBIDDEN
+                    }
+                    UploadFileError::Engine(x) => engine_code(&x),
+                })
+        })?;
+        self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// What `msrpcast_engine_status` answers, as a Rust string.
+    pub(super) fn status_json(&self, what: u32) -> Result<String, msrpcast_result> {
+        self.with(|r| {
+            control::status_json(&r.engine, &self.counters, what).ok_or(MSRPCAST_ERR_INVALID_VALUE)
+        })
+    }
+
     fn stop(&self) {
         // Take the engine out first, so concurrent calls get MSRPCAST_ERR_STOPPED at once
         // instead of waiting for the threads to end.
@@ -308,15 +367,15 @@ pub extern "C" fn msrpcast_engine_join(
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
         // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
-        let req = unsafe {
-            Request::Join {
-                conference: nonempty_arg(conf, conf_len)?,
-                participant: nonempty_arg(participant, participant_len)?,
-                target: nonempty_arg(target, target_len)?,
-                display: opt_str_arg(display, display_len)?,
-            }
+        let (conf, participant, target, display) = unsafe {
+            (
+                str_arg(conf, conf_len)?,
+                str_arg(participant, participant_len)?,
+                str_arg(target, target_len)?,
+                opt_str_arg(display, display_len)?,
+            )
         };
-        e.apply(req)
+        e.join(conf, participant, target, display)
     })
 }
 
@@ -333,13 +392,13 @@ pub extern "C" fn msrpcast_engine_leave(
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
         // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
-        let req = unsafe {
-            Request::Leave {
-                conference: nonempty_arg(conf, conf_len)?,
-                participant: nonempty_arg(participant, participant_len)?,
-            }
+        let (conf, participant) = unsafe {
+            (
+                str_arg(conf, conf_len)?,
+                str_arg(participant, participant_len)?,
+            )
         };
-        e.apply(req)
+        e.leave(conf, participant)
     })
 }
 
@@ -396,7 +455,7 @@ pub extern "C" fn msrpcast_engine_cancel(
     ffi_boundary(|| {
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
-        e.apply(Request::Cancel { transfer })
+        e.cancel(transfer)
     })
 }
 
@@ -422,25 +481,10 @@ pub extern "C" fn msrpcast_engine_upload_file(
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
         // SAFETY: conf is NULL or points to conf_len readable bytes (API contract).
-        let conf = unsafe { nonempty_arg(conf, conf_len) }?;
+        let conf = unsafe { str_arg(conf, conf_len) }?;
         // SAFETY: path is NULL or points to path_len readable bytes (API contract).
-        let path = unsafe { nonempty_arg(path, path_len) }?;
-        let id = e.with(|r| {
-            e.uploads
-                .start(&r.engine, conf, Path::new(path))
-                .map_err(|err| match err {
-                    UploadFileError::Io(_) => MSRPCAST_ERR_IO,
-                    UploadFileError::Forbidden(why) => {
-                        r.engine.logger().warn(
-                            "control",
-                            format_args!("upload of a local file to {conf:?} refused: {why}"),
-                        );
-                        MSRPCAST_ERR_FORBIDDEN
-                    }
-                    UploadFileError::Engine(x) => engine_code(&x),
-                })
-        })?;
-        e.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        let path = unsafe { str_arg(path, path_len) }?;
+        let id = e.upload_file(conf, path)?;
         if !transfer.is_null() {
             // SAFETY: transfer is non-NULL and valid for writes (API contract).
             unsafe { write_out(transfer, id) };
@@ -464,9 +508,7 @@ pub extern "C" fn msrpcast_engine_status(
         let e = unsafe { handle(e) }?;
         out_arg(json)?;
         out_arg(len)?;
-        let text = e.with(|r| {
-            control::status_json(&r.engine, &e.counters, what).ok_or(MSRPCAST_ERR_INVALID_VALUE)
-        })?;
+        let text = e.status_json(what)?;
         let (ptr, n) = owned_c_string(text)?;
         // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
         unsafe {
@@ -567,6 +609,15 @@ pub extern "C" fn msrpcast_string_free(s: *mut c_char) {
             drop(unsafe { CString::from_raw(s) });
         }
     })
+}
+
+/// A required string that must not be empty (as [`nonempty_arg`] for a C argument).
+fn nonempty(s: &str) -> Result<&str, msrpcast_result> {
+    if s.is_empty() {
+        Err(MSRPCAST_ERR_INVALID_VALUE)
+    } else {
+        Ok(s)
+    }
 }
 
 /// Starts the HTTP upload page and API for `http_enabled`. A failure (say, the port is taken)

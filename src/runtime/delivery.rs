@@ -66,7 +66,7 @@ pub const PHASE_FINISHED: u8 = 2;
 
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum DeliveryOutcome {
     Completed,
     Failed {
         /// The MSRP or transport status that ended it (408 timeout, 481, a REPORT's status, …);
@@ -77,7 +77,7 @@ pub enum Outcome {
 }
 
 /// Where outcomes go: the engine's core thread.
-pub type OutcomeSink = crossbeam_channel::Sender<(u64, Outcome)>;
+pub type OutcomeSink = crossbeam_channel::Sender<(u64, DeliveryOutcome)>;
 
 /// The delivery connection handler.
 pub struct DeliveryConn {
@@ -105,7 +105,7 @@ pub struct DeliveryConn {
     /// (keep-alives).
     local_path: Bytes,
     peer_path: Bytes,
-    outcome: Option<Outcome>,
+    outcome: Option<DeliveryOutcome>,
     /// The write side was shut down (failed delivery, queue flushed).
     write_shut: bool,
     /// Closing: the outcome is known; flush what is queued (a `#` end-line) then close.
@@ -213,7 +213,7 @@ impl DeliveryConn {
         self.handle_frame(first, now);
     }
 
-    fn finish(&mut self, outcome: Outcome, now: Instant) {
+    fn finish(&mut self, outcome: DeliveryOutcome, now: Instant) {
         if self.outcome.is_some() {
             return;
         }
@@ -226,7 +226,7 @@ impl DeliveryConn {
 
     fn fail(&mut self, code: Option<u16>, reason: impl Into<String>, now: Instant) {
         self.finish(
-            Outcome::Failed {
+            DeliveryOutcome::Failed {
                 code,
                 reason: reason.into(),
             },
@@ -561,7 +561,7 @@ impl DeliveryConn {
                     self.progress
                         .acked
                         .store(self.sender.acked(), Ordering::Release);
-                    self.finish(Outcome::Completed, now);
+                    self.finish(DeliveryOutcome::Completed, now);
                 }
                 SenderEvent::Failed(f) => {
                     let reason = if self.upload_aborted {
@@ -705,7 +705,7 @@ impl DeliveryConn {
         if !self.out.is_empty() {
             return Flow::Continue;
         }
-        if self.outcome == Some(Outcome::Completed) {
+        if self.outcome == Some(DeliveryOutcome::Completed) {
             // TLS: a close_notify, best effort (the message is confirmed already).
             if self.stream.is_tls() {
                 let _ = self.stream.shutdown_write();

@@ -738,6 +738,12 @@ fn save_unique(part: &std::path::Path, dir: &std::path::Path, name: &str) -> Opt
     None
 }
 
+/// The receiving tool's I/O threads report their own failures on standard error, warnings and
+/// worse.
+fn tool_logger() -> crate::runtime::log::Logger {
+    crate::runtime::log::Logger::stderr(crate::runtime::log::Level::Warn)
+}
+
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -799,7 +805,7 @@ impl ReceiveServer {
         let uri = Uri::parse_slice(text.as_bytes())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        let pool = crate::runtime::io::IoPool::start(threads)?;
+        let pool = crate::runtime::io::IoPool::start(threads, tool_logger())?;
         let limits = Limits {
             max_body_bytes: 1 << 20,
             ..Limits::default()
@@ -871,7 +877,7 @@ impl ReceiveServer {
         let mut to_path = granted.use_path.clone();
         to_path.push(uri.clone());
         let (tx, rx) = crossbeam_channel::unbounded();
-        let pool = crate::runtime::io::IoPool::start(1)?;
+        let pool = crate::runtime::io::IoPool::start(1, tool_logger())?;
         let opts = Arc::new(ReceiveOptions {
             local: uri.clone(),
             sink,

@@ -27,7 +27,7 @@ use crate::roster::{
     DeliveryId, DeliveryState, Joined, Left, Limits as RosterLimits, Roster, TransferId,
     TransferSnapshot, TransferState,
 };
-use crate::runtime::delivery::{Outcome as DeliveryOutcome, Progress, PHASE_SENDING};
+use crate::runtime::delivery::{DeliveryOutcome, Progress, PHASE_SENDING};
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::spool::{SpoolFile, SpoolState};
 use crate::sdp;

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::msrp::parser::FrameDecoder;
 use crate::msrp::{Host, Message, Uri};
 use crate::roster::{DeliveryId, TransferId};
-use crate::runtime::delivery::{DeliveryConn, DeliveryParts, Outcome, OutcomeSink};
+use crate::runtime::delivery::{DeliveryConn, DeliveryOutcome, DeliveryParts, OutcomeSink};
 use crate::runtime::fault::{self, Guarded};
 use crate::runtime::io::{Command, IoPool};
 use crate::runtime::log::Logger;
@@ -143,7 +143,7 @@ impl Drop for Lookup {
 
 impl Driver {
     /// Runs until [`Cmd::Stop`] or until every request sender is gone.
-    pub fn run(mut self, rx: Receiver<Cmd>, outcomes: Receiver<(u64, Outcome)>) {
+    pub fn run(mut self, rx: Receiver<Cmd>, outcomes: Receiver<(u64, DeliveryOutcome)>) {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let wake = self
@@ -373,7 +373,7 @@ impl Driver {
                 // Nothing was written: the core hears of it like any other outcome.
                 let _ = self.outcomes.send((
                     a.delivery.0,
-                    Outcome::Failed {
+                    DeliveryOutcome::Failed {
                         code: None,
                         reason: format!("TLS: {e}"),
                     },

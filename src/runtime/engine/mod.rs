@@ -145,14 +145,15 @@ struct Resources {
 }
 
 impl Resources {
-    fn open(cfg: &Config) -> Result<Resources, EngineError> {
+    fn open(cfg: &Config, logger: &Logger) -> Result<Resources, EngineError> {
         let spool = Spool::open(&cfg.spool_dir, cfg.spool_max_bytes, cfg.max_file_bytes)
             .map_err(|e| start_error(&format!("spool_dir {:?}", cfg.spool_dir), &e))?;
         let threads = match cfg.io_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let io = IoPool::start(threads).map_err(|e| start_error("I/O threads", &e))?;
+        let io =
+            IoPool::start(threads, logger.clone()).map_err(|e| start_error("I/O threads", &e))?;
         let listener = net::listen(cfg.msrp_listen)
             .map_err(|e| start_error(&format!("msrp_listen {}", cfg.msrp_listen), &e))?;
         let msrp_addr = listener
@@ -202,7 +203,7 @@ impl Engine {
             threads,
             listener,
             msrp_addr,
-        } = Resources::open(&cfg)?;
+        } = Resources::open(&cfg, &logger)?;
         let shared = Arc::new(Shared::new(&cfg));
         let (tx, rx) = bounded(QUEUE);
         let (sig_tx, sig_rx) = unbounded();
