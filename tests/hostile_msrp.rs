@@ -249,9 +249,14 @@ fn send_frames(addr: std::net::SocketAddr, frames: &[String]) -> Vec<u16> {
 }
 
 fn send_chunk(to: &str, from: &str, mid: &str, range: &str, body: &str) -> String {
+    send_part(to, from, mid, range, body, '$')
+}
+
+/// A chunk with continuation `flag` (`+` more follows, `$` last).
+fn send_part(to: &str, from: &str, mid: &str, range: &str, body: &str, flag: char) -> String {
     format!(
         "MSRP tx{mid}x{} SEND\r\nTo-Path: {to}\r\nFrom-Path: {from}\r\nMessage-ID: {mid}\r\n\
-         Byte-Range: {range}\r\nContent-Type: text/plain\r\n\r\n{body}\r\n-------tx{mid}x{}$\r\n",
+         Byte-Range: {range}\r\nContent-Type: text/plain\r\n\r\n{body}\r\n-------tx{mid}x{}{flag}\r\n",
         body.len(),
         body.len()
     )
@@ -320,12 +325,13 @@ fn receive_keeps_files_apart_and_refuses_huge_ranges() {
     assert_ne!(second.path.as_deref(), Some(dir.join("m1").as_path()));
     assert_eq!(std::fs::read(dir.join("m2")).unwrap(), b"ok");
 
-    // A Byte-Range at 2^40 with an unknown total, then one past its declared total.
+    // A Byte-Range at 2^40 with an unknown total (more to follow: the part file stays), then
+    // one past its declared total.
     let far = format!("{}-{}/*", (1u64 << 40) + 1, (1u64 << 40) + 1);
     let codes = send_frames(
         srv.addr,
         &[
-            send_chunk(&to, b, "m3", &far, "x"),
+            send_part(&to, b, "m3", &far, "x", '+'),
             send_chunk(&to, b, "m4", "9-*/10", "xyz"),
         ],
     );
