@@ -650,11 +650,13 @@ msrpcast_result msrpcast_engine_reload_tls(struct msrpcast_engine *e,
 msrpcast_result msrpcast_engine_signal_fd(const struct msrpcast_engine *e, int *out_fd);
 
 /**
- * Starts the engine (its threads, the MSRP listener, the spool, the control socket) from a
- * copy of `cfg` and writes the handle to `*out`. Call it in the process that is to own the
- * threads and never fork that process afterwards — in Kamailio the process forked in
- * `child_init` for the engine, never `mod_init`. On failure (`MSRPCAST_ERR_START`,
- * `MSRPCAST_ERR_INVALID_CONFIG`, `MSRPCAST_ERR_IO`) `msrpcast_config_error(cfg)` says why.
+ * Starts the engine (its threads, the MSRP listener, the spool, the control socket and, with
+ * `http_enabled`, the HTTP upload page and API) from a copy of `cfg` and writes the handle to
+ * `*out`. If any part cannot start (a port in use, the HTTP port included), nothing is left
+ * running and the call fails. Call it in the process that is to own the threads and never fork
+ * that process afterwards — in Kamailio the process forked in `child_init` for the engine,
+ * never `mod_init`. On failure (`MSRPCAST_ERR_START`, `MSRPCAST_ERR_INVALID_CONFIG`,
+ * `MSRPCAST_ERR_IO`) `msrpcast_config_error(cfg)` says why.
  */
 msrpcast_result msrpcast_engine_start(const struct msrpcast_config *cfg,
                                       struct msrpcast_engine **out);

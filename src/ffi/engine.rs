@@ -170,12 +170,7 @@ impl msrpcast_engine {
             drop(r.control);
             drop(r.http);
             self.uploads.stop();
-            match Arc::try_unwrap(r.engine) {
-                Ok(engine) => engine.stop(),
-                // Cannot happen (the control thread, the only other owner, has ended); the last
-                // owner's drop stops it anyway.
-                Err(shared) => drop(shared),
-            }
+            stop_engine(r.engine);
         }
     }
 }
@@ -187,11 +182,13 @@ pub extern "C" fn msrpcast_version() -> *const c_char {
     V.as_ptr().cast()
 }
 
-/// Starts the engine (its threads, the MSRP listener, the spool, the control socket) from a
-/// copy of `cfg` and writes the handle to `*out`. Call it in the process that is to own the
-/// threads and never fork that process afterwards — in Kamailio the process forked in
-/// `child_init` for the engine, never `mod_init`. On failure (`MSRPCAST_ERR_START`,
-/// `MSRPCAST_ERR_INVALID_CONFIG`, `MSRPCAST_ERR_IO`) `msrpcast_config_error(cfg)` says why.
+/// Starts the engine (its threads, the MSRP listener, the spool, the control socket and, with
+/// `http_enabled`, the HTTP upload page and API) from a copy of `cfg` and writes the handle to
+/// `*out`. If any part cannot start (a port in use, the HTTP port included), nothing is left
+/// running and the call fails. Call it in the process that is to own the threads and never fork
+/// that process afterwards — in Kamailio the process forked in `child_init` for the engine,
+/// never `mod_init`. On failure (`MSRPCAST_ERR_START`, `MSRPCAST_ERR_INVALID_CONFIG`,
+/// `MSRPCAST_ERR_IO`) `msrpcast_config_error(cfg)` says why.
 #[no_mangle]
 pub extern "C" fn msrpcast_engine_start(
     cfg: *const msrpcast_config,
@@ -246,7 +243,16 @@ pub extern "C" fn msrpcast_engine_start(
             )
         };
         let http = if c.cfg.http_enabled {
-            start_http(&engine)
+            // The upload page is the front door: without it the engine must not run.
+            match crate::http::HttpServer::start(engine.clone(), engine.config()) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    c.set_error(format!("http_enabled: {e}"));
+                    drop(control);
+                    stop_engine(engine);
+                    return Err(MSRPCAST_ERR_START);
+                }
+            }
         } else {
             None
         };
@@ -620,18 +626,13 @@ fn nonempty(s: &str) -> Result<&str, msrpcast_result> {
     }
 }
 
-/// Starts the HTTP upload page and API for `http_enabled`. A failure (say, the port is taken)
-/// leaves the engine running without it and says so in an error record.
-fn start_http(engine: &Arc<Engine>) -> Option<crate::http::HttpServer> {
-    match crate::http::HttpServer::start(engine.clone(), engine.config()) {
-        Ok(server) => Some(server),
-        Err(e) => {
-            engine.logger().error(
-                "ffi",
-                format_args!("http_enabled: {e}; the engine runs without the HTTP handler"),
-            );
-            None
-        }
+/// Stops the engine once its other owners (the control and HTTP threads) have ended.
+fn stop_engine(engine: Arc<Engine>) {
+    match Arc::try_unwrap(engine) {
+        Ok(engine) => engine.stop(),
+        // Cannot happen (the control and HTTP threads, the only other owners, have ended); the
+        // last owner's drop stops it anyway.
+        Err(shared) => drop(shared),
     }
 }
 
