@@ -322,6 +322,7 @@ fn events_through_the_c_abi_reach_the_engine() {
     let spool = dir.join("spool");
     for (k, v) in [
         ("spool_dir", spool.to_str().unwrap()),
+        ("upload_dir", dir.to_str().unwrap()),
         ("msrp_listen", "127.0.0.1:0"),
         ("http_enabled", "no"),
         ("log_level", "warn"),
@@ -432,6 +433,9 @@ fn events_through_the_c_abi_reach_the_engine() {
     assert!(json.starts_with("{\"error\":"), "{json}");
     let (r, _) = api(f, e, "frobnicate");
     assert_eq!(r, MSRPCAST_ERR_INVALID_VALUE);
+    // Only files inside upload_dir (issue 14 #9).
+    let (r, json) = api(f, e, "upload 3000 /etc/hostname");
+    assert_eq!(r, MSRPCAST_ERR_FORBIDDEN, "{json}");
     // upload <conference> <path>, then cancel it.
     let file = dir.join("a file.bin");
     std::fs::write(&file, vec![7u8; 100_000]).unwrap();

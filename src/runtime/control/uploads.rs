@@ -64,7 +64,8 @@ impl FileUploads {
         conference: &str,
         path: &Path,
     ) -> Result<u64, UploadFileError> {
-        let (file, meta) = open_inside(engine.config().upload_dir.as_deref(), path)?;
+        let cfg = engine.config();
+        let (file, meta) = open_inside(cfg.upload_dir.as_deref(), &cfg.spool_dir, path)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -144,8 +145,11 @@ fn normalise(path: &Path) -> Option<PathBuf> {
 }
 
 /// Opens `path` for reading if it is a regular file inside `dir` (see the module doc).
+/// Files of the spool itself (other transfers' data) are refused even when `upload_dir`
+/// contains `spool_dir`.
 fn open_inside(
     dir: Option<&Path>,
+    spool_dir: &Path,
     path: &Path,
 ) -> Result<(fs::File, fs::Metadata), UploadFileError> {
     let forbidden = |why: String| UploadFileError::Forbidden(format!("{}: {why}", path.display()));
@@ -188,6 +192,12 @@ fn open_inside(
             "resolves to {}, outside upload_dir {}",
             real.display(),
             dir.display()
+        )));
+    }
+    if fs::canonicalize(spool_dir).is_ok_and(|s| real.starts_with(s)) {
+        return Err(forbidden(format!(
+            "inside spool_dir {}",
+            spool_dir.display()
         )));
     }
     let meta = file.metadata().map_err(io)?;
@@ -379,9 +389,26 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Never the spool's own files, even when upload_dir contains spool_dir.
+        let own = tempdir("unset-own");
+        fs::write(own.join("f"), b"data").unwrap();
+        let e2 = engine(&own, Some(&own));
+        assert!(uploads.start(&e2, "room", &own.join("f")).is_ok());
+        let spooled = fs::read_dir(own.join("spool"))
+            .unwrap()
+            .flatten()
+            .map(|x| x.path())
+            .find(|p| p.extension().is_some_and(|x| x == "spool"))
+            .expect("a spool file");
+        match uploads.start(&e2, "room", &spooled) {
+            Err(UploadFileError::Forbidden(why)) => assert!(why.contains("spool_dir"), "{why}"),
+            r => panic!("{r:?}"),
+        }
         uploads.stop();
         drop(e);
+        drop(e2);
         fs::remove_dir_all(&dir).unwrap();
         fs::remove_dir_all(&other).unwrap();
+        fs::remove_dir_all(&own).unwrap();
     }
 }
