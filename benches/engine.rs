@@ -1,5 +1,7 @@
 //! Engine benchmarks (`make bench`): fan-out throughput to receivers that parse every chunk, the
-//! engine's peak RSS, and first-chunk latency. Prints `BENCH <name> <value> <unit>` lines;
+//! engine's peak RSS and CPU per GB, fan-out over emulated long paths (`wan_fanout_…`: a
+//! user-space delay/rate proxy per participant, `common/proxy.rs`), the cost of a peer that
+//! reports every chunk with Nagle on, and first-chunk latency. Prints `BENCH <name> <value> <unit>` lines;
 //! ratios use `MSRPCAST_BASELINE_GBPS` (the loopback baseline measured in the same run).
 //!
 //! The receivers run in a separate process (`msrpcast receive --discard`), so the RSS figure is
@@ -15,7 +17,8 @@ use msrpcast::runtime::receive::{ReceiveServer, Sink};
 use msrpcast::runtime::Engine;
 
 mod common;
-use common::start_receiver;
+use common::proxy::{DelayProxy, Path};
+use common::{cpu_seconds, start_receiver, start_receiver_with, uri_addr, uri_via};
 
 fn engine(tag: &str) -> (Engine, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("msrpcast-bench-{tag}-{}", std::process::id()));
@@ -60,11 +63,15 @@ fn spool_file(e: &Engine, conf: &str, size: u64) -> TransferId {
     t
 }
 
-fn wait_until(mut f: impl FnMut() -> bool) {
+fn wait_until(f: impl FnMut() -> bool) {
+    wait_every(Duration::from_millis(1), f)
+}
+
+fn wait_every(every: Duration, mut f: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !f() {
         assert!(t0.elapsed() < Duration::from_secs(600), "timed out");
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(every);
     }
 }
 
@@ -81,36 +88,149 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Delivers a spooled file of `size` bytes to `n` receivers; returns (GB/s, peak RSS MiB).
-fn fanout(n: usize, size: u64) -> (f64, f64) {
-    let rx = start_receiver("bench", 1);
-    let (e, dir) = engine(&format!("fanout{n}"));
-    let t = spool_file(&e, "c", size);
-    reset_peak_rss();
+/// Joins each `(name, uri)` to conference `conf` (whose transfer `t` is spooled) and waits until
+/// all their deliveries are done; returns the seconds it took. Panics on a failed delivery.
+fn deliver(e: &Engine, conf: &str, t: TransferId, who: &[(String, String)]) -> f64 {
     let t0 = Instant::now();
-    for i in 0..n {
-        e.join_direct("c", &format!("p{i}"), &rx.uri).expect("join");
+    for (name, uri) in who {
+        e.join_direct(conf, name, uri).expect("join");
     }
-    wait_until(|| {
+    let names: std::collections::HashSet<&str> = who.iter().map(|(n, _)| n.as_str()).collect();
+    // Polling the roster costs a snapshot of every delivery: rarely when there are many.
+    let every = Duration::from_millis(if who.len() > 10 { 20 } else { 1 });
+    wait_every(every, || {
         let tr = e.roster().transfer(t).expect("transfer");
-        let done: Vec<_> = tr
+        let mine: Vec<_> = tr
             .deliveries
             .iter()
-            .filter(|d| d.participant != "placeholder")
+            .filter(|d| names.contains(d.participant.as_str()))
             .collect();
-        if let Some(bad) = done
+        if let Some(bad) = mine
             .iter()
             .find(|d| matches!(d.state, DeliveryState::Failed { .. }))
         {
             panic!("delivery failed: {:?}", bad.state);
         }
-        done.len() == n && done.iter().all(|d| d.state == DeliveryState::Done)
+        mine.len() == who.len() && mine.iter().all(|d| d.state == DeliveryState::Done)
     });
-    let secs = t0.elapsed().as_secs_f64();
+    t0.elapsed().as_secs_f64()
+}
+
+struct Fanout {
+    gbps: f64,
+    rss_mib: f64,
+    /// The engine's CPU seconds (user + system, all threads) per GB delivered.
+    cpu_s_per_gb: f64,
+}
+
+/// Delivers a spooled file of `size` bytes to `n` receivers (one receiver process).
+fn fanout(n: usize, size: u64) -> Fanout {
+    let rx = start_receiver("bench", 1);
+    let (e, dir) = engine(&format!("fanout{n}"));
+    let t = spool_file(&e, "c", size);
+    reset_peak_rss();
+    let who: Vec<(String, String)> = (0..n).map(|i| (format!("p{i}"), rx.uri.clone())).collect();
+    let cpu0 = cpu_seconds();
+    let secs = deliver(&e, "c", t, &who);
+    let cpu = cpu_seconds() - cpu0;
+    let rss_mib = peak_rss_mib();
+    drop(e);
+    let _ = std::fs::remove_dir_all(dir);
+    let gb = n as f64 * size as f64 / 1e9;
+    Fanout {
+        gbps: gb / secs,
+        rss_mib,
+        cpu_s_per_gb: cpu / gb,
+    }
+}
+
+/// `n` participants, each behind its own emulated `path` (a [`DelayProxy`] to the one receiver
+/// process): aggregate payload rate ÷ aggregate link rate.
+fn wan_fanout(n: usize, size: u64, path: Path) -> f64 {
+    let rx = start_receiver("bench", 2);
+    let target = uri_addr(&rx.uri);
+    let proxies: Vec<DelayProxy> = (0..n)
+        .map(|_| DelayProxy::start(target, path).expect("proxy"))
+        .collect();
+    let (e, dir) = engine("wan");
+    let t = spool_file(&e, "c", size);
+    let who: Vec<(String, String)> = proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (format!("w{i}"), uri_via(&rx.uri, p.addr())))
+        .collect();
+    let secs = deliver(&e, "c", t, &who);
+    drop(e);
+    let _ = std::fs::remove_dir_all(dir);
+    (n as f64 * size as f64 / secs) / (n as f64 * path.rate as f64)
+}
+
+/// Seconds to deliver `size` bytes to a receiver answering every chunk with a 200 and a REPORT
+/// written separately with Nagle on, ÷ the same to a receiver reporting once per message.
+fn report_per_chunk_nagle_ratio(size: u64) -> f64 {
+    let nagle = start_receiver_with("bench", 1, Some("report-per-chunk,nagle"));
+    let plain = start_receiver("bench", 1);
+    let (e, dir) = engine("nagle");
+    let t = spool_file(&e, "c", size);
+    // A transfer of this size takes well under a second: the median of five pairs, taken in
+    // turns, so that a moment of load on a shared machine does not decide the ratio.
+    let (mut slow, mut fast) = (Vec::new(), Vec::new());
+    for k in 0..5 {
+        slow.push(deliver(
+            &e,
+            "c",
+            t,
+            &[(format!("nagle{k}"), nagle.uri.clone())],
+        ));
+        fast.push(deliver(
+            &e,
+            "c",
+            t,
+            &[(format!("plain{k}"), plain.uri.clone())],
+        ));
+    }
+    drop(e);
+    let _ = std::fs::remove_dir_all(dir);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (slow, fast) = (median(&mut slow), median(&mut fast));
+    eprintln!("report-per-chunk+nagle {slow:.3} s, per-message {fast:.3} s (medians of 5)");
+    slow / fast
+}
+
+/// `n` concurrent deliveries of a `size`-byte file, to receivers spread over `procs` receiver
+/// processes; returns (seconds until all are done, the engine's peak RSS in MiB).
+fn scale(n: usize, size: u64, procs: usize) -> (f64, f64) {
+    let rxs: Vec<_> = (0..procs).map(|_| start_receiver("bench", 1)).collect();
+    let dir = std::env::temp_dir().join(format!("msrpcast-bench-scale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = Config::default();
+    for (k, v) in [
+        ("spool_dir", dir.to_str().expect("utf-8 temp dir")),
+        ("msrp_listen", "127.0.0.1:0"),
+        ("log_level", "error"),
+        ("answer_timeout_ms", "3600000"),
+        ("transaction_timeout_ms", "600000"),
+        ("report_timeout_ms", "600000"),
+        ("connect_timeout_ms", "600000"),
+    ] {
+        cfg.set(k, v).expect(k);
+    }
+    cfg.set("max_participants_per_conference", &(n + 1).to_string())
+        .expect("max participants");
+    let e = Engine::start(cfg).expect("engine");
+    let t = spool_file(&e, "c", size);
+    reset_peak_rss();
+    let who: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("s{i}"), rxs[i % procs].uri.clone()))
+        .collect();
+    let secs = deliver(&e, "c", t, &who);
     let rss = peak_rss_mib();
     drop(e);
     let _ = std::fs::remove_dir_all(dir);
-    ((n as f64 * size as f64) / secs / 1e9, rss)
+    (secs, rss)
 }
 
 fn first_chunk_latency_ms() -> f64 {
@@ -176,20 +296,33 @@ fn main() {
     };
     let mut rss100 = 0.0;
     for (name, n, size) in runs {
-        let (gbps, rss) = fanout(n, size);
-        println!("BENCH {name} {gbps:.3} GB/s");
+        let f = fanout(n, size);
+        println!("BENCH {name} {:.3} GB/s", f.gbps);
         if let Some(b) = baseline {
-            println!("BENCH {name}_ratio {:.3} x", gbps / b);
+            println!("BENCH {name}_ratio {:.3} x", f.gbps / b);
+        }
+        if n == 10 {
+            println!("BENCH fanout_cpu_s_per_gb {:.3} s/GB", f.cpu_s_per_gb);
         }
         if n == 100 {
-            rss100 = rss;
+            rss100 = f.rss_mib;
         }
     }
     println!("BENCH fanout_peak_rss_mib {rss100:.1} MiB");
     if !quick {
-        let (_, rss4x) = fanout(100, mib(256));
-        println!("BENCH fanout_peak_rss_mib_4x_file {rss4x:.1} MiB");
+        let f = fanout(100, mib(256));
+        println!("BENCH fanout_peak_rss_mib_4x_file {:.1} MiB", f.rss_mib);
     }
+    let wan = Path::symmetric(Duration::from_millis(50), 100);
+    let ratio = wan_fanout(10, if quick { mib(8) } else { mib(64) }, wan);
+    println!("BENCH wan_fanout_10x64MiB_ratio {ratio:.3} x");
+    let ratio = report_per_chunk_nagle_ratio(if quick { mib(8) } else { mib(48) });
+    println!("BENCH report_per_chunk_nagle_ratio {ratio:.3} x");
+    let (s1000, _) = scale(1000, if quick { mib(1) } else { mib(16) }, 4);
+    println!("BENCH scale_1000x16MiB_s {s1000:.2} s");
+    let (s10k, rss10k) = scale(if quick { 2000 } else { 10_000 }, mib(1), 4);
+    println!("BENCH scale_10000x1MiB_s {s10k:.2} s");
+    println!("BENCH scale_10000_peak_rss_mib {rss10k:.1} MiB");
     println!(
         "BENCH first_chunk_latency_ms {:.2} ms",
         first_chunk_latency_ms()

@@ -490,6 +490,28 @@ msrpcast_result msrpcast_client_status(struct msrpcast_client *c,
                                        size_t *len);
 
 /**
+ * As `msrpcast_engine_upload_file`, through the control socket, with the engine's answer: a
+ * request and its reply, waiting up to `timeout_ms` (1 or more) — for RPC and CLI processes,
+ * never for a SIP worker. The engine process opens `path` (it must be readable by it).
+ *
+ * Whenever the engine answered, `*json` is set to a NUL-terminated JSON object (free it with
+ * `msrpcast_string_free`) and `*len` to its length: `{"transfer":<id>}` with `MSRPCAST_OK`, or
+ * `{"error":"<reason>"}` with the refusal's code (`MSRPCAST_ERR_UNKNOWN_CONFERENCE`,
+ * `MSRPCAST_ERR_REFUSED` for a conference without participants or a full spool,
+ * `MSRPCAST_ERR_IO` for a file it cannot read, `MSRPCAST_ERR_BUSY`, `MSRPCAST_ERR_STOPPED`).
+ * Without an answer — `MSRPCAST_ERR_TIMEOUT`, `MSRPCAST_ERR_UNREACHABLE`, argument errors —
+ * `*json` is left unchanged.
+ */
+msrpcast_result msrpcast_client_upload(struct msrpcast_client *c,
+                                       const char *conf,
+                                       size_t conf_len,
+                                       const char *path,
+                                       size_t path_len,
+                                       uint32_t timeout_ms,
+                                       char **json,
+                                       size_t *len);
+
+/**
  * As `msrpcast_engine_upload_file`, through the control socket: the engine process opens
  * `path` (so the path must be readable by it) and the transfer id is not reported back (see
  * the status). Never blocks.
@@ -606,6 +628,20 @@ msrpcast_result msrpcast_engine_rejected(struct msrpcast_engine *e,
                                          uint32_t sip_code);
 
 /**
+ * Re-reads the TLS certificates and keys in use — MSRP (`tls_cert`, `tls_key`, `tls_ca`, when
+ * `msrp_tls` is on) and HTTPS (`http_tls_cert`, `http_tls_key`, when the HTTP handler started
+ * with the engine serves HTTPS) — without a restart: new connections use the new files, running
+ * deliveries and uploads keep theirs. A file that fails leaves its previous certificate in use:
+ * `MSRPCAST_ERR_IO`, and `*error` gets the reason naming the file. `MSRPCAST_ERR_REFUSED` when
+ * no TLS is on. On failure `*error` (when `error` is not NULL) is a NUL-terminated string the
+ * caller frees with `msrpcast_string_free`, `*error_len` its length; on success `*error` is
+ * NULL. Reads files: call it from the host's engine process, not a latency-critical thread.
+ */
+msrpcast_result msrpcast_engine_reload_tls(struct msrpcast_engine *e,
+                                           char **error,
+                                           size_t *error_len);
+
+/**
  * Writes the descriptor that is readable while signals or log records wait. Poll it for
  * `POLLIN` on the host's own thread; on each wake-up call `msrpcast_engine_next_signal` until
  * it returns `MSRPCAST_EMPTY`. Owned by the engine: do not read, write or close it. Valid
@@ -614,11 +650,13 @@ msrpcast_result msrpcast_engine_rejected(struct msrpcast_engine *e,
 msrpcast_result msrpcast_engine_signal_fd(const struct msrpcast_engine *e, int *out_fd);
 
 /**
- * Starts the engine (its threads, the MSRP listener, the spool, the control socket) from a
- * copy of `cfg` and writes the handle to `*out`. Call it in the process that is to own the
- * threads and never fork that process afterwards — in Kamailio the process forked in
- * `child_init` for the engine, never `mod_init`. On failure (`MSRPCAST_ERR_START`,
- * `MSRPCAST_ERR_INVALID_CONFIG`, `MSRPCAST_ERR_IO`) `msrpcast_config_error(cfg)` says why.
+ * Starts the engine (its threads, the MSRP listener, the spool, the control socket and, with
+ * `http_enabled`, the HTTP upload page and API) from a copy of `cfg` and writes the handle to
+ * `*out`. If any part cannot start (a port in use, the HTTP port included), nothing is left
+ * running and the call fails. Call it in the process that is to own the threads and never fork
+ * that process afterwards — in Kamailio the process forked in `child_init` for the engine,
+ * never `mod_init`. On failure (`MSRPCAST_ERR_START`, `MSRPCAST_ERR_INVALID_CONFIG`,
+ * `MSRPCAST_ERR_IO`) `msrpcast_config_error(cfg)` says why.
  */
 msrpcast_result msrpcast_engine_start(const struct msrpcast_config *cfg,
                                       struct msrpcast_engine **out);

@@ -30,6 +30,9 @@ shopt -s nullglob
 sources=("$here"/*.c)
 ((${#sources[@]})) || msrpcast_die "no kamailio-module/*.c yet: nothing to build"
 
+# The RPC commands' doc strings and README.md's "RPC Commands" section must agree.
+"$here/check-rpc-docs.py"
+
 scripts/kamailio-src.sh
 cache=${KAMAILIO_SRC_CACHE:-$root/.cache/kamailio-src}
 kam_cflags=$(cat "$cache/cflags")

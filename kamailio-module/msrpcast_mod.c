@@ -47,9 +47,10 @@ static int mod_init(void);
 static int child_init(int rank);
 static void mod_destroy(void);
 
-static int w_msrpcast_join3(sip_msg_t *msg, char *conf, char *participant, char *target);
-static int w_msrpcast_join4(
-		sip_msg_t *msg, char *conf, char *participant, char *target, char *display);
+static int w_msrpcast_join3(
+		sip_msg_t *msg, char *conf, char *participant, char *target);
+static int w_msrpcast_join4(sip_msg_t *msg, char *conf, char *participant,
+		char *target, char *display);
 static int w_msrpcast_leave(sip_msg_t *msg, char *conf, char *participant);
 
 /* clang-format off */
@@ -95,7 +96,8 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	}
 	r = msrpcast_config_set(msrpcast_cfg, key, strlen(key), v, strlen(v));
 	if(r != MSRPCAST_OK) {
-		if(msrpcast_config_error(msrpcast_cfg, &emsg, &elen) != MSRPCAST_OK || emsg == NULL) {
+		if(msrpcast_config_error(msrpcast_cfg, &emsg, &elen) != MSRPCAST_OK
+				|| emsg == NULL) {
 			emsg = msrpcast_rc_name(r);
 			elen = strlen(emsg);
 		}
@@ -123,6 +125,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	return 0;
 }
 
+/* clang-format off */
 #define ENGINE_PARAM(k)                                 \
 	static int mp_##k(modparam_t type, void *val)       \
 	{                                                   \
@@ -142,20 +145,34 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(http_sse_interval_ms)              \
 	X(http_head_timeout_ms)              \
 	X(http_allowed_hosts)                \
+	X(http_cors_origins)                 \
 	X(http_login_max_failures)           \
 	X(http_max_event_streams)            \
 	X(http_event_stream_max_ms)          \
+	X(http_tls_cert)                     \
+	X(http_tls_key)                      \
+	X(http_hsts_max_age_s)               \
 	X(msrp_listen)                       \
 	X(msrp_advertise)                    \
 	X(msrp_reuse_port)                   \
 	X(msrp_max_pending)                  \
 	X(msrp_pending_max_bytes)            \
+	X(max_name_lookups)                  \
+	X(msrp_max_owed_responses)           \
+	X(msrp_max_report_ranges)            \
+	X(msrp_tls)                          \
+	X(tls_cert)                          \
+	X(tls_key)                           \
+	X(tls_ca)                            \
+	X(tls_verify)                        \
+	X(tls_handshake_timeout_ms)          \
 	X(spool_dir)                         \
 	X(spool_max_bytes)                   \
 	X(max_file_bytes)                    \
 	X(spool_linger_ms)                   \
 	X(chunk_bytes)                       \
 	X(window_bytes)                      \
+	X(max_window_bytes)                  \
 	X(transaction_timeout_ms)            \
 	X(report_timeout_ms)                 \
 	X(answer_timeout_ms)                 \
@@ -178,6 +195,8 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(log_level)                         \
 	X(control_socket)                    \
 	X(upload_dir)
+
+/* clang-format on */
 
 ENGINE_KEYS(ENGINE_PARAM)
 
@@ -213,13 +232,16 @@ static int derive_contact(void)
 	int n;
 
 	if(si == NULL) {
-		LM_ERR("no listen socket to derive the contact from: set modparam contact\n");
+		LM_ERR("no listen socket to derive the contact from: set modparam "
+			   "contact\n");
 		return -1;
 	}
 	addr = si->useinfo.name.len > 0 ? &si->useinfo.name : &si->address_str;
-	port = si->useinfo.port_no_str.len > 0 ? &si->useinfo.port_no_str : &si->port_no_str;
-	n = snprintf(buf, sizeof(buf), "sip:msrpcast@%.*s:%.*s%s", addr->len, addr->s, port->len,
-			port->s, si->proto == PROTO_TCP ? ";transport=tcp" : "");
+	port = si->useinfo.port_no_str.len > 0 ? &si->useinfo.port_no_str
+										   : &si->port_no_str;
+	n = snprintf(buf, sizeof(buf), "sip:msrpcast@%.*s:%.*s%s", addr->len,
+			addr->s, port->len, port->s,
+			si->proto == PROTO_TCP ? ";transport=tcp" : "");
 	if(n <= 0 || n >= (int)sizeof(buf))
 		return -1;
 	msrpcast_contact.s = pkg_malloc(n + 1);
@@ -246,12 +268,41 @@ static int derive_control_socket(void)
 	return engine_param("control_socket", PARAM_STRING, buf);
 }
 
+/* Socket buffer size asked for on each end of the reply socketpair. */
+#define MSRPCAST_IPC_BUFFER (4 * 1024 * 1024)
+
+/*
+ * Sets SO_SNDBUF or SO_RCVBUF of one end of the reply socketpair. A refusal is logged with its
+ * reason; so is a size the kernel capped (net.core.wmem_max / rmem_max): the pair works either
+ * way, with less room for bursts.
+ */
+static void ipc_buffer(int fd, int opt, const char *name, int want)
+{
+	int got = 0;
+	socklen_t glen = sizeof(got);
+
+	if(setsockopt(fd, SOL_SOCKET, opt, &want, sizeof(want)) < 0) {
+		LM_WARN("reply socketpair: setsockopt %s %d: %s; kernel default kept\n",
+				name, want, strerror(errno));
+		return;
+	}
+	if(getsockopt(fd, SOL_SOCKET, opt, &got, &glen) < 0) {
+		LM_WARN("reply socketpair: getsockopt %s: %s\n", name, strerror(errno));
+		return;
+	}
+	/* Linux reports twice the size it accounts for (bookkeeping overhead). */
+	if(got / 2 < want)
+		LM_INFO("reply socketpair: %s capped by the kernel: %d, asked %d\n",
+				name, got, want);
+	else
+		LM_DBG("reply socketpair: %s %d bytes\n", name, got);
+}
+
 static int mod_init(void)
 {
 	const char *emsg = NULL;
 	size_t elen = 0;
 	msrpcast_result r;
-	int sndbuf = 4 * 1024 * 1024;
 
 	LM_INFO("initializing %s\n", msrpcast_version());
 	if(msrpcast_cfg == NULL) {
@@ -262,14 +313,16 @@ static int mod_init(void)
 		}
 	}
 	if(msrpcast_control_socket.len == 0 && derive_control_socket() < 0) {
-		LM_ERR("cannot derive the control socket path: set modparam control_socket\n");
+		LM_ERR("cannot derive the control socket path: set modparam "
+			   "control_socket\n");
 		return -1;
 	}
 	if(msrpcast_contact.len == 0 && derive_contact() < 0)
 		return -1;
 	r = msrpcast_config_validate(msrpcast_cfg);
 	if(r != MSRPCAST_OK) {
-		if(msrpcast_config_error(msrpcast_cfg, &emsg, &elen) != MSRPCAST_OK || emsg == NULL) {
+		if(msrpcast_config_error(msrpcast_cfg, &emsg, &elen) != MSRPCAST_OK
+				|| emsg == NULL) {
 			emsg = msrpcast_rc_name(r);
 			elen = strlen(emsg);
 		}
@@ -285,9 +338,10 @@ static int mod_init(void)
 		LM_ERR("socketpair: %s\n", strerror(errno));
 		return -1;
 	}
-	/* Room for bursts of replies (each a few hundred bytes); a full socket drops, never blocks. */
-	setsockopt(msrpcast_ipc_fd[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-	setsockopt(msrpcast_ipc_fd[0], SOL_SOCKET, SO_RCVBUF, &sndbuf, sizeof(sndbuf));
+	/* Room for bursts of replies (each a few hundred bytes); a full socket drops, never blocks.
+	 * Not fatal: with the kernel's default size only a larger burst is dropped (and logged). */
+	ipc_buffer(msrpcast_ipc_fd[1], SO_SNDBUF, "SO_SNDBUF", MSRPCAST_IPC_BUFFER);
+	ipc_buffer(msrpcast_ipc_fd[0], SO_RCVBUF, "SO_RCVBUF", MSRPCAST_IPC_BUFFER);
 
 	msrpcast_engine_pid = shm_malloc(sizeof(int));
 	if(msrpcast_engine_pid == NULL) {
@@ -299,8 +353,9 @@ static int mod_init(void)
 	/* One extra process: the engine. */
 	register_procs(1);
 	cfg_register_child(1);
-	LM_INFO("contact %.*s, control socket %.*s\n", msrpcast_contact.len, msrpcast_contact.s,
-			msrpcast_control_socket.len, msrpcast_control_socket.s);
+	LM_INFO("contact %.*s, control socket %.*s\n", msrpcast_contact.len,
+			msrpcast_contact.s, msrpcast_control_socket.len,
+			msrpcast_control_socket.s);
 	return 0;
 }
 
@@ -319,7 +374,8 @@ static int child_init(int rank)
 		if(pid == 0) {
 			/* The engine process: tm was initialised for PROC_TIMER by fork_process. */
 			if(cfg_child_init() != 0) {
-				LM_CRIT("cfg_child_init failed in the msrpcast engine process\n");
+				LM_CRIT("cfg_child_init failed in the msrpcast engine "
+						"process\n");
 				exit(-1);
 			}
 			msrpcast_proc_run(); /* never returns */
@@ -352,14 +408,15 @@ msrpcast_client *msrpcast_client_get(void)
 
 	if(client != NULL)
 		return client;
-	r = msrpcast_client_open(
-			msrpcast_control_socket.s, (size_t)msrpcast_control_socket.len, &client);
+	r = msrpcast_client_open(msrpcast_control_socket.s,
+			(size_t)msrpcast_control_socket.len, &client);
 	if(r != MSRPCAST_OK) {
 		client = NULL;
 		/* Logged once per process until it works: the engine may simply not be up yet. */
 		if(!client_logged) {
-			LM_DBG("cannot open a client to %.*s yet: %s\n", msrpcast_control_socket.len,
-					msrpcast_control_socket.s, msrpcast_rc_name(r));
+			LM_DBG("cannot open a client to %.*s yet: %s\n",
+					msrpcast_control_socket.len, msrpcast_control_socket.s,
+					msrpcast_rc_name(r));
 			client_logged = 1;
 		}
 		return NULL;
@@ -369,23 +426,25 @@ msrpcast_client *msrpcast_client_get(void)
 }
 
 /* Results of the cfg functions: 1 ok, -1 bad input, -2 engine unreachable, -3 engine busy. */
-static int result_to_cfg(msrpcast_result r, const char *what, str *conf, str *participant)
+static int result_to_cfg(
+		msrpcast_result r, const char *what, str *conf, str *participant)
 {
 	switch(r) {
 		case MSRPCAST_OK:
 			return 1;
 		case MSRPCAST_ERR_BUSY:
-			LM_WARN("%s %.*s/%.*s: engine busy\n", what, conf->len, conf->s, participant->len,
-					participant->s);
+			LM_WARN("%s %.*s/%.*s: engine busy\n", what, conf->len, conf->s,
+					participant->len, participant->s);
 			return -3;
 		case MSRPCAST_ERR_UNREACHABLE:
 		case MSRPCAST_ERR_STOPPED:
-			LM_ERR("%s %.*s/%.*s: engine unreachable (%s)\n", what, conf->len, conf->s,
-					participant->len, participant->s, msrpcast_rc_name(r));
+			LM_ERR("%s %.*s/%.*s: engine unreachable (%s)\n", what, conf->len,
+					conf->s, participant->len, participant->s,
+					msrpcast_rc_name(r));
 			return -2;
 		default:
-			LM_ERR("%s %.*s/%.*s: %s\n", what, conf->len, conf->s, participant->len,
-					participant->s, msrpcast_rc_name(r));
+			LM_ERR("%s %.*s/%.*s: %s\n", what, conf->len, conf->s,
+					participant->len, participant->s, msrpcast_rc_name(r));
 			return -1;
 	}
 }
@@ -398,23 +457,26 @@ static int ki_msrpcast_join_display(
 
 	if(conf == NULL || participant == NULL || target == NULL || conf->len <= 0
 			|| participant->len <= 0 || target->len <= 0) {
-		LM_ERR("msrpcast_join: conference, participant and target must not be empty\n");
+		LM_ERR("msrpcast_join: conference, participant and target must not be "
+			   "empty\n");
 		return -1;
 	}
 	c = msrpcast_client_get();
 	if(c == NULL)
-		return result_to_cfg(MSRPCAST_ERR_UNREACHABLE, "join", conf, participant);
+		return result_to_cfg(
+				MSRPCAST_ERR_UNREACHABLE, "join", conf, participant);
 	r = msrpcast_client_join(c, conf->s, (size_t)conf->len, participant->s,
 			(size_t)participant->len, target->s, (size_t)target->len,
 			(display && display->len > 0) ? display->s : NULL,
 			(display && display->len > 0) ? (size_t)display->len : 0);
 	if(r == MSRPCAST_OK)
-		LM_DBG("join %.*s/%.*s -> %.*s\n", conf->len, conf->s, participant->len, participant->s,
-				target->len, target->s);
+		LM_DBG("join %.*s/%.*s -> %.*s\n", conf->len, conf->s, participant->len,
+				participant->s, target->len, target->s);
 	return result_to_cfg(r, "join", conf, participant);
 }
 
-static int ki_msrpcast_join(sip_msg_t *msg, str *conf, str *participant, str *target)
+static int ki_msrpcast_join(
+		sip_msg_t *msg, str *conf, str *participant, str *target)
 {
 	return ki_msrpcast_join_display(msg, conf, participant, target, NULL);
 }
@@ -424,15 +486,18 @@ static int ki_msrpcast_leave(sip_msg_t *msg, str *conf, str *participant)
 	msrpcast_client *c;
 	msrpcast_result r;
 
-	if(conf == NULL || participant == NULL || conf->len <= 0 || participant->len <= 0) {
-		LM_ERR("msrpcast_leave: conference and participant must not be empty\n");
+	if(conf == NULL || participant == NULL || conf->len <= 0
+			|| participant->len <= 0) {
+		LM_ERR("msrpcast_leave: conference and participant must not be "
+			   "empty\n");
 		return -1;
 	}
 	c = msrpcast_client_get();
 	if(c == NULL)
-		return result_to_cfg(MSRPCAST_ERR_UNREACHABLE, "leave", conf, participant);
-	r = msrpcast_client_leave(
-			c, conf->s, (size_t)conf->len, participant->s, (size_t)participant->len);
+		return result_to_cfg(
+				MSRPCAST_ERR_UNREACHABLE, "leave", conf, participant);
+	r = msrpcast_client_leave(c, conf->s, (size_t)conf->len, participant->s,
+			(size_t)participant->len);
 	return result_to_cfg(r, "leave", conf, participant);
 }
 
@@ -449,7 +514,8 @@ static int get_params(sip_msg_t *msg, char **p, str *out, int n, const char *fn)
 	return 0;
 }
 
-static int w_msrpcast_join3(sip_msg_t *msg, char *conf, char *participant, char *target)
+static int w_msrpcast_join3(
+		sip_msg_t *msg, char *conf, char *participant, char *target)
 {
 	char *p[3] = {conf, participant, target};
 	str v[3];
@@ -459,8 +525,8 @@ static int w_msrpcast_join3(sip_msg_t *msg, char *conf, char *participant, char 
 	return ki_msrpcast_join(msg, &v[0], &v[1], &v[2]);
 }
 
-static int w_msrpcast_join4(
-		sip_msg_t *msg, char *conf, char *participant, char *target, char *display)
+static int w_msrpcast_join4(sip_msg_t *msg, char *conf, char *participant,
+		char *target, char *display)
 {
 	char *p[4] = {conf, participant, target, display};
 	str v[4];

@@ -7,7 +7,8 @@
  * - the engine's signal fd: OFFER (send a file INVITE), BYE (end a file session), LOG (engine
  *   log records, written with LM_* from this thread only);
  * - the reply socketpair: final replies to file INVITEs forwarded by the processes where tm saw
- *   them, and msrpcast.upload requests from RPC processes.
+ *   them. (Everything else — joins, leaves, msrpcast.* RPC commands — reaches the engine over
+ *   its control socket.)
  * This process is the only one that calls tm for the file sessions.
  */
 
@@ -35,6 +36,9 @@
 /* Work done per wake-up before polling again, so neither source starves the other. */
 #define MSRPCAST_BATCH 256
 
+/* Longest engine log record written to Kamailio's log; longer ones are cut. */
+#define MSRPCAST_LOG_MAX_TEXT 4096
+
 /* Set by SIGTERM: Kamailio is shutting down. */
 static volatile sig_atomic_t stop_requested = 0;
 
@@ -44,7 +48,8 @@ static void on_sigterm(int signo)
 	stop_requested = 1;
 }
 
-int msrpcast_ipc_send(const struct msrpcast_ipc_hdr *h, const char *p1, const char *p2)
+int msrpcast_ipc_send(
+		const struct msrpcast_ipc_hdr *h, const char *p1, const char *p2)
 {
 	struct iovec iov[3];
 	struct msghdr m;
@@ -72,18 +77,7 @@ int msrpcast_ipc_send(const struct msrpcast_ipc_hdr *h, const char *p1, const ch
 	return 0;
 }
 
-socklen_t msrpcast_ipc_reply_name(int pid, void *out)
-{
-	struct sockaddr_un *a = out;
-	int n;
-
-	memset(a, 0, sizeof(*a));
-	a->sun_family = AF_UNIX;
-	/* Abstract namespace: sun_path[0] == 0, nothing on disk to clean up. */
-	n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "msrpcast-rpc-%d", pid);
-	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-}
-
+/* Writes an engine log record with the LM_* macro of its level (engine process only). */
 static void log_signal(msrpcast_signal *s)
 {
 	const char *p = NULL;
@@ -91,17 +85,18 @@ static void log_signal(msrpcast_signal *s)
 	int l;
 
 	msrpcast_signal_text(s, &p, &len);
-	l = len > 4096 ? 4096 : (int)len;
+	l = len > MSRPCAST_LOG_MAX_TEXT ? MSRPCAST_LOG_MAX_TEXT : (int)len;
 	switch(msrpcast_signal_log_level(s)) {
-		case 1:
+		case MSRPCAST_LOG_ERROR:
 			LM_ERR("%.*s\n", l, p);
 			break;
-		case 2:
+		case MSRPCAST_LOG_WARN:
 			LM_WARN("%.*s\n", l, p);
 			break;
-		case 3:
+		case MSRPCAST_LOG_INFO:
 			LM_INFO("%.*s\n", l, p);
 			break;
+		case MSRPCAST_LOG_DEBUG:
 		default:
 			LM_DBG("%.*s\n", l, p);
 			break;
@@ -136,7 +131,8 @@ static void drain_signals(msrpcast_engine *e)
 				msrpcast_signal_sender(s, &p, &len);
 				sender.s = (char *)p;
 				sender.len = (int)len;
-				msrpcast_sip_offer(e, msrpcast_signal_delivery(s), &target, &sdp, &sender);
+				msrpcast_sip_offer(
+						e, msrpcast_signal_delivery(s), &target, &sdp, &sender);
 				break;
 			case MSRPCAST_SIGNAL_BYE:
 				msrpcast_sip_bye(e, msrpcast_signal_delivery(s));
@@ -145,39 +141,31 @@ static void drain_signals(msrpcast_engine *e)
 				log_signal(s);
 				break;
 			default:
-				LM_ERR("unknown engine signal kind %u\n", msrpcast_signal_kind(s));
+				LM_ERR("unknown engine signal kind %u\n",
+						msrpcast_signal_kind(s));
 				break;
 		}
 		msrpcast_signal_free(s);
 	}
 }
 
-/* msrpcast.upload: hands a file on disk to the engine and answers the asking RPC process. */
-static void do_upload(msrpcast_engine *e, int answer_fd, const struct msrpcast_ipc_hdr *h,
-		const char *conf, const char *path)
+/* msrpcast.reload_tls: re-reads the certificates; the outcome goes to the log. */
+static void do_reload_tls(msrpcast_engine *e)
 {
-	struct msrpcast_ipc_answer a;
-	struct sockaddr_un to;
-	socklen_t tolen;
+	msrpcast_result r;
+	char *err = NULL;
+	size_t elen = 0;
 
-	memset(&a, 0, sizeof(a));
-	a.seq = h->reply_seq;
-	a.result = msrpcast_engine_upload_file(e, conf, h->len1, path, h->len2, &a.transfer);
-	if(a.result != MSRPCAST_OK) {
-		snprintf(a.error, sizeof(a.error), "%s", msrpcast_rc_name(a.result));
-		LM_ERR("upload of %.*s to conference %.*s refused: %s\n", (int)h->len2, path,
-				(int)h->len1, conf, a.error);
-	} else {
-		LM_INFO("transfer %llu: upload of %.*s to conference %.*s\n",
-				(unsigned long long)a.transfer, (int)h->len2, path, (int)h->len1, conf);
-	}
-	tolen = msrpcast_ipc_reply_name(h->reply_pid, &to);
-	if(sendto(answer_fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, tolen)
-			< 0)
-		LM_WARN("cannot answer RPC process %d: %s\n", h->reply_pid, strerror(errno));
+	r = msrpcast_engine_reload_tls(e, &err, &elen);
+	if(r == MSRPCAST_OK)
+		LM_INFO("TLS certificates reloaded\n");
+	else
+		LM_ERR("TLS reload: %s: %.*s\n", msrpcast_rc_name(r),
+				err ? (int)elen : 0, err ? err : "");
+	msrpcast_string_free(err);
 }
 
-static void drain_ipc(msrpcast_engine *e, int answer_fd, char *buf)
+static void drain_ipc(msrpcast_engine *e, char *buf)
 {
 	struct msrpcast_ipc_hdr h;
 	ssize_t n;
@@ -206,11 +194,12 @@ static void drain_ipc(msrpcast_engine *e, int answer_fd, char *buf)
 				sdp.len = (int)h.len1;
 				msrpcast_sip_reply(e, h.delivery, h.code, &sdp);
 				break;
-			case MSRPCAST_IPC_UPLOAD:
-				do_upload(e, answer_fd, &h, buf + sizeof(h), buf + sizeof(h) + h.len1);
+			case MSRPCAST_IPC_RELOAD_TLS:
+				do_reload_tls(e);
 				break;
 			default:
-				LM_ERR("unknown datagram kind %u on the reply socket\n", h.kind);
+				LM_ERR("unknown datagram kind %u on the reply socket\n",
+						h.kind);
 				break;
 		}
 	}
@@ -226,29 +215,39 @@ void msrpcast_proc_run(void)
 	const char *msg;
 	size_t mlen;
 	char *buf;
-	int sigfd = -1, answer_fd, n;
+	int sigfd = -1, n, rc;
 
 	buf = malloc(MSRPCAST_IPC_MAX);
-	answer_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if(buf == NULL || answer_fd < 0) {
-		LM_CRIT("engine process: out of memory or sockets\n");
+	if(buf == NULL) {
+		LM_CRIT("engine process: out of memory\n");
 		exit(-1);
 	}
 
-	/* The engine's threads inherit this mask: Kamailio's signals stay with this thread. */
+	/* The engine's threads inherit this mask: Kamailio's signals stay with this thread. Without
+	 * it a Kamailio signal handler could run on an engine thread: refuse to start instead. */
 	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_sigmask(SIG_BLOCK, &all, &old);
+	if(rc != 0) {
+		LM_CRIT("cannot block signals for the engine threads: %s\n",
+				strerror(rc));
+		exit(-1);
+	}
 	r = msrpcast_engine_start(msrpcast_cfg, &e);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if(rc != 0)
+		LM_ERR("cannot unblock signals: %s; SIGTERM will not stop the "
+			   "engine cleanly\n",
+				strerror(rc));
 	if(r != MSRPCAST_OK) {
 		msg = NULL;
 		mlen = 0;
-		if(msrpcast_config_error(msrpcast_cfg, &msg, &mlen) != MSRPCAST_OK || msg == NULL) {
+		if(msrpcast_config_error(msrpcast_cfg, &msg, &mlen) != MSRPCAST_OK
+				|| msg == NULL) {
 			msg = "";
 			mlen = 0;
 		}
-		LM_CRIT("the msrpcast engine did not start: %s %.*s\n", msrpcast_rc_name(r), (int)mlen,
-				msg);
+		LM_CRIT("the msrpcast engine did not start: %s %.*s\n",
+				msrpcast_rc_name(r), (int)mlen, msg);
 		exit(-1);
 	}
 	r = msrpcast_engine_signal_fd(e, &sigfd);
@@ -256,8 +255,9 @@ void msrpcast_proc_run(void)
 		LM_CRIT("engine signal fd: %s\n", msrpcast_rc_name(r));
 		exit(-1);
 	}
-	LM_INFO("%s engine started (pid %d, control socket %.*s)\n", msrpcast_version(), getpid(),
-			msrpcast_control_socket.len, msrpcast_control_socket.s);
+	LM_INFO("%s engine started (pid %d, control socket %.*s)\n",
+			msrpcast_version(), getpid(), msrpcast_control_socket.len,
+			msrpcast_control_socket.s);
 
 	/* Kamailio's children _exit(0) on SIGTERM; this one first stops the engine, so running
 	 * deliveries end with '#' and the spool files and control socket are removed. No
@@ -265,7 +265,10 @@ void msrpcast_proc_run(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigterm;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
+	if(sigaction(SIGTERM, &sa, NULL) < 0)
+		LM_ERR("SIGTERM handler not installed: %s; at shutdown the engine "
+			   "is not stopped (spool files stay until the next start)\n",
+				strerror(errno));
 
 	for(;;) {
 		pfd[0].fd = sigfd;
@@ -289,6 +292,6 @@ void msrpcast_proc_run(void)
 		/* Cheap when empty; also covers a wake-up lost between two drains. */
 		drain_signals(e);
 		if(n > 0 && pfd[1].revents)
-			drain_ipc(e, answer_fd, buf);
+			drain_ipc(e, buf);
 	}
 }

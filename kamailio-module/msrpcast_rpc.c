@@ -2,20 +2,15 @@
 /*
  * msrpcast Kamailio module: RPC commands (kamcmd msrpcast.*).
  *
- * They run in RPC processes (ctl, jsonrpcs), which may wait: status and cancel go through this
- * process's msrpcast_client; msrpcast.upload asks the engine process over the reply socketpair
- * and waits for its answer on this process's own reply socket.
+ * They run in RPC processes (ctl, jsonrpcs), which may wait: every command goes through this
+ * process's msrpcast_client over the engine's control socket (status, upload: a request and its
+ * reply, within msrpcast_rpc_timeout_ms; cancel: one datagram).
  */
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "core/dprint.h"
 #include "core/rpc.h"
@@ -51,7 +46,8 @@ static const char *walk_key(struct rpc_walk *w, const char *key, size_t len)
 	return w->key;
 }
 
-static int walk_begin(void *ud, const char *key, size_t key_len, msrpcast_json_kind kind)
+static int walk_begin(
+		void *ud, const char *key, size_t key_len, msrpcast_json_kind kind)
 {
 	struct rpc_walk *w = ud;
 	const char *fmt = kind == MSRPCAST_JSON_ARRAY ? "[" : "{";
@@ -91,8 +87,8 @@ static int walk_end(void *ud, msrpcast_json_kind kind)
 	return 0;
 }
 
-static int walk_value(void *ud, const char *key, size_t key_len, msrpcast_json_kind kind,
-		const char *text, size_t len)
+static int walk_value(void *ud, const char *key, size_t key_len,
+		msrpcast_json_kind kind, const char *text, size_t len)
 {
 	struct rpc_walk *w = ud;
 	char num[64], *end;
@@ -138,7 +134,9 @@ static int walk_value(void *ud, const char *key, size_t key_len, msrpcast_json_k
 		if(kind == MSRPCAST_JSON_STRING)
 			return w->rpc->add(w->ctx, "S", &sv) < 0 ? -1 : 0;
 		if(kind == MSRPCAST_JSON_NUMBER)
-			return (as_int ? w->rpc->add(w->ctx, "L", ll) : w->rpc->add(w->ctx, "f", d)) < 0
+			return (as_int ? w->rpc->add(w->ctx, "L", ll)
+						   : w->rpc->add(w->ctx, "f", d))
+								   < 0
 						   ? -1
 						   : 0;
 		return w->rpc->add(w->ctx, "b", b) < 0 ? -1 : 0;
@@ -180,9 +178,11 @@ static void msrpcast_rpc_status(rpc_t *rpc, void *ctx, uint32_t what)
 		rpc->fault(ctx, 503, "msrpcast engine unreachable");
 		return;
 	}
-	r = msrpcast_client_status(c, what, (uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
+	r = msrpcast_client_status(
+			c, what, (uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
 	if(r != MSRPCAST_OK) {
-		rpc->fault(ctx, r == MSRPCAST_ERR_TIMEOUT ? 504 : 500, "%s", msrpcast_rc_name(r));
+		rpc->fault(ctx, r == MSRPCAST_ERR_TIMEOUT ? 504 : 500, "%s",
+				msrpcast_rc_name(r));
 		return;
 	}
 	{
@@ -191,23 +191,30 @@ static void msrpcast_rpc_status(rpc_t *rpc, void *ctx, uint32_t what)
 		memset(&w, 0, sizeof(w));
 		w.rpc = rpc;
 		w.ctx = ctx;
-		r = msrpcast_json_walk(json ? json : "", json ? len : 0, &rpc_visitor, &w);
+		r = msrpcast_json_walk(
+				json ? json : "", json ? len : 0, &rpc_visitor, &w);
 	}
 	msrpcast_string_free(json);
 	if(r != MSRPCAST_OK)
 		rpc->fault(ctx, 500, "status reply: %s", msrpcast_rc_name(r));
 }
 
-static const char *rpc_conferences_doc[] = {
-	"Conferences and their participants: {conferences: [{id, participants: [...]}]}.", 0};
+static const char *msrpcast_rpc_conferences_doc[] = {
+		"List the conferences and their participants: msrpcast.conferences. "
+		"Returns {conferences: [{id, participants: [{key, target, display, "
+		"...}]}]}.",
+		0};
 
 static void msrpcast_rpc_conferences(rpc_t *rpc, void *ctx)
 {
 	msrpcast_rpc_status(rpc, ctx, MSRPCAST_STATUS_CONFERENCES);
 }
 
-static const char *rpc_transfers_doc[] = {
-	"Transfers with the state and progress of each delivery: {transfers: [{id, deliveries: [...]}]}.", 0};
+static const char *msrpcast_rpc_transfers_doc[] = {
+		"List the transfers with the state, progress and failure code of each "
+		"delivery: msrpcast.transfers. Returns {transfers: [{id, conference, "
+		"name, ..., deliveries: [{participant, state, ...}]}]}.",
+		0};
 
 static void msrpcast_rpc_transfers(rpc_t *rpc, void *ctx)
 {
@@ -215,10 +222,12 @@ static void msrpcast_rpc_transfers(rpc_t *rpc, void *ctx)
 }
 
 static const char *msrpcast_rpc_cancel_doc[] = {
-	"Cancel a transfer: msrpcast.cancel <transfer id>. Deliveries in progress end with '#'.",
-	0};
+		"Cancel a transfer: msrpcast.cancel <transfer id>. The upload stops; "
+		"deliveries in progress end with '#' and a BYE.",
+		0};
 
-static int scan_u64(rpc_t *rpc, void *ctx, const char *what, unsigned long long *out)
+static int scan_u64(
+		rpc_t *rpc, void *ctx, const char *what, unsigned long long *out)
 {
 	str s = STR_NULL;
 	char buf[32], *end;
@@ -264,51 +273,47 @@ static void msrpcast_rpc_cancel(rpc_t *rpc, void *ctx)
 	rpc->rpl_printf(ctx, "transfer %llu cancelled", transfer);
 }
 
-/* This process's socket for the engine process's answers (abstract name with our pid). */
-static int answer_sock = -1;
-static uint32_t answer_seq = 0;
+static const char *msrpcast_rpc_upload_doc[] = {
+		"Send a file on the server's disk to every participant of a "
+		"conference: msrpcast.upload <conference> <path>. Returns {transfer: "
+		"<id>}.",
+		0};
 
-static int answer_socket(void)
+/* Picks the "error" member of a refusal's {"error":"..."} answer. */
+struct upload_error
 {
-	struct sockaddr_un a;
-	socklen_t alen;
+	char text[200];
+};
 
-	if(answer_sock >= 0)
-		return answer_sock;
-	answer_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if(answer_sock < 0)
-		return -1;
-	alen = msrpcast_ipc_reply_name(getpid(), &a);
-	if(bind(answer_sock, (struct sockaddr *)&a, alen) < 0) {
-		close(answer_sock);
-		answer_sock = -1;
-		return -1;
+static int error_value(void *ud, const char *key, size_t key_len,
+		msrpcast_json_kind kind, const char *text, size_t len)
+{
+	struct upload_error *e = ud;
+
+	if(kind == MSRPCAST_JSON_STRING && key != NULL && key_len == 5
+			&& memcmp(key, "error", 5) == 0) {
+		if(len >= sizeof(e->text))
+			len = sizeof(e->text) - 1;
+		memcpy(e->text, text, len);
+		e->text[len] = 0;
 	}
-	return answer_sock;
+	return 0;
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
+static const msrpcast_json_visitor error_visitor = {.value = error_value};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static const char *rpc_upload_doc[] = {
-	"Send a file on the server's disk to every participant of a conference: "
-	"msrpcast.upload <conference> <path>. Returns the transfer id.",
-	0};
-
+/* Through the control socket like every other request: the engine opens the file, starts the
+ * transfer and answers {"transfer":<id>}, which becomes the structured RPC reply. */
 static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 {
-	struct msrpcast_ipc_hdr h;
-	struct msrpcast_ipc_answer a;
-	struct pollfd pfd;
+	msrpcast_client *c;
+	msrpcast_result r, w;
 	str conf = STR_NULL, path = STR_NULL;
-	long long deadline, left;
-	ssize_t n;
-	int fd;
+	char *json = NULL;
+	size_t len = 0;
+	struct upload_error e;
+	struct rpc_walk walk;
+	int code;
 
 	if(rpc->scan(ctx, "SS", &conf, &path) < 2) {
 		rpc->fault(ctx, 400, "usage: msrpcast.upload <conference> <path>");
@@ -318,55 +323,79 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 400, "empty conference or path");
 		return;
 	}
-	fd = answer_socket();
-	if(fd < 0) {
-		rpc->fault(ctx, 500, "reply socket: %s", strerror(errno));
+	c = msrpcast_client_get();
+	if(c == NULL) {
+		rpc->fault(ctx, 503, "msrpcast engine unreachable");
 		return;
 	}
-	/* Discard answers to earlier requests that timed out. */
-	while(recv(fd, &a, sizeof(a), MSG_DONTWAIT) > 0)
-		;
-	memset(&h, 0, sizeof(h));
-	h.kind = MSRPCAST_IPC_UPLOAD;
-	h.len1 = (uint32_t)conf.len;
-	h.len2 = (uint32_t)path.len;
-	h.reply_pid = getpid();
-	h.reply_seq = ++answer_seq;
-	if(msrpcast_ipc_send(&h, conf.s, path.s) < 0) {
-		rpc->fault(ctx, 503, "cannot reach the engine process: %s", strerror(errno));
-		return;
-	}
-	deadline = now_ms() + msrpcast_rpc_timeout_ms;
-	for(;;) {
-		left = deadline - now_ms();
-		if(left <= 0) {
-			rpc->fault(ctx, 504, "no answer from the engine process");
-			return;
+	r = msrpcast_client_upload(c, conf.s, (size_t)conf.len, path.s,
+			(size_t)path.len, (uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
+	if(r != MSRPCAST_OK) {
+		memset(&e, 0, sizeof(e));
+		if(json != NULL)
+			msrpcast_json_walk(json, len, &error_visitor, &e);
+		msrpcast_string_free(json);
+		switch(r) {
+			case MSRPCAST_ERR_UNKNOWN_CONFERENCE:
+				code = 404;
+				break;
+			case MSRPCAST_ERR_TIMEOUT:
+				code = 504;
+				break;
+			case MSRPCAST_ERR_UNREACHABLE:
+			case MSRPCAST_ERR_BUSY:
+			case MSRPCAST_ERR_STOPPED:
+				code = 503;
+				break;
+			default:
+				code = 500;
 		}
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		if(poll(&pfd, 1, (int)left) <= 0)
-			continue;
-		n = recv(fd, &a, sizeof(a), MSG_DONTWAIT);
-		if(n != (ssize_t)sizeof(a) || a.seq != answer_seq)
-			continue;
-		break;
-	}
-	if(a.result != MSRPCAST_OK) {
-		a.error[sizeof(a.error) - 1] = 0;
-		rpc->fault(ctx, 500, "%s", a.error);
+		if(e.text[0])
+			rpc->fault(ctx, code, "%s: %s", msrpcast_rc_name(r), e.text);
+		else
+			rpc->fault(ctx, code, "%s", msrpcast_rc_name(r));
 		return;
 	}
-	rpc->rpl_printf(ctx, "%llu", (unsigned long long)a.transfer);
+	LM_INFO("msrpcast.upload of %.*s to conference %.*s: %.*s\n", path.len,
+			path.s, conf.len, conf.s, (int)len, json);
+	memset(&walk, 0, sizeof(walk));
+	walk.rpc = rpc;
+	walk.ctx = ctx;
+	w = msrpcast_json_walk(json, len, &rpc_visitor, &walk);
+	msrpcast_string_free(json);
+	if(w != MSRPCAST_OK)
+		rpc->fault(ctx, 500, "upload reply: %s", msrpcast_rc_name(w));
+}
+
+static const char *msrpcast_rpc_reload_tls_doc[] = {
+		"Re-read the TLS certificates and keys (tls_cert, tls_key, tls_ca for "
+		"MSRP; http_tls_cert, http_tls_key for HTTPS) without a restart: "
+		"msrpcast.reload_tls. The engine process does it and logs the outcome; "
+		"a file that fails keeps the previous certificate in use.",
+		0};
+
+static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
+{
+	struct msrpcast_ipc_hdr h;
+
+	memset(&h, 0, sizeof(h));
+	h.kind = MSRPCAST_IPC_RELOAD_TLS;
+	if(msrpcast_ipc_send(&h, NULL, NULL) < 0) {
+		rpc->fault(ctx, 503, "cannot reach the engine process: %s",
+				strerror(errno));
+		return;
+	}
+	rpc->rpl_printf(
+			ctx, "TLS reload requested; the engine process logs the outcome");
 }
 
 /* clang-format off */
 static rpc_export_t msrpcast_rpc_cmds[] = {
-	{"msrpcast.conferences", msrpcast_rpc_conferences, rpc_conferences_doc, 0},
-	{"msrpcast.transfers",   msrpcast_rpc_transfers,   rpc_transfers_doc,   0},
+	{"msrpcast.conferences", msrpcast_rpc_conferences, msrpcast_rpc_conferences_doc, 0},
+	{"msrpcast.transfers",   msrpcast_rpc_transfers,   msrpcast_rpc_transfers_doc,   0},
 	{"msrpcast.cancel",      msrpcast_rpc_cancel,      msrpcast_rpc_cancel_doc,      0},
-	{"msrpcast.upload",      msrpcast_rpc_upload,      rpc_upload_doc,      0},
+	{"msrpcast.upload",      msrpcast_rpc_upload,      msrpcast_rpc_upload_doc,      0},
+	{"msrpcast.reload_tls",  msrpcast_rpc_reload_tls,  msrpcast_rpc_reload_tls_doc,  0},
 	{0, 0, 0, 0}
 };
 /* clang-format on */

@@ -37,26 +37,53 @@
 
 struct tm_binds msrpcast_tmb;
 
-/* The call state, guarded by msrpcast_call_lock. */
-enum call_state {
-	CALL_PENDING = 0,  /* INVITE sent, no final reply yet */
-	CALL_BYE_WANTED,   /* the engine said BYE before the final reply */
-	CALL_CONFIRMED,    /* 2xx received, dialog confirmed */
-	CALL_FAILED,       /* non-2xx final reply */
-	CALL_DONE,         /* BYE sent or nothing more to do */
-};
+/*
+ * The state of one file session, guarded by msrpcast_call_lock.
+ *
+ *   PENDING --2xx--> CONFIRMED --engine BYE--> DONE (BYE sent)
+ *   PENDING --engine BYE--> BYE_WANTED --2xx--> DONE (BYE sent at once)
+ *   PENDING --non-2xx--> FAILED;  any --table_remove--> DONE
+ */
+typedef enum call_state
+{
+	CALL_PENDING = 0, /* INVITE sent, no final reply yet */
+	CALL_BYE_WANTED,  /* the engine said BYE before the final reply */
+	CALL_CONFIRMED,	  /* 2xx received, dialog confirmed */
+	CALL_FAILED,	  /* non-2xx final reply */
+	CALL_DONE,		  /* BYE sent or nothing more to do */
+} call_state_t;
+
+/* The state's name, for logs. */
+static const char *call_state_name(call_state_t s)
+{
+	switch(s) {
+		case CALL_PENDING:
+			return "pending";
+		case CALL_BYE_WANTED:
+			return "bye-wanted";
+		case CALL_CONFIRMED:
+			return "confirmed";
+		case CALL_FAILED:
+			return "failed";
+		case CALL_DONE:
+			return "done";
+	}
+	return "?";
+}
 
 /* One file session, in shm: referenced by the engine process's table and by tm's callback. */
-struct msrpcast_call {
+struct msrpcast_call
+{
 	uint64_t delivery;
 	dlg_t *dlg;
-	int state;
+	call_state_t state;
 	int refs; /* 2 at start: the table and tm (released on TMCB_DESTROY) */
 	int final_seen;
 };
 
 /* The engine process's table (pkg), chained by delivery. */
-struct call_entry {
+struct call_entry
+{
 	struct msrpcast_call *call;
 	struct call_entry *next;
 };
@@ -161,7 +188,8 @@ static void table_remove(uint64_t delivery)
 }
 
 /* Forwards a final reply to the engine process. Runs in any process, under tm locks. */
-static void msrpcast_forward_reply(uint64_t delivery, unsigned int code, const char *sdp, int sdp_len)
+static void msrpcast_forward_reply(
+		uint64_t delivery, unsigned int code, const char *sdp, int sdp_len)
 {
 	struct msrpcast_ipc_hdr h;
 
@@ -170,14 +198,16 @@ static void msrpcast_forward_reply(uint64_t delivery, unsigned int code, const c
 	h.code = code;
 	h.delivery = delivery;
 	if(sdp_len < 0 || sizeof(h) + (size_t)sdp_len > MSRPCAST_IPC_MAX) {
-		LM_ERR("delivery %llu: answer SDP of %d bytes too large, reporting 488\n",
+		LM_ERR("delivery %llu: answer SDP of %d bytes too large, reporting "
+			   "488\n",
 				(unsigned long long)delivery, sdp_len);
 		h.code = 488;
 		sdp_len = 0;
 	}
 	h.len1 = (uint32_t)sdp_len;
 	if(msrpcast_ipc_send(&h, sdp, NULL) < 0)
-		LM_ERR("delivery %llu: cannot forward reply %u to the engine process: %s\n",
+		LM_ERR("delivery %llu: cannot forward reply %u to the engine process: "
+			   "%s\n",
 				(unsigned long long)delivery, code, strerror(errno));
 }
 
@@ -222,8 +252,11 @@ static void invite_cb(struct cell *t, int type, struct tmcb_params *ps)
 	c->final_seen = 1;
 	delivery = c->delivery;
 	if(code >= 200 && code < 300 && rpl != NULL && rpl != FAKED_REPLY) {
-		if(c->dlg && msrpcast_tmb.dlg_response_uac(c->dlg, rpl, IS_TARGET_REFRESH) < 0) {
-			LM_ERR("delivery %llu: cannot update the dialog with the %u reply\n",
+		if(c->dlg
+				&& msrpcast_tmb.dlg_response_uac(c->dlg, rpl, IS_TARGET_REFRESH)
+						   < 0) {
+			LM_ERR("delivery %llu: cannot update the dialog with the %u "
+				   "reply\n",
 					(unsigned long long)delivery, code);
 		}
 		if(c->state == CALL_PENDING)
@@ -237,12 +270,13 @@ static void invite_cb(struct cell *t, int type, struct tmcb_params *ps)
 	}
 	lock_release(msrpcast_call_lock);
 
-	LM_DBG("delivery %llu: final reply %u (%d bytes of body)\n", (unsigned long long)delivery,
-			code, body_len);
+	LM_DBG("delivery %llu: final reply %u (%d bytes of body)\n",
+			(unsigned long long)delivery, code, body_len);
 	msrpcast_forward_reply(delivery, code, body, body_len);
 }
 
-void msrpcast_sip_offer(msrpcast_engine *e, uint64_t delivery, str *target, str *sdp, str *sender)
+void msrpcast_sip_offer(msrpcast_engine *e, uint64_t delivery, str *target,
+		str *sdp, str *sender)
 {
 	struct msrpcast_call *c;
 	uac_req_t uac_r;
@@ -253,14 +287,17 @@ void msrpcast_sip_offer(msrpcast_engine *e, uint64_t delivery, str *target, str 
 	msrpcast_result r;
 
 	if(table_find(delivery) != NULL) {
-		LM_ERR("delivery %llu: offer for a delivery already signalled, ignored\n",
+		LM_ERR("delivery %llu: offer for a delivery already signalled, "
+			   "ignored\n",
 				(unsigned long long)delivery);
 		return;
 	}
-	n = snprintf(hbuf, sizeof(hbuf), "Contact: <%.*s>\r\nContent-Type: application/sdp\r\n",
+	n = snprintf(hbuf, sizeof(hbuf),
+			"Contact: <%.*s>\r\nContent-Type: application/sdp\r\n",
 			msrpcast_contact.len, msrpcast_contact.s);
 	if(n <= 0 || n >= (int)sizeof(hbuf)) {
-		LM_ERR("delivery %llu: contact too long\n", (unsigned long long)delivery);
+		LM_ERR("delivery %llu: contact too long\n",
+				(unsigned long long)delivery);
 		goto refuse;
 	}
 	hdrs.s = hbuf;
@@ -278,14 +315,16 @@ void msrpcast_sip_offer(msrpcast_engine *e, uint64_t delivery, str *target, str 
 
 	msrpcast_tmb.generate_callid(&callid);
 	msrpcast_tmb.generate_fromtag(&fromtag, &callid, target);
-	if(msrpcast_tmb.new_dlg_uac(&callid, &fromtag, 1, sender, target, &dlg) < 0) {
+	if(msrpcast_tmb.new_dlg_uac(&callid, &fromtag, 1, sender, target, &dlg)
+			< 0) {
 		LM_ERR("delivery %llu: cannot create the dialog to %.*s\n",
 				(unsigned long long)delivery, target->len, target->s);
 		shm_free(c);
 		goto refuse;
 	}
 	if(msrpcast_tmb.set_dlg_target(dlg, target,
-			   msrpcast_outbound_proxy.len > 0 ? &msrpcast_outbound_proxy : NULL)
+			   msrpcast_outbound_proxy.len > 0 ? &msrpcast_outbound_proxy
+											   : NULL)
 			< 0) {
 		LM_ERR("delivery %llu: cannot set the dialog target %.*s\n",
 				(unsigned long long)delivery, target->len, target->s);
@@ -300,28 +339,29 @@ void msrpcast_sip_offer(msrpcast_engine *e, uint64_t delivery, str *target, str 
 		goto refuse;
 	}
 
-	set_uac_req(&uac_r, &method_invite, &hdrs, sdp, dlg, TMCB_LOCAL_COMPLETED | TMCB_DESTROY,
-			invite_cb, c);
+	set_uac_req(&uac_r, &method_invite, &hdrs, sdp, dlg,
+			TMCB_LOCAL_COMPLETED | TMCB_DESTROY, invite_cb, c);
 	ret = msrpcast_tmb.t_uac(&uac_r);
 	if(ret <= 0) {
 		/* tm registered no callback (t_uac_prepare registers it last): the call is ours. */
-		LM_ERR("delivery %llu: t_uac INVITE to %.*s failed (%d)\n", (unsigned long long)delivery,
-				target->len, target->s, ret);
+		LM_ERR("delivery %llu: t_uac INVITE to %.*s failed (%d)\n",
+				(unsigned long long)delivery, target->len, target->s, ret);
 		lock_get(msrpcast_call_lock);
 		c->refs--; /* tm's reference */
 		lock_release(msrpcast_call_lock);
 		table_remove(delivery);
 		goto refuse;
 	}
-	LM_DBG("delivery %llu: INVITE to %.*s sent (call-id %.*s)\n", (unsigned long long)delivery,
-			target->len, target->s, callid.len, callid.s);
+	LM_DBG("delivery %llu: INVITE to %.*s sent (call-id %.*s)\n",
+			(unsigned long long)delivery, target->len, target->s, callid.len,
+			callid.s);
 	return;
 
 refuse:
 	r = msrpcast_engine_rejected(e, delivery, 500);
 	if(r != MSRPCAST_OK)
-		LM_ERR("delivery %llu: engine refused the failure: %s\n", (unsigned long long)delivery,
-				msrpcast_rc_name(r));
+		LM_ERR("delivery %llu: engine refused the failure: %s\n",
+				(unsigned long long)delivery, msrpcast_rc_name(r));
 }
 
 /* Sends the BYE of a confirmed call. Engine process; the lock is not held. */
@@ -333,7 +373,8 @@ static void send_bye(struct msrpcast_call *c)
 	set_uac_req(&uac_r, &method_bye, NULL, NULL, c->dlg, 0, NULL, NULL);
 	ret = msrpcast_tmb.t_request_within(&uac_r);
 	if(ret < 0)
-		LM_ERR("delivery %llu: BYE failed (%d)\n", (unsigned long long)c->delivery, ret);
+		LM_ERR("delivery %llu: BYE failed (%d)\n",
+				(unsigned long long)c->delivery, ret);
 	else
 		LM_DBG("delivery %llu: BYE sent\n", (unsigned long long)c->delivery);
 }
@@ -341,11 +382,12 @@ static void send_bye(struct msrpcast_call *c)
 void msrpcast_sip_bye(msrpcast_engine *e, uint64_t delivery)
 {
 	struct msrpcast_call *c = table_find(delivery);
-	int state;
+	call_state_t state;
 
 	(void)e;
 	if(c == NULL) {
-		LM_DBG("delivery %llu: BYE for a session that is gone\n", (unsigned long long)delivery);
+		LM_DBG("delivery %llu: BYE for a session that is gone\n",
+				(unsigned long long)delivery);
 		return;
 	}
 	lock_get(msrpcast_call_lock);
@@ -366,16 +408,19 @@ void msrpcast_sip_bye(msrpcast_engine *e, uint64_t delivery)
 			send_bye(c);
 			table_remove(delivery);
 			return;
-		default:
+		case CALL_BYE_WANTED: /* a second BYE from the engine: the first one stands */
+		case CALL_FAILED: /* no dialog to end; the failure reply removes the call */
+		case CALL_DONE:
 			return;
 	}
 }
 
-void msrpcast_sip_reply(msrpcast_engine *e, uint64_t delivery, unsigned int code, str *sdp)
+void msrpcast_sip_reply(
+		msrpcast_engine *e, uint64_t delivery, unsigned int code, str *sdp)
 {
 	struct msrpcast_call *c = table_find(delivery);
 	msrpcast_result r;
-	int state;
+	call_state_t state;
 
 	if(c == NULL) {
 		LM_DBG("delivery %llu: reply %u for a session that is gone\n",
@@ -390,19 +435,22 @@ void msrpcast_sip_reply(msrpcast_engine *e, uint64_t delivery, unsigned int code
 
 	if(code >= 200 && code < 300) {
 		if(state == CALL_BYE_WANTED) {
-			LM_INFO("delivery %llu: answered after the engine ended it, sending BYE\n",
+			LM_INFO("delivery %llu: answered after the engine ended it, "
+					"sending BYE\n",
 					(unsigned long long)delivery);
 			send_bye(c);
 			table_remove(delivery);
 			return;
 		}
 		if(state != CALL_CONFIRMED) {
-			LM_ERR("delivery %llu: 2xx in state %d\n", (unsigned long long)delivery, state);
+			LM_ERR("delivery %llu: 2xx in state %s\n",
+					(unsigned long long)delivery, call_state_name(state));
 			return;
 		}
 		r = msrpcast_engine_answered(e, delivery, sdp->s, (size_t)sdp->len);
 		if(r != MSRPCAST_OK) {
-			LM_ERR("delivery %llu: engine refused the answer (%s), sending BYE\n",
+			LM_ERR("delivery %llu: engine refused the answer (%s), sending "
+				   "BYE\n",
 					(unsigned long long)delivery, msrpcast_rc_name(r));
 			lock_get(msrpcast_call_lock);
 			c->state = CALL_DONE;

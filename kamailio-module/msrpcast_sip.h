@@ -20,11 +20,13 @@ void msrpcast_sip_destroy(void);
 /* Engine process only. */
 
 /* Sends the file INVITE of `delivery`; on failure tells the engine (rejected 500). */
-void msrpcast_sip_offer(msrpcast_engine *e, uint64_t delivery, str *target, str *sdp, str *sender);
+void msrpcast_sip_offer(msrpcast_engine *e, uint64_t delivery, str *target,
+		str *sdp, str *sender);
 /* Ends the file session of `delivery`: BYE when answered, at the answer when still pending. */
 void msrpcast_sip_bye(msrpcast_engine *e, uint64_t delivery);
 /* A final reply to the INVITE of `delivery`, forwarded by the process that received it. */
-void msrpcast_sip_reply(msrpcast_engine *e, uint64_t delivery, unsigned int code, str *sdp);
+void msrpcast_sip_reply(
+		msrpcast_engine *e, uint64_t delivery, unsigned int code, str *sdp);
 /* Number of file sessions the engine process tracks (for logs). */
 unsigned int msrpcast_sip_count(void);
 

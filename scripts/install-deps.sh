@@ -26,8 +26,11 @@ PACKAGES=(
     kamailio sip-tester iperf3          # Kamailio (incl. msrp.so, kamcmd), sipp, loopback baseline
     dpkg-dev xz-utils                   # `apt-get source kamailio` for the module's headers
     build-essential make gcc pkg-config # the Kamailio module and the C tests
+    clang-format                        # kamailio-module/format.sh (Kamailio's C style)
     valgrind                            # C tests under valgrind, instruction counts
     python3 procps                      # test helpers (relay smoke, JSON parsing, pgrep -g)
+    python3-jsonschema                  # tests/http_api.rs: responses against docs/openapi.json
+    python3-prometheus-client           # tests/http_api.rs: /metrics through prometheus_client.parser
     chromium                            # the browser test of the upload page
     curl ca-certificates git            # curl: uploads in the end-to-end tests
 )

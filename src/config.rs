@@ -8,8 +8,9 @@
 //! - sizes: plain bytes, or a number with a binary suffix `K`/`KiB`, `M`/`MiB`, `G`/`GiB`,
 //!   `T`/`TiB` (any case, `K` = `KiB` = 1024), e.g. `10GiB`, `512k`;
 //! - durations: whole milliseconds (keys ending in `_ms`);
-//! - optional strings (`http_token`, `msrp_advertise`, `contact`, `outbound_proxy`): the empty
-//!   string means "not set".
+//! - optional strings (`http_token`, `msrp_advertise`, `contact`, `outbound_proxy`) and file
+//!   paths (`tls_cert`, `tls_key`, `tls_ca`, `http_tls_cert`, `http_tls_key`): the empty string
+//!   means "not set".
 //!
 //! [`Config::set`] checks one value on its own; [`Config::validate`] checks the whole
 //! configuration, including the rules that involve several settings, and is what an engine runs
@@ -19,7 +20,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::runtime::log::Level;
+use crate::level::Level;
+use crate::tls::Verify;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -30,6 +32,8 @@ const TIB: u64 = 1024 * GIB;
 pub const MAX_CHUNK_BYTES: u64 = MIB;
 /// Largest allowed `io_threads`.
 pub const MAX_IO_THREADS: usize = 256;
+/// Largest allowed `http_hsts_max_age_s` (about ten years).
+pub const MAX_HSTS_S: usize = 315_360_000;
 
 /// A setting that could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,20 +117,34 @@ pub struct Config {
     pub http_sse_interval_ms: u64,
     pub http_head_timeout_ms: u64,
     pub http_allowed_hosts: Vec<Advertise>,
+    pub http_cors_origins: Vec<String>,
     pub http_login_max_failures: usize,
     pub http_max_event_streams: usize,
     pub http_event_stream_max_ms: u64,
+    pub http_tls_cert: Option<PathBuf>,
+    pub http_tls_key: Option<PathBuf>,
+    pub http_hsts_max_age_s: u64,
     pub msrp_listen: SocketAddr,
     pub msrp_advertise: Option<Advertise>,
     pub msrp_reuse_port: bool,
     pub msrp_max_pending: usize,
     pub msrp_pending_max_bytes: u64,
+    pub max_name_lookups: usize,
+    pub msrp_max_owed_responses: usize,
+    pub msrp_max_report_ranges: usize,
+    pub msrp_tls: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_verify: Verify,
+    pub tls_handshake_timeout_ms: u64,
     pub spool_dir: PathBuf,
     pub spool_max_bytes: u64,
     pub max_file_bytes: u64,
     pub spool_linger_ms: u64,
     pub chunk_bytes: u64,
     pub window_bytes: u64,
+    pub max_window_bytes: u64,
     pub transaction_timeout_ms: u64,
     pub report_timeout_ms: u64,
     pub answer_timeout_ms: u64,
@@ -163,20 +181,34 @@ impl Default for Config {
             http_sse_interval_ms: 250,
             http_head_timeout_ms: 10_000,
             http_allowed_hosts: Vec::new(),
+            http_cors_origins: Vec::new(),
             http_login_max_failures: 20,
             http_max_event_streams: 64,
             http_event_stream_max_ms: 3_600_000,
+            http_tls_cert: None,
+            http_tls_key: None,
+            http_hsts_max_age_s: 31_536_000,
             msrp_listen: SocketAddr::from(([127, 0, 0, 1], 2855)),
             msrp_advertise: None,
             msrp_reuse_port: true,
             msrp_max_pending: 64,
             msrp_pending_max_bytes: 16 * 1024,
+            max_name_lookups: 16,
+            msrp_max_owed_responses: 64,
+            msrp_max_report_ranges: 256,
+            msrp_tls: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_verify: Verify::Host,
+            tls_handshake_timeout_ms: 10_000,
             spool_dir: PathBuf::from("/var/spool/msrpcast"),
             spool_max_bytes: 10 * GIB,
             max_file_bytes: 4 * GIB,
             spool_linger_ms: 0,
             chunk_bytes: 10_240,
             window_bytes: 262_144,
+            max_window_bytes: 16 << 20,
             transaction_timeout_ms: 30_000,
             report_timeout_ms: 30_000,
             answer_timeout_ms: 60_000,
@@ -214,20 +246,34 @@ static KEYS: &[(&str, &str)] = &[
     ("http_sse_interval_ms", "Shortest interval between two progress events of one transfer on /api/events. Default 250."),
     ("http_head_timeout_ms", "A request head must arrive whole within this time of its first byte, else 408 and the connection closes (however slowly bytes trickle in). At http_max_connections a new connection displaces the oldest one still waiting for its head, so slow heads cannot lock real clients out. Default 10000."),
     ("http_allowed_hosts", "Without http_token: host names (host or host:port, comma-separated) accepted besides the loopback names in the Host header and in the Origin of requests (a request naming another Host gets 421, one from another Origin 403: DNS rebinding and cross-site posts). List the public name here when a proxy on this machine forwards to the page. Default: none."),
+    ("http_cors_origins", "Origins (scheme://host[:port], comma-separated, never *) of integrators' own pages that may call the API from a browser: their requests get Access-Control-Allow-Origin with credentials allowed, and OPTIONS preflights are answered; other origins get no CORS headers (preflights 403). Default: none (CORS off)."),
     ("http_login_max_failures", "Failed POST /login per minute over all clients; beyond that /login answers 429 until the allowance refills (Bearer requests are not affected). Default 20."),
     ("http_max_event_streams", "Concurrent /api/events streams, counted apart from http_max_connections; more get 503. Default 64."),
     ("http_event_stream_max_ms", "An /api/events stream is ended after this long (the browser reconnects), so a vanished client cannot hold it forever. Default 3600000."),
+    ("http_tls_cert", "PEM certificate chain (end-entity first) of the HTTP page and API: HTTPS is on when this and http_tls_key are set (then with Strict-Transport-Security and a Secure login cookie). Default: none (plain HTTP)."),
+    ("http_tls_key", "PEM private key of http_tls_cert (PKCS#8, PKCS#1 or SEC1, unencrypted). Default: none."),
+    ("http_hsts_max_age_s", "max-age of the Strict-Transport-Security header sent on every HTTPS response; 0 sends none. Default 31536000."),
     ("msrp_listen", "Address of the MSRP listener (IP:port). Default 127.0.0.1:2855."),
     ("msrp_advertise", "Host or host:port put into a=path instead of the listen address; required when msrp_listen is 0.0.0.0 or [::] (or behind NAT). Default: none."),
     ("msrp_reuse_port", "Bind outgoing MSRP connections to the listen port as their source port. Default true."),
     ("msrp_max_pending", "Connections accepted on the MSRP listener that have not yet sent their first frame (which names their session); more are closed at once. Default 64."),
     ("msrp_pending_max_bytes", "Bytes such a connection may send before its first frame is complete; more closes it. Default 16KiB."),
+    ("max_name_lookups", "Name resolutions of participants' MSRP hosts running at once, each on a short-lived thread of its own; a delivery needing one more fails. A resolution is given connect_timeout_ms. Default 16."),
+    ("msrp_max_owed_responses", "Responses to a participant's own MSRP requests (keep-alive SENDs) queued on its delivery connection at most: at this many unread, its frames are no longer read until it takes them, and left so for transaction_timeout_ms the delivery fails. Default 64."),
+    ("msrp_max_report_ranges", "Disjoint byte ranges a participant's success REPORTs may acknowledge in one delivery before they join up; more fails that delivery (ranges beyond the message size are ignored). Default 256."),
+    ("msrp_tls", "MSRP over TLS (msrps, RFC 4975 section 14): offers use TCP/TLS/MSRP with msrps paths and a=fingerprint, and answers asking TLS are honoured. Off: plain offers, and an answer asking TLS fails its delivery before any byte is sent. On needs tls_cert and tls_key. Default off."),
+    ("tls_cert", "PEM certificate chain (end-entity first) presented on MSRP TLS connections, both as server and as client. Default: none."),
+    ("tls_key", "PEM private key of tls_cert (PKCS#8, PKCS#1 or SEC1, unencrypted). Default: none."),
+    ("tls_ca", "PEM CA bundle trusted for MSRP peers instead of the system store. Default: none (the system store)."),
+    ("tls_verify", "How an MSRP TLS peer's certificate is checked: host (it chains to a trusted CA and names the host of the msrps URI), fingerprint (it matches the answer's a=fingerprint when there is one, else host), or none (anything; logged as a warning at start). Default host."),
+    ("tls_handshake_timeout_ms", "Deadline of one MSRP TLS handshake, counted from the TCP connection. Default 10000."),
     ("spool_dir", "Folder of the spool files (created if missing; stale msrpcast files of an earlier run are removed). Default /var/spool/msrpcast."),
     ("spool_max_bytes", "Disk quota of all spool files together; an upload beyond it fails cleanly. Default 10GiB."),
     ("max_file_bytes", "Largest accepted file; a larger upload gets 413. Default 4GiB."),
     ("spool_linger_ms", "How long a conference's spool files stay after the conference ends; 0 removes them at once. Default 0."),
     ("chunk_bytes", "Body bytes per MSRP SEND chunk, 1 to 1MiB (Kamailio's MSRP relay rejects frames over 10240). Default 10240."),
-    ("window_bytes", "Unacknowledged bytes in flight per delivery; at least chunk_bytes. Default 262144."),
+    ("window_bytes", "Unacknowledged bytes in flight per delivery at its start; at least chunk_bytes. The window grows from here towards max_window_bytes while answers come back in time. Default 262144."),
+    ("max_window_bytes", "Largest window of unacknowledged bytes per delivery (bandwidth x round trip of the longest path to fill; 16MiB fills 1 Gbit/s at 130 ms); at or below window_bytes the window is fixed. It bounds retained state (about 150 bytes per chunk in flight), not buffers. Default 16MiB."),
     ("transaction_timeout_ms", "Time for an MSRP transaction response before the delivery fails with 408. Default 30000."),
     ("report_timeout_ms", "Time after the last chunk for the success REPORT. Default 30000."),
     ("answer_timeout_ms", "Time for a final answer to the file INVITE. Default 60000."),
@@ -277,6 +323,9 @@ impl Config {
             "http_sse_interval_ms" => self.http_sse_interval_ms = parse_ms(v, 1).map_err(bad)?,
             "http_head_timeout_ms" => self.http_head_timeout_ms = parse_ms(v, 1).map_err(bad)?,
             "http_allowed_hosts" => self.http_allowed_hosts = parse_host_list(v).map_err(bad)?,
+            "http_cors_origins" => {
+                self.http_cors_origins = crate::http::cors::parse_origins(v).map_err(bad)?
+            }
             "http_login_max_failures" => {
                 self.http_login_max_failures = parse_count(v, 1, 1 << 20).map_err(bad)?
             }
@@ -285,6 +334,11 @@ impl Config {
             }
             "http_event_stream_max_ms" => {
                 self.http_event_stream_max_ms = parse_ms(v, 1).map_err(bad)?
+            }
+            "http_tls_cert" => self.http_tls_cert = parse_file(v).map_err(bad)?,
+            "http_tls_key" => self.http_tls_key = parse_file(v).map_err(bad)?,
+            "http_hsts_max_age_s" => {
+                self.http_hsts_max_age_s = parse_count(v, 0, MAX_HSTS_S).map_err(bad)? as u64
             }
             "msrp_listen" => self.msrp_listen = parse_socket_addr(v).map_err(bad)?,
             "msrp_advertise" => self.msrp_advertise = parse_advertise(v).map_err(bad)?,
@@ -295,12 +349,28 @@ impl Config {
             "msrp_pending_max_bytes" => {
                 self.msrp_pending_max_bytes = parse_size(v, 1).map_err(bad)?
             }
+            "max_name_lookups" => self.max_name_lookups = parse_count(v, 1, 4096).map_err(bad)?,
+            "msrp_max_owed_responses" => {
+                self.msrp_max_owed_responses = parse_count(v, 1, 65536).map_err(bad)?
+            }
+            "msrp_max_report_ranges" => {
+                self.msrp_max_report_ranges = parse_count(v, 1, 65536).map_err(bad)?
+            }
+            "msrp_tls" => self.msrp_tls = parse_bool(v).map_err(bad)?,
+            "tls_cert" => self.tls_cert = parse_file(v).map_err(bad)?,
+            "tls_key" => self.tls_key = parse_file(v).map_err(bad)?,
+            "tls_ca" => self.tls_ca = parse_file(v).map_err(bad)?,
+            "tls_verify" => self.tls_verify = v.parse::<Verify>().map_err(bad)?,
+            "tls_handshake_timeout_ms" => {
+                self.tls_handshake_timeout_ms = parse_ms(v, 1).map_err(bad)?
+            }
             "spool_dir" => self.spool_dir = parse_dir(v).map_err(bad)?,
             "spool_max_bytes" => self.spool_max_bytes = parse_size(v, 1).map_err(bad)?,
             "max_file_bytes" => self.max_file_bytes = parse_size(v, 1).map_err(bad)?,
             "spool_linger_ms" => self.spool_linger_ms = parse_ms(v, 0).map_err(bad)?,
             "chunk_bytes" => self.chunk_bytes = parse_chunk(v).map_err(bad)?,
             "window_bytes" => self.window_bytes = parse_size(v, 1).map_err(bad)?,
+            "max_window_bytes" => self.max_window_bytes = parse_size(v, 1).map_err(bad)?,
             "transaction_timeout_ms" => {
                 self.transaction_timeout_ms = parse_ms(v, 1).map_err(bad)?
             }
@@ -359,6 +429,11 @@ impl Config {
     /// as is: callers that show settings must hide it.
     pub fn get(&self, key: &str) -> Option<String> {
         let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        let file = |o: &Option<PathBuf>| {
+            o.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
         Some(match key {
             "http_listen" => self.http_listen.to_string(),
             "http_token" => opt(&self.http_token),
@@ -373,9 +448,13 @@ impl Config {
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
+            "http_cors_origins" => self.http_cors_origins.join(","),
             "http_login_max_failures" => self.http_login_max_failures.to_string(),
             "http_max_event_streams" => self.http_max_event_streams.to_string(),
             "http_event_stream_max_ms" => self.http_event_stream_max_ms.to_string(),
+            "http_tls_cert" => file(&self.http_tls_cert),
+            "http_tls_key" => file(&self.http_tls_key),
+            "http_hsts_max_age_s" => self.http_hsts_max_age_s.to_string(),
             "msrp_listen" => self.msrp_listen.to_string(),
             "msrp_advertise" => self
                 .msrp_advertise
@@ -385,12 +464,22 @@ impl Config {
             "msrp_reuse_port" => self.msrp_reuse_port.to_string(),
             "msrp_max_pending" => self.msrp_max_pending.to_string(),
             "msrp_pending_max_bytes" => format_size(self.msrp_pending_max_bytes),
+            "max_name_lookups" => self.max_name_lookups.to_string(),
+            "msrp_max_owed_responses" => self.msrp_max_owed_responses.to_string(),
+            "msrp_max_report_ranges" => self.msrp_max_report_ranges.to_string(),
+            "msrp_tls" => self.msrp_tls.to_string(),
+            "tls_cert" => file(&self.tls_cert),
+            "tls_key" => file(&self.tls_key),
+            "tls_ca" => file(&self.tls_ca),
+            "tls_verify" => self.tls_verify.name().to_owned(),
+            "tls_handshake_timeout_ms" => self.tls_handshake_timeout_ms.to_string(),
             "spool_dir" => self.spool_dir.display().to_string(),
             "spool_max_bytes" => format_size(self.spool_max_bytes),
             "max_file_bytes" => format_size(self.max_file_bytes),
             "spool_linger_ms" => self.spool_linger_ms.to_string(),
             "chunk_bytes" => format_size(self.chunk_bytes),
             "window_bytes" => format_size(self.window_bytes),
+            "max_window_bytes" => format_size(self.max_window_bytes),
             "transaction_timeout_ms" => self.transaction_timeout_ms.to_string(),
             "report_timeout_ms" => self.report_timeout_ms.to_string(),
             "answer_timeout_ms" => self.answer_timeout_ms.to_string(),
@@ -507,6 +596,13 @@ impl Config {
         if self.msrp_pending_max_bytes == 0 {
             return Err(bad("msrp_pending_max_bytes", "must be at least 1"));
         }
+        if self.max_name_lookups == 0 || self.max_name_lookups > 4096 {
+            return Err(bad(
+                "max_name_lookups",
+                format!("must be between 1 and 4096, got {}", self.max_name_lookups),
+            ));
+        }
+        self.validate_tls()?;
         if self.http_max_connections == 0 {
             return Err(bad("http_max_connections", "must be at least 1"));
         }
@@ -529,6 +625,7 @@ impl Config {
             ("report_timeout_ms", self.report_timeout_ms),
             ("answer_timeout_ms", self.answer_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
         ] {
             if ms == 0 {
                 return Err(bad(key, "must be at least 1 ms"));
@@ -581,6 +678,66 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The TLS rules: certificate and key come in pairs; `msrp_tls` needs ours (an
+    /// `a=setup:active` participant connects to us, and we are then the TLS server).
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        for (cert_key, key_key, cert, key) in [
+            ("tls_cert", "tls_key", &self.tls_cert, &self.tls_key),
+            (
+                "http_tls_cert",
+                "http_tls_key",
+                &self.http_tls_cert,
+                &self.http_tls_key,
+            ),
+        ] {
+            match (cert, key) {
+                (Some(_), None) => {
+                    return Err(ConfigError::invalid(
+                        key_key,
+                        format!("must be set when {cert_key} is (the certificate's private key)"),
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        cert_key,
+                        format!("must be set when {key_key} is (the key's certificate chain)"),
+                    ))
+                }
+                _ => {}
+            }
+            for (k, p) in [(cert_key, cert), (key_key, key)] {
+                if let Some(p) = p.as_ref().and_then(|p| p.to_str()) {
+                    parse_file(p).map_err(|r| ConfigError::invalid(k, r))?;
+                }
+            }
+        }
+        if let Some(p) = self.tls_ca.as_ref().and_then(|p| p.to_str()) {
+            parse_file(p).map_err(|r| ConfigError::invalid("tls_ca", r))?;
+        }
+        if self.msrp_tls && self.tls_cert.is_none() {
+            return Err(ConfigError::invalid(
+                "msrp_tls",
+                "needs tls_cert and tls_key: a participant that answers a=setup:active connects \
+                 to us, and we are then the TLS server",
+            ));
+        }
+        if self.http_hsts_max_age_s > MAX_HSTS_S as u64 {
+            return Err(ConfigError::invalid(
+                "http_hsts_max_age_s",
+                format!(
+                    "must be at most {MAX_HSTS_S}, got {}",
+                    self.http_hsts_max_age_s
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when the HTTP page and API are served over HTTPS.
+    pub fn http_tls(&self) -> bool {
+        self.http_tls_cert.is_some() && self.http_tls_key.is_some()
     }
 
     /// `io_threads` with 0 resolved to the number of CPUs (at least 1).
@@ -678,6 +835,21 @@ pub fn parse_count(v: &str, min: usize, max: usize) -> Result<usize, String> {
         return Err(format!("must be between {min} and {max}, got {n}"));
     }
     Ok(n)
+}
+
+/// A file path (PEM certificate, key or CA bundle): absolute or relative, without NUL or line
+/// breaks; empty means not set. Whether the file exists and parses is checked when it is loaded.
+fn parse_file(v: &str) -> Result<Option<PathBuf>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.bytes().any(|b| b == 0 || b == b'\n' || b == b'\r') {
+        return Err(format!("{v:?} is not a file path (NUL or line break)"));
+    }
+    if v.len() > 4096 {
+        return Err(format!("path of {} bytes is longer than 4096", v.len()));
+    }
+    Ok(Some(PathBuf::from(v)))
 }
 
 fn parse_chunk(v: &str) -> Result<u64, String> {
@@ -901,11 +1073,10 @@ mod tests {
                 .unwrap_or_else(|e| panic!("set({k}, {v:?}): {e}"));
             assert_eq!(d, c, "{k} round trip");
         }
-        assert_eq!(Config::keys().len(), 45);
         let mut names: Vec<_> = Config::keys().iter().map(|(k, _)| *k).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 45);
+        assert_eq!(names.len(), Config::keys().len(), "duplicate key");
     }
 
     /// The Kamailio module exports every key as a modparam (its `ENGINE_KEYS` list) and its
@@ -934,20 +1105,37 @@ mod tests {
                 "http_allowed_hosts",
                 "files.example.com, 192.0.2.1:8088 [2001:db8::1]:80",
             ),
+            (
+                "http_cors_origins",
+                "https://portal.example.com, http://127.0.0.1:3000",
+            ),
             ("http_login_max_failures", "5"),
             ("http_max_event_streams", "3"),
             ("http_event_stream_max_ms", "60000"),
+            ("http_tls_cert", "/etc/msrpcast/https-cert.pem"),
+            ("http_tls_key", "/etc/msrpcast/https-key.pem"),
+            ("http_hsts_max_age_s", "0"),
             ("msrp_listen", "0.0.0.0:2856"),
             ("msrp_advertise", "media.example.com:2900"),
             ("msrp_reuse_port", "off"),
             ("msrp_max_pending", "8"),
             ("msrp_pending_max_bytes", "4K"),
+            ("max_name_lookups", "3"),
+            ("msrp_max_owed_responses", "5"),
+            ("msrp_max_report_ranges", "7"),
+            ("msrp_tls", "on"),
+            ("tls_cert", "/etc/msrpcast/cert.pem"),
+            ("tls_key", "key.pem"),
+            ("tls_ca", "/etc/msrpcast/ca.pem"),
+            ("tls_verify", "Fingerprint"),
+            ("tls_handshake_timeout_ms", "2500"),
             ("spool_dir", "/tmp/spool"),
             ("spool_max_bytes", "20G"),
             ("max_file_bytes", "1000"),
             ("spool_linger_ms", "60000"),
             ("chunk_bytes", "2048"),
             ("window_bytes", "1M"),
+            ("max_window_bytes", "8M"),
             ("transaction_timeout_ms", "1000"),
             ("report_timeout_ms", "2000"),
             ("answer_timeout_ms", "3000"),
@@ -992,6 +1180,14 @@ mod tests {
         );
         assert!(c.set("http_allowed_hosts", "bad host!").is_err());
         assert!(c.set("http_allowed_hosts", "0.0.0.0").is_err());
+        assert_eq!(
+            c.get("http_cors_origins").as_deref(),
+            Some("https://portal.example.com,http://127.0.0.1:3000")
+        );
+        assert!(c.set("http_cors_origins", "*").is_err());
+        assert!(c
+            .set("http_cors_origins", "https://x.example/path")
+            .is_err());
         assert_eq!(c.get("accept_types").as_deref(), Some("image/* text/plain"));
         assert_eq!(c.get("log_level").as_deref(), Some("debug"));
         assert_eq!(
@@ -1297,6 +1493,56 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(invalid(&c).key, "msrp_advertise");
+    }
+
+    #[test]
+    fn tls_settings() {
+        let mut c = Config::default();
+        assert!(!c.msrp_tls && !c.http_tls());
+        assert_eq!(c.tls_verify, Verify::Host);
+        c.set("msrp_tls", "on").unwrap();
+        let e = invalid(&c);
+        assert_eq!(e.key, "msrp_tls");
+        assert!(e.reason.contains("tls_cert and tls_key"), "{e}");
+        c.set("tls_cert", "/etc/c.pem").unwrap();
+        let e = invalid(&c);
+        assert_eq!(e.key, "tls_key");
+        c.set("tls_key", "/etc/k.pem").unwrap();
+        c.validate().unwrap();
+        c.set("tls_cert", "").unwrap();
+        assert_eq!(c.tls_cert, None);
+        assert_eq!(invalid(&c).key, "tls_cert");
+        c.set("msrp_tls", "off").unwrap();
+        c.set("tls_key", "").unwrap();
+        c.validate().unwrap();
+
+        c.set("http_tls_key", "/etc/hk.pem").unwrap();
+        assert_eq!(invalid(&c).key, "http_tls_cert");
+        c.set("http_tls_cert", "/etc/hc.pem").unwrap();
+        c.validate().unwrap();
+        assert!(c.http_tls());
+
+        assert!(c
+            .set("tls_verify", "strict")
+            .unwrap_err()
+            .reason
+            .contains("host, fingerprint or none"));
+        c.set("tls_verify", "NONE").unwrap();
+        assert_eq!(c.get("tls_verify").as_deref(), Some("none"));
+        assert!(c.set("tls_ca", "a\nb").is_err());
+        assert!(c.set("tls_handshake_timeout_ms", "0").is_err());
+        assert!(c.set("http_hsts_max_age_s", "315360001").is_err());
+        c.set("http_hsts_max_age_s", "0").unwrap();
+        let d = Config {
+            tls_handshake_timeout_ms: 0,
+            ..Config::default()
+        };
+        assert_eq!(invalid(&d).key, "tls_handshake_timeout_ms");
+        let d = Config {
+            tls_ca: Some(PathBuf::from("x\ny")),
+            ..Config::default()
+        };
+        assert_eq!(invalid(&d).key, "tls_ca");
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! C ABI through which the host reports joins and leaves and performs the SIP work the engine asks
 //! for; `freeswitch` turns FreeSWITCH's `conference::maintenance` events into joins and leaves;
 //! `tls` loads certificates and keys, verifies peers (host or `a=fingerprint`) and wraps a
-//! non-blocking socket in `rustls` for `msrps` and HTTPS.
+//! non-blocking socket in `rustls` for `msrps` and HTTPS; `config` holds the settings and `level`
+//! the log severity they share with `runtime::log`.
 //! Only `ffi` contains `unsafe`.
 
 #![deny(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod config;
 pub mod ffi;
 pub mod freeswitch;
 pub mod http;
+pub mod level;
 pub mod msrp;
 pub mod roster;
 pub mod runtime;

@@ -39,11 +39,12 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let d = std::env::temp_dir().join(format!(
         "msrpcast-test-{}-{}-{}",
         name,
         std::process::id(),
-        Instant::now().elapsed().as_nanos()
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -128,56 +129,46 @@ fn fanout_100_receivers_64mib() {
     fanout(100, 64 << 20);
 }
 
-/// A receiver that reads 1 MiB/s does not slow the other nine.
+/// A receiver that reads 1 MiB/s does not hold back the other nine: all nine have the whole file
+/// while the slow one has had less than half of it (at 1 MiB/s it needs 32 s for 32 MiB). Judged
+/// by progress, not by comparing wall-clock times, so a loaded machine cannot flip it.
 #[test]
 fn slow_receiver_does_not_slow_the_others() {
     let _serial = serial();
-    let size = 32 << 20;
-    let body = data(size, 7);
-    let time_for = |with_slow: bool| -> Duration {
-        let (e, _dir) = engine("slow", &[]);
-        let rx: Vec<ReceiveServer> = (0..9).map(|_| receiver(None)).collect();
-        let slow = receiver(Some(Misbehave::Rate(1 << 20)));
-        for (i, r) in rx.iter().enumerate() {
-            e.join_direct("c", &format!("p{i}"), &r.uri.to_string())
-                .unwrap();
-        }
-        let mut n = 9;
-        if with_slow {
-            e.join_direct("c", "slow", &slow.uri.to_string()).unwrap();
-            n = 10;
-        }
-        wait_joined(&e, "c", n);
-        let t0 = Instant::now();
-        let t = upload(&e, "c", &body);
-        for r in &rx {
-            let got = next_received(r, 60);
-            assert_eq!(got.failure, None);
-        }
-        let took = t0.elapsed();
-        if with_slow {
-            let tr = e.roster().transfer(t).unwrap();
-            let s = tr
-                .deliveries
-                .iter()
-                .find(|d| d.participant == "slow")
-                .unwrap();
-            assert!(
-                !s.state.is_terminal(),
-                "slow one should still be going: {:?}",
-                s.state
-            );
-        }
-        took
-    };
-    // Best of three each: the comparison is about the engine, not about a noisy machine.
-    let best = |with_slow: bool| (0..3).map(|_| time_for(with_slow)).min().unwrap();
-    let alone = best(false);
-    let with = best(true);
-    eprintln!("9 receivers alone: {alone:?}, with a 1 MiB/s one: {with:?}");
+    let size: u64 = 32 << 20;
+    let body = data(size as usize, 7);
+    let (e, _dir) = engine("slow", &[]);
+    let rx: Vec<ReceiveServer> = (0..9).map(|_| receiver(None)).collect();
+    let slow = receiver(Some(Misbehave::Rate(1 << 20)));
+    for (i, r) in rx.iter().enumerate() {
+        e.join_direct("c", &format!("p{i}"), &r.uri.to_string())
+            .unwrap();
+    }
+    e.join_direct("c", "slow", &slow.uri.to_string()).unwrap();
+    wait_joined(&e, "c", 10);
+    let t = upload(&e, "c", &body);
+    for r in &rx {
+        let got = next_received(r, 60);
+        assert_eq!(got.failure, None);
+    }
+    let tr = e.roster().transfer(t).unwrap();
+    let s = tr
+        .deliveries
+        .iter()
+        .find(|d| d.participant == "slow")
+        .unwrap();
     assert!(
-        with.as_secs_f64() <= alone.as_secs_f64() * 1.2 + 0.05,
-        "alone {alone:?}, with slow {with:?}"
+        !s.state.is_terminal(),
+        "slow one should still be going: {:?}",
+        s.state
+    );
+    let sent = match s.state {
+        DeliveryState::Sending { bytes, .. } => bytes,
+        _ => 0,
+    };
+    assert!(
+        sent < size / 2,
+        "the nine finished only after the slow one had {sent} of {size} bytes"
     );
 }
 
@@ -447,6 +438,10 @@ fn join_with_control_characters_is_refused() {
             other => panic!("{target:?} / {display:?}: {other:?}"),
         }
     }
+    assert!(matches!(
+        e.join_direct("c", "a\r\n", "msrp://127.0.0.1:9/s;tcp"),
+        Err(EngineError::BadInput(_))
+    ));
     e.join("c", "ok", "sip:ok@127.0.0.1", Some("Ok")).unwrap();
     wait_joined(&e, "c", 1);
     let conf = e.roster().conference("c").unwrap();

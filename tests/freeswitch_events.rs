@@ -453,6 +453,16 @@ fn events_through_the_c_abi_reach_the_engine() {
     assert_eq!((r, json), (MSRPCAST_OK, format!("{{\"cancelled\":{id}}}")));
     let (r, _) = api(f, e, "upload 4000 /nonexistent");
     assert_ne!(r, MSRPCAST_OK);
+    // The bridge's calls are counted like the C ABI's own: three joins (Alice, Bob, Alice again:
+    // the engine's join is idempotent), one leave, the accepted upload and cancel (`cancel 99`
+    // was refused).
+    let mut stats = msrpcast_stats::default();
+    assert_eq!(msrpcast_engine_stats(e, &mut stats), MSRPCAST_OK);
+    assert_eq!(
+        (stats.joins, stats.leaves, stats.uploads, stats.cancels),
+        (3, 1, 1, 1),
+        "{stats:?}"
+    );
 
     let (r, o, _) = fs_event(f, e, &vector("conference-destroy.txt"));
     assert_eq!(

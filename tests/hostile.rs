@@ -397,14 +397,10 @@ fn delete_frees_a_place_in_the_conference() {
         let r = upload_one_byte(fix.addr, "c1", "");
         assert_eq!(r.status, 201, "{}", r.text());
         let t = r.text();
-        // {"transfer":1,...} (a number; it was a string before).
-        let i = t.find("\"transfer\":").expect(&t) + 11;
-        let id: String = t[i..]
-            .chars()
-            .skip_while(|c| *c == '"')
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
-        ids.push(id);
+        let i = t.find("\"transfer\":").unwrap() + 11;
+        let digits: String = t[i..].chars().take_while(char::is_ascii_digit).collect();
+        assert!(!digits.is_empty(), "no transfer id in {t}");
+        ids.push(digits);
     }
     let r = upload_one_byte(fix.addr, "c1", "");
     assert_eq!(r.status, 503, "{}", r.text());

@@ -18,15 +18,11 @@ const BLINK_SHA1: &str = "11b0ba16f55851bed4db5073c86b7d4c372dcb6e";
 const BLINK_TOTAL: u64 = 150000;
 
 fn vector(name: &str) -> Bytes {
-    let local: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/vectors/msrplib")
         .join(name);
-    let path = if local.exists() {
-        local
-    } else {
-        Path::new("/work/shared/vectors/msrplib").join(name)
-    };
-    Bytes::from(std::fs::read(&path).expect("vector file"))
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Bytes::from(data)
 }
 
 fn frames(stream: &Bytes) -> Vec<Message> {
@@ -317,7 +313,9 @@ fn run_pair(seed: u64, size: usize, opts: PairOpts) -> PairOutcome {
             nframes += 1;
         }
         max_in_flight = max_in_flight.max(s.in_flight());
-        assert!(s.in_flight() <= window.max(chunk as u64));
+        // The window grows from `window` while answers come at once (up to the default cap).
+        assert!(s.in_flight() <= s.window().max(chunk as u64));
+        assert!(s.window() <= window.max(SenderConfig::default().max_window_bytes));
         // Some bytes cross each way.
         let n = (rng.range(1, 4 * chunk as u64) as usize).min(wire_tx.len());
         to_rx.feed(&wire_tx[..n]);

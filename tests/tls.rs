@@ -1029,7 +1029,8 @@ fn the_io_pool_drives_the_adapter() {
         Verify::None,
     );
     let client_tls = tls(&dir, "c", None, Some(&ca.cert_pem), Verify::Host);
-    let pool = msrpcast::runtime::io::IoPool::start(1).unwrap();
+    let pool =
+        msrpcast::runtime::io::IoPool::start(1, msrpcast::runtime::log::Logger::discard()).unwrap();
     let (tx, rx) = crossbeam_channel::bounded(4);
 
     // Echo: the client sends 64 × 16 KiB, each read back before the next.

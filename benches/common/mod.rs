@@ -1,4 +1,7 @@
 //! Helpers shared by the benchmarks.
+#![allow(dead_code)]
+
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -20,18 +23,28 @@ impl Drop for Receiver {
 
 /// Starts a receiver for session `session` with `threads` I/O threads.
 pub fn start_receiver(session: &str, threads: usize) -> Receiver {
+    start_receiver_with(session, threads, None)
+}
+
+/// [`start_receiver`] with `--misbehave MISBEHAVE` (e.g. `report-per-chunk,nagle`).
+pub fn start_receiver_with(session: &str, threads: usize, misbehave: Option<&str>) -> Receiver {
+    let threads = threads.to_string();
+    let mut args = vec![
+        "receive",
+        "--listen",
+        "127.0.0.1:0",
+        "--session-id",
+        session,
+        "--discard",
+        "--no-hash",
+        "--threads",
+        &threads,
+    ];
+    if let Some(m) = misbehave {
+        args.extend(["--misbehave", m]);
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
-        .args([
-            "receive",
-            "--listen",
-            "127.0.0.1:0",
-            "--session-id",
-            session,
-            "--discard",
-            "--no-hash",
-            "--threads",
-            &threads.to_string(),
-        ])
+        .args(&args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("msrpcast receive");
@@ -49,4 +62,43 @@ pub fn start_receiver(session: &str, threads: usize) -> Receiver {
         child,
         uri: uri.trim().to_string(),
     }
+}
+
+/// The host:port of an MSRP URI `msrp://HOST:PORT/SESSION;tcp`.
+pub fn uri_addr(uri: &str) -> std::net::SocketAddr {
+    let rest = uri.split_once("://").expect("msrp URI").1;
+    let hostport = rest.split('/').next().expect("authority");
+    hostport.parse().expect("numeric host:port")
+}
+
+/// The same URI with its host:port replaced (to route a participant through a proxy).
+pub fn uri_via(uri: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = uri.split_once("://").expect("msrp URI");
+    let (_, path) = rest.split_once('/').expect("path");
+    format!("{scheme}://{addr}/{path}")
+}
+
+/// CPU seconds (user + system) of all threads of this process so far, from `/proc/self/stat`
+/// (clock ticks of `getconf CLK_TCK`, usually 10 ms).
+pub fn cpu_seconds() -> f64 {
+    static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let hz = *TICK.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3;
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (tick(14) + tick(15)) / hz
 }

@@ -267,6 +267,63 @@ pub extern "C" fn msrpcast_client_upload_file(
     })
 }
 
+/// As `msrpcast_engine_upload_file`, through the control socket, with the engine's answer: a
+/// request and its reply, waiting up to `timeout_ms` (1 or more) — for RPC and CLI processes,
+/// never for a SIP worker. The engine process opens `path` (it must be readable by it).
+///
+/// Whenever the engine answered, `*json` is set to a NUL-terminated JSON object (free it with
+/// `msrpcast_string_free`) and `*len` to its length: `{"transfer":<id>}` with `MSRPCAST_OK`, or
+/// `{"error":"<reason>"}` with the refusal's code (`MSRPCAST_ERR_UNKNOWN_CONFERENCE`,
+/// `MSRPCAST_ERR_REFUSED` for a conference without participants or a full spool,
+/// `MSRPCAST_ERR_IO` for a file it cannot read, `MSRPCAST_ERR_BUSY`, `MSRPCAST_ERR_STOPPED`).
+/// Without an answer — `MSRPCAST_ERR_TIMEOUT`, `MSRPCAST_ERR_UNREACHABLE`, argument errors —
+/// `*json` is left unchanged.
+#[no_mangle]
+pub extern "C" fn msrpcast_client_upload(
+    c: *mut msrpcast_client,
+    conf: *const c_char,
+    conf_len: usize,
+    path: *const c_char,
+    path_len: usize,
+    timeout_ms: u32,
+    json: *mut *mut c_char,
+    len: *mut usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: c is NULL or a live client handle (API contract).
+        let c = unsafe { handle(c) }?;
+        // SAFETY: conf is NULL or points to conf_len readable bytes (API contract).
+        let conference = unsafe { nonempty_arg(conf, conf_len) }?;
+        // SAFETY: path is NULL or points to path_len readable bytes (API contract).
+        let path = unsafe { nonempty_arg(path, path_len) }?;
+        out_arg(json)?;
+        out_arg(len)?;
+        if timeout_ms == 0 {
+            return Err(MSRPCAST_ERR_INVALID_VALUE);
+        }
+        let (result, text) = ask(
+            c,
+            |request| Request::Upload {
+                request,
+                conference,
+                path,
+            },
+            Duration::from_millis(timeout_ms.into()),
+        )?;
+        let (ptr, n) = owned_c_string(text)?;
+        // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
+        unsafe {
+            write_out(json, ptr);
+            write_out(len, n);
+        }
+        if result == MSRPCAST_OK as u32 {
+            Ok(())
+        } else {
+            Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO))
+        }
+    })
+}
+
 /// As `msrpcast_engine_status`, through the control socket: a request and its reply, waiting
 /// up to `timeout_ms` (1 or more) — for RPC and CLI processes, never for a SIP worker.
 /// `MSRPCAST_ERR_TIMEOUT` when the reply does not come in time. Free the string with
@@ -287,7 +344,14 @@ pub extern "C" fn msrpcast_client_status(
         if timeout_ms == 0 {
             return Err(MSRPCAST_ERR_INVALID_VALUE);
         }
-        let text = status_request(c, what, Duration::from_millis(timeout_ms.into()))?;
+        let (result, text) = ask(
+            c,
+            |request| Request::Status { request, what },
+            Duration::from_millis(timeout_ms.into()),
+        )?;
+        if result != MSRPCAST_OK as u32 {
+            return Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO));
+        }
         let (ptr, n) = owned_c_string(text)?;
         // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
         unsafe {
@@ -298,22 +362,21 @@ pub extern "C" fn msrpcast_client_status(
     })
 }
 
-/// One status exchange on a socket of its own, so a late reply to an earlier request that
-/// timed out never reaches a later one.
-fn status_request(
+/// One request-reply exchange (STATUS, UPLOAD) on a socket of its own, so a late reply to an
+/// earlier request that timed out never reaches a later one. Returns the reply's result code
+/// and its text.
+fn ask<'a>(
     c: &msrpcast_client,
-    what: u32,
+    make: impl FnOnce(u32) -> Request<'a>,
     timeout: Duration,
-) -> Result<String, msrpcast_result> {
+) -> Result<(u32, String), msrpcast_result> {
     let deadline = Instant::now() + timeout;
     let sock = UnixDatagram::unbound().map_err(|_| MSRPCAST_ERR_IO)?;
     autobind(&sock).map_err(|_| MSRPCAST_ERR_IO)?;
     sock.set_nonblocking(true).map_err(|_| MSRPCAST_ERR_IO)?;
     let request = c.next_request.fetch_add(1, Ordering::Relaxed);
     let mut buf = Vec::new();
-    Request::Status { request, what }
-        .encode(&mut buf)
-        .map_err(wire_code)?;
+    make(request).encode(&mut buf).map_err(wire_code)?;
     sock.send_to(&buf, &c.path).map_err(|e| send_code(&e))?;
     let mut rbuf = vec![0u8; MAX_MESSAGE_BYTES];
     let mut text: Vec<u8> = Vec::new();
@@ -335,9 +398,6 @@ fn status_request(
         if part.request != request {
             continue;
         }
-        if part.result != MSRPCAST_OK as u32 {
-            return Err(from_u32(part.result).unwrap_or(MSRPCAST_ERR_IO));
-        }
         if part.part != next_part {
             // A part went missing: the reply is incomplete.
             return Err(MSRPCAST_ERR_IO);
@@ -345,7 +405,8 @@ fn status_request(
         text.extend_from_slice(part.payload);
         next_part += 1;
         if next_part >= part.parts {
-            return String::from_utf8(text).map_err(|_| MSRPCAST_ERR_IO);
+            let text = String::from_utf8(text).map_err(|_| MSRPCAST_ERR_IO)?;
+            return Ok((part.result, text));
         }
     }
 }

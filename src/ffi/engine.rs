@@ -74,7 +74,7 @@ struct Running {
     engine: Arc<Engine>,
     control: Option<ControlServer>,
     /// The HTTP handler started with the engine (`http_enabled`); stopped before the engine.
-    http: Option<Box<dyn Send + Sync>>,
+    http: Option<crate::http::HttpServer>,
 }
 
 /// A running engine. Its functions are thread-safe, except `msrpcast_engine_free`, which must
@@ -103,6 +103,65 @@ impl msrpcast_engine {
         })
     }
 
+    /// What `msrpcast_engine_join` does, for callers already in Rust (the FreeSWITCH bridge).
+    pub(super) fn join(
+        &self,
+        conference: &str,
+        participant: &str,
+        target: &str,
+        display: Option<&str>,
+    ) -> FfiResult {
+        self.apply(Request::Join {
+            conference: nonempty(conference)?,
+            participant: nonempty(participant)?,
+            target: nonempty(target)?,
+            display: display.filter(|d| !d.is_empty()),
+        })
+    }
+
+    /// What `msrpcast_engine_leave` does.
+    pub(super) fn leave(&self, conference: &str, participant: &str) -> FfiResult {
+        self.apply(Request::Leave {
+            conference: nonempty(conference)?,
+            participant: nonempty(participant)?,
+        })
+    }
+
+    /// What `msrpcast_engine_cancel` does.
+    pub(super) fn cancel(&self, transfer: u64) -> FfiResult {
+        self.apply(Request::Cancel { transfer })
+    }
+
+    /// What `msrpcast_engine_upload_file` does: the new transfer's id.
+    pub(super) fn upload_file(&self, conference: &str, path: &str) -> Result<u64, msrpcast_result> {
+        let conference = nonempty(conference)?;
+        let path = nonempty(path)?;
+        let id = self.with(|r| {
+            self.uploads
+                .start(&r.engine, conference, Path::new(path))
+                .map_err(|err| match err {
+                    UploadFileError::Io(_) => MSRPCAST_ERR_IO,
+                    UploadFileError::Forbidden(why) => {
+                        r.engine.logger().warn(
+                            "control",
+                            format_args!("upload of a local file to {conference:?} refused: {why}"),
+                        );
+                        MSRPCAST_ERR_FORBIDDEN
+                    }
+                    UploadFileError::Engine(x) => engine_code(&x),
+                })
+        })?;
+        self.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    /// What `msrpcast_engine_status` answers, as a Rust string.
+    pub(super) fn status_json(&self, what: u32) -> Result<String, msrpcast_result> {
+        self.with(|r| {
+            control::status_json(&r.engine, &self.counters, what).ok_or(MSRPCAST_ERR_INVALID_VALUE)
+        })
+    }
+
     fn stop(&self) {
         // Take the engine out first, so concurrent calls get MSRPCAST_ERR_STOPPED at once
         // instead of waiting for the threads to end.
@@ -111,12 +170,7 @@ impl msrpcast_engine {
             drop(r.control);
             drop(r.http);
             self.uploads.stop();
-            match Arc::try_unwrap(r.engine) {
-                Ok(engine) => engine.stop(),
-                // Cannot happen (the control thread, the only other owner, has ended); the last
-                // owner's drop stops it anyway.
-                Err(shared) => drop(shared),
-            }
+            stop_engine(r.engine);
         }
     }
 }
@@ -128,11 +182,13 @@ pub extern "C" fn msrpcast_version() -> *const c_char {
     V.as_ptr().cast()
 }
 
-/// Starts the engine (its threads, the MSRP listener, the spool, the control socket) from a
-/// copy of `cfg` and writes the handle to `*out`. Call it in the process that is to own the
-/// threads and never fork that process afterwards — in Kamailio the process forked in
-/// `child_init` for the engine, never `mod_init`. On failure (`MSRPCAST_ERR_START`,
-/// `MSRPCAST_ERR_INVALID_CONFIG`, `MSRPCAST_ERR_IO`) `msrpcast_config_error(cfg)` says why.
+/// Starts the engine (its threads, the MSRP listener, the spool, the control socket and, with
+/// `http_enabled`, the HTTP upload page and API) from a copy of `cfg` and writes the handle to
+/// `*out`. If any part cannot start (a port in use, the HTTP port included), nothing is left
+/// running and the call fails. Call it in the process that is to own the threads and never fork
+/// that process afterwards — in Kamailio the process forked in `child_init` for the engine,
+/// never `mod_init`. On failure (`MSRPCAST_ERR_START`, `MSRPCAST_ERR_INVALID_CONFIG`,
+/// `MSRPCAST_ERR_IO`) `msrpcast_config_error(cfg)` says why.
 #[no_mangle]
 pub extern "C" fn msrpcast_engine_start(
     cfg: *const msrpcast_config,
@@ -187,7 +243,16 @@ pub extern "C" fn msrpcast_engine_start(
             )
         };
         let http = if c.cfg.http_enabled {
-            start_http(&engine)
+            // The upload page is the front door: without it the engine must not run.
+            match crate::http::HttpServer::start(engine.clone(), engine.config()) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    c.set_error(format!("http_enabled: {e}"));
+                    drop(control);
+                    stop_engine(engine);
+                    return Err(MSRPCAST_ERR_START);
+                }
+            }
         } else {
             None
         };
@@ -308,15 +373,15 @@ pub extern "C" fn msrpcast_engine_join(
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
         // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
-        let req = unsafe {
-            Request::Join {
-                conference: nonempty_arg(conf, conf_len)?,
-                participant: nonempty_arg(participant, participant_len)?,
-                target: nonempty_arg(target, target_len)?,
-                display: opt_str_arg(display, display_len)?,
-            }
+        let (conf, participant, target, display) = unsafe {
+            (
+                str_arg(conf, conf_len)?,
+                str_arg(participant, participant_len)?,
+                str_arg(target, target_len)?,
+                opt_str_arg(display, display_len)?,
+            )
         };
-        e.apply(req)
+        e.join(conf, participant, target, display)
     })
 }
 
@@ -333,13 +398,13 @@ pub extern "C" fn msrpcast_engine_leave(
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
         // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
-        let req = unsafe {
-            Request::Leave {
-                conference: nonempty_arg(conf, conf_len)?,
-                participant: nonempty_arg(participant, participant_len)?,
-            }
+        let (conf, participant) = unsafe {
+            (
+                str_arg(conf, conf_len)?,
+                str_arg(participant, participant_len)?,
+            )
         };
-        e.apply(req)
+        e.leave(conf, participant)
     })
 }
 
@@ -396,7 +461,7 @@ pub extern "C" fn msrpcast_engine_cancel(
     ffi_boundary(|| {
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
-        e.apply(Request::Cancel { transfer })
+        e.cancel(transfer)
     })
 }
 
@@ -422,25 +487,10 @@ pub extern "C" fn msrpcast_engine_upload_file(
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
         // SAFETY: conf is NULL or points to conf_len readable bytes (API contract).
-        let conf = unsafe { nonempty_arg(conf, conf_len) }?;
+        let conf = unsafe { str_arg(conf, conf_len) }?;
         // SAFETY: path is NULL or points to path_len readable bytes (API contract).
-        let path = unsafe { nonempty_arg(path, path_len) }?;
-        let id = e.with(|r| {
-            e.uploads
-                .start(&r.engine, conf, Path::new(path))
-                .map_err(|err| match err {
-                    UploadFileError::Io(_) => MSRPCAST_ERR_IO,
-                    UploadFileError::Forbidden(why) => {
-                        r.engine.logger().warn(
-                            "control",
-                            format_args!("upload of a local file to {conf:?} refused: {why}"),
-                        );
-                        MSRPCAST_ERR_FORBIDDEN
-                    }
-                    UploadFileError::Engine(x) => engine_code(&x),
-                })
-        })?;
-        e.counters.uploads.fetch_add(1, Ordering::Relaxed);
+        let path = unsafe { str_arg(path, path_len) }?;
+        let id = e.upload_file(conf, path)?;
         if !transfer.is_null() {
             // SAFETY: transfer is non-NULL and valid for writes (API contract).
             unsafe { write_out(transfer, id) };
@@ -464,9 +514,7 @@ pub extern "C" fn msrpcast_engine_status(
         let e = unsafe { handle(e) }?;
         out_arg(json)?;
         out_arg(len)?;
-        let text = e.with(|r| {
-            control::status_json(&r.engine, &e.counters, what).ok_or(MSRPCAST_ERR_INVALID_VALUE)
-        })?;
+        let text = e.status_json(what)?;
         let (ptr, n) = owned_c_string(text)?;
         // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
         unsafe {
@@ -509,6 +557,53 @@ pub extern "C" fn msrpcast_engine_stats(
     })
 }
 
+/// Re-reads the TLS certificates and keys in use — MSRP (`tls_cert`, `tls_key`, `tls_ca`, when
+/// `msrp_tls` is on) and HTTPS (`http_tls_cert`, `http_tls_key`, when the HTTP handler started
+/// with the engine serves HTTPS) — without a restart: new connections use the new files, running
+/// deliveries and uploads keep theirs. A file that fails leaves its previous certificate in use:
+/// `MSRPCAST_ERR_IO`, and `*error` gets the reason naming the file. `MSRPCAST_ERR_REFUSED` when
+/// no TLS is on. On failure `*error` (when `error` is not NULL) is a NUL-terminated string the
+/// caller frees with `msrpcast_string_free`, `*error_len` its length; on success `*error` is
+/// NULL. Reads files: call it from the host's engine process, not a latency-critical thread.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_reload_tls(
+    e: *mut msrpcast_engine,
+    error: *mut *mut c_char,
+    error_len: *mut usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        let outcome = e.with(|r| Ok(crate::http::reload_tls(&r.engine, r.http.as_ref())))?;
+        let (code, text) = match outcome {
+            Ok(_) => (MSRPCAST_OK, None),
+            Err(why) => {
+                let code = match why {
+                    crate::http::server::TlsReloadError::NothingOn => MSRPCAST_ERR_REFUSED,
+                    crate::http::server::TlsReloadError::Failed(_) => MSRPCAST_ERR_IO,
+                };
+                (code, Some(why.to_string()))
+            }
+        };
+        if !error.is_null() {
+            let (ptr, n) = match text {
+                Some(t) => owned_c_string(t.replace('\0', " "))?,
+                None => (std::ptr::null_mut(), 0),
+            };
+            // SAFETY: error is non-NULL and valid for writes (API contract).
+            unsafe { write_out(error, ptr) };
+            if !error_len.is_null() {
+                // SAFETY: error_len is non-NULL and valid for writes (API contract).
+                unsafe { write_out(error_len, n) };
+            }
+        }
+        match code {
+            MSRPCAST_OK => Ok(()),
+            c => Err(c),
+        }
+    })
+}
+
 /// Frees a string returned by `msrpcast_engine_status` or `msrpcast_client_status`. NULL is
 /// allowed and does nothing.
 #[no_mangle]
@@ -522,18 +617,22 @@ pub extern "C" fn msrpcast_string_free(s: *mut c_char) {
     })
 }
 
-/// Starts the HTTP upload page and API for `http_enabled`. A failure (say, the port is taken)
-/// leaves the engine running without it and says so in an error record.
-fn start_http(engine: &Arc<Engine>) -> Option<Box<dyn Send + Sync>> {
-    match crate::http::HttpServer::start(engine.clone(), engine.config()) {
-        Ok(server) => Some(Box::new(server)),
-        Err(e) => {
-            engine.logger().error(
-                "ffi",
-                format_args!("http_enabled: {e}; the engine runs without the HTTP handler"),
-            );
-            None
-        }
+/// A required string that must not be empty (as [`nonempty_arg`] for a C argument).
+fn nonempty(s: &str) -> Result<&str, msrpcast_result> {
+    if s.is_empty() {
+        Err(MSRPCAST_ERR_INVALID_VALUE)
+    } else {
+        Ok(s)
+    }
+}
+
+/// Stops the engine once its other owners (the control and HTTP threads) have ended.
+fn stop_engine(engine: Arc<Engine>) {
+    match Arc::try_unwrap(engine) {
+        Ok(engine) => engine.stop(),
+        // Cannot happen (the control and HTTP threads, the only other owners, have ended); the
+        // last owner's drop stops it anyway.
+        Err(shared) => drop(shared),
     }
 }
 

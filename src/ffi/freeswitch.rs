@@ -4,7 +4,9 @@
 //! directly; these functions add what is particular to FreeSWITCH: its settings next to the
 //! engine's (`msrpcast.conf.xml`), `conference::maintenance` events given as header pairs, the
 //! dialplan application's argument, the sofia destination of a file INVITE, the SIP code of a
-//! failed leg and the `msrpcast` API command.
+//! failed leg and the `msrpcast` API command. Joins, leaves and the API's engine commands reach
+//! the engine through the handle's Rust methods (the ones `msrpcast_engine_*` use, so they are
+//! counted the same), never back through this crate's own `extern "C"` functions.
 //!
 //! The functions that answer with a text (`msrpcast_fs_event`, `msrpcast_fs_app_check`,
 //! `msrpcast_fs_api`) write it on success **and** on the errors their documentation lists, because
@@ -15,10 +17,7 @@ use std::ffi::c_char;
 
 use super::boundary::*;
 use super::config::msrpcast_config;
-use super::engine::{
-    msrpcast_engine, msrpcast_engine_cancel, msrpcast_engine_join, msrpcast_engine_leave,
-    msrpcast_engine_status, msrpcast_engine_upload_file, msrpcast_string_free, owned_c_string,
-};
+use super::engine::{msrpcast_engine, owned_c_string};
 use super::result::*;
 use crate::config::ConfigErrorKind;
 use crate::freeswitch::api::{self, ApiCommand};
@@ -280,20 +279,18 @@ pub extern "C" fn msrpcast_fs_leg_variable(
     })
 }
 
-/// Joins and leaves through the engine's direct calls.
-struct EngineMembership(*mut msrpcast_engine);
+/// Joins and leaves go straight to the engine handle's Rust methods (the same ones
+/// `msrpcast_engine_join`/`_leave` use), not back through the C ABI.
+struct EngineMembership<'a>(&'a msrpcast_engine);
 
-fn engine_result(r: msrpcast_result, what: &str) -> Result<(), FsError> {
-    match r {
-        MSRPCAST_OK => Ok(()),
-        code => Err(FsError::Engine {
-            code: code as u32,
-            reason: format!("{what} refused: {}", super::result_name_str(code)),
-        }),
-    }
+fn engine_result(r: FfiResult, what: &str) -> Result<(), FsError> {
+    r.map_err(|code| FsError::Engine {
+        code: code as u32,
+        reason: format!("{what} refused: {}", super::result_name_str(code)),
+    })
 }
 
-impl Membership for EngineMembership {
+impl Membership for EngineMembership<'_> {
     fn join(
         &mut self,
         conference: &str,
@@ -301,30 +298,14 @@ impl Membership for EngineMembership {
         target: &str,
         display: Option<&str>,
     ) -> Result<(), FsError> {
-        let d = display.unwrap_or("");
-        let r = msrpcast_engine_join(
-            self.0,
-            conference.as_ptr().cast(),
-            conference.len(),
-            participant.as_ptr().cast(),
-            participant.len(),
-            target.as_ptr().cast(),
-            target.len(),
-            d.as_ptr().cast(),
-            d.len(),
-        );
-        engine_result(r, "join")
+        engine_result(
+            self.0.join(conference, participant, target, display),
+            "join",
+        )
     }
 
     fn leave(&mut self, conference: &str, participant: &str) -> Result<(), FsError> {
-        let r = msrpcast_engine_leave(
-            self.0,
-            conference.as_ptr().cast(),
-            conference.len(),
-            participant.as_ptr().cast(),
-            participant.len(),
-        );
-        engine_result(r, "leave")
+        engine_result(self.0.leave(conference, participant), "leave")
     }
 }
 
@@ -348,7 +329,9 @@ pub extern "C" fn msrpcast_fs_event(
     ffi_boundary(|| {
         // SAFETY: fs is NULL or a live handle (API contract).
         let f = unsafe { handle(fs) }?;
-        if e.is_null() || headers.is_null() {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        if headers.is_null() {
             return Err(MSRPCAST_ERR_NULL_ARGUMENT);
         }
         out_arg(outcome)?;
@@ -535,57 +518,11 @@ pub extern "C" fn msrpcast_fs_api(
         out_arg(json_len)?;
         // SAFETY: cmd is NULL or points to cmd_len readable bytes (API contract).
         let cmd = unsafe { opt_str_arg(cmd, cmd_len) }?.unwrap_or("");
-        let answer: Result<String, (msrpcast_result, String)> = match ApiCommand::parse(cmd) {
-            Err(msg) => Err((MSRPCAST_ERR_INVALID_VALUE, msg)),
-            Ok(ApiCommand::Help) => Ok(format!(
-                "{{\"usage\":{}}}",
-                crate::roster::json::escape(api::USAGE)
-            )),
-            Ok(ApiCommand::Members) => Ok(api::members_json(&f.bridge.joined())),
-            Ok(_) if e.is_null() => Err((MSRPCAST_ERR_STOPPED, "the engine is not running".into())),
-            Ok(ApiCommand::Status(what)) => {
-                let mut p: *mut c_char = std::ptr::null_mut();
-                let mut n = 0usize;
-                match msrpcast_engine_status(e, what, &mut p, &mut n) {
-                    MSRPCAST_OK => {
-                        // SAFETY: on success p is a NUL-terminated string of n bytes from this
-                        // library, freed right after the copy.
-                        let s = unsafe { std::slice::from_raw_parts(p.cast::<u8>(), n) };
-                        let text = String::from_utf8_lossy(s).into_owned();
-                        msrpcast_string_free(p);
-                        Ok(text)
-                    }
-                    code => Err((code, format!("status: {}", super::result_name_str(code)))),
-                }
-            }
-            Ok(ApiCommand::Cancel(id)) => match msrpcast_engine_cancel(e, id) {
-                MSRPCAST_OK => Ok(format!("{{\"cancelled\":{id}}}")),
-                code => Err((
-                    code,
-                    format!("cancel {id}: {}", super::result_name_str(code)),
-                )),
-            },
-            Ok(ApiCommand::Upload { conference, path }) => {
-                let mut id = 0u64;
-                match msrpcast_engine_upload_file(
-                    e,
-                    conference.as_ptr().cast(),
-                    conference.len(),
-                    path.as_ptr().cast(),
-                    path.len(),
-                    &mut id,
-                ) {
-                    MSRPCAST_OK => Ok(format!("{{\"transfer\":{id}}}")),
-                    code => Err((
-                        code,
-                        format!(
-                            "upload {path} to {conference}: {}",
-                            super::result_name_str(code)
-                        ),
-                    )),
-                }
-            }
-        };
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let engine = unsafe { e.as_ref() };
+        let answer = ApiCommand::parse(cmd)
+            .map_err(|msg| (MSRPCAST_ERR_INVALID_VALUE, msg))
+            .and_then(|command| api_answer(f, engine, command));
         match answer {
             Ok(s) => {
                 // SAFETY: json and json_len were checked non-NULL and are writable.
@@ -601,10 +538,46 @@ pub extern "C" fn msrpcast_fs_api(
     })
 }
 
+/// The answer to one API command; the commands that need the engine call its Rust methods.
+fn api_answer(
+    f: &msrpcast_fs,
+    e: Option<&msrpcast_engine>,
+    command: ApiCommand,
+) -> Result<String, (msrpcast_result, String)> {
+    let engine = || {
+        e.ok_or((
+            MSRPCAST_ERR_STOPPED,
+            "the engine is not running".to_string(),
+        ))
+    };
+    let refused = |code: msrpcast_result, what: String| {
+        (code, format!("{what}: {}", super::result_name_str(code)))
+    };
+    match command {
+        ApiCommand::Help => Ok(format!(
+            "{{\"usage\":{}}}",
+            crate::roster::json::escape(api::USAGE)
+        )),
+        ApiCommand::Members => Ok(api::members_json(&f.bridge.joined())),
+        ApiCommand::Status(what) => engine()?
+            .status_json(what)
+            .map_err(|code| refused(code, "status".into())),
+        ApiCommand::Cancel(id) => engine()?
+            .cancel(id)
+            .map(|()| format!("{{\"cancelled\":{id}}}"))
+            .map_err(|code| refused(code, format!("cancel {id}"))),
+        ApiCommand::Upload { conference, path } => engine()?
+            .upload_file(&conference, &path)
+            .map(|id| format!("{{\"transfer\":{id}}}"))
+            .map_err(|code| refused(code, format!("upload {path} to {conference}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ffi::config::{msrpcast_config_error, msrpcast_config_free, msrpcast_config_new};
+    use crate::ffi::engine::msrpcast_string_free;
 
     fn text_of(p: *mut c_char, n: usize) -> String {
         // SAFETY: p came from this library with n bytes.

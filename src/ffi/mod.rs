@@ -31,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod freeswitch;
+pub mod hangup;
 pub mod json;
 mod notify;
 pub mod result;

@@ -216,8 +216,8 @@ pub fn leg_variables(cfg: &crate::config::Config) -> Vec<(String, String)> {
 }
 
 /// Where join and leave decisions go (not the engine's [`crate::roster::Roster`], which records
-/// them): the engine (`msrpcast_engine_join`/`_leave` behind the C ABI) or, in
-/// tests, a recorder.
+/// them): the engine handle's Rust methods in `ffi::freeswitch` (what `msrpcast_engine_join` and
+/// `_leave` call) or, in tests, a recorder.
 pub trait Membership {
     fn join(
         &mut self,

@@ -3,8 +3,8 @@
 //! (every `write` goes straight into the spool file; nothing is buffered here).
 //!
 //! **Transfer JSON of the HTTP API** (`GET /api/transfers/{id}`, SSE `transfer` events) is the
-//! roster's transfer object with two changes the page relies on: `id` is a string (the `201`
-//! body names the transfer as a string too), and `state` is the *HTTP view* of the transfer:
+//! roster's transfer object (`id` a JSON number, as in the `201` body and the RPC replies) with
+//! one change the page relies on: `state` is the *HTTP view* of the transfer:
 //! `uploading` (bytes still arriving), `complete`, `aborted`, `too-large`, or `cancelled`
 //! (`DELETE` on a transfer that was still running). Deliveries are the roster's delivery objects
 //! (`participant`, `state`, `bytes`, `total`, `percent`, `reason`, `code`).
@@ -54,12 +54,58 @@ struct Tracker {
     /// done, failed, cancelled
     deliveries_ended: [u64; 3],
     delivery_bytes: u64,
+    /// Seconds from a delivery's creation (the file offered to the participant) to `done`.
+    delivery_duration: Histogram,
+    /// Seconds from a delivery's creation to the participant's first acknowledged bytes.
+    first_chunk_latency: Histogram,
 }
 
 #[derive(Debug, Default)]
 struct Tracked {
     ended: bool,
-    deliveries: HashMap<DeliveryId, (u64, bool)>,
+    deliveries: HashMap<DeliveryId, TrackedDelivery>,
+}
+
+#[derive(Debug, Default)]
+struct TrackedDelivery {
+    bytes: u64,
+    ended: bool,
+    first_byte_seen: bool,
+}
+
+/// Upper bounds (seconds) of the delivery duration histogram's buckets.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+];
+/// Upper bounds (seconds) of the first-chunk latency histogram's buckets.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A Prometheus histogram with fixed buckets (`+Inf` implied); observations in milliseconds,
+/// exposed in seconds.
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Non-cumulative counts per bucket of the bounds given to `observe`, then `+Inf`.
+    counts: Vec<u64>,
+    sum_ms: u64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], ms: u64) {
+        if self.counts.len() != bounds.len() + 1 {
+            self.counts = vec![0; bounds.len() + 1];
+        }
+        let secs = ms as f64 / 1000.0;
+        let i = bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(bounds.len());
+        self.counts[i] += 1;
+        self.sum_ms += ms;
+        self.count += 1;
+    }
 }
 
 struct Inner {
@@ -162,24 +208,35 @@ impl EngineBackend {
                 tr.uploads_ended[i] += 1;
             }
             for d in &t.deliveries {
-                let slot = entry.deliveries.entry(d.id).or_insert((0, false));
+                let slot = entry.deliveries.entry(d.id).or_default();
                 let bytes = match &d.state {
                     DeliveryState::Sending { bytes, .. } => *bytes,
                     DeliveryState::Done => t.size,
-                    _ => slot.0,
+                    _ => slot.bytes,
                 };
-                if bytes > slot.0 {
-                    tr.delivery_bytes += bytes - slot.0;
-                    slot.0 = bytes;
+                if bytes > slot.bytes {
+                    tr.delivery_bytes += bytes - slot.bytes;
+                    slot.bytes = bytes;
                 }
-                if d.state.is_terminal() && !slot.1 {
-                    slot.1 = true;
+                if let (Some(first), false) = (d.first_byte_at_ms, slot.first_byte_seen) {
+                    slot.first_byte_seen = true;
+                    tr.first_chunk_latency
+                        .observe(LATENCY_BUCKETS, first.saturating_sub(d.created_at_ms));
+                }
+                if d.state.is_terminal() && !slot.ended {
+                    slot.ended = true;
                     let i = match d.state {
                         DeliveryState::Done => 0,
                         DeliveryState::Failed { .. } => 1,
                         _ => 2,
                     };
                     tr.deliveries_ended[i] += 1;
+                    if i == 0 {
+                        tr.delivery_duration.observe(
+                            DURATION_BUCKETS,
+                            d.updated_at_ms.saturating_sub(d.created_at_ms),
+                        );
+                    }
                 }
             }
         }
@@ -232,7 +289,7 @@ impl EngineBackend {
         });
         let mut out = String::with_capacity(256 + 192 * t.deliveries.len());
         let mut o = json::Object::begin(&mut out);
-        o.str("id", &t.id.0.to_string())
+        o.u64("id", t.id.0)
             .str("conference", &t.conference)
             .str("name", &t.name)
             .str("content_type", &t.content_type)
@@ -397,6 +454,18 @@ impl Backend for EngineBackend {
             "counter",
             "File bytes acknowledged by participants (bytes sent).",
             tr.delivery_bytes,
+        );
+        m.histogram(
+            "msrpcast_delivery_duration_seconds",
+            "Seconds from a delivery's start (the file offered to the participant) to its success.",
+            DURATION_BUCKETS,
+            &tr.delivery_duration,
+        );
+        m.histogram(
+            "msrpcast_first_chunk_latency_seconds",
+            "Seconds from a delivery's start to the participant's first acknowledged file bytes (millisecond resolution).",
+            LATENCY_BUCKETS,
+            &tr.first_chunk_latency,
         );
         m.one(
             "msrpcast_deliveries_running",
@@ -596,6 +665,18 @@ impl Metrics {
         let _ = writeln!(self.0, "{name} {v}");
     }
 
+    fn histogram(&mut self, name: &str, help: &str, bounds: &[f64], h: &Histogram) {
+        self.head(name, "histogram", help);
+        let mut cumulative = 0;
+        for (i, b) in bounds.iter().enumerate() {
+            cumulative += h.counts.get(i).copied().unwrap_or(0);
+            let _ = writeln!(self.0, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let _ = writeln!(self.0, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(self.0, "{name}_sum {}", h.sum_ms as f64 / 1000.0);
+        let _ = writeln!(self.0, "{name}_count {}", h.count);
+    }
+
     fn labelled(&mut self, name: &str, kind: &str, help: &str, label: &str, vs: &[(&str, u64)]) {
         self.head(name, kind, help);
         for (l, v) in vs {
@@ -669,10 +750,7 @@ mod tests {
         assert_eq!(b.active_uploads(), 0);
         assert_eq!(b.transfer_state(&t), "too-large");
         let json = b.transfer_json(&t.id.0.to_string()).unwrap();
-        assert!(
-            json.starts_with(&format!("{{\"id\":\"{}\"", t.id.0)),
-            "{json}"
-        );
+        assert!(json.starts_with(&format!("{{\"id\":{},", t.id.0)), "{json}");
         assert!(json.contains("\"state\":\"too-large\""), "{json}");
         // The conference loses its last participant: 409, not 404.
         e.leave("c", "alice").unwrap();

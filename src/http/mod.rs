@@ -1,7 +1,14 @@
-//! The HTTP side of msrpcast, sans-IO: request heads (parsed with `httparse`), streaming body
-//! decoders (Content-Length, chunked, multipart/form-data), routing, auth, response heads and the
-//! embedded upload page. Nothing here owns a socket or a clock: the runtime feeds bytes in and
-//! writes the bytes that come out.
+//! The HTTP side of msrpcast, in two halves.
+//!
+//! - **Sans-IO** (every module but `server`): request heads (parsed with `httparse`), streaming
+//!   body decoders (Content-Length, chunked, multipart/form-data), routing, auth, CORS, response
+//!   heads, the OpenAPI document, the embedded upload page, and the per-connection state machine
+//!   [`Connection`] of `service` with its [`Backend`] (`backend` is the one that talks to the
+//!   engine). None of these owns a socket or a thread: they are fed bytes and hand back the bytes
+//!   to write, so they are tested without a network.
+//! - **The server** ([`server`], [`HttpServer`]): the half with sockets and threads — it binds
+//!   `http_listen`, runs the accept loop, one thread per connection around a [`Connection`], the
+//!   event-stream watcher and the rejecter, and enforces the connection limits and timeouts.
 //!
 //! Contract shared by every decoder: `decode(input)` returns how many bytes of `input` it consumed
 //! and one event. Body decoders always consume everything they do not hand back, so a caller never
@@ -11,8 +18,10 @@
 pub mod auth;
 pub mod backend;
 pub mod body;
+pub mod cors;
 pub mod head;
 pub mod multipart;
+pub mod openapi;
 pub mod params;
 pub mod reader;
 pub mod response;
@@ -29,7 +38,7 @@ pub use params::{parse_content_disposition, Disposition};
 pub use reader::{ReadEvent, RequestReader};
 pub use response::ResponseHead;
 pub use route::{route, Route, RouteError};
-pub use server::{HttpServer, ServerError};
+pub use server::{reload_tls, HttpServer, ServerError, TlsReloadError, TlsReloaded};
 pub use service::{Backend, Connection, Ctx, Refusal, ServiceConfig, UploadRequest, UploadSink};
 
 /// The upload page, served by `GET /`: plain HTML, CSS and JS, no external assets.

@@ -13,7 +13,7 @@ pub enum Route {
     Login,
     /// `POST /logout`: clears the session cookie.
     Logout,
-    /// `POST /conferences/{id}/files`: an upload.
+    /// `POST /conferences/{conference}/files`: an upload.
     Upload { conference: String },
     /// `GET /api/conferences`.
     Conferences,
@@ -27,12 +27,53 @@ pub enum Route {
     Events,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `GET /api/openapi.json`: the OpenAPI 3.1 document of this API.
+    OpenApi,
 }
 
+/// Every route as (method, path template), in the OpenAPI document's spelling: `{conference}`
+/// and `{id}` stand for one percent-encoded path segment. `tests/http_api.rs` checks that the
+/// OpenAPI document (`docs/openapi.json`) lists exactly these, and the tests below that each
+/// one routes to the variant whose [`Route::template`] it is.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("POST", "/login"),
+    ("POST", "/logout"),
+    ("POST", "/conferences/{conference}/files"),
+    ("GET", "/api/conferences"),
+    ("GET", "/api/conferences/{id}"),
+    ("GET", "/api/transfers/{id}"),
+    ("DELETE", "/api/transfers/{id}"),
+    ("GET", "/api/events"),
+    ("GET", "/metrics"),
+    ("GET", "/api/openapi.json"),
+];
+
 impl Route {
-    /// Whether the route needs a valid token or session (everything but the page and login).
+    /// Whether the route needs a valid token or session (everything but the page, login,
+    /// logout and the OpenAPI document).
     pub fn needs_auth(&self) -> bool {
-        !matches!(self, Route::Page | Route::Login | Route::Logout)
+        !matches!(
+            self,
+            Route::Page | Route::Login | Route::Logout | Route::OpenApi
+        )
+    }
+
+    /// The (method, path template) of this route, as in [`ROUTES`].
+    pub fn template(&self) -> (&'static str, &'static str) {
+        match self {
+            Route::Page => ("GET", "/"),
+            Route::Login => ("POST", "/login"),
+            Route::Logout => ("POST", "/logout"),
+            Route::Upload { .. } => ("POST", "/conferences/{conference}/files"),
+            Route::Conferences => ("GET", "/api/conferences"),
+            Route::Conference { .. } => ("GET", "/api/conferences/{id}"),
+            Route::Transfer { .. } => ("GET", "/api/transfers/{id}"),
+            Route::CancelTransfer { .. } => ("DELETE", "/api/transfers/{id}"),
+            Route::Events => ("GET", "/api/events"),
+            Route::Metrics => ("GET", "/metrics"),
+            Route::OpenApi => ("GET", "/api/openapi.json"),
+        }
     }
 }
 
@@ -99,6 +140,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
             get(Route::Conference { id })
         }
         ["api", "events"] => get(Route::Events),
+        ["api", "openapi.json"] => get(Route::OpenApi),
         ["api", "transfers", id] => {
             let id = segment(id)?;
             match method {
@@ -161,6 +203,52 @@ mod tests {
             assert_eq!(route(&m, p), Ok(want), "{} {p}", m.as_str());
         }
         assert!(!Route::Page.needs_auth() && Route::Metrics.needs_auth());
+    }
+
+    /// Every entry of [`ROUTES`] routes to the variant whose template it is, and every variant
+    /// of [`Route`] (each documented by a `/// \`METHOD /path\`` line) is in [`ROUTES`].
+    #[test]
+    fn routes_list_matches_the_router() {
+        for (m, t) in ROUTES {
+            let method = match *m {
+                "GET" => Method::Get,
+                "POST" => Method::Post,
+                "DELETE" => Method::Delete,
+                other => panic!("method {other}"),
+            };
+            let path = t.replace("{conference}", "c1").replace("{id}", "7");
+            let r = route(&method, &path).unwrap_or_else(|e| panic!("{m} {t}: {e:?}"));
+            assert_eq!(r.template(), (*m, *t));
+        }
+        let src = include_str!("route.rs");
+        let body = &src[src.find("pub enum Route {").unwrap()..];
+        let body = &body[..body.find("\n}").unwrap()];
+        let documented: Vec<(String, String)> = body
+            .lines()
+            .filter_map(|l| {
+                let doc = l.trim().strip_prefix("/// `")?;
+                let (m, rest) = doc.split_once(' ')?;
+                let path = rest.split('`').next()?;
+                Some((m.to_string(), path.to_string()))
+            })
+            .collect();
+        let variants = body
+            .lines()
+            .filter(|l| {
+                let t = l.trim_start();
+                l.starts_with("    ")
+                    && !l.starts_with("     ")
+                    && t.starts_with(char::is_uppercase)
+            })
+            .count();
+        assert_eq!(documented.len(), variants, "a variant without its doc line");
+        assert_eq!(documented.len(), ROUTES.len());
+        for (m, p) in &documented {
+            assert!(
+                ROUTES.iter().any(|(rm, rp)| rm == m && rp == p),
+                "{m} {p} is not in ROUTES"
+            );
+        }
     }
 
     #[test]

@@ -29,6 +29,12 @@
 //!   15 s; the stream ends when the client goes away.
 //! - **Auth**: without `http_token` the server binds to a loopback address only (the port of
 //!   `http_listen`) and logs that it does.
+//! - **HTTPS** (`http_tls_cert`, `http_tls_key`): the TLS handshake runs on the connection's own
+//!   thread, never in the acceptor, under `http_head_timeout_ms` (a connection still handshaking
+//!   counts as waiting for its head, so it can be displaced); then the same loop runs over the
+//!   TLS stream. Every response carries `Strict-Transport-Security` (`http_hsts_max_age_s`) and
+//!   the login cookie is `Secure`. A connection over the limit is closed without a `503` (a TLS
+//!   client could not read a plain one). [`HttpServer::reload_tls`] re-reads the files.
 //! - **Shutdown**: dropping [`HttpServer`] stops accepting, shuts every open socket down (a
 //!   running upload is aborted: partial spool file removed, deliveries aborted) and joins the
 //!   threads.
@@ -52,6 +58,8 @@ use crate::config::Config;
 use crate::runtime::engine::Engine;
 use crate::runtime::fault;
 use crate::runtime::log::Logger;
+use crate::tls::blocking::BlockingTls;
+use crate::tls::{Tls, TlsError, TlsSettings};
 
 /// Bytes read from a socket at a time (and the largest piece handed to the spool per call).
 pub const READ_BUFFER: usize = 256 * 1024;
@@ -74,6 +82,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: io::Error },
     /// A socket call or a thread failed.
     Io(&'static str, io::Error),
+    /// `http_tls_cert` / `http_tls_key` could not be loaded (the text names the file).
+    Tls(TlsError),
 }
 
 impl std::fmt::Display for ServerError {
@@ -81,6 +91,7 @@ impl std::fmt::Display for ServerError {
         match self {
             ServerError::Bind { addr, source } => write!(f, "http_listen {addr}: {source}"),
             ServerError::Io(what, e) => write!(f, "HTTP server: {what}: {e}"),
+            ServerError::Tls(e) => write!(f, "http_tls_cert/http_tls_key: {e}"),
         }
     }
 }
@@ -89,6 +100,7 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Bind { source, .. } | ServerError::Io(_, source) => Some(source),
+            ServerError::Tls(e) => Some(e),
         }
     }
 }
@@ -133,6 +145,8 @@ struct Shared {
     subscribers: Mutex<Vec<Sender<Arc<str>>>>,
     started: Instant,
     logger: Logger,
+    /// HTTPS; `None` for plain HTTP.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Shared {
@@ -186,6 +200,22 @@ impl HttpServer {
                 );
             }
         }
+        let tls = match (&cfg.http_tls_cert, &cfg.http_tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                Tls::load(TlsSettings {
+                    cert: Some(cert.clone()),
+                    key: Some(key.clone()),
+                    // Clients are not asked for certificates (browsers would prompt), so no
+                    // roots are needed beyond the system store the loader falls back to.
+                    ca: None,
+                    verify: crate::tls::Verify::None,
+                    request_client_cert: false,
+                    alpn: vec![b"http/1.1".to_vec()],
+                })
+                .map_err(ServerError::Tls)?,
+            )),
+            _ => None,
+        };
         let listener =
             TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
         let addr = listener
@@ -218,6 +248,10 @@ impl HttpServer {
                     .iter()
                     .map(ToString::to_string)
                     .collect(),
+                secure: tls.is_some(),
+                hsts: (tls.is_some() && cfg.http_hsts_max_age_s > 0)
+                    .then(|| format!("max-age={}", cfg.http_hsts_max_age_s)),
+                cors_origins: cfg.http_cors_origins.clone(),
                 ..ServiceConfig::default()
             },
             sessions: Mutex::new({
@@ -240,6 +274,7 @@ impl HttpServer {
             subscribers: Mutex::new(Vec::new()),
             started: Instant::now(),
             logger: logger.clone(),
+            tls,
         });
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let (reject_tx, reject_rx) = bounded::<TcpStream>(64);
@@ -275,9 +310,31 @@ impl HttpServer {
         )?);
         logger.info(
             "http",
-            format_args!("upload page and API on http://{addr}/"),
+            format_args!(
+                "upload page and API on {}://{addr}/",
+                if server.shared.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                }
+            ),
         );
         Ok(server)
+    }
+
+    /// Re-reads `http_tls_cert` and `http_tls_key` (a renewed certificate) for new connections.
+    /// On error the loaded certificate stays and the error names the file. `Ok(false)`: HTTPS
+    /// is off, nothing to reload.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        match &self.shared.tls {
+            Some(t) => t.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// True when the page and API are served over HTTPS.
+    pub fn is_https(&self) -> bool {
+        self.shared.tls.is_some()
     }
 
     /// The bound address (the real port when `http_listen` asked for port 0).
@@ -314,6 +371,72 @@ impl HttpServer {
         self.shared.events.open()
     }
 }
+
+/// What [`reload_tls`] re-read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlsReloaded {
+    pub msrp: bool,
+    pub https: bool,
+}
+
+/// Re-reads every TLS certificate in use — MSRP (`tls_cert`, `tls_key`, `tls_ca`, when
+/// `msrp_tls` is on) and HTTPS (`http_tls_cert`, `http_tls_key`, when `http` serves HTTPS) —
+/// for new connections; running ones keep theirs. What failed keeps its previous files and is
+/// named in the error; what succeeded is in use. `Err` too when no TLS is on at all. The RPC
+/// `msrpcast.reload_tls`, `msrpcast_engine_reload_tls` and `SIGHUP` of `msrpcast serve` end here.
+pub fn reload_tls(
+    engine: &Engine,
+    http: Option<&HttpServer>,
+) -> Result<TlsReloaded, TlsReloadError> {
+    let mut done = TlsReloaded::default();
+    let mut errors = Vec::new();
+    if engine.msrp_tls_on() {
+        match engine.reload_tls() {
+            Ok(()) => done.msrp = true,
+            Err(e) => errors.push(format!("MSRP: {e}")),
+        }
+    }
+    if let Some(h) = http {
+        match h.reload_tls() {
+            Ok(on) => done.https = on,
+            Err(e) => errors.push(format!("HTTPS: TLS reload failed, old files kept: {e}")),
+        }
+        if done.https {
+            engine
+                .logger()
+                .info("http", format_args!("HTTPS certificate reloaded"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(TlsReloadError::Failed(errors.join("; ")));
+    }
+    if done == TlsReloaded::default() {
+        return Err(TlsReloadError::NothingOn);
+    }
+    Ok(done)
+}
+
+/// Why [`reload_tls`] did not reload everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsReloadError {
+    /// Neither `msrp_tls` nor HTTPS is on.
+    NothingOn,
+    /// A file could not be loaded (the text names it); that part keeps its previous files.
+    Failed(String),
+}
+
+impl std::fmt::Display for TlsReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TlsReloadError::NothingOn => {
+                f.write_str("no TLS to reload: msrp_tls is off and HTTPS is not on")
+            }
+            TlsReloadError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for TlsReloadError {}
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
@@ -485,6 +608,8 @@ fn reject(shared: &Shared, queue: &Receiver<TcpStream>, stop: &Receiver<()>) {
     loop {
         crossbeam_channel::select! {
             recv(queue) -> s => match s {
+                // A TLS client could not read a plain 503: just close.
+                Ok(s) if shared.tls.is_some() => drop(s),
                 Ok(mut s) => {
                     let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
                     if s.write_all(&body).is_ok() {
@@ -500,11 +625,11 @@ fn reject(shared: &Shared, queue: &Receiver<TcpStream>, stop: &Receiver<()>) {
 
 /// Half-closes and reads (discarding) for a moment so the peer gets what was written before
 /// the close instead of a reset caused by its unread request bytes.
-fn linger(s: &mut TcpStream, how_long: Duration) {
+fn linger<S: HttpIo>(s: &mut S, how_long: Duration) {
     let _ = s.flush();
-    let _ = s.shutdown(Shutdown::Write);
+    s.close_write();
     let deadline = Instant::now() + how_long;
-    let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+    let _ = s.tcp().set_read_timeout(Some(Duration::from_millis(50)));
     let mut buf = [0u8; 16 * 1024];
     while Instant::now() < deadline {
         match s.read(&mut buf) {
@@ -520,22 +645,141 @@ fn linger(s: &mut TcpStream, how_long: Duration) {
     }
 }
 
-fn flush(stream: &mut TcpStream, conn: &mut Connection<EngineUpload>) -> bool {
-    let out = conn.take_output();
-    out.is_empty() || stream.write_all(&out).is_ok()
+/// What a connection is served over: the plain socket, or TLS on it.
+trait HttpIo: Read + Write {
+    /// The socket, for timeouts and blocking mode.
+    fn tcp(&self) -> &TcpStream;
+    /// Ends our sending side (after TLS's close_notify).
+    fn close_write(&mut self);
 }
 
-/// One connection, from its first byte to its close.
+impl HttpIo for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    fn close_write(&mut self) {
+        let _ = self.shutdown(Shutdown::Write);
+    }
+}
+
+/// Bytes read from the socket at a time under TLS.
+const TLS_READ_BUFFER: usize = 128 * 1024;
+
+/// The socket under a TLS connection, read in large pieces: rustls asks for about 4 KiB at a
+/// time, which would cost a system call per 4 KiB of an upload.
+struct BufSock {
+    sock: TcpStream,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl Read for BufSock {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.start == self.end {
+            let n = self.sock.read(&mut self.buf)?;
+            self.start = 0;
+            self.end = n;
+        }
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
+impl Write for BufSock {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.sock.write(b)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+type ServedTls = rustls::StreamOwned<rustls::ServerConnection, BufSock>;
+
+impl HttpIo for ServedTls {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock.sock
+    }
+
+    fn close_write(&mut self) {
+        self.conn.send_close_notify();
+        while self.conn.wants_write() {
+            if self.conn.write_tls(&mut self.sock).is_err() {
+                break;
+            }
+        }
+        let _ = self.sock.sock.shutdown(Shutdown::Write);
+    }
+}
+
+/// The handshaken stream, reading through a [`BufSock`].
+fn buffered(tls: BlockingTls) -> ServedTls {
+    let rustls::StreamOwned { conn, sock } = tls;
+    rustls::StreamOwned::new(
+        conn,
+        BufSock {
+            sock,
+            buf: vec![0u8; TLS_READ_BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+        },
+    )
+}
+
+fn flush<S: HttpIo>(stream: &mut S, conn: &mut Connection<EngineUpload>) -> bool {
+    let out = conn.take_output();
+    out.is_empty() || stream.write_all(&out).and_then(|()| stream.flush()).is_ok()
+}
+
+/// One connection, from its first byte (its TLS handshake over HTTPS) to its close.
 fn serve(
     shared: &Shared,
-    mut stream: TcpStream,
+    stream: TcpStream,
     awaiting_head: &AtomicBool,
     event_stream: &AtomicBool,
 ) {
     let _ = stream.set_nodelay(true);
+    let Some(tls) = &shared.tls else {
+        return serve_on(shared, stream, awaiting_head, event_stream);
+    };
+    let peer = stream.peer_addr().ok();
+    // The handshake is due within the head deadline: a client trickling it cannot hold the
+    // thread longer than one slow head could.
+    let accepted = tls
+        .server_config()
+        .and_then(|cfg| crate::tls::blocking::accept(stream, cfg, shared.head_timeout));
+    match accepted {
+        Ok(tls_stream) => serve_on(shared, buffered(tls_stream), awaiting_head, event_stream),
+        Err(e) => {
+            if !shared.stopping() {
+                shared.logger.debug(
+                    "http",
+                    format_args!(
+                        "TLS handshake with {} failed: {e}",
+                        peer.map_or_else(|| "a client".to_owned(), |a| a.to_string())
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn serve_on<S: HttpIo>(
+    shared: &Shared,
+    mut stream: S,
+    awaiting_head: &AtomicBool,
+    event_stream: &AtomicBool,
+) {
     let tick = shared.idle.min(shared.head_timeout).min(TICK);
-    let _ = stream.set_read_timeout(Some(tick));
-    let _ = stream.set_write_timeout(Some(shared.idle.max(Duration::from_secs(1))));
+    let _ = stream.tcp().set_read_timeout(Some(tick));
+    let _ = stream
+        .tcp()
+        .set_write_timeout(Some(shared.idle.max(Duration::from_secs(1))));
     let mut conn: Connection<EngineUpload> = Connection::new(&shared.service);
     let mut buf = vec![0u8; READ_BUFFER];
     let mut last = Instant::now();
@@ -627,7 +871,7 @@ fn serve(
 }
 
 /// The SSE side of a connection after `GET /api/events`.
-fn events(shared: &Shared, mut stream: TcpStream) {
+fn events<S: HttpIo>(shared: &Shared, mut stream: S) {
     let (tx, rx) = bounded::<Arc<str>>(SSE_QUEUE);
     shared.subscribers.lock().push(tx);
     // First the transfers that are still moving, then every change the watcher reports.
@@ -640,7 +884,7 @@ fn events(shared: &Shared, mut stream: TcpStream) {
     {
         first.push_str(&sse_event("transfer", &shared.backend.transfer_to_json(t)));
     }
-    if !first.is_empty() && stream.write_all(first.as_bytes()).is_err() {
+    if !first.is_empty() && write_now(&mut stream, first.as_bytes()).is_err() {
         return;
     }
     let mut last_write = Instant::now();
@@ -657,7 +901,7 @@ fn events(shared: &Shared, mut stream: TcpStream) {
                 while let Ok(more) = rx.try_recv() {
                     out.push_str(&more);
                 }
-                if stream.write_all(out.as_bytes()).is_err() {
+                if write_now(&mut stream, out.as_bytes()).is_err() {
                     return;
                 }
                 last_write = Instant::now();
@@ -669,14 +913,14 @@ fn events(shared: &Shared, mut stream: TcpStream) {
             return;
         }
         if last_write.elapsed() >= SSE_KEEPALIVE_EVERY {
-            if stream.write_all(SSE_KEEPALIVE.as_bytes()).is_err() {
+            if write_now(&mut stream, SSE_KEEPALIVE.as_bytes()).is_err() {
                 return;
             }
             last_write = Instant::now();
         }
         // Has the client gone? (It sends nothing on an event stream; anything it does send is
         // read and ignored.)
-        if stream.set_nonblocking(true).is_err() {
+        if stream.tcp().set_nonblocking(true).is_err() {
             return;
         }
         let gone = match stream.read(&mut probe) {
@@ -684,10 +928,16 @@ fn events(shared: &Shared, mut stream: TcpStream) {
             Ok(_) => false,
             Err(e) => e.kind() != io::ErrorKind::WouldBlock,
         };
-        if gone || stream.set_nonblocking(false).is_err() {
+        if gone || stream.tcp().set_nonblocking(false).is_err() {
             return;
         }
     }
+}
+
+/// Writes and flushes (TLS keeps written records until flushed).
+fn write_now<S: HttpIo>(stream: &mut S, bytes: &[u8]) -> io::Result<()> {
+    stream.write_all(bytes)?;
+    stream.flush()
 }
 
 /// Every `http_sse_interval_ms`: the transfers that changed since the last look (the roster

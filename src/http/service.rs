@@ -115,6 +115,13 @@ pub struct ServiceConfig {
     /// `http_allowed_hosts` (`host` or `host:port`, lower-case): without a token, the names
     /// besides the loopback ones that `Host` and `Origin` may carry.
     pub allowed_hosts: Vec<String>,
+    /// HTTPS: the session cookie is `Secure`.
+    pub secure: bool,
+    /// HTTPS with HSTS: the `Strict-Transport-Security` value put on every response.
+    pub hsts: Option<String>,
+    /// `http_cors_origins` (normalised by [`super::cors::parse_origin`]): origins whose pages
+    /// may use the API from a browser. Empty: CORS off.
+    pub cors_origins: Vec<String>,
 }
 
 /// Open `/api/events` streams against `http_max_event_streams`, shared by all connections. A
@@ -168,6 +175,9 @@ impl Default for ServiceConfig {
             head: HeadLimits::default(),
             multipart: MultipartLimits::default(),
             allowed_hosts: Vec::new(),
+            secure: false,
+            hsts: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -212,6 +222,13 @@ pub struct Connection<U: UploadSink> {
     state: State<U>,
     keep_alive: bool,
     close: bool,
+    /// `Strict-Transport-Security: …\r\n` (HTTPS), put after each response's status line;
+    /// empty: none.
+    hsts_line: String,
+    /// `; Secure` on the session cookie.
+    secure: bool,
+    /// CORS header lines for the responses to the current request (empty: none).
+    cors: String,
 }
 
 impl<U: UploadSink> Connection<U> {
@@ -223,6 +240,14 @@ impl<U: UploadSink> Connection<U> {
             state: State::Idle,
             keep_alive: true,
             close: false,
+            hsts_line: config
+                .hsts
+                .as_ref()
+                .filter(|v| !v.contains(['\r', '\n']))
+                .map(|v| format!("Strict-Transport-Security: {v}\r\n"))
+                .unwrap_or_default(),
+            secure: config.secure,
+            cors: String::new(),
         }
     }
 
@@ -263,8 +288,7 @@ impl<U: UploadSink> Connection<U> {
     /// No progress for too long: 408, upload aborted, close.
     pub fn handle_timeout(&mut self) {
         self.fail_upload(&HttpError::BodyTruncated);
-        self.out
-            .extend_from_slice(&error_response(408, "no progress", true, None));
+        self.respond(error_response(408, "no progress", true, None));
         self.close = true;
         self.state = State::Closed;
     }
@@ -325,7 +349,7 @@ impl<U: UploadSink> Connection<U> {
     /// A request-level error: answer it, abort any upload, close.
     fn fail(&mut self, e: &HttpError) {
         self.fail_upload(e);
-        self.out.extend_from_slice(&http_error_response(e));
+        self.respond(http_error_response(e));
         self.close = true;
         self.state = State::Closed;
     }
@@ -338,8 +362,21 @@ impl<U: UploadSink> Connection<U> {
         }
     }
 
+    /// Appends a response (with the CORS headers of the current request, if any, and HSTS
+    /// over HTTPS).
     fn respond(&mut self, bytes: Vec<u8>) {
+        let bytes = super::cors::splice(bytes, &self.cors);
+        let bytes = super::cors::splice(bytes, &self.hsts_line);
         self.out.extend_from_slice(&bytes);
+    }
+
+    /// The session cookie's attributes for this connection (`Secure` over HTTPS).
+    fn cookie(&self, value: String) -> String {
+        if self.secure {
+            value + "; Secure"
+        } else {
+            value
+        }
     }
 
     fn error(&mut self, status: u16, reason: &str, allow: Option<&str>) {
@@ -363,6 +400,16 @@ impl<U: UploadSink> Connection<U> {
     fn on_head<B: Backend<Upload = U>>(&mut self, head: RequestHead, ctx: &mut Ctx<'_, B>) {
         self.keep_alive = head.keep_alive;
         let close = !self.keep_alive;
+        let cors_origin = super::cors::listed_origin(&head, &ctx.config.cors_origins);
+        self.cors = cors_origin
+            .as_deref()
+            .map(super::cors::response_headers)
+            .unwrap_or_default();
+        if !ctx.config.cors_origins.is_empty() && super::cors::is_preflight(&head) {
+            self.cors.clear();
+            let bytes = super::cors::preflight_response(&head, &ctx.config.cors_origins, close);
+            return self.early_answer(&head, bytes);
+        }
         let r = match route(&head.method, &head.path) {
             Ok(r) => r,
             Err(e) => {
@@ -389,7 +436,7 @@ impl<U: UploadSink> Connection<U> {
                 );
                 return self.early_answer(&head, bytes);
             }
-            if !origin_allowed(&head, &ctx.config.allowed_hosts) {
+            if cors_origin.is_none() && !origin_allowed(&head, &ctx.config.allowed_hosts) {
                 let bytes = error_response(
                     403,
                     "cross-origin request refused (http_allowed_hosts)",
@@ -421,6 +468,10 @@ impl<U: UploadSink> Connection<U> {
             Route::Page => {
                 let conf = head.query_param("conference");
                 let bytes = page_response(conf.as_deref(), close);
+                self.early_answer(&head, bytes)
+            }
+            Route::OpenApi => {
+                let bytes = super::openapi::openapi_response(close);
                 self.early_answer(&head, bytes)
             }
             Route::Conferences => {
@@ -478,7 +529,7 @@ impl<U: UploadSink> Connection<U> {
                 {
                     ctx.sessions.lock().revoke(k);
                 }
-                let bytes = see_other("/", Some(clear_cookie()), close);
+                let bytes = see_other("/", Some(self.cookie(clear_cookie())), close);
                 self.early_answer(&head, bytes)
             }
             Route::Login => {
@@ -570,8 +621,7 @@ impl<U: UploadSink> Connection<U> {
             HttpError::BodyTruncated
         };
         self.fail_upload(&e);
-        self.out
-            .extend_from_slice(&error_response(r.status(), r.reason(), true, None));
+        self.respond(error_response(r.status(), r.reason(), true, None));
         self.close = true;
         self.state = State::Closed;
     }
@@ -637,8 +687,7 @@ impl<U: UploadSink> Connection<U> {
                 MultipartEvent::NeedMore | MultipartEvent::Done => stop = true,
             }
             if let Some((status, reason)) = refusal {
-                self.out
-                    .extend_from_slice(&error_response(status, &reason, true, None));
+                self.respond(error_response(status, &reason, true, None));
                 self.close = true;
                 self.state = State::Closed;
                 return;
@@ -686,7 +735,7 @@ impl<U: UploadSink> Connection<U> {
                 };
                 match issued {
                     Ok((key, ttl)) => {
-                        let c = session_cookie(&key, ttl);
+                        let c = self.cookie(session_cookie(&key, ttl));
                         self.respond(see_other("/", Some(c), close));
                     }
                     Err(_) => self.error(500, "no randomness for a session key", None),
@@ -936,6 +985,56 @@ Content-Length: 7\r\n\r\ntoken=T",
             Some("T"),
         );
         assert!(r.out.starts_with("HTTP/1.1 401 "), "{}", r.out);
+    }
+
+    /// Over HTTPS every response carries HSTS once, right after its status line, and the
+    /// session cookie (set and cleared) is `Secure`; over plain HTTP neither.
+    #[test]
+    fn https_responses_carry_hsts_and_a_secure_cookie() {
+        let req = "POST /login HTTP/1.1\r\nContent-Length: 7\r\n\r\ntoken=T\
+GET /api/conferences HTTP/1.1\r\nAuthorization: Bearer T\r\n\r\n\
+GET /api/transfers/nope HTTP/1.1\r\nAuthorization: Bearer T\r\n\r\n\
+POST /logout HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        for https in [true, false] {
+            let fake = Fake {
+                log: Rc::new(RefCell::new(Log::default())),
+                refuse: None,
+            };
+            let config = ServiceConfig {
+                token: Some("T".into()),
+                secure: https,
+                hsts: https.then(|| "max-age=600".to_string()),
+                ..ServiceConfig::default()
+            };
+            let sessions = parking_lot::Mutex::new(Sessions::new(8, 3600));
+            let events = EventSlots::new(4);
+            let mut conn: Connection<Sink> = Connection::new(&config);
+            let mut ctx = Ctx {
+                backend: &fake,
+                sessions: &sessions,
+                config: &config,
+                now: 1,
+                events: &events,
+            };
+            conn.handle_input(req.as_bytes(), &mut ctx);
+            let out = String::from_utf8(conn.take_output()).unwrap();
+            let responses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).collect();
+            assert_eq!(responses.len(), 4, "{out}");
+            for r in &responses {
+                let hsts = r
+                    .matches("\r\nStrict-Transport-Security: max-age=600\r\n")
+                    .count();
+                assert_eq!(hsts, usize::from(https), "{r}");
+            }
+            let cookies: Vec<&str> = out
+                .lines()
+                .filter(|l| l.starts_with("Set-Cookie: "))
+                .collect();
+            assert_eq!(cookies.len(), 2, "{out}");
+            for c in cookies {
+                assert_eq!(c.ends_with("; Secure"), https, "{c}");
+            }
+        }
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct ReceiverConfig {
     pub max_open_messages: usize,
     /// Disjoint received ranges kept per message; a message fragmenting further fails with 400.
     pub max_ranges: usize,
+    /// Message-IDs of ended messages (complete, aborted or failed) remembered, newest first:
+    /// a chunk naming one gets 403, so an ended message is never reopened or overwritten.
+    pub max_finished_ids: usize,
 }
 
 impl Default for ReceiverConfig {
@@ -53,6 +56,7 @@ impl Default for ReceiverConfig {
             max_message_bytes: u64::MAX,
             max_open_messages: 64,
             max_ranges: 1024,
+            max_finished_ids: 1024,
         }
     }
 }
@@ -107,6 +111,9 @@ pub struct Receiver {
     local: Uri,
     ids: IdGen,
     open: HashMap<Bytes, Incoming>,
+    /// Ended messages' ids, oldest first (at most `max_finished_ids`), and the same as a set.
+    finished: VecDeque<Bytes>,
+    finished_set: std::collections::HashSet<Bytes>,
     replies: VecDeque<Message>,
     events: VecDeque<ReceiverEvent>,
 }
@@ -145,6 +152,8 @@ impl Receiver {
                 IdGen::from_seed(std::collections::hash_map::RandomState::new().hash_one(0u8))
             }),
             open: HashMap::new(),
+            finished: VecDeque::new(),
+            finished_set: std::collections::HashSet::new(),
             replies: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -218,6 +227,11 @@ impl Receiver {
             self.respond(msg, 400);
             return;
         };
+        if self.finished_set.contains(&message_id) {
+            // An ended message is never reopened: its data stays as it was.
+            self.respond(msg, 403);
+            return;
+        }
         let is_bind = msg.body.is_empty()
             && msg.content_type().is_none()
             && msg.continuation == Continuation::End
@@ -230,17 +244,33 @@ impl Receiver {
             Ok(done) => {
                 self.respond(msg, 200);
                 if let Some((total, inc)) = done {
+                    self.mark_finished(&message_id);
                     self.complete(message_id, total, inc);
+                } else if msg.continuation == Continuation::Abort {
+                    self.mark_finished(&message_id);
                 }
             }
             Err(r) => {
                 self.open.remove(&message_id);
+                self.mark_finished(&message_id);
                 self.events.push_back(ReceiverEvent::MessageFailed {
                     message_id,
                     code: r.code,
                     reason: r.reason,
                 });
                 self.respond(msg, r.code);
+            }
+        }
+    }
+
+    fn mark_finished(&mut self, id: &Bytes) {
+        if self.cfg.max_finished_ids == 0 || !self.finished_set.insert(id.clone()) {
+            return;
+        }
+        self.finished.push_back(id.clone());
+        while self.finished.len() > self.cfg.max_finished_ids {
+            if let Some(old) = self.finished.pop_front() {
+                self.finished_set.remove(&old);
             }
         }
     }

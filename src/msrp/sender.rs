@@ -9,7 +9,15 @@
 //! - optionally an empty bind SEND first (`Byte-Range: 1-0/0`, no body, its own Message-ID), and
 //!   no data before its 200: Blink drops a connection whose first SEND carries data;
 //! - chunks pipelined while the bytes awaiting a response stay within the window (a window of
-//!   one chunk is stop-and-wait, which jmsrp needs);
+//!   one chunk is stop-and-wait, which jmsrp needs, and never grows);
+//! - the window starts at `window_bytes` and grows towards `max_window_bytes` while it is what
+//!   holds the sender back and responses come back in time — within twice the shortest round
+//!   trip seen plus 5 ms (no queue is building on the path) and within an eighth of
+//!   `transaction_timeout`: one chunk's worth per chunk answered, so it doubles per round trip,
+//!   up to the path's bandwidth × RTT plus what its buffers hold. A response slower than a quarter of the timeout halves it
+//!   (not below `window_bytes`), so a slow path cannot queue more than the timeout allows. TCP's
+//!   own back-pressure paces the data; the window is a bound on what awaits answers, never the
+//!   throughput limit of a long path;
 //! - responses matched by transaction id; a repeated 200 for a transaction already answered is
 //!   ignored (Kamailio's relay can send two);
 //! - a transaction unanswered after `transaction_timeout` fails the message with 408;
@@ -36,9 +44,15 @@ use super::writer;
 pub struct SenderConfig {
     /// Body bytes per chunk (default [`DEFAULT_CHUNK_BYTES`]).
     pub chunk_bytes: usize,
-    /// Body bytes that may await a response at once. A window of `chunk_bytes` is stop-and-wait.
-    /// At least one chunk is always allowed in flight.
+    /// Body bytes that may await a response at once, at the start. A window of `chunk_bytes` (or
+    /// less) is stop-and-wait and never grows. At least one chunk is always allowed in flight.
     pub window_bytes: u64,
+    /// The most the window grows to while responses return in time (see the module
+    /// documentation); at or below `window_bytes`, the window is fixed. The window holds no body
+    /// bytes in memory (bodies are read from the spool as they are written), only one record per
+    /// chunk awaiting its response (about 100 bytes): the default 16 MiB of 10 KiB chunks is at
+    /// most ~160 KiB per delivery.
+    pub max_window_bytes: u64,
     /// How long a SEND may wait for its response before the message fails with 408.
     pub transaction_timeout: Duration,
     /// How long to wait for the success REPORT after the last chunk's 200 (408 after it).
@@ -49,6 +63,10 @@ pub struct SenderConfig {
     pub failure_report: FailureReport,
     /// Send an empty SEND first and wait for its 200 before any data (Blink needs it).
     pub bind_with_empty_send: bool,
+    /// Disjoint byte ranges the peer's success REPORTs may acknowledge before they join up;
+    /// beyond, the message fails (a peer reporting many scattered ranges would otherwise make
+    /// every REPORT cost more). Ranges past the bytes sent are ignored, not counted.
+    pub max_report_ranges: usize,
 }
 
 impl Default for SenderConfig {
@@ -56,14 +74,19 @@ impl Default for SenderConfig {
         SenderConfig {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             window_bytes: 256 * 1024,
+            max_window_bytes: DEFAULT_MAX_WINDOW_BYTES,
             transaction_timeout: Duration::from_secs(30),
             report_timeout: Duration::from_secs(30),
             success_report: true,
             failure_report: FailureReport::Yes,
             bind_with_empty_send: true,
+            max_report_ranges: DEFAULT_MAX_REPORT_RANGES,
         }
     }
 }
+
+/// Default of [`SenderConfig::max_report_ranges`] (the `msrp_max_report_ranges` setting).
+pub const DEFAULT_MAX_REPORT_RANGES: usize = 256;
 
 /// One frame to write: `head`, then bytes `body` of the message read from the spool, then
 /// `end_line`. Before writing, check the body with [`writer::body_contains_end_line`] and call
@@ -124,8 +147,17 @@ struct InFlight {
     tid: Bytes,
     plan: ChunkPlan,
     bind: bool,
+    sent: Instant,
     deadline: Instant,
 }
+
+/// The default [`SenderConfig::max_window_bytes`]: 16 MiB, the bandwidth × RTT of 1 Gbit/s at
+/// 130 ms.
+pub const DEFAULT_MAX_WINDOW_BYTES: u64 = 16 << 20;
+
+/// Response time above twice the shortest seen that still counts as "no queue building" (jitter
+/// of the hosts, delayed ACKs).
+const GROW_SLACK: Duration = Duration::from_millis(5);
 
 /// How many answered transaction ids are remembered to recognise repeated responses.
 const RECENT_TIDS: usize = 256;
@@ -150,6 +182,14 @@ pub struct Sender {
     pending_abort: bool,
     inflight: VecDeque<InFlight>,
     inflight_bytes: u64,
+    /// The current window (see [`SenderConfig::max_window_bytes`]).
+    window: u64,
+    /// The shortest response time seen (the path's round trip without queues).
+    min_rtt: Option<Duration>,
+    /// The window is what holds the sender back: set when it held a chunk back, cleared when
+    /// a chunk goes out with less than half the window in flight (then TCP or the upload is the
+    /// limit, and a larger window would not help).
+    window_limited: bool,
     recent_tids: VecDeque<Bytes>,
     recent_chunks: VecDeque<(u64, u64)>,
     /// Ranges answered by 200 (0-based, half-open).
@@ -196,6 +236,9 @@ impl Sender {
             pending_abort: false,
             inflight: VecDeque::new(),
             inflight_bytes: 0,
+            window: cfg.window_bytes,
+            window_limited: false,
+            min_rtt: None,
             recent_tids: VecDeque::new(),
             recent_chunks: VecDeque::new(),
             acked: RangeSet::new(),
@@ -234,9 +277,20 @@ impl Sender {
         self.progress
     }
 
+    /// Whether the message completes only with success REPORTs covering it.
+    pub fn success_report(&self) -> bool {
+        self.cfg.success_report
+    }
+
     /// Bytes handed out in chunks so far.
     pub fn sent(&self) -> u64 {
         self.chunker.planned()
+    }
+
+    /// Disjoint byte ranges the success REPORTs acknowledged so far (at most
+    /// [`SenderConfig::max_report_ranges`]).
+    pub fn report_ranges(&self) -> usize {
+        self.reported.len()
     }
 
     /// The message's total, once final.
@@ -310,8 +364,9 @@ impl Sender {
         let awaiting_responses = self.cfg.failure_report == FailureReport::Yes;
         if awaiting_responses
             && self.inflight_bytes > 0
-            && self.inflight_bytes + self.chunker.next_len() > self.cfg.window_bytes
+            && self.inflight_bytes + self.chunker.next_len() > self.window
         {
+            self.window_limited = true;
             return None;
         }
         let plan = self.chunker.next_chunk()?;
@@ -322,6 +377,9 @@ impl Sender {
         self.recent_chunks.push_back((t.body.start, t.body.end));
         if awaiting_responses {
             self.track(&t, now);
+            if self.inflight_bytes < self.window / 2 {
+                self.window_limited = false;
+            }
         } else {
             // No 200 will come: count the chunk as acknowledged once written, but remember its
             // transaction id in case an error response does.
@@ -403,11 +461,14 @@ impl Sender {
             return false;
         };
         self.inflight_bytes -= entry.plan.len;
-        self.remember_tid(entry.tid);
+        self.remember_tid(entry.tid.clone());
         if self.terminal() {
             return true;
         }
         if (200..300).contains(&code) {
+            if !entry.bind {
+                self.adapt_window(&entry, now);
+            }
             if entry.bind {
                 if self.state == SenderState::Binding {
                     self.state = SenderState::Sending;
@@ -420,6 +481,30 @@ impl Sender {
             self.fail_with_response(code, comment);
         }
         true
+    }
+
+    /// The current window: body bytes that may await responses.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// Grows the window by the chunk answered while the window holds the sender back and the
+    /// answer came in time (so it doubles per round trip); halves it when the answer was late.
+    fn adapt_window(&mut self, entry: &InFlight, now: Instant) {
+        let floor = self.cfg.window_bytes;
+        let cap = self.cfg.max_window_bytes;
+        if cap <= floor || floor <= self.cfg.chunk_bytes as u64 {
+            return;
+        }
+        let rtt = now.saturating_duration_since(entry.sent);
+        let min_rtt = *self.min_rtt.get_or_insert(rtt);
+        self.min_rtt = Some(min_rtt.min(rtt));
+        let no_queue = rtt <= min_rtt * 2 + GROW_SLACK;
+        if rtt > self.cfg.transaction_timeout / 4 {
+            self.window = (self.window / 2).max(floor);
+        } else if rtt <= self.cfg.transaction_timeout / 8 && no_queue && self.window_limited {
+            self.window = (self.window + entry.plan.len.max(1)).min(cap);
+        }
     }
 
     fn fail_with_response(&mut self, code: u16, comment: Option<&Bytes>) {
@@ -455,8 +540,27 @@ impl Sender {
             return true;
         }
         self.report_seen = true;
-        if let Some(r) = msg.byte_range().and_then(|br| self.report_range(br)) {
+        // A REPORT can confirm only bytes that were sent: a range reaching past them (up to
+        // 2^64, say) is ignored, and so can neither count nor cost.
+        if let Some(r) = msg
+            .byte_range()
+            .and_then(|br| self.report_range(br))
+            .filter(|r| r.end <= self.sent())
+        {
             self.reported.insert(r.clone());
+            if self.reported.len() > self.cfg.max_report_ranges {
+                self.reported = RangeSet::new();
+                self.fail(
+                    400,
+                    format!(
+                        "the participant's success reports acknowledge more than {} separate \
+                         byte ranges",
+                        self.cfg.max_report_ranges
+                    ),
+                    false,
+                );
+                return true;
+            }
             self.done.insert(r);
             self.update_progress();
         }
@@ -551,6 +655,7 @@ impl Sender {
             tid: t.tid.clone(),
             plan: t.plan,
             bind: t.bind,
+            sent: now,
             deadline: now + self.cfg.transaction_timeout,
         });
     }
@@ -623,6 +728,7 @@ mod tests {
         SenderConfig {
             chunk_bytes: chunk,
             window_bytes: window,
+            max_window_bytes: window,
             bind_with_empty_send: false,
             ..SenderConfig::default()
         }
@@ -758,6 +864,86 @@ mod tests {
             !head.contains("Content-Disposition") && !head.contains("X-Injected"),
             "{head}"
         );
+    }
+
+    /// Issue 14 #3: success REPORTs with disjoint descending ranges, first far past the message
+    /// (up to 2^40), then scattered inside it. Nothing past the bytes sent is kept; inside, the
+    /// set never holds more than `max_report_ranges` ranges, and the peer exceeding it fails its
+    /// own delivery with a reason.
+    #[test]
+    fn scattered_reports_are_bounded_and_fail_the_delivery() {
+        let t0 = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                max_report_ranges: 16,
+                ..cfg(10, 1_000_000)
+            },
+            t0,
+        );
+        s.handle_data_available(1000, true);
+        let mid = s.message_id().clone();
+        let mut now = t0;
+        for t in drain(&mut s, now) {
+            assert!(s.handle_frame(&response(&t.tid, 200), now));
+        }
+        // Far past the message, descending, each disjoint from the others.
+        for k in 0..20_000u64 {
+            now += Duration::from_millis(1);
+            let start = (1u64 << 40) - 2 * k;
+            let r = report(&mid, 200, (start, Some(start), Some(1 << 40)));
+            assert!(s.handle_frame(&r, now));
+            assert_eq!(s.report_ranges(), 0, "a range past the bytes sent was kept");
+        }
+        assert!(!events(&mut s)
+            .iter()
+            .any(|e| matches!(e, SenderEvent::Failed(_))));
+        // Inside the message: single bytes every other byte, descending.
+        let mut failed_at = None;
+        for k in (0..500u64).rev() {
+            now += Duration::from_millis(1);
+            let b = 2 * k + 1;
+            s.handle_frame(&report(&mid, 200, (b, Some(b), Some(1000))), now);
+            assert!(s.report_ranges() <= 17, "{} ranges kept", s.report_ranges());
+            if s.state() == SenderState::Failed {
+                failed_at = Some(500 - k);
+                break;
+            }
+        }
+        assert_eq!(failed_at, Some(17), "fails at the first range over the cap");
+        let f = failure(&mut s);
+        assert!(
+            f.reason.contains("more than 16 separate byte ranges"),
+            "{}",
+            f.reason
+        );
+        // Later REPORTs cost nothing: the message is over.
+        assert!(s.handle_frame(&report(&mid, 200, (5, Some(5), Some(1000))), now));
+        assert_eq!(s.report_ranges(), 0);
+    }
+
+    /// Per-chunk reports in descending order join up into one range: the cap does not hurt an
+    /// honest peer, and the message completes.
+    #[test]
+    fn descending_adjacent_reports_join_and_complete() {
+        let now = Instant::now();
+        let mut s = sender(
+            SenderConfig {
+                max_report_ranges: 2,
+                ..cfg(10, 1_000_000)
+            },
+            now,
+        );
+        s.handle_data_available(1000, true);
+        let mid = s.message_id().clone();
+        for t in drain(&mut s, now) {
+            assert!(s.handle_frame(&response(&t.tid, 200), now));
+        }
+        for k in (0..100u64).rev() {
+            let r = report(&mid, 200, (k * 10 + 1, Some(k * 10 + 10), Some(1000)));
+            assert!(s.handle_frame(&r, now));
+            assert!(s.report_ranges() <= 1);
+        }
+        assert_eq!(s.state(), SenderState::Completed);
     }
 
     #[test]
@@ -1088,5 +1274,141 @@ mod tests {
             s.handle_frame(&response(&x.tid, 200), now);
         }
         assert_eq!(s.state(), SenderState::Completed);
+    }
+
+    /// A simulated path on a virtual clock: every SEND is answered `rtt` after it was sent,
+    /// nothing else limits the sender. Returns the largest in-flight byte count seen.
+    fn run_path(cfg: SenderConfig, size: u64, rtt: Duration, s_out: &mut Option<Sender>) -> u64 {
+        let t0 = Instant::now();
+        let mut s = sender(cfg, t0);
+        s.handle_data_available(size, true);
+        let mut now = t0;
+        let mut pending: VecDeque<(Instant, Transmit)> = VecDeque::new();
+        let mut most = 0;
+        loop {
+            for t in drain(&mut s, now) {
+                pending.push_back((now + rtt, t));
+            }
+            most = most.max(s.in_flight());
+            let Some((at, t)) = pending.pop_front() else {
+                break;
+            };
+            now = now.max(at);
+            s.handle_frame(&response(&t.tid, 200), now);
+        }
+        *s_out = Some(s);
+        most
+    }
+
+    #[test]
+    fn window_grows_to_fill_a_long_path() {
+        let c = SenderConfig {
+            max_window_bytes: 4 << 20,
+            ..cfg(10_240, 256 * 1024)
+        };
+        let mut s = None;
+        let most = run_path(c, 64 << 20, Duration::from_millis(50), &mut s);
+        let s = s.unwrap();
+        assert_eq!(s.acked(), 64 << 20);
+        assert_eq!(s.window(), 4 << 20, "grew to the cap");
+        assert!(
+            most > (4 << 20) - 10_240,
+            "in flight reached the cap: {most}"
+        );
+    }
+
+    #[test]
+    fn window_does_not_grow_when_answers_are_late() {
+        let c = SenderConfig {
+            max_window_bytes: 4 << 20,
+            transaction_timeout: Duration::from_secs(1),
+            ..cfg(10_240, 256 * 1024)
+        };
+        let mut s = None;
+        // 300 ms is past a quarter of the 1 s timeout: the window stays at its floor.
+        let most = run_path(c, 8 << 20, Duration::from_millis(300), &mut s);
+        assert_eq!(s.unwrap().window(), 256 * 1024);
+        assert!(most <= 256 * 1024, "{most}");
+    }
+
+    #[test]
+    fn window_halves_when_answers_turn_late() {
+        let now = Instant::now();
+        let c = SenderConfig {
+            max_window_bytes: 1 << 20,
+            transaction_timeout: Duration::from_secs(8),
+            ..cfg(1000, 10_000)
+        };
+        let mut s = sender(c, now);
+        s.handle_data_available(100 << 20, true);
+        // Grow: answered at once while window-limited.
+        for _ in 0..30 {
+            for t in drain(&mut s, now) {
+                s.handle_frame(&response(&t.tid, 200), now);
+            }
+        }
+        let grown = s.window();
+        assert!(grown > 100_000, "{grown}");
+        // Grown while answered at once; a 3 s answer is also far beyond twice that.
+        // Then answers take 3 s (> 8 s / 4): each halves the window, down to the floor.
+        let sent = drain(&mut s, now);
+        let later = now + Duration::from_secs(3);
+        s.handle_frame(&response(&sent[0].tid, 200), later);
+        assert_eq!(s.window(), grown / 2);
+        for t in &sent[1..] {
+            s.handle_frame(&response(&t.tid, 200), later);
+        }
+        assert_eq!(s.window(), 10_000);
+    }
+
+    #[test]
+    fn window_stops_growing_when_a_queue_builds() {
+        // A path of 20 ms and 10 MB/s with an unbounded router queue: a response comes back
+        // 20 ms plus the time the bytes ahead of it take at the bottleneck.
+        let t0 = Instant::now();
+        let c = SenderConfig {
+            max_window_bytes: 64 << 20,
+            ..cfg(10_240, 64 * 1024)
+        };
+        let mut s = sender(c, t0);
+        s.handle_data_available(64 << 20, true);
+        let rate = 10_000_000f64;
+        let mut now = t0;
+        let mut link_free = t0;
+        let mut pending: VecDeque<(Instant, Transmit)> = VecDeque::new();
+        let mut most = 0;
+        loop {
+            for t in drain(&mut s, now) {
+                let len = (t.body.end - t.body.start) as f64;
+                link_free = link_free.max(now) + Duration::from_secs_f64(len / rate);
+                pending.push_back((link_free + Duration::from_millis(20), t));
+            }
+            most = most.max(s.window());
+            let Some((at, t)) = pending.pop_front() else {
+                break;
+            };
+            now = now.max(at);
+            s.handle_frame(&response(&t.tid, 200), now);
+        }
+        assert_eq!(s.acked(), 64 << 20);
+        // The bandwidth-delay product is 200 kB; growth stops once the queue doubles the RTT
+        // (about 2 × BDP plus the slack), far below the 64 MiB cap.
+        assert!(most >= 200_000, "window {most} below the path's BDP");
+        assert!(
+            most <= 1_000_000,
+            "window {most} kept growing into the queue"
+        );
+    }
+
+    #[test]
+    fn stop_and_wait_never_grows() {
+        let c = SenderConfig {
+            max_window_bytes: 1 << 20,
+            ..cfg(10, 10)
+        };
+        let mut s = None;
+        let most = run_path(c, 10_000, Duration::from_millis(1), &mut s);
+        assert_eq!(most, 10);
+        assert_eq!(s.unwrap().window(), 10);
     }
 }

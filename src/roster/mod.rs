@@ -287,6 +287,9 @@ pub struct DeliverySnapshot {
     pub created_at_ms: u64,
     /// When the state last changed.
     pub updated_at_ms: u64,
+    /// When the participant first acknowledged file bytes (the first `Sending` with bytes, or
+    /// `Done`): the first-chunk latency is this minus `created_at_ms`.
+    pub first_byte_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,6 +368,7 @@ struct Delivery {
     state: DeliveryState,
     created_at_ms: u64,
     updated_at_ms: u64,
+    first_byte_at_ms: Option<u64>,
 }
 
 #[derive(Default)]
@@ -761,6 +765,7 @@ impl Roster {
                 state: DeliveryState::Queued,
                 created_at_ms: now,
                 updated_at_ms: now,
+                first_byte_at_ms: None,
             },
         );
         inner.touch(transfer, now);
@@ -784,6 +789,14 @@ impl Roster {
             return Ok(false);
         }
         let changed = d.state != state;
+        let first_bytes = match state {
+            DeliveryState::Sending { bytes, .. } => bytes > 0,
+            DeliveryState::Done => true,
+            _ => false,
+        };
+        if first_bytes && d.first_byte_at_ms.is_none() {
+            d.first_byte_at_ms = Some(now);
+        }
         d.state = state;
         d.updated_at_ms = now;
         let transfer = d.transfer;
@@ -979,6 +992,7 @@ fn delivery_snapshot(id: DeliveryId, d: &Delivery) -> DeliverySnapshot {
         state: d.state.clone(),
         created_at_ms: d.created_at_ms,
         updated_at_ms: d.updated_at_ms,
+        first_byte_at_ms: d.first_byte_at_ms,
     }
 }
 
@@ -1700,6 +1714,7 @@ mod tests {
             state,
             created_at_ms: 0,
             updated_at_ms: 0,
+            first_byte_at_ms: None,
         };
         let json = |state| {
             let mut s = String::new();

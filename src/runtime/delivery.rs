@@ -1,6 +1,6 @@
 //! One delivery on the wire: the connection that carries one spooled file to one participant as
 //! one MSRP message. It feeds the spool's growth and the peer's frames into the sans-IO
-//! [`Sender`](crate::msrp::sender::Sender), writes what it asks for (head, body read from the
+//! [sender state machine](crate::msrp::sender::Sender), writes what it asks for (head, body read from the
 //! spool at this participant's own pace, end-line) with vectored writes, and reports the outcome.
 
 use std::collections::VecDeque;
@@ -10,19 +10,41 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::msrp::parser::{FrameDecoder, Limits};
-use crate::msrp::sender::{Sender, SenderEvent};
+use crate::msrp::sender::{Sender, SenderEvent, SenderState};
 use crate::msrp::{writer, Kind, Message, Method};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
+use crate::tls::Transport;
 
 /// Bytes queued for the socket before the handler stops asking the sender for more frames. The
 /// sender's window bounds what is in flight; this bounds what is in memory.
 const OUT_LIMIT: usize = 128 * 1024;
+/// Fill-and-write rounds per turn at most (each up to [`OUT_LIMIT`] bytes).
+const TURN_ROUNDS: usize = 16;
+/// Size of the read buffer each I/O thread shares among its deliveries (they run one at a time
+/// and feed what they read into their own decoder at once), so a delivery holds none.
 const READ_BUF: usize = 64 * 1024;
+
+thread_local! {
+    static READ_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
+}
+
+/// One `read` into this thread's scratch buffer; `f` gets what was read.
+fn read_into(stream: &mut impl Read, f: impl FnOnce(&[u8])) -> io::Result<usize> {
+    READ_SCRATCH.with(|b| {
+        let mut b = b.borrow_mut();
+        let n = stream.read(&mut b)?;
+        f(&b[..n]);
+        Ok(n)
+    })
+}
+/// Spool bytes read at once: one positioned read serves the bodies of many chunks (slices of one
+/// buffer), instead of one read per chunk. With [`OUT_LIMIT`] this bounds a delivery's buffers
+/// at about 256 KiB.
+const READ_BLOCK: u64 = 128 * 1024;
 /// How long a finished connection may take to flush its queue (the `#` of an abort) before it is
 /// closed anyway.
 const CLOSE_FLUSH: Duration = Duration::from_secs(10);
@@ -44,7 +66,7 @@ pub const PHASE_FINISHED: u8 = 2;
 
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum DeliveryOutcome {
     Completed,
     Failed {
         /// The MSRP or transport status that ended it (408 timeout, 481, a REPORT's status, …);
@@ -55,13 +77,16 @@ pub enum Outcome {
 }
 
 /// Where outcomes go: the engine's core thread.
-pub type OutcomeSink = crossbeam_channel::Sender<(u64, Outcome)>;
+pub type OutcomeSink = crossbeam_channel::Sender<(u64, DeliveryOutcome)>;
 
 /// The delivery connection handler.
 pub struct DeliveryConn {
     id: u64,
-    stream: TcpStream,
+    stream: Transport,
     connecting: bool,
+    /// The TLS handshake (and so the peer's verification) is complete, or the connection is
+    /// plain: until then nothing of the message is produced, so not a byte of it can leave.
+    secured: bool,
     connect_deadline: Instant,
     sender: Sender,
     file: Arc<SpoolFile>,
@@ -80,19 +105,45 @@ pub struct DeliveryConn {
     /// (keep-alives).
     local_path: Bytes,
     peer_path: Bytes,
-    outcome: Option<Outcome>,
+    outcome: Option<DeliveryOutcome>,
     /// The write side was shut down (failed delivery, queue flushed).
     write_shut: bool,
     /// Closing: the outcome is known; flush what is queued (a `#` end-line) then close.
     closing_deadline: Option<Instant>,
-    read_buf: Vec<u8>,
+    /// Spool bytes read ahead, starting at message offset `block_start`.
+    block: Bytes,
+    block_start: u64,
+    /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
+    dead: bool,
+    /// Responses we owe the peer for its own requests, still queued: for each, the position in
+    /// the stream of queued bytes (`pushed`) where it ends. At `max_owed` the peer's frames are
+    /// not read any more (back-pressure) until it takes what it is owed.
+    owed: VecDeque<u64>,
+    max_owed: usize,
+    /// Bytes ever queued and ever written.
+    pushed: u64,
+    written: u64,
+    /// Reading stopped at `max_owed`: since when, and frames or bytes may wait unread.
+    paused_since: Option<Instant>,
+    /// How long reading may stay stopped before the delivery fails.
+    owed_timeout: Duration,
+}
+
+/// How reading the socket ended for now.
+enum ReadEnd {
+    /// Would block (or the outcome is known): the connection is still open.
+    Open,
+    /// EOF or an error, described.
+    Closed(String),
 }
 
 /// Everything needed to start one delivery connection.
 pub struct DeliveryParts {
     pub id: u64,
     pub subscription: Subscription,
-    pub stream: TcpStream,
+    /// Plain TCP, or TLS whose handshake runs on the I/O thread (by its own deadline) before
+    /// anything is sent.
+    pub stream: Transport,
     /// True for an outgoing connection still being established.
     pub connecting: bool,
     pub connect_timeout: Duration,
@@ -103,12 +154,21 @@ pub struct DeliveryParts {
     pub sink: OutcomeSink,
     pub local_path: Bytes,
     pub peer_path: Bytes,
+    /// Responses to the peer's own requests queued at most before its frames are no longer read
+    /// (`msrp_max_owed_responses`).
+    pub max_owed_responses: usize,
+    /// How long the peer may leave them unread before the delivery fails.
+    pub owed_timeout: Duration,
 }
 
 impl DeliveryConn {
     pub fn new(p: DeliveryParts, now: Instant) -> DeliveryConn {
         DeliveryConn {
             id: p.id,
+            secured: match &p.stream {
+                Transport::Plain(_) => true,
+                Transport::Tls(t) => !t.is_handshaking(),
+            },
             stream: p.stream,
             connecting: p.connecting,
             connect_deadline: now + p.connect_timeout,
@@ -129,7 +189,15 @@ impl DeliveryConn {
             outcome: None,
             write_shut: false,
             closing_deadline: None,
-            read_buf: vec![0; READ_BUF],
+            block: Bytes::new(),
+            block_start: 0,
+            dead: false,
+            owed: VecDeque::new(),
+            max_owed: p.max_owed_responses.max(1),
+            pushed: 0,
+            written: 0,
+            paused_since: None,
+            owed_timeout: p.owed_timeout,
         }
     }
 
@@ -145,7 +213,7 @@ impl DeliveryConn {
         self.handle_frame(first, now);
     }
 
-    fn finish(&mut self, outcome: Outcome, now: Instant) {
+    fn finish(&mut self, outcome: DeliveryOutcome, now: Instant) {
         if self.outcome.is_some() {
             return;
         }
@@ -158,7 +226,7 @@ impl DeliveryConn {
 
     fn fail(&mut self, code: Option<u16>, reason: impl Into<String>, now: Instant) {
         self.finish(
-            Outcome::Failed {
+            DeliveryOutcome::Failed {
                 code,
                 reason: reason.into(),
             },
@@ -204,32 +272,81 @@ impl DeliveryConn {
         }
     }
 
-    fn read_frames(&mut self, now: Instant) {
+    /// Reads and handles every byte the kernel holds for us, frame by frame, and the sender's
+    /// events after each read: a success REPORT that arrived just before the peer's FIN or reset
+    /// completes the delivery before the end of the connection is judged (RFC 4975 §7.1.2: the
+    /// REPORT is the confirmation, the transport's fate after it does not matter).
+    fn read_available(&mut self, now: Instant) -> ReadEnd {
+        // Frames left in the decoder when reading stopped come first.
+        if !self.decode(now) || self.read_stopped() {
+            return ReadEnd::Open;
+        }
         loop {
-            match self.stream.read(&mut self.read_buf) {
-                Ok(0) => {
-                    self.fail(None, "connection closed by the participant", now);
-                    return;
-                }
-                Ok(n) => {
-                    self.decoder.feed(&self.read_buf[..n]);
-                    if !self.decode(now) {
-                        return;
+            let decoder = &mut self.decoder;
+            match read_into(&mut self.stream, |b| decoder.feed(b)) {
+                Ok(0) => return ReadEnd::Closed("connection closed by the participant".into()),
+                Ok(_) => {
+                    // Acknowledge what the peer sent at once instead of after the delayed-ACK
+                    // timer: a peer that writes its small responses with Nagle on holds the next
+                    // one until this ACK (up to 40 ms per round otherwise). Linux clears the
+                    // flag by itself, hence once per read.
+                    let _ = socket2::SockRef::from(self.stream.socket()).set_tcp_quickack(true);
+                    if !self.decode(now) || self.read_stopped() {
+                        return ReadEnd::Open;
+                    }
+                    self.drain_events(now);
+                    if self.outcome.is_some() {
+                        return ReadEnd::Open;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.fail(None, format!("connection error: {e}"), now);
-                    return;
-                }
+                Err(e) => return ReadEnd::Closed(format!("connection error: {e}")),
             }
         }
+    }
+
+    fn read_frames(&mut self, now: Instant) {
+        if let ReadEnd::Closed(what) = self.read_available(now) {
+            self.transport_ended(what, now);
+        }
+    }
+
+    /// The connection ended (EOF, reset, write error) with no outcome yet: everything received
+    /// was handled, so the message was not confirmed. The reason says how far it got.
+    fn transport_ended(&mut self, what: String, now: Instant) {
+        self.dead = true;
+        self.drain_events(now);
+        if self.outcome.is_some() {
+            return;
+        }
+        let acked = self.sender.acked();
+        let total = self
+            .sender
+            .total()
+            .map_or_else(|| "?".to_string(), |t| t.to_string());
+        let reason = match self.sender.state() {
+            SenderState::AwaitingReport => {
+                format!("{what} before the success report (all {total} bytes acknowledged by 200)")
+            }
+            SenderState::Binding => format!("{what} before the bind SEND was answered"),
+            _ if self.sender.total() == Some(acked) && self.sender.success_report() => {
+                format!("{what} before the success report ({acked} of {total} bytes confirmed)")
+            }
+            _ => format!("{what} after {acked} of {total} bytes were confirmed"),
+        };
+        self.fail(None, reason, now);
     }
 
     /// Handles every complete frame in the decoder. False when the connection must stop.
     fn decode(&mut self, now: Instant) -> bool {
         loop {
+            if self.owed.len() >= self.max_owed {
+                // The peer does not take its responses: leave the rest unread (the kernel's
+                // buffers then push back on it) until it does.
+                self.paused_since.get_or_insert(now);
+                return true;
+            }
             match self.decoder.next() {
                 Ok(Some(msg)) => self.handle_frame(msg, now),
                 Ok(None) => return true,
@@ -271,12 +388,24 @@ impl DeliveryConn {
                 &mut b,
             );
             self.push(b.freeze());
+            self.owed.push_back(self.pushed);
         }
+    }
+
+    /// Reading is stopped: the peer has `max_owed` responses queued and unread.
+    fn read_stopped(&self) -> bool {
+        self.owed.len() >= self.max_owed
+    }
+
+    /// Number of responses to the peer's own requests queued and not yet written.
+    pub fn owed_responses(&self) -> usize {
+        self.owed.len()
     }
 
     fn push(&mut self, b: Bytes) {
         if !b.is_empty() {
             self.out_len += b.len();
+            self.pushed += b.len() as u64;
             self.out.push_back(b);
         }
     }
@@ -307,12 +436,36 @@ impl DeliveryConn {
         }
     }
 
-    fn read_body(&self, r: std::ops::Range<u64>) -> io::Result<Bytes> {
-        let len = (r.end - r.start) as usize;
+    /// The message bytes `r`: a slice of the read-ahead block, read anew (up to [`READ_BLOCK`]
+    /// bytes, never past what the spool holds) when `r` is not inside it.
+    fn read_body(&mut self, r: std::ops::Range<u64>) -> io::Result<Bytes> {
+        let in_block =
+            r.start >= self.block_start && r.end <= self.block_start + self.block.len() as u64;
+        if !in_block {
+            // Whole chunks of this one's size, so that the next chunks fit in the block too.
+            let len = (r.end - r.start).max(1);
+            let avail = self.seen_len.saturating_sub(r.start);
+            let want = ((READ_BLOCK / len).max(1) * len)
+                .min(avail)
+                .max(r.end - r.start);
+            self.block = self.read_spool(r.start, want as usize)?;
+            self.block_start = r.start;
+        }
+        let from = (r.start - self.block_start) as usize;
+        let to = (r.end - self.block_start) as usize;
+        let body = self.block.slice(from..to);
+        if to == self.block.len() {
+            // Used up: the out queue's slices keep the buffer alive until written.
+            self.block = Bytes::new();
+        }
+        Ok(body)
+    }
+
+    fn read_spool(&self, start: u64, len: usize) -> io::Result<Bytes> {
         let mut buf = BytesMut::zeroed(len);
         let mut done = 0;
         while done < len {
-            let n = self.file.read_at(r.start + done as u64, &mut buf[done..])?;
+            let n = self.file.read_at(start + done as u64, &mut buf[done..])?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -325,6 +478,20 @@ impl DeliveryConn {
     }
 
     fn write_out(&mut self, now: Instant) {
+        // TLS: records already encrypted go first (plain TCP has none).
+        if self.writable && self.stream.wants_write() {
+            match self.stream.flush() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return;
+                }
+                Err(e) => {
+                    self.write_failed(format!("connection error while writing: {e}"), now);
+                    return;
+                }
+            }
+        }
         while self.writable && !self.out.is_empty() {
             let mut slices = [IoSlice::new(&[]); 64];
             let mut k = 0;
@@ -334,11 +501,15 @@ impl DeliveryConn {
             }
             match self.stream.write_vectored(&slices[..k]) {
                 Ok(0) => {
-                    self.fail(None, "connection closed while writing", now);
+                    self.write_failed("connection closed while writing".into(), now);
                     return;
                 }
                 Ok(mut n) => {
                     self.out_len -= n;
+                    self.written += n as u64;
+                    while self.owed.front().is_some_and(|&end| end <= self.written) {
+                        self.owed.pop_front();
+                    }
                     while n > 0 {
                         let Some(front) = self.out.front_mut() else {
                             break;
@@ -355,11 +526,29 @@ impl DeliveryConn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.fail(None, format!("connection error: {e}"), now);
+                    self.write_failed(format!("connection error while writing: {e}"), now);
                     return;
                 }
             }
         }
+    }
+
+    /// A write failed: the peer is gone. What it sent before going (a success REPORT, say) is
+    /// still read and handled first; nothing queued can be written any more.
+    fn write_failed(&mut self, what: String, now: Instant) {
+        self.out.clear();
+        self.out_len = 0;
+        self.owed.clear();
+        if self.outcome.is_none() {
+            let end = match self.read_available(now) {
+                ReadEnd::Closed(w) => w,
+                ReadEnd::Open => what,
+            };
+            if self.outcome.is_none() {
+                self.transport_ended(end, now);
+            }
+        }
+        self.dead = true;
     }
 
     fn drain_events(&mut self, now: Instant) {
@@ -372,7 +561,7 @@ impl DeliveryConn {
                     self.progress
                         .acked
                         .store(self.sender.acked(), Ordering::Release);
-                    self.finish(Outcome::Completed, now);
+                    self.finish(DeliveryOutcome::Completed, now);
                 }
                 SenderEvent::Failed(f) => {
                     let reason = if self.upload_aborted {
@@ -393,18 +582,20 @@ impl DeliveryConn {
                 self.fail(Some(408), "connection attempt timed out", now);
                 return Flow::Close;
             }
-            match self.stream.take_error() {
+            match self.stream.socket().take_error() {
                 Ok(Some(e)) | Err(e) => {
                     self.fail(None, format!("cannot connect: {e}"), now);
                     return Flow::Close;
                 }
                 Ok(None) => {}
             }
-            match self.stream.peer_addr() {
+            match self.stream.socket().peer_addr() {
                 Ok(_) => {
                     self.connecting = false;
                     self.writable = true;
-                    self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                    if self.secured {
+                        self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Flow::Continue,
                 Err(e) => {
@@ -413,17 +604,50 @@ impl DeliveryConn {
                 }
             }
         }
+        let mut readable = readable;
+        if !self.secured {
+            match self.stream.handshake(now) {
+                Ok(true) => {
+                    self.secured = true;
+                    self.writable = true;
+                    self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                    // What came with the peer's last handshake flight is already off the
+                    // socket: read it now, no readable event will announce it again.
+                    readable = true;
+                }
+                Ok(false) => return Flow::Continue,
+                Err(e) => {
+                    // The reason names the cause: wrong host, expired, unknown CA, fingerprint
+                    // mismatch, timed out. The sender never produced a byte.
+                    self.dead = true;
+                    self.fail(None, format!("TLS: {e}"), now);
+                    return Flow::Close;
+                }
+            }
+        }
         if self.outcome.is_none() {
             self.refresh_spool(now);
         }
-        if readable && self.outcome.is_none() {
+        // TLS: records already taken off the socket (with a handshake flight, or handed over by
+        // the listener) raise no readiness event again, so a TLS connection reads every turn.
+        if (readable || self.stream.is_tls()) && self.outcome.is_none() {
             self.read_frames(now);
         }
         if self.outcome.is_none() {
             self.drain_events(now);
         }
-        self.fill(now);
-        self.write_out(now);
+        // Fill and write until the socket is full or the sender has nothing more (the window,
+        // the upload), a bounded number of times so the thread's other connections get a turn.
+        for _ in 0..TURN_ROUNDS {
+            let before = self.out_len;
+            self.fill(now);
+            let filled = self.out_len > before;
+            self.write_out(now);
+            if !filled || !self.writable || !self.out.is_empty() || self.outcome.is_some() {
+                break;
+            }
+        }
+        self.resume_reading(now);
         self.progress
             .sent
             .store(self.sender.sent(), Ordering::Relaxed);
@@ -431,6 +655,40 @@ impl DeliveryConn {
             self.drain_events(now);
         }
         self.close_step(now)
+    }
+
+    /// Reading stopped for owed responses: once the peer took enough of them, reads what waits
+    /// (no readable event announces it again); while it does not, fails the delivery past
+    /// `owed_timeout`.
+    fn resume_reading(&mut self, now: Instant) {
+        let Some(since) = self.paused_since else {
+            return;
+        };
+        if self.outcome.is_some() || self.dead {
+            return;
+        }
+        if !self.read_stopped() {
+            // A bounded number of rounds; what is left waits for the next turn (the tick).
+            for _ in 0..TURN_ROUNDS {
+                self.paused_since = None;
+                self.read_frames(now);
+                self.write_out(now);
+                if self.paused_since.is_none() || self.read_stopped() || self.outcome.is_some() {
+                    break;
+                }
+            }
+        } else if now.duration_since(since) >= self.owed_timeout {
+            self.fail(
+                Some(408),
+                format!(
+                    "the participant does not read: {} responses to its own requests left \
+                     unread for {} ms",
+                    self.owed.len(),
+                    now.duration_since(since).as_millis()
+                ),
+                now,
+            );
+        }
     }
 
     /// Once the outcome is known: flush the queue, then close. A failed delivery half-closes
@@ -441,23 +699,29 @@ impl DeliveryConn {
         let Some(deadline) = self.closing_deadline else {
             return Flow::Continue;
         };
-        if now >= deadline {
+        if now >= deadline || self.dead {
             return Flow::Close;
         }
         if !self.out.is_empty() {
             return Flow::Continue;
         }
-        if self.outcome == Some(Outcome::Completed) {
+        if self.outcome == Some(DeliveryOutcome::Completed) {
+            // TLS: a close_notify, best effort (the message is confirmed already).
+            if self.stream.is_tls() {
+                let _ = self.stream.shutdown_write();
+            }
             return Flow::Close;
         }
         if !self.write_shut {
-            self.write_shut = true;
-            if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
-                return Flow::Close;
+            match self.stream.shutdown_write() {
+                Ok(true) => self.write_shut = true,
+                // TLS: the close_notify is still queued; again when writable.
+                Ok(false) => return Flow::Continue,
+                Err(_) => return Flow::Close,
             }
         }
         loop {
-            match self.stream.read(&mut self.read_buf) {
+            match read_into(&mut self.stream, |_| {}) {
                 Ok(0) => return Flow::Close,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
@@ -471,14 +735,14 @@ impl DeliveryConn {
 impl Handler for DeliveryConn {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(
-            &mut self.stream,
+            self.stream.socket_mut(),
             token,
             Interest::READABLE | Interest::WRITABLE,
         )
     }
 
     fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
+        let _ = registry.deregister(self.stream.socket_mut());
     }
 
     fn on_ready(&mut self, now: Instant, readable: bool, writable: bool, _: &mut Ctx) -> Flow {
@@ -489,14 +753,14 @@ impl Handler for DeliveryConn {
     }
 
     fn on_wake(&mut self, now: Instant, _: &mut Ctx) -> Flow {
-        if self.connecting {
+        if self.connecting || !self.secured {
             return Flow::Continue;
         }
         self.turn(now, false)
     }
 
     fn on_tick(&mut self, now: Instant, _: &mut Ctx) -> Flow {
-        if !self.connecting && self.outcome.is_none() {
+        if !self.connecting && self.secured && self.outcome.is_none() {
             self.sender.handle_timeout(now);
         }
         self.turn(now, false)
@@ -506,7 +770,7 @@ impl Handler for DeliveryConn {
         match cmd {
             Command::Abort { reason, code } => {
                 if self.outcome.is_none() {
-                    if !self.connecting {
+                    if !self.connecting && self.secured {
                         self.sender.abort(now);
                         // Write the `#` chunk before reporting.
                         self.fill(now);
@@ -516,7 +780,7 @@ impl Handler for DeliveryConn {
                     while self.sender.poll_event().is_some() {}
                     self.fail(Some(code), reason, now);
                 }
-                if self.connecting {
+                if self.connecting || !self.secured {
                     Flow::Close
                 } else {
                     self.close_step(now)

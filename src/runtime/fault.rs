@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use mio::{Registry, Token};
 
-use crate::runtime::delivery::{Outcome, OutcomeSink};
+use crate::runtime::delivery::{DeliveryOutcome, OutcomeSink};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::log::Logger;
 
@@ -160,7 +160,7 @@ impl Guarded {
                     // Ignored by the core when the delivery already reported its outcome.
                     let _ = sink.send((
                         *id,
-                        Outcome::Failed {
+                        DeliveryOutcome::Failed {
                             code: None,
                             reason: "internal error in the delivery's connection (logged)".into(),
                         },
@@ -388,7 +388,7 @@ mod tests {
     #[test]
     fn guarded_delivery_fails_instead_of_killing_its_thread() {
         let logger = Logger::queue(Level::Error, 100, None);
-        let pool = IoPool::start(1).unwrap();
+        let pool = IoPool::start(1, logger.clone()).unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
         let bad_ticks = Arc::new(AtomicUsize::new(0));
         let good_ticks = Arc::new(AtomicUsize::new(0));
@@ -422,7 +422,7 @@ mod tests {
         let (id, outcome) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(id, 7);
         assert!(
-            matches!(&outcome, Outcome::Failed { code: None, reason } if reason.contains("internal error")),
+            matches!(&outcome, DeliveryOutcome::Failed { code: None, reason } if reason.contains("internal error")),
             "{outcome:?}"
         );
         let seen = good_ticks.load(Ordering::SeqCst);

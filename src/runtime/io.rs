@@ -1,6 +1,8 @@
 //! The I/O thread pool: each thread owns a `mio::Poll` and the connection handlers placed on it.
 //! Handlers are driven by readiness, by wake-ups (new spool data, commands) and by a coarse tick
 //! for timeouts. No handler ever blocks; a thread never owns more than its share of connections.
+//! What goes wrong on a thread itself (a failed poll, a socket that cannot be registered) is
+//! reported through the pool's [`Logger`].
 
 use std::collections::HashMap;
 use std::io;
@@ -11,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use mio::{Events, Poll, Registry, Token, Waker};
+
+use crate::runtime::log::Logger;
 
 /// How often handlers get `on_tick` for their timers, at most.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -79,15 +83,16 @@ struct ThreadHandle {
     join: Option<JoinHandle<()>>,
 }
 
-/// The pool. Cloneable handle parts are in [`IoHandle`].
+/// The pool of I/O threads; [`IoWaker`] wakes them from other threads.
 pub struct IoPool {
     threads: Vec<ThreadHandle>,
     next: AtomicUsize,
 }
 
 impl IoPool {
-    /// Starts `n` I/O threads (at least one) named `msrpcast-io-<i>`.
-    pub fn start(n: usize) -> io::Result<IoPool> {
+    /// Starts `n` I/O threads (at least one) named `msrpcast-io-<i>`, reporting their own
+    /// failures to `logger`.
+    pub fn start(n: usize, logger: Logger) -> io::Result<IoPool> {
         let n = n.max(1);
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
@@ -104,6 +109,7 @@ impl IoPool {
                 handlers: HashMap::new(),
                 keys: HashMap::new(),
                 next_token: 0,
+                logger: logger.clone(),
             };
             let join = std::thread::Builder::new()
                 .name(format!("msrpcast-io-{i}"))
@@ -211,6 +217,7 @@ struct IoThread {
     handlers: HashMap<usize, Box<dyn Handler>>,
     keys: HashMap<u64, usize>,
     next_token: usize,
+    logger: Logger,
 }
 
 impl IoThread {
@@ -221,7 +228,13 @@ impl IoThread {
             let timeout = next_tick.saturating_duration_since(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    eprintln!("msrpcast: I/O thread poll failed: {e}");
+                    self.logger.error(
+                        module_path!(),
+                        format_args!(
+                            "I/O thread poll failed, {} connection(s) dropped: {e}",
+                            self.handlers.len()
+                        ),
+                    );
                     return;
                 }
             }
@@ -269,7 +282,10 @@ impl IoThread {
         let tok = self.next_token;
         self.next_token = self.next_token.wrapping_add(1) % (usize::MAX - 1);
         if let Err(e) = h.register(self.poll.registry(), Token(tok)) {
-            eprintln!("msrpcast: cannot register a connection: {e}");
+            self.logger.error(
+                module_path!(),
+                format_args!("cannot register a connection with the I/O thread: {e}"),
+            );
             self.load.fetch_sub(1, Ordering::Relaxed);
             return;
         }
@@ -339,6 +355,62 @@ impl IoThread {
                 )
             });
             self.remove(tok);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::log::Level;
+
+    /// A handler whose socket cannot be registered.
+    struct Unregistrable;
+
+    impl Handler for Unregistrable {
+        fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+            Err(io::Error::other("no such socket"))
+        }
+        fn deregister(&mut self, _: &Registry) {}
+        fn on_ready(&mut self, _: Instant, _: bool, _: bool, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+        fn on_wake(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+        fn on_tick(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+        fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+    }
+
+    #[test]
+    fn a_registration_failure_goes_to_the_logger() {
+        let logger = Logger::queue(Level::Debug, 8, None);
+        let pool = IoPool::start(1, logger.clone()).unwrap();
+        pool.add(Box::new(Unregistrable));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let record = loop {
+            if let Some(r) = logger.pop() {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "no log record within 10 s");
+            std::thread::yield_now();
+        };
+        assert_eq!(record.level, Level::Error);
+        assert_eq!(record.target, "msrpcast::runtime::io");
+        assert!(
+            record.message.contains("no such socket"),
+            "{}",
+            record.message
+        );
+        // The failed handler is not counted as a connection.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.loads() != [0] {
+            assert!(Instant::now() < deadline, "load {:?}", pool.loads());
+            std::thread::yield_now();
         }
     }
 }

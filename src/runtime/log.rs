@@ -15,93 +15,19 @@
 //! Control characters in messages (CR, LF, ESC, …) are escaped when the record is made, so an
 //! untrusted value (a file name, a SIP URI) cannot forge extra log lines in any sink.
 //!
-//! Use the methods ([`Logger::info`] and friends) with `format_args!`, or the crate-level macros
-//! [`msrp_error!`](crate::msrp_error), [`msrp_warn!`](crate::msrp_warn),
-//! [`msrp_info!`](crate::msrp_info), [`msrp_debug!`](crate::msrp_debug), which use the module path
-//! as the target and do not format anything when the level is disabled.
+//! Log with the methods ([`Logger::info`] and friends), the calling module's path as the target
+//! and `format_args!`: `logger.info(module_path!(), format_args!("sent {n} bytes"))`. The message
+//! is not formatted when the level is disabled (its arguments are still evaluated).
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-/// Severity of a log record; `Error` is the most severe. Ordered so that
-/// `Level::Error < Level::Debug`: a record is emitted when `record.level <= max_level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    Error = 0,
-    Warn = 1,
-    Info = 2,
-    Debug = 3,
-}
-
-impl Level {
-    /// Upper-case name as printed in a formatted record (`ERROR`, `WARN`, `INFO`, `DEBUG`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN",
-            Level::Info => "INFO",
-            Level::Debug => "DEBUG",
-        }
-    }
-
-    /// Lower-case name as used by the `log_level` setting.
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Error => "error",
-            Level::Warn => "warn",
-            Level::Info => "info",
-            Level::Debug => "debug",
-        }
-    }
-
-    fn from_u8(v: u8) -> Level {
-        match v {
-            0 => Level::Error,
-            1 => Level::Warn,
-            2 => Level::Info,
-            _ => Level::Debug,
-        }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Error of [`Level::from_str`]: the text was not one of `error|warn|info|debug`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseLevelError;
-
-impl fmt::Display for ParseLevelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("expected one of error, warn, info, debug")
-    }
-}
-
-impl std::error::Error for ParseLevelError {}
-
-impl FromStr for Level {
-    type Err = ParseLevelError;
-
-    /// Case-insensitive `error`, `warn` (or `warning`), `info`, `debug`.
-    fn from_str(s: &str) -> Result<Level, ParseLevelError> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "error" => Ok(Level::Error),
-            "warn" | "warning" => Ok(Level::Warn),
-            "info" => Ok(Level::Info),
-            "debug" => Ok(Level::Debug),
-            _ => Err(ParseLevelError),
-        }
-    }
-}
+pub use crate::level::{Level, ParseLevelError};
 
 /// One log record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -419,51 +345,6 @@ fn escape_controls(args: fmt::Arguments<'_>) -> String {
     out
 }
 
-/// Logs at a level with the calling module's path as target; formats only when enabled.
-/// `msrp_log!(logger, Level::Info, "sent {} bytes", n)`.
-#[macro_export]
-macro_rules! msrp_log {
-    ($logger:expr, $level:expr, $($arg:tt)+) => {{
-        let logger: &$crate::runtime::log::Logger = &$logger;
-        let level: $crate::runtime::log::Level = $level;
-        if logger.enabled(level) {
-            logger.log(level, module_path!(), format_args!($($arg)+));
-        }
-    }};
-}
-
-/// `msrp_error!(logger, "...", args)`: see [`msrp_log!`](crate::msrp_log).
-#[macro_export]
-macro_rules! msrp_error {
-    ($logger:expr, $($arg:tt)+) => {
-        $crate::msrp_log!($logger, $crate::runtime::log::Level::Error, $($arg)+)
-    };
-}
-
-/// `msrp_warn!(logger, "...", args)`: see [`msrp_log!`](crate::msrp_log).
-#[macro_export]
-macro_rules! msrp_warn {
-    ($logger:expr, $($arg:tt)+) => {
-        $crate::msrp_log!($logger, $crate::runtime::log::Level::Warn, $($arg)+)
-    };
-}
-
-/// `msrp_info!(logger, "...", args)`: see [`msrp_log!`](crate::msrp_log).
-#[macro_export]
-macro_rules! msrp_info {
-    ($logger:expr, $($arg:tt)+) => {
-        $crate::msrp_log!($logger, $crate::runtime::log::Level::Info, $($arg)+)
-    };
-}
-
-/// `msrp_debug!(logger, "...", args)`: see [`msrp_log!`](crate::msrp_log).
-#[macro_export]
-macro_rules! msrp_debug {
-    ($logger:expr, $($arg:tt)+) => {
-        $crate::msrp_log!($logger, $crate::runtime::log::Level::Debug, $($arg)+)
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,28 +474,6 @@ mod tests {
         log.debug("t", format_args!("filtered"));
         log.info("t", format_args!("b"));
         assert_eq!(count.load(Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn macros_use_module_path_and_skip_disabled() {
-        let log = Logger::queue(Level::Warn, 8, None);
-        let mut formatted = 0;
-        let mut side = || {
-            formatted += 1;
-            "x"
-        };
-        crate::msrp_info!(log, "skipped {}", side());
-        crate::msrp_warn!(log, "kept {}", 5);
-        crate::msrp_error!(log, "err");
-        crate::msrp_debug!(log, "no");
-        let r = log.pop();
-        assert_eq!(
-            r.as_ref().map(|r| (r.target, r.message.as_str())),
-            Some(("msrpcast::runtime::log::tests", "kept 5"))
-        );
-        assert_eq!(log.pop().map(|r| r.level), Some(Level::Error));
-        assert!(log.pop().is_none());
-        assert_eq!(formatted, 0);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
 use crate::msrp::{writer, Kind, Message, Method, Uri};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 
-/// Deliberate misbehaviour, for isolation tests.
+/// Deliberate misbehaviour, for isolation tests and for imitating real phones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Misbehave {
     /// Read at most this many bytes per second.
@@ -39,11 +39,38 @@ pub enum Misbehave {
     NeverAnswer,
     /// Answer 200, then send a failure REPORT (`Status: 000 415`) for the message.
     FailureReport,
+    /// Close the connection as soon as a success REPORT is written (a phone that ends the file
+    /// session once it has the file).
+    CloseAfterReport,
+    /// A success REPORT for every chunk (after its 200) instead of one per message.
+    ReportPerChunk,
+    /// No TCP_NODELAY, and every response and REPORT its own small write: the peer's Nagle holds
+    /// the second small write until the first is acknowledged.
+    Nagle,
+    /// Several of the above at once (`report-per-chunk,nagle`).
+    All(Vec<Misbehave>),
+}
+
+impl Misbehave {
+    /// Every single behaviour in this one.
+    fn each(&self) -> Vec<&Misbehave> {
+        match self {
+            Misbehave::All(v) => v.iter().flat_map(|m| m.each()).collect(),
+            m => vec![m],
+        }
+    }
 }
 
 impl std::str::FromStr for Misbehave {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        if s.contains(',') {
+            let all = s
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<Misbehave>, String>>()?;
+            return Ok(Misbehave::All(all));
+        }
         let (k, v) = s.split_once('=').unwrap_or((s, ""));
         let num = || {
             v.parse::<u64>()
@@ -55,10 +82,48 @@ impl std::str::FromStr for Misbehave {
             "reply-481" => Ok(Misbehave::Reply481),
             "never-answer" => Ok(Misbehave::NeverAnswer),
             "failure-report" => Ok(Misbehave::FailureReport),
+            "close-after-report" => Ok(Misbehave::CloseAfterReport),
+            "report-per-chunk" => Ok(Misbehave::ReportPerChunk),
+            "nagle" => Ok(Misbehave::Nagle),
             _ => Err(format!(
-                "unknown behaviour {s:?}: rate=N, close-after=N, reply-481, never-answer, failure-report"
+                "unknown behaviour {s:?}: rate=N, close-after=N, reply-481, never-answer, \
+                 failure-report, close-after-report, report-per-chunk, nagle \
+                 (several joined by commas)"
             )),
         }
+    }
+}
+
+/// The behaviours of a receiver, flattened.
+#[derive(Debug, Clone, Copy, Default)]
+struct Behaviour {
+    rate: Option<u64>,
+    close_after: Option<u64>,
+    reply_481: bool,
+    never_answer: bool,
+    failure_report: bool,
+    close_after_report: bool,
+    report_per_chunk: bool,
+    nagle: bool,
+}
+
+impl Behaviour {
+    fn of(m: Option<&Misbehave>) -> Behaviour {
+        let mut b = Behaviour::default();
+        for m in m.map(Misbehave::each).unwrap_or_default() {
+            match m {
+                Misbehave::Rate(r) => b.rate = Some(*r),
+                Misbehave::CloseAfter(n) => b.close_after = Some(*n),
+                Misbehave::Reply481 => b.reply_481 = true,
+                Misbehave::NeverAnswer => b.never_answer = true,
+                Misbehave::FailureReport => b.failure_report = true,
+                Misbehave::CloseAfterReport => b.close_after_report = true,
+                Misbehave::ReportPerChunk => b.report_per_chunk = true,
+                Misbehave::Nagle => b.nagle = true,
+                Misbehave::All(_) => {}
+            }
+        }
+        b
     }
 }
 
@@ -104,7 +169,14 @@ pub struct ReceiveOptions {
     /// Needed behind Kamailio's relay (relay mode), which drops a response whose To-Path holds
     /// only its own URI.
     pub full_path_responses: bool,
+    /// Largest message accepted: a chunk whose Byte-Range reaches past it (or past the declared
+    /// total) is refused with 413 (400) before any file grows.
+    pub max_message_bytes: u64,
 }
+
+/// Default of [`ReceiveOptions::max_message_bytes`] (`msrpcast receive --max-bytes`): the
+/// engine's own default largest file.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 4 << 30;
 
 /// The listener handler: accepts and spawns [`ReceiveConn`]s on the same thread.
 pub struct ReceiveListener {
@@ -132,7 +204,8 @@ impl Handler for ReceiveListener {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
+                    let nagle = Behaviour::of(self.opts.misbehave.as_ref()).nagle;
+                    let _ = stream.set_nodelay(!nagle);
                     ctx.add(Box::new(ReceiveConn::new(stream, self.opts.clone())));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
@@ -178,6 +251,11 @@ pub struct ReceiveConn {
     closed: bool,
     /// The `Content-Disposition` file name of the frame being handled, if any.
     frame_name: Option<String>,
+    behaviour: Behaviour,
+    /// A success REPORT was queued and the behaviour says to close once it is written.
+    close_when_flushed: bool,
+    /// Transaction ids of the per-chunk REPORTs.
+    report_seq: u64,
 }
 
 impl ReceiveConn {
@@ -189,7 +267,13 @@ impl ReceiveConn {
     /// On a connection whose first bytes were already read into `decoder` (relay mode: the
     /// frames after the AUTH exchange).
     fn with_decoder(stream: TcpStream, opts: Arc<ReceiveOptions>, decoder: FrameDecoder) -> Self {
-        let receiver = Receiver::new(opts.local.clone(), ReceiverConfig::default());
+        let receiver = Receiver::new(
+            opts.local.clone(),
+            ReceiverConfig {
+                max_message_bytes: opts.max_message_bytes,
+                ..ReceiverConfig::default()
+            },
+        );
         ReceiveConn {
             stream,
             decoder,
@@ -202,6 +286,9 @@ impl ReceiveConn {
             buf: vec![0; 256 * 1024],
             closed: false,
             frame_name: None,
+            behaviour: Behaviour::of(opts.misbehave.as_ref()),
+            close_when_flushed: false,
+            report_seq: 0,
             opts,
         }
     }
@@ -222,9 +309,12 @@ impl ReceiveConn {
                 let o = self.open.entry(message_id.clone()).or_insert_with(|| {
                     let (file, part) = match &opts.sink {
                         Sink::Dir(dir) | Sink::Named(dir) => {
-                            let name = safe_name(&message_id);
-                            let part = dir.join(format!("{name}.part"));
-                            (File::create(&part).ok(), Some(part))
+                            // A part file of its own, never another message's (another
+                            // connection may use the same Message-ID).
+                            match create_part(dir, &safe_name(&message_id)) {
+                                Some((f, p)) => (Some(f), Some(p)),
+                                None => (None, None),
+                            }
                         }
                         Sink::Discard => (None, None),
                     };
@@ -261,9 +351,9 @@ impl ReceiveConn {
                     Some(o) => {
                         let sha1 = o.hasher.map(|h| hex(&h.finalize()));
                         let path = match (&self.opts.sink, o.part) {
+                            // Never over an earlier file of the same name.
                             (Sink::Dir(dir), Some(part)) => {
-                                let fin = dir.join(safe_name(&message_id));
-                                std::fs::rename(&part, &fin).ok().map(|_| fin)
+                                save_unique(&part, dir, &safe_name(&message_id))
                             }
                             (Sink::Named(dir), Some(part)) => {
                                 let name = o
@@ -330,68 +420,77 @@ impl ReceiveConn {
     fn handle_frame(&mut self, msg: Message) {
         let is_data_send = matches!(msg.kind, Kind::Request(Method::Send)) && !msg.body.is_empty();
         self.body_bytes += msg.body.len() as u64;
-        match &self.opts.misbehave {
-            Some(Misbehave::NeverAnswer) => return,
-            Some(Misbehave::Reply481) if is_data_send => {
-                let to = writer::render_path(&msg.from_path);
-                let from = writer::render_path(std::slice::from_ref(&self.opts.local));
-                writer::write_response(
-                    &msg.transaction_id,
-                    481,
-                    Some(b"Session Does Not Exist"),
-                    &to,
-                    &from,
-                    &mut self.out,
-                );
-                return;
-            }
-            Some(Misbehave::FailureReport) if is_data_send => {
-                let to = writer::render_path(&msg.from_path);
-                let from = writer::render_path(std::slice::from_ref(&self.opts.local));
-                writer::write_response(
-                    &msg.transaction_id,
-                    200,
-                    Some(b"OK"),
-                    &to,
-                    &from,
-                    &mut self.out,
-                );
-                let mut report = Message {
-                    transaction_id: Bytes::from_static(b"failrep1"),
-                    kind: Kind::Request(Method::Report),
-                    to_path: msg.from_path.clone(),
-                    from_path: vec![self.opts.local.clone()],
-                    headers: Vec::new(),
-                    body: Bytes::new(),
-                    continuation: crate::msrp::Continuation::End,
-                };
-                if let Some(id) = msg.message_id() {
-                    report
-                        .headers
-                        .push(crate::msrp::Header::MessageId(id.clone()));
-                }
-                if let Some(br) = msg.byte_range() {
-                    report.headers.push(crate::msrp::Header::ByteRange(br));
-                }
+        let b = self.behaviour;
+        if b.never_answer {
+            return;
+        }
+        if b.reply_481 && is_data_send {
+            let to = writer::render_path(&msg.from_path);
+            let from = writer::render_path(std::slice::from_ref(&self.opts.local));
+            writer::write_response(
+                &msg.transaction_id,
+                481,
+                Some(b"Session Does Not Exist"),
+                &to,
+                &from,
+                &mut self.out,
+            );
+            return;
+        }
+        if b.failure_report && is_data_send {
+            let to = writer::render_path(&msg.from_path);
+            let from = writer::render_path(std::slice::from_ref(&self.opts.local));
+            writer::write_response(
+                &msg.transaction_id,
+                200,
+                Some(b"OK"),
+                &to,
+                &from,
+                &mut self.out,
+            );
+            let mut report = Message {
+                transaction_id: Bytes::from_static(b"failrep1"),
+                kind: Kind::Request(Method::Report),
+                to_path: msg.from_path.clone(),
+                from_path: vec![self.opts.local.clone()],
+                headers: Vec::new(),
+                body: Bytes::new(),
+                continuation: crate::msrp::Continuation::End,
+            };
+            if let Some(id) = msg.message_id() {
                 report
                     .headers
-                    .push(crate::msrp::Header::Status(crate::msrp::Status {
-                        namespace: 0,
-                        code: 415,
-                        comment: Some(Bytes::from_static(b"Unsupported Media Type")),
-                    }));
-                writer::write_message(&report, &mut self.out);
-                return;
+                    .push(crate::msrp::Header::MessageId(id.clone()));
             }
-            _ => {}
+            if let Some(br) = msg.byte_range() {
+                report.headers.push(crate::msrp::Header::ByteRange(br));
+            }
+            report
+                .headers
+                .push(crate::msrp::Header::Status(crate::msrp::Status {
+                    namespace: 0,
+                    code: 415,
+                    comment: Some(Bytes::from_static(b"Unsupported Media Type")),
+                }));
+            writer::write_message(&report, &mut self.out);
+            return;
         }
         self.frame_name = offered_name(&msg);
         self.receiver.handle_frame(&msg);
         while let Some(mut reply) = self.receiver.poll_reply() {
+            let is_report = reply.method() == Some(&Method::Report);
+            if is_report && b.report_per_chunk {
+                // Replaced by the per-chunk REPORTs below.
+                continue;
+            }
             if self.opts.full_path_responses && reply.response_code().is_some() {
                 reply.to_path = msg.from_path.clone();
             }
             writer::write_message(&reply, &mut self.out);
+            self.after_reply(is_report);
+        }
+        if b.report_per_chunk && is_data_send && msg.success_report() {
+            self.chunk_report(&msg);
         }
         while let Some(ev) = self.receiver.poll_event() {
             self.handle_event(ev);
@@ -414,8 +513,53 @@ impl ReceiveConn {
         Ok(())
     }
 
+    /// Behaviours that act on each written reply: Nagle writes each one on its own, and
+    /// close-after-report closes once a success REPORT is out.
+    fn after_reply(&mut self, is_report: bool) {
+        if is_report && self.behaviour.close_after_report {
+            self.close_when_flushed = true;
+        }
+        if self.behaviour.nagle {
+            // Each reply its own write(2); an error shows at the next flush.
+            let _ = self.flush();
+        }
+    }
+
+    /// A success REPORT for the chunk `msg` alone (report-per-chunk).
+    fn chunk_report(&mut self, msg: &Message) {
+        let (Some(id), Some(br)) = (msg.message_id(), msg.byte_range()) else {
+            return;
+        };
+        let end = br.start + msg.body.len() as u64 - 1;
+        self.report_seq += 1;
+        let report = Message {
+            transaction_id: Bytes::from(format!("chunkrep{}", self.report_seq)),
+            kind: Kind::Request(Method::Report),
+            to_path: msg.from_path.clone(),
+            from_path: vec![self.opts.local.clone()],
+            headers: vec![
+                crate::msrp::Header::MessageId(id.clone()),
+                crate::msrp::Header::ByteRange(crate::msrp::ByteRange {
+                    start: br.start,
+                    end: Some(end),
+                    total: br.total,
+                }),
+                crate::msrp::Header::Status(crate::msrp::Status {
+                    namespace: 0,
+                    code: 200,
+                    comment: Some(Bytes::from_static(b"OK")),
+                }),
+            ],
+            body: Bytes::new(),
+            continuation: crate::msrp::Continuation::End,
+        };
+        writer::write_message(&report, &mut self.out);
+        let last = msg.continuation == crate::msrp::Continuation::End;
+        self.after_reply(last);
+    }
+
     fn refill(&mut self, now: Instant) {
-        if let Some(Misbehave::Rate(r)) = self.opts.misbehave {
+        if let Some(r) = self.behaviour.rate {
             let dt = now.duration_since(self.last_refill);
             self.last_refill = now;
             let add = (r as f64 * dt.as_secs_f64()) as u64;
@@ -447,7 +591,7 @@ impl ReceiveConn {
                             Err(_) => return self.close(),
                         }
                     }
-                    if let Some(Misbehave::CloseAfter(limit)) = self.opts.misbehave {
+                    if let Some(limit) = self.behaviour.close_after {
                         if self.body_bytes >= limit {
                             return self.close();
                         }
@@ -459,6 +603,9 @@ impl ReceiveConn {
             }
         }
         if self.flush().is_err() {
+            return self.close();
+        }
+        if self.close_when_flushed && self.out.is_empty() {
             return self.close();
         }
         Flow::Continue
@@ -484,7 +631,7 @@ impl ReceiveConn {
 
 impl Handler for ReceiveConn {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        if let Some(Misbehave::Rate(r)) = self.opts.misbehave {
+        if let Some(r) = self.behaviour.rate {
             self.budget = r.max(1) / 10;
         }
         registry.register(
@@ -547,6 +694,27 @@ const MAX_NAME_TRIES: u32 = 1000;
 /// Moves `part` to `dir/name`, or `dir/name (1).ext`, ... when taken: a hard link never
 /// replaces an existing file, so two messages offering one name both survive. `None` (the
 /// `.part` file stays) when no name could be had.
+/// Creates `NAME.part` (or `NAME.N.part` when taken) exclusively in `dir`.
+fn create_part(dir: &std::path::Path, name: &str) -> Option<(File, PathBuf)> {
+    for n in 0..MAX_NAME_TRIES {
+        let part = if n == 0 {
+            dir.join(format!("{name}.part"))
+        } else {
+            dir.join(format!("{name}.{n}.part"))
+        };
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part)
+        {
+            Ok(f) => return Some((f, part)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
 fn save_unique(part: &std::path::Path, dir: &std::path::Path, name: &str) -> Option<PathBuf> {
     let (stem, ext) = match name.rfind('.') {
         Some(i) if i > 0 => (&name[..i], &name[i..]),
@@ -568,6 +736,12 @@ fn save_unique(part: &std::path::Path, dir: &std::path::Path, name: &str) -> Opt
         }
     }
     None
+}
+
+/// The receiving tool's I/O threads report their own failures on standard error, warnings and
+/// worse.
+fn tool_logger() -> crate::runtime::log::Logger {
+    crate::runtime::log::Logger::stderr(crate::runtime::log::Level::Warn)
 }
 
 /// Lower-case hex.
@@ -600,6 +774,27 @@ impl ReceiveServer {
         misbehave: Option<Misbehave>,
         threads: usize,
     ) -> io::Result<ReceiveServer> {
+        Self::start_limited(
+            addr,
+            session_id,
+            sink,
+            hash,
+            misbehave,
+            threads,
+            DEFAULT_MAX_MESSAGE_BYTES,
+        )
+    }
+
+    /// [`ReceiveServer::start`] accepting messages of up to `max_message_bytes`.
+    pub fn start_limited(
+        addr: std::net::SocketAddr,
+        session_id: &str,
+        sink: Sink,
+        hash: bool,
+        misbehave: Option<Misbehave>,
+        threads: usize,
+        max_message_bytes: u64,
+    ) -> io::Result<ReceiveServer> {
         let listener = crate::runtime::net::listen(addr)?;
         let bound = listener.local_addr()?;
         let host = match bound {
@@ -610,7 +805,7 @@ impl ReceiveServer {
         let uri = Uri::parse_slice(text.as_bytes())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        let pool = crate::runtime::io::IoPool::start(threads)?;
+        let pool = crate::runtime::io::IoPool::start(threads, tool_logger())?;
         let limits = Limits {
             max_body_bytes: 1 << 20,
             ..Limits::default()
@@ -625,6 +820,7 @@ impl ReceiveServer {
                 events: tx,
                 limits,
                 full_path_responses: false,
+                max_message_bytes,
             },
         )));
         Ok(ReceiveServer {
@@ -681,7 +877,7 @@ impl ReceiveServer {
         let mut to_path = granted.use_path.clone();
         to_path.push(uri.clone());
         let (tx, rx) = crossbeam_channel::unbounded();
-        let pool = crate::runtime::io::IoPool::start(1)?;
+        let pool = crate::runtime::io::IoPool::start(1, tool_logger())?;
         let opts = Arc::new(ReceiveOptions {
             local: uri.clone(),
             sink,
@@ -690,6 +886,7 @@ impl ReceiveServer {
             events: tx,
             limits,
             full_path_responses: true,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         });
         pool.add(Box::new(ReceiveConn::with_decoder(
             TcpStream::from_std(stream),

@@ -134,6 +134,18 @@ int main(int argc, char **argv)
     }
     CHECK(msrpcast_engine_start(cfg, &e));
 
+    /* TLS reload: no TLS on is refused with a reason; NULL error output is allowed. */
+    {
+        char *err = (char *)"untouched";
+        size_t elen = 0;
+        EXPECT(msrpcast_engine_reload_tls(NULL, &err, &elen), MSRPCAST_ERR_NULL_ARGUMENT);
+        EXPECT(msrpcast_engine_reload_tls(e, &err, &elen), MSRPCAST_ERR_REFUSED);
+        if (err == NULL || strstr(err, "msrp_tls") == NULL || strlen(err) != elen)
+            FAIL("reload refusal without its reason");
+        msrpcast_string_free(err);
+        EXPECT(msrpcast_engine_reload_tls(e, NULL, NULL), MSRPCAST_ERR_REFUSED);
+    }
+
     /* NULL engine handle everywhere. */
     EXPECT(msrpcast_engine_signal_fd(NULL, &fd), MSRPCAST_ERR_NULL_ARGUMENT);
     EXPECT(msrpcast_engine_signal_fd(e, NULL), MSRPCAST_ERR_NULL_ARGUMENT);
@@ -220,6 +232,8 @@ int main(int argc, char **argv)
     EXPECT(msrpcast_client_ended(NULL, 1), MSRPCAST_ERR_NULL_ARGUMENT);
     EXPECT(msrpcast_client_cancel(NULL, 1), MSRPCAST_ERR_NULL_ARGUMENT);
     EXPECT(msrpcast_client_upload_file(NULL, S("c"), S("/x")), MSRPCAST_ERR_NULL_ARGUMENT);
+    EXPECT(msrpcast_client_upload(NULL, S("c"), S("/x"), 100, &json, &len),
+           MSRPCAST_ERR_NULL_ARGUMENT);
     EXPECT(msrpcast_client_status(NULL, 1, 100, &json, &len), MSRPCAST_ERR_NULL_ARGUMENT);
     CHECK(msrpcast_client_open(sock, strlen(sock), &c));
     EXPECT(msrpcast_client_join(c, S("c"), S("p"), "", 0, NULL, 0), MSRPCAST_ERR_INVALID_VALUE);
@@ -242,6 +256,17 @@ int main(int argc, char **argv)
     json = NULL;
     /* An unknown delivery is queued and ignored by the engine. */
     CHECK(msrpcast_client_ended(c, 5));
+    /* Upload through the control socket: answered, with the refusal's code and reason. */
+    EXPECT(msrpcast_client_upload(c, S("c"), S("/etc/hostname"), 0, &json, &len),
+           MSRPCAST_ERR_INVALID_VALUE);
+    EXPECT(msrpcast_client_upload(c, S("c"), S("/etc/hostname"), 2000, NULL, &len),
+           MSRPCAST_ERR_NULL_ARGUMENT);
+    EXPECT(msrpcast_client_upload(c, S("nobody-here"), S("/etc/hostname"), 2000, &json, &len),
+           MSRPCAST_ERR_UNKNOWN_CONFERENCE);
+    if (json == NULL || strncmp(json, "{\"error\":\"", 10) != 0 || len != strlen(json))
+        FAIL("upload refusal without its reason: %s", json ? json : "(null)");
+    msrpcast_string_free(json);
+    json = NULL;
 
     busy_socket(dir);
 
@@ -261,6 +286,10 @@ int main(int argc, char **argv)
            MSRPCAST_ERR_UNREACHABLE);
     if (json != NULL)
         FAIL("status written on failure");
+    EXPECT(msrpcast_client_upload(c, S("c"), S("/etc/hostname"), 100, &json, &len),
+           MSRPCAST_ERR_UNREACHABLE);
+    if (json != NULL)
+        FAIL("upload answer written without an answer");
 
     /* Free, set to NULL, free again. */
     msrpcast_engine_free(e);

@@ -77,7 +77,9 @@ enum Command {
     ///
     /// Each participant is reached directly at its MSRP URI (no SDP exchange), e.g. a `msrpcast
     /// receive`. Prints the page's URL as its first line on stdout, then serves until it is
-    /// killed. Stopping: SIGINT or SIGTERM end the process at once (default signal handling).
+    /// killed. SIGHUP re-reads the TLS certificates (--https-cert/--https-key, and tls_cert/
+    /// tls_key/tls_ca with --set msrp_tls=on) for new connections. Stopping: SIGINT or SIGTERM
+    /// end the process at once (default signal handling).
     /// Uploads and deliveries running then are cut off; the spool files they leave are removed
     /// by the next start with the same --spool (stale cleanup).
     #[command(after_help = EXIT_TABLE)]

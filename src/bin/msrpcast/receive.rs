@@ -58,10 +58,16 @@ pub struct ReceiveArgs {
     /// I/O threads of the listener.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
-    /// Misbehave on purpose (tests), e.g. rate=BYTES_PER_S, close-after=BYTES, reply-481,
-    /// never-answer, failure-report; an unknown one is refused with the list of known ones.
+    /// Misbehave on purpose (tests), like a real phone or a broken one: rate=BYTES_PER_S,
+    /// close-after=BYTES, reply-481, never-answer, failure-report, close-after-report,
+    /// report-per-chunk, nagle; several joined by commas (e.g. report-per-chunk,nagle). An
+    /// unknown one is refused with the list of known ones.
     #[arg(long, value_name = "BEHAVIOUR", value_parser = parse_misbehave)]
     misbehave: Option<Misbehave>,
+    /// Largest message accepted (bytes, with --listen): a chunk whose Byte-Range reaches past
+    /// it is refused with 413 before the file grows.
+    #[arg(long, value_name = "BYTES", default_value_t = msrpcast::runtime::receive::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_bytes: u64,
 }
 
 pub fn run(a: ReceiveArgs) -> Result<u8, Fail> {
@@ -93,10 +99,16 @@ pub fn run(a: ReceiveArgs) -> Result<u8, Fail> {
             ReceiveServer::start_via_relay(&uri, &login, &a.session_id, sink, hash, a.misbehave)
                 .map_err(|e| Fail::start(format!("relay {relay}: {e}")))?
         }
-        (None, Some(listen)) => {
-            ReceiveServer::start(listen, &a.session_id, sink, hash, a.misbehave, a.threads)
-                .map_err(|e| Fail::start(format!("cannot listen on {listen}: {e}")))?
-        }
+        (None, Some(listen)) => ReceiveServer::start_limited(
+            listen,
+            &a.session_id,
+            sink,
+            hash,
+            a.misbehave,
+            a.threads,
+            a.max_bytes,
+        )
+        .map_err(|e| Fail::start(format!("cannot listen on {listen}: {e}")))?,
         (None, None) => {
             return Err(Fail::usage(
                 "receive needs --listen HOST:PORT (or --relay MSRP_URI)",

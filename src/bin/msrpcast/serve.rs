@@ -20,6 +20,14 @@ pub struct ServeArgs {
     /// sets an HttpOnly SameSite=Strict cookie.
     #[arg(long, value_name = "T")]
     token: Option<String>,
+    /// PEM certificate chain for HTTPS (http_tls_cert); with --https-key the page and API are
+    /// served over HTTPS only, with Strict-Transport-Security (http_hsts_max_age_s) and a Secure
+    /// login cookie.
+    #[arg(long, value_name = "FILE", requires = "https_key")]
+    https_cert: Option<String>,
+    /// The PEM private key of --https-cert (http_tls_key).
+    #[arg(long, value_name = "FILE", requires = "https_cert")]
+    https_key: Option<String>,
     /// Spool folder for uploads in progress (spool_dir); created with mode 0700 if missing.
     #[arg(long, value_name = "DIR")]
     spool: String,
@@ -45,6 +53,10 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 pub fn run(a: ServeArgs) -> Result<u8, Fail> {
+    // Before any engine or HTTP thread exists, so that they all inherit the blocked SIGHUP and
+    // only the wait below takes it.
+    let hangups = msrpcast::ffi::hangup::Hangups::block()
+        .map_err(|e| Fail::start(format!("blocking SIGHUP: {e}")))?;
     let mut cfg = Config::default();
     let set = |cfg: &mut Config, k: &str, v: &str| {
         cfg.set(k, v).map_err(|e| Fail::usage(format!("{k}: {e}")))
@@ -56,6 +68,10 @@ pub fn run(a: ServeArgs) -> Result<u8, Fail> {
     }
     if let Some(t) = &a.token {
         set(&mut cfg, "http_token", t)?;
+    }
+    if let (Some(c), Some(k)) = (&a.https_cert, &a.https_key) {
+        set(&mut cfg, "http_tls_cert", c)?;
+        set(&mut cfg, "http_tls_key", k)?;
     }
     a.set.apply(&mut cfg)?;
     let mut participants: Vec<(String, String, String)> = Vec::new();
@@ -95,7 +111,8 @@ pub fn run(a: ServeArgs) -> Result<u8, Fail> {
     }
     let server = msrpcast::http::HttpServer::start(engine.clone(), &cfg)
         .map_err(|e| Fail::start(e.to_string()))?;
-    let url = format!("http://{}/", server.local_addr());
+    let scheme = if server.is_https() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/", server.local_addr());
     println!("{url}");
     let mut confs: Vec<&str> = participants.iter().map(|(c, _, _)| c.as_str()).collect();
     confs.dedup();
@@ -107,8 +124,22 @@ pub fn run(a: ServeArgs) -> Result<u8, Fail> {
             "msrpcast: no --token: the page and API need no login and listen on loopback only"
         );
     }
-    // Serve until a signal ends the process (no handler: `unsafe` stays out of the CLI).
+    // Serve until SIGINT or SIGTERM ends the process (default handling); each SIGHUP re-reads
+    // the TLS certificates (a renewed one is used by new connections).
     loop {
-        std::thread::sleep(Duration::from_secs(3600));
+        if let Err(e) = hangups.wait() {
+            return Err(Fail::start(format!("waiting for SIGHUP: {e}")));
+        }
+        match msrpcast::http::reload_tls(&engine, Some(&server)) {
+            Ok(done) => eprintln!(
+                "msrpcast: SIGHUP: certificates reloaded ({})",
+                match (done.msrp, done.https) {
+                    (true, true) => "MSRP and HTTPS",
+                    (true, false) => "MSRP",
+                    _ => "HTTPS",
+                }
+            ),
+            Err(e) => eprintln!("msrpcast: SIGHUP: {e}"),
+        }
     }
 }

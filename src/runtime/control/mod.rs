@@ -81,7 +81,8 @@ pub fn apply(
             },
             &counters.uploads,
         ),
-        Request::Status { .. } => return Ok(()),
+        // Answered by the server, which applies them itself.
+        Request::Status { .. } | Request::Upload { .. } => return Ok(()),
     };
     match &r {
         Ok(()) => {

@@ -16,7 +16,7 @@ use crate::runtime::fault;
 
 use super::apply;
 use super::counters::{status_json, Counters};
-use super::uploads::FileUploads;
+use super::uploads::{FileUploads, UploadFileError};
 use super::wire::{ReplyPart, Request, MAX_MESSAGE_BYTES, REPLY_PART_BYTES};
 
 /// How long the control thread retries a call the engine refused as busy before it drops it.
@@ -212,6 +212,16 @@ fn handle(
         reply_status(sock, from, engine, counters, request, what, out);
         return;
     }
+    if let Request::Upload {
+        request,
+        conference,
+        path,
+    } = req
+    {
+        let (result, json) = upload_answered(engine, counters, uploads, conference, path, stop);
+        reply(sock, from, engine, request, result, &json, out);
+        return;
+    }
     apply_with_backpressure(engine, counters, uploads, &req, stop);
 }
 
@@ -257,6 +267,60 @@ fn apply_with_backpressure(
 const RESULT_OK: u32 = 0;
 const RESULT_INVALID_VALUE: u32 = 1004;
 
+/// UPLOAD: spools the file like UPLOAD_FILE (retrying while the engine is busy, as
+/// [`apply_with_backpressure`] does) and returns the reply: result code and JSON.
+fn upload_answered(
+    engine: &Engine,
+    counters: &Counters,
+    uploads: &FileUploads,
+    conference: &str,
+    path: &str,
+    stop: &AtomicBool,
+) -> (u32, String) {
+    use crate::ffi::result::{engine_code, MSRPCAST_ERR_IO};
+    use crate::http::response::json_escape;
+    let t0 = Instant::now();
+    let r = loop {
+        match uploads.start(engine, conference, Path::new(path)) {
+            Err(UploadFileError::Engine(EngineError::Busy))
+                if t0.elapsed() < BUSY_RETRY && !stop.load(Ordering::Acquire) =>
+            {
+                counters.busy_waits.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            other => break other,
+        }
+    };
+    match r {
+        Ok(id) => {
+            counters.uploads.fetch_add(1, Ordering::Relaxed);
+            engine.logger().info(
+                "control",
+                format_args!("transfer {id}: upload of {path:?} to conference {conference:?}"),
+            );
+            (RESULT_OK, format!("{{\"transfer\":{id}}}"))
+        }
+        Err(e) => {
+            let code = match &e {
+                UploadFileError::Io(_) => MSRPCAST_ERR_IO,
+                UploadFileError::Forbidden(_) => crate::ffi::result::MSRPCAST_ERR_FORBIDDEN,
+                UploadFileError::Engine(x) => engine_code(x),
+            };
+            match &e {
+                UploadFileError::Engine(EngineError::Stopped) => &counters.dropped,
+                _ => &counters.refused,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+            engine.logger().info(
+                "control",
+                format_args!("upload of {path:?} to conference {conference:?} refused: {e}"),
+            );
+            let reason = json_escape(&e.to_string());
+            (code as u32, format!("{{\"error\":\"{reason}\"}}"))
+        }
+    }
+}
+
 fn reply_status(
     sock: &UnixDatagram,
     to: &UnixAddr,
@@ -266,13 +330,26 @@ fn reply_status(
     what: u32,
     out: &mut Vec<u8>,
 ) {
-    if to.is_unnamed() {
-        return;
-    }
     let (result, json) = match status_json(engine, counters, what) {
         Some(j) => (RESULT_OK, j),
         None => (RESULT_INVALID_VALUE, String::new()),
     };
+    reply(sock, to, engine, request, result, &json, out);
+}
+
+/// Sends a reply (STATUS or UPLOAD) in parts of at most [`REPLY_PART_BYTES`].
+fn reply(
+    sock: &UnixDatagram,
+    to: &UnixAddr,
+    engine: &Engine,
+    request: u32,
+    result: u32,
+    json: &str,
+    out: &mut Vec<u8>,
+) {
+    if to.is_unnamed() {
+        return;
+    }
     let bytes = json.as_bytes();
     let parts = bytes.len().div_ceil(REPLY_PART_BYTES).max(1);
     let Ok(parts16) = u16::try_from(parts) else {
@@ -303,6 +380,7 @@ fn reply_status(
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::roster::TransferId;
     use crate::runtime::control::STATUS_CONFERENCES;
     use std::sync::atomic::AtomicU64;
 
@@ -398,6 +476,85 @@ mod tests {
         assert!(path.exists());
         drop(server);
         assert!(!path.exists(), "socket file removed on drop");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// UPLOAD is answered with the transfer id, or with the refusal's code and reason.
+    #[test]
+    fn upload_is_answered_with_the_transfer_id() {
+        let dir = tempdir("upload");
+        let engine = {
+            let mut cfg = Config::default();
+            cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
+                .unwrap();
+            cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
+            cfg.set("io_threads", "1").unwrap();
+            cfg.set("http_enabled", "no").unwrap();
+            cfg.set("upload_dir", dir.to_str().unwrap()).unwrap();
+            Arc::new(Engine::start(cfg).unwrap())
+        };
+        let path = dir.join("control.sock");
+        let server = ControlServer::start(&path, engine.clone()).unwrap();
+        engine
+            .join("room", "alice", "sip:alice@127.0.0.1:9", None)
+            .unwrap();
+        assert!(wait_for(|| engine.roster().conference("room").is_some()));
+        let file = dir.join("notes.txt");
+        fs::write(&file, b"hello").unwrap();
+        let asker = UnixDatagram::bind_addr(
+            &<UnixAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(format!(
+                "msrpcast-test-upload-{}",
+                std::process::id()
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        asker
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let ask = |request: u32, conference: &str, p: &Path| {
+            let mut buf = Vec::new();
+            Request::Upload {
+                request,
+                conference,
+                path: p.to_str().unwrap(),
+            }
+            .encode(&mut buf)
+            .unwrap();
+            asker.send_to(&buf, &path).unwrap();
+            let mut rbuf = vec![0u8; MAX_MESSAGE_BYTES];
+            let n = asker.recv(&mut rbuf).unwrap();
+            let part = ReplyPart::decode(&rbuf[..n]).unwrap();
+            assert_eq!((part.request, part.part, part.parts), (request, 0, 1));
+            (
+                part.result,
+                String::from_utf8(part.payload.to_vec()).unwrap(),
+            )
+        };
+        let (result, json) = ask(1, "room", &file);
+        assert_eq!(result, RESULT_OK, "{json}");
+        let id: u64 = json
+            .strip_prefix("{\"transfer\":")
+            .and_then(|r| r.strip_suffix('}'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{json}"));
+        let t = engine.roster().transfer(TransferId(id)).expect("transfer");
+        assert_eq!(
+            (t.conference.as_str(), t.name.as_str()),
+            ("room", "notes.txt")
+        );
+        assert_eq!(server.counters().snapshot().uploads, 1);
+        let (result, json) = ask(2, "nobody", &file);
+        assert_eq!(result, 2007, "MSRPCAST_ERR_UNKNOWN_CONFERENCE: {json}");
+        assert!(json.starts_with("{\"error\":\""), "{json}");
+        let (result, json) = ask(3, "room", &dir.join("missing"));
+        assert_eq!(result, 3000, "MSRPCAST_ERR_IO: {json}");
+        assert!(json.contains("missing"), "{json}");
+        let (result, json) = ask(4, "room", Path::new("/etc/hostname"));
+        assert_eq!(result, 2008, "MSRPCAST_ERR_FORBIDDEN: {json}");
+        assert!(json.contains("outside upload_dir"), "{json}");
+        assert_eq!(server.counters().snapshot().refused, 3);
+        drop(server);
         fs::remove_dir_all(&dir).unwrap();
     }
 

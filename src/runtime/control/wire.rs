@@ -15,10 +15,11 @@
 //! 6 CANCEL      transfer:u64
 //! 7 STATUS      request:u32 what:u32            (answered, see below)
 //! 8 UPLOAD_FILE conference:string path:string   (spools a local file; see FileUploads)
+//! 9 UPLOAD      request:u32 conference:string path:string   (as UPLOAD_FILE, answered)
 //! ```
 //!
 //! A datagram with trailing bytes, a short field, bad UTF-8, an unknown version or op is counted
-//! as malformed and dropped. Only STATUS is answered: the reply goes by `sendto` to the
+//! as malformed and dropped. STATUS and UPLOAD are answered: the reply goes by `sendto` to the
 //! requester's own (autobound) address, split into parts of at most [`REPLY_PART_BYTES`]:
 //!
 //! ```text
@@ -26,7 +27,10 @@
 //! ```
 //!
 //! `result` is a C ABI result code (0 = OK); the payloads of parts `0..parts` concatenated are
-//! the JSON text. `what` is 1 conferences, 2 transfers, 3 both, 4 the control counters.
+//! the JSON text. `what` is 1 conferences, 2 transfers, 3 both, 4 the control counters. The
+//! reply to UPLOAD is one part: `{"transfer":<id>}` with result 0, or `{"error":"<reason>"}`
+//! with the result code of the refusal (e.g. `MSRPCAST_ERR_UNKNOWN_CONFERENCE`, `MSRPCAST_ERR_IO`
+//! for a file the engine cannot read).
 
 /// Largest request datagram.
 pub const MAX_MESSAGE_BYTES: usize = 65_536;
@@ -43,6 +47,7 @@ pub const OP_ENDED: u8 = 5;
 pub const OP_CANCEL: u8 = 6;
 pub const OP_STATUS: u8 = 7;
 pub const OP_UPLOAD_FILE: u8 = 8;
+pub const OP_UPLOAD: u8 = 9;
 pub const OP_STATUS_REPLY: u8 = 0x87;
 
 /// `what` of a status request.
@@ -83,6 +88,12 @@ pub enum Request<'a> {
         what: u32,
     },
     UploadFile {
+        conference: &'a str,
+        path: &'a str,
+    },
+    /// UPLOAD_FILE with an answer (the transfer id) to the requester.
+    Upload {
+        request: u32,
         conference: &'a str,
         path: &'a str,
     },
@@ -233,6 +244,16 @@ impl<'a> Request<'a> {
                 put_str(out, conference)?;
                 put_str(out, path)?;
             }
+            Request::Upload {
+                request,
+                conference,
+                path,
+            } => {
+                out.push(OP_UPLOAD);
+                out.extend_from_slice(&request.to_le_bytes());
+                put_str(out, conference)?;
+                put_str(out, path)?;
+            }
         }
         if out.len() > MAX_MESSAGE_BYTES {
             return Err(WireError::TooLong);
@@ -282,6 +303,11 @@ impl<'a> Request<'a> {
                 what: r.u32()?,
             },
             OP_UPLOAD_FILE => Request::UploadFile {
+                conference: r.str()?,
+                path: r.str()?,
+            },
+            OP_UPLOAD => Request::Upload {
+                request: r.u32()?,
                 conference: r.str()?,
                 path: r.str()?,
             },
@@ -376,6 +402,11 @@ mod tests {
             Request::UploadFile {
                 conference: "conf",
                 path: "/tmp/x",
+            },
+            Request::Upload {
+                request: 9,
+                conference: "conf",
+                path: "/tmp/ä",
             },
         ]
     }

@@ -27,10 +27,11 @@ use crate::roster::{
     DeliveryId, DeliveryState, Joined, Left, Limits as RosterLimits, Roster, TransferId,
     TransferSnapshot, TransferState,
 };
-use crate::runtime::delivery::{Outcome as DeliveryOutcome, Progress, PHASE_SENDING};
+use crate::runtime::delivery::{DeliveryOutcome, Progress, PHASE_SENDING};
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::spool::{SpoolFile, SpoolState};
 use crate::sdp;
+use crate::tls::Tls;
 
 use super::Signal;
 
@@ -95,6 +96,15 @@ pub(super) struct Attach {
     pub peer_path: Bytes,
     /// The first frame the participant sent on a connection it opened.
     pub first: Option<Message>,
+    /// TLS on a connection we opened: the name its certificate is checked against (the first
+    /// URI's host) and the answer's fingerprints. `None`: plain.
+    pub tls: Option<TlsTarget>,
+}
+
+/// Who the TLS peer of a delivery we connect must prove to be.
+pub(super) struct TlsTarget {
+    pub host: Host,
+    pub fingerprints: Vec<crate::tls::Fingerprint>,
 }
 
 /// The SIP side of one delivery.
@@ -130,13 +140,19 @@ struct Live {
     on_io: bool,
     /// Waiting for the participant to connect (it answered `a=setup:active`).
     accept_deadline: Option<Instant>,
-    /// Waiting for name resolution and the start of an outgoing connection.
-    dial_deadline: Option<Instant>,
+    /// The connection must be TLS (the answer or the direct URI said so), with the answer's
+    /// `a=fingerprint`s for `tls_verify = fingerprint`.
+    tls: Option<Vec<crate::tls::Fingerprint>>,
+    /// The host a participant that connects to us over TLS must prove to be (its path URI's).
+    tls_host: Option<Host>,
+    /// Waiting for name resolution and the start of an outgoing connection, and the reason
+    /// it fails with when that takes too long.
+    dialing: Option<(Instant, String)>,
 }
 
 impl Live {
-    /// The earliest deadline of this delivery, with the code and reason it fails with then.
-    fn deadline(&self) -> Option<(Instant, &'static str)> {
+    /// The earliest deadline of this delivery, with the reason it fails with then.
+    fn deadline(&self) -> Option<(Instant, &str)> {
         if self.on_io {
             return None;
         }
@@ -146,8 +162,7 @@ impl Live {
         if let Some(d) = self.accept_deadline {
             return Some((d, "the participant never connected"));
         }
-        self.dial_deadline
-            .map(|d| (d, "no address for the participant's MSRP host in time"))
+        self.dialing.as_ref().map(|(d, r)| (*d, r.as_str()))
     }
 }
 
@@ -165,6 +180,8 @@ pub(super) struct Core {
     advertise_host: String,
     advertise_port: u16,
     actions: VecDeque<Action>,
+    /// MSRP TLS (`msrp_tls`): our certificate and the peer verification; `None` when off.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Core {
@@ -189,7 +206,22 @@ impl Core {
             advertise_host,
             advertise_port,
             actions: VecDeque::new(),
+            tls: None,
         })
+    }
+
+    /// MSRP TLS for offers and answers (`msrp_tls`); `None` (the default) is off.
+    pub fn set_tls(&mut self, tls: Option<Arc<Tls>>) {
+        self.tls = tls;
+    }
+
+    /// What this engine can do for an answer that asks for TLS.
+    fn tls_capability(&self) -> sdp::TlsCapability {
+        match &self.tls {
+            None => sdp::TlsCapability::Off,
+            Some(t) if t.has_certificate() => sdp::TlsCapability::Full,
+            Some(_) => sdp::TlsCapability::ClientOnly,
+        }
     }
 
     /// The next thing for the driver to do.
@@ -299,6 +331,7 @@ impl Core {
             return;
         };
         l.sip = Sip::Answered;
+        let transfer = l.transfer;
         let answer = match sdp::parse_answer_with(body, self.cfg.max_path_uris) {
             Ok(a) => a,
             Err(e) => {
@@ -306,14 +339,41 @@ impl Core {
                 return;
             }
         };
+        // Direction, a=max-size and TLS are settled here, before any socket exists: a refused
+        // answer never sees a byte, in clear or otherwise.
+        if let Err(refusal) =
+            answer.check_delivery(self.known_size(transfer), self.tls_capability())
+        {
+            self.fail(d, Some(488), refusal.to_string());
+            return;
+        }
+        if !answer.transport_consistent() {
+            self.log(
+                Level::Info,
+                format_args!(
+                    "delivery {d}: the answer mixes TLS and plain in its m= line and a=path; \
+                     treated as TLS"
+                ),
+            );
+        }
+        let Some(l) = self.live.get_mut(&d) else {
+            return;
+        };
+        if answer.requires_tls() {
+            l.tls = Some(answer.fingerprints.clone());
+            l.tls_host = Some(answer.peer.host.clone());
+        }
+        if answer.setup == sdp::Setup::Active {
+            // The participant connects to us; its first frame names our session (known to the
+            // listener before the status says `connecting`).
+            l.accept_deadline = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
+            self.awaited.lock().insert(l.session_id.clone(), d);
+        }
         let _ = self
             .shared
             .roster
             .set_delivery_state(d, DeliveryState::Connecting);
         if answer.setup == sdp::Setup::Active {
-            // The participant connects to us; its first frame names our session.
-            l.accept_deadline = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
-            self.awaited.lock().insert(l.session_id.clone(), d);
             return;
         }
         self.dial(d, answer.path, now);
@@ -432,7 +492,7 @@ impl Core {
         now: Instant,
     ) -> Option<Attach> {
         let l = self.live.get_mut(&d)?;
-        l.dial_deadline = None;
+        l.dialing = None;
         let mut l_uri = l.local_uri.clone();
         // Our From-Path must name our end of the connection: relays (Kamailio's msrp.so) send
         // REPORTs back to the host:port of our URI. When the listen port could not be used (a
@@ -447,6 +507,12 @@ impl Core {
         self.attach(d, true, to_path, l_uri, None, now)
     }
 
+    /// Whether delivery `d` still waits for its outgoing connection (a resolution finishing
+    /// after the deadline is not worth a connection).
+    pub fn dialing(&self, d: DeliveryId) -> bool {
+        self.live.get(&d).is_some_and(|l| l.dialing.is_some())
+    }
+
     /// Name resolution or the connection attempt failed.
     pub fn handle_dial_failed(&mut self, d: DeliveryId, reason: String) {
         if self.live.contains_key(&d) {
@@ -456,15 +522,41 @@ impl Core {
 
     /// The participant connected to us and its first frame named this delivery's session.
     /// `None` when the delivery ended meanwhile: the driver closes the socket.
+    /// `tls`: the connection's TLS stream when it is TLS; it is checked here against the answer
+    /// (its host, its `a=fingerprint`) before anything is sent on it.
     pub fn handle_accepted(
         &mut self,
         d: DeliveryId,
         first: Message,
+        tls: Option<&crate::tls::TlsStream>,
         now: Instant,
     ) -> Option<Attach> {
         let l = self.live.get(&d)?;
         // The listener took the session out already; one connection per session.
         self.awaited.lock().remove(&l.session_id);
+        if let Some(fingerprints) = l.tls.clone() {
+            let Some(stream) = tls else {
+                self.fail(
+                    d,
+                    None,
+                    "the participant connected without TLS although its answer asked for msrps"
+                        .into(),
+                );
+                return None;
+            };
+            let host = l.tls_host.clone();
+            let checked = match (&self.tls, host) {
+                (Some(ours), Some(host)) => ours.check_accepted(stream, &host, &fingerprints),
+                _ => Err(crate::tls::TlsError::NotConfigured {
+                    what: "msrp_tls is off",
+                }),
+            };
+            if let Err(e) = checked {
+                self.fail(d, None, format!("TLS: {e}"));
+                return None;
+            }
+        }
+        let l = self.live.get(&d)?;
         // The peer's From-Path is our To-Path (RFC 4975 §7.2).
         let to_path: Vec<Uri> = first.from_path.clone();
         let l_uri = l.local_uri.clone();
@@ -520,17 +612,16 @@ impl Core {
 
     /// Time passed: deliveries past their deadline fail; progress is copied to the roster.
     pub fn handle_tick(&mut self, now: Instant) {
-        let expired: Vec<(DeliveryId, &'static str)> = self
+        let expired: Vec<(DeliveryId, String)> = self
             .live
             .iter()
             .filter_map(|(d, l)| {
-                l.deadline()
-                    .filter(|(t, _)| now >= *t)
-                    .map(|(_, r)| (*d, r))
+                let (t, reason) = l.deadline()?;
+                (now >= t).then(|| (*d, reason.to_owned()))
             })
             .collect();
         for (d, reason) in expired {
-            self.fail(d, Some(408), reason.into());
+            self.fail(d, Some(408), reason);
         }
         self.publish_progress();
         self.prune_forgotten();
@@ -618,10 +709,12 @@ impl Core {
         }
     }
 
-    fn local_uri(&mut self) -> (Bytes, Uri) {
+    /// A new session id and our URI for it (`msrps` when the session is to be TLS).
+    fn local_uri(&mut self, secure: bool) -> (Bytes, Uri) {
         let session_id = self.ids.session_id();
         let text = format!(
-            "msrp://{}:{}/{};tcp",
+            "{}://{}:{}/{};tcp",
+            if secure { "msrps" } else { "msrp" },
             self.advertise_host,
             self.advertise_port,
             String::from_utf8_lossy(&session_id)
@@ -629,7 +722,7 @@ impl Core {
         let uri = match Uri::parse_slice(text.as_bytes()) {
             Ok(u) => u,
             Err(_) => Uri {
-                secure: false,
+                secure,
                 userinfo: None,
                 host: Host::Name(Bytes::from(self.advertise_host.clone())),
                 port: Some(self.advertise_port),
@@ -657,9 +750,13 @@ impl Core {
         let Some(t) = self.shared.roster.transfer(transfer) else {
             return;
         };
-        let (session_id, local_uri) = self.local_uri();
         let key = (t.conference.clone(), participant.to_string());
         let direct = self.direct.get(&key).cloned();
+        let secure = match &direct {
+            Some(path) => path.first().is_some_and(|u| u.secure),
+            None => self.cfg.msrp_tls && self.tls.is_some(),
+        };
+        let (session_id, local_uri) = self.local_uri(secure);
         let sip = match direct {
             Some(_) => Sip::Direct,
             None => Sip::Offered {
@@ -677,11 +774,17 @@ impl Core {
                 progress: Arc::new(Progress::default()),
                 on_io: false,
                 accept_deadline: None,
-                dial_deadline: None,
+                tls: None,
+                tls_host: None,
+                dialing: None,
             },
         );
         match direct {
             Some(uri) => {
+                if let Some(l) = self.live.get_mut(&d) {
+                    // A direct msrps URI: TLS with `host` verification (no SDP, no fingerprint).
+                    l.tls = uri.first().filter(|u| u.secure).map(|_| Vec::new());
+                }
                 let _ = self
                     .shared
                     .roster
@@ -761,7 +864,28 @@ impl Core {
             accept_types: self.cfg.accept_types.clone(),
             max_size: None,
         };
-        sdp::build_offer(&params, &offer)
+        match &self.tls {
+            Some(tls) if self.cfg.msrp_tls => {
+                sdp::build_offer_tls(&params, &offer, tls.fingerprint().as_ref())
+            }
+            _ => sdp::build_offer(&params, &offer),
+        }
+    }
+
+    /// The file's size when known: complete in the spool, else as declared by the upload.
+    fn known_size(&self, transfer: TransferId) -> Option<u64> {
+        if let Some(SpoolState::Complete { size, .. }) =
+            self.files.get(&transfer).map(|f| f.state())
+        {
+            return Some(size);
+        }
+        self.shared
+            .roster
+            .transfer(transfer)
+            .and_then(|t| match t.state {
+                TransferState::Complete { .. } => Some(t.size),
+                _ => t.declared_size,
+            })
     }
 
     /// Asks the driver to connect to `to_path`'s first URI, within `connect_timeout_ms`.
@@ -770,8 +894,22 @@ impl Core {
             self.fail(d, None, "empty MSRP path".into());
             return;
         }
+        let tls_asked = to_path[0].secure || self.live.get(&d).is_some_and(|l| l.tls.is_some());
+        if tls_asked && self.tls.is_none() {
+            self.fail(
+                d,
+                None,
+                format!(
+                    "{} is msrps but TLS is not configured (msrp_tls)",
+                    to_path[0]
+                ),
+            );
+            return;
+        }
         if let Some(l) = self.live.get_mut(&d) {
-            l.dial_deadline = Some(now + Duration::from_millis(self.cfg.connect_timeout_ms));
+            let ms = self.cfg.connect_timeout_ms;
+            let reason = format!("no connection to {} within {ms} ms", to_path[0]);
+            l.dialing = Some((now + Duration::from_millis(ms), reason));
         }
         self.actions.push_back(Action::Dial {
             delivery: d,
@@ -789,10 +927,12 @@ impl Core {
         let cfg = SenderConfig {
             chunk_bytes: usize::try_from(self.cfg.chunk_bytes).unwrap_or(usize::MAX),
             window_bytes: self.cfg.window_bytes,
+            max_window_bytes: self.cfg.max_window_bytes,
             transaction_timeout: Duration::from_millis(self.cfg.transaction_timeout_ms),
             report_timeout: Duration::from_millis(self.cfg.report_timeout_ms),
             success_report: self.cfg.success_report,
             bind_with_empty_send: self.cfg.bind_empty_send,
+            max_report_ranges: self.cfg.msrp_max_report_ranges,
             ..SenderConfig::default()
         };
         let transfer = self.shared.roster.transfer(t);
@@ -836,6 +976,13 @@ impl Core {
         let sender = self.sender_for(&l_uri, to_path, transfer, now);
         let l = self.live.get_mut(&d)?;
         l.on_io = true;
+        let tls = match (&l.tls, to_path.first()) {
+            (Some(fingerprints), Some(peer)) if connecting => Some(TlsTarget {
+                host: peer.host.clone(),
+                fingerprints: fingerprints.clone(),
+            }),
+            _ => None,
+        };
         Some(Attach {
             delivery: d,
             connecting,
@@ -845,6 +992,7 @@ impl Core {
             local_path: writer::render_path(std::slice::from_ref(&l_uri)),
             peer_path: writer::render_path(to_path),
             first,
+            tls,
         })
     }
 }
@@ -1099,7 +1247,7 @@ mod tests {
               Byte-Range: 1-0/0\r\n-------tx0001$\r\n",
         );
         let first = dec.next().unwrap().unwrap();
-        let a = f.core.handle_accepted(d1, first, f.at(200)).unwrap();
+        let a = f.core.handle_accepted(d1, first, None, f.at(200)).unwrap();
         assert!(!a.connecting && a.first.is_some());
         assert_eq!(&a.peer_path[..], b"msrp://127.0.0.1:7001/p;tcp");
 
@@ -1320,11 +1468,10 @@ mod tests {
         );
         assert!(matches!(
             f.state(d),
-            DeliveryState::Failed {
-                code: Some(408),
-                ..
-            }
+            DeliveryState::Failed { code: Some(408), ref reason }
+                if reason == "no connection to msrp://127.0.0.1:7000/peer1;tcp within 10000 ms"
         ));
+        assert!(!f.core.dialing(d));
         assert!(f
             .core
             .handle_dialed(d, &to_path, None, f.at(CONNECT_MS + 1))

@@ -2,7 +2,9 @@
 //! the delivery outcomes and the clock, and carries out its [`Action`]s with the I/O pool, the
 //! spool, the host's signal queue and the network.
 
+use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,20 +12,25 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::config::Config;
 use crate::msrp::parser::FrameDecoder;
-use crate::msrp::{Message, Uri};
+use crate::msrp::{Host, Message, Uri};
 use crate::roster::{DeliveryId, TransferId};
-use crate::runtime::delivery::{DeliveryConn, DeliveryParts, Outcome, OutcomeSink};
+use crate::runtime::delivery::{DeliveryConn, DeliveryOutcome, DeliveryParts, OutcomeSink};
 use crate::runtime::fault::{self, Guarded};
 use crate::runtime::io::{Command, IoPool};
 use crate::runtime::log::Logger;
 use crate::runtime::net;
 use crate::runtime::spool::{Spool, SpoolFile};
+use crate::tls::{TlsStream, Transport};
 
 use super::core::{Action, Attach, Core};
 use super::{NotifySlot, Signal};
 
 /// How often the roster gets the deliveries' progress when no deadline comes sooner.
 const TICK: Duration = Duration::from_millis(200);
+
+/// Turns an MSRP URI's host and port into an address; may block (the system resolver). The
+/// engine uses [`net::resolve`]; tests inject resolvers that never answer.
+pub(crate) type Resolve = Arc<dyn Fn(&Uri) -> io::Result<SocketAddr> + Send + Sync>;
 
 /// A request for the core thread.
 pub(super) enum Cmd {
@@ -61,10 +68,16 @@ pub(super) enum Cmd {
     Cancel {
         transfer: TransferId,
     },
+    /// A name resolution started by [`Driver::dial`] finished.
+    Resolved {
+        delivery: DeliveryId,
+        to_path: Vec<Uri>,
+        result: Result<SocketAddr, String>,
+    },
     /// An accepted connection whose first frame named a session we wait for.
     Accepted {
         delivery: DeliveryId,
-        stream: mio::net::TcpStream,
+        stream: Transport,
         decoder: Box<FrameDecoder>,
         first: Box<Message>,
     },
@@ -90,6 +103,9 @@ impl Cmd {
             Cmd::NewTransfer { transfer, .. } => format!("new transfer {transfer}"),
             Cmd::UploadEnded { transfer } => format!("the end of the upload of {transfer}"),
             Cmd::Cancel { transfer } => format!("the cancel of transfer {transfer}"),
+            Cmd::Resolved { delivery, .. } => {
+                format!("the name resolution of delivery {delivery}")
+            }
             Cmd::Accepted { delivery, .. } => format!("the connection of delivery {delivery}"),
             Cmd::Stop => "stop".to_owned(),
         }
@@ -107,11 +123,27 @@ pub(super) struct Driver {
     pub outcomes: OutcomeSink,
     pub msrp_addr: SocketAddr,
     pub logger: Logger,
+    /// Where resolution results go: the core thread's own queue.
+    pub tx: Sender<Cmd>,
+    pub resolve: Resolve,
+    /// Name resolutions running (each on its own thread), at most `max_name_lookups`.
+    pub lookups: Arc<AtomicUsize>,
+    /// MSRP TLS (`msrp_tls`); `None` when off.
+    pub tls: Option<Arc<crate::tls::Tls>>,
+}
+
+/// One running name resolution, counted until its thread ends.
+struct Lookup(Arc<AtomicUsize>);
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Driver {
     /// Runs until [`Cmd::Stop`] or until every request sender is gone.
-    pub fn run(mut self, rx: Receiver<Cmd>, outcomes: Receiver<(u64, Outcome)>) {
+    pub fn run(mut self, rx: Receiver<Cmd>, outcomes: Receiver<(u64, DeliveryOutcome)>) {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let wake = self
@@ -181,13 +213,21 @@ impl Driver {
             Cmd::NewTransfer { transfer, file } => core.handle_new_transfer(transfer, file, now),
             Cmd::UploadEnded { transfer } => core.handle_upload_ended(transfer),
             Cmd::Cancel { transfer } => core.handle_cancel(transfer),
+            Cmd::Resolved {
+                delivery,
+                to_path,
+                result,
+            } => match result {
+                Ok(peer) => self.connect_to(delivery, &to_path, peer),
+                Err(reason) => core.handle_dial_failed(delivery, reason),
+            },
             Cmd::Accepted {
                 delivery,
                 stream,
                 decoder,
                 first,
             } => {
-                if let Some(a) = core.handle_accepted(delivery, *first, now) {
+                if let Some(a) = core.handle_accepted(delivery, *first, stream.tls(), now) {
                     self.attach(a, stream, *decoder);
                 }
             }
@@ -208,30 +248,76 @@ impl Driver {
                 Action::Abort { delivery, reason } => self
                     .io
                     .command(delivery.0, Command::Abort { reason, code: 0 }),
-                Action::Dial { delivery, to_path } => self.dial(delivery, &to_path),
+                Action::Dial { delivery, to_path } => self.dial(delivery, to_path),
                 Action::Unspool(f) => self.spool.remove(&f),
             }
         }
     }
 
-    fn dial(&mut self, d: DeliveryId, to_path: &[Uri]) {
+    /// Connects to the first URI of `to_path`: at once for an IP address, after a name
+    /// resolution on a thread of its own for a name, so a name server that never answers does
+    /// not hold up the core (the core's deadline fails the delivery).
+    fn dial(&mut self, d: DeliveryId, to_path: Vec<Uri>) {
         let Some(first) = to_path.first() else {
             self.core.handle_dial_failed(d, "empty MSRP path".into());
             return;
         };
-        let peer = match net::resolve(first) {
-            Ok(a) => a,
-            Err(e) => {
-                self.core
-                    .handle_dial_failed(d, format!("cannot resolve {first}: {e}"));
-                return;
+        if !matches!(first.host, Host::Name(_)) {
+            match net::resolve(first) {
+                Ok(peer) => self.connect_to(d, &to_path, peer),
+                Err(e) => self
+                    .core
+                    .handle_dial_failed(d, format!("cannot resolve {first}: {e}")),
             }
-        };
+            return;
+        }
+        if let Err(reason) = self.resolve_later(d, to_path) {
+            self.core.handle_dial_failed(d, reason);
+        }
+    }
+
+    fn resolve_later(&self, delivery: DeliveryId, to_path: Vec<Uri>) -> Result<(), String> {
+        let max = self.cfg.max_name_lookups;
+        let taken = self
+            .lookups
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            return Err(format!(
+                "{max} name resolutions already running (max_name_lookups)"
+            ));
+        }
+        let lookup = Lookup(self.lookups.clone());
+        let (resolve, tx) = (self.resolve.clone(), self.tx.clone());
+        std::thread::Builder::new()
+            .name("msrpcast-resolve".into())
+            .spawn(move || {
+                let _lookup = lookup;
+                let first = &to_path[0];
+                let result = resolve(first).map_err(|e| format!("cannot resolve {first}: {e}"));
+                // Fails only when the engine stopped meanwhile.
+                let _ = tx.send(Cmd::Resolved {
+                    delivery,
+                    to_path,
+                    result,
+                });
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start a name resolution: {e}"))
+    }
+
+    /// Starts the connection of a delivery the core still dials.
+    fn connect_to(&mut self, d: DeliveryId, to_path: &[Uri], peer: SocketAddr) {
+        if !self.core.dialing(d) {
+            return;
+        }
         match self.connect(peer) {
             Ok(stream) => {
                 let local = stream.local_addr().ok();
                 if let Some(a) = self.core.handle_dialed(d, to_path, local, Instant::now()) {
-                    self.attach(a, stream, FrameDecoder::new(Default::default()));
+                    self.attach_dialed(a, stream);
                 }
             }
             Err(e) => self
@@ -252,8 +338,53 @@ impl Driver {
         net::connect(peer, None)
     }
 
+    /// The connection's transport: TLS towards `a.tls` (handshake by `connect_timeout_ms` +
+    /// `tls_handshake_timeout_ms` from now, on the I/O thread), else plain.
+    fn transport(
+        &self,
+        a: &Attach,
+        stream: mio::net::TcpStream,
+        now: Instant,
+    ) -> Result<Transport, crate::tls::TlsError> {
+        let Some(target) = &a.tls else {
+            return Ok(Transport::Plain(stream));
+        };
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or(crate::tls::TlsError::NotConfigured {
+                what: "msrp_tls is off",
+            })?;
+        let name = crate::tls::config::server_name(&target.host)?;
+        let config = tls.client_config(&target.fingerprints)?;
+        let deadline = now
+            + Duration::from_millis(self.cfg.connect_timeout_ms)
+            + Duration::from_millis(self.cfg.tls_handshake_timeout_ms);
+        Ok(Transport::Tls(Box::new(TlsStream::connect(
+            stream, config, name, deadline,
+        )?)))
+    }
+
+    /// A connection we opened: plain or TLS as the delivery asks, then on the I/O pool.
+    fn attach_dialed(&self, a: Attach, stream: mio::net::TcpStream) {
+        match self.transport(&a, stream, Instant::now()) {
+            Ok(t) => self.attach(a, t, FrameDecoder::new(Default::default())),
+            Err(e) => {
+                // Nothing was written: the core hears of it like any other outcome.
+                let _ = self.outcomes.send((
+                    a.delivery.0,
+                    DeliveryOutcome::Failed {
+                        code: None,
+                        reason: format!("TLS: {e}"),
+                    },
+                ));
+            }
+        }
+    }
+
     /// Puts a delivery connection on the I/O pool.
-    fn attach(&self, a: Attach, stream: mio::net::TcpStream, decoder: FrameDecoder) {
+    fn attach(&self, a: Attach, stream: Transport, decoder: FrameDecoder) {
+        let now = Instant::now();
         let waker = self.io.waker();
         let subscription = a.file.subscribe(Arc::new(move || waker.wake()));
         let parts = DeliveryParts {
@@ -269,8 +400,9 @@ impl Driver {
             sink: self.outcomes.clone(),
             local_path: a.local_path,
             peer_path: a.peer_path,
+            max_owed_responses: self.cfg.msrp_max_owed_responses,
+            owed_timeout: Duration::from_millis(self.cfg.transaction_timeout_ms),
         };
-        let now = Instant::now();
         let mut conn = DeliveryConn::new(parts, now);
         if let Some(first) = a.first {
             conn.accept_first(first, now);

@@ -14,6 +14,7 @@ use crate::roster::DeliveryId;
 use crate::runtime::fault::{self, Guarded};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::log::{Level, Logger};
+use crate::tls::{first_bytes, FirstBytes, Tls, TlsStream, Transport};
 
 use super::core::Awaited;
 use super::driver::Cmd;
@@ -32,6 +33,10 @@ pub(super) struct Listener {
     pub pending: Arc<AtomicUsize>,
     /// Refusing connections since the last one accepted (logged once per run of refusals).
     pub refusing: bool,
+    /// MSRP TLS (`msrp_tls`): a connection that starts with a TLS handshake is served with it;
+    /// `None`: such a connection is closed.
+    pub tls: Option<Arc<Tls>>,
+    pub handshake_timeout: Duration,
 }
 
 /// How long an accepted connection may take to send its first frame.
@@ -64,7 +69,8 @@ impl Listener {
             self.logger.warn(
                 "engine",
                 format_args!(
-                    "MSRP connection from {peer} closed: {} connections already wait for their                      first frame (msrp_max_pending); further refusals are not logged",
+                    "MSRP connection from {peer} closed: {} connections already wait for their \
+                     first frame (msrp_max_pending); further refusals are not logged",
                     self.max_pending
                 ),
             );
@@ -93,7 +99,10 @@ impl Handler for Listener {
                     let _ = stream.set_nodelay(true);
                     ctx.add(Guarded::new(
                         Box::new(Pending {
-                            stream: Some(stream),
+                            stream: Some(Transport::Plain(stream)),
+                            classified: false,
+                            tls: self.tls.clone(),
+                            handshake_timeout: self.handshake_timeout,
                             handoff: None,
                             peer,
                             decoder: FrameDecoder::new(Default::default()),
@@ -138,7 +147,11 @@ impl Handler for Listener {
 
 /// An accepted connection before its session is known.
 struct Pending {
-    stream: Option<mio::net::TcpStream>,
+    stream: Option<Transport>,
+    /// The first bytes told TLS from plain MSRP.
+    classified: bool,
+    tls: Option<Arc<Tls>>,
+    handshake_timeout: Duration,
     handoff: Option<(DeliveryId, Message)>,
     peer: SocketAddr,
     decoder: FrameDecoder,
@@ -155,7 +168,7 @@ struct Pending {
 impl Handler for Pending {
     fn register(&mut self, registry: &mio::Registry, token: mio::Token) -> std::io::Result<()> {
         match self.stream.as_mut() {
-            Some(s) => registry.register(s, token, mio::Interest::READABLE),
+            Some(s) => registry.register(s.socket_mut(), token, mio::Interest::READABLE),
             None => Ok(()),
         }
     }
@@ -164,7 +177,7 @@ impl Handler for Pending {
         let Some(mut stream) = self.stream.take() else {
             return;
         };
-        let _ = registry.deregister(&mut stream);
+        let _ = registry.deregister(stream.socket_mut());
         if let Some((delivery, first)) = self.handoff.take() {
             let decoder =
                 std::mem::replace(&mut self.decoder, FrameDecoder::new(Default::default()));
@@ -177,10 +190,30 @@ impl Handler for Pending {
         }
     }
 
-    fn on_ready(&mut self, _: Instant, readable: bool, _: bool, _: &mut Ctx) -> Flow {
+    fn on_ready(&mut self, now: Instant, readable: bool, _: bool, _: &mut Ctx) -> Flow {
         use std::io::Read;
-        if !readable {
+        if !readable && !self.stream.as_ref().is_some_and(Transport::is_tls) {
             return Flow::Continue;
+        }
+        if !self.classified {
+            match self.classify(now) {
+                Some(flow) => return flow,
+                None => self.classified = true,
+            }
+        }
+        if let Some(s) = self.stream.as_mut() {
+            match s.handshake(now) {
+                Ok(true) => {}
+                Ok(false) => return Flow::Continue,
+                Err(e) => {
+                    self.logger.log(
+                        Level::Warn,
+                        "engine",
+                        format_args!("MSRP TLS connection from {}: {e}", self.peer),
+                    );
+                    return Flow::Close;
+                }
+            }
         }
         let mut buf = [0u8; 8192];
         loop {
@@ -230,10 +263,17 @@ impl Handler for Pending {
 
     fn on_tick(&mut self, now: Instant, _: &mut Ctx) -> Flow {
         if now >= self.deadline {
-            Flow::Close
-        } else {
-            Flow::Continue
+            return Flow::Close;
         }
+        if let Some(Err(e)) = self.stream.as_mut().map(|s| s.check_deadline(now)) {
+            self.logger.log(
+                Level::Warn,
+                "engine",
+                format_args!("MSRP TLS connection from {}: {e}", self.peer),
+            );
+            return Flow::Close;
+        }
+        Flow::Continue
     }
 
     fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
@@ -242,6 +282,64 @@ impl Handler for Pending {
 }
 
 impl Pending {
+    /// Peeks at the first bytes: a TLS handshake makes this a TLS server connection (closed
+    /// when TLS is off), anything else stays plain. `Some(flow)` to return now (need more
+    /// bytes, or close); `None` when classified.
+    fn classify(&mut self, now: Instant) -> Option<Flow> {
+        let Some(Transport::Plain(sock)) = self.stream.as_ref() else {
+            return None;
+        };
+        let mut peeked = [0u8; 2];
+        let n = match sock.peek(&mut peeked) {
+            Ok(0) => return Some(Flow::Close),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(Flow::Continue),
+            Err(_) => return Some(Flow::Close),
+        };
+        match first_bytes(&peeked[..n]) {
+            FirstBytes::NeedMore => Some(Flow::Continue),
+            FirstBytes::Plain => None,
+            FirstBytes::Tls => {
+                let config = match self.tls.as_ref().map(|t| t.server_config()) {
+                    Some(Ok(c)) => c,
+                    Some(Err(e)) => {
+                        self.logger.warn(
+                            "engine",
+                            format_args!("MSRP TLS connection from {} closed: {e}", self.peer),
+                        );
+                        return Some(Flow::Close);
+                    }
+                    None => {
+                        self.logger.warn(
+                            "engine",
+                            format_args!(
+                                "MSRP connection from {} closed: it starts TLS and msrp_tls is off",
+                                self.peer
+                            ),
+                        );
+                        return Some(Flow::Close);
+                    }
+                };
+                let Some(Transport::Plain(sock)) = self.stream.take() else {
+                    return Some(Flow::Close);
+                };
+                match TlsStream::accept(sock, config, now + self.handshake_timeout) {
+                    Ok(t) => {
+                        self.stream = Some(Transport::Tls(Box::new(t)));
+                        None
+                    }
+                    Err(e) => {
+                        self.logger.warn(
+                            "engine",
+                            format_args!("MSRP TLS connection from {}: {e}", self.peer),
+                        );
+                        Some(Flow::Close)
+                    }
+                }
+            }
+        }
+    }
+
     fn route(&mut self, first: Message) -> Flow {
         let session = first
             .to_path

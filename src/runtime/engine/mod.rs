@@ -1,10 +1,14 @@
-//! The engine: one core thread that owns the decisions (who gets which file, when to offer, when
-//! to say bye), the I/O pool that carries the bytes, the spool, and the queue of signalling
-//! requests for the host.
+//! The engine: the decisions (who gets which file, when to offer, when to say bye), the I/O pool
+//! that carries the bytes, the spool, and the queue of signalling requests for the host.
 //!
 //! Every public method is non-blocking for its caller: joins, leaves and SIP outcomes are queued
 //! to the core thread (a bounded queue: a full queue is an error, never a wait), and status reads
 //! take the roster's lock only for the time of a copy.
+//!
+//! Files: this one is the public API ([`Engine`], [`Signal`], [`EngineError`]); `upload.rs` the
+//! [`Upload`] writer; `core.rs` the sans-IO decisions (inputs with `now`, actions out, tested
+//! with a virtual clock); `driver.rs` the core thread that feeds the core and carries out its
+//! actions; `listener.rs` the MSRP listener and connections awaiting their first frame.
 
 mod core;
 mod driver;
@@ -27,9 +31,10 @@ use crate::runtime::io::{IoPool, IoWaker};
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::net;
 use crate::runtime::spool::Spool;
+use crate::tls::{Tls, TlsSettings, Verify};
 
 use self::core::{Core, Shared};
-use self::driver::{Cmd, Driver};
+use self::driver::{Cmd, Driver, Resolve};
 use self::listener::Listener;
 pub use self::upload::Upload;
 
@@ -100,10 +105,69 @@ pub struct Engine {
     waker: IoWaker,
     logger: Logger,
     msrp_addr: SocketAddr,
+    /// MSRP TLS (`msrp_tls`), shared with the core; `None` when off.
+    tls: Option<Arc<Tls>>,
     core: Option<JoinHandle<()>>,
 }
 
 const QUEUE: usize = 65_536;
+
+/// Conference, participant and display names end up in logs and status JSON: no control
+/// characters.
+fn check_names(
+    conference: &str,
+    participant: &str,
+    display: Option<&str>,
+) -> Result<(), EngineError> {
+    let fields = [("conference", conference), ("participant", participant)];
+    let shown = display.map(|d| ("display name", d));
+    for (what, v) in fields.into_iter().chain(shown) {
+        if v.contains(|c: char| c.is_ascii_control()) {
+            return Err(EngineError::BadInput(format!(
+                "{what} {v:?} contains a control character"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn start_error(what: &str, e: &dyn fmt::Display) -> EngineError {
+    EngineError::Start(format!("{what}: {e}"))
+}
+
+/// What the engine opens before its threads start.
+struct Resources {
+    spool: Arc<Spool>,
+    io: Arc<IoPool>,
+    threads: usize,
+    listener: mio::net::TcpListener,
+    msrp_addr: SocketAddr,
+}
+
+impl Resources {
+    fn open(cfg: &Config, logger: &Logger) -> Result<Resources, EngineError> {
+        let spool = Spool::open(&cfg.spool_dir, cfg.spool_max_bytes, cfg.max_file_bytes)
+            .map_err(|e| start_error(&format!("spool_dir {:?}", cfg.spool_dir), &e))?;
+        let threads = match cfg.io_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let io =
+            IoPool::start(threads, logger.clone()).map_err(|e| start_error("I/O threads", &e))?;
+        let listener = net::listen(cfg.msrp_listen)
+            .map_err(|e| start_error(&format!("msrp_listen {}", cfg.msrp_listen), &e))?;
+        let msrp_addr = listener
+            .local_addr()
+            .map_err(|e| start_error("msrp_listen", &e))?;
+        Ok(Resources {
+            spool: Arc::new(spool),
+            io: Arc::new(io),
+            threads,
+            listener,
+            msrp_addr,
+        })
+    }
+}
 
 /// Where the host's "a signal is waiting" hook lives.
 type NotifySlot = Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>;
@@ -119,38 +183,42 @@ impl Engine {
 
     /// [`Engine::start`] with the host's logger (a queue the host drains, for the C ABI).
     pub fn start_with_logger(cfg: Config, logger: Logger) -> Result<Engine, EngineError> {
+        Engine::start_with_resolver(cfg, logger, Arc::new(net::resolve))
+    }
+
+    /// [`Engine::start_with_logger`] with the name resolver given (tests: one that never
+    /// answers).
+    pub(crate) fn start_with_resolver(
+        cfg: Config,
+        logger: Logger,
+        resolve: Resolve,
+    ) -> Result<Engine, EngineError> {
         cfg.validate()
             .map_err(|e| EngineError::Start(e.to_string()))?;
         let cfg = Arc::new(cfg);
-        let start = |what: &str, e: &dyn fmt::Display| EngineError::Start(format!("{what}: {e}"));
-        let spool = Arc::new(
-            Spool::open(&cfg.spool_dir, cfg.spool_max_bytes, cfg.max_file_bytes)
-                .map_err(|e| start(&format!("spool_dir {:?}", cfg.spool_dir), &e))?,
-        );
-        let threads = match cfg.io_threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n,
-        };
-        let io = Arc::new(IoPool::start(threads).map_err(|e| start("I/O threads", &e))?);
-        let listener = net::listen(cfg.msrp_listen)
-            .map_err(|e| start(&format!("msrp_listen {}", cfg.msrp_listen), &e))?;
-        let msrp_addr = listener
-            .local_addr()
-            .map_err(|e| start("msrp_listen", &e))?;
+        let tls = load_msrp_tls(&cfg, &logger).map_err(|e| start_error("msrp_tls", &e))?;
+        let Resources {
+            spool,
+            io,
+            threads,
+            listener,
+            msrp_addr,
+        } = Resources::open(&cfg, &logger)?;
         let shared = Arc::new(Shared::new(&cfg));
         let (tx, rx) = bounded(QUEUE);
         let (sig_tx, sig_rx) = unbounded();
         let (out_tx, out_rx) = unbounded();
         let notify: NotifySlot = Arc::new(Mutex::new(None));
         let awaited = Arc::new(Mutex::new(HashMap::new()));
-        let core = Core::new(
+        let mut core = Core::new(
             cfg.clone(),
             shared.clone(),
             awaited.clone(),
             logger.clone(),
             msrp_addr,
         )
-        .map_err(|e| start("engine core", &e))?;
+        .map_err(|e| start_error("engine core", &e))?;
+        core.set_tls(tls.clone());
         io.add(Guarded::keep(
             Box::new(Listener {
                 listener,
@@ -161,6 +229,8 @@ impl Engine {
                 pending_max_bytes: cfg.msrp_pending_max_bytes,
                 pending: Arc::default(),
                 refusing: false,
+                tls: tls.clone(),
+                handshake_timeout: std::time::Duration::from_millis(cfg.tls_handshake_timeout_ms),
             }),
             logger.clone(),
             "the MSRP listener",
@@ -174,12 +244,16 @@ impl Engine {
             notify: notify.clone(),
             outcomes: out_tx,
             msrp_addr,
+            tx: tx.clone(),
+            resolve,
+            lookups: Arc::default(),
+            tls: tls.clone(),
             logger: logger.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("msrpcast-core".into())
             .spawn(move || driver.run(rx, out_rx))
-            .map_err(|e| start("core thread", &e))?;
+            .map_err(|e| start_error("core thread", &e))?;
         logger.info(
             "engine",
             format_args!(
@@ -198,8 +272,46 @@ impl Engine {
             io,
             logger,
             msrp_addr,
+            tls,
             core: Some(handle),
         })
+    }
+
+    /// Reads the MSRP TLS certificate, key and CA files again (a renewed certificate), without
+    /// a restart. Running deliveries keep the configuration they started with; new ones use the
+    /// new files. On error the previous files stay in use and the error says which file failed.
+    pub fn reload_tls(&self) -> Result<(), EngineError> {
+        let Some(tls) = &self.tls else {
+            return Err(EngineError::BadInput(
+                "MSRP TLS is off (msrp_tls): nothing to reload".into(),
+            ));
+        };
+        tls.reload().map_err(|e| {
+            EngineError::BadInput(format!("TLS reload failed, old files kept: {e}"))
+        })?;
+        self.logger.info(
+            "engine",
+            format_args!(
+                "MSRP TLS reloaded{}",
+                tls.fingerprint()
+                    .map(|f| format!(": certificate {f}"))
+                    .unwrap_or_default()
+            ),
+        );
+        Ok(())
+    }
+
+    /// True when MSRP TLS (`msrp_tls`) is on.
+    pub fn msrp_tls_on(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The SHA-256 fingerprint of our MSRP TLS certificate, when `msrp_tls` is on.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .and_then(|t| t.fingerprint())
+            .map(|f| f.to_string())
     }
 
     fn send(&self, cmd: Cmd) -> Result<(), EngineError> {
@@ -230,15 +342,7 @@ impl Engine {
                 "target {target_uri:?} contains a space or a control character"
             )));
         }
-        let fields = [("conference", conference), ("participant", participant)];
-        let shown = display.map(|d| ("display name", d));
-        for (what, v) in fields.into_iter().chain(shown) {
-            if v.contains(|c: char| c.is_ascii_control()) {
-                return Err(EngineError::BadInput(format!(
-                    "{what} {v:?} contains a control character"
-                )));
-            }
-        }
+        check_names(conference, participant, display)?;
         self.send(Cmd::Join {
             conference: conference.into(),
             participant: participant.into(),
@@ -255,6 +359,7 @@ impl Engine {
         participant: &str,
         msrp_uri: &str,
     ) -> Result<(), EngineError> {
+        check_names(conference, participant, None)?;
         // One URI, or a space-separated path (relays first, RFC 4976): the whole list is the
         // To-Path and the connection goes to its first URI.
         let uri = crate::msrp::uri::parse_path(&bytes::Bytes::copy_from_slice(
@@ -418,8 +523,127 @@ impl Engine {
     }
 }
 
+/// The MSRP TLS state when `msrp_tls` is on: certificate, key and roots loaded once (an error
+/// names the file). `tls_verify = none` is logged as a warning.
+fn load_msrp_tls(cfg: &Config, logger: &Logger) -> Result<Option<Arc<Tls>>, crate::tls::TlsError> {
+    if !cfg.msrp_tls {
+        return Ok(None);
+    }
+    let tls = Tls::load(TlsSettings {
+        cert: cfg.tls_cert.clone(),
+        key: cfg.tls_key.clone(),
+        ca: cfg.tls_ca.clone(),
+        verify: cfg.tls_verify,
+        request_client_cert: true,
+        alpn: Vec::new(),
+    })?;
+    if cfg.tls_verify == Verify::None {
+        logger.log(
+            Level::Warn,
+            "engine",
+            format_args!(
+                "tls_verify = none: MSRP peers' certificates are not checked; anyone on the path \
+                 can pose as a participant"
+            ),
+        );
+    }
+    logger.info(
+        "engine",
+        format_args!(
+            "MSRP TLS on (tls_verify = {}){}",
+            cfg.tls_verify,
+            tls.fingerprint()
+                .map(|f| format!(", certificate {f}"))
+                .unwrap_or_default()
+        ),
+    );
+    Ok(Some(Arc::new(tls)))
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roster::DeliveryState;
+    use std::time::{Duration, Instant};
+
+    /// A participant whose `a=path` names a host the name server never answers for: the core
+    /// thread keeps serving others, and the delivery fails at `connect_timeout_ms` with a reason
+    /// that names the host (issue 14, finding 4).
+    #[test]
+    fn a_name_server_that_never_answers_does_not_hold_up_the_core() {
+        let dir = std::env::temp_dir().join(format!("msrpcast-dns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = Config::default();
+        cfg.set("spool_dir", dir.to_str().unwrap()).unwrap();
+        cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
+        cfg.set("io_threads", "1").unwrap();
+        cfg.set("connect_timeout_ms", "500").unwrap();
+        // Never answers for "hang.test" (gives up after 5 s, when the test is long over).
+        let (_keep, never) = crossbeam_channel::bounded::<()>(0);
+        let resolve: Resolve = Arc::new(move |uri| match &uri.host {
+            crate::msrp::Host::Name(n) if &n[..] == b"hang.test" => {
+                let _ = never.recv_timeout(Duration::from_secs(5));
+                Err(std::io::Error::other("timed out"))
+            }
+            _ => net::resolve(uri),
+        });
+        let e = Engine::start_with_resolver(cfg, Logger::discard(), resolve).unwrap();
+        e.join_direct("c", "far", "msrp://hang.test:2855/s1;tcp")
+            .unwrap();
+        let t0 = Instant::now();
+        while e.roster().conference("c").is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(5), "join not seen");
+            std::thread::yield_now();
+        }
+        let mut up = e.upload("c", "f.txt", "text/plain", Some(3)).unwrap();
+        up.append(b"abc").unwrap();
+        let t = up.transfer;
+        up.finish().unwrap();
+
+        // The core is free: a later join is offered the file at once.
+        let t1 = Instant::now();
+        e.join("c", "near", "sip:near@127.0.0.1", None).unwrap();
+        let offer = e.signals().recv_timeout(Duration::from_secs(2));
+        assert!(
+            matches!(offer, Ok(Signal::Offer { ref target_uri, .. }) if target_uri == "sip:near@127.0.0.1"),
+            "{offer:?} after {:?}",
+            t1.elapsed()
+        );
+
+        // The far delivery fails at its deadline, naming the host.
+        let state = loop {
+            let tr = e.roster().transfer(t).unwrap();
+            let far = tr
+                .deliveries
+                .iter()
+                .find(|d| d.participant == "far")
+                .cloned();
+            if let Some(d) = far.filter(|d| d.state.is_terminal()) {
+                break d.state;
+            }
+            assert!(
+                t1.elapsed() < Duration::from_secs(4),
+                "far delivery never failed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        match state {
+            DeliveryState::Failed { code, reason } => {
+                assert_eq!(code, Some(408));
+                assert!(
+                    reason.contains("hang.test") && reason.contains("500 ms"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        e.stop();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -137,6 +137,34 @@ ok = all(isinstance(t["id"], int) for t in ts)
 n = sum(len(t["deliveries"]) for t in ts)
 sys.exit(0 if ok and n == int(sys.argv[2]) else 1)' "$1" "$2"
 }
+# msrpcast.upload over the control socket: kamcmd shows `transfer: <number>`, and that transfer
+# is the one msrpcast.transfers lists for the conference (sets rpc_transfer).
+rpc_transfer=
+kamcmd_upload() { # kamcmd_upload CONF FILE
+    local out
+    out=$(kam msrpcast.upload "$1" "$2") || { echo "   kamcmd: $out"; return 1; }
+    echo "$out" | sed 's/^/   kamcmd: /'
+    rpc_transfer=$(sed -n 's/^[[:space:]]*transfer:[[:space:]]*\([0-9][0-9]*\)[[:space:]]*$/\1/p' <<<"$out")
+    [[ -n $rpc_transfer ]] || return 1
+    kam_jsonrpc msrpcast.transfers | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+sys.exit(0 if any(t["id"] == int(sys.argv[1]) and t["conference"] == sys.argv[2]
+                  for t in d["transfers"]) else 1)' "$rpc_transfer" "$1"
+}
+rpc_upload_refused() { # rpc_upload_refused CONF FILE WORD: an RPC error naming WORD, both ways
+    local out
+    out=$(kam msrpcast.upload "$1" "$2" 2>&1 || true)
+    echo "   kamcmd: $out"
+    grep -qi error <<<"$out" && grep -q "$3" <<<"$out" || return 1
+    out=$(curl -s --max-time 10 -d "{\"jsonrpc\":\"2.0\",\"method\":\"msrpcast.upload\",\"params\":[\"$1\",\"$2\"],\"id\":1}" \
+        "http://127.0.0.1:$jsonrpc_port/RPC")
+    echo "   jsonrpcs: $out"
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+sys.exit(0 if "error" in d and sys.argv[2] in d["error"]["message"] else 1)' "$out" "$3"
+}
 kamcmd_structured() {
     local out
     out=$(kam msrpcast.transfers) || return 1
@@ -187,7 +215,12 @@ scenario_486() {
     check "2 participants joined conf 2" wait_for 20 has_participants 2 2
     f=$(mkfile b.bin 4)
     sum=$(sha1 "$f")
-    upload 2 "$f"
+    check "kamcmd: msrpcast.upload answers {transfer: <number>} through the control socket" \
+        kamcmd_upload 2 "$f"
+    check "msrpcast.upload to an unknown conference: RPC error UNKNOWN_CONFERENCE (kamcmd, jsonrpcs)" \
+        rpc_upload_refused no-such-conf "$f" UNKNOWN_CONFERENCE
+    check "msrpcast.upload of a missing file: RPC error naming the path" \
+        rpc_upload_refused 2 "$work/missing.bin" missing.bin
     check "b1 received the file" wait_for 60 received_ok b1 "$sum"
     check "conf 2 deliveries finished" wait_for 30 all_terminal 2 2
     check "b2's delivery failed with 486" test "$(state_of 2 b2)" = "failed 486"
@@ -303,6 +336,14 @@ sys.exit(0 if int(d["lost"]) == 0 and int(d["answered"]) > 0 and float(d["max_ms
 for s in $only; do
     "scenario_$s"
 done
+
+# msrpcast.reload_tls: the RPC hands the reload to the engine process, which logs the outcome;
+# this configuration has no TLS on, so the engine says there is nothing to reload.
+reload_logged() { grep -q "TLS reload: MSRPCAST_ERR_REFUSED: no TLS to reload" "$work/kamailio.log"; }
+out=$(kam msrpcast.reload_tls 2>&1)
+echo "   kamcmd: $out"
+check "msrpcast.reload_tls is accepted by the RPC" grep -q "TLS reload requested" <<<"$out"
+check "the engine process logs the reload's outcome" wait_for 10 reload_logged
 
 check "kamailio still running" kill -0 "$kam_pid"
 if grep -q "CRITICAL\|segfault\|died" "$work/kamailio.log"; then
