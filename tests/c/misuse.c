@@ -261,10 +261,17 @@ int main(int argc, char **argv)
            MSRPCAST_ERR_INVALID_VALUE);
     EXPECT(msrpcast_client_upload(c, S("c"), S("/etc/hostname"), 2000, NULL, &len),
            MSRPCAST_ERR_NULL_ARGUMENT);
-    EXPECT(msrpcast_client_upload(c, S("nobody-here"), S("/etc/hostname"), 2000, &json, &len),
+    EXPECT(msrpcast_client_upload(c, S("nobody-here"), S("upload.txt"), 2000, &json, &len),
            MSRPCAST_ERR_UNKNOWN_CONFERENCE);
     if (json == NULL || strncmp(json, "{\"error\":\"", 10) != 0 || len != strlen(json))
         FAIL("upload refusal without its reason: %s", json ? json : "(null)");
+    msrpcast_string_free(json);
+    json = NULL;
+    /* Outside upload_dir (issue 14 finding 9): refused, and the reason says why. */
+    EXPECT(msrpcast_client_upload(c, S("c"), S("/etc/hostname"), 2000, &json, &len),
+           MSRPCAST_ERR_FORBIDDEN);
+    if (json == NULL || strstr(json, "outside upload_dir") == NULL)
+        FAIL("forbidden upload without its reason: %s", json ? json : "(null)");
     msrpcast_string_free(json);
     json = NULL;
 

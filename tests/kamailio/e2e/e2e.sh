@@ -221,6 +221,8 @@ scenario_486() {
         rpc_upload_refused no-such-conf "$f" UNKNOWN_CONFERENCE
     check "msrpcast.upload of a missing file: RPC error naming the path" \
         rpc_upload_refused 2 "$work/missing.bin" missing.bin
+    check "msrpcast.upload outside upload_dir: RPC error saying so (issue 14 #9)" \
+        rpc_upload_refused 2 /etc/hostname "outside upload_dir"
     check "b1 received the file" wait_for 60 received_ok b1 "$sum"
     check "conf 2 deliveries finished" wait_for 30 all_terminal 2 2
     check "b2's delivery failed with 486" test "$(state_of 2 b2)" = "failed 486"
