@@ -139,16 +139,14 @@ impl msrpcast_engine {
         let id = self.with(|r| {
             self.uploads
                 .start(&r.engine, conference, Path::new(path))
-                .map_err(|err| match err {
-                    UploadFileError::Io(_) => MSRPCAST_ERR_IO,
-                    UploadFileError::Forbidden(why) => {
+                .map_err(|err| {
+                    if let UploadFileError::Forbidden(why) = &err {
                         r.engine.logger().warn(
                             "control",
                             format_args!("upload of a local file to {conference:?} refused: {why}"),
                         );
-                        MSRPCAST_ERR_FORBIDDEN
                     }
-                    UploadFileError::Engine(x) => engine_code(&x),
+                    upload_code(&err)
                 })
         })?;
         self.counters.uploads.fetch_add(1, Ordering::Relaxed);

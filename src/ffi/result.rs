@@ -112,6 +112,16 @@ pub(crate) fn from_u32(v: u32) -> Option<msrpcast_result> {
 }
 
 /// The code for an engine refusal.
+/// The result code of a refused local-file upload (control socket, C ABI, host commands).
+pub(crate) fn upload_code(e: &crate::runtime::control::UploadFileError) -> msrpcast_result {
+    use crate::runtime::control::UploadFileError;
+    match e {
+        UploadFileError::Io(_) => MSRPCAST_ERR_IO,
+        UploadFileError::Forbidden(_) => MSRPCAST_ERR_FORBIDDEN,
+        UploadFileError::Engine(x) => engine_code(x),
+    }
+}
+
 pub(crate) fn engine_code(e: &EngineError) -> msrpcast_result {
     match e {
         EngineError::Start(_) => MSRPCAST_ERR_START,

@@ -277,7 +277,6 @@ fn upload_answered(
     path: &str,
     stop: &AtomicBool,
 ) -> (u32, String) {
-    use crate::ffi::result::{engine_code, MSRPCAST_ERR_IO};
     use crate::http::response::json_escape;
     let t0 = Instant::now();
     let r = loop {
@@ -301,11 +300,7 @@ fn upload_answered(
             (RESULT_OK, format!("{{\"transfer\":{id}}}"))
         }
         Err(e) => {
-            let code = match &e {
-                UploadFileError::Io(_) => MSRPCAST_ERR_IO,
-                UploadFileError::Forbidden(_) => crate::ffi::result::MSRPCAST_ERR_FORBIDDEN,
-                UploadFileError::Engine(x) => engine_code(x),
-            };
+            let code = crate::ffi::result::upload_code(&e);
             match &e {
                 UploadFileError::Engine(EngineError::Stopped) => &counters.dropped,
                 _ => &counters.refused,
