@@ -24,6 +24,7 @@ CBINDGEN_VERSION=0.29.4
 # Debian packages: SIP/MSRP test peers and the relay, benchmarks, C builds, the browser test.
 PACKAGES=(
     kamailio sip-tester iperf3          # Kamailio (incl. msrp.so, kamcmd), sipp, loopback baseline
+    kamailio-tls-modules                # tls.so: the msrp relay over TLS (tests/kamailio/run-relay.sh)
     dpkg-dev xz-utils                   # `apt-get source kamailio` for the module's headers
     build-essential make gcc pkg-config # the Kamailio module and the C tests
     clang-format                        # kamailio-module/format.sh (Kamailio's C style)
