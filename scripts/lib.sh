@@ -7,13 +7,53 @@ msrpcast_die() { msrpcast_log "error: $*"; exit 1; }
 # The repository root (the folder above scripts/).
 msrpcast_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }
 
-# Prints a TCP port on 127.0.0.1 that is free right now (the kernel picks it).
+# Prints a port on 127.0.0.1 that is free right now for both TCP and UDP (sipp binds UDP, the
+# receivers and Kamailio TCP). It is drawn at random from below the kernel's ephemeral range
+# (/proc/sys/net/ipv4/ip_local_port_range), not asked of the kernel: a port the kernel hands out
+# for bind(0) is one it may hand out again, a moment later, as the local port of an outgoing
+# connection (curl, a wait_port probe, the engine's connections to receivers) before the process
+# meant to listen on it has bound it. With MSRPCAST_PORTS_USED naming a file, ports already
+# printed in this run (listed there) are never printed again, and each new one is appended.
 msrpcast_free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
+    python3 - "${MSRPCAST_PORTS_USED:-}" <<'EOF'
+import random, socket, sys
+
+used_file = sys.argv[1]
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+low = max(low, 12000)
+used = set()
+if used_file:
+    try:
+        used = {int(x) for x in open(used_file).read().split()}
+    except OSError:
+        pass
+
+
+def free(port):
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+for _ in range(2000):
+    port = random.randrange(10000, low)
+    if port not in used and free(port):
+        if used_file:
+            with open(used_file, "a") as f:
+                f.write(f"{port}\n")
+        print(port)
+        sys.exit(0)
+sys.exit("msrpcast_free_port: no free port found below the ephemeral range")
+EOF
 }
 
 # msrpcast_wait_port PORT SECONDS [PID]: waits until 127.0.0.1:PORT accepts a TCP connection.

@@ -68,7 +68,7 @@ fail() { echo "FAIL - $*"; failed=$((failed + 1)); }
 check() { # check DESCRIPTION COMMAND...
     local what=$1
     shift
-    if "$@"; then ok "$what"; else fail "$what"; fi
+    if "$@"; then ok "$what"; else fail "$what"; return 1; fi
 }
 
 e2e_ports
@@ -297,7 +297,10 @@ scenario_load() {
         names+=("l$i")
         participant "l$i" 5 participant_uas.xml --discard
     done
-    check "$n participants joined conf 5" wait_for 60 has_participants 5 "$n"
+    if ! check "$n participants joined conf 5" wait_for 60 has_participants 5 "$n"; then
+        echo "   conf 5 has $(participants_in 5) participants; what the participants' sipp and receivers said:"
+        for p in "${names[@]}"; do participant_diag "$p"; done
+    fi
     f=$(mkfile load.bin "$mib")
     rm -f "$work/probe.stop"
     python3 "$here/options_probe.py" "$sip_port" "$work/probe.stop" 0.02 >"$probe_out" 2>&1 &
@@ -307,8 +310,12 @@ scenario_load() {
     t0=$(date +%s.%N)
     upload 5 "$f"
     all=1
+    # One deadline for the whole transfer (not one per participant: a participant that never
+    # joined must not cost the run 900 s more).
+    local deadline=$((SECONDS + ${E2E_LOAD_SECS:-900}))
     for p in "${names[@]}"; do
-        wait_for 900 received_bytes "$p" "$((mib * 1024 * 1024))" || { all=0; fail "$p received $mib MiB"; }
+        wait_for "$((deadline > SECONDS ? deadline - SECONDS : 1))" received_bytes "$p" "$((mib * 1024 * 1024))" ||
+            { all=0; fail "$p received $mib MiB"; participant_diag "$p"; }
     done
     t1=$(date +%s.%N)
     rss1=$(rss_kib "$epid")

@@ -23,7 +23,9 @@ e2e_warn() { echo "$*" >&2; }
 port() { msrpcast_free_port; }
 
 # e2e_ports: free ports for SIP, the mixer, HTTP and MSRP; ctl = the kamcmd socket in $work/run.
+# From here on no port is handed out twice in this run ($work/ports.used).
 e2e_ports() {
+    export MSRPCAST_PORTS_USED=${MSRPCAST_PORTS_USED:-$work/ports.used}
     sip_port=$(port)
     mixer_port=$(port)
     http_port=$(port)
@@ -124,6 +126,25 @@ participant() {
     pids+=("$!")
     uac_port[$name]=$cport
     cid[$name]="$name-1@e2e"
+}
+
+# participant_diag NAME: what a participant's processes said, for a failed check: whether each
+# still runs, and the last lines of their error files and output.
+participant_diag() {
+    local name=$1 d=$work/$1 f k
+    for k in recv_pid uas_pid uac_pid; do
+        local -n pid_of=$k
+        if kill -0 "${pid_of[$name]:-0}" 2>/dev/null; then
+            echo "   $name ${k%_pid}: running (${pid_of[$name]})"
+        else
+            echo "   $name ${k%_pid}: exited"
+        fi
+    done
+    for f in "$d/receive.err" "$d/uas.err" "$d/uac.err" "$d/uac.out"; do
+        [[ -s $f ]] || continue
+        echo "   $name ${f##*/}:"
+        tail -n 8 "$f" | sed 's/^/      /'
+    done
 }
 
 # hangup NAME: tells the participant's UAC to hang up (an INFO in its dialog).
