@@ -105,199 +105,291 @@ impl fmt::Display for Advertise {
     }
 }
 
-/// Every engine setting. Field names are the setting keys; see [`Config::keys`] for each one's
-/// meaning and default. Durations are in milliseconds, sizes in bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub http_listen: SocketAddr,
-    pub http_token: Option<String>,
-    pub http_max_connections: usize,
-    pub http_max_uploads: usize,
-    pub http_idle_timeout_ms: u64,
-    pub http_sse_interval_ms: u64,
-    pub http_head_timeout_ms: u64,
-    pub http_allowed_hosts: Vec<Advertise>,
-    pub http_cors_origins: Vec<String>,
-    pub http_login_max_failures: usize,
-    pub http_max_event_streams: usize,
-    pub http_event_stream_max_ms: u64,
-    pub http_tls_cert: Option<PathBuf>,
-    pub http_tls_key: Option<PathBuf>,
-    pub http_hsts_max_age_s: u64,
-    pub msrp_listen: SocketAddr,
-    pub msrp_advertise: Option<Advertise>,
-    pub msrp_reuse_port: bool,
-    pub msrp_max_pending: usize,
-    pub msrp_pending_max_bytes: u64,
-    pub max_name_lookups: usize,
-    pub msrp_max_owed_responses: usize,
-    pub msrp_max_report_ranges: usize,
-    pub msrp_tls: bool,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub tls_ca: Option<PathBuf>,
-    pub tls_verify: Verify,
-    pub tls_handshake_timeout_ms: u64,
-    pub spool_dir: PathBuf,
-    pub spool_max_bytes: u64,
-    pub max_file_bytes: u64,
-    pub spool_linger_ms: u64,
-    pub chunk_bytes: u64,
-    pub window_bytes: u64,
-    pub max_window_bytes: u64,
-    pub transaction_timeout_ms: u64,
-    pub report_timeout_ms: u64,
-    pub answer_timeout_ms: u64,
-    pub connect_timeout_ms: u64,
-    pub io_threads: usize,
-    pub offer_to_late_joiners: bool,
-    pub sender_uri: String,
-    pub contact: Option<String>,
-    pub outbound_proxy: Option<String>,
-    pub max_conferences: usize,
-    pub max_participants_per_conference: usize,
-    pub max_participants: usize,
-    pub max_files_per_conference: usize,
-    pub max_finished_transfers: usize,
-    pub finished_transfer_ttl_ms: u64,
-    pub max_path_uris: usize,
-    pub accept_types: String,
-    pub success_report: bool,
-    pub bind_empty_send: bool,
-    pub log_level: Level,
-    pub control_socket: PathBuf,
-    pub http_enabled: bool,
-    pub upload_dir: Option<PathBuf>,
+/// Declares every setting once: its key (= the [`Config`] field), type, default, parser (which is
+/// also its validation: [`Config::set`] runs it on a new value, [`Config::validate`] on the
+/// current one), formatter (its form for [`Config::get`], which the parser accepts back) and
+/// documentation (ending with the default; a test checks the two agree). Everything else —
+/// the struct, [`Default`], [`Config::keys`], `set`, `get` — is derived from this one table.
+macro_rules! settings {
+    ($(
+        $key:ident: $ty:ty = $default:expr,
+            parse $parse:expr, show $show:expr,
+            $doc:literal;
+    )*) => {
+        /// Every engine setting. Field names are the setting keys; each field's documentation
+        /// is the key's (see [`Config::keys`]). Durations are in milliseconds, sizes in bytes.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Config {
+            $(#[doc = $doc] pub $key: $ty,)*
+        }
+
+        impl Default for Config {
+            fn default() -> Config {
+                Config { $($key: $default,)* }
+            }
+        }
+
+        /// Key, documentation (ending with the default), in the order of [`Config`]'s fields.
+        static KEYS: &[(&str, &str)] = &[$((stringify!($key), $doc),)*];
+
+        impl Config {
+            /// Parses `v` for `key` and stores it; `None` for an unknown key.
+            fn set_key(&mut self, key: &str, v: &str) -> Option<Result<(), String>> {
+                Some(match key {
+                    $(stringify!($key) => {
+                        let parse: fn(&str) -> Result<$ty, String> = $parse;
+                        parse(v).map(|x| self.$key = x)
+                    })*
+                    _ => return None,
+                })
+            }
+
+            /// The value of `key` in the form its parser reads; `None` for an unknown key.
+            fn get_key(&self, key: &str) -> Option<String> {
+                Some(match key {
+                    $(stringify!($key) => {
+                        let show: fn(&$ty) -> String = $show;
+                        show(&self.$key)
+                    })*
+                    _ => return None,
+                })
+            }
+
+            /// Each value on its own, through its key's parser (fields are public and may have
+            /// been assigned directly): the first one the parser refuses.
+            fn check_each(&self) -> Result<(), ConfigError> {
+                $({
+                    let parse: fn(&str) -> Result<$ty, String> = $parse;
+                    let show: fn(&$ty) -> String = $show;
+                    parse(&show(&self.$key))
+                        .map_err(|r| ConfigError::invalid(stringify!($key), r))?;
+                })*
+                Ok(())
+            }
+        }
+    };
 }
 
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            http_listen: SocketAddr::from(([127, 0, 0, 1], 8088)),
-            http_token: None,
-            http_max_connections: 256,
-            http_max_uploads: 16,
-            http_idle_timeout_ms: 30_000,
-            http_sse_interval_ms: 250,
-            http_head_timeout_ms: 10_000,
-            http_allowed_hosts: Vec::new(),
-            http_cors_origins: Vec::new(),
-            http_login_max_failures: 20,
-            http_max_event_streams: 64,
-            http_event_stream_max_ms: 3_600_000,
-            http_tls_cert: None,
-            http_tls_key: None,
-            http_hsts_max_age_s: 31_536_000,
-            msrp_listen: SocketAddr::from(([127, 0, 0, 1], 2855)),
-            msrp_advertise: None,
-            msrp_reuse_port: true,
-            msrp_max_pending: 64,
-            msrp_pending_max_bytes: 16 * 1024,
-            max_name_lookups: 16,
-            msrp_max_owed_responses: 64,
-            msrp_max_report_ranges: 256,
-            msrp_tls: false,
-            tls_cert: None,
-            tls_key: None,
-            tls_ca: None,
-            tls_verify: Verify::Host,
-            tls_handshake_timeout_ms: 10_000,
-            spool_dir: PathBuf::from("/var/spool/msrpcast"),
-            spool_max_bytes: 10 * GIB,
-            max_file_bytes: 4 * GIB,
-            spool_linger_ms: 0,
-            chunk_bytes: 10_240,
-            window_bytes: 262_144,
-            max_window_bytes: 16 << 20,
-            transaction_timeout_ms: 30_000,
-            report_timeout_ms: 30_000,
-            answer_timeout_ms: 60_000,
-            connect_timeout_ms: 10_000,
-            io_threads: 0,
-            offer_to_late_joiners: true,
-            sender_uri: "sip:msrpcast@localhost".to_owned(),
-            contact: None,
-            outbound_proxy: None,
-            max_conferences: 10_000,
-            max_participants_per_conference: 1000,
-            max_participants: 100_000,
-            max_files_per_conference: 1000,
-            max_finished_transfers: 1000,
-            finished_transfer_ttl_ms: 86_400_000,
-            max_path_uris: 16,
-            accept_types: "*".to_owned(),
-            success_report: true,
-            bind_empty_send: true,
-            log_level: Level::Info,
-            control_socket: PathBuf::from("/run/msrpcast/control.sock"),
-            http_enabled: true,
-            upload_dir: None,
-        }
+settings! {
+    http_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8088)),
+        parse parse_socket_addr, show show::plain,
+        "Address of the HTTP upload page and API (IP:port). Default 127.0.0.1:8088.";
+    http_token: Option<String> = None,
+        parse parse_token, show show::opt,
+        "Token required for uploads and the API (Bearer or login form). Without one the HTTP listener must be on a loopback address. Default: none.";
+    http_max_connections: usize = 256,
+        parse |v| parse_count(v, 1, 1 << 20), show show::plain,
+        "Concurrent HTTP connections; more get 503. Default 256.";
+    http_max_uploads: usize = 16,
+        parse |v| parse_count(v, 1, 1 << 20), show show::plain,
+        "Concurrent uploads; more get 503. Default 16.";
+    http_idle_timeout_ms: u64 = 30_000,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "An HTTP connection without progress for this long gets 408 and is closed. Default 30000.";
+    http_sse_interval_ms: u64 = 250,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "Shortest interval between two progress events of one transfer on /api/events. Default 250.";
+    http_head_timeout_ms: u64 = 10_000,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "A request head must arrive whole within this time of its first byte, else 408 and the connection closes (however slowly bytes trickle in). At http_max_connections a new connection displaces the oldest one still waiting for its head, so slow heads cannot lock real clients out. Default 10000.";
+    http_allowed_hosts: Vec<Advertise> = Vec::new(),
+        parse parse_host_list, show show::list,
+        "Without http_token: host names (host or host:port, comma-separated) accepted besides the loopback names in the Host header and in the Origin of requests (a request naming another Host gets 421, one from another Origin 403: DNS rebinding and cross-site posts). List the public name here when a proxy on this machine forwards to the page. Default: none.";
+    http_cors_origins: Vec<String> = Vec::new(),
+        parse crate::http::cors::parse_origins, show show::list,
+        "Origins (scheme://host[:port], comma-separated, never *) of integrators' own pages that may call the API from a browser: their requests get Access-Control-Allow-Origin with credentials allowed, and OPTIONS preflights are answered; other origins get no CORS headers (preflights 403). Default: none (CORS off).";
+    http_login_max_failures: usize = 20,
+        parse |v| parse_count(v, 1, 1 << 20), show show::plain,
+        "Failed POST /login per minute over all clients; beyond that /login answers 429 until the allowance refills (Bearer requests are not affected). Default 20.";
+    http_max_event_streams: usize = 64,
+        parse |v| parse_count(v, 1, 1 << 20), show show::plain,
+        "Concurrent /api/events streams, counted apart from http_max_connections; more get 503. Default 64.";
+    http_event_stream_max_ms: u64 = 3_600_000,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "An /api/events stream is ended after this long (the browser reconnects), so a vanished client cannot hold it forever. Default 3600000.";
+    http_tls_cert: Option<PathBuf> = None,
+        parse parse_file, show show::opt_path,
+        "PEM certificate chain (end-entity first) of the HTTP page and API: HTTPS is on when this and http_tls_key are set (then with Strict-Transport-Security and a Secure login cookie). Default: none (plain HTTP).";
+    http_tls_key: Option<PathBuf> = None,
+        parse parse_file, show show::opt_path,
+        "PEM private key of http_tls_cert (PKCS#8, PKCS#1 or SEC1, unencrypted). Default: none.";
+    http_hsts_max_age_s: u64 = 31_536_000,
+        parse |v| parse_count(v, 0, MAX_HSTS_S).map(|n| n as u64), show show::plain,
+        "max-age of the Strict-Transport-Security header sent on every HTTPS response; 0 sends none. Default 31536000.";
+    msrp_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 2855)),
+        parse parse_socket_addr, show show::plain,
+        "Address of the MSRP listener (IP:port). Default 127.0.0.1:2855.";
+    msrp_advertise: Option<Advertise> = None,
+        parse parse_advertise, show show::opt,
+        "Host or host:port put into a=path instead of the listen address; required when msrp_listen is 0.0.0.0 or [::] (or behind NAT). Default: none.";
+    msrp_reuse_port: bool = true,
+        parse parse_bool, show show::plain,
+        "Bind outgoing MSRP connections to the listen port as their source port. Default true.";
+    msrp_max_pending: usize = 64,
+        parse |v| parse_count(v, 1, 1 << 20), show show::plain,
+        "Connections accepted on the MSRP listener that have not yet sent their first frame (which names their session); more are closed at once. Default 64.";
+    msrp_pending_max_bytes: u64 = 16 * 1024,
+        parse |v| parse_size(v, 1), show show::size,
+        "Bytes such a connection may send before its first frame is complete; more closes it. Default 16KiB.";
+    max_name_lookups: usize = 16,
+        parse |v| parse_count(v, 1, 4096), show show::plain,
+        "Name resolutions of participants' MSRP hosts running at once, each on a short-lived thread of its own; a delivery needing one more fails. A resolution is given connect_timeout_ms. Default 16.";
+    msrp_max_owed_responses: usize = 64,
+        parse |v| parse_count(v, 1, 65536), show show::plain,
+        "Responses to a participant's own MSRP requests (keep-alive SENDs) queued on its delivery connection at most: at this many unread, its frames are no longer read until it takes them, and left so for transaction_timeout_ms the delivery fails. Default 64.";
+    msrp_max_report_ranges: usize = 256,
+        parse |v| parse_count(v, 1, 65536), show show::plain,
+        "Disjoint byte ranges a participant's success REPORTs may acknowledge in one delivery before they join up; more fails that delivery (ranges beyond the message size are ignored). Default 256.";
+    msrp_tls: bool = false,
+        parse parse_bool, show show::plain,
+        "MSRP over TLS (msrps, RFC 4975 section 14): offers use TCP/TLS/MSRP with msrps paths and a=fingerprint, and answers asking TLS are honoured. Off: plain offers, and an answer asking TLS fails its delivery before any byte is sent. On needs tls_cert and tls_key. Default off.";
+    tls_cert: Option<PathBuf> = None,
+        parse parse_file, show show::opt_path,
+        "PEM certificate chain (end-entity first) presented on MSRP TLS connections, both as server and as client. Default: none.";
+    tls_key: Option<PathBuf> = None,
+        parse parse_file, show show::opt_path,
+        "PEM private key of tls_cert (PKCS#8, PKCS#1 or SEC1, unencrypted). Default: none.";
+    tls_ca: Option<PathBuf> = None,
+        parse parse_file, show show::opt_path,
+        "PEM CA bundle trusted for MSRP peers instead of the system store. Default: none (the system store).";
+    tls_verify: Verify = Verify::Host,
+        parse str::parse, show show::plain,
+        "How an MSRP TLS peer's certificate is checked: host (it chains to a trusted CA and names the host of the msrps URI), fingerprint (it matches the answer's a=fingerprint when there is one, else host), or none (anything; logged as a warning at start). Default host.";
+    tls_handshake_timeout_ms: u64 = 10_000,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "Deadline of one MSRP TLS handshake, counted from the TCP connection. Default 10000.";
+    spool_dir: PathBuf = PathBuf::from("/var/spool/msrpcast"),
+        parse parse_dir, show show::path,
+        "Folder of the spool files (created if missing; stale msrpcast files of an earlier run are removed). Default /var/spool/msrpcast.";
+    spool_max_bytes: u64 = 10 * GIB,
+        parse |v| parse_size(v, 1), show show::size,
+        "Disk quota of all spool files together; an upload beyond it fails cleanly. Default 10GiB.";
+    max_file_bytes: u64 = 4 * GIB,
+        parse |v| parse_size(v, 1), show show::size,
+        "Largest accepted file; a larger upload gets 413. Default 4GiB.";
+    spool_linger_ms: u64 = 0,
+        parse |v| parse_ms(v, 0), show show::plain,
+        "How long a conference's spool files stay after the conference ends; 0 removes them at once. Default 0.";
+    chunk_bytes: u64 = 10_240,
+        parse parse_chunk, show show::size,
+        "Body bytes per MSRP SEND chunk, 1 to 1MiB (Kamailio's MSRP relay rejects frames over 10240). Default 10240.";
+    window_bytes: u64 = 262_144,
+        parse |v| parse_size(v, 1), show show::size,
+        "Unacknowledged bytes in flight per delivery at its start; at least chunk_bytes. The window grows from here towards max_window_bytes while answers come back in time. Default 262144.";
+    max_window_bytes: u64 = 16 << 20,
+        parse |v| parse_size(v, 1), show show::size,
+        "Largest window of unacknowledged bytes per delivery (bandwidth x round trip of the longest path to fill; 16MiB fills 1 Gbit/s at 130 ms); at or below window_bytes the window is fixed. It bounds retained state (about 150 bytes per chunk in flight), not buffers. Default 16MiB.";
+    transaction_timeout_ms: u64 = 30_000,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "Time for an MSRP transaction response before the delivery fails with 408. Default 30000.";
+    report_timeout_ms: u64 = 30_000,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "Time after the last chunk for the success REPORT. Default 30000.";
+    answer_timeout_ms: u64 = 60_000,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "Time for a final answer to the file INVITE. Default 60000.";
+    connect_timeout_ms: u64 = 10_000,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "Time to establish the MSRP TCP connection. Default 10000.";
+    io_threads: usize = 0,
+        parse |v| parse_count(v, 0, MAX_IO_THREADS), show show::plain,
+        "I/O threads of the engine; 0 means the number of CPUs. Default 0.";
+    offer_to_late_joiners: bool = true,
+        parse parse_bool, show show::plain,
+        "Offer the conference's earlier complete files to a participant who joins later. Default true.";
+    sender_uri: String = "sip:msrpcast@localhost".to_owned(),
+        parse parse_sip_uri, show show::plain,
+        "SIP URI used as From of the file INVITEs. Default sip:msrpcast@localhost.";
+    contact: Option<String> = None,
+        parse |v| parse_optional(v, parse_sip_uri), show show::opt,
+        "SIP Contact of the file INVITEs. Default: none (the host's own).";
+    outbound_proxy: Option<String> = None,
+        parse |v| parse_optional(v, parse_sip_uri), show show::opt,
+        "SIP URI through which the file INVITEs are sent. Default: none.";
+    max_conferences: usize = 10_000,
+        parse |v| parse_count(v, 1, usize::MAX), show show::plain,
+        "Most conferences known at once. Default 10000.";
+    max_participants_per_conference: usize = 1000,
+        parse |v| parse_count(v, 1, usize::MAX), show show::plain,
+        "Most participants in one conference. Default 1000.";
+    max_participants: usize = 100_000,
+        parse |v| parse_count(v, 1, usize::MAX), show show::plain,
+        "Most participants over all conferences. Default 100000.";
+    max_files_per_conference: usize = 1000,
+        parse |v| parse_count(v, 1, usize::MAX), show show::plain,
+        "Most files (transfers) one conference holds at once; a transfer cancelled with DELETE no longer counts, and at the limit the oldest finished file (upload ended, every delivery ended) makes room. Default 1000.";
+    max_finished_transfers: usize = 1000,
+        parse |v| parse_count(v, 1, usize::MAX), show show::plain,
+        "Finished transfers kept over all conferences (for the status API and late joiners); beyond, the oldest are forgotten and their spool files removed. Default 1000.";
+    finished_transfer_ttl_ms: u64 = 86_400_000,
+        parse |v| parse_ms(v, 1), show show::plain,
+        "A finished transfer is forgotten (and its spool file removed) this long after it last changed. Default 86400000.";
+    max_path_uris: usize = 16,
+        parse |v| parse_count(v, 1, 1024), show show::plain,
+        "Most URIs accepted in an answer's a=path (the participant's relays plus itself); a longer path fails the delivery. Default 16.";
+    accept_types: String = "*".to_owned(),
+        parse parse_accept_types, show show::plain,
+        "Value of a=accept-types in the offers (space-separated MIME types, * for any). Default *.";
+    success_report: bool = true,
+        parse parse_bool, show show::plain,
+        "Ask for a success REPORT (Success-Report: yes) and count a delivery done only when it covers the file. Default true.";
+    bind_empty_send: bool = true,
+        parse parse_bool, show show::plain,
+        "Send an empty SEND first to bind the connection when the engine is the active side (RFC 4975 section 7.1). Default true.";
+    log_level: Level = Level::Info,
+        parse parse_level, show show::level,
+        "Most detailed level logged: error, warn, info or debug. Default info.";
+    control_socket: PathBuf = PathBuf::from("/run/msrpcast/control.sock"),
+        parse parse_socket_path, show show::path,
+        "Path of the engine's AF_UNIX datagram control socket, through which client handles in any process of the host reach the engine (at most 107 bytes); empty for none (single-process hosts calling the engine directly). Default /run/msrpcast/control.sock.";
+    http_enabled: bool = true,
+        parse parse_bool, show show::plain,
+        "Start the HTTP upload page and API together with the engine (C ABI). Default true.";
+    upload_dir: Option<PathBuf> = None,
+        parse |v| parse_optional(v, parse_dir), show show::opt_path,
+        "Folder whose files may be spooled from the local disk (UPLOAD_FILE on the control socket, msrpcast_engine_upload_file, the msrpcast.upload RPC and FreeSWITCH command): the path, relative to it or absolute, must name a regular file inside it once symlinks and .. are resolved. Empty: uploads of local files are refused. Default: none.";
+}
+
+/// The formatters of the settings table: each gives the form its key's parser reads back.
+mod show {
+    use std::fmt::Display;
+    use std::path::PathBuf;
+
+    use crate::level::Level;
+
+    pub fn plain<T: Display>(v: &T) -> String {
+        v.to_string()
+    }
+
+    pub fn size(v: &u64) -> String {
+        super::format_size(*v)
+    }
+
+    /// An unset optional value is the empty string.
+    pub fn opt<T: Display>(v: &Option<T>) -> String {
+        v.as_ref().map(ToString::to_string).unwrap_or_default()
+    }
+
+    pub fn path(v: &PathBuf) -> String {
+        v.display().to_string()
+    }
+
+    pub fn opt_path(v: &Option<PathBuf>) -> String {
+        v.as_ref().map(path).unwrap_or_default()
+    }
+
+    /// Comma-separated, no spaces.
+    pub fn list<T: Display>(v: &Vec<T>) -> String {
+        v.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn level(v: &Level) -> String {
+        v.name().to_owned()
     }
 }
-
-/// Key, documentation (ending with the default), in the order of [`Config`]'s fields.
-static KEYS: &[(&str, &str)] = &[
-    ("http_listen", "Address of the HTTP upload page and API (IP:port). Default 127.0.0.1:8088."),
-    ("http_token", "Token required for uploads and the API (Bearer or login form). Without one the HTTP listener must be on a loopback address. Default: none."),
-    ("http_max_connections", "Concurrent HTTP connections; more get 503. Default 256."),
-    ("http_max_uploads", "Concurrent uploads; more get 503. Default 16."),
-    ("http_idle_timeout_ms", "An HTTP connection without progress for this long gets 408 and is closed. Default 30000."),
-    ("http_sse_interval_ms", "Shortest interval between two progress events of one transfer on /api/events. Default 250."),
-    ("http_head_timeout_ms", "A request head must arrive whole within this time of its first byte, else 408 and the connection closes (however slowly bytes trickle in). At http_max_connections a new connection displaces the oldest one still waiting for its head, so slow heads cannot lock real clients out. Default 10000."),
-    ("http_allowed_hosts", "Without http_token: host names (host or host:port, comma-separated) accepted besides the loopback names in the Host header and in the Origin of requests (a request naming another Host gets 421, one from another Origin 403: DNS rebinding and cross-site posts). List the public name here when a proxy on this machine forwards to the page. Default: none."),
-    ("http_cors_origins", "Origins (scheme://host[:port], comma-separated, never *) of integrators' own pages that may call the API from a browser: their requests get Access-Control-Allow-Origin with credentials allowed, and OPTIONS preflights are answered; other origins get no CORS headers (preflights 403). Default: none (CORS off)."),
-    ("http_login_max_failures", "Failed POST /login per minute over all clients; beyond that /login answers 429 until the allowance refills (Bearer requests are not affected). Default 20."),
-    ("http_max_event_streams", "Concurrent /api/events streams, counted apart from http_max_connections; more get 503. Default 64."),
-    ("http_event_stream_max_ms", "An /api/events stream is ended after this long (the browser reconnects), so a vanished client cannot hold it forever. Default 3600000."),
-    ("http_tls_cert", "PEM certificate chain (end-entity first) of the HTTP page and API: HTTPS is on when this and http_tls_key are set (then with Strict-Transport-Security and a Secure login cookie). Default: none (plain HTTP)."),
-    ("http_tls_key", "PEM private key of http_tls_cert (PKCS#8, PKCS#1 or SEC1, unencrypted). Default: none."),
-    ("http_hsts_max_age_s", "max-age of the Strict-Transport-Security header sent on every HTTPS response; 0 sends none. Default 31536000."),
-    ("msrp_listen", "Address of the MSRP listener (IP:port). Default 127.0.0.1:2855."),
-    ("msrp_advertise", "Host or host:port put into a=path instead of the listen address; required when msrp_listen is 0.0.0.0 or [::] (or behind NAT). Default: none."),
-    ("msrp_reuse_port", "Bind outgoing MSRP connections to the listen port as their source port. Default true."),
-    ("msrp_max_pending", "Connections accepted on the MSRP listener that have not yet sent their first frame (which names their session); more are closed at once. Default 64."),
-    ("msrp_pending_max_bytes", "Bytes such a connection may send before its first frame is complete; more closes it. Default 16KiB."),
-    ("max_name_lookups", "Name resolutions of participants' MSRP hosts running at once, each on a short-lived thread of its own; a delivery needing one more fails. A resolution is given connect_timeout_ms. Default 16."),
-    ("msrp_max_owed_responses", "Responses to a participant's own MSRP requests (keep-alive SENDs) queued on its delivery connection at most: at this many unread, its frames are no longer read until it takes them, and left so for transaction_timeout_ms the delivery fails. Default 64."),
-    ("msrp_max_report_ranges", "Disjoint byte ranges a participant's success REPORTs may acknowledge in one delivery before they join up; more fails that delivery (ranges beyond the message size are ignored). Default 256."),
-    ("msrp_tls", "MSRP over TLS (msrps, RFC 4975 section 14): offers use TCP/TLS/MSRP with msrps paths and a=fingerprint, and answers asking TLS are honoured. Off: plain offers, and an answer asking TLS fails its delivery before any byte is sent. On needs tls_cert and tls_key. Default off."),
-    ("tls_cert", "PEM certificate chain (end-entity first) presented on MSRP TLS connections, both as server and as client. Default: none."),
-    ("tls_key", "PEM private key of tls_cert (PKCS#8, PKCS#1 or SEC1, unencrypted). Default: none."),
-    ("tls_ca", "PEM CA bundle trusted for MSRP peers instead of the system store. Default: none (the system store)."),
-    ("tls_verify", "How an MSRP TLS peer's certificate is checked: host (it chains to a trusted CA and names the host of the msrps URI), fingerprint (it matches the answer's a=fingerprint when there is one, else host), or none (anything; logged as a warning at start). Default host."),
-    ("tls_handshake_timeout_ms", "Deadline of one MSRP TLS handshake, counted from the TCP connection. Default 10000."),
-    ("spool_dir", "Folder of the spool files (created if missing; stale msrpcast files of an earlier run are removed). Default /var/spool/msrpcast."),
-    ("spool_max_bytes", "Disk quota of all spool files together; an upload beyond it fails cleanly. Default 10GiB."),
-    ("max_file_bytes", "Largest accepted file; a larger upload gets 413. Default 4GiB."),
-    ("spool_linger_ms", "How long a conference's spool files stay after the conference ends; 0 removes them at once. Default 0."),
-    ("chunk_bytes", "Body bytes per MSRP SEND chunk, 1 to 1MiB (Kamailio's MSRP relay rejects frames over 10240). Default 10240."),
-    ("window_bytes", "Unacknowledged bytes in flight per delivery at its start; at least chunk_bytes. The window grows from here towards max_window_bytes while answers come back in time. Default 262144."),
-    ("max_window_bytes", "Largest window of unacknowledged bytes per delivery (bandwidth x round trip of the longest path to fill; 16MiB fills 1 Gbit/s at 130 ms); at or below window_bytes the window is fixed. It bounds retained state (about 150 bytes per chunk in flight), not buffers. Default 16MiB."),
-    ("transaction_timeout_ms", "Time for an MSRP transaction response before the delivery fails with 408. Default 30000."),
-    ("report_timeout_ms", "Time after the last chunk for the success REPORT. Default 30000."),
-    ("answer_timeout_ms", "Time for a final answer to the file INVITE. Default 60000."),
-    ("connect_timeout_ms", "Time to establish the MSRP TCP connection. Default 10000."),
-    ("io_threads", "I/O threads of the engine; 0 means the number of CPUs. Default 0."),
-    ("offer_to_late_joiners", "Offer the conference's earlier complete files to a participant who joins later. Default true."),
-    ("sender_uri", "SIP URI used as From of the file INVITEs. Default sip:msrpcast@localhost."),
-    ("contact", "SIP Contact of the file INVITEs. Default: none (the host's own)."),
-    ("outbound_proxy", "SIP URI through which the file INVITEs are sent. Default: none."),
-    ("max_conferences", "Most conferences known at once. Default 10000."),
-    ("max_participants_per_conference", "Most participants in one conference. Default 1000."),
-    ("max_participants", "Most participants over all conferences. Default 100000."),
-    ("max_files_per_conference", "Most files (transfers) one conference holds at once; a transfer cancelled with DELETE no longer counts, and at the limit the oldest finished file (upload ended, every delivery ended) makes room. Default 1000."),
-    ("max_finished_transfers", "Finished transfers kept over all conferences (for the status API and late joiners); beyond, the oldest are forgotten and their spool files removed. Default 1000."),
-    ("finished_transfer_ttl_ms", "A finished transfer is forgotten (and its spool file removed) this long after it last changed. Default 86400000."),
-    ("max_path_uris", "Most URIs accepted in an answer's a=path (the participant's relays plus itself); a longer path fails the delivery. Default 16."),
-    ("accept_types", "Value of a=accept-types in the offers (space-separated MIME types, * for any). Default *."),
-    ("success_report", "Ask for a success REPORT (Success-Report: yes) and count a delivery done only when it covers the file. Default true."),
-    ("bind_empty_send", "Send an empty SEND first to bind the connection when the engine is the active side (RFC 4975 section 7.1). Default true."),
-    ("log_level", "Most detailed level logged: error, warn, info or debug. Default info."),
-    ("control_socket", "Path of the engine's AF_UNIX datagram control socket, through which client handles in any process of the host reach the engine (at most 107 bytes); empty for none (single-process hosts calling the engine directly). Default /run/msrpcast/control.sock."),
-    ("http_enabled", "Start the HTTP upload page and API together with the engine (C ABI). Default true."),
-    ("upload_dir", "Folder whose files may be spooled from the local disk (UPLOAD_FILE on the control socket, msrpcast_engine_upload_file, the msrpcast.upload RPC and FreeSWITCH command): the path, relative to it or absolute, must name a regular file inside it once symlinks and .. are resolved. Empty: uploads of local files are refused. Default: none."),
-];
 
 impl Config {
     /// Every key with its documentation and default, in a stable order (for `--help` and docs).
@@ -308,207 +400,17 @@ impl Config {
     /// Sets one setting from its string form. The value is checked on its own; rules that involve
     /// other settings are checked by [`Config::validate`]. On error the configuration is unchanged.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let bad = |reason: String| ConfigError::invalid(key, reason);
-        let v = value.trim();
-        match key {
-            "http_listen" => self.http_listen = parse_socket_addr(v).map_err(bad)?,
-            "http_token" => self.http_token = parse_token(v).map_err(bad)?,
-            "http_max_connections" => {
-                self.http_max_connections = parse_count(v, 1, 1 << 20).map_err(bad)?
-            }
-            "http_max_uploads" => {
-                self.http_max_uploads = parse_count(v, 1, 1 << 20).map_err(bad)?
-            }
-            "http_idle_timeout_ms" => self.http_idle_timeout_ms = parse_ms(v, 1).map_err(bad)?,
-            "http_sse_interval_ms" => self.http_sse_interval_ms = parse_ms(v, 1).map_err(bad)?,
-            "http_head_timeout_ms" => self.http_head_timeout_ms = parse_ms(v, 1).map_err(bad)?,
-            "http_allowed_hosts" => self.http_allowed_hosts = parse_host_list(v).map_err(bad)?,
-            "http_cors_origins" => {
-                self.http_cors_origins = crate::http::cors::parse_origins(v).map_err(bad)?
-            }
-            "http_login_max_failures" => {
-                self.http_login_max_failures = parse_count(v, 1, 1 << 20).map_err(bad)?
-            }
-            "http_max_event_streams" => {
-                self.http_max_event_streams = parse_count(v, 1, 1 << 20).map_err(bad)?
-            }
-            "http_event_stream_max_ms" => {
-                self.http_event_stream_max_ms = parse_ms(v, 1).map_err(bad)?
-            }
-            "http_tls_cert" => self.http_tls_cert = parse_file(v).map_err(bad)?,
-            "http_tls_key" => self.http_tls_key = parse_file(v).map_err(bad)?,
-            "http_hsts_max_age_s" => {
-                self.http_hsts_max_age_s = parse_count(v, 0, MAX_HSTS_S).map_err(bad)? as u64
-            }
-            "msrp_listen" => self.msrp_listen = parse_socket_addr(v).map_err(bad)?,
-            "msrp_advertise" => self.msrp_advertise = parse_advertise(v).map_err(bad)?,
-            "msrp_reuse_port" => self.msrp_reuse_port = parse_bool(v).map_err(bad)?,
-            "msrp_max_pending" => {
-                self.msrp_max_pending = parse_count(v, 1, 1 << 20).map_err(bad)?
-            }
-            "msrp_pending_max_bytes" => {
-                self.msrp_pending_max_bytes = parse_size(v, 1).map_err(bad)?
-            }
-            "max_name_lookups" => self.max_name_lookups = parse_count(v, 1, 4096).map_err(bad)?,
-            "msrp_max_owed_responses" => {
-                self.msrp_max_owed_responses = parse_count(v, 1, 65536).map_err(bad)?
-            }
-            "msrp_max_report_ranges" => {
-                self.msrp_max_report_ranges = parse_count(v, 1, 65536).map_err(bad)?
-            }
-            "msrp_tls" => self.msrp_tls = parse_bool(v).map_err(bad)?,
-            "tls_cert" => self.tls_cert = parse_file(v).map_err(bad)?,
-            "tls_key" => self.tls_key = parse_file(v).map_err(bad)?,
-            "tls_ca" => self.tls_ca = parse_file(v).map_err(bad)?,
-            "tls_verify" => self.tls_verify = v.parse::<Verify>().map_err(bad)?,
-            "tls_handshake_timeout_ms" => {
-                self.tls_handshake_timeout_ms = parse_ms(v, 1).map_err(bad)?
-            }
-            "spool_dir" => self.spool_dir = parse_dir(v).map_err(bad)?,
-            "spool_max_bytes" => self.spool_max_bytes = parse_size(v, 1).map_err(bad)?,
-            "max_file_bytes" => self.max_file_bytes = parse_size(v, 1).map_err(bad)?,
-            "spool_linger_ms" => self.spool_linger_ms = parse_ms(v, 0).map_err(bad)?,
-            "chunk_bytes" => self.chunk_bytes = parse_chunk(v).map_err(bad)?,
-            "window_bytes" => self.window_bytes = parse_size(v, 1).map_err(bad)?,
-            "max_window_bytes" => self.max_window_bytes = parse_size(v, 1).map_err(bad)?,
-            "transaction_timeout_ms" => {
-                self.transaction_timeout_ms = parse_ms(v, 1).map_err(bad)?
-            }
-            "report_timeout_ms" => self.report_timeout_ms = parse_ms(v, 1).map_err(bad)?,
-            "answer_timeout_ms" => self.answer_timeout_ms = parse_ms(v, 1).map_err(bad)?,
-            "connect_timeout_ms" => self.connect_timeout_ms = parse_ms(v, 1).map_err(bad)?,
-            "io_threads" => self.io_threads = parse_count(v, 0, MAX_IO_THREADS).map_err(bad)?,
-            "offer_to_late_joiners" => self.offer_to_late_joiners = parse_bool(v).map_err(bad)?,
-            "sender_uri" => self.sender_uri = parse_sip_uri(v).map_err(bad)?,
-            "contact" => self.contact = parse_optional(v, parse_sip_uri).map_err(bad)?,
-            "outbound_proxy" => {
-                self.outbound_proxy = parse_optional(v, parse_sip_uri).map_err(bad)?
-            }
-            "max_conferences" => {
-                self.max_conferences = parse_count(v, 1, usize::MAX).map_err(bad)?
-            }
-            "max_participants_per_conference" => {
-                self.max_participants_per_conference = parse_count(v, 1, usize::MAX).map_err(bad)?
-            }
-            "max_participants" => {
-                self.max_participants = parse_count(v, 1, usize::MAX).map_err(bad)?
-            }
-            "max_files_per_conference" => {
-                self.max_files_per_conference = parse_count(v, 1, usize::MAX).map_err(bad)?
-            }
-            "max_finished_transfers" => {
-                self.max_finished_transfers = parse_count(v, 1, usize::MAX).map_err(bad)?
-            }
-            "finished_transfer_ttl_ms" => {
-                self.finished_transfer_ttl_ms = parse_ms(v, 1).map_err(bad)?
-            }
-            "max_path_uris" => self.max_path_uris = parse_count(v, 1, 1024).map_err(bad)?,
-            "accept_types" => self.accept_types = parse_accept_types(v).map_err(bad)?,
-            "success_report" => self.success_report = parse_bool(v).map_err(bad)?,
-            "bind_empty_send" => self.bind_empty_send = parse_bool(v).map_err(bad)?,
-            "log_level" => {
-                self.log_level = v
-                    .parse::<Level>()
-                    .map_err(|e| bad(format!("{e}, got {v:?}")))?
-            }
-            "control_socket" => self.control_socket = parse_socket_path(v).map_err(bad)?,
-            "http_enabled" => self.http_enabled = parse_bool(v).map_err(bad)?,
-            "upload_dir" => {
-                self.upload_dir = match v {
-                    "" => None,
-                    _ => Some(parse_dir(v).map_err(bad)?),
-                }
-            }
-            _ => return Err(ConfigError::unknown(key)),
+        match self.set_key(key, value.trim()) {
+            Some(r) => r.map_err(|reason| ConfigError::invalid(key, reason)),
+            None => Err(ConfigError::unknown(key)),
         }
-        Ok(())
     }
 
     /// The current value of a setting in a form [`Config::set`] accepts (`None` for an unknown
     /// key; an unset optional setting is the empty string). Note that `http_token` is returned
     /// as is: callers that show settings must hide it.
     pub fn get(&self, key: &str) -> Option<String> {
-        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-        let file = |o: &Option<PathBuf>| {
-            o.as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        };
-        Some(match key {
-            "http_listen" => self.http_listen.to_string(),
-            "http_token" => opt(&self.http_token),
-            "http_max_connections" => self.http_max_connections.to_string(),
-            "http_max_uploads" => self.http_max_uploads.to_string(),
-            "http_idle_timeout_ms" => self.http_idle_timeout_ms.to_string(),
-            "http_sse_interval_ms" => self.http_sse_interval_ms.to_string(),
-            "http_head_timeout_ms" => self.http_head_timeout_ms.to_string(),
-            "http_allowed_hosts" => self
-                .http_allowed_hosts
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            "http_cors_origins" => self.http_cors_origins.join(","),
-            "http_login_max_failures" => self.http_login_max_failures.to_string(),
-            "http_max_event_streams" => self.http_max_event_streams.to_string(),
-            "http_event_stream_max_ms" => self.http_event_stream_max_ms.to_string(),
-            "http_tls_cert" => file(&self.http_tls_cert),
-            "http_tls_key" => file(&self.http_tls_key),
-            "http_hsts_max_age_s" => self.http_hsts_max_age_s.to_string(),
-            "msrp_listen" => self.msrp_listen.to_string(),
-            "msrp_advertise" => self
-                .msrp_advertise
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            "msrp_reuse_port" => self.msrp_reuse_port.to_string(),
-            "msrp_max_pending" => self.msrp_max_pending.to_string(),
-            "msrp_pending_max_bytes" => format_size(self.msrp_pending_max_bytes),
-            "max_name_lookups" => self.max_name_lookups.to_string(),
-            "msrp_max_owed_responses" => self.msrp_max_owed_responses.to_string(),
-            "msrp_max_report_ranges" => self.msrp_max_report_ranges.to_string(),
-            "msrp_tls" => self.msrp_tls.to_string(),
-            "tls_cert" => file(&self.tls_cert),
-            "tls_key" => file(&self.tls_key),
-            "tls_ca" => file(&self.tls_ca),
-            "tls_verify" => self.tls_verify.name().to_owned(),
-            "tls_handshake_timeout_ms" => self.tls_handshake_timeout_ms.to_string(),
-            "spool_dir" => self.spool_dir.display().to_string(),
-            "spool_max_bytes" => format_size(self.spool_max_bytes),
-            "max_file_bytes" => format_size(self.max_file_bytes),
-            "spool_linger_ms" => self.spool_linger_ms.to_string(),
-            "chunk_bytes" => format_size(self.chunk_bytes),
-            "window_bytes" => format_size(self.window_bytes),
-            "max_window_bytes" => format_size(self.max_window_bytes),
-            "transaction_timeout_ms" => self.transaction_timeout_ms.to_string(),
-            "report_timeout_ms" => self.report_timeout_ms.to_string(),
-            "answer_timeout_ms" => self.answer_timeout_ms.to_string(),
-            "connect_timeout_ms" => self.connect_timeout_ms.to_string(),
-            "io_threads" => self.io_threads.to_string(),
-            "offer_to_late_joiners" => self.offer_to_late_joiners.to_string(),
-            "sender_uri" => self.sender_uri.clone(),
-            "contact" => opt(&self.contact),
-            "outbound_proxy" => opt(&self.outbound_proxy),
-            "max_conferences" => self.max_conferences.to_string(),
-            "max_participants_per_conference" => self.max_participants_per_conference.to_string(),
-            "max_participants" => self.max_participants.to_string(),
-            "max_files_per_conference" => self.max_files_per_conference.to_string(),
-            "max_finished_transfers" => self.max_finished_transfers.to_string(),
-            "finished_transfer_ttl_ms" => self.finished_transfer_ttl_ms.to_string(),
-            "max_path_uris" => self.max_path_uris.to_string(),
-            "accept_types" => self.accept_types.clone(),
-            "success_report" => self.success_report.to_string(),
-            "bind_empty_send" => self.bind_empty_send.to_string(),
-            "log_level" => self.log_level.name().to_owned(),
-            "control_socket" => self.control_socket.display().to_string(),
-            "http_enabled" => self.http_enabled.to_string(),
-            "upload_dir" => self
-                .upload_dir
-                .as_ref()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default(),
-            _ => return None,
-        })
+        self.get_key(key)
     }
 
     /// Every setting with its current value, `http_token` shown as `(set)` when set.
@@ -524,21 +426,14 @@ impl Config {
             .collect()
     }
 
-    /// Checks the whole configuration: each value's own range (fields are public and may have
-    /// been assigned directly) and the rules between settings. Returns the first problem found.
+    /// Checks the whole configuration: each value on its own through its key's parser (fields
+    /// are public and may have been assigned directly; the messages are [`Config::set`]'s), then
+    /// the rules between settings. Returns the first problem found.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
             ConfigError::invalid(key, reason)
         }
-        if self.chunk_bytes == 0 || self.chunk_bytes > MAX_CHUNK_BYTES {
-            return Err(bad(
-                "chunk_bytes",
-                format!(
-                    "must be between 1 and {MAX_CHUNK_BYTES}, got {}",
-                    self.chunk_bytes
-                ),
-            ));
-        }
+        self.check_each()?;
         if self.window_bytes < self.chunk_bytes {
             return Err(bad(
                 "window_bytes",
@@ -547,9 +442,6 @@ impl Config {
                     self.chunk_bytes, self.window_bytes
                 ),
             ));
-        }
-        if self.max_file_bytes == 0 {
-            return Err(bad("max_file_bytes", "must be at least 1"));
         }
         if self.spool_max_bytes < self.max_file_bytes {
             return Err(bad(
@@ -581,32 +473,8 @@ impl Config {
                 ),
             ));
         }
-        if let Some(t) = &self.http_token {
-            parse_token(t).map_err(|r| bad("http_token", r))?;
-        }
-        if let Some(a) = &self.msrp_advertise {
-            check_host(&a.host).map_err(|r| bad("msrp_advertise", r))?;
-            if a.port == Some(0) {
-                return Err(bad("msrp_advertise", "port must not be 0"));
-            }
-        }
-        if self.msrp_max_pending == 0 {
-            return Err(bad("msrp_max_pending", "must be at least 1"));
-        }
-        if self.msrp_pending_max_bytes == 0 {
-            return Err(bad("msrp_pending_max_bytes", "must be at least 1"));
-        }
-        if self.max_name_lookups == 0 || self.max_name_lookups > 4096 {
-            return Err(bad(
-                "max_name_lookups",
-                format!("must be between 1 and 4096, got {}", self.max_name_lookups),
-            ));
-        }
         self.validate_tls()?;
-        if self.http_max_connections == 0 {
-            return Err(bad("http_max_connections", "must be at least 1"));
-        }
-        if self.http_max_uploads == 0 || self.http_max_uploads > self.http_max_connections {
+        if self.http_max_uploads > self.http_max_connections {
             return Err(bad(
                 "http_max_uploads",
                 format!(
@@ -614,59 +482,6 @@ impl Config {
                     self.http_max_connections, self.http_max_uploads
                 ),
             ));
-        }
-        for (key, ms) in [
-            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
-            ("http_sse_interval_ms", self.http_sse_interval_ms),
-            ("http_head_timeout_ms", self.http_head_timeout_ms),
-            ("http_event_stream_max_ms", self.http_event_stream_max_ms),
-            ("finished_transfer_ttl_ms", self.finished_transfer_ttl_ms),
-            ("transaction_timeout_ms", self.transaction_timeout_ms),
-            ("report_timeout_ms", self.report_timeout_ms),
-            ("answer_timeout_ms", self.answer_timeout_ms),
-            ("connect_timeout_ms", self.connect_timeout_ms),
-            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
-        ] {
-            if ms == 0 {
-                return Err(bad(key, "must be at least 1 ms"));
-            }
-        }
-        if self.io_threads > MAX_IO_THREADS {
-            return Err(bad(
-                "io_threads",
-                format!("must be at most {MAX_IO_THREADS}, got {}", self.io_threads),
-            ));
-        }
-        if self.spool_dir.as_os_str().is_empty() {
-            return Err(bad("spool_dir", "must not be empty"));
-        }
-        if let Some(p) = self.control_socket.to_str() {
-            parse_socket_path(p).map_err(|r| bad("control_socket", r))?;
-        }
-        parse_sip_uri(&self.sender_uri).map_err(|r| bad("sender_uri", r))?;
-        if let Some(c) = &self.contact {
-            parse_sip_uri(c).map_err(|r| bad("contact", r))?;
-        }
-        if let Some(p) = &self.outbound_proxy {
-            parse_sip_uri(p).map_err(|r| bad("outbound_proxy", r))?;
-        }
-        parse_accept_types(&self.accept_types).map_err(|r| bad("accept_types", r))?;
-        for (key, n) in [
-            ("max_conferences", self.max_conferences),
-            (
-                "max_participants_per_conference",
-                self.max_participants_per_conference,
-            ),
-            ("max_participants", self.max_participants),
-            ("max_files_per_conference", self.max_files_per_conference),
-            ("max_finished_transfers", self.max_finished_transfers),
-            ("max_path_uris", self.max_path_uris),
-            ("http_login_max_failures", self.http_login_max_failures),
-            ("http_max_event_streams", self.http_max_event_streams),
-        ] {
-            if n == 0 {
-                return Err(bad(key, "must be at least 1"));
-            }
         }
         if self.max_participants_per_conference > self.max_participants {
             return Err(bad(
@@ -707,29 +522,12 @@ impl Config {
                 }
                 _ => {}
             }
-            for (k, p) in [(cert_key, cert), (key_key, key)] {
-                if let Some(p) = p.as_ref().and_then(|p| p.to_str()) {
-                    parse_file(p).map_err(|r| ConfigError::invalid(k, r))?;
-                }
-            }
-        }
-        if let Some(p) = self.tls_ca.as_ref().and_then(|p| p.to_str()) {
-            parse_file(p).map_err(|r| ConfigError::invalid("tls_ca", r))?;
         }
         if self.msrp_tls && self.tls_cert.is_none() {
             return Err(ConfigError::invalid(
                 "msrp_tls",
                 "needs tls_cert and tls_key: a participant that answers a=setup:active connects \
                  to us, and we are then the TLS server",
-            ));
-        }
-        if self.http_hsts_max_age_s > MAX_HSTS_S as u64 {
-            return Err(ConfigError::invalid(
-                "http_hsts_max_age_s",
-                format!(
-                    "must be at most {MAX_HSTS_S}, got {}",
-                    self.http_hsts_max_age_s
-                ),
             ));
         }
         Ok(())
@@ -866,15 +664,17 @@ pub fn parse_socket_addr(v: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("expected IP:port such as 127.0.0.1:2855 or [::1]:2855, got {v:?}"))
 }
 
-fn parse_optional(
-    v: &str,
-    parse: fn(&str) -> Result<String, String>,
-) -> Result<Option<String>, String> {
+/// Empty means not set; anything else goes through `parse`.
+fn parse_optional<T>(v: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
     if v.is_empty() {
         Ok(None)
     } else {
         parse(v).map(Some)
     }
+}
+
+fn parse_level(v: &str) -> Result<Level, String> {
+    v.parse::<Level>().map_err(|e| format!("{e}, got {v:?}"))
 }
 
 fn parse_token(v: &str) -> Result<Option<String>, String> {
@@ -1066,8 +866,18 @@ mod tests {
         assert_eq!(c.log_level, Level::Info);
         // Every documented key exists, says its default, and get/set round-trips it.
         for (k, doc) in Config::keys() {
-            assert!(doc.contains("Default"), "{k} doc lacks its default");
             let v = c.get(k).unwrap_or_else(|| panic!("get({k})"));
+            // The doc's closing "Default …" names the table's default ("none": unset).
+            let (_, said) = doc
+                .rsplit_once("Default")
+                .unwrap_or_else(|| panic!("{k} doc lacks its default"));
+            let said = said.trim_start_matches(':').trim();
+            let said = said.strip_suffix('.').unwrap_or(said);
+            let said = if said.starts_with("none") { "" } else { said };
+            let mut d = Config::default();
+            d.set(k, said)
+                .unwrap_or_else(|e| panic!("{k}: doc's default {said:?}: {e}"));
+            assert_eq!(d, c, "{k}: doc says Default {said:?}, the table {v:?}");
             let mut d = Config::default();
             d.set(k, &v)
                 .unwrap_or_else(|e| panic!("set({k}, {v:?}): {e}"));
