@@ -335,7 +335,9 @@ typedef struct msrpcast_signal msrpcast_signal;
 
 /**
  * What reached the engine through the control socket and the direct calls. Each call counter
- * counts calls the engine accepted.
+ * counts calls the engine accepted. The fields and their order are ABI (new ones go at the
+ * end): this copy of the runtime's `Counters` is the C header's `msrpcast_stats`, written out
+ * as is by `msrpcast_engine_stats` (cbindgen.toml renames it).
  */
 typedef struct msrpcast_stats {
     /**

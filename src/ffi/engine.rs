@@ -14,7 +14,7 @@ use super::notify::Notify;
 use super::result::*;
 use super::signal::msrpcast_signal;
 use crate::runtime::control::{
-    self, ControlServer, Counters, FileUploads, Request, UploadFileError,
+    self, ControlServer, CounterSnapshot, Counters, FileUploads, Request, UploadFileError,
 };
 use crate::runtime::engine::Engine;
 use crate::runtime::log::{Logger, DEFAULT_QUEUE_CAPACITY};
@@ -44,31 +44,9 @@ const _: () = {
     assert!(msrpcast_status_what::MSRPCAST_STATUS_COUNTERS as u32 == control::STATUS_COUNTERS);
 };
 
-/// What reached the engine through the control socket and the direct calls. Each call counter
-/// counts calls the engine accepted.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct msrpcast_stats {
-    /// Datagrams received on the control socket.
-    pub datagrams: u64,
-    /// Datagrams that were not a valid request.
-    pub malformed: u64,
-    pub joins: u64,
-    pub leaves: u64,
-    pub answered: u64,
-    pub rejected: u64,
-    pub ended: u64,
-    pub cancels: u64,
-    pub uploads: u64,
-    /// Status requests answered over the control socket.
-    pub status: u64,
-    /// Calls the engine refused (bad input, unknown conference or transfer, limits).
-    pub refused: u64,
-    /// Control requests dropped because the engine stayed busy or had stopped.
-    pub dropped: u64,
-    /// Times the control thread found the engine's queue full and waited.
-    pub busy_waits: u64,
-}
+/// The counters `msrpcast_engine_stats` copies out: the runtime's own snapshot, which is
+/// `#[repr(C)]` and named `msrpcast_stats` in the header (cbindgen.toml `[export.rename]`).
+pub use crate::runtime::control::CounterSnapshot as msrpcast_stats;
 
 struct Running {
     engine: Arc<Engine>,
@@ -527,28 +505,13 @@ pub extern "C" fn msrpcast_engine_status(
 #[no_mangle]
 pub extern "C" fn msrpcast_engine_stats(
     e: *const msrpcast_engine,
-    out: *mut msrpcast_stats,
+    out: *mut CounterSnapshot,
 ) -> msrpcast_result {
     ffi_boundary(|| {
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
         out_arg(out)?;
-        let c = e.counters.snapshot();
-        let s = msrpcast_stats {
-            datagrams: c.datagrams,
-            malformed: c.malformed,
-            joins: c.joins,
-            leaves: c.leaves,
-            answered: c.answered,
-            rejected: c.rejected,
-            ended: c.ended,
-            cancels: c.cancels,
-            uploads: c.uploads,
-            status: c.status,
-            refused: c.refused,
-            dropped: c.dropped,
-            busy_waits: c.busy_waits,
-        };
+        let s = e.counters.snapshot();
         // SAFETY: out was checked non-NULL and is valid for writes (API contract).
         unsafe { write_out(out, s) };
         Ok(())
