@@ -75,10 +75,7 @@ pub extern "C" fn msrpcast_config_set(
         let (key, value) = match (key, value) {
             (Ok(k), Ok(v)) => (k, v),
             (Err(e), _) | (_, Err(e)) => {
-                cfg.set_error(format!(
-                    "key or value rejected: {}",
-                    super::result_name_str(e)
-                ));
+                cfg.set_error(format!("key or value rejected: {}", e.name_str()));
                 return Err(e);
             }
         };

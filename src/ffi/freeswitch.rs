@@ -92,11 +92,9 @@ const MAX_HEADERS: usize = 4096;
 
 fn fs_error_code(e: &FsError) -> msrpcast_result {
     match e {
-        FsError::Engine { code, .. } => NAMES
-            .iter()
-            .map(|(c, _)| *c)
-            .find(|c| *c as u32 == *code)
-            .unwrap_or(MSRPCAST_ERR_INVALID_VALUE),
+        FsError::Engine { code, .. } => {
+            super::result::from_u32(*code).unwrap_or(MSRPCAST_ERR_INVALID_VALUE)
+        }
         _ => MSRPCAST_ERR_INVALID_VALUE,
     }
 }
@@ -183,10 +181,7 @@ pub extern "C" fn msrpcast_fs_config_set(
         let (key, value) = match unsafe { (str_arg(key, key_len), str_arg(value, value_len)) } {
             (Ok(k), Ok(v)) => (k, v),
             (Err(e), _) | (_, Err(e)) => {
-                cfg.set_error(format!(
-                    "key or value rejected: {}",
-                    super::result_name_str(e)
-                ));
+                cfg.set_error(format!("key or value rejected: {}", e.name_str()));
                 return Err(e);
             }
         };
@@ -286,7 +281,7 @@ struct EngineMembership<'a>(&'a msrpcast_engine);
 fn engine_result(r: FfiResult, what: &str) -> Result<(), FsError> {
     r.map_err(|code| FsError::Engine {
         code: code as u32,
-        reason: format!("{what} refused: {}", super::result_name_str(code)),
+        reason: format!("{what} refused: {}", code.name_str()),
     })
 }
 
@@ -550,9 +545,8 @@ fn api_answer(
             "the engine is not running".to_string(),
         ))
     };
-    let refused = |code: msrpcast_result, what: String| {
-        (code, format!("{what}: {}", super::result_name_str(code)))
-    };
+    let refused =
+        |code: msrpcast_result, what: String| (code, format!("{what}: {}", code.name_str()));
     match command {
         ApiCommand::Help => Ok(format!(
             "{{\"usage\":{}}}",

@@ -43,12 +43,3 @@ pub use engine::*;
 pub use json::*;
 pub use result::*;
 pub use signal::*;
-
-/// The name of a code as a Rust string (for error texts).
-pub(crate) fn result_name_str(code: msrpcast_result) -> &'static str {
-    result::NAMES
-        .iter()
-        .find(|(c, _)| *c == code)
-        .and_then(|(_, n)| n.to_str().ok())
-        .unwrap_or("MSRPCAST_UNKNOWN_RESULT")
-}

@@ -1,6 +1,6 @@
 //! Result codes: one `uint32_t` space in numbered blocks, and the function that names each.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CStr};
 
 use crate::roster::RosterError;
 use crate::runtime::engine::EngineError;
@@ -61,55 +61,90 @@ pub enum msrpcast_result {
 
 pub use msrpcast_result::*;
 
-/// Every code with its name, for `msrpcast_result_name` and the tests.
-pub(crate) const NAMES: &[(msrpcast_result, &std::ffi::CStr)] = &[
-    (MSRPCAST_OK, c"MSRPCAST_OK"),
-    (MSRPCAST_EMPTY, c"MSRPCAST_EMPTY"),
-    (MSRPCAST_ERR_NULL_ARGUMENT, c"MSRPCAST_ERR_NULL_ARGUMENT"),
-    (MSRPCAST_ERR_INVALID_UTF8, c"MSRPCAST_ERR_INVALID_UTF8"),
-    (MSRPCAST_ERR_TOO_LONG, c"MSRPCAST_ERR_TOO_LONG"),
-    (MSRPCAST_ERR_UNKNOWN_KEY, c"MSRPCAST_ERR_UNKNOWN_KEY"),
-    (MSRPCAST_ERR_INVALID_VALUE, c"MSRPCAST_ERR_INVALID_VALUE"),
-    (MSRPCAST_ERR_INVALID_CONFIG, c"MSRPCAST_ERR_INVALID_CONFIG"),
-    (
-        MSRPCAST_ERR_BUFFER_TOO_SMALL,
-        c"MSRPCAST_ERR_BUFFER_TOO_SMALL",
-    ),
-    (MSRPCAST_ERR_BUSY, c"MSRPCAST_ERR_BUSY"),
-    (MSRPCAST_ERR_STOPPED, c"MSRPCAST_ERR_STOPPED"),
-    (MSRPCAST_ERR_UNREACHABLE, c"MSRPCAST_ERR_UNREACHABLE"),
-    (MSRPCAST_ERR_START, c"MSRPCAST_ERR_START"),
-    (
-        MSRPCAST_ERR_UNKNOWN_TRANSFER,
-        c"MSRPCAST_ERR_UNKNOWN_TRANSFER",
-    ),
-    (MSRPCAST_ERR_TIMEOUT, c"MSRPCAST_ERR_TIMEOUT"),
-    (MSRPCAST_ERR_REFUSED, c"MSRPCAST_ERR_REFUSED"),
-    (
-        MSRPCAST_ERR_UNKNOWN_CONFERENCE,
-        c"MSRPCAST_ERR_UNKNOWN_CONFERENCE",
-    ),
-    (MSRPCAST_ERR_FORBIDDEN, c"MSRPCAST_ERR_FORBIDDEN"),
-    (MSRPCAST_ERR_IO, c"MSRPCAST_ERR_IO"),
-    (MSRPCAST_ERR_PANIC, c"MSRPCAST_ERR_PANIC"),
+impl msrpcast_result {
+    /// The code's name, e.g. `MSRPCAST_ERR_BUSY`: the one list of names (an exhaustive match, so
+    /// a new code without a name does not compile).
+    pub const fn name(self) -> &'static CStr {
+        match self {
+            MSRPCAST_OK => c"MSRPCAST_OK",
+            MSRPCAST_EMPTY => c"MSRPCAST_EMPTY",
+            MSRPCAST_ERR_NULL_ARGUMENT => c"MSRPCAST_ERR_NULL_ARGUMENT",
+            MSRPCAST_ERR_INVALID_UTF8 => c"MSRPCAST_ERR_INVALID_UTF8",
+            MSRPCAST_ERR_TOO_LONG => c"MSRPCAST_ERR_TOO_LONG",
+            MSRPCAST_ERR_UNKNOWN_KEY => c"MSRPCAST_ERR_UNKNOWN_KEY",
+            MSRPCAST_ERR_INVALID_VALUE => c"MSRPCAST_ERR_INVALID_VALUE",
+            MSRPCAST_ERR_INVALID_CONFIG => c"MSRPCAST_ERR_INVALID_CONFIG",
+            MSRPCAST_ERR_BUFFER_TOO_SMALL => c"MSRPCAST_ERR_BUFFER_TOO_SMALL",
+            MSRPCAST_ERR_BUSY => c"MSRPCAST_ERR_BUSY",
+            MSRPCAST_ERR_STOPPED => c"MSRPCAST_ERR_STOPPED",
+            MSRPCAST_ERR_UNREACHABLE => c"MSRPCAST_ERR_UNREACHABLE",
+            MSRPCAST_ERR_START => c"MSRPCAST_ERR_START",
+            MSRPCAST_ERR_UNKNOWN_TRANSFER => c"MSRPCAST_ERR_UNKNOWN_TRANSFER",
+            MSRPCAST_ERR_TIMEOUT => c"MSRPCAST_ERR_TIMEOUT",
+            MSRPCAST_ERR_REFUSED => c"MSRPCAST_ERR_REFUSED",
+            MSRPCAST_ERR_UNKNOWN_CONFERENCE => c"MSRPCAST_ERR_UNKNOWN_CONFERENCE",
+            MSRPCAST_ERR_FORBIDDEN => c"MSRPCAST_ERR_FORBIDDEN",
+            MSRPCAST_ERR_IO => c"MSRPCAST_ERR_IO",
+            MSRPCAST_ERR_PANIC => c"MSRPCAST_ERR_PANIC",
+        }
+    }
+
+    /// The name as a Rust string (for error texts).
+    pub fn name_str(self) -> &'static str {
+        match self.name().to_str() {
+            Ok(s) => s,
+            Err(_) => unreachable!(),
+        }
+    }
+}
+
+/// Every code once, for turning a number back into a code ([`from_u32`]). The test
+/// `every_code_of_the_header_is_listed` checks it against the generated header's enum.
+const ALL: [msrpcast_result; 20] = [
+    MSRPCAST_OK,
+    MSRPCAST_EMPTY,
+    MSRPCAST_ERR_NULL_ARGUMENT,
+    MSRPCAST_ERR_INVALID_UTF8,
+    MSRPCAST_ERR_TOO_LONG,
+    MSRPCAST_ERR_UNKNOWN_KEY,
+    MSRPCAST_ERR_INVALID_VALUE,
+    MSRPCAST_ERR_INVALID_CONFIG,
+    MSRPCAST_ERR_BUFFER_TOO_SMALL,
+    MSRPCAST_ERR_BUSY,
+    MSRPCAST_ERR_STOPPED,
+    MSRPCAST_ERR_UNREACHABLE,
+    MSRPCAST_ERR_START,
+    MSRPCAST_ERR_UNKNOWN_TRANSFER,
+    MSRPCAST_ERR_TIMEOUT,
+    MSRPCAST_ERR_REFUSED,
+    MSRPCAST_ERR_UNKNOWN_CONFERENCE,
+    MSRPCAST_ERR_FORBIDDEN,
+    MSRPCAST_ERR_IO,
+    MSRPCAST_ERR_PANIC,
 ];
 
 /// The name of a result code, e.g. `"MSRPCAST_ERR_BUSY"`: a static NUL-terminated string, never
 /// NULL; `"MSRPCAST_UNKNOWN_RESULT"` for a value that is not a code. Any thread.
 #[no_mangle]
 pub extern "C" fn msrpcast_result_name(result: u32) -> *const c_char {
-    NAMES
-        .iter()
-        .find(|(code, _)| *code as u32 == result)
-        .map(|(_, name)| *name)
+    from_u32(result)
+        .map(msrpcast_result::name)
         .unwrap_or(c"MSRPCAST_UNKNOWN_RESULT")
         .as_ptr()
 }
 
 /// The code with this number, if it is one.
 pub(crate) fn from_u32(v: u32) -> Option<msrpcast_result> {
-    NAMES.iter().map(|(c, _)| *c).find(|c| *c as u32 == v)
+    ALL.iter().copied().find(|c| *c as u32 == v)
 }
+
+/// The control socket's wire carries result codes as numbers; the runtime's copies of the ones it
+/// answers by itself must be the C ABI's.
+const _: () = {
+    use crate::runtime::control::{RESULT_INVALID_VALUE, RESULT_OK};
+    assert!(MSRPCAST_OK as u32 == RESULT_OK);
+    assert!(MSRPCAST_ERR_INVALID_VALUE as u32 == RESULT_INVALID_VALUE);
+};
 
 /// The code for an engine refusal.
 /// The result code of a refused local-file upload (control socket, C ABI, host commands).
@@ -147,17 +182,36 @@ mod tests {
 
     #[test]
     fn every_code_has_a_unique_name_matching_its_constant() {
-        for (code, name) in NAMES {
+        for code in ALL {
             // SAFETY: msrpcast_result_name returns a static NUL-terminated string.
-            let got = unsafe { CStr::from_ptr(msrpcast_result_name(*code as u32)) };
-            assert_eq!(got, *name);
-            assert_eq!(NAMES.iter().filter(|(c, _)| c == code).count(), 1);
-            assert_eq!(from_u32(*code as u32), Some(*code));
-            assert_eq!(NAMES.iter().filter(|(_, n)| n == name).count(), 1);
+            let got = unsafe { CStr::from_ptr(msrpcast_result_name(code as u32)) };
+            assert_eq!(got, code.name());
+            assert_eq!(format!("{code:?}"), code.name_str());
+            assert_eq!(ALL.iter().filter(|c| **c == code).count(), 1);
+            assert_eq!(from_u32(code as u32), Some(code));
         }
         // SAFETY: as above.
         let unknown = unsafe { CStr::from_ptr(msrpcast_result_name(4242)) };
         assert_eq!(unknown, c"MSRPCAST_UNKNOWN_RESULT");
+    }
+
+    /// `ALL` lists every code of the enum, as cbindgen wrote it into the header.
+    #[test]
+    fn every_code_of_the_header_is_listed() {
+        let header = include_str!("../../include/msrpcast.h");
+        let start = header.find("enum msrpcast_result").expect("enum in header");
+        let body = &header[start..];
+        let body = &body[..body.find('}').expect("enum end")];
+        let mut n = 0;
+        for line in body.lines().map(str::trim) {
+            if let Some((name, value)) = line.trim_end_matches(',').split_once(" = ") {
+                let v: u32 = value.parse().expect("code value");
+                let code = from_u32(v).unwrap_or_else(|| panic!("{name} = {v} not in ALL"));
+                assert_eq!(code.name_str(), name);
+                n += 1;
+            }
+        }
+        assert_eq!(n, ALL.len());
     }
 
     #[test]

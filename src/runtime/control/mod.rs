@@ -24,7 +24,7 @@ use crate::roster::{DeliveryId, TransferId};
 use crate::runtime::engine::{Engine, EngineError};
 
 pub use self::counters::{status_json, CounterSnapshot, Counters};
-pub use self::server::ControlServer;
+pub use self::server::{ControlServer, RESULT_INVALID_VALUE, RESULT_OK};
 pub use self::uploads::{FileUploads, UploadFileError};
 pub use self::wire::*;
 

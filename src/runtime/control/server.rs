@@ -263,9 +263,10 @@ fn apply_with_backpressure(
     }
 }
 
-/// Result codes shared with the C ABI (`MSRPCAST_OK`, `MSRPCAST_ERR_INVALID_VALUE`).
-const RESULT_OK: u32 = 0;
-const RESULT_INVALID_VALUE: u32 = 1004;
+/// Result codes the control server answers by itself: the C ABI's `MSRPCAST_OK` and
+/// `MSRPCAST_ERR_INVALID_VALUE` (const-asserted equal in `ffi::result`).
+pub const RESULT_OK: u32 = 0;
+pub const RESULT_INVALID_VALUE: u32 = 1004;
 
 /// UPLOAD: spools the file like UPLOAD_FILE (retrying while the engine is busy, as
 /// [`apply_with_backpressure`] does) and returns the reply: result code and JSON.
