@@ -21,6 +21,7 @@ pub mod config;
 pub mod ffi;
 pub mod freeswitch;
 pub mod http;
+pub mod json;
 pub mod level;
 pub mod msrp;
 pub mod roster;

@@ -548,10 +548,7 @@ fn api_answer(
     let refused =
         |code: msrpcast_result, what: String| (code, format!("{what}: {}", code.name_str()));
     match command {
-        ApiCommand::Help => Ok(format!(
-            "{{\"usage\":{}}}",
-            crate::roster::json::escape(api::USAGE)
-        )),
+        ApiCommand::Help => Ok(format!("{{\"usage\":{}}}", crate::json::escape(api::USAGE))),
         ApiCommand::Members => Ok(api::members_json(&f.bridge.joined())),
         ApiCommand::Status(what) => engine()?
             .status_json(what)

@@ -1,6 +1,6 @@
 //! The `msrpcast` API command of fs_cli and ESL: `msrpcast <command>`, answered in JSON.
 
-use crate::roster::json;
+use crate::json;
 
 /// The usage line `msrpcast help` (and an unknown command) answers with.
 pub const USAGE: &str = "msrpcast status|conferences|transfers|counters|members|cancel <transfer>|upload <conference> <path>|help";

@@ -27,7 +27,7 @@ use parking_lot::Mutex;
 
 use super::service::{Backend, Refusal, UploadRequest, UploadSink};
 use super::HttpError;
-use crate::roster::json;
+use crate::json;
 use crate::roster::{
     DeliveryId, DeliveryState, RosterError, RosterSnapshot, TransferId, TransferSnapshot,
     TransferState,

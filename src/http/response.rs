@@ -2,6 +2,7 @@
 //! session cookie, the page with its security headers, and Server-Sent Events framing.
 
 use super::HttpError;
+use crate::json;
 
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "msrpcast_token";
@@ -134,33 +135,13 @@ impl ResponseHead {
 /// The interim response for `Expect: 100-continue`.
 pub const CONTINUE_100: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// Escapes a string for a JSON string literal (without the quotes).
-pub fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // `<` escaped too so JSON is safe inside HTML.
-            c if (c as u32) < 0x20 || c == '<' || c == '\u{2028}' || c == '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// `{"error":"<error>","reason":"<reason>"}`.
 pub fn json_error(error: &str, reason: &str) -> String {
-    format!(
-        "{{\"error\":\"{}\",\"reason\":\"{}\"}}",
-        json_escape(error),
-        json_escape(reason)
-    )
+    let mut out = String::new();
+    let mut o = json::Object::begin(&mut out);
+    o.str("error", error).str("reason", reason);
+    o.end();
+    out
 }
 
 /// A complete JSON response.
@@ -290,12 +271,16 @@ pub fn upload_created_body(transfer: &str) -> String {
     {
         transfer.to_string()
     } else {
-        format!("\"{}\"", json_escape(transfer))
+        json::escape(transfer)
     };
-    format!(
-        "{{\"transfer\":{id},\"status\":\"/api/transfers/{}\"}}",
-        json_escape(&super::params::percent_encode(transfer))
-    )
+    let mut out = String::new();
+    let mut o = json::Object::begin(&mut out);
+    o.raw("transfer", |o| o.push_str(&id)).str(
+        "status",
+        &format!("/api/transfers/{}", super::params::percent_encode(transfer)),
+    );
+    o.end();
+    out
 }
 
 /// The head of a Server-Sent Events stream (no length: it ends with the connection).
@@ -351,8 +336,8 @@ mod tests {
     #[test]
     fn json_escaping() {
         assert_eq!(
-            json_escape("a\"b\\c\nd\u{1}<"),
-            "a\\\"b\\\\c\\nd\\u0001\\u003c"
+            json::escape("a\"b\\c\nd\u{1}<"),
+            "\"a\\\"b\\\\c\\nd\\u0001\\u003c\""
         );
         assert_eq!(
             json_error("x", "bad \"name\""),

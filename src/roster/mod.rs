@@ -13,11 +13,11 @@
 //! - A delivery in a terminal state (done, failed, cancelled) never changes again: late progress
 //!   from an I/O thread cannot resurrect it.
 
-pub mod json;
-
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::json;
 
 use parking_lot::Mutex;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use msrpcast::config::Config;
-use msrpcast::roster::json::Object;
+use msrpcast::json::Object;
 use msrpcast::roster::DeliveryState;
 use msrpcast::runtime::Engine;
 
@@ -145,7 +145,7 @@ fn deliver(a: &SendArgs, engine: &Engine, f: &mut std::fs::File, size: u64) -> R
                 .str("file", &name)
                 .u64("bytes", size)
                 .array("receivers", &rx, |o, r| {
-                    o.push_str(&msrpcast::roster::json::escape(&r.uri))
+                    o.push_str(&msrpcast::json::escape(&r.uri))
                 });
         });
     }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::roster::json;
+use crate::json;
 use crate::runtime::engine::Engine;
 
 use super::wire::{STATUS_ALL, STATUS_CONFERENCES, STATUS_COUNTERS, STATUS_TRANSFERS};

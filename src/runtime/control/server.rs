@@ -278,7 +278,6 @@ fn upload_answered(
     path: &str,
     stop: &AtomicBool,
 ) -> (u32, String) {
-    use crate::http::response::json_escape;
     let t0 = Instant::now();
     let r = loop {
         match uploads.start(engine, conference, Path::new(path)) {
@@ -311,8 +310,11 @@ fn upload_answered(
                 "control",
                 format_args!("upload of {path:?} to conference {conference:?} refused: {e}"),
             );
-            let reason = json_escape(&e.to_string());
-            (code as u32, format!("{{\"error\":\"{reason}\"}}"))
+            let mut json = String::new();
+            let mut o = crate::json::Object::begin(&mut json);
+            o.str("error", &e.to_string());
+            o.end();
+            (code as u32, json)
         }
     }
 }

@@ -1,4 +1,8 @@
-//! A tiny hand-written JSON writer for the status API: string escaping and an object/array builder.
+//! The crate's one JSON writer (status API, HTTP error bodies, control-socket replies, FreeSWITCH
+//! API answers): string escaping and an object/array builder. Hand-written rather than
+//! serde_json: every document is a few flat fields written in one place (nothing to derive),
+//! serde_json leaves `<`, `>` and `&` as they are (we need output safe inside an HTML
+//! `<script>`, so it would take a custom formatter anyway), and it would add two dependencies.
 //!
 //! Output is always valid JSON (RFC 8259) and safe to embed in an HTML `<script>` block: besides
 //! the mandatory escapes, `<`, `>`, `&`, U+2028 and U+2029 are written as `\uXXXX`.
