@@ -118,6 +118,34 @@ pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) {
     unsafe { p.write(v) }
 }
 
+/// The body of every `msrpcast_*_free`: NULL does nothing; otherwise `reclaim` takes back the
+/// ownership that was handed to C and the owner is dropped, inside the panic boundary (a panic
+/// in a destructor does not cross into C). Modelled on rustls-ffi's `free_box`.
+///
+/// # Safety
+/// A non-NULL `p` must be what the matching `into_raw` of this library returned (`reclaim` is its
+/// inverse: `Box::from_raw` for `Box::into_raw`, `CString::from_raw` for `CString::into_raw`),
+/// not yet freed, and used by no other call during or after this one.
+pub(crate) unsafe fn free_with<P, T>(p: *mut P, reclaim: unsafe fn(*mut P) -> T) {
+    ffi_boundary_or((), || {
+        if !p.is_null() {
+            // SAFETY: p is non-NULL, and by this function's contract came from the `into_raw`
+            // that `reclaim` undoes, is freed only here, and has no other user.
+            drop(unsafe { reclaim(p) });
+        }
+    })
+}
+
+/// [`free_with`] for a handle made by `Box::into_raw` (config, engine, client, signal, fs).
+///
+/// # Safety
+/// A non-NULL `p` came from `Box::into_raw(Box<T>)` in this library, is freed once, and is used
+/// by no other call during or after this one.
+pub(crate) unsafe fn free_box<T>(p: *mut T) {
+    // SAFETY: forwarded contract of this function; Box::from_raw undoes Box::into_raw.
+    unsafe { free_with(p, Box::from_raw) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,13 +126,9 @@ pub extern "C" fn msrpcast_client_open(
 /// Frees a client. NULL is allowed and does nothing.
 #[no_mangle]
 pub extern "C" fn msrpcast_client_free(c: *mut msrpcast_client) {
-    ffi_boundary_or((), || {
-        if !c.is_null() {
-            // SAFETY: a non-NULL c came from msrpcast_client_open (Box::into_raw) and is freed
-            // once, with no concurrent call (API contract).
-            drop(unsafe { Box::from_raw(c) });
-        }
-    })
+    // SAFETY: a non-NULL c came from msrpcast_client_open (Box::into_raw) and is freed once,
+    // with no concurrent call (API contract).
+    unsafe { free_box(c) }
 }
 
 /// As `msrpcast_engine_join`, through the control socket. Never blocks: `MSRPCAST_ERR_BUSY`

@@ -45,13 +45,9 @@ pub extern "C" fn msrpcast_config_new(out: *mut *mut msrpcast_config) -> msrpcas
 /// its own copy.
 #[no_mangle]
 pub extern "C" fn msrpcast_config_free(cfg: *mut msrpcast_config) {
-    ffi_boundary_or((), || {
-        if !cfg.is_null() {
-            // SAFETY: a non-NULL cfg came from msrpcast_config_new (Box::into_raw) and is freed
-            // once, as the API requires.
-            drop(unsafe { Box::from_raw(cfg) });
-        }
-    })
+    // SAFETY: a non-NULL cfg came from msrpcast_config_new (Box::into_raw) and is freed once,
+    // as the API requires.
+    unsafe { free_box(cfg) }
 }
 
 /// Sets one setting from its string form (the keys and value syntax of `msrpcast settings` and

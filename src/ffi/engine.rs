@@ -267,14 +267,9 @@ pub extern "C" fn msrpcast_engine_stop(e: *mut msrpcast_engine) -> msrpcast_resu
 /// closed. NULL is allowed and does nothing. No other call on `e` may run concurrently.
 #[no_mangle]
 pub extern "C" fn msrpcast_engine_free(e: *mut msrpcast_engine) {
-    ffi_boundary_or((), || {
-        if !e.is_null() {
-            // SAFETY: a non-NULL e came from msrpcast_engine_start (Box::into_raw) and is freed
-            // once, with no concurrent call (API contract).
-            let e = unsafe { Box::from_raw(e) };
-            e.stop();
-        }
-    })
+    // SAFETY: a non-NULL e came from msrpcast_engine_start (Box::into_raw) and is freed once,
+    // with no concurrent call (API contract). Dropping it stops it (`impl Drop`).
+    unsafe { free_box(e) }
 }
 
 /// Writes the descriptor that is readable while signals or log records wait. Poll it for
@@ -569,13 +564,9 @@ pub extern "C" fn msrpcast_engine_reload_tls(
 /// allowed and does nothing.
 #[no_mangle]
 pub extern "C" fn msrpcast_string_free(s: *mut c_char) {
-    ffi_boundary_or((), || {
-        if !s.is_null() {
-            // SAFETY: a non-NULL s came from CString::into_raw in this library and is freed once
-            // (API contract).
-            drop(unsafe { CString::from_raw(s) });
-        }
-    })
+    // SAFETY: a non-NULL s came from CString::into_raw in this library (owned_c_string) and is
+    // freed once (API contract).
+    unsafe { free_with(s, CString::from_raw) }
 }
 
 /// A required string that must not be empty (as [`nonempty_arg`] for a C argument).
@@ -588,6 +579,13 @@ fn nonempty(s: &str) -> Result<&str, msrpcast_result> {
 }
 
 /// Stops the engine once its other owners (the control and HTTP threads) have ended.
+/// `msrpcast_engine_free` drops the handle: the engine stops first (nothing if already stopped).
+impl Drop for msrpcast_engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 fn stop_engine(engine: Arc<Engine>) {
     match Arc::try_unwrap(engine) {
         Ok(engine) => engine.stop(),

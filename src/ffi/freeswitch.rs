@@ -150,12 +150,8 @@ pub extern "C" fn msrpcast_fs_new(
 /// it joined: stopping the engine ends everything.
 #[no_mangle]
 pub extern "C" fn msrpcast_fs_free(fs: *mut msrpcast_fs) {
-    ffi_boundary_or((), || {
-        if !fs.is_null() {
-            // SAFETY: a non-NULL fs came from msrpcast_fs_new (Box::into_raw) and is freed once.
-            drop(unsafe { Box::from_raw(fs) });
-        }
-    })
+    // SAFETY: a non-NULL fs came from msrpcast_fs_new (Box::into_raw) and is freed once.
+    unsafe { free_box(fs) }
 }
 
 /// One `<param name="key" value="value"/>` of `msrpcast.conf.xml`: a FreeSWITCH-only key

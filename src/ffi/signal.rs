@@ -221,13 +221,9 @@ pub extern "C" fn msrpcast_signal_text(
 /// Frees a signal. NULL is allowed and does nothing.
 #[no_mangle]
 pub extern "C" fn msrpcast_signal_free(s: *mut msrpcast_signal) {
-    ffi_boundary_or((), || {
-        if !s.is_null() {
-            // SAFETY: a non-NULL s came from msrpcast_engine_next_signal (Box::into_raw) and is
-            // freed once (API contract).
-            drop(unsafe { Box::from_raw(s) });
-        }
-    })
+    // SAFETY: a non-NULL s came from msrpcast_engine_next_signal (Box::into_raw) and is freed
+    // once (API contract).
+    unsafe { free_box(s) }
 }
 
 #[cfg(test)]
