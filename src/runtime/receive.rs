@@ -236,6 +236,28 @@ struct Open {
     bytes: u64,
 }
 
+impl Open {
+    /// A message's first piece arrived: a part file of its own, never another message's
+    /// (another connection may use the same Message-ID).
+    fn new(opts: &ReceiveOptions, message_id: &Bytes) -> Open {
+        let (file, part) = match &opts.sink {
+            Sink::Dir(dir) | Sink::Named(dir) => match create_part(dir, &safe_name(message_id)) {
+                Some((f, p)) => (Some(f), Some(p)),
+                None => (None, None),
+            },
+            Sink::Discard => (None, None),
+        };
+        Open {
+            file,
+            offered: None,
+            part,
+            hasher: opts.hash.then(Sha1::new),
+            next: 0,
+            bytes: 0,
+        }
+    }
+}
+
 /// One accepted connection.
 pub struct ReceiveConn {
     stream: TcpStream,
@@ -303,110 +325,90 @@ impl ReceiveConn {
                 message_id,
                 offset,
                 bytes,
-            } => {
-                let opts = self.opts.clone();
-                let offered = self.frame_name.take();
-                let o = self.open.entry(message_id.clone()).or_insert_with(|| {
-                    let (file, part) = match &opts.sink {
-                        Sink::Dir(dir) | Sink::Named(dir) => {
-                            // A part file of its own, never another message's (another
-                            // connection may use the same Message-ID).
-                            match create_part(dir, &safe_name(&message_id)) {
-                                Some((f, p)) => (Some(f), Some(p)),
-                                None => (None, None),
-                            }
-                        }
-                        Sink::Discard => (None, None),
-                    };
-                    Open {
-                        file,
-                        offered: None,
-                        part,
-                        hasher: opts.hash.then(Sha1::new),
-                        next: 0,
-                        bytes: 0,
-                    }
-                });
-                if o.offered.is_none() {
-                    o.offered = offered;
-                }
-                if let Some(f) = &o.file {
-                    let _ = f.write_all_at(&bytes, offset);
-                }
-                if offset == o.next {
-                    if let Some(h) = o.hasher.as_mut() {
-                        h.update(&bytes);
-                    }
-                    o.next += bytes.len() as u64;
-                } else {
-                    o.hasher = None;
-                }
-                o.bytes += bytes.len() as u64;
-            }
+            } => self.on_data(message_id, offset, &bytes),
             ReceiverEvent::MessageComplete {
                 message_id, total, ..
-            } => {
-                let o = self.open.remove(&message_id);
-                let (sha1, path) = match o {
-                    Some(o) => {
-                        let sha1 = o.hasher.map(|h| hex(&h.finalize()));
-                        let path = match (&self.opts.sink, o.part) {
-                            // Never over an earlier file of the same name.
-                            (Sink::Dir(dir), Some(part)) => {
-                                save_unique(&part, dir, &safe_name(&message_id))
-                            }
-                            (Sink::Named(dir), Some(part)) => {
-                                let name = o
-                                    .offered
-                                    .as_deref()
-                                    .and_then(crate::msrp::disposition::safe_file_name)
-                                    .unwrap_or_else(|| safe_name(&message_id));
-                                save_unique(&part, dir, &name)
-                            }
-                            _ => None,
-                        };
-                        (sha1, path)
-                    }
-                    // An empty message.
-                    None => (self.opts.hash.then(|| hex(&Sha1::new().finalize())), None),
-                };
-                self.report(Received {
-                    message_id: String::from_utf8_lossy(&message_id).into_owned(),
-                    bytes: total,
-                    sha1,
-                    path,
-                    failure: None,
-                });
-            }
+            } => self.on_complete(&message_id, total),
             ReceiverEvent::MessageAborted {
                 message_id,
                 received,
-            } => {
-                self.drop_open(&message_id);
-                self.report(Received {
-                    message_id: String::from_utf8_lossy(&message_id).into_owned(),
-                    bytes: received,
-                    sha1: None,
-                    path: None,
-                    failure: Some("aborted by the sender".into()),
-                });
-            }
+            } => self.on_failed(&message_id, received, "aborted by the sender".into()),
             ReceiverEvent::MessageFailed {
                 message_id,
                 code,
                 reason,
-            } => {
-                self.drop_open(&message_id);
-                self.report(Received {
-                    message_id: String::from_utf8_lossy(&message_id).into_owned(),
-                    bytes: 0,
-                    sha1: None,
-                    path: None,
-                    failure: Some(format!("{code} {reason}")),
-                });
-            }
+            } => self.on_failed(&message_id, 0, format!("{code} {reason}")),
             ReceiverEvent::Report { .. } => {}
         }
+    }
+
+    /// A piece of a message: written at its offset, hashed while it arrives in order.
+    fn on_data(&mut self, message_id: Bytes, offset: u64, bytes: &[u8]) {
+        let opts = self.opts.clone();
+        let offered = self.frame_name.take();
+        let o = self
+            .open
+            .entry(message_id)
+            .or_insert_with_key(|id| Open::new(&opts, id));
+        if o.offered.is_none() {
+            o.offered = offered;
+        }
+        if let Some(f) = &o.file {
+            let _ = f.write_all_at(bytes, offset);
+        }
+        if offset == o.next {
+            if let Some(h) = o.hasher.as_mut() {
+                h.update(bytes);
+            }
+            o.next += bytes.len() as u64;
+        } else {
+            o.hasher = None;
+        }
+        o.bytes += bytes.len() as u64;
+    }
+
+    /// A whole message: its part file saved under its final name, reported with its hash.
+    fn on_complete(&mut self, message_id: &Bytes, total: u64) {
+        let (sha1, path) = match self.open.remove(message_id) {
+            Some(o) => {
+                let sha1 = o.hasher.map(|h| hex(&h.finalize()));
+                let path = match (&self.opts.sink, o.part) {
+                    // Never over an earlier file of the same name.
+                    (Sink::Dir(dir), Some(part)) => save_unique(&part, dir, &safe_name(message_id)),
+                    (Sink::Named(dir), Some(part)) => {
+                        let name = o
+                            .offered
+                            .as_deref()
+                            .and_then(crate::msrp::disposition::safe_file_name)
+                            .unwrap_or_else(|| safe_name(message_id));
+                        save_unique(&part, dir, &name)
+                    }
+                    _ => None,
+                };
+                (sha1, path)
+            }
+            // An empty message.
+            None => (self.opts.hash.then(|| hex(&Sha1::new().finalize())), None),
+        };
+        self.report(Received {
+            message_id: String::from_utf8_lossy(message_id).into_owned(),
+            bytes: total,
+            sha1,
+            path,
+            failure: None,
+        });
+    }
+
+    /// A message that will not complete: its part file removed, reported with why.
+    fn on_failed(&mut self, message_id: &Bytes, bytes: u64, failure: String) {
+        self.drop_open(message_id);
+        self.report(Received {
+            message_id: String::from_utf8_lossy(message_id).into_owned(),
+            bytes,
+            sha1: None,
+            path: None,
+            failure: Some(failure),
+        });
     }
 
     fn drop_open(&mut self, message_id: &Bytes) {
@@ -421,58 +423,7 @@ impl ReceiveConn {
         let is_data_send = matches!(msg.kind, Kind::Request(Method::Send)) && !msg.body.is_empty();
         self.body_bytes += msg.body.len() as u64;
         let b = self.behaviour;
-        if b.never_answer {
-            return;
-        }
-        if b.reply_481 && is_data_send {
-            let to = writer::render_path(&msg.from_path);
-            let from = writer::render_path(std::slice::from_ref(&self.opts.local));
-            writer::write_response(
-                &msg.transaction_id,
-                481,
-                Some(b"Session Does Not Exist"),
-                &to,
-                &from,
-                &mut self.out,
-            );
-            return;
-        }
-        if b.failure_report && is_data_send {
-            let to = writer::render_path(&msg.from_path);
-            let from = writer::render_path(std::slice::from_ref(&self.opts.local));
-            writer::write_response(
-                &msg.transaction_id,
-                200,
-                Some(b"OK"),
-                &to,
-                &from,
-                &mut self.out,
-            );
-            let mut report = Message {
-                transaction_id: Bytes::from_static(b"failrep1"),
-                kind: Kind::Request(Method::Report),
-                to_path: msg.from_path.clone(),
-                from_path: vec![self.opts.local.clone()],
-                headers: Vec::new(),
-                body: Bytes::new(),
-                continuation: crate::msrp::Continuation::End,
-            };
-            if let Some(id) = msg.message_id() {
-                report
-                    .headers
-                    .push(crate::msrp::Header::MessageId(id.clone()));
-            }
-            if let Some(br) = msg.byte_range() {
-                report.headers.push(crate::msrp::Header::ByteRange(br));
-            }
-            report
-                .headers
-                .push(crate::msrp::Header::Status(crate::msrp::Status {
-                    namespace: 0,
-                    code: 415,
-                    comment: Some(Bytes::from_static(b"Unsupported Media Type")),
-                }));
-            writer::write_message(&report, &mut self.out);
+        if self.misbehaved(&msg, is_data_send) {
             return;
         }
         self.frame_name = offered_name(&msg);
@@ -496,6 +447,63 @@ impl ReceiveConn {
             self.handle_event(ev);
         }
         self.frame_name = None;
+    }
+
+    /// Never-answer, reply-481 and failure-report: true when one of them took the frame.
+    fn misbehaved(&mut self, msg: &Message, is_data_send: bool) -> bool {
+        let b = self.behaviour;
+        if b.never_answer {
+            return true;
+        }
+        if !is_data_send || !(b.reply_481 || b.failure_report) {
+            return false;
+        }
+        let to = writer::render_path(&msg.from_path);
+        let from = writer::render_path(std::slice::from_ref(&self.opts.local));
+        if b.reply_481 {
+            let reason = Some(&b"Session Does Not Exist"[..]);
+            writer::write_response(&msg.transaction_id, 481, reason, &to, &from, &mut self.out);
+            return true;
+        }
+        writer::write_response(
+            &msg.transaction_id,
+            200,
+            Some(b"OK"),
+            &to,
+            &from,
+            &mut self.out,
+        );
+        self.failure_report(msg);
+        true
+    }
+
+    /// `Status: 000 415` for the message of `msg` (failure-report).
+    fn failure_report(&mut self, msg: &Message) {
+        let mut report = Message {
+            transaction_id: Bytes::from_static(b"failrep1"),
+            kind: Kind::Request(Method::Report),
+            to_path: msg.from_path.clone(),
+            from_path: vec![self.opts.local.clone()],
+            headers: Vec::new(),
+            body: Bytes::new(),
+            continuation: crate::msrp::Continuation::End,
+        };
+        if let Some(id) = msg.message_id() {
+            report
+                .headers
+                .push(crate::msrp::Header::MessageId(id.clone()));
+        }
+        if let Some(br) = msg.byte_range() {
+            report.headers.push(crate::msrp::Header::ByteRange(br));
+        }
+        report
+            .headers
+            .push(crate::msrp::Header::Status(crate::msrp::Status {
+                namespace: 0,
+                code: 415,
+                comment: Some(Bytes::from_static(b"Unsupported Media Type")),
+            }));
+        writer::write_message(&report, &mut self.out);
     }
 
     fn flush(&mut self) -> io::Result<()> {

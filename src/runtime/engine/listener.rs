@@ -39,6 +39,31 @@ pub(super) struct Listener {
     pub handshake_timeout: Duration,
 }
 
+impl Listener {
+    /// The engine's MSRP listener, with its limits from `cfg`.
+    pub(super) fn new(
+        listener: mio::net::TcpListener,
+        waiting: Awaited,
+        tx: Sender<Cmd>,
+        logger: Logger,
+        cfg: &crate::config::Config,
+        tls: Option<Arc<Tls>>,
+    ) -> Listener {
+        Listener {
+            listener,
+            waiting,
+            tx,
+            logger,
+            max_pending: cfg.msrp_max_pending,
+            pending_max_bytes: cfg.msrp_pending_max_bytes,
+            pending: Arc::default(),
+            refusing: false,
+            tls,
+            handshake_timeout: Duration::from_millis(cfg.tls_handshake_timeout_ms),
+        }
+    }
+}
+
 /// How long an accepted connection may take to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -197,13 +197,8 @@ impl Engine {
             .map_err(|e| EngineError::Start(e.to_string()))?;
         let cfg = Arc::new(cfg);
         let tls = load_msrp_tls(&cfg, &logger).map_err(|e| start_error("msrp_tls", &e))?;
-        let Resources {
-            spool,
-            io,
-            threads,
-            listener,
-            msrp_addr,
-        } = Resources::open(&cfg, &logger)?;
+        let res = Resources::open(&cfg, &logger)?;
+        let (spool, io, msrp_addr) = (res.spool.clone(), res.io.clone(), res.msrp_addr);
         let shared = Arc::new(Shared::new(&cfg));
         let (tx, rx) = bounded(QUEUE);
         let (sig_tx, sig_rx) = unbounded();
@@ -220,18 +215,14 @@ impl Engine {
         .map_err(|e| start_error("engine core", &e))?;
         core.set_tls(tls.clone());
         io.add(Guarded::keep(
-            Box::new(Listener {
-                listener,
-                waiting: awaited,
-                tx: tx.clone(),
-                logger: logger.clone(),
-                max_pending: cfg.msrp_max_pending,
-                pending_max_bytes: cfg.msrp_pending_max_bytes,
-                pending: Arc::default(),
-                refusing: false,
-                tls: tls.clone(),
-                handshake_timeout: std::time::Duration::from_millis(cfg.tls_handshake_timeout_ms),
-            }),
+            Box::new(Listener::new(
+                res.listener,
+                awaited,
+                tx.clone(),
+                logger.clone(),
+                &cfg,
+                tls.clone(),
+            )),
             logger.clone(),
             "the MSRP listener",
         ));
@@ -257,8 +248,8 @@ impl Engine {
         logger.info(
             "engine",
             format_args!(
-                "started: MSRP on {msrp_addr}, {threads} I/O threads, spool {:?}",
-                cfg.spool_dir
+                "started: MSRP on {msrp_addr}, {} I/O threads, spool {:?}",
+                res.threads, cfg.spool_dir
             ),
         );
         Ok(Engine {
