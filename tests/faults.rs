@@ -5,74 +5,24 @@
 //! unit tests next to the code (`runtime::fault`), because their injection points exist only in
 //! test builds of the library.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::time::Duration;
 
-use msrpcast::config::Config;
-use msrpcast::http::HttpServer;
-use msrpcast::runtime::Engine;
-use std::sync::Arc;
+mod common;
 
-const TOKEN: &str = "s3cret-token";
-
-struct Fix {
-    server: Option<HttpServer>,
-    engine: Option<Arc<Engine>>,
-    dir: PathBuf,
-    addr: SocketAddr,
-}
-
-impl Drop for Fix {
-    fn drop(&mut self) {
-        self.server.take();
-        self.engine.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::http::{set_all, try_read_head, wait, HttpFix as Fix, TOKEN};
 
 impl Fix {
     fn new(name: &str, sets: &[(&str, &str)]) -> Fix {
-        let dir =
-            std::env::temp_dir().join(format!("msrpcast-faults-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cfg = Config::default();
-        cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-            .unwrap();
-        cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-        cfg.set("http_listen", "127.0.0.1:0").unwrap();
-        cfg.set("http_token", TOKEN).unwrap();
-        cfg.set("log_level", "error").unwrap();
-        cfg.set("answer_timeout_ms", "600000").unwrap();
-        for (k, v) in sets {
-            cfg.set(k, v).unwrap();
-        }
-        let engine = Arc::new(Engine::start(cfg.clone()).unwrap());
-        let server = HttpServer::start(engine.clone(), &cfg).unwrap();
-        Fix {
-            addr: server.local_addr(),
-            server: Some(server),
-            engine: Some(engine),
-            dir,
-        }
-    }
-
-    fn engine(&self) -> &Engine {
-        self.engine.as_ref().unwrap()
-    }
-
-    fn spool(&self) -> PathBuf {
-        self.dir.join("spool")
-    }
-}
-
-fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
+        Fix::start(&format!("faults-{name}"), |_, cfg| {
+            set_all(
+                cfg,
+                &[("http_token", TOKEN), ("answer_timeout_ms", "600000")],
+            );
+            set_all(cfg, sets);
+        })
     }
 }
 
@@ -99,15 +49,7 @@ Content-Length: {len}\r\n\r\n"
 
 /// Status of a response read from `s`, `None` when it closes first.
 fn status(s: &mut TcpStream) -> Option<u16> {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(1) => head.push(b[0]),
-            _ => return None,
-        }
-    }
-    String::from_utf8_lossy(&head)[9..12].parse().ok()
+    try_read_head(s)?[9..12].parse().ok()
 }
 
 /// Finding 7: raw uploads that disconnect mid-body with a small quota. Each left its spool file

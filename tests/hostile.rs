@@ -10,38 +10,20 @@
 //! The tests run one at a time: some measure time or CPU.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use msrpcast::config::{Config, ConfigErrorKind};
-use msrpcast::http::HttpServer;
-use msrpcast::runtime::Engine;
 
 mod common;
 
-const TOKEN: &str = "s3cret-token";
+use common::http::{connect, roundtrip, try_read_response, wait, HttpFix as Fix, Resp, TOKEN};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-struct Fix {
-    server: Option<HttpServer>,
-    engine: Option<Arc<Engine>>,
-    dir: PathBuf,
-    addr: SocketAddr,
-}
-
-impl Drop for Fix {
-    fn drop(&mut self) {
-        self.server.take();
-        self.engine.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// Applies settings; a key this version does not know is skipped (see the module doc).
@@ -59,36 +41,12 @@ fn apply(cfg: &mut Config, sets: &[(&str, &str)]) {
 
 impl Fix {
     fn new(name: &str, token: bool, sets: &[(&str, &str)]) -> Fix {
-        let dir =
-            std::env::temp_dir().join(format!("msrpcast-hostile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cfg = Config::default();
-        cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-            .unwrap();
-        cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-        cfg.set("http_listen", "127.0.0.1:0").unwrap();
-        if token {
-            cfg.set("http_token", TOKEN).unwrap();
-        }
-        cfg.set("log_level", "error").unwrap();
-        apply(&mut cfg, sets);
-        let engine = Arc::new(Engine::start(cfg.clone()).unwrap());
-        let server = HttpServer::start(engine.clone(), &cfg).unwrap();
-        Fix {
-            addr: server.local_addr(),
-            server: Some(server),
-            engine: Some(engine),
-            dir,
-        }
-    }
-
-    fn engine(&self) -> &Engine {
-        self.engine.as_ref().unwrap()
-    }
-
-    fn server(&self) -> &HttpServer {
-        self.server.as_ref().unwrap()
+        Fix::start(&format!("hostile-{name}"), |_, cfg| {
+            if token {
+                cfg.set("http_token", TOKEN).unwrap();
+            }
+            apply(cfg, sets);
+        })
     }
 
     /// A SIP participant whose file INVITEs nobody answers: its deliveries stay `offering`.
@@ -114,72 +72,6 @@ impl Fix {
             })
             .unwrap_or(0)
     }
-}
-
-fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Reads one response head (and its Content-Length body); `None` when the connection ends
-/// first.
-fn try_read_response(s: &mut impl Read) -> Option<Resp> {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(1) => head.push(b[0]),
-            _ => return None,
-        }
-    }
-    let head = String::from_utf8(head).unwrap();
-    let status: u16 = head[9..12].parse().unwrap();
-    let mut r = Resp {
-        status,
-        head,
-        body: Vec::new(),
-    };
-    if let Some(n) = r.header("content-length") {
-        let mut body = vec![0u8; n.parse().unwrap()];
-        s.read_exact(&mut body).ok()?;
-        r.body = body;
-    }
-    Some(r)
-}
-
-fn roundtrip(addr: SocketAddr, req: &[u8]) -> Resp {
-    let mut s = connect(addr);
-    s.write_all(req).unwrap();
-    try_read_response(&mut s).expect("a response")
 }
 
 fn upload_one_byte(addr: SocketAddr, conf: &str, extra: &str) -> Resp {

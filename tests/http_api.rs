@@ -10,15 +10,15 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use msrpcast::config::Config;
 use msrpcast::http::openapi::OPENAPI_JSON;
 use msrpcast::http::route::ROUTES;
-use msrpcast::http::HttpServer;
-use msrpcast::runtime::receive::{ReceiveServer, Sink};
-use msrpcast::runtime::Engine;
+
+mod common;
+
+use common::http::{connect, read_response, roundtrip, set_all, HttpFix as Fix, Resp};
 
 const TOKEN: &str = "api-test-token";
 const PORTAL: &str = "https://portal.example";
@@ -64,166 +64,24 @@ fn check(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-struct Fix {
-    server: Option<HttpServer>,
-    engine: Option<Arc<Engine>>,
-    dir: PathBuf,
-    addr: SocketAddr,
-    receivers: Vec<ReceiveServer>,
-}
-
-impl Drop for Fix {
-    fn drop(&mut self) {
-        self.server.take();
-        self.engine.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 impl Fix {
     fn new(name: &str, token: Option<&str>, sets: &[(&str, &str)]) -> Fix {
-        let dir = std::env::temp_dir().join(format!("msrpcast-api-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cfg = Config::default();
-        cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-            .unwrap();
-        cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-        cfg.set("http_listen", "127.0.0.1:0").unwrap();
-        if let Some(t) = token {
-            cfg.set("http_token", t).unwrap();
-        }
-        cfg.set("log_level", "error").unwrap();
-        cfg.set("http_sse_interval_ms", "20").unwrap();
-        for (k, v) in sets {
-            cfg.set(k, v).unwrap();
-        }
-        let engine = Arc::new(Engine::start(cfg.clone()).unwrap());
-        let server = HttpServer::start(engine.clone(), &cfg).unwrap();
-        Fix {
-            addr: server.local_addr(),
-            server: Some(server),
-            engine: Some(engine),
-            dir,
-            receivers: Vec::new(),
-        }
-    }
-
-    fn engine(&self) -> &Engine {
-        self.engine.as_ref().unwrap()
-    }
-
-    fn receivers(&mut self, conf: &str, n: usize) {
-        for i in 0..n {
-            let r = ReceiveServer::start(
-                "127.0.0.1:0".parse().unwrap(),
-                &format!("rx{i}"),
-                Sink::Discard,
-                true,
-                None,
-                1,
-            )
-            .unwrap();
-            self.engine()
-                .join_direct(conf, &format!("{conf}-r{i}"), &r.to_path_text())
-                .unwrap();
-            self.receivers.push(r);
-        }
-        wait("joins", || {
-            self.engine()
-                .roster()
-                .conference(conf)
-                .is_some_and(|c| c.participants.len() >= n)
-        });
-    }
-}
-
-fn wait(what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Resp {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        Fix::start(&format!("api-{name}"), |_, cfg| {
+            if let Some(t) = token {
+                cfg.set("http_token", t).unwrap();
+            }
+            cfg.set("http_sse_interval_ms", "20").unwrap();
+            set_all(cfg, sets);
         })
     }
 
-    fn transfer(&self) -> u64 {
-        let t = self.text();
-        let i = t.find("\"transfer\":").expect("transfer id") + 11;
-        t[i..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap_or_else(|_| panic!("transfer id is not a number: {t}"))
+    fn receivers(&mut self, conf: &str, n: usize) {
+        Fix::receivers_keyed(self, conf, n, |i| format!("{conf}-r{i}"), None);
     }
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s
-}
-
-/// Reads one response (skipping `100 Continue`); the body by Content-Length, none for SSE.
-fn read_response(s: &mut impl Read) -> Resp {
-    loop {
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match s.read(&mut b) {
-                Ok(1) => head.push(b[0]),
-                other => panic!(
-                    "connection ended in a response head ({other:?}): {:?}",
-                    String::from_utf8_lossy(&head)
-                ),
-            }
-        }
-        let head = String::from_utf8(head).unwrap();
-        let status: u16 = head[9..12].parse().unwrap();
-        if status == 100 {
-            continue;
-        }
-        let mut r = Resp {
-            status,
-            head,
-            body: Vec::new(),
-        };
-        if let Some(n) = r.header("content-length") {
-            let mut body = vec![0u8; n.parse().unwrap()];
-            s.read_exact(&mut body).unwrap();
-            r.body = body;
-        }
-        return r;
-    }
-}
-
-fn roundtrip(addr: SocketAddr, req: &[u8]) -> Resp {
-    let mut s = connect(addr);
-    // The server may answer and close before it read everything (early refusals).
-    let _ = s.write_all(req);
-    read_response(&mut s)
+fn wait(what: &str, f: impl FnMut() -> bool) {
+    common::http::wait(what, Duration::from_secs(20), f)
 }
 
 /// Every response, tagged with the route (method and path template) it belongs to.

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use msrpcast::config::Config;
 use msrpcast::http::HttpServer;
-use msrpcast::runtime::receive::{hex, Misbehave, ReceiveServer, Sink};
+use msrpcast::runtime::receive::{hex, Misbehave};
 use msrpcast::runtime::Engine;
 use sha1::{Digest, Sha1};
 
-const TOKEN: &str = "s3cret-token";
+mod common;
+
+use common::http::{connect, read_response, roundtrip, set_all, wait, HttpFix as Fix, Resp, TOKEN};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -26,75 +28,20 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Fix {
-    server: Option<HttpServer>,
-    engine: Option<Arc<Engine>>,
-    dir: PathBuf,
-    addr: SocketAddr,
-    receivers: Vec<ReceiveServer>,
-}
-
-impl Drop for Fix {
-    fn drop(&mut self) {
-        self.server.take();
-        self.engine.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 impl Fix {
     fn new(name: &str, sets: &[(&str, &str)]) -> Fix {
-        let dir = std::env::temp_dir().join(format!("msrpcast-http-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cfg = Config::default();
-        cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-            .unwrap();
-        cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-        cfg.set("http_listen", "127.0.0.1:0").unwrap();
-        cfg.set("http_token", TOKEN).unwrap();
-        cfg.set("log_level", "error").unwrap();
-        cfg.set("answer_timeout_ms", "600000").unwrap();
-        for (k, v) in sets {
-            cfg.set(k, v).unwrap();
-        }
-        let engine = Arc::new(Engine::start(cfg.clone()).unwrap());
-        let server = HttpServer::start(engine.clone(), &cfg).unwrap();
-        Fix {
-            addr: server.local_addr(),
-            server: Some(server),
-            engine: Some(engine),
-            dir,
-            receivers: Vec::new(),
-        }
-    }
-
-    fn engine(&self) -> &Engine {
-        self.engine.as_ref().unwrap()
-    }
-
-    fn server(&self) -> &HttpServer {
-        self.server.as_ref().unwrap()
+        Fix::start(&format!("http-{name}"), |_, cfg| {
+            set_all(
+                cfg,
+                &[("http_token", TOKEN), ("answer_timeout_ms", "600000")],
+            );
+            set_all(cfg, sets);
+        })
     }
 
     /// `n` receivers joined to `conf` as r0..r{n-1}.
     fn receivers(&mut self, conf: &str, n: usize, misbehave: Option<Misbehave>) {
-        for i in 0..n {
-            let r = ReceiveServer::start(
-                "127.0.0.1:0".parse().unwrap(),
-                &format!("rx{i}"),
-                Sink::Discard,
-                true,
-                misbehave.clone(),
-                1,
-            )
-            .unwrap();
-            self.engine()
-                .join_direct(conf, &format!("r{i}"), &r.to_path_text())
-                .unwrap();
-            self.receivers.push(r);
-        }
-        self.wait_participants(conf, n);
+        Fix::receivers_keyed(self, conf, n, |i| format!("r{i}"), misbehave);
     }
 
     /// A SIP participant whose offer nobody answers (its delivery stays `offering`).
@@ -103,15 +50,6 @@ impl Fix {
             .join(conf, "sip1", "sip:nobody@127.0.0.1:9", None)
             .unwrap();
         self.wait_participants(conf, 1);
-    }
-
-    fn wait_participants(&self, conf: &str, n: usize) {
-        wait("joins", Duration::from_secs(5), || {
-            self.engine()
-                .roster()
-                .conference(conf)
-                .is_some_and(|c| c.participants.len() >= n)
-        });
     }
 
     fn spool_files(&self) -> Vec<PathBuf> {
@@ -129,15 +67,6 @@ fn spool_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-fn wait(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Deterministic pseudo-random bytes.
 fn data(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     let mut v = Vec::with_capacity(len + 8);
@@ -149,80 +78,6 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
     }
     v.truncate(len);
     v
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-
-    /// The `"transfer"` id of a 201 body: a JSON number, as in the rest of the API.
-    fn transfer(&self) -> String {
-        let t = self.text();
-        let i = t.find("\"transfer\":").expect("transfer id") + 11;
-        let id: String = t[i..].chars().take_while(char::is_ascii_digit).collect();
-        assert!(!id.is_empty(), "the transfer id is not a number: {t}");
-        id
-    }
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s
-}
-
-/// Reads one response (skipping `100 Continue`); the body by Content-Length, none for SSE.
-fn read_response(s: &mut impl Read) -> Resp {
-    loop {
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match s.read(&mut b) {
-                Ok(1) => head.push(b[0]),
-                other => panic!(
-                    "connection ended in a response head ({other:?}): {:?}",
-                    String::from_utf8_lossy(&head)
-                ),
-            }
-        }
-        let head = String::from_utf8(head).unwrap();
-        let status: u16 = head[9..12].parse().unwrap();
-        if status == 100 {
-            continue;
-        }
-        let mut r = Resp {
-            status,
-            head,
-            body: Vec::new(),
-        };
-        if let Some(n) = r.header("content-length") {
-            let mut body = vec![0u8; n.parse().unwrap()];
-            s.read_exact(&mut body).unwrap();
-            r.body = body;
-        }
-        return r;
-    }
-}
-
-fn roundtrip(addr: SocketAddr, req: &[u8]) -> Resp {
-    let mut s = connect(addr);
-    s.write_all(req).unwrap();
-    read_response(&mut s)
 }
 
 fn get(addr: SocketAddr, path: &str) -> Resp {
@@ -307,7 +162,7 @@ fn multipart(body: &[u8], boundary: &str) -> Vec<u8> {
 /// Polls `GET /api/transfers/{id}` until `pred` holds on its JSON.
 fn wait_transfer(
     addr: SocketAddr,
-    id: &str,
+    id: u64,
     limit: Duration,
     pred: impl Fn(&str) -> bool,
 ) -> String {
@@ -354,7 +209,7 @@ fn raw_multipart_and_chunked_uploads_reach_three_receivers_and_count_in_metrics(
     let id = r.transfer();
     assert_eq!(r.header("location"), Some(format!("/api/transfers/{id}")));
     check_receivers(&fix, body.len(), &sha1);
-    let j = wait_transfer(addr, &id, Duration::from_secs(30), |j| {
+    let j = wait_transfer(addr, id, Duration::from_secs(30), |j| {
         count(j, "\"state\":\"done\"") == 3
     });
     assert!(
@@ -379,7 +234,7 @@ fn raw_multipart_and_chunked_uploads_reach_three_receivers_and_count_in_metrics(
     assert_eq!(r.status, 201, "{}", r.text());
     let id2 = r.transfer();
     check_receivers(&fix, body.len(), &sha1);
-    let j = wait_transfer(addr, &id2, Duration::from_secs(30), |j| {
+    let j = wait_transfer(addr, id2, Duration::from_secs(30), |j| {
         count(j, "\"state\":\"done\"") == 3
     });
     assert!(
@@ -397,7 +252,7 @@ fn raw_multipart_and_chunked_uploads_reach_three_receivers_and_count_in_metrics(
     assert_eq!(r.status, 201, "{}", r.text());
     let id3 = r.transfer();
     check_receivers(&fix, body.len(), &sha1);
-    wait_transfer(addr, &id3, Duration::from_secs(30), |j| {
+    wait_transfer(addr, id3, Duration::from_secs(30), |j| {
         count(j, "\"state\":\"done\"") == 3
     });
 
@@ -540,7 +395,7 @@ fn too_large_removes_the_partial_spool_file_and_aborts_started_deliveries() {
     let head = upload_head("c1", "Transfer-Encoding: chunked\r\n");
     let first = chunked(&body[..1 << 20], &[65_536]);
     let rest = chunked(&body[1 << 20..], &[65_536]);
-    let engine = fix.engine.clone().unwrap();
+    let engine = fix.engine_arc();
     let r = send_streaming(addr, head, move |w| {
         // Strip the terminating 0-chunk of the first part so both parts form one body.
         w.write_all(&first[..first.len() - 5])?;
@@ -570,8 +425,8 @@ fn too_large_removes_the_partial_spool_file_and_aborts_started_deliveries() {
     );
     let snap = fix.engine().roster().snapshot();
     let t = snap.transfers.last().expect("the transfer");
-    let id = t.id.0.to_string();
-    let j = wait_transfer(addr, &id, Duration::from_secs(10), |j| {
+    let id = t.id.0;
+    let j = wait_transfer(addr, id, Duration::from_secs(10), |j| {
         !j.contains("\"sending\"") && !j.contains("\"queued\"") && !j.contains("\"connecting\"")
     });
     assert!(j.contains("\"state\":\"too-large\""), "{j}");
@@ -802,7 +657,7 @@ fn delete_cancels_every_delivery() {
     let r = upload_raw(addr, "c1", body);
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.transfer();
-    wait_transfer(addr, &id, Duration::from_secs(20), |j| {
+    wait_transfer(addr, id, Duration::from_secs(20), |j| {
         count(j, "\"state\":\"sending\"") == 3
     });
     let r = roundtrip(
@@ -811,7 +666,7 @@ fn delete_cancels_every_delivery() {
             .as_bytes(),
     );
     assert_eq!(r.status, 204, "{}", r.text());
-    let j = wait_transfer(addr, &id, Duration::from_secs(10), |j| {
+    let j = wait_transfer(addr, id, Duration::from_secs(10), |j| {
         count(j, "\"state\":\"cancelled\"") == 4
     });
     assert!(j.starts_with(&format!("{{\"id\":{id},")), "{j}");

@@ -7,35 +7,17 @@
 //! `http_head_timeout_ms`.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use msrpcast::config::Config;
-use msrpcast::http::HttpServer;
 use msrpcast::runtime::receive::{hex, ReceiveServer, Sink};
-use msrpcast::runtime::Engine;
 use sha1::{Digest, Sha1};
 
-const TOKEN: &str = "s3cret-token";
+mod common;
 
-struct Fix {
-    server: Option<HttpServer>,
-    engine: Option<Arc<Engine>>,
-    dir: PathBuf,
-    addr: SocketAddr,
-    ca: PathBuf,
-}
-
-impl Drop for Fix {
-    fn drop(&mut self) {
-        self.server.take();
-        self.engine.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::http::{set_all, wait, HttpFix as Fix, TOKEN};
 
 /// A CA and a server certificate for 127.0.0.1 and localhost signed by it, as files.
 fn pki(dir: &std::path::Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -70,38 +52,28 @@ fn pki_named(dir: &std::path::Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 impl Fix {
+    /// HTTPS with a certificate of a CA made in the fixture's folder ([`Fix::ca`]).
     fn new(name: &str, sets: &[(&str, &str)]) -> Fix {
-        let dir =
-            std::env::temp_dir().join(format!("msrpcast-https-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let (ca, cert, key) = pki(&dir);
-        let mut cfg = Config::default();
-        for (k, v) in [
-            ("spool_dir", dir.join("spool").to_str().unwrap()),
-            ("msrp_listen", "127.0.0.1:0"),
-            ("http_listen", "127.0.0.1:0"),
-            ("http_token", TOKEN),
-            ("log_level", "error"),
-            ("control_socket", ""),
-            ("http_tls_cert", cert.to_str().unwrap()),
-            ("http_tls_key", key.to_str().unwrap()),
-        ] {
-            cfg.set(k, v).unwrap();
-        }
-        for (k, v) in sets {
-            cfg.set(k, v).unwrap();
-        }
-        let engine = Arc::new(Engine::start(cfg.clone()).unwrap());
-        let server = HttpServer::start(engine.clone(), &cfg).unwrap();
-        assert!(server.is_https());
-        Fix {
-            addr: server.local_addr(),
-            server: Some(server),
-            engine: Some(engine),
-            dir,
-            ca,
-        }
+        let fix = Fix::start(&format!("https-{name}"), |dir, cfg| {
+            let (_, cert, key) = pki(dir);
+            set_all(
+                cfg,
+                &[
+                    ("http_token", TOKEN),
+                    ("control_socket", ""),
+                    ("http_tls_cert", cert.to_str().unwrap()),
+                    ("http_tls_key", key.to_str().unwrap()),
+                ],
+            );
+            set_all(cfg, sets);
+        });
+        assert!(fix.server().is_https());
+        fix
+    }
+
+    /// The CA that signed the server's certificate (written by [`pki`]).
+    fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     fn url(&self, scheme: &str, path: &str) -> String {
@@ -127,18 +99,11 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 #[test]
 fn upload_over_https_with_hsts_and_a_secure_cookie() {
     let fix = Fix::new("upload", &[]);
-    let ca = fix.ca.to_str().unwrap();
+    let ca = fix.ca();
+    let ca = ca.to_str().unwrap();
     let rx = ReceiveServer::start(
         "127.0.0.1:0".parse().unwrap(),
         "rx",
@@ -148,7 +113,7 @@ fn upload_over_https_with_hsts_and_a_secure_cookie() {
         1,
     )
     .unwrap();
-    let engine = fix.engine.as_ref().unwrap();
+    let engine = fix.engine();
     engine.join_direct("c", "r0", &rx.to_path_text()).unwrap();
     wait("join", Duration::from_secs(5), || {
         engine
@@ -238,7 +203,7 @@ fn hsts_zero_sends_none() {
     let auth = format!("Authorization: Bearer {TOKEN}");
     let o = fix.curl(&[
         "--cacert",
-        fix.ca.to_str().unwrap(),
+        fix.ca().to_str().unwrap(),
         "-H",
         &auth,
         &fix.url("https", "/api/conferences"),
@@ -261,7 +226,7 @@ fn silent_client_holds_nobody_and_is_closed_at_the_head_deadline() {
     let auth = format!("Authorization: Bearer {TOKEN}");
     let o = fix.curl(&[
         "--cacert",
-        fix.ca.to_str().unwrap(),
+        fix.ca().to_str().unwrap(),
         "-H",
         &auth,
         &fix.url("https", "/api/conferences"),
@@ -281,8 +246,8 @@ fn silent_client_holds_nobody_and_is_closed_at_the_head_deadline() {
 #[test]
 fn reload_keeps_serving() {
     let fix = Fix::new("reload", &[]);
-    let server = fix.server.as_ref().unwrap();
-    let engine = fix.engine.as_ref().unwrap();
+    let server = fix.server();
+    let engine = fix.engine();
     assert!(server.reload_tls().unwrap());
     let done = msrpcast::http::reload_tls(engine, Some(server)).unwrap();
     assert!(done.https && !done.msrp, "{done:?}");
@@ -298,7 +263,11 @@ fn reload_keeps_serving() {
         msrpcast::http::reload_tls(engine, None).unwrap_err(),
         msrpcast::http::TlsReloadError::NothingOn
     );
-    let o = fix.curl(&["--cacert", fix.ca.to_str().unwrap(), &fix.url("https", "/")]);
+    let o = fix.curl(&[
+        "--cacert",
+        fix.ca().to_str().unwrap(),
+        &fix.url("https", "/"),
+    ]);
     assert!(text(&o).contains("HTTP/1.1 200 "), "{}", text(&o));
 }
 

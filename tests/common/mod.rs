@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use msrpcast::roster::{DeliveryState, TransferId};
 use msrpcast::runtime::Engine;
 
+pub mod http;
+
 /// Waits until conference `conf` has `n` participants (joins are queued to the engine).
 pub fn wait_joined(e: &Engine, conf: &str, n: usize) {
     let t0 = Instant::now();
