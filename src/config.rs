@@ -350,7 +350,10 @@ settings! {
         "Folder whose files may be spooled from the local disk (UPLOAD_FILE on the control socket, msrpcast_engine_upload_file, the msrpcast.upload RPC and FreeSWITCH command): the path, relative to it or absolute, must name a regular file inside it once symlinks and .. are resolved. Empty: uploads of local files are refused. Default: none.";
 }
 
-/// The formatters of the settings table: each gives the form its key's parser reads back.
+/// The formatters of the settings table: each gives the form its key's parser reads back. Each
+/// takes `&T` of its field's type exactly (the table stores them as `fn(&T) -> String`), hence
+/// `&PathBuf` and `&Vec<T>`.
+#[allow(clippy::ptr_arg)]
 mod show {
     use std::fmt::Display;
     use std::path::PathBuf;
