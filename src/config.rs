@@ -116,11 +116,12 @@ macro_rules! settings {
             parse $parse:expr, show $show:expr,
             $doc:literal;
     )*) => {
-        /// Every engine setting. Field names are the setting keys; each field's documentation
-        /// is the key's (see [`Config::keys`]). Durations are in milliseconds, sizes in bytes.
+        /// Every engine setting. Field names are the setting keys; see [`Config::keys`] for
+        /// each one's meaning and default (plain text, not rustdoc: it is also printed by
+        /// `msrpcast settings`). Durations are in milliseconds, sizes in bytes.
         #[derive(Debug, Clone, PartialEq, Eq)]
         pub struct Config {
-            $(#[doc = $doc] pub $key: $ty,)*
+            $(pub $key: $ty,)*
         }
 
         impl Default for Config {
