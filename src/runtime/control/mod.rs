@@ -82,7 +82,9 @@ pub fn apply(
             &counters.uploads,
         ),
         // Answered by the server, which applies them itself.
-        Request::Status { .. } | Request::Upload { .. } => return Ok(()),
+        Request::Status { .. } | Request::Upload { .. } | Request::ReloadTls { .. } => {
+            return Ok(())
+        }
     };
     match &r {
         Ok(()) => {
