@@ -104,6 +104,13 @@ impl msrpcast_engine {
         })
     }
 
+    /// What `msrpcast_client_reload_tls` answers, for callers already in Rust (FreeSWITCH's
+    /// `msrpcast reload_tls`): the JSON answer, or the result code and the reason.
+    pub(super) fn reload_tls_json(&self) -> Result<String, (msrpcast_result, String)> {
+        self.with(|r| Ok(control::reload_tls_logged(&r.engine, r.http.as_deref())))
+            .map_err(|code| (code, "the engine is not running".to_owned()))?
+    }
+
     /// What `msrpcast_engine_join` does, for callers already in Rust (the FreeSWITCH bridge).
     pub(super) fn join(
         &self,

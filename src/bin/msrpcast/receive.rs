@@ -148,9 +148,11 @@ fn tls_of(a: &ReceiveArgs, relay_secure: Option<bool>) -> Result<Option<ReceiveT
                         "--tls-verify fingerprint needs --relay-fingerprint",
                     ))
                 }
-                (Verify::Host | Verify::None, true) => return Err(Fail::usage(format!(
+                (Verify::Host | Verify::None, true) => {
+                    return Err(Fail::usage(format!(
                     "--relay-fingerprint with --tls-verify {v}: the fingerprint would be ignored"
-                ))),
+                )))
+                }
                 _ => {}
             }
             if v == Verify::None {

@@ -24,6 +24,7 @@ use crate::roster::{DeliveryId, TransferId};
 use crate::runtime::engine::{Engine, EngineError};
 
 pub use self::counters::{status_json, CounterSnapshot, Counters};
+pub(crate) use self::server::reload_tls_logged;
 pub use self::server::ControlServer;
 pub use self::uploads::{FileUploads, UploadFileError};
 pub use self::wire::*;

@@ -331,6 +331,29 @@ fn upload_answered(
 /// RELOAD_TLS: re-reads every TLS certificate in use (as `msrpcast_engine_reload_tls`), logs
 /// the outcome in the engine's log and returns it for the requester: result code and JSON.
 fn reload_answered(engine: &Engine, http: Option<&HttpServer>) -> (u32, String) {
+    use crate::ffi::result::rc_name_str;
+    use crate::http::response::json_escape;
+    match reload_tls_logged(engine, http) {
+        Ok(json) => (crate::ffi::result::MSRPCAST_OK as u32, json),
+        Err((code, reason)) => (
+            code as u32,
+            format!(
+                "{{\"result\":\"{}\",\"error\":\"{}\"}}",
+                rc_name_str(code),
+                json_escape(&reason)
+            ),
+        ),
+    }
+}
+
+/// Re-reads every TLS certificate in use and logs the outcome: on success the JSON answer
+/// `{"result":"MSRPCAST_OK","msrp":…,"https":…[,"fingerprint":"…"]}`, else the result code and
+/// the reason (naming the file that failed). The control socket's RELOAD_TLS and FreeSWITCH's
+/// `msrpcast reload_tls` answer with it.
+pub(crate) fn reload_tls_logged(
+    engine: &Engine,
+    http: Option<&HttpServer>,
+) -> Result<String, (crate::ffi::result::msrpcast_result, String)> {
     use crate::ffi::result::{rc_name_str, reload_code, MSRPCAST_OK};
     use crate::http::response::json_escape;
     match crate::http::reload_tls(engine, http) {
@@ -346,33 +369,24 @@ fn reload_answered(engine: &Engine, http: Option<&HttpServer>) -> (u32, String) 
             engine.logger().info(
                 "control",
                 format_args!(
-                    "TLS reload requested over the control socket: done (MSRP {}, HTTPS {})",
+                    "TLS reload: done (MSRP {}, HTTPS {})",
                     done.msrp, done.https
                 ),
             );
-            (
-                MSRPCAST_OK as u32,
-                format!(
-                    "{{\"result\":\"{}\",\"msrp\":{},\"https\":{}{fingerprint}}}",
-                    rc_name_str(MSRPCAST_OK),
-                    done.msrp,
-                    done.https
-                ),
-            )
+            Ok(format!(
+                "{{\"result\":\"{}\",\"msrp\":{},\"https\":{}{fingerprint}}}",
+                rc_name_str(MSRPCAST_OK),
+                done.msrp,
+                done.https
+            ))
         }
         Err(e) => {
             let code = reload_code(&e);
-            let name = rc_name_str(code);
-            engine
-                .logger()
-                .error("control", format_args!("TLS reload: {name}: {e}"));
-            (
-                code as u32,
-                format!(
-                    "{{\"result\":\"{name}\",\"error\":\"{}\"}}",
-                    json_escape(&e.to_string())
-                ),
-            )
+            engine.logger().error(
+                "control",
+                format_args!("TLS reload: {}: {e}", rc_name_str(code)),
+            );
+            Err((code, e.to_string()))
         }
     }
 }
