@@ -397,7 +397,7 @@ SWITCH_STANDARD_APP(msrpcast_app)
 	msrpcast_string_free(text);
 }
 
-#define API_SYNTAX "status|conferences|transfers|counters|members|cancel <transfer>|upload <conference> <path>|help"
+#define API_SYNTAX "status|conferences|transfers|counters|members|cancel <transfer>|upload <conference> <path>|reload_tls|help"
 
 SWITCH_STANDARD_API(msrpcast_api)
 {

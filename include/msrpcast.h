@@ -480,6 +480,27 @@ msrpcast_result msrpcast_client_rejected(struct msrpcast_client *c,
                                          uint32_t sip_code);
 
 /**
+ * As `msrpcast_engine_reload_tls`, through the control socket, with the outcome: the engine
+ * process re-reads the TLS certificates and keys in use (MSRP `tls_cert`, `tls_key`, `tls_ca`
+ * when `msrp_tls` is on; `http_tls_cert`, `http_tls_key` when its HTTP handler serves HTTPS)
+ * and answers; this waits up to `timeout_ms` (1 or more) — for RPC and CLI processes, never
+ * for a SIP worker. The engine logs the outcome too.
+ *
+ * Whenever the engine answered, `*json` is set to a NUL-terminated JSON object (free it with
+ * `msrpcast_string_free`) and `*len` to its length, and the return value is the reload's
+ * result: `MSRPCAST_OK` with `{"result":"MSRPCAST_OK","msrp":<bool>,"https":<bool>}` (what was
+ * re-read, plus `"fingerprint":"sha-256 …"` of the MSRP certificate now in use);
+ * `MSRPCAST_ERR_IO` with `{"result":"MSRPCAST_ERR_IO","error":"<reason naming the file>"}` when
+ * a file failed (that part keeps its previous certificate); `MSRPCAST_ERR_REFUSED` with an
+ * `"error"` when no TLS is on. Without an answer — `MSRPCAST_ERR_TIMEOUT`,
+ * `MSRPCAST_ERR_UNREACHABLE`, argument errors — `*json` is left unchanged.
+ */
+msrpcast_result msrpcast_client_reload_tls(struct msrpcast_client *c,
+                                           uint32_t timeout_ms,
+                                           char **json,
+                                           size_t *len);
+
+/**
  * As `msrpcast_engine_status`, through the control socket: a request and its reply, waiting
  * up to `timeout_ms` (1 or more) — for RPC and CLI processes, never for a SIP worker.
  * `MSRPCAST_ERR_TIMEOUT` when the reply does not come in time. Free the string with

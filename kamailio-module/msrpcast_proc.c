@@ -149,22 +149,6 @@ static void drain_signals(msrpcast_engine *e)
 	}
 }
 
-/* msrpcast.reload_tls: re-reads the certificates; the outcome goes to the log. */
-static void do_reload_tls(msrpcast_engine *e)
-{
-	msrpcast_result r;
-	char *err = NULL;
-	size_t elen = 0;
-
-	r = msrpcast_engine_reload_tls(e, &err, &elen);
-	if(r == MSRPCAST_OK)
-		LM_INFO("TLS certificates reloaded\n");
-	else
-		LM_ERR("TLS reload: %s: %.*s\n", msrpcast_rc_name(r),
-				err ? (int)elen : 0, err ? err : "");
-	msrpcast_string_free(err);
-}
-
 static void drain_ipc(msrpcast_engine *e, char *buf)
 {
 	struct msrpcast_ipc_hdr h;
@@ -193,9 +177,6 @@ static void drain_ipc(msrpcast_engine *e, char *buf)
 				sdp.s = buf + sizeof(h);
 				sdp.len = (int)h.len1;
 				msrpcast_sip_reply(e, h.delivery, h.code, &sdp);
-				break;
-			case MSRPCAST_IPC_RELOAD_TLS:
-				do_reload_tls(e);
 				break;
 			default:
 				LM_ERR("unknown datagram kind %u on the reply socket\n",

@@ -17,9 +17,6 @@ enum msrpcast_ipc_kind
 {
 	/* A final reply to a file INVITE: code, delivery, payload = answer SDP (2xx only). */
 	MSRPCAST_IPC_REPLY = 1,
-	/* msrpcast.reload_tls: no payload; the engine process re-reads the TLS certificates and
-	 * logs the outcome (the RPC does not wait for it). */
-	MSRPCAST_IPC_RELOAD_TLS = 3,
 };
 
 struct msrpcast_ipc_hdr

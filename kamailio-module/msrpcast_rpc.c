@@ -3,8 +3,8 @@
  * msrpcast Kamailio module: RPC commands (kamcmd msrpcast.*).
  *
  * They run in RPC processes (ctl, jsonrpcs), which may wait: every command goes through this
- * process's msrpcast_client over the engine's control socket (status, upload: a request and its
- * reply, within msrpcast_rpc_timeout_ms; cancel: one datagram).
+ * process's msrpcast_client over the engine's control socket (status, upload, reload_tls: a
+ * request and its reply, within msrpcast_rpc_timeout_ms; cancel: one datagram).
  */
 
 #include <errno.h>
@@ -280,15 +280,15 @@ static const char *msrpcast_rpc_upload_doc[] = {
 		0};
 
 /* Picks the "error" member of a refusal's {"error":"..."} answer. */
-struct upload_error
+struct reply_error
 {
-	char text[200];
+	char text[512];
 };
 
 static int error_value(void *ud, const char *key, size_t key_len,
 		msrpcast_json_kind kind, const char *text, size_t len)
 {
-	struct upload_error *e = ud;
+	struct reply_error *e = ud;
 
 	if(kind == MSRPCAST_JSON_STRING && key != NULL && key_len == 5
 			&& memcmp(key, "error", 5) == 0) {
@@ -311,7 +311,7 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 	str conf = STR_NULL, path = STR_NULL;
 	char *json = NULL;
 	size_t len = 0;
-	struct upload_error e;
+	struct reply_error e;
 	struct rpc_walk walk;
 	int code;
 
@@ -370,23 +370,66 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 static const char *msrpcast_rpc_reload_tls_doc[] = {
 		"Re-read the TLS certificates and keys (tls_cert, tls_key, tls_ca for "
 		"MSRP; http_tls_cert, http_tls_key for HTTPS) without a restart: "
-		"msrpcast.reload_tls. The engine process does it and logs the outcome; "
-		"a file that fails keeps the previous certificate in use.",
+		"msrpcast.reload_tls. Returns {result: MSRPCAST_OK, msrp, https, "
+		"fingerprint} (what was re-read; the SHA-256 fingerprint of the MSRP "
+		"certificate now in use); a failure is an RPC error with the result "
+		"code and the reason naming the file, and the previous certificate "
+		"stays in use.",
 		0};
 
+/* Through the control socket like msrpcast.upload: the engine process re-reads the files and
+ * answers with the outcome, which becomes the RPC reply (or its error). */
 static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
 {
-	struct msrpcast_ipc_hdr h;
+	msrpcast_client *c;
+	msrpcast_result r, w;
+	char *json = NULL;
+	size_t len = 0;
+	struct reply_error e;
+	struct rpc_walk walk;
+	int code;
 
-	memset(&h, 0, sizeof(h));
-	h.kind = MSRPCAST_IPC_RELOAD_TLS;
-	if(msrpcast_ipc_send(&h, NULL, NULL) < 0) {
-		rpc->fault(ctx, 503, "cannot reach the engine process: %s",
-				strerror(errno));
+	c = msrpcast_client_get();
+	if(c == NULL) {
+		rpc->fault(ctx, 503, "msrpcast engine unreachable");
 		return;
 	}
-	rpc->rpl_printf(
-			ctx, "TLS reload requested; the engine process logs the outcome");
+	r = msrpcast_client_reload_tls(
+			c, (uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
+	if(r != MSRPCAST_OK) {
+		memset(&e, 0, sizeof(e));
+		if(json != NULL)
+			msrpcast_json_walk(json, len, &error_visitor, &e);
+		msrpcast_string_free(json);
+		switch(r) {
+			case MSRPCAST_ERR_REFUSED:
+				code = 400;
+				break;
+			case MSRPCAST_ERR_TIMEOUT:
+				code = 504;
+				break;
+			case MSRPCAST_ERR_UNREACHABLE:
+			case MSRPCAST_ERR_BUSY:
+			case MSRPCAST_ERR_STOPPED:
+				code = 503;
+				break;
+			default:
+				code = 500;
+		}
+		if(e.text[0])
+			rpc->fault(ctx, code, "%s: %s", msrpcast_rc_name(r), e.text);
+		else
+			rpc->fault(ctx, code, "%s", msrpcast_rc_name(r));
+		return;
+	}
+	LM_INFO("msrpcast.reload_tls: %.*s\n", (int)len, json);
+	memset(&walk, 0, sizeof(walk));
+	walk.rpc = rpc;
+	walk.ctx = ctx;
+	w = msrpcast_json_walk(json, len, &rpc_visitor, &walk);
+	msrpcast_string_free(json);
+	if(w != MSRPCAST_OK)
+		rpc->fault(ctx, 500, "reload reply: %s", msrpcast_rc_name(w));
 }
 
 /* clang-format off */

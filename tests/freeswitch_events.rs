@@ -433,6 +433,14 @@ fn events_through_the_c_abi_reach_the_engine() {
     assert!(json.starts_with("{\"error\":"), "{json}");
     let (r, _) = api(f, e, "frobnicate");
     assert_eq!(r, MSRPCAST_ERR_INVALID_VALUE);
+    // No TLS on: reload_tls says so, with its result code.
+    let (r, json) = api(f, e, "reload_tls");
+    assert_eq!(r, MSRPCAST_ERR_REFUSED, "{json}");
+    assert!(
+        json.starts_with("{\"error\":\"reload_tls: no TLS to reload")
+            && json.contains("MSRPCAST_ERR_REFUSED"),
+        "{json}"
+    );
     // Only files inside upload_dir (issue 14 #9).
     let (r, json) = api(f, e, "upload 3000 /etc/hostname");
     assert_eq!(r, MSRPCAST_ERR_FORBIDDEN, "{json}");

@@ -4,8 +4,12 @@
 //! engine sends (chunks of 10240 bytes with a two-URI To-Path), that our AUTH works against a
 //! real relay, and that success REPORTs find their way back (the delivery ends `Done`).
 //!
-//! Needs `kamailio` (scripts/install-deps.sh installs it). Without it the tests FAIL: this is the
-//! interop proof, not an optional extra.
+//! Over TLS too (`msrps`, RFC 4976 §3): the relay with Debian's `tls.so`, `msrpcast receive
+//! --relay msrps://…` behind it (the relay's certificate checked against a CA made here), the
+//! engine reaching the relay over TLS (its certificate checked too), the file intact (SHA-1).
+//!
+//! Needs `kamailio` and `kamailio-tls-modules` (scripts/install-deps.sh installs them). Without
+//! them the tests FAIL: this is the interop proof, not an optional extra.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -54,6 +58,21 @@ fn path_with_sbin() -> String {
 
 impl Relay {
     fn start() -> Relay {
+        Relay::start_with(&[])
+    }
+
+    /// With TLS only (`msrps`), presenting this certificate chain and key (PEM files).
+    /// With TLS only (`msrps`), presenting this certificate chain and key (PEM files). Without
+    /// Kamailio's tls.so (kamailio-tls-modules) the relay does not start and the test fails
+    /// with its log.
+    fn start_tls(cert: &Path, key: &Path) -> Relay {
+        Relay::start_with(&[
+            ("RELAY_TLS_CERT", cert.to_str().unwrap()),
+            ("RELAY_TLS_KEY", key.to_str().unwrap()),
+        ])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Relay {
         let path = path_with_sbin();
         let found = path
             .split(':')
@@ -66,6 +85,7 @@ impl Relay {
         let out = Command::new(root().join("tests/kamailio/run-relay.sh"))
             .arg("start")
             .env("PATH", &path)
+            .envs(env.iter().copied())
             .output()
             .expect("run tests/kamailio/run-relay.sh");
         assert!(
@@ -518,4 +538,236 @@ fn close_after_flush(s: &mut std::net::TcpStream) {
             break;
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+/// A CA made here, and a certificate it signed for `names`, as PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    /// The RFC 8122 SHA-256 fingerprint of `cert`.
+    fingerprint: String,
+}
+
+fn pki(dir: &Path, tag: &str, names: &[&str]) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("msrpcast test CA {tag}"));
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(format!("{tag}-{name}"));
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    Pki {
+        ca: write("ca.pem", &ca_cert.pem()),
+        cert: write("cert.pem", &cert.pem()),
+        key: write("key.pem", &key.serialize_pem()),
+        fingerprint: msrpcast::tls::Fingerprint::of(
+            msrpcast::tls::HashFunction::Sha256,
+            cert.der(),
+        )
+        .to_string(),
+    }
+}
+
+/// An engine with MSRP over TLS, trusting `ca` (its own certificate is self-signed).
+fn tls_engine(dir: &Path, ca: &Path) -> Engine {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    std::fs::write(dir.join("engine-cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("engine-key.pem"), key.serialize_pem()).unwrap();
+    let mut cfg = Config::default();
+    for (k, v) in [
+        ("spool_dir", dir.join("spool").to_str().unwrap()),
+        ("msrp_listen", "127.0.0.1:0"),
+        ("log_level", "warn"),
+        ("control_socket", ""),
+        ("msrp_tls", "on"),
+        ("tls_cert", dir.join("engine-cert.pem").to_str().unwrap()),
+        ("tls_key", dir.join("engine-key.pem").to_str().unwrap()),
+        ("tls_ca", ca.to_str().unwrap()),
+        ("tls_verify", "host"),
+    ] {
+        cfg.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+    }
+    Engine::start(cfg).unwrap()
+}
+
+/// `msrpcast receive --relay URI` with `extra` options, run to its end: exit status and stderr.
+fn receive_fails(relay: &Relay, extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
+        .args(["receive", "--relay"])
+        .arg(relay_uri_text(relay))
+        .args([
+            "--relay-auth",
+            &format!("{USER}:{PASSWORD}"),
+            "--session-id",
+            "refused",
+            "--discard",
+            "--count",
+            "1",
+        ])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn relay_uri_text(relay: &Relay) -> String {
+    String::from_utf8_lossy(&writer::render_path(std::slice::from_ref(&relay.uri))).into_owned()
+}
+
+/// The CLI receiver behind an `msrps://` relay gets the engine's file intact; the engine reached
+/// the relay over TLS. The relay's certificate is checked on both sides: without the CA, or
+/// with a wrong pinned fingerprint, the receiver does not log in, and an engine trusting
+/// another CA fails the delivery naming the cause.
+#[test]
+fn msrps_through_kamailio_relay_over_tls() {
+    use std::io::BufRead;
+    let dir = tmpdir("tls");
+    let relay_pki = pki(&dir, "relay", &["127.0.0.1"]);
+    let relay = Relay::start_tls(&relay_pki.cert, &relay_pki.key);
+    assert!(relay.uri.secure, "{:?}", relay.uri);
+
+    // The relay's certificate is not trusted by the system: refused before AUTH, with the cause.
+    let (code, err) = receive_fails(&relay, &[]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("unknown CA"), "{err}");
+    let other = pki(&dir, "other", &["127.0.0.1"]);
+    let (code, err) = receive_fails(&relay, &["--relay-fingerprint", &other.fingerprint]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("fingerprint mismatch"), "{err}");
+    // TLS options with a plain relay URI are a usage error.
+    let plain = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
+        .args([
+            "receive",
+            "--relay",
+            &format!("msrp://127.0.0.1:{};tcp", relay.port),
+            "--relay-auth",
+            "u:p",
+            "--session-id",
+            "x",
+            "--discard",
+            "--tls-ca",
+        ])
+        .arg(&relay_pki.ca)
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("msrps"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+
+    // Trusting the CA: logged in over TLS; the path is msrps throughout.
+    let rx_dir = dir.join("rx");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
+        .args(["receive", "--relay"])
+        .arg(relay_uri_text(&relay))
+        .args([
+            "--relay-auth",
+            &format!("{USER}:{PASSWORD}"),
+            "--session-id",
+            "rxtls",
+            "--count",
+            "1",
+            "--dir",
+        ])
+        .arg(&rx_dir)
+        .arg("--tls-ca")
+        .arg(&relay_pki.ca)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let to_path = match lines.next() {
+        Some(Ok(l)) => l,
+        other => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "receive printed no To-Path ({other:?}): {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                relay.log_tail()
+            );
+        }
+    };
+    let uris: Vec<&str> = to_path.split(' ').collect();
+    assert_eq!(uris.len(), 2, "{to_path}");
+    assert!(
+        uris[0].starts_with(&format!("msrps://127.0.0.1:{}/", relay.port)),
+        "the relay's Use-Path: {to_path}"
+    );
+    assert!(uris[1].starts_with("msrps://127.0.0.1:"), "{to_path}");
+
+    // An engine that trusts another CA: the delivery fails naming the cause, nothing arrives.
+    let wrong_dir = dir.join("wrong");
+    std::fs::create_dir_all(&wrong_dir).unwrap();
+    let e = tls_engine(&wrong_dir, &other.ca);
+    e.join_direct("c", "rx", &to_path).unwrap();
+    wait_joined(&e, "c", 1);
+    let t = upload(&e, "c", &random(64 << 10));
+    let states = common::wait_done(&e, t, 1, Duration::from_secs(30), || relay.log_tail());
+    match &states[0].1 {
+        DeliveryState::Failed { reason, .. } => {
+            assert!(reason.contains("unknown CA"), "{reason}")
+        }
+        s => panic!("delivery with an untrusted relay certificate: {s:?}"),
+    }
+    e.stop();
+
+    // The engine trusting the relay's CA: the file arrives intact.
+    let e = tls_engine(&dir, &relay_pki.ca);
+    e.join_direct("c", "rx", &to_path).unwrap();
+    wait_joined(&e, "c", 1);
+    let body = random(4 << 20);
+    let want = sha1_hex(&body);
+    let t = upload(&e, "c", &body);
+    let states = common::wait_done(&e, t, 1, Duration::from_secs(60), || relay.log_tail());
+    assert_eq!(states[0].1, DeliveryState::Done, "{states:?}");
+    let line = match lines.next() {
+        Some(Ok(l)) => l,
+        other => panic!("receive said nothing after the file: {other:?}"),
+    };
+    let f: Vec<&str> = line.splitn(5, ' ').collect();
+    assert_eq!(f.len(), 5, "{line}");
+    assert_eq!(
+        (f[0], f[2], f[3]),
+        ("received", "4194304", want.as_str()),
+        "{line}"
+    );
+    let saved = std::fs::read(f[4]).unwrap();
+    assert_eq!(sha1_hex(&saved), want, "bytes on disk differ");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "receive exited with {status}");
+    // The engine's end of the TLS connection to the relay is its listen port (From-Path).
+    assert!(
+        tcp_between(e.msrp_addr().port(), relay.port),
+        "no connection between the engine's listen port and the relay"
+    );
+    e.stop();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -759,6 +759,72 @@ fn msrps_direct_participant_gets_the_file() {
     assert_eq!(part.handshake_result(), Some(Ok(())));
 }
 
+/// The receiver's own TLS listener (`msrpcast receive --listen … --tls-cert … --tls-key …`):
+/// its URI is `msrps`, a plain connection gets nothing from it, and the engine's file arrives
+/// whole over TLS.
+#[test]
+fn tls_listener_of_the_receiver_gets_the_file() {
+    use msrpcast::runtime::receive::{Listen, ReceiveTls};
+    let dir = Dir::new("rx-listen");
+    let ca1 = ca("receivers CA");
+    let (cert, key, _) = leaf(&ca1, &["127.0.0.1"], None);
+    let tls = ReceiveTls::load(
+        Some(dir.write("rx-cert.pem", &cert).into()),
+        Some(dir.write("rx-key.pem", &key).into()),
+        None,
+        msrpcast::tls::Verify::None,
+        Vec::new(),
+    )
+    .unwrap();
+    let rx = ReceiveServer::listen(Listen {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        session_id: "rx".into(),
+        sink: Sink::Discard,
+        hash: true,
+        misbehave: None,
+        threads: 1,
+        max_message_bytes: 1 << 30,
+        tls: Some(tls),
+    })
+    .unwrap();
+    let uri = rx.to_path_text();
+    assert_eq!(uri, format!("msrps://127.0.0.1:{}/rx;tcp", rx.addr.port()));
+    // MSRP in clear is not TLS: the listener closes the connection (at most a TLS alert comes
+    // back, never an MSRP response).
+    let mut plain = std::net::TcpStream::connect(rx.addr).unwrap();
+    plain.set_read_timeout(Some(WAIT)).unwrap();
+    std::io::Write::write_all(
+        &mut plain,
+        b"MSRP a1 SEND\r\nTo-Path: msrp://127.0.0.1/rx;tcp\r\nFrom-Path: msrp://127.0.0.1:9/x;tcp\r\n-------a1$\r\n",
+    )
+    .unwrap();
+    let mut back = Vec::new();
+    let mut buf = [0u8; 64];
+    let closed = loop {
+        match plain.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the listener kept a plain connection open");
+    assert!(
+        !back.windows(4).any(|w| w == b"MSRP"),
+        "a plain request got an MSRP answer: {back:?}"
+    );
+
+    let e = tls_engine(&dir, &ca1.pem, "host");
+    e.join_direct("c", "p", &uri).unwrap();
+    wait_joined(&e, "c", 1);
+    let data = body(3 << 20);
+    let t = upload(&e, "c", &data);
+    let got = rx.next(WAIT * 3).expect("the receiver got nothing");
+    assert_eq!(got.failure, None);
+    assert_eq!(got.sha1, Some(hex(&Sha1::digest(&data))));
+    assert_eq!(final_state(&e, t), DeliveryState::Done);
+}
+
 // ---- MSRP over TLS when the participant connects (it answered a=setup:active) ----
 
 /// The participant's side when it connects: rustls client to the engine's listener (checking

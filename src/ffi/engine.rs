@@ -52,7 +52,8 @@ struct Running {
     engine: Arc<Engine>,
     control: Option<ControlServer>,
     /// The HTTP handler started with the engine (`http_enabled`); stopped before the engine.
-    http: Option<crate::http::HttpServer>,
+    /// Shared with the control thread (RELOAD_TLS), which ends first.
+    http: Option<Arc<crate::http::HttpServer>>,
 }
 
 /// A running engine. Its functions are thread-safe, except `msrpcast_engine_free`, which must
@@ -79,6 +80,13 @@ impl msrpcast_engine {
             control::apply(&r.engine, &self.counters, &self.uploads, &req)
                 .map_err(|e| engine_code(&e))
         })
+    }
+
+    /// What `msrpcast_client_reload_tls` answers, for callers already in Rust (FreeSWITCH's
+    /// `msrpcast reload_tls`): the JSON answer, or the result code and the reason.
+    pub(super) fn reload_tls_json(&self) -> Result<String, (msrpcast_result, String)> {
+        self.with(|r| Ok(control::reload_tls_logged(&r.engine, r.http.as_deref())))
+            .map_err(|code| (code, "the engine is not running".to_owned()))?
     }
 
     /// What `msrpcast_engine_join` does, for callers already in Rust (the FreeSWITCH bridge).
@@ -143,6 +151,8 @@ impl msrpcast_engine {
         // instead of waiting for the threads to end.
         let running = self.state.write().take();
         if let Some(r) = running {
+            // The control thread holds the other reference to the HTTP handler: it ends first,
+            // so dropping ours stops the handler here.
             drop(r.control);
             drop(r.http);
             self.uploads.stop();
@@ -206,31 +216,38 @@ pub extern "C" fn msrpcast_engine_start(
         notify.wake();
         let counters = Arc::new(Counters::default());
         let uploads = Arc::new(FileUploads::default());
-        let path = &c.cfg.control_socket;
-        let control = if path.as_os_str().is_empty() {
-            None
-        } else {
-            Some(
-                ControlServer::start_with(path, engine.clone(), counters.clone(), uploads.clone())
-                    .map_err(|e| {
-                        c.set_error(format!("control_socket {}: {e}", path.display()));
-                        MSRPCAST_ERR_START
-                    })?,
-            )
-        };
         let http = if c.cfg.http_enabled {
             // The upload page is the front door: without it the engine must not run.
             match crate::http::HttpServer::start(engine.clone(), engine.config()) {
-                Ok(server) => Some(server),
+                Ok(server) => Some(Arc::new(server)),
                 Err(e) => {
                     c.set_error(format!("http_enabled: {e}"));
-                    drop(control);
                     stop_engine(engine);
                     return Err(MSRPCAST_ERR_START);
                 }
             }
         } else {
             None
+        };
+        let path = &c.cfg.control_socket;
+        let control = if path.as_os_str().is_empty() {
+            None
+        } else {
+            match ControlServer::start_with(
+                path,
+                engine.clone(),
+                counters.clone(),
+                uploads.clone(),
+                http.clone(),
+            ) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    c.set_error(format!("control_socket {}: {e}", path.display()));
+                    drop(http);
+                    stop_engine(engine);
+                    return Err(MSRPCAST_ERR_START);
+                }
+            }
         };
         c.set_error("");
         let e = Box::new(msrpcast_engine {
@@ -530,16 +547,10 @@ pub extern "C" fn msrpcast_engine_reload_tls(
     ffi_boundary(|| {
         // SAFETY: e is NULL or a live engine handle (API contract).
         let e = unsafe { handle(e) }?;
-        let outcome = e.with(|r| Ok(crate::http::reload_tls(&r.engine, r.http.as_ref())))?;
+        let outcome = e.with(|r| Ok(crate::http::reload_tls(&r.engine, r.http.as_deref())))?;
         let (code, text) = match outcome {
             Ok(_) => (MSRPCAST_OK, None),
-            Err(why) => {
-                let code = match why {
-                    crate::http::server::TlsReloadError::NothingOn => MSRPCAST_ERR_REFUSED,
-                    crate::http::server::TlsReloadError::Failed(_) => MSRPCAST_ERR_IO,
-                };
-                (code, Some(why.to_string()))
-            }
+            Err(why) => (reload_code(&why), Some(why.to_string())),
         };
         if !error.is_null() {
             let (ptr, n) = match text {

@@ -557,6 +557,9 @@ fn api_answer(
             .upload_file(&conference, &path)
             .map(|id| format!("{{\"transfer\":{id}}}"))
             .map_err(|code| refused(code, format!("upload {path} to {conference}"))),
+        ApiCommand::ReloadTls => engine()?
+            .reload_tls_json()
+            .map_err(|(code, reason)| refused(code, format!("reload_tls: {reason}"))),
     }
 }
 

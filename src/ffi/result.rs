@@ -133,6 +133,20 @@ pub extern "C" fn msrpcast_result_name(result: u32) -> *const c_char {
         .as_ptr()
 }
 
+/// The name of a code as Rust text (`"MSRPCAST_ERR_IO"`).
+pub(crate) fn rc_name_str(code: msrpcast_result) -> &'static str {
+    code.name_str()
+}
+
+/// The result code of a TLS reload that did not reload everything: `MSRPCAST_ERR_REFUSED` when
+/// no TLS is on, `MSRPCAST_ERR_IO` when a file failed.
+pub(crate) fn reload_code(e: &crate::http::TlsReloadError) -> msrpcast_result {
+    match e {
+        crate::http::TlsReloadError::NothingOn => MSRPCAST_ERR_REFUSED,
+        crate::http::TlsReloadError::Failed(_) => MSRPCAST_ERR_IO,
+    }
+}
+
 /// The code with this number, if it is one.
 pub(crate) fn from_u32(v: u32) -> Option<msrpcast_result> {
     ALL.iter().copied().find(|c| *c as u32 == v)

@@ -3,7 +3,7 @@
 use crate::json;
 
 /// The usage line `msrpcast help` (and an unknown command) answers with.
-pub const USAGE: &str = "msrpcast status|conferences|transfers|counters|members|cancel <transfer>|upload <conference> <path>|help";
+pub const USAGE: &str = "msrpcast status|conferences|transfers|counters|members|cancel <transfer>|upload <conference> <path>|reload_tls|help";
 
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,8 @@ pub enum ApiCommand {
         conference: String,
         path: String,
     },
+    /// Re-read the TLS certificates and keys in use.
+    ReloadTls,
     Help,
 }
 
@@ -34,6 +36,7 @@ impl ApiCommand {
             "counters" => ApiCommand::Status(4),
             "members" => ApiCommand::Members,
             "help" => ApiCommand::Help,
+            "reload_tls" => ApiCommand::ReloadTls,
             "cancel" => {
                 let id = words
                     .next()
@@ -113,6 +116,8 @@ mod tests {
         );
         assert!(ApiCommand::parse("upload 3000").is_err());
         assert!(ApiCommand::parse("upload").is_err());
+        assert_eq!(ApiCommand::parse("reload_tls"), Ok(ApiCommand::ReloadTls));
+        assert!(ApiCommand::parse("reload_tls now").is_err());
     }
 
     #[test]

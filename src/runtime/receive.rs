@@ -2,6 +2,10 @@
 //! one handler per accepted connection driving the sans-IO [`Receiver`], and a sink that writes
 //! each message to a file (positioned writes, any chunk order) or just counts it.
 //!
+//! Over TLS (`msrps`) too: a listener with a certificate accepts TLS connections only, and a
+//! receiver behind an `msrps://` relay reaches it over TLS, verifying the relay's certificate
+//! ([`ReceiveTls`]).
+//!
 //! For tests it can also misbehave on purpose — read slowly, close mid-way, answer 481, never
 //! answer, or send a failure REPORT — so that the engine's isolation can be checked against real
 //! sockets.
@@ -25,6 +29,8 @@ use crate::msrp::parser::{FrameDecoder, Limits};
 use crate::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
 use crate::msrp::{writer, Kind, Message, Method, Uri};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
+use crate::runtime::log::Logger;
+use crate::tls::{Fingerprint, Tls, TlsError, TlsSettings, TlsStream, Transport, Verify};
 
 /// Deliberate misbehaviour, for isolation tests and for imitating real phones.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,16 +178,60 @@ pub struct ReceiveOptions {
     /// Largest message accepted: a chunk whose Byte-Range reaches past it (or past the declared
     /// total) is refused with 413 (400) before any file grows.
     pub max_message_bytes: u64,
+    /// Where failed TLS handshakes and other connection problems are reported.
+    pub logger: Logger,
 }
 
 /// Default of [`ReceiveOptions::max_message_bytes`] (`msrpcast receive --max-bytes`): the
 /// engine's own default largest file.
 pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 4 << 30;
 
+/// TLS for a receiver: our certificate (a TLS listener needs one; behind a relay it is
+/// presented when the relay asks for a client certificate), how the relay's certificate is
+/// checked, and the handshake deadline.
+#[derive(Debug, Clone)]
+pub struct ReceiveTls {
+    pub tls: Arc<Tls>,
+    /// `a=fingerprint`-style pins for the relay's certificate (with [`Verify::Fingerprint`]).
+    pub fingerprints: Vec<Fingerprint>,
+    pub handshake_timeout: Duration,
+}
+
+/// Default of [`ReceiveTls::handshake_timeout`] (`msrpcast receive --tls-handshake-timeout-ms`).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ReceiveTls {
+    /// From PEM files: `cert`/`key` (both or neither), `ca` (trusted instead of the system
+    /// store), `verify` for the relay's certificate (`Fingerprint` needs `fingerprints`).
+    pub fn load(
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        ca: Option<PathBuf>,
+        verify: Verify,
+        fingerprints: Vec<Fingerprint>,
+    ) -> Result<ReceiveTls, TlsError> {
+        let tls = Tls::load(TlsSettings {
+            cert,
+            key,
+            ca,
+            verify,
+            request_client_cert: false,
+            alpn: Vec::new(),
+        })?;
+        Ok(ReceiveTls {
+            tls: Arc::new(tls),
+            fingerprints,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        })
+    }
+}
+
 /// The listener handler: accepts and spawns [`ReceiveConn`]s on the same thread.
 pub struct ReceiveListener {
     listener: TcpListener,
     opts: Arc<ReceiveOptions>,
+    /// Accept TLS only (handshake within the timeout) with this server config.
+    tls: Option<(Arc<rustls::ServerConfig>, Duration)>,
 }
 
 impl ReceiveListener {
@@ -189,7 +239,19 @@ impl ReceiveListener {
         ReceiveListener {
             listener,
             opts: Arc::new(opts),
+            tls: None,
         }
+    }
+
+    /// A listener that speaks TLS only, with `tls`'s certificate.
+    pub fn with_tls(
+        listener: TcpListener,
+        opts: ReceiveOptions,
+        tls: &ReceiveTls,
+    ) -> Result<Self, TlsError> {
+        let mut l = ReceiveListener::new(listener, opts);
+        l.tls = Some((tls.tls.server_config()?, tls.handshake_timeout));
+        Ok(l)
     }
 }
 
@@ -203,10 +265,26 @@ impl Handler for ReceiveListener {
     fn on_ready(&mut self, _: Instant, _: bool, _: bool, ctx: &mut Ctx) -> Flow {
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let nagle = Behaviour::of(self.opts.misbehave.as_ref()).nagle;
                     let _ = stream.set_nodelay(!nagle);
-                    ctx.add(Box::new(ReceiveConn::new(stream, self.opts.clone())));
+                    let transport = match &self.tls {
+                        None => Transport::Plain(stream),
+                        Some((cfg, timeout)) => {
+                            match TlsStream::accept(stream, cfg.clone(), Instant::now() + *timeout)
+                            {
+                                Ok(t) => Transport::Tls(Box::new(t)),
+                                Err(e) => {
+                                    self.opts.logger.warn(
+                                        "receive",
+                                        format_args!("TLS connection from {peer}: {e}"),
+                                    );
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    ctx.add(Box::new(ReceiveConn::new(transport, self.opts.clone())));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -258,9 +336,9 @@ impl Open {
     }
 }
 
-/// One accepted connection.
+/// One accepted connection (or, in relay mode, our connection to the relay).
 pub struct ReceiveConn {
-    stream: TcpStream,
+    stream: Transport,
     opts: Arc<ReceiveOptions>,
     decoder: FrameDecoder,
     receiver: Receiver,
@@ -278,17 +356,19 @@ pub struct ReceiveConn {
     close_when_flushed: bool,
     /// Transaction ids of the per-chunk REPORTs.
     report_seq: u64,
+    /// The TLS handshake completed (always true for plain TCP).
+    secured: bool,
 }
 
 impl ReceiveConn {
-    fn new(stream: TcpStream, opts: Arc<ReceiveOptions>) -> Self {
+    fn new(stream: Transport, opts: Arc<ReceiveOptions>) -> Self {
         let decoder = FrameDecoder::new(opts.limits);
         Self::with_decoder(stream, opts, decoder)
     }
 
     /// On a connection whose first bytes were already read into `decoder` (relay mode: the
     /// frames after the AUTH exchange).
-    fn with_decoder(stream: TcpStream, opts: Arc<ReceiveOptions>, decoder: FrameDecoder) -> Self {
+    fn with_decoder(stream: Transport, opts: Arc<ReceiveOptions>, decoder: FrameDecoder) -> Self {
         let receiver = Receiver::new(
             opts.local.clone(),
             ReceiverConfig {
@@ -297,7 +377,6 @@ impl ReceiveConn {
             },
         );
         ReceiveConn {
-            stream,
             decoder,
             receiver,
             open: HashMap::new(),
@@ -311,6 +390,8 @@ impl ReceiveConn {
             behaviour: Behaviour::of(opts.misbehave.as_ref()),
             close_when_flushed: false,
             report_seq: 0,
+            secured: !stream.is_tls(),
+            stream,
             opts,
         }
     }
@@ -518,7 +599,11 @@ impl ReceiveConn {
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        // TLS: the encrypted bytes still queued (WouldBlock: more at the next writable event).
+        match self.stream.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Behaviours that act on each written reply: Nagle writes each one on its own, and
@@ -579,6 +664,24 @@ impl ReceiveConn {
         if self.closed {
             return Flow::Close;
         }
+        if !self.secured {
+            match self.stream.handshake(now) {
+                Ok(true) => self.secured = true,
+                Ok(false) => return Flow::Continue,
+                Err(e) => {
+                    let peer = self
+                        .stream
+                        .socket()
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|_| "a peer".into());
+                    self.opts
+                        .logger
+                        .warn("receive", format_args!("TLS with {peer}: {e}"));
+                    return self.close();
+                }
+            }
+        }
         self.refill(now);
         loop {
             let want = (self.buf.len() as u64).min(self.budget) as usize;
@@ -613,13 +716,17 @@ impl ReceiveConn {
         if self.flush().is_err() {
             return self.close();
         }
-        if self.close_when_flushed && self.out.is_empty() {
+        if self.close_when_flushed && self.out.is_empty() && !self.stream.wants_write() {
             return self.close();
         }
         Flow::Continue
     }
 
     fn close(&mut self) -> Flow {
+        if !self.closed && self.secured && self.stream.is_tls() {
+            // close_notify, best effort: the peer can tell our close from a truncation.
+            let _ = self.stream.shutdown_write();
+        }
         self.closed = true;
         let ids: Vec<Bytes> = self.open.keys().cloned().collect();
         for id in ids {
@@ -643,13 +750,13 @@ impl Handler for ReceiveConn {
             self.budget = r.max(1) / 10;
         }
         registry.register(
-            &mut self.stream,
+            self.stream.socket_mut(),
             token,
             Interest::READABLE | Interest::WRITABLE,
         )
     }
     fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
+        let _ = registry.deregister(self.stream.socket_mut());
     }
     fn on_ready(&mut self, now: Instant, _: bool, _: bool, _: &mut Ctx) -> Flow {
         self.turn(now)
@@ -658,6 +765,13 @@ impl Handler for ReceiveConn {
         Flow::Continue
     }
     fn on_tick(&mut self, now: Instant, _: &mut Ctx) -> Flow {
+        // A TLS handshake past its deadline fails here.
+        if let Err(e) = self.stream.check_deadline(now) {
+            self.opts
+                .logger
+                .warn("receive", format_args!("TLS handshake: {e}"));
+            return self.close();
+        }
         // A rate-limited reader resumes here; everyone flushes pending replies.
         self.turn(now)
     }
@@ -757,6 +871,21 @@ pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// What [`ReceiveServer::listen`] starts.
+pub struct Listen {
+    pub addr: std::net::SocketAddr,
+    /// The session id of our URI.
+    pub session_id: String,
+    pub sink: Sink,
+    pub hash: bool,
+    pub misbehave: Option<Misbehave>,
+    /// I/O threads.
+    pub threads: usize,
+    pub max_message_bytes: u64,
+    /// TLS only, with this certificate (our URI is then `msrps://`).
+    pub tls: Option<ReceiveTls>,
+}
+
 /// A running receiver with its own I/O pool: the CLI's `receive` and the tests.
 pub struct ReceiveServer {
     /// The listen address, or in relay mode the local end of the connection to the relay.
@@ -803,34 +932,53 @@ impl ReceiveServer {
         threads: usize,
         max_message_bytes: u64,
     ) -> io::Result<ReceiveServer> {
-        let listener = crate::runtime::net::listen(addr)?;
+        Self::listen(Listen {
+            addr,
+            session_id: session_id.to_owned(),
+            sink,
+            hash,
+            misbehave,
+            threads,
+            max_message_bytes,
+            tls: None,
+        })
+    }
+
+    /// Listens as `l` says; with [`Listen::tls`] it accepts TLS connections only and its URI is
+    /// `msrps://`.
+    pub fn listen(l: Listen) -> io::Result<ReceiveServer> {
+        let listener = crate::runtime::net::listen(l.addr)?;
         let bound = listener.local_addr()?;
         let host = match bound {
             std::net::SocketAddr::V4(v) => v.ip().to_string(),
             std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
         };
-        let text = format!("msrp://{host}:{}/{session_id};tcp", bound.port());
+        let scheme = if l.tls.is_some() { "msrps" } else { "msrp" };
+        let text = format!("{scheme}://{host}:{}/{};tcp", bound.port(), l.session_id);
         let uri = Uri::parse_slice(text.as_bytes())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        let pool = crate::runtime::io::IoPool::start(threads, tool_logger())?;
+        let pool = crate::runtime::io::IoPool::start(l.threads, tool_logger())?;
         let limits = Limits {
             max_body_bytes: 1 << 20,
             ..Limits::default()
         };
-        pool.add(Box::new(ReceiveListener::new(
-            listener,
-            ReceiveOptions {
-                local: uri.clone(),
-                sink,
-                hash,
-                misbehave,
-                events: tx,
-                limits,
-                full_path_responses: false,
-                max_message_bytes,
-            },
-        )));
+        let opts = ReceiveOptions {
+            local: uri.clone(),
+            sink: l.sink,
+            hash: l.hash,
+            misbehave: l.misbehave,
+            events: tx,
+            limits,
+            full_path_responses: false,
+            max_message_bytes: l.max_message_bytes,
+            logger: tool_logger(),
+        };
+        let handler = match &l.tls {
+            None => ReceiveListener::new(listener, opts),
+            Some(t) => ReceiveListener::with_tls(listener, opts, t).map_err(TlsError::into_io)?,
+        };
+        pool.add(Box::new(handler));
         Ok(ReceiveServer {
             addr: bound,
             to_path: vec![uri.clone()],
@@ -847,6 +995,11 @@ impl ReceiveServer {
     /// of that connection, as the relay reaches clients by the host:port of their URI. Senders
     /// address the result's [`ReceiveServer::to_path`] (`<Use-Path> <our URI>`) and connect to
     /// the relay.
+    ///
+    /// An `msrps://` relay is reached over TLS (RFC 4976 §3 requires it between a client and its
+    /// relay): the relay's certificate is checked as [`RelayLogin::tls`] says — by default it
+    /// must chain to the system's trusted roots and name the relay URI's host — before AUTH
+    /// sends a byte; a failure names the cause (unknown CA, wrong host, expired, …).
     pub fn start_via_relay(
         relay: &Uri,
         login: &RelayLogin,
@@ -856,7 +1009,7 @@ impl ReceiveServer {
         misbehave: Option<Misbehave>,
     ) -> io::Result<ReceiveServer> {
         let peer = crate::runtime::net::resolve(relay)?;
-        let mut stream = std::net::TcpStream::connect_timeout(&peer, login.timeout)?;
+        let stream = std::net::TcpStream::connect_timeout(&peer, login.timeout)?;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
         let host = match local {
@@ -879,9 +1032,33 @@ impl ReceiveServer {
             password: login.password.clone(),
             expires: login.expires,
         };
-        let granted = relay_auth(&mut stream, &mut decoder, params, login.timeout)?;
-        stream.set_read_timeout(None)?;
-        stream.set_nonblocking(true)?;
+        let (granted, transport) = if relay.secure {
+            let tls = match &login.tls {
+                Some(t) => t.clone(),
+                None => ReceiveTls::load(None, None, None, Verify::Host, Vec::new())
+                    .map_err(TlsError::into_io)?,
+            };
+            let config = tls
+                .tls
+                .client_config(&tls.fingerprints)
+                .map_err(TlsError::into_io)?;
+            let name = crate::tls::config::server_name(&relay.host).map_err(TlsError::into_io)?;
+            let mut secured =
+                crate::tls::blocking::connect(stream, config, name, tls.handshake_timeout)
+                    .map_err(TlsError::into_io)?;
+            let granted = relay_auth(&mut secured, &mut decoder, params, login.timeout)?;
+            let rustls::StreamOwned { conn, sock } = secured;
+            sock.set_read_timeout(None)?;
+            sock.set_nonblocking(true)?;
+            let t = TlsStream::established(conn, TcpStream::from_std(sock));
+            (granted, Transport::Tls(Box::new(t)))
+        } else {
+            let mut stream = stream;
+            let granted = relay_auth(&mut stream, &mut decoder, params, login.timeout)?;
+            stream.set_read_timeout(None)?;
+            stream.set_nonblocking(true)?;
+            (granted, Transport::Plain(TcpStream::from_std(stream)))
+        };
         let mut to_path = granted.use_path.clone();
         to_path.push(uri.clone());
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -895,11 +1072,10 @@ impl ReceiveServer {
             limits,
             full_path_responses: true,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            logger: tool_logger(),
         });
         pool.add(Box::new(ReceiveConn::with_decoder(
-            TcpStream::from_std(stream),
-            opts,
-            decoder,
+            transport, opts, decoder,
         )));
         Ok(ReceiveServer {
             addr: local,
@@ -931,6 +1107,9 @@ pub struct RelayLogin {
     pub expires: Option<u32>,
     /// For connecting and for each response of the AUTH exchange.
     pub timeout: Duration,
+    /// For an `msrps://` relay: how its certificate is checked (and our certificate, if it asks
+    /// for one). `None`: the system's trusted roots and the relay URI's host.
+    pub tls: Option<ReceiveTls>,
 }
 
 impl RelayLogin {
@@ -947,14 +1126,32 @@ impl RelayLogin {
             password: password.into(),
             expires: None,
             timeout: Duration::from_secs(10),
+            tls: None,
         })
+    }
+}
+
+/// A blocking connection to a relay, plain or TLS, for the AUTH exchange.
+trait AuthStream: Read + Write {
+    fn set_auth_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl AuthStream for std::net::TcpStream {
+    fn set_auth_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(t)
+    }
+}
+
+impl AuthStream for crate::tls::blocking::BlockingTlsClient {
+    fn set_auth_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(t)
     }
 }
 
 /// Runs the AUTH exchange on a blocking connection. Frames read past the final response stay in
 /// `decoder` for the receiver.
 fn relay_auth(
-    stream: &mut std::net::TcpStream,
+    stream: &mut impl AuthStream,
     decoder: &mut FrameDecoder,
     params: AuthParams,
     timeout: Duration,
@@ -997,9 +1194,16 @@ fn relay_auth(
                 "no answer from the relay to AUTH",
             ));
         }
-        stream.set_read_timeout(Some(left))?;
+        stream.set_auth_read_timeout(Some(left))?;
         match stream.read(&mut buf) {
+            // Over TLS, a close without close_notify is an UnexpectedEof error.
             Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "relay closed the connection during AUTH",
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "relay closed the connection during AUTH",

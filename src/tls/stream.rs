@@ -79,6 +79,14 @@ impl TlsStream {
         Ok(TlsStream::new(conn.into(), sock, deadline))
     }
 
+    /// The client side of a connection whose handshake already completed on a blocking socket
+    /// ([`super::blocking::connect`]), continued on `sock` (the same socket, now non-blocking).
+    /// Plaintext that rustls already decrypted stays buffered: read until `WouldBlock` first.
+    pub fn established(conn: ClientConnection, sock: TcpStream) -> TlsStream {
+        // The handshake is over: the deadline is never consulted again.
+        TlsStream::new(conn.into(), sock, Instant::now())
+    }
+
     fn new(mut conn: Connection, sock: TcpStream, deadline: Instant) -> TlsStream {
         conn.set_buffer_limit(Some(BUFFER_LIMIT));
         TlsStream {

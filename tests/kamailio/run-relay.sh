@@ -6,14 +6,16 @@
 #                                     the port accepts, then prints KEY='VALUE' lines (for eval):
 #                                       RELAY_PID=<pid of kamailio's main process>
 #                                       RELAY_PORT=<port>
-#                                       RELAY_URI=msrp://127.0.0.1:<port>;tcp   (To-Path of AUTH)
+#                                       RELAY_URI=msrp://127.0.0.1:<port>;tcp   (To-Path of AUTH;
+#                                                 msrps:// with TLS)
 #                                       RELAY_DIR=<dir>   RELAY_LOG=<dir>/kamailio.log
 #   run-relay.sh stop PID             SIGTERM to that kamailio (its children follow), waits for
 #                                     it; SIGKILL to its process group only after 10 s.
 #
 # Extra `kamailio -A` defines can be given in RELAY_DEFINES (e.g. RELAY_DEFINES="-A
-# RELAY_FORWARD_200 -A RELAY_DEBUG=3"). Exit status non-zero, with the log's tail on stderr,
-# when Kamailio does not come up within 10 s.
+# RELAY_FORWARD_200 -A RELAY_DEBUG=3"). With RELAY_TLS_CERT and RELAY_TLS_KEY (PEM files) set,
+# the relay speaks TLS only (msrps; tls.so from kamailio-tls-modules). Exit status non-zero,
+# with the log's tail on stderr, when Kamailio does not come up within 10 s.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -38,11 +40,32 @@ start)
     dir=${3:-$(mktemp -d /tmp/msrpcast-relay.XXXXXX)}
     mkdir -p "$dir"
     log=$dir/kamailio.log
+    scheme=msrp
+    tls=()
+    if [[ -n ${RELAY_TLS_CERT:-} || -n ${RELAY_TLS_KEY:-} ]]; then
+        [[ -r ${RELAY_TLS_CERT:-} && -r ${RELAY_TLS_KEY:-} ]] ||
+            msrpcast_die "RELAY_TLS_CERT and RELAY_TLS_KEY must both name readable PEM files"
+        scheme=msrps
+        cat >"$dir/tls.cfg" <<EOF
+[server:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+certificate = $RELAY_TLS_CERT
+private_key = $RELAY_TLS_KEY
+
+[client:default]
+method = TLSv1.2+
+verify_certificate = no
+require_certificate = no
+EOF
+        tls=(-A RELAY_TLS -A "RELAY_TLS_CFG=\"$dir/tls.cfg\"")
+    fi
     # Own process group (job control on), so that stop can reach stragglers by group id.
     set -m
     # shellcheck disable=SC2086 # RELAY_DEFINES is a list of words on purpose
     kamailio -DD -E -f "$cfg" -Y "$dir" -w "$dir" -m 64 -M 8 \
-        -A "RELAY_PORT=$port" -A "RELAY_PATH_ADDR=\"127.0.0.1:$port\"" ${RELAY_DEFINES:-} \
+        -A "RELAY_PORT=$port" -A "RELAY_PATH_ADDR=\"127.0.0.1:$port\"" "${tls[@]}" ${RELAY_DEFINES:-} \
         </dev/null >"$log" 2>&1 &
     pid=$!
     set +m
@@ -51,8 +74,8 @@ start)
         kill -TERM "$pid" 2>/dev/null || true
         msrpcast_die "kamailio did not listen on 127.0.0.1:$port"
     fi
-    printf "RELAY_PID='%s'\nRELAY_PORT='%s'\nRELAY_URI='msrp://127.0.0.1:%s;tcp'\nRELAY_DIR='%s'\nRELAY_LOG='%s'\n" \
-        "$pid" "$port" "$port" "$dir" "$log"
+    printf "RELAY_PID='%s'\nRELAY_PORT='%s'\nRELAY_URI='%s://127.0.0.1:%s;tcp'\nRELAY_DIR='%s'\nRELAY_LOG='%s'\n" \
+        "$pid" "$port" "$scheme" "$port" "$dir" "$log"
     ;;
 stop)
     pid=${2:?usage: run-relay.sh stop PID}
@@ -72,7 +95,7 @@ stop)
     kill -KILL -- "-$pid" 2>/dev/null || true
     ;;
 *)
-    sed -n '2,17p' "$0" >&2
+    sed -n '2,20p' "$0" >&2
     exit 2
     ;;
 esac

@@ -1,10 +1,15 @@
-//! `msrpcast receive`: the library's passive receiver (or one behind a relay) as a process.
+//! `msrpcast receive`: the library's passive receiver (or one behind a relay) as a process,
+//! over plain TCP or TLS (`msrps`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use msrpcast::runtime::receive::{Misbehave, ReceiveServer, RelayLogin, Sink};
+use msrpcast::runtime::receive::{
+    Listen, Misbehave, ReceiveServer, ReceiveTls, RelayLogin, Sink, DEFAULT_HANDSHAKE_TIMEOUT,
+};
+use msrpcast::tls::{Fingerprint, Verify};
 
 use crate::{exit, parse_misbehave, Fail};
 
@@ -28,7 +33,9 @@ pub struct ReceiveArgs {
     )]
     listen: Option<SocketAddr>,
     /// Instead of listening: connect to this MSRP relay (RFC 4976), authenticate with AUTH and
-    /// receive on that connection.
+    /// receive on that connection. An msrps:// relay is reached over TLS; its certificate must
+    /// chain to a trusted root (the system's, or --tls-ca) and name the URI's host, unless
+    /// --relay-fingerprint or --tls-verify say otherwise.
     #[arg(long, value_name = "MSRP_URI", requires = "relay_auth")]
     relay: Option<String>,
     /// The relay login.
@@ -37,6 +44,30 @@ pub struct ReceiveArgs {
     /// The lifetime to ask the relay for (Expires).
     #[arg(long, value_name = "SECONDS")]
     relay_expires: Option<u32>,
+    /// PEM certificate chain (end-entity first). With --listen: accept TLS connections only and
+    /// print an msrps:// URI. With an msrps:// --relay: presented if the relay asks for a client
+    /// certificate.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// msrps:// --relay: PEM CA bundle trusted for the relay's certificate instead of the
+    /// system's roots.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// msrps:// --relay: how the relay's certificate is checked: host (chain to a trusted root,
+    /// naming the URI's host; the default), fingerprint (equal to a --relay-fingerprint; the
+    /// default when one is given) or none (anything; a warning says so).
+    #[arg(long, value_name = "MODE", value_parser = parse_verify)]
+    tls_verify: Option<Verify>,
+    /// msrps:// --relay: accept exactly the certificate with this fingerprint (RFC 8122 syntax,
+    /// e.g. "sha-256 4A:0C:…"); may be given more than once.
+    #[arg(long, value_name = "FINGERPRINT", value_parser = parse_fingerprint)]
+    relay_fingerprint: Vec<Fingerprint>,
+    /// Deadline of a TLS handshake, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = DEFAULT_HANDSHAKE_TIMEOUT.as_millis() as u64)]
+    tls_handshake_timeout_ms: u64,
     /// The session id of our URI: incoming frames must name it in their To-Path.
     #[arg(long, value_name = "ID")]
     session_id: String,
@@ -70,6 +101,80 @@ pub struct ReceiveArgs {
     max_bytes: u64,
 }
 
+fn parse_verify(s: &str) -> Result<Verify, String> {
+    s.parse()
+}
+
+fn parse_fingerprint(s: &str) -> Result<Fingerprint, String> {
+    Fingerprint::parse(s).map_err(|e| e.to_string())
+}
+
+/// The TLS settings of the command line: `None` for plain TCP; a usage error for options that do
+/// not apply (TLS options for a plain relay, relay options with --listen).
+fn tls_of(a: &ReceiveArgs, relay_secure: Option<bool>) -> Result<Option<ReceiveTls>, Fail> {
+    let relay_only =
+        a.tls_ca.is_some() || a.tls_verify.is_some() || !a.relay_fingerprint.is_empty();
+    let verify = match relay_secure {
+        None => {
+            if relay_only {
+                return Err(Fail::usage(
+                    "--tls-ca, --tls-verify and --relay-fingerprint are for an msrps:// --relay",
+                ));
+            }
+            if a.tls_cert.is_none() {
+                return Ok(None);
+            }
+            // A listener checks no peer certificate.
+            Verify::None
+        }
+        Some(false) => {
+            if relay_only || a.tls_cert.is_some() {
+                return Err(Fail::usage(
+                    "TLS options with an msrp:// --relay: use an msrps:// URI for TLS",
+                ));
+            }
+            return Ok(None);
+        }
+        Some(true) => {
+            let pinned = !a.relay_fingerprint.is_empty();
+            let v = a.tls_verify.unwrap_or(if pinned {
+                Verify::Fingerprint
+            } else {
+                Verify::Host
+            });
+            match (v, pinned) {
+                (Verify::Fingerprint, false) => {
+                    return Err(Fail::usage(
+                        "--tls-verify fingerprint needs --relay-fingerprint",
+                    ))
+                }
+                (Verify::Host | Verify::None, true) => {
+                    return Err(Fail::usage(format!(
+                    "--relay-fingerprint with --tls-verify {v}: the fingerprint would be ignored"
+                )))
+                }
+                _ => {}
+            }
+            if v == Verify::None {
+                eprintln!(
+                    "msrpcast: warning: --tls-verify none: the relay's certificate is not checked"
+                );
+            }
+            v
+        }
+    };
+    let mut tls = ReceiveTls::load(
+        a.tls_cert.clone(),
+        a.tls_key.clone(),
+        a.tls_ca.clone(),
+        verify,
+        a.relay_fingerprint.clone(),
+    )
+    .map_err(|e| Fail::start(format!("TLS: {e}")))?;
+    tls.handshake_timeout = Duration::from_millis(a.tls_handshake_timeout_ms.max(1));
+    Ok(Some(tls))
+}
+
 pub fn run(a: ReceiveArgs) -> Result<u8, Fail> {
     let sink = match (&a.dir, a.discard) {
         (_, true) => Sink::Discard,
@@ -96,18 +201,20 @@ pub fn run(a: ReceiveArgs) -> Result<u8, Fail> {
             let mut login =
                 RelayLogin::parse(auth).map_err(|e| Fail::usage(format!("--relay-auth: {e}")))?;
             login.expires = a.relay_expires;
+            login.tls = tls_of(&a, Some(uri.secure))?;
             ReceiveServer::start_via_relay(&uri, &login, &a.session_id, sink, hash, a.misbehave)
                 .map_err(|e| Fail::start(format!("relay {relay}: {e}")))?
         }
-        (None, Some(listen)) => ReceiveServer::start_limited(
-            listen,
-            &a.session_id,
+        (None, Some(listen)) => ReceiveServer::listen(Listen {
+            addr: listen,
+            session_id: a.session_id.clone(),
             sink,
             hash,
-            a.misbehave,
-            a.threads,
-            a.max_bytes,
-        )
+            misbehave: a.misbehave.clone(),
+            threads: a.threads,
+            max_message_bytes: a.max_bytes,
+            tls: tls_of(&a, None)?,
+        })
         .map_err(|e| Fail::start(format!("cannot listen on {listen}: {e}")))?,
         (None, None) => {
             return Err(Fail::usage(

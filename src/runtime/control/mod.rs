@@ -24,6 +24,7 @@ use crate::roster::{DeliveryId, TransferId};
 use crate::runtime::engine::{Engine, EngineError};
 
 pub use self::counters::{status_json, CounterSnapshot, Counters};
+pub(crate) use self::server::reload_tls_logged;
 pub use self::server::{ControlServer, RESULT_INVALID_VALUE, RESULT_OK};
 pub use self::uploads::{FileUploads, UploadFileError};
 pub use self::wire::*;
@@ -82,7 +83,9 @@ pub fn apply(
             &counters.uploads,
         ),
         // Answered by the server, which applies them itself.
-        Request::Status { .. } | Request::Upload { .. } => return Ok(()),
+        Request::Status { .. } | Request::Upload { .. } | Request::ReloadTls { .. } => {
+            return Ok(())
+        }
     };
     match &r {
         Ok(()) => {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::http::HttpServer;
 use crate::runtime::engine::{Engine, EngineError};
 use crate::runtime::fault;
 
@@ -39,16 +40,18 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds `path` and starts the `msrpcast-control` thread with counters and uploads of its own.
     pub fn start(path: &Path, engine: Arc<Engine>) -> io::Result<ControlServer> {
-        Self::start_with(path, engine, Default::default(), Default::default())
+        Self::start_with(path, engine, Default::default(), Default::default(), None)
     }
 
     /// Like [`ControlServer::start`], sharing counters and file uploads with the caller (the C
-    /// ABI counts its direct calls in the same counters).
+    /// ABI counts its direct calls in the same counters). `http` is the HTTP handler started
+    /// with the engine, whose HTTPS certificate RELOAD_TLS re-reads along with MSRP's.
     pub fn start_with(
         path: &Path,
         engine: Arc<Engine>,
         counters: Arc<Counters>,
         uploads: Arc<FileUploads>,
+        http: Option<Arc<HttpServer>>,
     ) -> io::Result<ControlServer> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir)?;
@@ -67,7 +70,16 @@ impl ControlServer {
             let uploads = uploads.clone();
             std::thread::Builder::new()
                 .name("msrpcast-control".into())
-                .spawn(move || serve(&sock, &engine, &counters, &uploads, &stop))?
+                .spawn(move || {
+                    let ctx = Ctx {
+                        engine: &engine,
+                        counters: &counters,
+                        uploads: &uploads,
+                        http: http.as_deref(),
+                        stop: &stop,
+                    };
+                    serve(&sock, &ctx)
+                })?
         };
         Ok(ControlServer {
             path: path.to_owned(),
@@ -131,13 +143,22 @@ fn remove_stale(path: &Path) -> io::Result<()> {
     }
 }
 
-fn serve(
-    sock: &UnixDatagram,
-    engine: &Engine,
-    counters: &Counters,
-    uploads: &FileUploads,
-    stop: &AtomicBool,
-) {
+/// What the control thread works with.
+struct Ctx<'a> {
+    engine: &'a Engine,
+    counters: &'a Counters,
+    uploads: &'a FileUploads,
+    http: Option<&'a HttpServer>,
+    stop: &'a AtomicBool,
+}
+
+fn serve(sock: &UnixDatagram, ctx: &Ctx<'_>) {
+    let Ctx {
+        engine,
+        counters,
+        stop,
+        ..
+    } = *ctx;
     let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
     let mut out = Vec::with_capacity(REPLY_PART_BYTES + ReplyPart::HEADER_BYTES);
     loop {
@@ -166,18 +187,7 @@ fn serve(
             engine.logger(),
             "control",
             "handling a control datagram",
-            || {
-                handle(
-                    sock,
-                    engine,
-                    counters,
-                    uploads,
-                    stop,
-                    &buf[..n],
-                    &from,
-                    &mut out,
-                )
-            },
+            || handle(sock, ctx, &buf[..n], &from, &mut out),
         );
         if handled.is_none() {
             counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -186,17 +196,14 @@ fn serve(
 }
 
 /// One datagram: decoded, then applied or answered.
-#[allow(clippy::too_many_arguments)]
-fn handle(
-    sock: &UnixDatagram,
-    engine: &Engine,
-    counters: &Counters,
-    uploads: &FileUploads,
-    stop: &AtomicBool,
-    datagram: &[u8],
-    from: &UnixAddr,
-    out: &mut Vec<u8>,
-) {
+fn handle(sock: &UnixDatagram, ctx: &Ctx<'_>, datagram: &[u8], from: &UnixAddr, out: &mut Vec<u8>) {
+    let Ctx {
+        engine,
+        counters,
+        uploads,
+        stop,
+        ..
+    } = *ctx;
     let req = match Request::decode(datagram) {
         Ok(r) => r,
         Err(e) => {
@@ -219,6 +226,11 @@ fn handle(
     } = req
     {
         let (result, json) = upload_answered(engine, counters, uploads, conference, path, stop);
+        reply(sock, from, engine, request, result, &json, out);
+        return;
+    }
+    if let Request::ReloadTls { request } = req {
+        let (result, json) = reload_answered(engine, ctx.http);
         reply(sock, from, engine, request, result, &json, out);
         return;
     }
@@ -315,6 +327,69 @@ fn upload_answered(
             o.str("error", &e.to_string());
             o.end();
             (code as u32, json)
+        }
+    }
+}
+
+/// RELOAD_TLS: re-reads every TLS certificate in use (as `msrpcast_engine_reload_tls`), logs
+/// the outcome in the engine's log and returns it for the requester: result code and JSON.
+fn reload_answered(engine: &Engine, http: Option<&HttpServer>) -> (u32, String) {
+    use crate::ffi::result::rc_name_str;
+    use crate::json::escape as json_escape;
+    match reload_tls_logged(engine, http) {
+        Ok(json) => (crate::ffi::result::MSRPCAST_OK as u32, json),
+        Err((code, reason)) => (
+            code as u32,
+            format!(
+                "{{\"result\":\"{}\",\"error\":{}}}",
+                rc_name_str(code),
+                json_escape(&reason)
+            ),
+        ),
+    }
+}
+
+/// Re-reads every TLS certificate in use and logs the outcome: on success the JSON answer
+/// `{"result":"MSRPCAST_OK","msrp":…,"https":…[,"fingerprint":"…"]}`, else the result code and
+/// the reason (naming the file that failed). The control socket's RELOAD_TLS and FreeSWITCH's
+/// `msrpcast reload_tls` answer with it.
+pub(crate) fn reload_tls_logged(
+    engine: &Engine,
+    http: Option<&HttpServer>,
+) -> Result<String, (crate::ffi::result::msrpcast_result, String)> {
+    use crate::ffi::result::{rc_name_str, reload_code, MSRPCAST_OK};
+    use crate::json::escape as json_escape;
+    match crate::http::reload_tls(engine, http) {
+        Ok(done) => {
+            let fingerprint = if done.msrp {
+                engine
+                    .tls_fingerprint()
+                    .map(|f| format!(",\"fingerprint\":{}", json_escape(&f)))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            engine.logger().info(
+                "control",
+                format_args!(
+                    "TLS reload: done (MSRP {}, HTTPS {})",
+                    done.msrp, done.https
+                ),
+            );
+            Ok(format!(
+                "{{\"result\":\"{}\",\"msrp\":{},\"https\":{}{fingerprint}}}",
+                rc_name_str(MSRPCAST_OK),
+                done.msrp,
+                done.https
+            ))
+        }
+        Err(e) => {
+            let code = reload_code(&e);
+            engine.logger().error(
+                "control",
+                format_args!("TLS reload: {}: {e}", rc_name_str(code)),
+            );
+            Err((code, e.to_string()))
         }
     }
 }
@@ -552,6 +627,108 @@ mod tests {
         assert_eq!(result, 2008, "MSRPCAST_ERR_FORBIDDEN: {json}");
         assert!(json.contains("outside upload_dir"), "{json}");
         assert_eq!(server.counters().snapshot().refused, 3);
+        drop(server);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// RELOAD_TLS is answered with the reload's outcome: refused without TLS, done with the
+    /// fingerprint of the new certificate, and a failure naming the file that broke.
+    #[test]
+    fn reload_tls_is_answered_with_the_outcome() {
+        let dir = tempdir("reload");
+        // Bound (abstract), so the server can answer.
+        let asker = UnixDatagram::bind_addr(
+            &<UnixAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(format!(
+                "msrpcast-test-reload-{}",
+                std::process::id()
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        asker
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let ask = |sock_path: &Path, request: u32| {
+            let mut buf = Vec::new();
+            Request::ReloadTls { request }.encode(&mut buf).unwrap();
+            asker.send_to(&buf, sock_path).unwrap();
+            let mut rbuf = vec![0u8; MAX_MESSAGE_BYTES];
+            let n = asker.recv(&mut rbuf).unwrap();
+            let part = ReplyPart::decode(&rbuf[..n]).unwrap();
+            assert_eq!((part.request, part.part, part.parts), (request, 0, 1));
+            (
+                part.result,
+                String::from_utf8(part.payload.to_vec()).unwrap(),
+            )
+        };
+
+        // No TLS on: refused, saying so.
+        let plain = test_engine(&dir);
+        let path = dir.join("plain.sock");
+        let server = ControlServer::start(&path, plain).unwrap();
+        let (result, json) = ask(&path, 1);
+        assert_eq!(result, 2006, "MSRPCAST_ERR_REFUSED: {json}");
+        assert!(
+            json.starts_with("{\"result\":\"MSRPCAST_ERR_REFUSED\",\"error\":\"no TLS to reload"),
+            "{json}"
+        );
+        drop(server);
+
+        // MSRP TLS on: a renewed certificate is read, its fingerprint answered.
+        let write_cert = |tag: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![format!("{tag}.example")])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+            fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+            crate::tls::Fingerprint::of(crate::tls::HashFunction::Sha256, cert.der()).to_string()
+        };
+        let first = write_cert("first");
+        let engine = {
+            let mut cfg = Config::default();
+            cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
+                .unwrap();
+            cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
+            cfg.set("io_threads", "1").unwrap();
+            cfg.set("http_enabled", "no").unwrap();
+            cfg.set("msrp_tls", "on").unwrap();
+            cfg.set("tls_cert", dir.join("cert.pem").to_str().unwrap())
+                .unwrap();
+            cfg.set("tls_key", dir.join("key.pem").to_str().unwrap())
+                .unwrap();
+            cfg.set("tls_verify", "none").unwrap();
+            Arc::new(Engine::start(cfg).unwrap())
+        };
+        assert_eq!(engine.tls_fingerprint().as_deref(), Some(first.as_str()));
+        let path = dir.join("tls.sock");
+        let server = ControlServer::start(&path, engine.clone()).unwrap();
+        let second = write_cert("second");
+        assert_ne!(first, second);
+        let (result, json) = ask(&path, 2);
+        assert_eq!(result, RESULT_OK, "{json}");
+        assert_eq!(
+            json,
+            format!(
+                "{{\"result\":\"MSRPCAST_OK\",\"msrp\":true,\"https\":false,\"fingerprint\":\"{second}\"}}"
+            )
+        );
+        assert_eq!(engine.tls_fingerprint().as_deref(), Some(second.as_str()));
+
+        // A broken certificate file: MSRPCAST_ERR_IO naming it; the previous one stays.
+        fs::write(dir.join("cert.pem"), b"not a certificate").unwrap();
+        let (result, json) = ask(&path, 3);
+        assert_eq!(result, 3000, "MSRPCAST_ERR_IO: {json}");
+        assert!(
+            json.starts_with("{\"result\":\"MSRPCAST_ERR_IO\",\"error\":\"MSRP: "),
+            "{json}"
+        );
+        assert!(
+            json.contains("cert.pem") && json.contains("no PEM certificate"),
+            "{json}"
+        );
+        assert_eq!(engine.tls_fingerprint().as_deref(), Some(second.as_str()));
         drop(server);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -16,6 +16,7 @@
 //! 7 STATUS      request:u32 what:u32            (answered, see below)
 //! 8 UPLOAD_FILE conference:string path:string   (spools a local file; see FileUploads)
 //! 9 UPLOAD      request:u32 conference:string path:string   (as UPLOAD_FILE, answered)
+//! 10 RELOAD_TLS request:u32                     (re-reads the TLS files, answered)
 //! ```
 //!
 //! A datagram with trailing bytes, a short field, bad UTF-8, an unknown version or op is counted
@@ -30,7 +31,11 @@
 //! the JSON text. `what` is 1 conferences, 2 transfers, 3 both, 4 the control counters. The
 //! reply to UPLOAD is one part: `{"transfer":<id>}` with result 0, or `{"error":"<reason>"}`
 //! with the result code of the refusal (e.g. `MSRPCAST_ERR_UNKNOWN_CONFERENCE`, `MSRPCAST_ERR_IO`
-//! for a file the engine cannot read).
+//! for a file the engine cannot read). The reply to RELOAD_TLS is one part with the reload's
+//! result code: `{"result":"MSRPCAST_OK","msrp":<bool>,"https":<bool>[,"fingerprint":"…"]}`
+//! (what was re-read, and the SHA-256 fingerprint of the MSRP certificate now in use), or
+//! `{"result":"<code name>","error":"<reason>"}` with `MSRPCAST_ERR_IO` (a file failed; it
+//! names the file, the previous certificate stays in use) or `MSRPCAST_ERR_REFUSED` (no TLS on).
 
 /// Largest request datagram.
 pub const MAX_MESSAGE_BYTES: usize = 65_536;
@@ -48,6 +53,7 @@ pub const OP_CANCEL: u8 = 6;
 pub const OP_STATUS: u8 = 7;
 pub const OP_UPLOAD_FILE: u8 = 8;
 pub const OP_UPLOAD: u8 = 9;
+pub const OP_RELOAD_TLS: u8 = 10;
 pub const OP_STATUS_REPLY: u8 = 0x87;
 
 /// `what` of a status request.
@@ -96,6 +102,10 @@ pub enum Request<'a> {
         request: u32,
         conference: &'a str,
         path: &'a str,
+    },
+    /// Re-read the TLS certificates and keys; answered with the outcome.
+    ReloadTls {
+        request: u32,
     },
 }
 
@@ -254,6 +264,10 @@ impl<'a> Request<'a> {
                 put_str(out, conference)?;
                 put_str(out, path)?;
             }
+            Request::ReloadTls { request } => {
+                out.push(OP_RELOAD_TLS);
+                out.extend_from_slice(&request.to_le_bytes());
+            }
         }
         if out.len() > MAX_MESSAGE_BYTES {
             return Err(WireError::TooLong);
@@ -311,6 +325,7 @@ impl<'a> Request<'a> {
                 conference: r.str()?,
                 path: r.str()?,
             },
+            OP_RELOAD_TLS => Request::ReloadTls { request: r.u32()? },
             op => return Err(WireError::UnknownOp(op)),
         };
         r.end()?;
@@ -408,6 +423,7 @@ mod tests {
                 conference: "conf",
                 path: "/tmp/ä",
             },
+            Request::ReloadTls { request: 11 },
         ]
     }
 

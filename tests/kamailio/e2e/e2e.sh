@@ -342,16 +342,31 @@ sys.exit(0 if int(d["lost"]) == 0 and int(d["answered"]) > 0 and float(d["max_ms
     rm -f "$f"
 }
 
+source "$here/scenario_tls.sh"
 for s in $only; do
     "scenario_$s"
 done
 
-# msrpcast.reload_tls: the RPC hands the reload to the engine process, which logs the outcome;
-# this configuration has no TLS on, so the engine says there is nothing to reload.
+# msrpcast.reload_tls: the engine process re-reads the TLS files and answers with the outcome
+# (and logs it). This configuration has no TLS on: both RPC transports get the refusal's code and
+# reason. (scenario_tls reloads with TLS on.)
 reload_logged() { grep -q "TLS reload: MSRPCAST_ERR_REFUSED: no TLS to reload" "$work/kamailio.log"; }
+reload_refused_jsonrpc() {
+    local out
+    out=$(curl -s --max-time 10 -d '{"jsonrpc":"2.0","method":"msrpcast.reload_tls","id":1}' \
+        "http://127.0.0.1:$jsonrpc_port/RPC")
+    echo "   jsonrpcs: $out"
+    python3 -c '
+import json, sys
+e = json.loads(sys.argv[1]).get("error", {})
+sys.exit(0 if e.get("code") == 400 and e.get("message", "").startswith(
+    "MSRPCAST_ERR_REFUSED: no TLS to reload") else 1)' "$out"
+}
 out=$(kam msrpcast.reload_tls 2>&1)
 echo "   kamcmd: $out"
-check "msrpcast.reload_tls is accepted by the RPC" grep -q "TLS reload requested" <<<"$out"
+check "kamcmd msrpcast.reload_tls without TLS: error 400 MSRPCAST_ERR_REFUSED, no TLS to reload" \
+    grep -q "error: 400 - MSRPCAST_ERR_REFUSED: no TLS to reload" <<<"$out"
+check "jsonrpcs msrpcast.reload_tls without TLS: the same code and reason" reload_refused_jsonrpc
 check "the engine process logs the reload's outcome" wait_for 10 reload_logged
 
 check "kamailio still running" kill -0 "$kam_pid"

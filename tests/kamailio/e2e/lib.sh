@@ -64,16 +64,17 @@ print(json.dumps(d["result"]))'
 status_json() { kam_jsonrpc "$1"; }
 
 # e2e_start_kamailio LOG [kamailio args...]: Kamailio with cfg/kamailio.cfg and the module, on
-# the ports above, spool in $work/spool; sets kam_pid. Succeeds once SIP, MSRP and kamcmd answer.
+# the ports above, runtime dir ${kam_run:-$work/run} (the engine's control socket is there),
+# spool in ${kam_spool:-$work/spool}; sets kam_pid. Succeeds once SIP, MSRP and kamcmd answer.
 e2e_start_kamailio() {
-    local log=$1
+    local log=$1 run=${kam_run:-$work/run} spool=${kam_spool:-$work/spool}
     shift
-    mkdir -p "$work/run" "$work/spool"
-    kamailio -DD -E -f "$root/cfg/kamailio.cfg" -Y "$work/run" -w "$work" -m 64 -M 8 \
+    mkdir -p "$run" "$spool"
+    kamailio -DD -E -f "$root/cfg/kamailio.cfg" -Y "$run" -w "$work" -m 64 -M 8 \
         -A SIP_PORT="$sip_port" -A "MIXER_URI=\"sip:127.0.0.1:$mixer_port\"" \
         -A "CTL_SOCKET=\"$ctl\"" -A "MSRPCAST_MODULE=\"$module\"" -A JSONRPC_PORT="$jsonrpc_port" \
         -A "MSRPCAST_HTTP_LISTEN=\"127.0.0.1:$http_port\"" -A "MSRPCAST_HTTP_TOKEN=\"$token\"" \
-        -A "MSRPCAST_MSRP_LISTEN=\"127.0.0.1:$msrp_port\"" -A "MSRPCAST_SPOOL_DIR=\"$work/spool\"" \
+        -A "MSRPCAST_MSRP_LISTEN=\"127.0.0.1:$msrp_port\"" -A "MSRPCAST_SPOOL_DIR=\"$spool\"" \
         -A "MSRPCAST_UPLOAD_DIR=\"$work\"" "$@" >"$log" 2>&1 </dev/null &
     kam_pid=$!
     pids+=("$kam_pid")
