@@ -342,6 +342,7 @@ sys.exit(0 if int(d["lost"]) == 0 and int(d["answered"]) > 0 and float(d["max_ms
     rm -f "$f"
 }
 
+source "$here/scenario_restart.sh"
 for s in $only; do
     "scenario_$s"
 done
