@@ -1138,6 +1138,7 @@ mod tests {
             ("spool_max_bytes", "20G"),
             ("max_file_bytes", "1000"),
             ("spool_linger_ms", "60000"),
+            ("spool_persist", "off"),
             ("chunk_bytes", "2048"),
             ("window_bytes", "1M"),
             ("max_window_bytes", "8M"),

@@ -51,8 +51,8 @@ scenario_restart() {
     # SIGTERM: the engine stops cleanly; the complete file and its record stay.
     kill -TERM "$kam_pid"
     check "kamailio stops on SIGTERM" proc_exited_ok "$kam_pid"
-    check "the engine kept the complete file for the next start" \
-        log_has "$work/kamailio.log" "complete files kept in the spool for the next start: 1"
+    # (The engine's own log lines of its stop are not in Kamailio's log: the engine process
+    # exits right after the stop. What it kept is on disk.)
     check "after the stop the spool still holds the file and its record" spool_has 1
     restart_kamailio 1 || return 1
     check "the engine restored the file from its record" \
