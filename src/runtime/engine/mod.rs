@@ -148,8 +148,11 @@ struct Resources {
     listener: mio::net::TcpListener,
     msrp_addr: SocketAddr,
     /// Complete files of an earlier run, to be checked and restored (`spool_persist`).
-    restored: Vec<(Record, Arc<SpoolFile>)>,
+    restored: Vec<Restored>,
 }
+
+/// A complete file of an earlier run and its record.
+type Restored = (Record, Arc<SpoolFile>);
 
 /// Opens the spool folder. With `spool_persist` the complete files of an earlier run (those
 /// with a good record) are kept and opened again; every other spool file of an earlier run is
@@ -157,7 +160,7 @@ struct Resources {
 fn open_spool(
     cfg: &Config,
     logger: &Logger,
-) -> Result<(Spool, Vec<(Record, Arc<SpoolFile>)>), EngineError> {
+) -> Result<(Spool, Vec<Restored>), EngineError> {
     let mut records = Vec::new();
     let spool = Spool::open_keeping(
         &cfg.spool_dir,
