@@ -157,10 +157,7 @@ type Restored = (Record, Arc<SpoolFile>);
 /// Opens the spool folder. With `spool_persist` the complete files of an earlier run (those
 /// with a good record) are kept and opened again; every other spool file of an earlier run is
 /// removed, with a log line each. Without it, records of an earlier run are removed too.
-fn open_spool(
-    cfg: &Config,
-    logger: &Logger,
-) -> Result<(Spool, Vec<Restored>), EngineError> {
+fn open_spool(cfg: &Config, logger: &Logger) -> Result<(Spool, Vec<Restored>), EngineError> {
     let mut records = Vec::new();
     let spool = Spool::open_keeping(
         &cfg.spool_dir,
