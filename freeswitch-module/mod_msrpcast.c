@@ -466,7 +466,7 @@ static void release_all(void)
 	}
 	/* Our legs hold no pointer into this module; hang them up and let them finish. */
 	switch_core_session_hupall_matching_var("msrpcast_load", globals.load_id, SWITCH_CAUSE_MANAGER_REQUEST);
-	msrpcast_engine_free(globals.engine); /* stops: aborts deliveries, removes spool files */
+	msrpcast_engine_free(globals.engine); /* stops: aborts deliveries, removes partial uploads */
 	globals.engine = NULL;
 	msrpcast_fs_free(globals.fs);
 	globals.fs = NULL;

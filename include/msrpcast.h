@@ -700,10 +700,11 @@ msrpcast_result msrpcast_engine_status(struct msrpcast_engine *e,
                                        size_t *len);
 
 /**
- * Stops the engine — running deliveries are aborted (`#` on the wire), spool files removed,
- * the control socket closed and removed, threads joined — but keeps the handle: later calls
- * return `MSRPCAST_ERR_STOPPED`, the signal descriptor stays open until
- * `msrpcast_engine_free`. Stopping twice is fine.
+ * Stops the engine — running deliveries are aborted (`#` on the wire), spool files removed
+ * (complete files with a record stay for the next start: `spool_persist`), the control
+ * socket closed and removed, threads joined — but keeps the handle: later calls return
+ * `MSRPCAST_ERR_STOPPED`, the signal descriptor stays open until `msrpcast_engine_free`.
+ * Stopping twice is fine.
  */
 msrpcast_result msrpcast_engine_stop(struct msrpcast_engine *e);
 

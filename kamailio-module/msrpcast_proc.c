@@ -241,14 +241,15 @@ void msrpcast_proc_run(void)
 			msrpcast_control_socket.s);
 
 	/* Kamailio's children _exit(0) on SIGTERM; this one first stops the engine, so running
-	 * deliveries end with '#' and the spool files and control socket are removed. No
+	 * deliveries end with '#', partial uploads and the control socket are removed (complete
+	 * files stay with their records for the next start: spool_persist). No
 	 * SA_RESTART: poll() returns EINTR. */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sigterm;
 	sigemptyset(&sa.sa_mask);
 	if(sigaction(SIGTERM, &sa, NULL) < 0)
 		LM_ERR("SIGTERM handler not installed: %s; at shutdown the engine "
-			   "is not stopped (spool files stay until the next start)\n",
+			   "is not stopped (partial uploads stay until the next start)\n",
 				strerror(errno));
 
 	for(;;) {

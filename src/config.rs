@@ -261,7 +261,7 @@ settings! {
         "Deadline of one MSRP TLS handshake, counted from the TCP connection. Default 10000.";
     spool_dir: PathBuf = PathBuf::from("/var/spool/msrpcast"),
         parse parse_dir, show show::path,
-        "Folder of the spool files (created if missing; stale msrpcast files of an earlier run are removed). Default /var/spool/msrpcast.";
+        "Folder of the spool files (created if missing; files of an earlier run are removed, but the complete ones kept by spool_persist). Default /var/spool/msrpcast.";
     spool_max_bytes: u64 = 10 * GIB,
         parse |v| parse_size(v, 1), show show::size,
         "Disk quota of all spool files together; an upload beyond it fails cleanly. Default 10GiB.";
@@ -271,6 +271,9 @@ settings! {
     spool_linger_ms: u64 = 0,
         parse |v| parse_ms(v, 0), show show::plain,
         "How long a conference's spool files stay after the conference ends; 0 removes them at once. Default 0.";
+    spool_persist: bool = true,
+        parse parse_bool, show show::plain,
+        "Complete files survive a restart of the engine (and of its host): each gets a small record beside its spool file (written with fsync and rename), and at the next start they are offered again to the conference's participants as they join, except to those who received them already. Off: a stop removes every spool file and the next start removes what a crash left. Partial uploads never survive. Default on.";
     chunk_bytes: u64 = 10_240,
         parse parse_chunk, show show::size,
         "Body bytes per MSRP SEND chunk, 1 to 1MiB (Kamailio's MSRP relay rejects frames over 10240). Default 10240.";
@@ -947,6 +950,7 @@ mod tests {
             ("spool_max_bytes", "20G"),
             ("max_file_bytes", "1000"),
             ("spool_linger_ms", "60000"),
+            ("spool_persist", "off"),
             ("chunk_bytes", "2048"),
             ("window_bytes", "1M"),
             ("max_window_bytes", "8M"),

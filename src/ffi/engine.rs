@@ -266,10 +266,11 @@ pub extern "C" fn msrpcast_engine_start(
     })
 }
 
-/// Stops the engine — running deliveries are aborted (`#` on the wire), spool files removed,
-/// the control socket closed and removed, threads joined — but keeps the handle: later calls
-/// return `MSRPCAST_ERR_STOPPED`, the signal descriptor stays open until
-/// `msrpcast_engine_free`. Stopping twice is fine.
+/// Stops the engine — running deliveries are aborted (`#` on the wire), spool files removed
+/// (complete files with a record stay for the next start: `spool_persist`), the control
+/// socket closed and removed, threads joined — but keeps the handle: later calls return
+/// `MSRPCAST_ERR_STOPPED`, the signal descriptor stays open until `msrpcast_engine_free`.
+/// Stopping twice is fine.
 #[no_mangle]
 pub extern "C" fn msrpcast_engine_stop(e: *mut msrpcast_engine) -> msrpcast_result {
     ffi_boundary(|| {

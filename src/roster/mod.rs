@@ -178,6 +178,20 @@ pub struct EndedConference {
     pub transfers: Vec<TransferId>,
 }
 
+/// A complete file an earlier run of the engine left, for [`Roster::restore_transfer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredTransfer {
+    pub conference: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha1: [u8; 20],
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When it last changed before the restart (what pruning ages by).
+    pub changed_ms: u64,
+}
+
 /// The upload side of a transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransferState {
@@ -385,6 +399,9 @@ struct Inner {
     version: u64,
     /// Transfers removed to make room, until [`Roster::prune`] hands them to the engine.
     evicted: Vec<TransferId>,
+    /// Files restored after a restart ([`Roster::restore_transfer`]) whose conference has no
+    /// participant yet, by conference id: the conference's first join takes them.
+    waiting: HashMap<String, Vec<TransferId>>,
 }
 
 /// How long a cancelled transfer stays visible after it finished, so a client polling it sees
@@ -417,6 +434,12 @@ impl Inner {
             }
             if let Some(c) = self.conferences.get_mut(&t.conference) {
                 c.transfers.retain(|x| *x != id);
+            }
+            if let Some(w) = self.waiting.get_mut(&t.conference) {
+                w.retain(|x| *x != id);
+                if w.is_empty() {
+                    self.waiting.remove(&t.conference);
+                }
             }
         }
     }
@@ -520,7 +543,8 @@ impl Roster {
             .or_insert_with(|| Conference {
                 created_at_ms: now,
                 participants: HashMap::new(),
-                transfers: Vec::new(),
+                // Files restored after a restart belong to the conference again.
+                transfers: inner.waiting.remove(conference).unwrap_or_default(),
             });
         conf.participants.insert(
             key.to_owned(),
@@ -651,6 +675,77 @@ impl Roster {
                 state: TransferState::Receiving,
                 created_at_ms: now,
                 updated_at_ms: now,
+                deliveries: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Registers a complete file restored after a restart (see `runtime/engine/persist.rs`),
+    /// with the times it had. Its conference takes it now if it has participants, else at its
+    /// first join; until then it is listed with the transfers, and [`Roster::prune`] ages and
+    /// counts it like any finished transfer. `max_transfers_per_conference` applies: the
+    /// oldest finished file of the conference makes room, else the restore is refused.
+    pub fn restore_transfer(&self, r: &RestoredTransfer) -> Result<TransferId, RosterError> {
+        let max = self.limits.max_string_bytes;
+        check("conference id", &r.conference, max, false)?;
+        check("file name", &r.name, max, true)?;
+        check("content type", &r.content_type, max, true)?;
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        let listed: Vec<TransferId> = match inner.conferences.get(&r.conference) {
+            Some(c) => c.transfers.clone(),
+            None => inner
+                .waiting
+                .get(&r.conference)
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let counted: Vec<TransferId> = listed
+            .into_iter()
+            .filter(|t| inner.transfers.get(t).is_some_and(|t| !t.cancelled))
+            .collect();
+        if counted.len() >= self.limits.max_transfers_per_conference {
+            let oldest = counted
+                .iter()
+                .copied()
+                .filter(|t| inner.transfers.get(t).is_some_and(|t| inner.is_finished(t)))
+                .min_by_key(|id| inner.transfers.get(id).map(|t| (t.changed_at_ms, *id)));
+            let Some(old) = oldest else {
+                return Err(RosterError::TooManyTransfers {
+                    conference: r.conference.clone(),
+                    limit: self.limits.max_transfers_per_conference,
+                });
+            };
+            inner.remove_transfer(old);
+            inner.evicted.push(old);
+        }
+        inner.next_transfer += 1;
+        let id = TransferId(inner.next_transfer);
+        inner.version += 1;
+        let version = inner.version;
+        match inner.conferences.get_mut(&r.conference) {
+            Some(c) => c.transfers.push(id),
+            None => inner
+                .waiting
+                .entry(r.conference.clone())
+                .or_default()
+                .push(id),
+        }
+        inner.transfers.insert(
+            id,
+            Transfer {
+                conference: r.conference.clone(),
+                cancelled: false,
+                version,
+                changed_at_ms: r.changed_ms,
+                name: r.name.clone(),
+                content_type: r.content_type.clone(),
+                size: r.size,
+                declared_size: Some(r.size),
+                state: TransferState::Complete { sha1: r.sha1 },
+                created_at_ms: r.created_ms,
+                updated_at_ms: r.changed_ms,
                 deliveries: Vec::new(),
             },
         );
@@ -1370,6 +1465,60 @@ mod tests {
         r.set_transfer_state(t, TransferState::Complete { sha1: [0; 20] }, Some(1))
             .unwrap();
         t
+    }
+
+    fn restored(conf: &str, changed_ms: u64) -> RestoredTransfer {
+        RestoredTransfer {
+            conference: conf.into(),
+            name: "f".into(),
+            content_type: "t".into(),
+            size: 3,
+            sha1: [1; 20],
+            created_ms: changed_ms,
+            changed_ms,
+        }
+    }
+
+    /// Files restored after a restart wait for their conference's first join, count against
+    /// its file limit meanwhile, and age from their time before the restart.
+    #[test]
+    fn restored_transfers_wait_for_their_conference() {
+        let (r, now) = roster_with(Limits {
+            max_transfers_per_conference: 2,
+            finished_ttl_ms: 10_000,
+            ..Limits::default()
+        });
+        now.store(20_000, Ordering::SeqCst);
+        let old = r.restore_transfer(&restored("c", 9_000)).unwrap();
+        let a = r.restore_transfer(&restored("c", 15_000)).unwrap();
+        // A third makes room: the oldest goes (the engine hears of it from prune).
+        let b = r.restore_transfer(&restored("c", 16_000)).unwrap();
+        assert!(r.transfer(old).is_none());
+        assert!(r.conference("c").is_none(), "no participant yet");
+        let t = r.transfer(a).unwrap();
+        assert_eq!(t.state, TransferState::Complete { sha1: [1; 20] });
+        assert_eq!((t.size, t.created_at_ms), (3, 15_000));
+        assert_eq!(r.prune(), vec![old]);
+        r.join("c", "p", "sip:p", None).unwrap();
+        assert_eq!(r.conference("c").unwrap().transfers, vec![a, b]);
+        assert_eq!(r.transfers_of("c").len(), 2);
+        // Aged from before the restart: a goes at 25_000, b at 26_000.
+        now.store(25_000, Ordering::SeqCst);
+        assert_eq!(r.prune(), vec![a]);
+        assert_eq!(r.conference("c").unwrap().transfers, vec![b]);
+        // The conference's end takes the rest.
+        let Left::Left { ended, .. } = r.leave("c", "p") else {
+            panic!("not left")
+        };
+        assert_eq!(ended.unwrap().transfers, vec![b]);
+        // Restored into a live conference: it is its file at once.
+        r.join("d", "p", "sip:p", None).unwrap();
+        let d = r.restore_transfer(&restored("d", 25_000)).unwrap();
+        assert_eq!(r.conference("d").unwrap().transfers, vec![d]);
+        assert!(matches!(
+            r.restore_transfer(&restored("", 1)),
+            Err(RosterError::Empty { .. })
+        ));
     }
 
     /// Finding 8 of issue 14: at 1000 files a conference refused every upload for good, and

@@ -5,7 +5,9 @@
 //!   `spool_dir/.msrpcast.lock` (a second engine on the same folder gets [`SpoolError::Busy`]),
 //!   then deletes the files a previous run left behind: only regular files named
 //!   `msrpcast-*.spool` directly in the folder, one `remove_file` each (no `remove_dir_all`, no
-//!   recursion, symlinks and other names are left alone).
+//!   recursion, symlinks and other names are left alone). [`Spool::open_keeping`] spares the
+//!   files the caller names (complete files with an on-disk record, see
+//!   `runtime/engine/persist.rs`), which [`Spool::restore`] then opens again as complete files.
 //! - [`Spool::create`] makes a new file for an upload and returns its single [`SpoolWriter`] and
 //!   the shared [`SpoolFile`]. The name is generated here (`msrpcast-<n>-<transfer id>.spool`,
 //!   the id reduced to `[A-Za-z0-9_-]`, at most 64 characters); user-supplied file names never
@@ -23,7 +25,8 @@
 //! ## Lifetime and quota
 //! A spool file's name is unlinked as soon as it cannot be delivered any more (aborted, too
 //! large, quota exceeded), when [`Spool::remove`] is called, or when the last `Arc<SpoolFile>`
-//! (the writer holds one) is dropped. Readers that already hold the `Arc` keep reading after the
+//! (the writer holds one) is dropped — unless it was marked [`SpoolFile::set_kept`] (its record
+//! is on disk: it is to survive a restart). Readers that already hold the `Arc` keep reading after the
 //! unlink (the open descriptor keeps the data on Linux), so removing a conference's file does not
 //! break a delivery in flight. The file's bytes count against the quota until the last
 //! `Arc<SpoolFile>` is dropped, because that is when the kernel frees the disk blocks; so the
@@ -41,6 +44,7 @@
 //! upload). Callbacks run on the writer's thread: they must be cheap, must not block, and must
 //! not subscribe to or drop a subscription of the same file.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -210,7 +214,8 @@ impl Shared {
 pub struct Spool {
     shared: Arc<Shared>,
     seq: AtomicU64,
-    stale_removed: usize,
+    /// Names of the stale files [`Spool::open`] removed.
+    stale: Vec<String>,
 }
 
 impl fmt::Debug for Spool {
@@ -231,6 +236,18 @@ impl Spool {
         dir: impl Into<PathBuf>,
         max_bytes: u64,
         max_file_bytes: u64,
+    ) -> Result<Spool, SpoolError> {
+        Spool::open_keeping(dir, max_bytes, max_file_bytes, |_| HashSet::new())
+    }
+
+    /// [`Spool::open`], sparing the `msrpcast-*.spool` files whose names `keep` returns. `keep`
+    /// runs once the folder is locked (so no other engine changes it meanwhile) and is given the
+    /// folder. New files are numbered after the highest number kept, so no name is used twice.
+    pub fn open_keeping(
+        dir: impl Into<PathBuf>,
+        max_bytes: u64,
+        max_file_bytes: u64,
+        keep: impl FnOnce(&Path) -> HashSet<String>,
     ) -> Result<Spool, SpoolError> {
         let dir = dir.into();
         fs::DirBuilder::new()
@@ -254,7 +271,9 @@ impl Spool {
                 return Err(SpoolError::io("locking", &lock_path, e))
             }
         }
-        let stale_removed = remove_stale(&dir)?;
+        let kept = keep(&dir);
+        let stale = remove_stale(&dir, &kept)?;
+        let first = kept.iter().filter_map(|n| seq_of(n)).max().unwrap_or(0) + 1;
         Ok(Spool {
             shared: Arc::new(Shared {
                 dir,
@@ -263,8 +282,8 @@ impl Spool {
                 used: AtomicU64::new(0),
                 _lock: lock,
             }),
-            seq: AtomicU64::new(1),
-            stale_removed,
+            seq: AtomicU64::new(first),
+            stale,
         })
     }
 
@@ -297,7 +316,74 @@ impl Spool {
 
     /// How many stale files [`Spool::open`] removed (for the engine's start-up log line).
     pub fn stale_removed(&self) -> usize {
-        self.stale_removed
+        self.stale.len()
+    }
+
+    /// The names of the stale files [`Spool::open`] removed (for a log line each).
+    pub fn stale_names(&self) -> &[String] {
+        &self.stale
+    }
+
+    /// Opens a file an earlier run left complete (spared by [`Spool::open_keeping`]) as a
+    /// [`SpoolState::Complete`] file of `size` bytes with this SHA-1 (not re-read here), marked
+    /// kept. Fails when the name is not a spool file name, the file is not a regular file of
+    /// exactly `size` bytes, or the quota has no room for it.
+    pub fn restore(
+        &self,
+        name: &str,
+        transfer_id: &str,
+        size: u64,
+        sha1: [u8; 20],
+    ) -> Result<Arc<SpoolFile>, SpoolError> {
+        let path = self.shared.dir.join(name);
+        if !is_spool_name(name) || name.contains('/') {
+            return Err(SpoolError::io(
+                "restoring",
+                &path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a spool file name"),
+            ));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| SpoolError::io("restoring", &path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| SpoolError::io("restoring", &path, e))?;
+        if !meta.is_file() || meta.len() != size {
+            let why = if meta.is_file() {
+                format!("{} bytes on disk, the record says {size}", meta.len())
+            } else {
+                "not a regular file".to_owned()
+            };
+            return Err(SpoolError::io(
+                "restoring",
+                &path,
+                io::Error::new(io::ErrorKind::InvalidData, why),
+            ));
+        }
+        if !self.shared.reserve(size) {
+            return Err(SpoolError::QuotaExceeded {
+                limit: self.shared.max_bytes,
+                in_use: self.used_bytes(),
+            });
+        }
+        Ok(Arc::new(SpoolFile {
+            transfer_id: transfer_id.to_owned(),
+            path,
+            file,
+            len: AtomicU64::new(size),
+            reserved: AtomicU64::new(size),
+            state: Mutex::new(SpoolState::Complete { size, sha1 }),
+            unlinked: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
+            kept: AtomicBool::new(true),
+            shared: self.shared.clone(),
+            subs: Mutex::new(Vec::new()),
+            armed: AtomicUsize::new(0),
+            next_sub: AtomicU64::new(1),
+        }))
     }
 
     /// Creates the spool file of a new upload. `transfer_id` only labels the file name (reduced
@@ -322,6 +408,7 @@ impl Spool {
             state: Mutex::new(SpoolState::Writing),
             unlinked: AtomicBool::new(false),
             removed: AtomicBool::new(false),
+            kept: AtomicBool::new(false),
             shared: self.shared.clone(),
             subs: Mutex::new(Vec::new()),
             armed: AtomicUsize::new(0),
@@ -365,15 +452,26 @@ pub fn sanitize_id(id: &str) -> String {
     }
 }
 
-/// Removes the regular files named `msrpcast-*.spool` directly in `dir`.
-fn remove_stale(dir: &Path) -> Result<usize, SpoolError> {
+/// `msrpcast-*.spool`.
+pub fn is_spool_name(name: &str) -> bool {
+    name.len() > PREFIX.len() + SUFFIX.len() && name.starts_with(PREFIX) && name.ends_with(SUFFIX)
+}
+
+/// The number `n` of a spool file name `msrpcast-<n>-<id>.spool`.
+fn seq_of(name: &str) -> Option<u64> {
+    name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()
+}
+
+/// Removes the regular files named `msrpcast-*.spool` directly in `dir`, but those in `keep`;
+/// returns the names removed.
+fn remove_stale(dir: &Path, keep: &HashSet<String>) -> Result<Vec<String>, SpoolError> {
     let entries = fs::read_dir(dir).map_err(|e| SpoolError::io("reading", dir, e))?;
-    let mut removed = 0;
+    let mut removed = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| SpoolError::io("reading", dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !(name.starts_with(PREFIX) && name.ends_with(SUFFIX)) {
+        if !(name.starts_with(PREFIX) && name.ends_with(SUFFIX)) || keep.contains(name) {
             continue;
         }
         // file_type() does not follow symlinks.
@@ -383,7 +481,7 @@ fn remove_stale(dir: &Path) -> Result<usize, SpoolError> {
         }
         let path = entry.path();
         match fs::remove_file(&path) {
-            Ok(()) => removed += 1,
+            Ok(()) => removed.push(name.to_owned()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(SpoolError::io("removing stale", &path, e)),
         }
@@ -409,6 +507,8 @@ pub struct SpoolFile {
     state: Mutex<SpoolState>,
     unlinked: AtomicBool,
     removed: AtomicBool,
+    /// Its record is on disk: dropping the last `Arc` leaves the file (for the next start).
+    kept: AtomicBool,
     shared: Arc<Shared>,
     subs: Mutex<Vec<Arc<SubEntry>>>,
     /// Number of armed subscriptions (a hint that lets an append skip the lock).
@@ -453,6 +553,29 @@ impl SpoolFile {
     /// Whether [`Spool::remove`] was called.
     pub fn is_removed(&self) -> bool {
         self.removed.load(Ordering::Acquire)
+    }
+
+    /// The file's name in the spool folder.
+    pub fn name(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    }
+
+    /// Marks the file to stay on disk when the last `Arc` is dropped (its record was written),
+    /// or not. [`Spool::remove`] removes it either way.
+    pub fn set_kept(&self, kept: bool) {
+        self.kept.store(kept, Ordering::Release);
+    }
+
+    pub fn is_kept(&self) -> bool {
+        self.kept.load(Ordering::Acquire)
+    }
+
+    /// Flushes the file's bytes to the disk (`fdatasync`), before a record says it is complete.
+    pub fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
     }
 
     /// Reads bytes at `offset` into `buf` with a positioned read (no shared cursor, so any
@@ -571,7 +694,9 @@ impl AsFd for SpoolFile {
 
 impl Drop for SpoolFile {
     fn drop(&mut self) {
-        self.unlink();
+        if !*self.kept.get_mut() || *self.removed.get_mut() {
+            self.unlink();
+        }
         self.shared.release(*self.reserved.get_mut());
     }
 }

@@ -80,8 +80,8 @@ enum Command {
     /// killed. SIGHUP re-reads the TLS certificates (--https-cert/--https-key, and tls_cert/
     /// tls_key/tls_ca with --set msrp_tls=on) for new connections. Stopping: SIGINT or SIGTERM
     /// end the process at once (default signal handling).
-    /// Uploads and deliveries running then are cut off; the spool files they leave are removed
-    /// by the next start with the same --spool (stale cleanup).
+    /// Uploads and deliveries running then are cut off; the next start with the same --spool
+    /// removes the partial uploads and offers the complete files again (spool_persist).
     #[command(after_help = EXIT_TABLE)]
     Serve(serve::ServeArgs),
     /// Every engine setting (for --set, Kamailio modparams, FreeSWITCH's msrpcast.conf.xml) with

@@ -9,7 +9,7 @@
 //! set of cancelled transfers, the sessions the MSRP listener waits for, and each delivery's
 //! [`Progress`] counters.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -24,8 +24,8 @@ use crate::msrp::ids::IdGen;
 use crate::msrp::sender::{Sender as MsrpSender, SenderConfig};
 use crate::msrp::{writer, Host, Message, Uri};
 use crate::roster::{
-    DeliveryId, DeliveryState, Joined, Left, Limits as RosterLimits, Roster, TransferId,
-    TransferSnapshot, TransferState,
+    DeliveryId, DeliveryState, Joined, Left, Limits as RosterLimits, RestoredTransfer, Roster,
+    TransferId, TransferSnapshot, TransferState,
 };
 use crate::runtime::delivery::{DeliveryOutcome, Progress, PHASE_SENDING};
 use crate::runtime::log::{Level, Logger};
@@ -33,6 +33,7 @@ use crate::runtime::spool::{SpoolFile, SpoolState};
 use crate::sdp;
 use crate::tls::Tls;
 
+use super::persist::Record;
 use super::Signal;
 
 /// State the core shares with the public API and the upload writers.
@@ -81,6 +82,28 @@ pub(super) enum Action {
     },
     /// Remove this file from the spool.
     Unspool(Arc<SpoolFile>),
+    /// Write (or rewrite) the on-disk record of this complete file (`spool_persist`).
+    Record(Box<Record>, Arc<SpoolFile>),
+    /// Remove the on-disk record of the spool file of this name.
+    Forget(String),
+}
+
+/// A complete file with an on-disk record (`spool_persist`): what its record says beyond the
+/// roster's transfer.
+struct Tracked {
+    /// The spool file's name.
+    spool: String,
+    /// The SIP URI it is offered from.
+    sender: String,
+    /// Participants it was offered to.
+    recipients: BTreeSet<String>,
+    /// Participants that received all of it.
+    delivered: BTreeSet<String>,
+    /// Restored after a restart: offered to every participant who joins and has not received
+    /// it (to recipients only when `offer_to_late_joiners` is off).
+    restored: bool,
+    /// Changed since its record was last written.
+    dirty: bool,
 }
 
 /// Everything but the socket that a delivery connection needs, returned when a connection for
@@ -182,6 +205,8 @@ pub(super) struct Core {
     actions: VecDeque<Action>,
     /// MSRP TLS (`msrp_tls`): our certificate and the peer verification; `None` when off.
     tls: Option<Arc<Tls>>,
+    /// Complete files with an on-disk record (`spool_persist`).
+    tracked: HashMap<TransferId, Tracked>,
 }
 
 impl Core {
@@ -207,6 +232,7 @@ impl Core {
             advertise_port,
             actions: VecDeque::new(),
             tls: None,
+            tracked: HashMap::new(),
         })
     }
 
@@ -270,9 +296,7 @@ impl Core {
                     self.direct
                         .insert((conference.clone(), participant.clone()), u);
                 }
-                if self.cfg.offer_to_late_joiners {
-                    self.offer_earlier_files(&conference, &participant, now);
-                }
+                self.offer_earlier_files(&conference, &participant, now);
             }
             Ok(Joined::Already { .. }) => {
                 if let Some(u) = direct {
@@ -286,15 +310,164 @@ impl Core {
         }
     }
 
+    /// The conference's earlier files for a participant who just joined: all of them with
+    /// `offer_to_late_joiners`; files restored after a restart also to those they were offered
+    /// to before it; never a restored file to someone who received it.
     fn offer_earlier_files(&mut self, conference: &str, participant: &str, now: Instant) {
         for t in self.shared.roster.transfers_of(conference) {
             let usable = matches!(
                 t.state,
                 TransferState::Complete { .. } | TransferState::Receiving
             );
-            if usable && self.files.contains_key(&t.id) {
+            if usable && self.files.contains_key(&t.id) && self.offers_earlier(t.id, participant) {
                 self.deliver(t.id, participant, now);
             }
+        }
+    }
+
+    /// Whether a participant who was not there when `t` was uploaded is offered it.
+    fn offers_earlier(&self, t: TransferId, participant: &str) -> bool {
+        let late = self.cfg.offer_to_late_joiners;
+        match self.tracked.get(&t).filter(|x| x.restored) {
+            Some(x) => {
+                !x.delivered.contains(participant) && (late || x.recipients.contains(participant))
+            }
+            None => late,
+        }
+    }
+
+    /// A complete file of an earlier run, its SHA-1 checked: back in the roster (its
+    /// conference takes it at its first join) and offered to the participants already there.
+    pub fn handle_restore(&mut self, rec: Record, file: Arc<SpoolFile>, now: Instant) {
+        let restored = RestoredTransfer {
+            conference: rec.conference.clone(),
+            name: rec.name.clone(),
+            content_type: rec.content_type.clone(),
+            size: rec.size,
+            sha1: rec.sha1,
+            created_ms: rec.created_ms,
+            changed_ms: rec.changed_ms,
+        };
+        let id = match self.shared.roster.restore_transfer(&restored) {
+            Ok(id) => id,
+            Err(e) => {
+                self.log(
+                    Level::Warn,
+                    format_args!(
+                        "file {:?} of conference {:?} ({}) not restored: {e}; removed",
+                        rec.name, rec.conference, rec.spool
+                    ),
+                );
+                self.actions.push_back(Action::Unspool(file));
+                self.actions.push_back(Action::Forget(rec.spool));
+                return;
+            }
+        };
+        self.log(
+            Level::Info,
+            format_args!(
+                "transfer {id}: {:?} ({} bytes) of conference {:?} restored from {} \
+                 ({} received it before the restart)",
+                rec.name,
+                rec.size,
+                rec.conference,
+                rec.spool,
+                rec.delivered.len()
+            ),
+        );
+        self.files.insert(id, file);
+        self.tracked.insert(
+            id,
+            Tracked {
+                spool: rec.spool,
+                sender: rec.sender,
+                recipients: rec.recipients,
+                delivered: rec.delivered,
+                restored: true,
+                dirty: false,
+            },
+        );
+        for p in self.shared.roster.participants(&rec.conference) {
+            if self.offers_earlier(id, &p.key) {
+                self.deliver(id, &p.key, now);
+            }
+        }
+    }
+
+    /// A complete upload: its record goes to the disk (`spool_persist`).
+    fn track(&mut self, t: &TransferSnapshot) {
+        let Some(file) = self.files.get(&t.id) else {
+            return;
+        };
+        let recipients = t.deliveries.iter().map(|d| d.participant.clone());
+        let delivered = t
+            .deliveries
+            .iter()
+            .filter(|d| d.state == DeliveryState::Done)
+            .map(|d| d.participant.clone());
+        let tracked = Tracked {
+            spool: file.name().to_owned(),
+            sender: self.cfg.sender_uri.clone(),
+            recipients: recipients.collect(),
+            delivered: delivered.collect(),
+            restored: false,
+            dirty: true,
+        };
+        self.tracked.insert(t.id, tracked);
+        self.write_record(t.id);
+    }
+
+    /// Asks for the record of `t` to be written as it stands now.
+    fn write_record(&mut self, id: TransferId) {
+        let Some(x) = self.tracked.get_mut(&id) else {
+            return;
+        };
+        x.dirty = false;
+        let (Some(t), Some(file)) = (self.shared.roster.transfer(id), self.files.get(&id)) else {
+            return;
+        };
+        let SpoolState::Complete { size, sha1 } = file.state() else {
+            return;
+        };
+        let changed_ms = t
+            .deliveries
+            .iter()
+            .map(|d| d.updated_at_ms)
+            .fold(t.updated_at_ms, u64::max);
+        let rec = Record {
+            spool: x.spool.clone(),
+            conference: t.conference,
+            name: t.name,
+            content_type: t.content_type,
+            size,
+            sha1,
+            sender: x.sender.clone(),
+            created_ms: t.created_at_ms,
+            changed_ms,
+            recipients: x.recipients.clone(),
+            delivered: x.delivered.clone(),
+        };
+        self.actions
+            .push_back(Action::Record(Box::new(rec), file.clone()));
+    }
+
+    /// Rewrites the records whose recipients or deliveries changed.
+    fn write_dirty_records(&mut self) {
+        let dirty: Vec<TransferId> = self
+            .tracked
+            .iter()
+            .filter(|(_, x)| x.dirty)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in dirty {
+            self.write_record(t);
+        }
+    }
+
+    /// The file of `t` goes: so does its record.
+    fn forget(&mut self, t: TransferId) {
+        if let Some(x) = self.tracked.remove(&t) {
+            self.actions.push_back(Action::Forget(x.spool));
         }
     }
 
@@ -319,6 +492,7 @@ impl Core {
                 if let Some(f) = self.files.remove(&t) {
                     self.actions.push_back(Action::Unspool(f));
                 }
+                self.forget(t);
             }
         }
     }
@@ -438,6 +612,9 @@ impl Core {
                 t.size
             ),
         );
+        if matches!(t.state, TransferState::Complete { .. }) && self.cfg.spool_persist {
+            self.track(&t);
+        }
         if !t.state.is_finished() || matches!(t.state, TransferState::Complete { .. }) {
             return;
         }
@@ -461,6 +638,7 @@ impl Core {
         if let Some(f) = self.files.remove(&transfer) {
             self.actions.push_back(Action::Unspool(f));
         }
+        self.forget(transfer);
     }
 
     /// A transfer is cancelled: each of its deliveries is aborted.
@@ -571,6 +749,9 @@ impl Core {
         self.awaited.lock().remove(&l.session_id);
         let state = match o {
             DeliveryOutcome::Completed => {
+                if let Some(x) = self.tracked.get_mut(&l.transfer) {
+                    x.dirty |= x.delivered.insert(l.participant.clone());
+                }
                 let total = self.files.get(&l.transfer).map(|f| f.len());
                 self.log(
                     Level::Info,
@@ -625,6 +806,7 @@ impl Core {
         }
         self.publish_progress();
         self.prune_forgotten();
+        self.write_dirty_records();
     }
 
     fn publish_progress(&self) {
@@ -655,18 +837,31 @@ impl Core {
             if let Some(f) = self.files.remove(&t) {
                 self.actions.push_back(Action::Unspool(f));
             }
+            self.forget(t);
             self.shared.cancelled.lock().remove(&t);
         }
     }
 
-    /// The engine stops: every delivery fails, every spool file goes.
+    /// The engine stops: every delivery fails; every spool file goes but the complete files
+    /// with a record (`spool_persist`), whose records are brought up to date.
     pub fn handle_stop(&mut self) {
         let ds: Vec<DeliveryId> = self.live.keys().copied().collect();
         for d in ds {
             self.fail(d, Some(503), "engine stopped".into());
         }
-        for (_, f) in self.files.drain() {
-            self.actions.push_back(Action::Unspool(f));
+        self.write_dirty_records();
+        let kept = self.tracked.len();
+        for (t, f) in self.files.drain() {
+            if !self.tracked.contains_key(&t) {
+                self.actions.push_back(Action::Unspool(f));
+            }
+        }
+        self.tracked.clear();
+        if kept > 0 {
+            self.log(
+                Level::Info,
+                format_args!("complete files kept in the spool for the next start: {kept}"),
+            );
         }
     }
 
@@ -747,6 +942,9 @@ impl Core {
         if !fresh || self.live.contains_key(&d) {
             return;
         }
+        if let Some(x) = self.tracked.get_mut(&transfer) {
+            x.dirty |= x.recipients.insert(participant.to_owned());
+        }
         let Some(t) = self.shared.roster.transfer(transfer) else {
             return;
         };
@@ -824,7 +1022,12 @@ impl Core {
             delivery: d,
             target_uri: target,
             sdp: body,
-            sender_uri: self.cfg.sender_uri.clone(),
+            sender_uri: self
+                .tracked
+                .get(&t.id)
+                .map(|x| x.sender.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| self.cfg.sender_uri.clone()),
         });
     }
 

@@ -23,6 +23,7 @@ use crate::runtime::spool::{Spool, SpoolFile};
 use crate::tls::{TlsStream, Transport};
 
 use super::core::{Action, Attach, Core};
+use super::persist::{Job, Record};
 use super::{NotifySlot, Signal};
 
 /// How often the roster gets the deliveries' progress when no deadline comes sooner.
@@ -68,6 +69,11 @@ pub(super) enum Cmd {
     Cancel {
         transfer: TransferId,
     },
+    /// A complete file of an earlier run, its SHA-1 checked (`spool_persist`).
+    Restore {
+        record: Box<Record>,
+        file: Arc<SpoolFile>,
+    },
     /// A name resolution started by [`Driver::dial`] finished.
     Resolved {
         delivery: DeliveryId,
@@ -103,6 +109,7 @@ impl Cmd {
             Cmd::NewTransfer { transfer, .. } => format!("new transfer {transfer}"),
             Cmd::UploadEnded { transfer } => format!("the end of the upload of {transfer}"),
             Cmd::Cancel { transfer } => format!("the cancel of transfer {transfer}"),
+            Cmd::Restore { record, .. } => format!("the restore of {}", record.spool),
             Cmd::Resolved { delivery, .. } => {
                 format!("the name resolution of delivery {delivery}")
             }
@@ -130,6 +137,8 @@ pub(super) struct Driver {
     pub lookups: Arc<AtomicUsize>,
     /// MSRP TLS (`msrp_tls`); `None` when off.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The persister thread's queue (`spool_persist`); `None` when off.
+    pub persist: Option<Sender<Job>>,
 }
 
 /// One running name resolution, counted until its thread ends.
@@ -213,6 +222,7 @@ impl Driver {
             Cmd::NewTransfer { transfer, file } => core.handle_new_transfer(transfer, file, now),
             Cmd::UploadEnded { transfer } => core.handle_upload_ended(transfer),
             Cmd::Cancel { transfer } => core.handle_cancel(transfer),
+            Cmd::Restore { record, file } => core.handle_restore(*record, file, now),
             Cmd::Resolved {
                 delivery,
                 to_path,
@@ -250,6 +260,16 @@ impl Driver {
                     .command(delivery.0, Command::Abort { reason, code: 0 }),
                 Action::Dial { delivery, to_path } => self.dial(delivery, to_path),
                 Action::Unspool(f) => self.spool.remove(&f),
+                Action::Record(rec, f) => {
+                    if let Some(p) = &self.persist {
+                        let _ = p.send(Job::Write(rec, f));
+                    }
+                }
+                Action::Forget(name) => {
+                    if let Some(p) = &self.persist {
+                        let _ = p.send(Job::Remove(name));
+                    }
+                }
             }
         }
     }

@@ -8,11 +8,13 @@
 //! Files: this one is the public API ([`Engine`], [`Signal`], [`EngineError`]); `upload.rs` the
 //! [`Upload`] writer; `core.rs` the sans-IO decisions (inputs with `now`, actions out, tested
 //! with a virtual clock); `driver.rs` the core thread that feeds the core and carries out its
-//! actions; `listener.rs` the MSRP listener and connections awaiting their first frame.
+//! actions; `listener.rs` the MSRP listener and connections awaiting their first frame;
+//! `persist.rs` the on-disk records that let complete files survive a restart.
 
 mod core;
 mod driver;
 mod listener;
+mod persist;
 mod upload;
 
 use std::collections::HashMap;
@@ -30,12 +32,13 @@ use crate::runtime::fault::Guarded;
 use crate::runtime::io::{IoPool, IoWaker};
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::net;
-use crate::runtime::spool::Spool;
+use crate::runtime::spool::{sanitize_id, Spool, SpoolFile};
 use crate::tls::{Tls, TlsSettings, Verify};
 
 use self::core::{Core, Shared};
 use self::driver::{Cmd, Driver, Resolve};
 use self::listener::Listener;
+use self::persist::{Job, Persister, Record};
 pub use self::upload::Upload;
 
 /// A request from the engine to the host's SIP stack.
@@ -108,6 +111,8 @@ pub struct Engine {
     /// MSRP TLS (`msrp_tls`), shared with the core; `None` when off.
     tls: Option<Arc<Tls>>,
     core: Option<JoinHandle<()>>,
+    /// Writes the records of complete files (`spool_persist`).
+    persister: Option<Persister>,
 }
 
 const QUEUE: usize = 65_536;
@@ -142,12 +147,79 @@ struct Resources {
     threads: usize,
     listener: mio::net::TcpListener,
     msrp_addr: SocketAddr,
+    /// Complete files of an earlier run, to be checked and restored (`spool_persist`).
+    restored: Vec<Restored>,
+}
+
+/// A complete file of an earlier run and its record.
+type Restored = (Record, Arc<SpoolFile>);
+
+/// Opens the spool folder. With `spool_persist` the complete files of an earlier run (those
+/// with a good record) are kept and opened again; every other spool file of an earlier run is
+/// removed, with a log line each. Without it, records of an earlier run are removed too.
+fn open_spool(cfg: &Config, logger: &Logger) -> Result<(Spool, Vec<Restored>), EngineError> {
+    let mut records = Vec::new();
+    let spool = Spool::open_keeping(
+        &cfg.spool_dir,
+        cfg.spool_max_bytes,
+        cfg.max_file_bytes,
+        |dir| {
+            records = persist::load(dir, logger);
+            if !cfg.spool_persist {
+                for r in records.drain(..) {
+                    let _ = persist::remove(dir, &r.spool);
+                    logger.info(
+                        "engine",
+                        format_args!(
+                            "record {} of an earlier run removed (spool_persist is off)",
+                            r.file_name()
+                        ),
+                    );
+                }
+            }
+            records.iter().map(|r| r.spool.clone()).collect()
+        },
+    )
+    .map_err(|e| start_error(&format!("spool_dir {:?}", cfg.spool_dir), &e))?;
+    for name in spool.stale_names() {
+        logger.info(
+            "engine",
+            format_args!(
+                "spool file {name} of an earlier run removed ({})",
+                if cfg.spool_persist {
+                    "no complete record: a partial upload"
+                } else {
+                    "spool_persist is off"
+                }
+            ),
+        );
+    }
+    let mut restored = Vec::new();
+    for r in records {
+        match spool.restore(&r.spool, &sanitize_id(&r.name), r.size, r.sha1) {
+            Ok(f) => restored.push((r, f)),
+            Err(e) => {
+                logger.log(
+                    Level::Error,
+                    "engine",
+                    format_args!(
+                        "record {}: file {:?} of conference {:?} not restored: {e}; removed",
+                        r.file_name(),
+                        r.name,
+                        r.conference
+                    ),
+                );
+                let _ = std::fs::remove_file(spool.dir().join(&r.spool));
+                let _ = persist::remove(spool.dir(), &r.spool);
+            }
+        }
+    }
+    Ok((spool, restored))
 }
 
 impl Resources {
     fn open(cfg: &Config, logger: &Logger) -> Result<Resources, EngineError> {
-        let spool = Spool::open(&cfg.spool_dir, cfg.spool_max_bytes, cfg.max_file_bytes)
-            .map_err(|e| start_error(&format!("spool_dir {:?}", cfg.spool_dir), &e))?;
+        let (spool, restored) = open_spool(cfg, logger)?;
         let threads = match cfg.io_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -165,6 +237,7 @@ impl Resources {
             threads,
             listener,
             msrp_addr,
+            restored,
         })
     }
 }
@@ -197,8 +270,14 @@ impl Engine {
             .map_err(|e| EngineError::Start(e.to_string()))?;
         let cfg = Arc::new(cfg);
         let tls = load_msrp_tls(&cfg, &logger).map_err(|e| start_error("msrp_tls", &e))?;
-        let res = Resources::open(&cfg, &logger)?;
-        let (spool, io, msrp_addr) = (res.spool.clone(), res.io.clone(), res.msrp_addr);
+        let Resources {
+            spool,
+            io,
+            threads,
+            listener,
+            msrp_addr,
+            restored,
+        } = Resources::open(&cfg, &logger)?;
         let shared = Arc::new(Shared::new(&cfg));
         let (tx, rx) = bounded(QUEUE);
         let (sig_tx, sig_rx) = unbounded();
@@ -216,7 +295,7 @@ impl Engine {
         core.set_tls(tls.clone());
         io.add(Guarded::keep(
             Box::new(Listener::new(
-                res.listener,
+                listener,
                 awaited,
                 tx.clone(),
                 logger.clone(),
@@ -226,6 +305,30 @@ impl Engine {
             logger.clone(),
             "the MSRP listener",
         ));
+        let persister = if cfg.spool_persist {
+            let p = Persister::start(
+                cfg.spool_dir.clone(),
+                spool.clone(),
+                tx.clone(),
+                logger.clone(),
+            )
+            .map_err(|e| start_error("record thread", &e))?;
+            if !restored.is_empty() {
+                logger.info(
+                    "engine",
+                    format_args!(
+                        "{} complete files of an earlier run found; checking their SHA-1",
+                        restored.len()
+                    ),
+                );
+            }
+            for (rec, file) in restored {
+                let _ = p.tx.send(Job::Verify(Box::new(rec), file));
+            }
+            Some(p)
+        } else {
+            None
+        };
         let driver = Driver {
             core,
             cfg: cfg.clone(),
@@ -240,6 +343,7 @@ impl Engine {
             lookups: Arc::default(),
             tls: tls.clone(),
             logger: logger.clone(),
+            persist: persister.as_ref().map(|p| p.tx.clone()),
         };
         let handle = std::thread::Builder::new()
             .name("msrpcast-core".into())
@@ -249,7 +353,7 @@ impl Engine {
             "engine",
             format_args!(
                 "started: MSRP on {msrp_addr}, {} I/O threads, spool {:?}",
-                res.threads, cfg.spool_dir
+                threads, cfg.spool_dir
             ),
         );
         Ok(Engine {
@@ -265,6 +369,7 @@ impl Engine {
             msrp_addr,
             tls,
             core: Some(handle),
+            persister,
         })
     }
 
@@ -498,8 +603,9 @@ impl Engine {
         self.io.loads()
     }
 
-    /// Stops the engine: running deliveries are aborted (`#`), spool files removed, threads
-    /// joined.
+    /// Stops the engine: running deliveries are aborted (`#`), spool files removed — but, with
+    /// `spool_persist`, the complete files, whose records are brought up to date first — and
+    /// threads joined.
     pub fn stop(mut self) {
         self.stop_inner();
     }
@@ -508,6 +614,9 @@ impl Engine {
         if let Some(h) = self.core.take() {
             let _ = self.tx.send(Cmd::Stop);
             let _ = h.join();
+            if let Some(p) = self.persister.take() {
+                p.finish();
+            }
             self.logger
                 .log(Level::Info, "engine", format_args!("stopped"));
         }

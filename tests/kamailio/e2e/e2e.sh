@@ -343,6 +343,7 @@ sys.exit(0 if int(d["lost"]) == 0 and int(d["answered"]) > 0 and float(d["max_ms
 }
 
 source "$here/scenario_tls.sh"
+source "$here/scenario_restart.sh"
 for s in $only; do
     "scenario_$s"
 done
