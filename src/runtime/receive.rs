@@ -25,6 +25,7 @@ use crate::msrp::parser::{FrameDecoder, Limits};
 use crate::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
 use crate::msrp::{writer, Kind, Message, Method, Uri};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
+use crate::tls::{TlsStream, Transport};
 
 /// Deliberate misbehaviour, for isolation tests and for imitating real phones.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +173,13 @@ pub struct ReceiveOptions {
     /// Largest message accepted: a chunk whose Byte-Range reaches past it (or past the declared
     /// total) is refused with 413 (400) before any file grows.
     pub max_message_bytes: u64,
+    /// Accepted connections speak TLS (`msrps`) with this server configuration; the handshake
+    /// runs on the I/O thread and must finish within [`TLS_HANDSHAKE`].
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
+
+/// How long an accepted TLS connection may take for its handshake.
+pub const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Default of [`ReceiveOptions::max_message_bytes`] (`msrpcast receive --max-bytes`): the
 /// engine's own default largest file.
@@ -206,7 +213,20 @@ impl Handler for ReceiveListener {
                 Ok((stream, _)) => {
                     let nagle = Behaviour::of(self.opts.misbehave.as_ref()).nagle;
                     let _ = stream.set_nodelay(!nagle);
-                    ctx.add(Box::new(ReceiveConn::new(stream, self.opts.clone())));
+                    let transport = match &self.opts.tls {
+                        None => Transport::Plain(stream),
+                        Some(cfg) => {
+                            match TlsStream::accept(
+                                stream,
+                                cfg.clone(),
+                                Instant::now() + TLS_HANDSHAKE,
+                            ) {
+                                Ok(t) => Transport::Tls(Box::new(t)),
+                                Err(_) => continue,
+                            }
+                        }
+                    };
+                    ctx.add(Box::new(ReceiveConn::new(transport, self.opts.clone())));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -238,7 +258,7 @@ struct Open {
 
 /// One accepted connection.
 pub struct ReceiveConn {
-    stream: TcpStream,
+    stream: Transport,
     opts: Arc<ReceiveOptions>,
     decoder: FrameDecoder,
     receiver: Receiver,
@@ -259,14 +279,14 @@ pub struct ReceiveConn {
 }
 
 impl ReceiveConn {
-    fn new(stream: TcpStream, opts: Arc<ReceiveOptions>) -> Self {
+    fn new(stream: Transport, opts: Arc<ReceiveOptions>) -> Self {
         let decoder = FrameDecoder::new(opts.limits);
         Self::with_decoder(stream, opts, decoder)
     }
 
     /// On a connection whose first bytes were already read into `decoder` (relay mode: the
     /// frames after the AUTH exchange).
-    fn with_decoder(stream: TcpStream, opts: Arc<ReceiveOptions>, decoder: FrameDecoder) -> Self {
+    fn with_decoder(stream: Transport, opts: Arc<ReceiveOptions>, decoder: FrameDecoder) -> Self {
         let receiver = Receiver::new(
             opts.local.clone(),
             ReceiverConfig {
@@ -510,6 +530,13 @@ impl ReceiveConn {
                 Err(e) => return Err(e),
             }
         }
+        // TLS: the records just made go out now (plain TCP has none queued).
+        if self.stream.wants_write() {
+            match self.stream.flush() {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -570,6 +597,14 @@ impl ReceiveConn {
     fn turn(&mut self, now: Instant) -> Flow {
         if self.closed {
             return Flow::Close;
+        }
+        if self.stream.check_deadline(now).is_err() {
+            return self.close();
+        }
+        match self.stream.handshake(now) {
+            Ok(true) => {}
+            Ok(false) => return Flow::Continue,
+            Err(_) => return self.close(),
         }
         self.refill(now);
         loop {
@@ -635,13 +670,13 @@ impl Handler for ReceiveConn {
             self.budget = r.max(1) / 10;
         }
         registry.register(
-            &mut self.stream,
+            self.stream.socket_mut(),
             token,
             Interest::READABLE | Interest::WRITABLE,
         )
     }
     fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
+        let _ = registry.deregister(self.stream.socket_mut());
     }
     fn on_ready(&mut self, now: Instant, _: bool, _: bool, _: &mut Ctx) -> Flow {
         self.turn(now)
@@ -795,13 +830,40 @@ impl ReceiveServer {
         threads: usize,
         max_message_bytes: u64,
     ) -> io::Result<ReceiveServer> {
+        Self::start_with(
+            addr,
+            session_id,
+            sink,
+            hash,
+            misbehave,
+            threads,
+            max_message_bytes,
+            None,
+        )
+    }
+
+    /// [`ReceiveServer::start_limited`], over TLS when `tls` is given: every accepted
+    /// connection then handshakes as a TLS server with that configuration, and our URI is
+    /// `msrps://…`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        addr: std::net::SocketAddr,
+        session_id: &str,
+        sink: Sink,
+        hash: bool,
+        misbehave: Option<Misbehave>,
+        threads: usize,
+        max_message_bytes: u64,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<ReceiveServer> {
         let listener = crate::runtime::net::listen(addr)?;
         let bound = listener.local_addr()?;
         let host = match bound {
             std::net::SocketAddr::V4(v) => v.ip().to_string(),
             std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
         };
-        let text = format!("msrp://{host}:{}/{session_id};tcp", bound.port());
+        let scheme = if tls.is_some() { "msrps" } else { "msrp" };
+        let text = format!("{scheme}://{host}:{}/{session_id};tcp", bound.port());
         let uri = Uri::parse_slice(text.as_bytes())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -821,6 +883,7 @@ impl ReceiveServer {
                 limits,
                 full_path_responses: false,
                 max_message_bytes,
+                tls,
             },
         )));
         Ok(ReceiveServer {
@@ -887,9 +950,10 @@ impl ReceiveServer {
             limits,
             full_path_responses: true,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tls: None,
         });
         pool.add(Box::new(ReceiveConn::with_decoder(
-            TcpStream::from_std(stream),
+            Transport::Plain(TcpStream::from_std(stream)),
             opts,
             decoder,
         )));

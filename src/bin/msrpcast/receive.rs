@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use msrpcast::runtime::receive::{Misbehave, ReceiveServer, RelayLogin, Sink};
+use msrpcast::tls::{Tls, TlsSettings, Verify};
 
 use crate::{exit, parse_misbehave, Fail};
 
@@ -68,6 +69,18 @@ pub struct ReceiveArgs {
     /// it is refused with 413 before the file grows.
     #[arg(long, value_name = "BYTES", default_value_t = msrpcast::runtime::receive::DEFAULT_MAX_MESSAGE_BYTES)]
     max_bytes: u64,
+    /// Listen with TLS (`msrps`): this certificate chain (PEM), with --tls-key. The printed
+    /// URI is then `msrps://…`; the sender verifies it like any participant's.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "relay"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub fn run(a: ReceiveArgs) -> Result<u8, Fail> {
@@ -99,16 +112,35 @@ pub fn run(a: ReceiveArgs) -> Result<u8, Fail> {
             ReceiveServer::start_via_relay(&uri, &login, &a.session_id, sink, hash, a.misbehave)
                 .map_err(|e| Fail::start(format!("relay {relay}: {e}")))?
         }
-        (None, Some(listen)) => ReceiveServer::start_limited(
-            listen,
-            &a.session_id,
-            sink,
-            hash,
-            a.misbehave,
-            a.threads,
-            a.max_bytes,
-        )
-        .map_err(|e| Fail::start(format!("cannot listen on {listen}: {e}")))?,
+        (None, Some(listen)) => {
+            let tls = match (&a.tls_cert, &a.tls_key) {
+                (Some(cert), Some(key)) => {
+                    let tls = Tls::load(TlsSettings {
+                        cert: Some(cert.clone()),
+                        key: Some(key.clone()),
+                        ca: None,
+                        verify: Verify::None,
+                        request_client_cert: false,
+                        alpn: Vec::new(),
+                    })
+                    .and_then(|t| t.server_config())
+                    .map_err(|e| Fail::start(format!("--tls-cert/--tls-key: {e}")))?;
+                    Some(tls)
+                }
+                _ => None,
+            };
+            ReceiveServer::start_with(
+                listen,
+                &a.session_id,
+                sink,
+                hash,
+                a.misbehave,
+                a.threads,
+                a.max_bytes,
+                tls,
+            )
+            .map_err(|e| Fail::start(format!("cannot listen on {listen}: {e}")))?
+        }
         (None, None) => {
             return Err(Fail::usage(
                 "receive needs --listen HOST:PORT (or --relay MSRP_URI)",
