@@ -58,6 +58,9 @@ pub struct Progress {
     pub sent: AtomicU64,
     /// 0 connecting, 1 sending, 2 finished.
     pub phase: AtomicU8,
+    /// The largest MSRP window (body bytes that may await responses) the sender reached: above
+    /// `window_bytes` when responses came back in time while the window held it back.
+    pub max_window: AtomicU64,
 }
 
 pub const PHASE_CONNECTING: u8 = 0;
@@ -218,6 +221,9 @@ impl DeliveryConn {
             return;
         }
         self.progress.phase.store(PHASE_FINISHED, Ordering::Release);
+        self.progress
+            .max_window
+            .fetch_max(self.sender.window(), Ordering::Relaxed);
         let _ = self.sink.send((self.id, outcome.clone()));
         self.outcome = Some(outcome);
         // Long enough for a slow reader to take what is queued (a `#` end-line last).
@@ -651,6 +657,9 @@ impl DeliveryConn {
         self.progress
             .sent
             .store(self.sender.sent(), Ordering::Relaxed);
+        self.progress
+            .max_window
+            .fetch_max(self.sender.window(), Ordering::Relaxed);
         if self.outcome.is_none() {
             self.drain_events(now);
         }
