@@ -255,6 +255,16 @@ impl DeliveryConn {
                     }
                     return;
                 }
+                SpoolState::Writing if self.file.final_len().is_some() => {
+                    // Written whole, the SHA-1 still being computed: the message can end.
+                    if !self.seen_final {
+                        let size = self.file.final_len().unwrap_or_default();
+                        self.seen_final = true;
+                        self.seen_len = size;
+                        self.sender.handle_data_available(size, true);
+                    }
+                    return;
+                }
                 SpoolState::Writing => {
                     let len = self.file.len();
                     if len > self.seen_len {
