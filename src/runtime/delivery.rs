@@ -45,6 +45,31 @@ fn read_into(stream: &mut impl Read, f: impl FnOnce(&[u8])) -> io::Result<usize>
 /// buffer), instead of one read per chunk. With [`OUT_LIMIT`] this bounds a delivery's buffers
 /// at about 256 KiB.
 const READ_BLOCK: u64 = 128 * 1024;
+/// Used-up spool blocks each I/O thread keeps for reuse (shared by its deliveries; most are
+/// still referred to by an out queue, so this adds at most this many blocks per thread).
+const SPENT_BLOCKS: usize = 8;
+
+thread_local! {
+    static SPENT: std::cell::RefCell<Vec<Bytes>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer of `len` bytes for the next spool block: a used-up block of this thread that no
+/// slice refers to any more (no allocation, no zero-fill), or a new one.
+fn block_buffer(len: usize) -> BytesMut {
+    let reused = SPENT.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.iter().position(|b| b.is_unique())?;
+        p.swap_remove(i).try_into_mut().ok()
+    });
+    match reused {
+        Some(mut b) => {
+            // Only bytes past the old length are zeroed (blocks are mostly of one size).
+            b.resize(len, 0);
+            b
+        }
+        None => BytesMut::zeroed(len),
+    }
+}
 /// How long a finished connection may take to flush its queue (the `#` of an abort) before it is
 /// closed anyway.
 const CLOSE_FLUSH: Duration = Duration::from_secs(10);
@@ -471,14 +496,22 @@ impl DeliveryConn {
         let to = (r.end - self.block_start) as usize;
         let body = self.block.slice(from..to);
         if to == self.block.len() {
-            // Used up: the out queue's slices keep the buffer alive until written.
-            self.block = Bytes::new();
+            // Used up: the out queue's slices keep the buffer alive until written; then this
+            // thread's next block is read into it.
+            let spent = std::mem::take(&mut self.block);
+            SPENT.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() == SPENT_BLOCKS {
+                    p.remove(0);
+                }
+                p.push(spent);
+            });
         }
         Ok(body)
     }
 
     fn read_spool(&self, start: u64, len: usize) -> io::Result<Bytes> {
-        let mut buf = BytesMut::zeroed(len);
+        let mut buf = block_buffer(len);
         let mut done = 0;
         while done < len {
             let n = self.file.read_at(start + done as u64, &mut buf[done..])?;
