@@ -1,7 +1,11 @@
 //! Engine benchmarks (`make bench`): fan-out throughput to receivers that parse every chunk, the
 //! engine's peak RSS and CPU per GB, fan-out over emulated long paths (`wan_fanout_…`: a
 //! user-space delay/rate proxy per participant, `common/proxy.rs`), the cost of a peer that
-//! reports every chunk with Nagle on, and first-chunk latency. Prints `BENCH <name> <value> <unit>` lines;
+//! reports every chunk with Nagle on, first-chunk latency, and over TLS: fan-out ÷ the plain
+//! fan-out of the same run (`fanout_tls_10x256MiB_ratio`, receivers `msrpcast receive
+//! --tls-cert`, the engine verifying them by host against a CA made here) and deliveries per
+//! second when 1,000 start at once, each with its own handshake (`tls_handshakes_per_s`).
+//! `MSRPCAST_BENCH_ONLY=name,…` runs only those (for profiling). Prints `BENCH <name> <value> <unit>` lines;
 //! ratios use `MSRPCAST_BASELINE_GBPS` (the loopback baseline measured in the same run).
 //!
 //! The receivers run in a separate process (`msrpcast receive --discard`), so the RSS figure is
