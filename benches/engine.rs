@@ -1,7 +1,11 @@
 //! Engine benchmarks (`make bench`): fan-out throughput to receivers that parse every chunk, the
 //! engine's peak RSS and CPU per GB, fan-out over emulated long paths (`wan_fanout_…`: a
 //! user-space delay/rate proxy per participant, `common/proxy.rs`), the cost of a peer that
-//! reports every chunk with Nagle on, and first-chunk latency. Prints `BENCH <name> <value> <unit>` lines;
+//! reports every chunk with Nagle on, first-chunk latency, and over TLS: fan-out ÷ the plain
+//! fan-out of the same run (`fanout_tls_10x256MiB_ratio`, receivers `msrpcast receive
+//! --tls-cert`, the engine verifying them by host against a CA made here) and deliveries per
+//! second when 1,000 start at once, each with its own handshake (`tls_handshakes_per_s`).
+//! `MSRPCAST_BENCH_ONLY=name,…` runs only those (for profiling). Prints `BENCH <name> <value> <unit>` lines;
 //! ratios use `MSRPCAST_BASELINE_GBPS` (the loopback baseline measured in the same run).
 //!
 //! The receivers run in a separate process (`msrpcast receive --discard`), so the RSS figure is
@@ -18,12 +22,22 @@ use msrpcast::runtime::Engine;
 
 mod common;
 use common::proxy::{DelayProxy, Path};
-use common::{cpu_seconds, start_receiver, start_receiver_with, uri_addr, uri_via};
+use common::{
+    cpu_seconds, start_receiver, start_receiver_with, start_tls_receiver, tls_files, uri_addr,
+    uri_via,
+};
 
 fn engine(tag: &str) -> (Engine, std::path::PathBuf) {
+    engine_with(tag, &[])
+}
+
+fn engine_with(tag: &str, extra: &[(&str, &str)]) -> (Engine, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("msrpcast-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = Config::default();
+    for (k, v) in extra {
+        cfg.set(k, v).expect(k);
+    }
     cfg.set("spool_dir", dir.to_str().expect("utf-8 temp dir"))
         .expect("spool_dir");
     cfg.set("msrp_listen", "127.0.0.1:0").expect("msrp_listen");
@@ -126,7 +140,99 @@ struct Fanout {
 /// Delivers a spooled file of `size` bytes to `n` receivers (one receiver process).
 fn fanout(n: usize, size: u64) -> Fanout {
     let rx = start_receiver("bench", 1);
-    let (e, dir) = engine(&format!("fanout{n}"));
+    fanout_to(rx, engine(&format!("fanout{n}")), n, size)
+}
+
+/// TLS: the engine (`msrp_tls` on, its own certificate, trusting the receivers' CA with
+/// `tls_verify = host`) and the receivers (`msrpcast receive --tls-cert`) all over `msrps`.
+struct TlsSetup {
+    dir: std::path::PathBuf,
+    ca: std::path::PathBuf,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl TlsSetup {
+    fn new() -> TlsSetup {
+        let dir = std::env::temp_dir().join(format!("msrpcast-bench-certs-{}", std::process::id()));
+        let (ca, cert, key) = tls_files(&dir);
+        TlsSetup { dir, ca, cert, key }
+    }
+
+    fn receiver(&self, threads: usize) -> common::Receiver {
+        start_tls_receiver("bench", threads, &self.cert, &self.key)
+    }
+
+    fn settings(&self) -> Vec<(&'static str, String)> {
+        let s = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+        vec![
+            ("msrp_tls", "on".into()),
+            ("tls_cert", s(&self.cert)),
+            ("tls_key", s(&self.key)),
+            ("tls_ca", s(&self.ca)),
+            ("tls_verify", "host".into()),
+            ("tls_handshake_timeout_ms", "600000".into()),
+        ]
+    }
+}
+
+impl Drop for TlsSetup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn as_refs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// [`fanout`] over TLS.
+fn fanout_tls(n: usize, size: u64) -> Fanout {
+    let tls = TlsSetup::new();
+    let rx = tls.receiver(1);
+    assert!(rx.uri.starts_with("msrps://"), "{}", rx.uri);
+    let settings = tls.settings();
+    fanout_to(
+        rx,
+        engine_with(&format!("fanouttls{n}"), &as_refs(&settings)),
+        n,
+        size,
+    )
+}
+
+/// `n` TLS deliveries of a `size`-byte file starting at once (receivers in `procs` processes):
+/// deliveries per second, each with its own handshake (the engine's client side: key exchange,
+/// the receiver's chain verified against `tls_ca` and its name checked).
+fn tls_handshakes_per_s(n: usize, size: u64, procs: usize) -> f64 {
+    let tls = TlsSetup::new();
+    let rxs: Vec<_> = (0..procs).map(|_| tls.receiver(1)).collect();
+    let mut settings = tls.settings();
+    for (k, v) in [
+        ("transaction_timeout_ms", "600000"),
+        ("report_timeout_ms", "600000"),
+        ("connect_timeout_ms", "600000"),
+    ] {
+        settings.push((k, v.into()));
+    }
+    settings.push(("max_participants_per_conference", (n + 1).to_string()));
+    let (e, dir) = engine_with("handshakes", &as_refs(&settings));
+    let t = spool_file(&e, "c", size);
+    let who: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("h{i}"), rxs[i % procs].uri.clone()))
+        .collect();
+    let secs = deliver(&e, "c", t, &who);
+    drop(e);
+    let _ = std::fs::remove_dir_all(dir);
+    n as f64 / secs
+}
+
+/// Delivers a file of `size` bytes spooled in `engine` to `n` participants at `rx`.
+fn fanout_to(
+    rx: common::Receiver,
+    (e, dir): (Engine, std::path::PathBuf),
+    n: usize,
+    size: u64,
+) -> Fanout {
     let t = spool_file(&e, "c", size);
     reset_peak_rss();
     let who: Vec<(String, String)> = (0..n).map(|i| (format!("p{i}"), rx.uri.clone())).collect();
@@ -280,6 +386,13 @@ fn main() {
     let baseline: Option<f64> = std::env::var("MSRPCAST_BASELINE_GBPS")
         .ok()
         .and_then(|v| v.parse().ok());
+    // MSRPCAST_BENCH_ONLY=<name>[,<name>…] runs only those benchmarks (for profiling; names as
+    // in the BENCH lines, without `_ratio`).
+    let only = std::env::var("MSRPCAST_BENCH_ONLY").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w == name))
+    };
     let mib = |m: u64| m << 20;
     let runs: [(&str, usize, u64); 3] = if quick {
         [
@@ -294,9 +407,16 @@ fn main() {
             ("fanout_100x64MiB", 100, mib(64)),
         ]
     };
-    let mut rss100 = 0.0;
+    let mut rss100 = None;
+    let mut plain10 = None;
     for (name, n, size) in runs {
+        if !wanted(name) {
+            continue;
+        }
         let f = fanout(n, size);
+        if n == 10 {
+            plain10 = Some(f.gbps);
+        }
         println!("BENCH {name} {:.3} GB/s", f.gbps);
         if let Some(b) = baseline {
             println!("BENCH {name}_ratio {:.3} x", f.gbps / b);
@@ -305,26 +425,53 @@ fn main() {
             println!("BENCH fanout_cpu_s_per_gb {:.3} s/GB", f.cpu_s_per_gb);
         }
         if n == 100 {
-            rss100 = f.rss_mib;
+            rss100 = Some(f.rss_mib);
         }
     }
-    println!("BENCH fanout_peak_rss_mib {rss100:.1} MiB");
-    if !quick {
+    if let Some(rss100) = rss100 {
+        println!("BENCH fanout_peak_rss_mib {rss100:.1} MiB");
+    }
+    if wanted("fanout_tls_10x256MiB") {
+        let size = if quick { mib(16) } else { mib(256) };
+        let plain = plain10.unwrap_or_else(|| fanout(10, size).gbps);
+        let tls = fanout_tls(10, size);
+        eprintln!(
+            "fanout_tls_10x256MiB: {:.3} GB/s over TLS, {plain:.3} GB/s plain; engine CPU {:.3} \
+             s/GB over TLS",
+            tls.gbps, tls.cpu_s_per_gb
+        );
+        println!("BENCH fanout_tls_10x256MiB_ratio {:.3} x", tls.gbps / plain);
+    }
+    if wanted("tls_handshakes_per_s") {
+        let rate = tls_handshakes_per_s(if quick { 200 } else { 1000 }, 1024, 4);
+        println!("BENCH tls_handshakes_per_s {rate:.0} /s");
+    }
+    if !quick && wanted("fanout_peak_rss_mib_4x_file") {
         let f = fanout(100, mib(256));
         println!("BENCH fanout_peak_rss_mib_4x_file {:.1} MiB", f.rss_mib);
     }
-    let wan = Path::symmetric(Duration::from_millis(50), 100);
-    let ratio = wan_fanout(10, if quick { mib(8) } else { mib(64) }, wan);
-    println!("BENCH wan_fanout_10x64MiB_ratio {ratio:.3} x");
-    let ratio = report_per_chunk_nagle_ratio(if quick { mib(8) } else { mib(48) });
-    println!("BENCH report_per_chunk_nagle_ratio {ratio:.3} x");
-    let (s1000, _) = scale(1000, if quick { mib(1) } else { mib(16) }, 4);
-    println!("BENCH scale_1000x16MiB_s {s1000:.2} s");
-    let (s10k, rss10k) = scale(if quick { 2000 } else { 10_000 }, mib(1), 4);
-    println!("BENCH scale_10000x1MiB_s {s10k:.2} s");
-    println!("BENCH scale_10000_peak_rss_mib {rss10k:.1} MiB");
-    println!(
-        "BENCH first_chunk_latency_ms {:.2} ms",
-        first_chunk_latency_ms()
-    );
+    if wanted("wan_fanout_10x64MiB") {
+        let wan = Path::symmetric(Duration::from_millis(50), 100);
+        let ratio = wan_fanout(10, if quick { mib(8) } else { mib(64) }, wan);
+        println!("BENCH wan_fanout_10x64MiB_ratio {ratio:.3} x");
+    }
+    if wanted("report_per_chunk_nagle") {
+        let ratio = report_per_chunk_nagle_ratio(if quick { mib(8) } else { mib(48) });
+        println!("BENCH report_per_chunk_nagle_ratio {ratio:.3} x");
+    }
+    if wanted("scale_1000x16MiB") {
+        let (s1000, _) = scale(1000, if quick { mib(1) } else { mib(16) }, 4);
+        println!("BENCH scale_1000x16MiB_s {s1000:.2} s");
+    }
+    if wanted("scale_10000x1MiB") {
+        let (s10k, rss10k) = scale(if quick { 2000 } else { 10_000 }, mib(1), 4);
+        println!("BENCH scale_10000x1MiB_s {s10k:.2} s");
+        println!("BENCH scale_10000_peak_rss_mib {rss10k:.1} MiB");
+    }
+    if wanted("first_chunk_latency") {
+        println!(
+            "BENCH first_chunk_latency_ms {:.2} ms",
+            first_chunk_latency_ms()
+        );
+    }
 }

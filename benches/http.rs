@@ -278,28 +278,48 @@ fn sha1_gbps(size: u64) -> f64 {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let size: u64 = if quick { 32 << 20 } else { 1 << 30 };
-    let up = http_upload(size);
-    let gbps = size as f64 / up / 1e9;
-    println!("BENCH http_upload {gbps:.3} GB/s");
-    match std::env::var("MSRPCAST_BASELINE_GBPS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|b| *b > 0.0)
-    {
-        Some(base) => println!("BENCH http_upload_ratio {:.3} x", gbps / base),
-        None => eprintln!("http_upload_ratio: MSRPCAST_BASELINE_GBPS not set (make bench sets it)"),
+    // MSRPCAST_BENCH_ONLY=<name>[,<name>…] runs only those benchmarks (for profiling; names as
+    // in the BENCH lines, without `_ratio`). `upload_to_delivery` needs `http_upload`.
+    let only = std::env::var("MSRPCAST_BENCH_ONLY").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|w| w == name))
+    };
+    let mut up = None;
+    if wanted("http_upload") {
+        let secs = http_upload(size);
+        let gbps = size as f64 / secs / 1e9;
+        println!("BENCH http_upload {gbps:.3} GB/s");
+        match std::env::var("MSRPCAST_BASELINE_GBPS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|b| *b > 0.0)
+        {
+            Some(base) => println!("BENCH http_upload_ratio {:.3} x", gbps / base),
+            None => {
+                eprintln!("http_upload_ratio: MSRPCAST_BASELINE_GBPS not set (make bench sets it)")
+            }
+        }
+        up = Some(secs);
     }
-    let tls_up = https_upload(size);
-    eprintln!(
-        "https_upload: {:.3} GB/s over HTTPS, {gbps:.3} GB/s plain",
-        size as f64 / tls_up / 1e9
-    );
-    println!("BENCH https_upload_ratio {:.3} x", up / tls_up);
-    let (total, up_fan) = upload_to_delivery(size, 3);
-    eprintln!(
-        "upload_to_delivery: {total:.2} s to the 3rd success report, upload part {up_fan:.2} s, \
-         upload alone {up:.2} s"
-    );
-    println!("BENCH upload_to_delivery {:.3} x", total / up);
-    println!("BENCH spool_sha1 {:.3} GB/s", sha1_gbps(size));
+    if let (Some(up), true) = (up, wanted("https_upload")) {
+        let tls_up = https_upload(size);
+        eprintln!(
+            "https_upload: {:.3} GB/s over HTTPS, {:.3} GB/s plain",
+            size as f64 / tls_up / 1e9,
+            size as f64 / up / 1e9
+        );
+        println!("BENCH https_upload_ratio {:.3} x", up / tls_up);
+    }
+    if let (Some(up), true) = (up, wanted("upload_to_delivery")) {
+        let (total, up_fan) = upload_to_delivery(size, 3);
+        eprintln!(
+            "upload_to_delivery: {total:.2} s to the 3rd success report, upload part {up_fan:.2} \
+             s, upload alone {up:.2} s"
+        );
+        println!("BENCH upload_to_delivery {:.3} x", total / up);
+    }
+    if wanted("spool_sha1") {
+        println!("BENCH spool_sha1 {:.3} GB/s", sha1_gbps(size));
+    }
 }

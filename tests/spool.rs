@@ -317,3 +317,30 @@ fn one_gib_with_bounded_memory() {
     drop(spool);
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// The final size is published when the writer finishes, before its SHA-1 is done (deliveries
+/// end the message without waiting for the hash); the state follows with the hash.
+#[test]
+fn final_size_is_known_when_the_last_byte_is_written() {
+    let dir = tmp("final");
+    let spool = Spool::open(&dir, GIB, GIB).unwrap();
+    let (mut w, f) = spool.create("final").unwrap();
+    let mut buf = vec![0u8; 64 * KIB as usize];
+    for i in 0..16 {
+        piece(i, &mut buf);
+        w.append(&buf).unwrap();
+    }
+    assert_eq!(f.final_len(), None, "still being written");
+    let sha1 = w.finish().unwrap();
+    assert_eq!(f.final_len(), Some(16 * 64 * KIB));
+    assert_eq!(
+        f.state(),
+        SpoolState::Complete {
+            size: 16 * 64 * KIB,
+            sha1
+        }
+    );
+    drop(f);
+    drop(spool);
+    let _ = fs::remove_dir_all(&dir);
+}

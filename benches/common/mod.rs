@@ -28,6 +28,34 @@ pub fn start_receiver(session: &str, threads: usize) -> Receiver {
 
 /// [`start_receiver`] with `--misbehave MISBEHAVE` (e.g. `report-per-chunk,nagle`).
 pub fn start_receiver_with(session: &str, threads: usize, misbehave: Option<&str>) -> Receiver {
+    start_receiver_args(session, threads, misbehave, &[])
+}
+
+/// A receiver listening with TLS (`msrps`) with this certificate and key (PEM files).
+pub fn start_tls_receiver(
+    session: &str,
+    threads: usize,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Receiver {
+    let (cert, key) = (
+        cert.to_str().expect("utf-8 path"),
+        key.to_str().expect("utf-8 path"),
+    );
+    start_receiver_args(
+        session,
+        threads,
+        None,
+        &["--tls-cert", cert, "--tls-key", key],
+    )
+}
+
+fn start_receiver_args(
+    session: &str,
+    threads: usize,
+    misbehave: Option<&str>,
+    extra: &[&str],
+) -> Receiver {
     let threads = threads.to_string();
     let mut args = vec![
         "receive",
@@ -43,6 +71,7 @@ pub fn start_receiver_with(session: &str, threads: usize, misbehave: Option<&str
     if let Some(m) = misbehave {
         args.extend(["--misbehave", m]);
     }
+    args.extend(extra);
     let mut child = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
         .args(&args)
         .stdout(Stdio::piped())
@@ -62,6 +91,33 @@ pub fn start_receiver_with(session: &str, threads: usize, misbehave: Option<&str
         child,
         uri: uri.trim().to_string(),
     }
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, as PEM files in `dir`: (CA, cert, key).
+pub fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    std::fs::create_dir_all(dir).expect("cert dir");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("cert");
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).expect("write");
+    std::fs::write(&paths.1, cert.pem()).expect("write");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    paths
 }
 
 /// The host:port of an MSRP URI `msrp://HOST:PORT/SESSION;tcp`.

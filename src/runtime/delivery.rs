@@ -45,6 +45,31 @@ fn read_into(stream: &mut impl Read, f: impl FnOnce(&[u8])) -> io::Result<usize>
 /// buffer), instead of one read per chunk. With [`OUT_LIMIT`] this bounds a delivery's buffers
 /// at about 256 KiB.
 const READ_BLOCK: u64 = 128 * 1024;
+/// Used-up spool blocks each I/O thread keeps for reuse (shared by its deliveries; most are
+/// still referred to by an out queue, so this adds at most this many blocks per thread).
+const SPENT_BLOCKS: usize = 8;
+
+thread_local! {
+    static SPENT: std::cell::RefCell<Vec<Bytes>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A buffer of `len` bytes for the next spool block: a used-up block of this thread that no
+/// slice refers to any more (no allocation, no zero-fill), or a new one.
+fn block_buffer(len: usize) -> BytesMut {
+    let reused = SPENT.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.iter().position(|b| b.is_unique())?;
+        p.swap_remove(i).try_into_mut().ok()
+    });
+    match reused {
+        Some(mut b) => {
+            // Only bytes past the old length are zeroed (blocks are mostly of one size).
+            b.resize(len, 0);
+            b
+        }
+        None => BytesMut::zeroed(len),
+    }
+}
 /// How long a finished connection may take to flush its queue (the `#` of an abort) before it is
 /// closed anyway.
 const CLOSE_FLUSH: Duration = Duration::from_secs(10);
@@ -58,6 +83,9 @@ pub struct Progress {
     pub sent: AtomicU64,
     /// 0 connecting, 1 sending, 2 finished.
     pub phase: AtomicU8,
+    /// The largest MSRP window (body bytes that may await responses) the sender reached: above
+    /// `window_bytes` when responses came back in time while the window held it back.
+    pub max_window: AtomicU64,
 }
 
 pub const PHASE_CONNECTING: u8 = 0;
@@ -218,6 +246,9 @@ impl DeliveryConn {
             return;
         }
         self.progress.phase.store(PHASE_FINISHED, Ordering::Release);
+        self.progress
+            .max_window
+            .fetch_max(self.sender.window(), Ordering::Relaxed);
         let _ = self.sink.send((self.id, outcome.clone()));
         self.outcome = Some(outcome);
         // Long enough for a slow reader to take what is queued (a `#` end-line last).
@@ -243,6 +274,16 @@ impl DeliveryConn {
             match self.file.state() {
                 SpoolState::Complete { size, .. } => {
                     if !self.seen_final {
+                        self.seen_final = true;
+                        self.seen_len = size;
+                        self.sender.handle_data_available(size, true);
+                    }
+                    return;
+                }
+                SpoolState::Writing if self.file.final_len().is_some() => {
+                    // Written whole, the SHA-1 still being computed: the message can end.
+                    if !self.seen_final {
+                        let size = self.file.final_len().unwrap_or_default();
                         self.seen_final = true;
                         self.seen_len = size;
                         self.sender.handle_data_available(size, true);
@@ -455,14 +496,22 @@ impl DeliveryConn {
         let to = (r.end - self.block_start) as usize;
         let body = self.block.slice(from..to);
         if to == self.block.len() {
-            // Used up: the out queue's slices keep the buffer alive until written.
-            self.block = Bytes::new();
+            // Used up: the out queue's slices keep the buffer alive until written; then this
+            // thread's next block is read into it.
+            let spent = std::mem::take(&mut self.block);
+            SPENT.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() == SPENT_BLOCKS {
+                    p.remove(0);
+                }
+                p.push(spent);
+            });
         }
         Ok(body)
     }
 
     fn read_spool(&self, start: u64, len: usize) -> io::Result<Bytes> {
-        let mut buf = BytesMut::zeroed(len);
+        let mut buf = block_buffer(len);
         let mut done = 0;
         while done < len {
             let n = self.file.read_at(start + done as u64, &mut buf[done..])?;
@@ -651,6 +700,9 @@ impl DeliveryConn {
         self.progress
             .sent
             .store(self.sender.sent(), Ordering::Relaxed);
+        self.progress
+            .max_window
+            .fetch_max(self.sender.window(), Ordering::Relaxed);
         if self.outcome.is_none() {
             self.drain_events(now);
         }

@@ -374,6 +374,7 @@ impl Spool {
             path,
             file,
             len: AtomicU64::new(size),
+            final_len: AtomicU64::new(size),
             reserved: AtomicU64::new(size),
             state: Mutex::new(SpoolState::Complete { size, sha1 }),
             unlinked: AtomicBool::new(false),
@@ -404,6 +405,7 @@ impl Spool {
             path,
             file,
             len: AtomicU64::new(0),
+            final_len: AtomicU64::new(u64::MAX),
             reserved: AtomicU64::new(0),
             state: Mutex::new(SpoolState::Writing),
             unlinked: AtomicBool::new(false),
@@ -502,6 +504,9 @@ pub struct SpoolFile {
     file: File,
     /// Bytes written and readable.
     len: AtomicU64,
+    /// The final size once the writer has every byte ([`u64::MAX`] before): set before the
+    /// SHA-1 is done, so that deliveries can end the message without waiting for the hash.
+    final_len: AtomicU64,
     /// Bytes counted against the quota for this file.
     reserved: AtomicU64,
     state: Mutex<SpoolState>,
@@ -534,6 +539,16 @@ impl SpoolFile {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The file's final size once its last byte is written, while [`SpoolState::Writing`] may
+    /// still last until the SHA-1 is done. Deliveries can end the message here: its bytes will
+    /// not change (a file removed now still becomes [`SpoolState::Aborted`]).
+    pub fn final_len(&self) -> Option<u64> {
+        match self.final_len.load(Ordering::SeqCst) {
+            u64::MAX => None,
+            n => Some(n),
+        }
     }
 
     pub fn state(&self) -> SpoolState {
@@ -838,6 +853,9 @@ impl SpoolWriter {
             f.finish_state(SpoolState::Aborted);
             return Err(SpoolError::Removed);
         }
+        // Every byte is there: readers may end the message while the hash catches up.
+        f.final_len.store(self.written, Ordering::SeqCst);
+        f.notify_armed();
         let sha1 = match std::mem::replace(&mut self.hasher, Hashing::NotStarted).finish() {
             Ok(h) => h,
             Err(e) => {

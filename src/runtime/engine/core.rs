@@ -756,10 +756,12 @@ impl Core {
                 self.log(
                     Level::Info,
                     format_args!(
-                        "delivery {d}: transfer {} delivered to {:?} ({} bytes)",
+                        "delivery {d}: transfer {} delivered to {:?} ({} bytes, MSRP window up \
+                         to {} bytes)",
                         l.transfer,
                         l.participant,
-                        total.unwrap_or_default()
+                        total.unwrap_or_default(),
+                        l.progress.max_window.load(Ordering::Relaxed)
                     ),
                 );
                 DeliveryState::Done
