@@ -681,6 +681,15 @@ impl Core {
                 reason: reason.into(),
             });
         } else if let Some(l) = self.live.remove(&d) {
+            // Not yet on an I/O thread: no outcome will come from there, so its end is logged
+            // here (every delivery's log ends with a line of its own).
+            self.log(
+                Level::Info,
+                format_args!(
+                    "delivery {d}: transfer {} to {:?} cancelled: {reason}",
+                    l.transfer, l.participant
+                ),
+            );
             self.awaited.lock().remove(&l.session_id);
             if l.sip.owes_bye() {
                 self.signal(Signal::Bye { delivery: d });
