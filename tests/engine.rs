@@ -243,9 +243,11 @@ fn broken_receivers_fail_alone() {
                 ),
                 "failrep: {s:?}"
             ),
-            // Floods empty SENDs and never reads: pushed back, then timed out.
+            // Floods empty SENDs (well-formed: not refused as unparsable) and never reads:
+            // pushed back, then timed out, on our SEND or on the responses it leaves unread.
             "flood" => assert!(
-                matches!(s, DeliveryState::Failed { reason, .. } if !reason.is_empty()),
+                matches!(s, DeliveryState::Failed { code: Some(408), reason }
+                    if reason.contains("timed out") || reason.contains("does not read")),
                 "flood: {s:?}"
             ),
             other => panic!("unexpected participant {other}"),
