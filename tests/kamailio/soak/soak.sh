@@ -414,10 +414,13 @@ except ValueError:
 c = collections.Counter(x["state"] for t in d["transfers"] for x in t["deliveries"])
 print(" ".join(f"{k}={v}" for k, v in sorted(c.items())) or "none")'
 }
-running_deliveries() { # lines of deliveries not done, failed or cancelled
+running_deliveries() { # lines of deliveries not done, failed or cancelled (or "unreadable")
     status_json msrpcast.transfers 2>/dev/null | python3 -c '
 import json, sys
-d = json.loads(sys.stdin.read())
+try:
+    d = json.loads(sys.stdin.read())
+except ValueError:
+    print("unreadable reply of msrpcast.transfers"); sys.exit()
 for t in d["transfers"]:
     for x in t["deliveries"]:
         if x["state"] not in ("done", "failed", "cancelled"):
