@@ -584,11 +584,13 @@ impl Core {
                 DeliveryState::Done
             }
             DeliveryOutcome::Failed { code, reason } => {
+                // Cancelled, or forgotten: its conference ended meanwhile (the last participant
+                // left), which cancelled it too.
                 let cancelled = self
                     .shared
                     .roster
                     .delivery(d)
-                    .is_some_and(|s| s.state == DeliveryState::Cancelled);
+                    .is_none_or(|s| s.state == DeliveryState::Cancelled);
                 self.log(
                     if cancelled { Level::Info } else { Level::Warn },
                     format_args!(
