@@ -184,9 +184,9 @@ port() {
     read -r p <&"$portfd" || { echo "port: the pool ran dry" >&2; return 1; }
     echo "$p"
 }
-ports_used=0  # by participants, counted in this shell (3 each)
+ports_used=0  # by participants, counted in this shell (5 each: lib.sh's participant)
 keep_ports() { # at least 30 ports drawn ahead
-    if ((ports_drawn - ports_used < 30)); then draw_ports 60; fi
+    if ((ports_drawn - ports_used < 50)); then draw_ports 100; fi
 }
 token=soak-token-$RANDOM
 total_secs=$((warmup + secs + drain + 600))
@@ -278,7 +278,7 @@ join_one() { # join_one NOW_US: a new participant in the open conference with fe
         mode=${modes[$(((seq_no * bad_pct / 100 - 1) % ${#modes[@]}))]}
     fi
     keep_ports
-    ports_used=$((ports_used + 3))
+    ports_used=$((ports_used + 5))
     p_conf[$name]=$best
     p_joined[$name]=$1
     p_mode[$name]=${mode:--}
