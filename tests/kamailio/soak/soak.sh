@@ -185,7 +185,7 @@ port() {
     echo "$p"
 }
 ports_used=0  # by participants, counted in this shell (5 each: lib.sh's participant)
-keep_ports() { # at least 30 ports drawn ahead
+keep_ports() { # at least 50 ports drawn ahead
     if ((ports_drawn - ports_used < 50)); then draw_ports 100; fi
 }
 token=soak-token-$RANDOM
@@ -193,12 +193,14 @@ total_secs=$((warmup + secs + drain + 600))
 export E2E_MIXER_TIMEOUT=$((total_secs + 600)) E2E_SIPP_TIMEOUT=$((total_secs + 600))
 # A participant's UAS answers every file INVITE (E2E_UAS_CALLS=0) until the soak ends it.
 export E2E_UAS_CALLS=0
+keep_ports
 if ! e2e_start_kamailio "$work/kamailio.log" -A DEBUG_LEVEL=2; then
     fail "kamailio starts with msrpcast.so"
     tail -30 "$work/kamailio.log"
     exit 1
 fi
 e2e_start_mixer
+ports_used=$((ports_used + 1))
 infra=("${pids[@]}")
 
 engine_pid() {
