@@ -21,6 +21,8 @@ e2e_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 e2e_warn() { echo "$*" >&2; }
 
 port() { msrpcast_free_port; }
+# A port for sipp's media (it binds P and P+2); the soak redefines it.
+media_port() { port; }
 
 # e2e_ports: free ports for SIP, the mixer, HTTP and MSRP; ctl = the kamcmd socket in $work/run.
 # From here on no port is handed out twice in this run ($work/ports.used).
@@ -84,7 +86,7 @@ e2e_start_kamailio() {
 # e2e_start_mixer: the sipp mixer answering every conference call on mixer_port.
 e2e_start_mixer() {
     timeout "${E2E_MIXER_TIMEOUT:-900}" sipp -sf "$e2e_dir/mixer_uas.xml" -i 127.0.0.1 \
-        -p "$mixer_port" -mp "$(port)" -nostdin -trace_err -error_file "$work/mixer.err" \
+        -p "$mixer_port" -mp "$(media_port)" -nostdin -trace_err -error_file "$work/mixer.err" \
         >"$work/mixer.out" 2>&1 </dev/null &
     mixer_pid=$!
     pids+=("$mixer_pid")
@@ -103,8 +105,8 @@ participant() {
     cport=$(port)
     # sipp binds two media ports (P and P+2) whether or not media flows; left to itself it tries
     # 6000, 6002, ... 6198 only, which fifty sipp processes on the machine use up.
-    umedia=$(port)
-    cmedia=$(port)
+    umedia=$(media_port)
+    cmedia=$(media_port)
     calls=()
     ((${E2E_UAS_CALLS:-1} > 0)) && calls=(-m "${E2E_UAS_CALLS:-1}")
     mkdir -p "$work/$name"

@@ -159,13 +159,14 @@ def main():
         by_mode[kind][state] += 1
         if state == "done":
             done_to[who] += 1
-            if kind not in ("well-behaved", "rate"):
+            if kind not in ("well-behaved", "rate", "not-started"):
                 bad_done.append(f"delivery {d} to {who} ({mode})")
             continue
         if not reason.strip():
             no_reason.append(d)
         reasons[f"{state}: {generic(reason)}"] += 1
         if state == "failed" and kind == "well-behaved":
+            # (A participant whose sipp could not start is "not-started", not well-behaved.)
             good_failed.append(f"delivery {d} to {who}: {reason}")
     stuck = sorted((d for d in started if d not in ended), key=int)
     print(
@@ -195,7 +196,7 @@ def main():
     wrong = []
     short = []
     for cid, (name, _conf, mode, out) in parts.items():
-        if mode != "-":
+        if mode != "-":  # misbehaving or not-started
             continue
         got = 0
         try:

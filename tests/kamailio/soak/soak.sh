@@ -133,11 +133,12 @@ mapfile -t pool < <(cut -f1 "$work/files.tsv")
 
 e2e_ports
 ports_drawn=0
-draw_ports() { # draw_ports N: N more ports at the end of ports.pool
-    python3 - "$MSRPCAST_PORTS_USED" "$1" >>"$work/ports.pool" <<'EOF2'
+draw_ports() { # draw_ports N [media]: N more ports at the end of ports.pool (media.pool: P and P+2)
+    python3 - "$MSRPCAST_PORTS_USED" "$1" "${2:-}" >>"$work/${2:-ports}.pool" <<'EOF2'
 import random, socket, sys
 
-used_file, n = sys.argv[1], int(sys.argv[2])
+used_file, n, media = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "media"
+step = (0, 2) if media else (0,)
 try:
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 except (OSError, ValueError, IndexError):
@@ -165,28 +166,43 @@ got = []
 for _ in range(100 * n):
     if len(got) == n:
         break
-    port = random.randrange(10000, low)
-    if port not in used and free(port):
-        used.add(port)
+    port = random.randrange(10000, low - 2)
+    if all(port + k not in used and free(port + k) for k in step):
+        used.update(port + k for k in step)
         got.append(port)
 if len(got) < n:
     sys.exit("draw_ports: not enough free ports below the ephemeral range")
 with open(used_file, "a") as f:
-    f.write("".join(f"{p}\n" for p in got))
+    f.write("".join(f"{p + k}\n" for p in got for k in step))
 print("\n".join(map(str, got)))
 EOF2
-    ports_drawn=$((ports_drawn + $1))
+    if [[ ${2:-} == media ]]; then
+        media_drawn=$((media_drawn + $1))
+    else
+        ports_drawn=$((ports_drawn + $1))
+    fi
 }
 : >"$work/ports.pool"
+: >"$work/media.pool"
 exec {portfd}<"$work/ports.pool"
+exec {mediafd}<"$work/media.pool"
 port() {
     local p
     read -r p <&"$portfd" || { echo "port: the pool ran dry" >&2; return 1; }
     echo "$p"
 }
-ports_used=0  # by participants, counted in this shell (5 each: lib.sh's participant)
-keep_ports() { # at least 50 ports drawn ahead
-    if ((ports_drawn - ports_used < 50)); then draw_ports 100; fi
+# sipp binds its media port P and P+2: both are free when drawn and neither is handed out again.
+media_port() {
+    local p
+    read -r p <&"$mediafd" || { echo "media_port: the pool ran dry" >&2; return 1; }
+    echo "$p"
+}
+media_drawn=0
+ports_used=0  # counted in this shell: 3 ports and 2 media ports per participant
+media_used=0
+keep_ports() { # at least 30 of each drawn ahead
+    if ((ports_drawn - ports_used < 30)); then draw_ports 60; fi
+    if ((media_drawn - media_used < 20)); then draw_ports 40 media; fi
 }
 token=soak-token-$RANDOM
 total_secs=$((warmup + secs + drain + 600))
@@ -200,7 +216,7 @@ if ! e2e_start_kamailio "$work/kamailio.log" -A DEBUG_LEVEL=2; then
     exit 1
 fi
 e2e_start_mixer
-ports_used=$((ports_used + 1))
+media_used=$((media_used + 1))
 infra=("${pids[@]}")
 
 engine_pid() {
@@ -280,7 +296,8 @@ join_one() { # join_one NOW_US: a new participant in the open conference with fe
         mode=${modes[$(((seq_no * bad_pct / 100 - 1) % ${#modes[@]}))]}
     fi
     keep_ports
-    ports_used=$((ports_used + 5))
+    ports_used=$((ports_used + 3))
+    media_used=$((media_used + 2))
     p_conf[$name]=$best
     p_joined[$name]=$1
     p_mode[$name]=${mode:--}
@@ -517,9 +534,17 @@ within "$fds_end" "$fds_base" "$tolerance" ||
 }
 
 # Participants' books for analyze.py: name, call id (the participant key), conference, mode,
-# receiver output.
+# receiver output. A participant whose sipp could not bind its ports (another program took one
+# after it was drawn) is "not-started": its file INVITEs rightly go unanswered.
+not_started=0
 for n in "${all_names[@]}"; do
-    printf '%s\t%s\t%s\t%s\t%s\n' "$n" "${cid[$n]}" "${p_conf[$n]}" "${p_mode[$n]}" "${recv_out[$n]}"
+    mode=${p_mode[$n]}
+    if cat "$work/$n/uas.err" "$work/$n/uac.err" 2>/dev/null | grep -v 'remote control socket' |
+        grep -q 'Unable to bind'; then
+        mode=not-started
+        not_started=$((not_started + 1))
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\n' "$n" "${cid[$n]}" "${p_conf[$n]}" "$mode" "${recv_out[$n]}"
 done >"$work/participants.tsv"
 
 # Kamailio shuts down cleanly. Its log up to here is the soak's; the rest is the shutdown's.
@@ -539,7 +564,7 @@ durations=$(python3 -c 'import sys; a = [int(x) for x in sys.argv[1:]]; print(f"
 echo
 echo "== soak summary"
 echo "duration:     $durations"
-echo "participants: ${#all_names[@]} joined (at most $present at once), $(awk -F'\t' '$4 != "-"' "$work/participants.tsv" | wc -l) misbehaving, $join_failures could not start their receiver"
+echo "participants: ${#all_names[@]} joined (at most $present at once), $(awk -F'\t' '$4 != "-" && $4 != "not-started"' "$work/participants.tsv" | wc -l) misbehaving; $join_failures could not start their receiver, $not_started their sipp (a port taken)"
 pct() { python3 -c "import sys; print(f'{(int(sys.argv[1]) / int(sys.argv[2]) - 1) * 100:+.1f} %')" "$1" "$2"; }
 echo "engine RSS:   (anon + file) cold $rss_cold KiB, baseline $rss_base KiB, end $rss_end KiB ($(pct "$rss_end" "$rss_base"))"
 echo "  VmRSS anon file shmem (KiB): cold $parts_cold; baseline $parts_base; end $parts_end"
