@@ -23,11 +23,13 @@ HEADER := include/msrpcast.h
 .PHONY: help test fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
 	kamailio-relay-smoke kamailio-e2e browser-test bench fuzz-smoke demo deps kamailio-src header \
 	kamailio-module install-kamailio-module kamailio-module-format kamailio-module-format-check \
-	kamailio-module-intree
+	kamailio-module-intree soak soak-short
 
 help:
 	@echo 'make test          fmt check, clippy -D warnings, docs, cargo test, header check, bench smoke,'
 	@echo '                   C tests, Kamailio relay smoke and end-to-end tests'
+	@echo 'make soak          30-minute soak through Kamailio: 1,000 uploads, participants joining and'
+	@echo '                   leaving every second, 5 % misbehaving receivers (soak-short: 2 minutes)'
 	@echo 'make bench         loopback baseline + benchmarks; BENCH lines only on stdout'
 	@echo 'make fuzz-smoke    every fuzz target for $(FUZZ_SECONDS) s (cargo-fuzz, no sanitizer)'
 	@echo 'make fuzz-build    compile every fuzz target (part of make test)'
@@ -45,7 +47,7 @@ help:
 # make test
 
 test: fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
-	kamailio-relay-smoke kamailio-e2e browser-test
+	kamailio-relay-smoke kamailio-e2e soak-short browser-test
 	@echo 'make test: all suites passed'
 
 fmt-check:
@@ -109,6 +111,21 @@ kamailio-e2e:
 	kamailio-module/build.sh
 	kamailio -c -f cfg/kamailio.cfg -A 'MSRPCAST_MODULE="$(CURDIR)/kamailio-module/build/msrpcast.so"'
 	tests/kamailio/e2e/e2e.sh
+
+# Soak through Kamailio (tests/kamailio/soak/README section in tests/kamailio/README.md): churn of
+# participants, uploads over HTTP, misbehaving receivers; then no delivery without an end, engine
+# RSS and descriptors back near the baseline, the spool empty, no unexpected ERROR in Kamailio's
+# log. soak-short (part of make test) is the same with 2 minutes of churn; every SOAK_* variable
+# of tests/kamailio/soak/soak.sh can be set in the environment to change either.
+soak-short:
+	kamailio-module/build.sh
+	SOAK_SECS=$${SOAK_SECS:-120} SOAK_UPLOADS=$${SOAK_UPLOADS:-67} \
+		SOAK_WARMUP_SECS=$${SOAK_WARMUP_SECS:-20} SOAK_CONF_SECS=$${SOAK_CONF_SECS:-40} \
+		tests/kamailio/soak/soak.sh
+
+soak:
+	kamailio-module/build.sh
+	tests/kamailio/soak/soak.sh
 
 # The upload page in headless Debian Chromium (playwright-core): login, a 20 MiB upload to three
 # receivers until "done", a cancelled upload; screenshots in artifacts/.

@@ -132,7 +132,7 @@ fn exit_statuses_follow_the_table() {
     ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(
-        text(&bad.stderr).contains("never-answer"),
+        text(&bad.stderr).contains("never-answer") && text(&bad.stderr).contains("flood"),
         "{}",
         text(&bad.stderr)
     );

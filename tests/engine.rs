@@ -188,6 +188,7 @@ fn broken_receivers_fail_alone() {
     let r481 = receiver(Some(Misbehave::Reply481));
     let mute = receiver(Some(Misbehave::NeverAnswer));
     let failrep = receiver(Some(Misbehave::FailureReport));
+    let flood = receiver(Some(Misbehave::Flood));
     for (i, r) in good.iter().enumerate() {
         e.join_direct("c", &format!("good{i}"), &r.uri.to_string())
             .unwrap();
@@ -198,10 +199,11 @@ fn broken_receivers_fail_alone() {
     e.join_direct("c", "mute", &mute.uri.to_string()).unwrap();
     e.join_direct("c", "failrep", &failrep.uri.to_string())
         .unwrap();
-    wait_joined(&e, "c", 7);
+    e.join_direct("c", "flood", &flood.uri.to_string()).unwrap();
+    wait_joined(&e, "c", 8);
     let body = data(8 << 20, 3);
     let t = upload(&e, "c", &body);
-    let states = wait_done(&e, t, 7, Duration::from_secs(30));
+    let states = wait_done(&e, t, 8, Duration::from_secs(30));
     for (p, s) in &states {
         match p.as_str() {
             p if p.starts_with("good") => assert_eq!(*s, DeliveryState::Done, "{p}"),
@@ -240,6 +242,13 @@ fn broken_receivers_fail_alone() {
                     }
                 ),
                 "failrep: {s:?}"
+            ),
+            // Floods empty SENDs (well-formed: not refused as unparsable) and never reads:
+            // pushed back, then timed out, on our SEND or on the responses it leaves unread.
+            "flood" => assert!(
+                matches!(s, DeliveryState::Failed { code: Some(408), reason }
+                    if reason.contains("timed out") || reason.contains("does not read")),
+                "flood: {s:?}"
             ),
             other => panic!("unexpected participant {other}"),
         }

@@ -7,8 +7,8 @@
 //! ([`ReceiveTls`]).
 //!
 //! For tests it can also misbehave on purpose — read slowly, close mid-way, answer 481, never
-//! answer, or send a failure REPORT — so that the engine's isolation can be checked against real
-//! sockets.
+//! answer, send a failure REPORT, or flood the sender with empty SENDs — so that the engine's
+//! isolation can be checked against real sockets.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -53,6 +53,10 @@ pub enum Misbehave {
     /// No TCP_NODELAY, and every response and REPORT its own small write: the peer's Nagle holds
     /// the second small write until the first is acknowledged.
     Nagle,
+    /// Once the first frame arrives (for the sender's path), never read again and write empty
+    /// SENDs (`Byte-Range: 1-0/0`) on the connection as fast as the sender takes them, until it
+    /// closes (issue 14 finding 1: a participant flooding its delivery connection).
+    Flood,
     /// Several of the above at once (`report-per-chunk,nagle`).
     All(Vec<Misbehave>),
 }
@@ -91,9 +95,10 @@ impl std::str::FromStr for Misbehave {
             "close-after-report" => Ok(Misbehave::CloseAfterReport),
             "report-per-chunk" => Ok(Misbehave::ReportPerChunk),
             "nagle" => Ok(Misbehave::Nagle),
+            "flood" => Ok(Misbehave::Flood),
             _ => Err(format!(
                 "unknown behaviour {s:?}: rate=N, close-after=N, reply-481, never-answer, \
-                 failure-report, close-after-report, report-per-chunk, nagle \
+                 failure-report, close-after-report, report-per-chunk, nagle, flood \
                  (several joined by commas)"
             )),
         }
@@ -111,6 +116,7 @@ struct Behaviour {
     close_after_report: bool,
     report_per_chunk: bool,
     nagle: bool,
+    flood: bool,
 }
 
 impl Behaviour {
@@ -126,6 +132,7 @@ impl Behaviour {
                 Misbehave::CloseAfterReport => b.close_after_report = true,
                 Misbehave::ReportPerChunk => b.report_per_chunk = true,
                 Misbehave::Nagle => b.nagle = true,
+                Misbehave::Flood => b.flood = true,
                 Misbehave::All(_) => {}
             }
         }
@@ -358,6 +365,10 @@ pub struct ReceiveConn {
     report_seq: u64,
     /// The TLS handshake completed (always true for plain TCP).
     secured: bool,
+    /// Flood: the sender's From-Path, once its first frame arrived; from then on only writes.
+    flood_to: Option<Vec<Uri>>,
+    /// Flood: empty SENDs written so far (their transaction and message ids).
+    flood_seq: u64,
 }
 
 impl ReceiveConn {
@@ -390,6 +401,8 @@ impl ReceiveConn {
             behaviour: Behaviour::of(opts.misbehave.as_ref()),
             close_when_flushed: false,
             report_seq: 0,
+            flood_to: None,
+            flood_seq: 0,
             secured: !stream.is_tls(),
             stream,
             opts,
@@ -504,6 +517,12 @@ impl ReceiveConn {
         let is_data_send = matches!(msg.kind, Kind::Request(Method::Send)) && !msg.body.is_empty();
         self.body_bytes += msg.body.len() as u64;
         let b = self.behaviour;
+        if b.flood {
+            if self.flood_to.is_none() {
+                self.flood_to = Some(msg.from_path.clone());
+            }
+            return;
+        }
         if self.misbehaved(&msg, is_data_send) {
             return;
         }
@@ -660,6 +679,44 @@ impl ReceiveConn {
         }
     }
 
+    /// Flood: empty SENDs to the sender, as many as its socket takes; nothing is read.
+    fn flood(&mut self) -> Flow {
+        /// Bytes of SENDs queued at once before writing them.
+        const BATCH: usize = 64 * 1024;
+        let Some(to) = self.flood_to.as_ref() else {
+            return Flow::Continue;
+        };
+        let to = writer::render_path(to);
+        let from = writer::render_path(std::slice::from_ref(&self.opts.local));
+        loop {
+            while self.out.len() < BATCH {
+                self.flood_seq += 1;
+                let n = self.flood_seq;
+                // A transaction id has 4 characters at least (RFC 4975 §9).
+                self.out.extend_from_slice(b"MSRP fl");
+                self.out.extend_from_slice(format!("{n:06x}").as_bytes());
+                self.out.extend_from_slice(b" SEND\r\nTo-Path: ");
+                self.out.extend_from_slice(&to);
+                self.out.extend_from_slice(b"\r\nFrom-Path: ");
+                self.out.extend_from_slice(&from);
+                self.out.extend_from_slice(
+                    format!(
+                        "\r\nMessage-ID: flood{n:x}\r\nByte-Range: 1-0/0\r\n-------fl{n:06x}$\r\n"
+                    )
+                    .as_bytes(),
+                );
+            }
+            let before = self.out.len();
+            if self.flush().is_err() {
+                return self.close();
+            }
+            if self.out.len() == before || !self.out.is_empty() {
+                // The sender stopped taking them (for now): wait for the socket.
+                return Flow::Continue;
+            }
+        }
+    }
+
     fn turn(&mut self, now: Instant) -> Flow {
         if self.closed {
             return Flow::Close;
@@ -682,6 +739,9 @@ impl ReceiveConn {
                 }
             }
         }
+        if self.flood_to.is_some() {
+            return self.flood();
+        }
         self.refill(now);
         loop {
             let want = (self.buf.len() as u64).min(self.budget) as usize;
@@ -701,6 +761,10 @@ impl ReceiveConn {
                             Ok(None) => break,
                             Err(_) => return self.close(),
                         }
+                    }
+                    if self.flood_to.is_some() {
+                        // Flooding from now on: nothing more is read.
+                        return self.flood();
                     }
                     if let Some(limit) = self.behaviour.close_after {
                         if self.body_bytes >= limit {

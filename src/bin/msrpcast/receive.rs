@@ -91,7 +91,7 @@ pub struct ReceiveArgs {
     threads: usize,
     /// Misbehave on purpose (tests), like a real phone or a broken one: rate=BYTES_PER_S,
     /// close-after=BYTES, reply-481, never-answer, failure-report, close-after-report,
-    /// report-per-chunk, nagle; several joined by commas (e.g. report-per-chunk,nagle). An
+    /// report-per-chunk, nagle, flood; several joined by commas (e.g. report-per-chunk,nagle). An
     /// unknown one is refused with the list of known ones.
     #[arg(long, value_name = "BEHAVIOUR", value_parser = parse_misbehave)]
     misbehave: Option<Misbehave>,

@@ -767,11 +767,13 @@ impl Core {
                 DeliveryState::Done
             }
             DeliveryOutcome::Failed { code, reason } => {
+                // Cancelled, or forgotten: its conference ended meanwhile (the last participant
+                // left), which cancelled it too.
                 let cancelled = self
                     .shared
                     .roster
                     .delivery(d)
-                    .is_some_and(|s| s.state == DeliveryState::Cancelled);
+                    .is_none_or(|s| s.state == DeliveryState::Cancelled);
                 self.log(
                     if cancelled { Level::Info } else { Level::Warn },
                     format_args!(
@@ -878,6 +880,15 @@ impl Core {
                 reason: reason.into(),
             });
         } else if let Some(l) = self.live.remove(&d) {
+            // Not yet on an I/O thread: no outcome will come from there, so its end is logged
+            // here (every delivery's log ends with a line of its own).
+            self.log(
+                Level::Info,
+                format_args!(
+                    "delivery {d}: transfer {} to {:?} cancelled: {reason}",
+                    l.transfer, l.participant
+                ),
+            );
             self.awaited.lock().remove(&l.session_id);
             if l.sip.owes_bye() {
                 self.signal(Signal::Bye { delivery: d });

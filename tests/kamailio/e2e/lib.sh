@@ -21,6 +21,8 @@ e2e_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 e2e_warn() { echo "$*" >&2; }
 
 port() { msrpcast_free_port; }
+# A port for sipp's media (it binds P and P+2); the soak redefines it.
+media_port() { port; }
 
 # e2e_ports: free ports for SIP, the mixer, HTTP and MSRP; ctl = the kamcmd socket in $work/run.
 # From here on no port is handed out twice in this run ($work/ports.used).
@@ -85,7 +87,7 @@ e2e_start_kamailio() {
 # e2e_start_mixer: the sipp mixer answering every conference call on mixer_port.
 e2e_start_mixer() {
     timeout "${E2E_MIXER_TIMEOUT:-900}" sipp -sf "$e2e_dir/mixer_uas.xml" -i 127.0.0.1 \
-        -p "$mixer_port" -nostdin -trace_err -error_file "$work/mixer.err" \
+        -p "$mixer_port" -mp "$(media_port)" -nostdin -trace_err -error_file "$work/mixer.err" \
         >"$work/mixer.out" 2>&1 </dev/null &
     mixer_pid=$!
     pids+=("$mixer_pid")
@@ -96,12 +98,16 @@ declare -A uas_pid uac_pid recv_pid recv_out uac_port cid
 # participant NAME CONF [UAS_SCENARIO [RECEIVE_ARGS...]]: starts its receiver (files in
 # $work/NAME), its UAS and its call into conf-CONF.
 participant() {
-    local name=$1 conf=$2 scen=${3:-participant_uas.xml} rport uport cport calls
+    local name=$1 conf=$2 scen=${3:-participant_uas.xml} rport uport cport calls umedia cmedia
     shift 3 2>/dev/null || shift $#
     local secs=${E2E_SIPP_TIMEOUT:-600}
     rport=$(port)
     uport=$(port)
     cport=$(port)
+    # sipp binds two media ports (P and P+2) whether or not media flows; left to itself it tries
+    # 6000, 6002, ... 6198 only, which fifty sipp processes on the machine use up.
+    umedia=$(media_port)
+    cmedia=$(media_port)
     calls=()
     ((${E2E_UAS_CALLS:-1} > 0)) && calls=(-m "${E2E_UAS_CALLS:-1}")
     mkdir -p "$work/$name"
@@ -114,13 +120,13 @@ participant() {
         "${E2E_ON_ERROR:-e2e_warn}" "$name: receiver listens"
         return 1
     }
-    timeout "$secs" sipp -sf "$e2e_dir/$scen" -i 127.0.0.1 -p "$uport" "${calls[@]}" -nostdin \
+    timeout "$secs" sipp -sf "$e2e_dir/$scen" -i 127.0.0.1 -p "$uport" -mp "$umedia" "${calls[@]}" -nostdin \
         -key msrp_port "$rport" -key msrp_session "s$name" \
         -trace_err -error_file "$work/$name/uas.err" >"$work/$name/uas.out" 2>&1 </dev/null &
     uas_pid[$name]=$!
     pids+=("$!")
     timeout "$secs" sipp -sf "${E2E_UAC_SCENARIO:-$e2e_dir/participant_uac.xml}" -i 127.0.0.1 \
-        -p "$cport" -m 1 -nostdin -s "conf-$conf" -key contact_port "$uport" \
+        -p "$cport" -mp "$cmedia" -m 1 -nostdin -s "conf-$conf" -key contact_port "$uport" \
         -cid_str "$name-%u@e2e" -trace_err -error_file "$work/$name/uac.err" \
         "127.0.0.1:$sip_port" >"$work/$name/uac.out" 2>&1 </dev/null &
     uac_pid[$name]=$!
