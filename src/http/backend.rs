@@ -799,6 +799,15 @@ mod tests {
         up.finish().unwrap();
         let json = b.transfer_json(&id).unwrap();
         assert!(json.contains("\"state\":\"complete\""), "{json}");
+        assert!(json.contains("\"via\":\"http\",\"sender\":null"), "{json}");
+        // The conference's history lists it, in the same shape.
+        let h = b.conference_transfers_json("c").unwrap();
+        assert!(
+            h.starts_with("{\"conference\":\"c\",\"transfers\":[{\"id\":")
+                && h.contains(&json[..json.find(",\"deliveries\"").unwrap()]),
+            "{h}"
+        );
+        assert!(b.conference_transfers_json("nope").is_none());
         // The SIP participant never answers: once its delivery exists it is still running, so
         // cancel counts.
         let t0 = std::time::Instant::now();
