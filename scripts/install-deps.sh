@@ -33,6 +33,7 @@ PACKAGES=(
     python3-jsonschema                  # tests/http_api.rs: responses against docs/openapi.json
     python3-prometheus-client           # tests/http_api.rs: /metrics through prometheus_client.parser
     chromium                            # the browser test of the upload page
+    libnss3-tools                       # certutil: the browser test trusts its test CA (HTTPS run)
     curl ca-certificates git            # curl: uploads in the end-to-end tests
 )
 # Node.js for the browser test driver, only when no node is installed (any source).

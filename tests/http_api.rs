@@ -19,6 +19,7 @@ use msrpcast::http::route::ROUTES;
 mod common;
 
 use common::http::{connect, read_response, roundtrip, set_all, HttpFix as Fix, Resp};
+use msrpcast::runtime::receive::Misbehave;
 
 const TOKEN: &str = "api-test-token";
 const PORTAL: &str = "https://portal.example";
@@ -76,7 +77,11 @@ impl Fix {
     }
 
     fn receivers(&mut self, conf: &str, n: usize) {
-        Fix::receivers_keyed(self, conf, n, |i| format!("{conf}-r{i}"), None);
+        self.receivers_misbehaving(conf, n, None);
+    }
+
+    fn receivers_misbehaving(&mut self, conf: &str, n: usize, misbehave: Option<Misbehave>) {
+        Fix::receivers_keyed(self, conf, n, |i| format!("{conf}-r{i}"), misbehave);
     }
 }
 
@@ -266,6 +271,16 @@ fn every_response_validates_against_the_openapi_schema() {
     );
     fix.receivers("c1", 2);
     fix.receivers("gone", 1);
+    // A participant that reads 1 MB/s and drops the connection after 600 kB: a delivery that
+    // fails while sending, with how far it got.
+    fix.receivers_misbehaving(
+        "lossy",
+        1,
+        Some(Misbehave::All(vec![
+            Misbehave::Rate(1_000_000),
+            Misbehave::CloseAfter(600_000),
+        ])),
+    );
     let addr = fix.addr;
     let mut rec = Records::default();
 
@@ -404,6 +419,68 @@ Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
         rec.add_event(e, d);
     }
     drop(sse);
+
+    // The conference's files: all three uploads, every delivery done.
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/conferences/c1/transfers",
+        "/api/conferences/{id}/transfers",
+        "",
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let history = r.text();
+    assert!(
+        history.starts_with("{\"conference\":\"c1\",\"transfers\":[")
+            && history.matches("\"via\":\"http\"").count() == 3,
+        "{history}"
+    );
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/conferences/nope/transfers",
+        "/api/conferences/{id}/transfers",
+        "",
+        b"",
+    );
+    assert_eq!(r.status, 404);
+    // A delivery lost mid-file: failed, ended while sending, with the bytes it got to.
+    let r = raw_upload(&mut rec, addr, "lossy", &data(1_000_000));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut lost = String::new();
+    wait("the lossy delivery fails", || {
+        let r = roundtrip(
+            addr,
+            format!(
+                "GET /api/conferences/lossy/transfers HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        lost = r.text();
+        lost.contains("\"state\":\"failed\"")
+    });
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/conferences/lossy/transfers",
+        "/api/conferences/{id}/transfers",
+        "",
+        b"",
+    );
+    lost = r.text();
+    assert!(lost.contains("\"ended_in\":\"sending\""), "{lost}");
+    let bytes: u64 = lost
+        .split("\"state\":\"failed\",\"bytes\":")
+        .nth(1)
+        .and_then(|t| t.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no bytes in the failed delivery: {lost}"));
+    assert!(bytes > 0 && bytes <= 600_000, "{bytes} bytes: {lost}");
 
     // Cancel: a finished transfer keeps its outcome (204), an unknown one is 404.
     let p = format!("/api/transfers/{t1}");

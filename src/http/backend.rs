@@ -29,7 +29,7 @@ use super::service::{Backend, Refusal, UploadRequest, UploadSink};
 use super::HttpError;
 use crate::json;
 use crate::roster::{
-    DeliveryId, DeliveryState, RosterError, RosterSnapshot, TransferId, TransferSnapshot,
+    DeliveryId, DeliveryState, Origin, RosterError, RosterSnapshot, TransferId, TransferSnapshot,
     TransferState,
 };
 use crate::runtime::engine::{Engine, EngineError, Upload};
@@ -300,6 +300,8 @@ impl EngineBackend {
             .opt_str("sha1", sha1.as_deref())
             .u64("created_at_ms", t.created_at_ms)
             .u64("updated_at_ms", t.updated_at_ms)
+            .opt_str("via", t.origin.as_ref().map(Origin::via))
+            .opt_str("sender", t.origin.as_ref().and_then(Origin::sender))
             .array("deliveries", &t.deliveries, |out, d| {
                 d.write_json(out, t.size)
             });
@@ -359,6 +361,18 @@ impl Backend for EngineBackend {
         let mut s = String::new();
         c.write_json(&mut s);
         Some(s)
+    }
+
+    fn conference_transfers_json(&self, id: &str) -> Option<String> {
+        let ts = self.inner.engine.roster().history_of(id)?;
+        self.remember(id);
+        let mut out = String::with_capacity(64 + 512 * ts.len());
+        let mut o = json::Object::begin(&mut out);
+        o.str("conference", id).array("transfers", &ts, |out, t| {
+            out.push_str(&self.transfer_to_json(t))
+        });
+        o.end();
+        Some(out)
     }
 
     fn transfer_json(&self, id: &str) -> Option<String> {
@@ -559,6 +573,11 @@ impl Backend for EngineBackend {
                 })
             })?;
         self.remember(&req.conference);
+        // Only fails when the transfer is already gone (then the upload fails on its own).
+        let _ = i
+            .engine
+            .roster()
+            .set_transfer_origin(up.transfer, Origin::Http);
         i.http_uploads_total.fetch_add(1, Ordering::Relaxed);
         Ok(EngineUpload {
             id: up.transfer.0.to_string(),
@@ -780,6 +799,15 @@ mod tests {
         up.finish().unwrap();
         let json = b.transfer_json(&id).unwrap();
         assert!(json.contains("\"state\":\"complete\""), "{json}");
+        assert!(json.contains("\"via\":\"http\",\"sender\":null"), "{json}");
+        // The conference's history lists it, in the same shape.
+        let h = b.conference_transfers_json("c").unwrap();
+        assert!(
+            h.starts_with("{\"conference\":\"c\",\"transfers\":[{\"id\":")
+                && h.contains(&json[..json.find(",\"deliveries\"").unwrap()]),
+            "{h}"
+        );
+        assert!(b.conference_transfers_json("nope").is_none());
         // The SIP participant never answers: once its delivery exists it is still running, so
         // cancel counts.
         let t0 = std::time::Instant::now();

@@ -19,6 +19,8 @@ pub enum Route {
     Conferences,
     /// `GET /api/conferences/{id}`.
     Conference { id: String },
+    /// `GET /api/conferences/{id}/transfers`: the conference's files with their deliveries.
+    ConferenceTransfers { id: String },
     /// `GET /api/transfers/{id}`.
     Transfer { id: String },
     /// `DELETE /api/transfers/{id}`: cancel.
@@ -42,6 +44,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/conferences/{conference}/files"),
     ("GET", "/api/conferences"),
     ("GET", "/api/conferences/{id}"),
+    ("GET", "/api/conferences/{id}/transfers"),
     ("GET", "/api/transfers/{id}"),
     ("DELETE", "/api/transfers/{id}"),
     ("GET", "/api/events"),
@@ -68,6 +71,7 @@ impl Route {
             Route::Upload { .. } => ("POST", "/conferences/{conference}/files"),
             Route::Conferences => ("GET", "/api/conferences"),
             Route::Conference { .. } => ("GET", "/api/conferences/{id}"),
+            Route::ConferenceTransfers { .. } => ("GET", "/api/conferences/{id}/transfers"),
             Route::Transfer { .. } => ("GET", "/api/transfers/{id}"),
             Route::CancelTransfer { .. } => ("DELETE", "/api/transfers/{id}"),
             Route::Events => ("GET", "/api/events"),
@@ -139,6 +143,10 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RouteError> {
             let id = segment(id)?;
             get(Route::Conference { id })
         }
+        ["api", "conferences", id, "transfers"] => {
+            let id = segment(id)?;
+            get(Route::ConferenceTransfers { id })
+        }
         ["api", "events"] => get(Route::Events),
         ["api", "openapi.json"] => get(Route::OpenApi),
         ["api", "transfers", id] => {
@@ -179,6 +187,11 @@ mod tests {
                 Method::Get,
                 "/api/conferences/a%20b",
                 Route::Conference { id: id("a b") },
+            ),
+            (
+                Method::Get,
+                "/api/conferences/4711/transfers",
+                Route::ConferenceTransfers { id: id("4711") },
             ),
             (Method::Get, "/api/events", Route::Events),
             (

@@ -28,6 +28,9 @@ pub trait Backend {
     fn conferences_json(&self) -> String;
     /// `GET /api/conferences/{id}` body, `None` = 404.
     fn conference_json(&self, id: &str) -> Option<String>;
+    /// `GET /api/conferences/{id}/transfers` body (the conference's files, each with its
+    /// deliveries), `None` = 404.
+    fn conference_transfers_json(&self, id: &str) -> Option<String>;
     /// `GET /api/transfers/{id}` body, `None` = 404.
     fn transfer_json(&self, id: &str) -> Option<String>;
     /// `DELETE /api/transfers/{id}`: false = no such transfer (404).
@@ -485,6 +488,13 @@ impl<U: UploadSink> Connection<U> {
                 };
                 self.early_answer(&head, bytes)
             }
+            Route::ConferenceTransfers { id } => {
+                let bytes = match ctx.backend.conference_transfers_json(&id) {
+                    Some(j) => json_response(200, &j, close),
+                    None => error_response(404, "unknown conference", close, None),
+                };
+                self.early_answer(&head, bytes)
+            }
             Route::Transfer { id } => {
                 let bytes = match ctx.backend.transfer_json(&id) {
                     Some(j) => json_response(200, &j, close),
@@ -834,6 +844,9 @@ mod tests {
         }
         fn conference_json(&self, id: &str) -> Option<String> {
             (id == "4711").then(|| r#"{"id":"4711"}"#.into())
+        }
+        fn conference_transfers_json(&self, id: &str) -> Option<String> {
+            (id == "4711").then(|| r#"{"conference":"4711","transfers":[]}"#.into())
         }
         fn transfer_json(&self, id: &str) -> Option<String> {
             (id == "t1").then(|| r#"{"id":"t1"}"#.into())

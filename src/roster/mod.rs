@@ -304,6 +304,13 @@ pub struct DeliverySnapshot {
     /// When the participant first acknowledged file bytes (the first `Sending` with bytes, or
     /// `Done`): the first-chunk latency is this minus `created_at_ms`.
     pub first_byte_at_ms: Option<u64>,
+    /// The most file bytes the participant confirmed (the last `Sending` seen; the file size once
+    /// `Done`). Kept when the delivery fails or is cancelled: how far it got.
+    pub confirmed_bytes: u64,
+    /// For a failed or cancelled delivery, the state it was in when it ended
+    /// ([`DeliveryState::name`]: `queued`, `offering`, `connecting` or `sending`): a failure while
+    /// `offering` is the participant declining the file, one while `sending` a loss mid-file.
+    pub ended_in: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,8 +326,38 @@ pub struct TransferSnapshot {
     pub state: TransferState,
     pub created_at_ms: u64,
     pub updated_at_ms: u64,
+    /// How the file came in and who sent it, when the producer said so
+    /// ([`Roster::set_transfer_origin`]); `None` when unknown.
+    pub origin: Option<Origin>,
     /// In creation order.
     pub deliveries: Vec<DeliverySnapshot>,
+}
+
+/// How a transfer's file came into the engine, as far as its producer knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Uploaded over the HTTP API (the page or a portal); the uploader is not a participant.
+    Http,
+    /// Sent into the conference by this participant (its key).
+    Participant(String),
+}
+
+impl Origin {
+    /// `via` in JSON: `http` or `participant`.
+    pub fn via(&self) -> &'static str {
+        match self {
+            Origin::Http => "http",
+            Origin::Participant(_) => "participant",
+        }
+    }
+
+    /// `sender` in JSON: the participant key, when a participant sent the file.
+    pub fn sender(&self) -> Option<&str> {
+        match self {
+            Origin::Http => None,
+            Origin::Participant(k) => Some(k),
+        }
+    }
 }
 
 impl TransferSnapshot {
@@ -372,6 +409,7 @@ struct Transfer {
     state: TransferState,
     created_at_ms: u64,
     updated_at_ms: u64,
+    origin: Option<Origin>,
     /// In creation order; at most one per participant key.
     deliveries: Vec<DeliveryId>,
 }
@@ -383,6 +421,8 @@ struct Delivery {
     created_at_ms: u64,
     updated_at_ms: u64,
     first_byte_at_ms: Option<u64>,
+    confirmed_bytes: u64,
+    ended_in: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -580,6 +620,7 @@ impl Roster {
             for d in &transfer.deliveries {
                 if let Some(delivery) = inner.deliveries.get_mut(d) {
                     if delivery.participant == key && !delivery.state.is_terminal() {
+                        delivery.ended_in = Some(delivery.state.name());
                         delivery.state = DeliveryState::Cancelled;
                         delivery.updated_at_ms = now;
                         cancelled.push(*d);
@@ -675,6 +716,7 @@ impl Roster {
                 state: TransferState::Receiving,
                 created_at_ms: now,
                 updated_at_ms: now,
+                origin: None,
                 deliveries: Vec::new(),
             },
         );
@@ -747,6 +789,8 @@ impl Roster {
                 created_at_ms: r.created_ms,
                 updated_at_ms: r.changed_ms,
                 deliveries: Vec::new(),
+                // Where it came from is not in the record: unknown after a restart.
+                origin: None,
             },
         );
         Ok(id)
@@ -861,6 +905,8 @@ impl Roster {
                 created_at_ms: now,
                 updated_at_ms: now,
                 first_byte_at_ms: None,
+                confirmed_bytes: 0,
+                ended_in: None,
             },
         );
         inner.touch(transfer, now);
@@ -892,6 +938,15 @@ impl Roster {
         if first_bytes && d.first_byte_at_ms.is_none() {
             d.first_byte_at_ms = Some(now);
         }
+        if let DeliveryState::Sending { bytes, .. } = state {
+            d.confirmed_bytes = d.confirmed_bytes.max(bytes);
+        }
+        if matches!(
+            state,
+            DeliveryState::Failed { .. } | DeliveryState::Cancelled
+        ) {
+            d.ended_in = Some(d.state.name());
+        }
         d.state = state;
         d.updated_at_ms = now;
         let transfer = d.transfer;
@@ -899,6 +954,38 @@ impl Roster {
             inner.touch(transfer, now);
         }
         Ok(true)
+    }
+
+    /// Records how a transfer's file came in (see [`Origin`]); shown as `via` and `sender`.
+    pub fn set_transfer_origin(&self, id: TransferId, origin: Origin) -> Result<(), RosterError> {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let t = inner
+            .transfers
+            .get_mut(&id)
+            .ok_or(RosterError::UnknownTransfer(id))?;
+        t.origin = Some(origin);
+        inner.touch(id, now);
+        Ok(())
+    }
+
+    /// Every transfer `conference` still holds, in upload order, cancelled ones included (while
+    /// the roster keeps them: [`CANCELLED_GRACE_MS`]); `None` for an unknown conference. The
+    /// conference's file history (`GET /api/conferences/{id}/transfers`).
+    pub fn history_of(&self, conference: &str) -> Option<Vec<TransferSnapshot>> {
+        let inner = self.inner.lock();
+        let conf = inner.conferences.get(conference)?;
+        Some(
+            conf.transfers
+                .iter()
+                .filter_map(|id| {
+                    inner
+                        .transfers
+                        .get(id)
+                        .map(|t| transfer_snapshot(&inner, *id, t))
+                })
+                .collect(),
+        )
     }
 
     /// Participants of `conference` in join order.
@@ -1088,6 +1175,8 @@ fn delivery_snapshot(id: DeliveryId, d: &Delivery) -> DeliverySnapshot {
         created_at_ms: d.created_at_ms,
         updated_at_ms: d.updated_at_ms,
         first_byte_at_ms: d.first_byte_at_ms,
+        confirmed_bytes: d.confirmed_bytes,
+        ended_in: d.ended_in,
     }
 }
 
@@ -1102,6 +1191,7 @@ fn transfer_snapshot(inner: &Inner, id: TransferId, t: &Transfer) -> TransferSna
         state: t.state.clone(),
         created_at_ms: t.created_at_ms,
         updated_at_ms: t.updated_at_ms,
+        origin: t.origin.clone(),
         deliveries: t
             .deliveries
             .iter()
@@ -1150,13 +1240,18 @@ impl ConferenceSnapshot {
 
 impl DeliverySnapshot {
     /// `{"id":..,"participant":..,"state":..,"bytes":..,"total":..,"percent":..,"reason":..,
-    /// "code":..,"updated_at_ms":..}`; fields that do not apply are `null`. `file_size` is the
-    /// transfer's size, used for `done`.
+    /// "code":..,"ended_in":..,"created_at_ms":..,"updated_at_ms":..,"first_byte_at_ms":..}`;
+    /// fields that do not apply are `null`. `file_size` is the transfer's size, used for `done`.
+    /// A failed or cancelled delivery that got to `sending` keeps in `bytes` how many bytes the
+    /// participant had confirmed.
     pub fn write_json(&self, out: &mut String, file_size: u64) {
+        let got_far = (self.confirmed_bytes > 0 || self.ended_in == Some("sending"))
+            .then_some(self.confirmed_bytes);
         let (bytes, total, reason, code) = match &self.state {
             DeliveryState::Sending { bytes, total } => (Some(*bytes), *total, None, None),
             DeliveryState::Done => (Some(file_size), Some(file_size), None, None),
-            DeliveryState::Failed { reason, code } => (None, None, Some(reason.as_str()), *code),
+            DeliveryState::Failed { reason, code } => (got_far, None, Some(reason.as_str()), *code),
+            DeliveryState::Cancelled => (got_far, None, None, None),
             _ => (None, None, None, None),
         };
         let percent = match (bytes, total) {
@@ -1173,8 +1268,10 @@ impl DeliverySnapshot {
             .opt_u64("percent", percent)
             .opt_str("reason", reason)
             .opt_u64("code", code.map(u64::from))
+            .opt_str("ended_in", self.ended_in)
             .u64("created_at_ms", self.created_at_ms)
-            .u64("updated_at_ms", self.updated_at_ms);
+            .u64("updated_at_ms", self.updated_at_ms)
+            .opt_u64("first_byte_at_ms", self.first_byte_at_ms);
         o.end();
     }
 }
@@ -1201,6 +1298,8 @@ impl TransferSnapshot {
             .opt_str("sha1", sha1.as_deref())
             .u64("created_at_ms", self.created_at_ms)
             .u64("updated_at_ms", self.updated_at_ms)
+            .opt_str("via", self.origin.as_ref().map(Origin::via))
+            .opt_str("sender", self.origin.as_ref().and_then(Origin::sender))
             .array("deliveries", &self.deliveries, |out, d| {
                 d.write_json(out, self.size)
             });
@@ -1817,17 +1916,95 @@ mod tests {
                 r#"{"transfers":[{"id":1,"conference":"conf-1","name":"a\nb.txt","#,
                 r#""content_type":"text/plain","size":50,"declared_size":null,"#,
                 r#""state":"receiving","reason":null,"sha1":null,"created_at_ms":1000,"#,
-                r#""updated_at_ms":1000,"deliveries":["#,
+                r#""updated_at_ms":1000,"via":null,"sender":null,"deliveries":["#,
                 r#"{"id":1,"participant":"k1","state":"sending","bytes":25,"total":200,"#,
-                r#""percent":12,"reason":null,"code":null,"created_at_ms":1000,"updated_at_ms":1000},"#,
+                r#""percent":12,"reason":null,"code":null,"ended_in":null,"created_at_ms":1000,"#,
+                r#""updated_at_ms":1000,"first_byte_at_ms":1000},"#,
                 r#"{"id":2,"participant":"k2","state":"failed","bytes":null,"total":null,"#,
-                r#""percent":null,"reason":"busy","code":486,"created_at_ms":1000,"updated_at_ms":1000}"#,
+                r#""percent":null,"reason":"busy","code":486,"ended_in":"queued","#,
+                r#""created_at_ms":1000,"updated_at_ms":1000,"first_byte_at_ms":null}"#,
                 r#"]}]}"#
             )
         );
         let all = r.to_json();
         assert!(all.starts_with(r#"{"conferences":[{"id":"conf-1""#));
         assert!(all.contains(r#"],"transfers":[{"id":1,"#));
+    }
+
+    /// A delivery that fails or is cancelled keeps how far it got and the state it ended in;
+    /// the transfer says how it came in; the history lists cancelled transfers too.
+    #[test]
+    fn failures_keep_progress_origin_and_history() {
+        let (r, _) = roster();
+        r.join("c", "a", "sip:a@h", None).unwrap();
+        r.join("c", "b", "sip:b@h", None).unwrap();
+        r.join("c", "z", "sip:z@h", None).unwrap();
+        let t = r.add_transfer("c", "f.bin", "", Some(1000)).unwrap();
+        let (da, _) = r.add_delivery(t, "a").unwrap();
+        let (db, _) = r.add_delivery(t, "b").unwrap();
+        let (dz, _) = r.add_delivery(t, "z").unwrap();
+        let sending = |bytes| DeliveryState::Sending {
+            bytes,
+            total: Some(1000),
+        };
+        r.set_delivery_state(da, DeliveryState::Offering).unwrap();
+        r.set_delivery_state(da, sending(300)).unwrap();
+        r.set_delivery_state(da, sending(600)).unwrap();
+        r.set_delivery_state(
+            da,
+            DeliveryState::Failed {
+                reason: "connection closed".into(),
+                code: None,
+            },
+        )
+        .unwrap();
+        r.set_delivery_state(db, DeliveryState::Offering).unwrap();
+        r.set_delivery_state(
+            db,
+            DeliveryState::Failed {
+                reason: "file INVITE rejected with 486".into(),
+                code: Some(486),
+            },
+        )
+        .unwrap();
+        r.set_delivery_state(dz, sending(10)).unwrap();
+        r.set_transfer_origin(t, Origin::Participant("z".into()))
+            .unwrap();
+        let a = r.delivery(da).unwrap();
+        assert_eq!((a.confirmed_bytes, a.ended_in), (600, Some("sending")));
+        let mut j = String::new();
+        a.write_json(&mut j, 1000);
+        assert!(
+            j.contains(r#""state":"failed","bytes":600,"total":null"#),
+            "{j}"
+        );
+        assert!(j.contains(r#""ended_in":"sending""#), "{j}");
+        let b = r.delivery(db).unwrap();
+        assert_eq!((b.confirmed_bytes, b.ended_in), (0, Some("offering")));
+        let mut j = String::new();
+        b.write_json(&mut j, 1000);
+        assert!(j.contains(r#""bytes":null"#) && j.contains(r#""code":486,"ended_in":"offering""#));
+        // z leaves while sending: cancelled, with its progress.
+        r.leave("c", "z");
+        let z = r.delivery(dz).unwrap();
+        assert_eq!(z.state, DeliveryState::Cancelled);
+        assert_eq!((z.confirmed_bytes, z.ended_in), (10, Some("sending")));
+        let json = r.transfer(t).unwrap().to_json();
+        assert!(
+            json.contains(r#""via":"participant","sender":"z""#),
+            "{json}"
+        );
+        // History: cancelled transfers stay listed (transfers_of leaves them out).
+        let t2 = r.add_transfer("c", "g.bin", "", None).unwrap();
+        r.cancel_transfer(t2).unwrap();
+        let h: Vec<TransferId> = r.history_of("c").unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(h, vec![t, t2]);
+        assert_eq!(r.transfers_of("c").len(), 1);
+        assert!(r.history_of("nope").is_none());
+        assert_eq!(
+            r.set_transfer_origin(TransferId(99), Origin::Http),
+            Err(RosterError::UnknownTransfer(TransferId(99)))
+        );
     }
 
     #[test]
@@ -1864,6 +2041,8 @@ mod tests {
             created_at_ms: 0,
             updated_at_ms: 0,
             first_byte_at_ms: None,
+            confirmed_bytes: 0,
+            ended_in: None,
         };
         let json = |state| {
             let mut s = String::new();
