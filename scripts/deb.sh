@@ -10,6 +10,8 @@
 #                                               /usr/lib/<multiarch triplet>/kamailio/modules
 #   /usr/bin/msrpcast                           the command-line tool
 #   /usr/share/bash-completion/completions/msrpcast   `msrpcast completions bash`
+#   /usr/share/man/man1/msrpcast.1.gz           the --help of the tool and of each command
+# Two builds of the same tree give the same .deb: files dated by the changelog (SOURCE_DATE_EPOCH).
 #   /usr/share/doc/msrpcast/                    README.md.gz, kamailio-module.md.gz (the module's
 #                                               parameters and RPC commands), http-api.md.gz,
 #                                               tls.md.gz, openapi.json.gz, copyright,
@@ -110,6 +112,40 @@ install -m 755 "$bin" "$pkg/usr/bin/msrpcast"
 strip --remove-section=.comment --remove-section=.note "$pkg/usr/bin/msrpcast"
 "$pkg/usr/bin/msrpcast" completions bash >"$pkg/usr/share/bash-completion/completions/msrpcast"
 chmod 644 "$pkg/usr/share/bash-completion/completions/msrpcast"
+
+# msrpcast(1): the tool's own --help texts (top level and every command) as a manual page.
+man_text() { # plain text for roff: a backslash printed as \e, a leading . or ' behind \&
+    sed -e 's/\\/\\e/g' -e 's/^\([.'"'"']\)/\\\&\1/'
+}
+man=$pkg/usr/share/man/man1/msrpcast.1
+install -d -m 755 "${man%/*}"
+date_man=$(date -u -d "@$(dpkg-parsechangelog -l "$tmpl/changelog" -S Timestamp)" +%Y-%m-%d)
+{
+    echo ".TH MSRPCAST 1 \"$date_man\" \"msrpcast $crate_version\" \"User Commands\""
+    echo '.SH NAME'
+    echo 'msrpcast \- push files to SIP conference participants over MSRP'
+    echo '.SH SYNOPSIS'
+    echo '.B msrpcast'
+    echo '.I COMMAND'
+    echo '[\fIOPTIONS\fR]'
+    echo '.SH DESCRIPTION'
+    echo '.nf'
+    # Wrapped at 72 columns (clap reads COLUMNS): the page's indent still fits 80.
+    COLUMNS=72 "$bin" --help | man_text
+    echo '.fi'
+    for c in send receive serve settings completions; do
+        echo ".SH \"MSRPCAST ${c^^}\""
+        echo '.nf'
+        COLUMNS=72 "$bin" "$c" --help | man_text
+        echo '.fi'
+    done
+    echo '.SH SEE ALSO'
+    echo '.BR kamailio (8),'
+    echo '/usr/share/doc/msrpcast/README.md.gz,'
+    echo '/usr/share/doc/msrpcast/kamailio-module.md.gz'
+} >"$man"
+gzip -9n "$man"
+chmod 644 "$man.gz"
 
 install -m 644 "$tmpl/copyright" "$doc/copyright"
 install -m 644 README.md "$doc/README.md"

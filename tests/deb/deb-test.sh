@@ -63,6 +63,7 @@ for f in copyright changelog.Debian.gz README.md.gz kamailio-module.md.gz http-a
     check "/usr/share/doc/msrpcast/$f" has -rw-r--r-- "/usr/share/doc/msrpcast/$f"
 done
 check "bash completion" has -rw-r--r-- /usr/share/bash-completion/completions/msrpcast
+check "manual page msrpcast(1)" has -rw-r--r-- /usr/share/man/man1/msrpcast.1.gz
 check "every file is owned by root:root" \
     bash -c '! dpkg-deb --contents "$1" | awk "\$2 != \"root/root\"" | grep -q .' _ "$deb"
 
@@ -114,6 +115,15 @@ check "dpkg --verify msrpcast: installed files match the package's md5sums" \
 so=$moddir/msrpcast.so
 check "dpkg -L lists $so and /usr/bin/msrpcast" \
     bash -c 'l=$(dpkg -L msrpcast) && grep -qx "$1" <<<"$l" && grep -qx /usr/bin/msrpcast <<<"$l"' _ "$so"
+# The manual page renders without a warning and shows every command's options.
+if command -v man >/dev/null; then
+    check "man msrpcast renders without warnings and documents send --to" \
+        bash -c 'out=$(MANWIDTH=100 man --warnings -l /usr/share/man/man1/msrpcast.1.gz 2>&1 >/dev/null) &&
+            [[ -z $out ]] || { echo "$out"; exit 1; }
+            MANWIDTH=100 man -l /usr/share/man/man1/msrpcast.1.gz 2>/dev/null | grep -q -- "--to <MSRP_URI>"'
+else
+    echo 'deb-test: man is not installed; the manual page is not rendered (apt-get install man-db)'
+fi
 version=$(/usr/bin/msrpcast --version)
 check "/usr/bin/msrpcast --version: $version" \
     test "$version" == "msrpcast $(dpkg-deb --field "$deb" Version | sed 's/-[^-]*$//')"
