@@ -11,13 +11,13 @@
 #   /usr/bin/msrpcast                           the command-line tool
 #   /usr/share/bash-completion/completions/msrpcast   `msrpcast completions bash`
 #   /usr/share/man/man1/msrpcast.1.gz           the --help of the tool and of each command
-# Two builds of the same tree give the same .deb: files dated by the changelog (SOURCE_DATE_EPOCH).
 #   /usr/share/doc/msrpcast/                    README.md.gz, kamailio-module.md.gz (the module's
 #                                               parameters and RPC commands), http-api.md.gz,
 #                                               tls.md.gz, openapi.json.gz, copyright,
 #                                               changelog.Debian.gz, rust-crates.txt.gz,
 #                                               examples/kamailio.cfg (uncompressed: usable as is
 #                                               with kamailio -f)
+# Two builds of the same tree give the same .deb: files dated by the changelog (SOURCE_DATE_EPOCH).
 #
 # How: a staged tree and the dpkg-dev tools, without debhelper. The templates are in
 # packaging/debian/ (control, changelog, copyright); dpkg-shlibdeps computes ${shlibs:Depends}
