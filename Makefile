@@ -23,7 +23,7 @@ HEADER := include/msrpcast.h
 .PHONY: help test fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
 	kamailio-relay-smoke kamailio-e2e browser-test bench fuzz-smoke demo deps kamailio-src header \
 	kamailio-module install-kamailio-module kamailio-module-format kamailio-module-format-check \
-	kamailio-module-intree soak soak-short
+	kamailio-module-intree soak soak-short deb deb-test
 
 help:
 	@echo 'make test          fmt check, clippy -D warnings, docs, cargo test, header check, bench smoke,'
@@ -42,12 +42,14 @@ help:
 	@echo 'make kamailio-module / install-kamailio-module   build (and install) msrpcast.so'
 	@echo 'make kamailio-module-format[-check]   clang-format the module in Kamailio'"'"'s style'
 	@echo 'make kamailio-module-intree   build it with Kamailio'"'"'s module Makefile (scratch tree)'
+	@echo 'make deb           the Debian package target/deb/msrpcast_<version>_<arch>.deb'
+	@echo 'make deb-test      build it, apt-get install it (root), demo --check on the installed files'
 
 # ---------------------------------------------------------------------------------------------
 # make test
 
 test: fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
-	kamailio-relay-smoke kamailio-e2e soak-short browser-test
+	kamailio-relay-smoke kamailio-e2e soak-short browser-test deb-test
 	@echo 'make test: all suites passed'
 
 fmt-check:
@@ -132,6 +134,11 @@ soak:
 browser-test:
 	tests/browser/run.sh
 
+# The Debian package as an operator gets it: built, installed with apt-get (root), checked, the
+# demo run against the installed module, tool and example cfg, removed again.
+deb-test:
+	tests/deb/deb-test.sh
+
 # ---------------------------------------------------------------------------------------------
 # Benchmarks, fuzzing, demo
 
@@ -173,6 +180,10 @@ kamailio-module:
 
 install-kamailio-module:
 	kamailio-module/build.sh --install
+
+# The Debian package (module, tool, example cfg, docs) from a staged tree: scripts/deb.sh.
+deb:
+	scripts/deb.sh
 
 # The module's C files in Kamailio's style (kamailio-module/.clang-format; needs clang-format).
 kamailio-module-format:

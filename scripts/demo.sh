@@ -5,6 +5,13 @@
 #                              the foreground until Ctrl-C (or SIGTERM), then stops what it started
 #   scripts/demo.sh --check    (or DEMO_NO_WAIT=1) the same, then uploads one small file, checks
 #                              that it reached all three participants' folders, stops; exit 0/1
+#   options (with or without --check):
+#     --bin PATH               the msrpcast tool to run the receivers with (MSRPCAST_BIN)
+#     --module PATH            the msrpcast.so Kamailio loads (MSRPCAST_SO)
+#     --cfg FILE               the Kamailio configuration (DEMO_CFG; default cfg/kamailio.cfg)
+#   e.g. the installed Debian package: scripts/demo.sh --check --bin /usr/bin/msrpcast \
+#     --module "$(dpkg -L msrpcast | grep '/msrpcast\.so$')" \
+#     --cfg /usr/share/doc/msrpcast/examples/kamailio.cfg
 #
 # On a fresh Debian machine run it as root: scripts/install-deps.sh installs Kamailio, sipp and
 # the rest. It then builds the module (`make kamailio-module`) and the msrpcast tool
@@ -19,7 +26,8 @@
 # Environment: DEMO_DIR (default: a new /tmp/msrpcast-demo.XXXXXX; kept after the demo, removed
 # after a passing --check), DEMO_TOKEN (default: a random one), DEMO_HTTP_PORT (default 8088, or a
 # free port when 8088 is taken), CARGO_TARGET_DIR, MSRPCAST_BIN and MSRPCAST_SO (prebuilt
-# msrpcast and msrpcast.so: the install and build steps are skipped).
+# msrpcast and msrpcast.so, like --bin and --module: with both given, the install and build steps
+# are skipped and nothing of the build tree is used), DEMO_CFG (like --cfg).
 # Every process is started by this script and ended by its PID; nothing is killed by name.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,17 +39,39 @@ source "$root/tests/kamailio/e2e/lib.sh"
 
 check_mode=${DEMO_NO_WAIT:-0}
 [[ $check_mode == 0 ]] && check_mode=
-case ${1:-} in
---check) check_mode=1 ;;
-"") ;;
-*) msrpcast_die "usage: scripts/demo.sh [--check]" ;;
-esac
+usage="usage: scripts/demo.sh [--check] [--bin PATH] [--module PATH] [--cfg FILE]"
+while (($#)); do
+    case $1 in
+    --check) check_mode=1 ;;
+    --bin | --module | --cfg)
+        (($# >= 2)) && [[ -n $2 ]] || msrpcast_die "$1 needs a value; $usage"
+        case $1 in
+        --bin) MSRPCAST_BIN=$2 ;;
+        --module) MSRPCAST_SO=$2 ;;
+        --cfg) DEMO_CFG=$2 ;;
+        esac
+        shift
+        ;;
+    -h | --help)
+        sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *) msrpcast_die "unknown argument '$1'; $usage" ;;
+    esac
+    shift
+done
 
 conf=demo # participants call sip:conf-demo@...; CONF_PREFIX "conf-" in cfg/kamailio.cfg
 names=(alice bob carol)
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=${MSRPCAST_BIN:-$target/release/msrpcast}
 module=${MSRPCAST_SO:-$root/kamailio-module/build/msrpcast.so}
+cfg=${DEMO_CFG:-$root/cfg/kamailio.cfg}
+# Relative paths are taken from where the demo was started (it works in the repository root).
+abs() { [[ $1 == /* ]] && printf '%s\n' "$1" || printf '%s\n' "$PWD/$1"; }
+bin=$(abs "$bin")
+module=$(abs "$module")
+cfg=$(abs "$cfg")
 
 say() { printf '%s\n' "$*"; }
 step() { printf '==> %s\n' "$*"; }
@@ -62,6 +92,7 @@ else
 fi
 [[ -x $bin ]] || msrpcast_die "$bin missing"
 [[ -r $module ]] || msrpcast_die "$module missing"
+[[ -r $cfg ]] || msrpcast_die "$cfg missing"
 for t in kamailio sipp kamcmd curl python3; do
     command -v "$t" >/dev/null || msrpcast_die "$t not installed (scripts/install-deps.sh)"
 done
@@ -121,8 +152,9 @@ s.bind(("127.0.0.1", int(sys.argv[1])))' "$want" 2>/dev/null; then
 fi
 token=${DEMO_TOKEN:-demo-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}
 
-step "starting Kamailio (cfg/kamailio.cfg + $module) on SIP 127.0.0.1:$sip_port"
-if ! e2e_start_kamailio "$work/kamailio.log"; then
+step "starting Kamailio ($cfg + $module) on SIP 127.0.0.1:$sip_port"
+# e2e_start_kamailio passes -f cfg/kamailio.cfg first; Kamailio takes the last -f it is given.
+if ! e2e_start_kamailio "$work/kamailio.log" -f "$cfg"; then
     tail -20 "$work/kamailio.log"
     msrpcast_die "Kamailio did not start: see $work/kamailio.log"
 fi
@@ -155,7 +187,7 @@ say
 say "  Upload page:  $url"
 say "  Token:        $token"
 for n in "${names[@]}"; do
-    say "  $(printf '%-15s' "$n's files:")$work/$n/   (named by MSRP Message-ID)"
+    say "  $(printf '%-15s' "$n's files:")$work/$n/   (saved under the offered file name)"
 done
 say
 if [[ -n $http ]]; then
@@ -194,7 +226,9 @@ if [[ -n $check_mode ]]; then
     upload "$conf" "$f"
     for n in "${names[@]}"; do
         if wait_for 60 received_ok "$n" "$sum"; then
-            path=$(awk -v s="$sum" '$1 == "received" && $4 == s {sub(/^([^ ]+ ){4}/, ""); print}' "${recv_out[$n]}" | tail -1)
+            # `received ID BYTES SHA1 PATH`: the path is the rest of the line (it may hold
+            # spaces). cut, not an awk regex interval: Debian's default awk (mawk) has none.
+            path=$(awk -v s="$sum" '$1 == "received" && $4 == s' "${recv_out[$n]}" | tail -1 | cut -d' ' -f5-)
             if [[ -f $path ]] && [[ $(sha1sum "$path" | cut -d' ' -f1) == "$sum" ]]; then
                 say "check: ok   - $n has it: $path"
             else

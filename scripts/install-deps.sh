@@ -25,7 +25,8 @@ CBINDGEN_VERSION=0.29.4
 PACKAGES=(
     kamailio sip-tester iperf3          # Kamailio (incl. msrp.so, kamcmd), sipp, loopback baseline
     kamailio-tls-modules                # tls.so: the msrp relay over TLS (tests/kamailio/run-relay.sh)
-    dpkg-dev xz-utils                   # `apt-get source kamailio` for the module's headers
+    dpkg-dev xz-utils                   # `apt-get source kamailio` for the module's headers;
+                                        # dpkg-shlibdeps, dpkg-gencontrol for `make deb`
     build-essential make gcc pkg-config # the Kamailio module and the C tests
     clang-format                        # kamailio-module/format.sh (Kamailio's C style)
     valgrind                            # C tests under valgrind, instruction counts

@@ -53,6 +53,8 @@ struct Receiver {
     bytes: u64,
     /// Last progress shown (plain lines: per 10 %).
     shown: u64,
+    /// `bytes` moved since progress was last shown (shown at the next PROGRESS_EVERY tick).
+    moved: bool,
 }
 
 pub fn run(a: SendArgs) -> Result<u8, Fail> {
@@ -95,6 +97,7 @@ fn deliver(a: &SendArgs, engine: &Engine, f: &mut std::fs::File, size: u64) -> R
             state: "queued",
             bytes: 0,
             shown: 0,
+            moved: false,
         });
     }
     // Joins are queued; wait until the roster has them all.
@@ -191,12 +194,17 @@ fn deliver(a: &SendArgs, engine: &Engine, f: &mut std::fs::File, size: u64) -> R
                 if state != r.state {
                     r.state = state;
                     r.bytes = bytes;
+                    r.moved = false;
                     show_state(&mut out, i, r, &d.state, size);
                 } else if bytes != r.bytes {
                     r.bytes = bytes;
-                    if show_progress {
-                        show_bytes(&mut out, i, r, size);
-                    }
+                    r.moved = true;
+                }
+                // Bytes that moved between two ticks are shown at the next tick (not only when
+                // they happen to move on the tick itself).
+                if r.moved && show_progress {
+                    r.moved = false;
+                    show_bytes(&mut out, i, r, size);
                 }
             }
             let all_ended = t.deliveries.len() == rx.len()
