@@ -427,7 +427,9 @@ fn too_large_removes_the_partial_spool_file_and_aborts_started_deliveries() {
     let t = snap.transfers.last().expect("the transfer");
     let id = t.id.0;
     let j = wait_transfer(addr, id, Duration::from_secs(10), |j| {
-        !j.contains("\"sending\"") && !j.contains("\"queued\"") && !j.contains("\"connecting\"")
+        !j.contains("\"state\":\"sending\"")
+            && !j.contains("\"state\":\"queued\"")
+            && !j.contains("\"state\":\"connecting\"")
     });
     assert!(j.contains("\"state\":\"too-large\""), "{j}");
     assert_eq!(count(&j, "\"state\":\"done\""), 0, "{j}");
