@@ -44,7 +44,7 @@ EXPECTED_AT_SHUTDOWN = [
 
 LEVEL = re.compile(r"\b(ERROR|CRITICAL|BUG|ALERT|EMERGENCY):")
 OFFER = re.compile(r'engine: delivery (\d+): offering transfer (\d+) to "([^"]*)"')
-DONE = re.compile(r'engine: delivery (\d+): transfer (\d+) delivered to "([^"]*)" \((\d+) bytes\)')
+DONE = re.compile(r'engine: delivery (\d+): transfer (\d+) delivered to "([^"]*)" \((\d+) bytes[,)]')
 ENDED = re.compile(r'engine: delivery (\d+): transfer (\d+) to "([^"]*)" (failed|cancelled): (.*)$')
 FAILED = re.compile(r"engine: delivery (\d+) failed: (.*)$")
 
