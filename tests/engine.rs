@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use msrpcast::config::Config;
 use msrpcast::roster::{DeliveryState, TransferId, TransferState};
-use msrpcast::runtime::receive::{hex, Misbehave, ReceiveServer, Received, Sink};
+use msrpcast::runtime::receive::{hex, ReceiveServer, Received, Sink};
 use msrpcast::runtime::{Engine, EngineError, Signal};
 use sha1::{Digest, Sha1};
 
 mod common;
+use common::misbehave::Misbehave;
 use common::{data, upload, wait_joined};
 
 /// The tests of this file run one at a time: they move gigabytes and one of them compares
@@ -66,7 +67,8 @@ fn engine(name: &str, sets: &[(&str, &str)]) -> (Engine, std::path::PathBuf) {
 
 fn receiver(misbehave: Option<Misbehave>) -> ReceiveServer {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    ReceiveServer::start(addr, "rx", Sink::Discard, true, misbehave, 1).unwrap()
+    let hooks = misbehave.as_ref().map(Misbehave::hooks);
+    ReceiveServer::start(addr, "rx", Sink::Discard, true, hooks, 1).unwrap()
 }
 
 fn next_received(r: &ReceiveServer, secs: u64) -> Received {

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use msrpcast::config::Config;
 use msrpcast::http::HttpServer;
-use msrpcast::runtime::receive::{hex, Misbehave};
+use msrpcast::runtime::receive::hex;
 use msrpcast::runtime::Engine;
 use sha1::{Digest, Sha1};
 
 mod common;
 use common::data;
+use common::misbehave::Misbehave;
 
 use common::http::{connect, read_response, roundtrip, set_all, wait, HttpFix as Fix, Resp, TOKEN};
 

@@ -769,7 +769,7 @@ fn tls_listener_of_the_receiver_gets_the_file() {
         session_id: "rx".into(),
         sink: Sink::Discard,
         hash: true,
-        misbehave: None,
+        hooks: None,
         threads: 1,
         max_message_bytes: 1 << 30,
         tls: Some(tls),

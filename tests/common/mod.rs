@@ -8,6 +8,9 @@ use msrpcast::roster::{DeliveryState, TransferId};
 use msrpcast::runtime::Engine;
 
 pub mod http;
+/// `msrpcast receive --misbehave`'s behaviours, from the tool, for in-process receivers.
+#[path = "../../src/bin/msrpcast/misbehave.rs"]
+pub mod misbehave;
 pub mod proc;
 
 /// Waits until conference `conf` has `n` participants (joins are queued to the engine).
