@@ -20,27 +20,9 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("msrpcast runs")
 }
 
-/// `msrpcast receive` with `args`; returns it, its first line (the URI) and a reader of the rest.
+/// `msrpcast receive` with `extra`; returns it, its first line (the URI) and a reader of the rest.
 fn receiver(dir: &Path, extra: &[&str]) -> (Proc, String, BufReader<std::process::ChildStdout>) {
-    let mut child = bin()
-        .args([
-            "receive",
-            "--listen",
-            "127.0.0.1:0",
-            "--session-id",
-            "cli1",
-            "--dir",
-        ])
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut uri = String::new();
-    out.read_line(&mut uri).unwrap();
-    (Proc(child), uri.trim().to_string(), out)
+    common::proc::receiver("cli1", dir, extra)
 }
 
 fn next_line(r: &mut impl BufRead) -> String {

@@ -24,25 +24,8 @@ const RATES: [u64; 2] = [4_000_000, 6_000_000];
 /// `msrpcast receive` reading at most `rate` bytes/s (so that bars have time to move); returns
 /// it, its URI and a reader of its `received ...` lines.
 fn receiver(dir: &Path, session: &str, rate: u64) -> (Proc, String, BufReader<ChildStdout>) {
-    let mut child = Command::new(bin())
-        .args([
-            "receive",
-            "--listen",
-            "127.0.0.1:0",
-            "--session-id",
-            session,
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .args(["--misbehave", &format!("rate={rate}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut uri = String::new();
-    out.read_line(&mut uri).unwrap();
-    (Proc(child), uri.trim().to_string(), out)
+    let rate = format!("rate={rate}");
+    common::proc::receiver(session, dir, &["--misbehave", &rate])
 }
 
 /// Waits for `child` with a hang guard (not a timing assertion).
