@@ -11,7 +11,9 @@
 # Without either it says so and exits 1 (it is not part of `make test`).
 #
 # The Rust staticlib (libmsrpcast.a, release) is linked into the module, its symbols hidden
-# (--exclude-libs,ALL): FreeSWITCH loads one file and sees only mod_msrpcast_module_interface.
+# (--exclude-libs,ALL): FreeSWITCH loads one file; it exports mod_msrpcast_module_interface and
+# the load/shutdown functions (FreeSWITCH's SWITCH_MODULE_*_FUNCTION macros make them non-static),
+# no msrpcast_* symbol.
 # No -lfreeswitch: the core's symbols resolve from the running freeswitch binary.
 # --install copies the module into FreeSWITCH's module folder (modulesdir, or $prefix/mod).
 set -euo pipefail
@@ -71,9 +73,14 @@ fi
     "$target_dir/release/libmsrpcast.a" -Wl,--exclude-libs,ALL $(sed -n 2p "$native") \
     -lpthread -lm -ldl
 
-# Exactly one visible msrpcast-related entry point: the module interface.
-nm -D --defined-only "$out/mod_msrpcast.so" | grep -q ' mod_msrpcast_module_interface$' ||
+# The visible entry points: the module interface and its load/shutdown functions, nothing else
+# of ours (checked against FreeSWITCH 1.11.1: exactly these three).
+exported=$(nm -D --defined-only "$out/mod_msrpcast.so" | awk '$2 ~ /^[TDBR]$/ {print $3}' | sort)
+[[ $exported == *mod_msrpcast_module_interface* ]] ||
     msrpcast_die "mod_msrpcast_module_interface is not exported"
+unexpected=$(grep -v -x -e mod_msrpcast_module_interface -e mod_msrpcast_load \
+    -e mod_msrpcast_shutdown <<<"$exported" || true)
+[[ -z $unexpected ]] || msrpcast_die "mod_msrpcast.so exports more than its entry points:" $unexpected
 if nm -D --defined-only "$out/mod_msrpcast.so" | grep -q ' msrpcast_'; then
     msrpcast_die "Rust symbols leak out of mod_msrpcast.so"
 fi
