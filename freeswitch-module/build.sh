@@ -15,7 +15,8 @@
 # the load/shutdown functions (FreeSWITCH's SWITCH_MODULE_*_FUNCTION macros make them non-static),
 # no msrpcast_* symbol.
 # No -lfreeswitch: the core's symbols resolve from the running freeswitch binary.
-# --install copies the module into FreeSWITCH's module folder (modulesdir, or $prefix/mod).
+# --install copies the module into FreeSWITCH's module folder (pkg-config's modulesdir; without
+# freeswitch.pc, $prefix/lib/freeswitch/mod or $prefix/mod, whichever holds mod_sofia.so).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -36,7 +37,11 @@ if [[ -n ${FREESWITCH_PREFIX:-} ]]; then
         moddir=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --variable=modulesdir freeswitch)
     elif [[ -f $FREESWITCH_PREFIX/include/freeswitch/switch.h ]]; then
         fs_cflags="-I$FREESWITCH_PREFIX/include/freeswitch"
-        moddir=$FREESWITCH_PREFIX/mod
+        # No freeswitch.pc: the folder that holds mod_sofia.so (a --prefix build keeps modules
+        # in lib/freeswitch/mod; only the default /usr/local/freeswitch layout has mod/).
+        for d in "$FREESWITCH_PREFIX/lib/freeswitch/mod" "$FREESWITCH_PREFIX/mod"; do
+            [[ -f $d/mod_sofia.so ]] && moddir=$d && break
+        done
     else
         msrpcast_die "FREESWITCH_PREFIX=$FREESWITCH_PREFIX has neither lib/pkgconfig/freeswitch.pc nor include/freeswitch/switch.h"
     fi
@@ -87,7 +92,8 @@ fi
 msrpcast_log "built $out/mod_msrpcast.so against $hdr"
 
 if [[ ${1:-} == --install ]]; then
-    [[ -n $moddir ]] || msrpcast_die "no module folder known"
+    [[ -n $moddir && -d $moddir ]] ||
+        msrpcast_die "no FreeSWITCH module folder known (pkg-config modulesdir, or mod_sofia.so in $FREESWITCH_PREFIX/lib/freeswitch/mod or $FREESWITCH_PREFIX/mod)"
     install -m 644 "$out/mod_msrpcast.so" "$moddir/mod_msrpcast.so"
     msrpcast_log "installed into $moddir"
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of mod_msrpcast with an existing FreeSWITCH installation:
 #
-#   FREESWITCH_PREFIX=/usr/local/freeswitch tests/freeswitch/e2e.sh
+#   make freeswitch-e2e FREESWITCH_PREFIX=/usr/local/freeswitch
+#   FREESWITCH_PREFIX=/usr/local/freeswitch tests/freeswitch/e2e.sh      (the same)
 #
 # Without FREESWITCH_PREFIX it prints a "skipped" line and exits 0 (nothing of FreeSWITCH is in
 # this repository, and CI has none). The installation needs bin/freeswitch, bin/fs_cli, the
