@@ -945,7 +945,11 @@ fn chosen_recipients_get_the_file_and_late_joiners_only_room_files() {
     // Refusals first: nothing is created by them.
     let r = upload_to(&mut rec, "?to=room-r1,nobody", b"x");
     assert_eq!(r.status, 400, "{}", r.text());
-    assert!(r.text().contains(r#"no participant \"nobody\""#), "{}", r.text());
+    assert!(
+        r.text().contains(r#"no participant \"nobody\""#),
+        "{}",
+        r.text()
+    );
     let r = upload_to(&mut rec, "?to=", b"x");
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("empty recipient list"), "{}", r.text());
@@ -960,12 +964,17 @@ fn chosen_recipients_get_the_file_and_late_joiners_only_room_files() {
     let done = wait_transfer_done(addr, t_subset, 2);
     assert!(done.contains(r#""to":["room-r1","room-r3"]"#), "{done}");
     for i in [1, 3] {
-        let got = fix.receivers[i].next(Duration::from_secs(20)).expect("chosen one got it");
+        let got = fix.receivers[i]
+            .next(Duration::from_secs(20))
+            .expect("chosen one got it");
         assert_eq!(got.failure, None);
         assert_eq!(got.sha1.as_deref(), Some(subset_sha.as_str()), "r{i}");
     }
     for i in [0, 2] {
-        assert!(fix.receivers[i].next(quiet).is_none(), "r{i} was not chosen");
+        assert!(
+            fix.receivers[i].next(quiet).is_none(),
+            "r{i} was not chosen"
+        );
     }
     // A form's `to` field does the same: a file for r0 only.
     let form = "--XyZ\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\nroom-r0\r\n\
@@ -983,10 +992,15 @@ Content-Type: text/plain\r\n\r\njust for r0\r\n--XyZ--\r\n";
     assert_eq!(r.status, 201, "{}", r.text());
     let t_form = r.transfer();
     wait_transfer_done(addr, t_form, 1);
-    let got = fix.receivers[0].next(Duration::from_secs(20)).expect("r0 got it");
+    let got = fix.receivers[0]
+        .next(Duration::from_secs(20))
+        .expect("r0 got it");
     assert_eq!(got.sha1, Some(hex(&Sha1::digest(b"just for r0"))));
     for i in [1, 2, 3] {
-        assert!(fix.receivers[i].next(quiet).is_none(), "r{i} was not chosen");
+        assert!(
+            fix.receivers[i].next(quiet).is_none(),
+            "r{i} was not chosen"
+        );
     }
 
     // A file for the whole room: all four.
@@ -1006,9 +1020,14 @@ Content-Type: text/plain\r\n\r\njust for r0\r\n--XyZ--\r\n";
     Fix::receivers_keyed(&mut fix, "room", 1, |_| "room-late".into(), None);
     fix.wait_participants("room", 5);
     wait_transfer_done(addr, t_room, 5);
-    let got = fix.receivers[4].next(Duration::from_secs(20)).expect("late joiner");
+    let got = fix.receivers[4]
+        .next(Duration::from_secs(20))
+        .expect("late joiner");
     assert_eq!(got.sha1.as_deref(), Some(room_sha.as_str()));
-    assert!(fix.receivers[4].next(quiet).is_none(), "late joiner got more");
+    assert!(
+        fix.receivers[4].next(quiet).is_none(),
+        "late joiner got more"
+    );
     let roster = fix.engine().roster();
     let who = |t: u64| {
         let mut v: Vec<String> = roster

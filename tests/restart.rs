@@ -248,7 +248,13 @@ fn a_file_for_chosen_participants_keeps_them_after_a_restart() {
             .unwrap();
         wait_joined(&e, "c", 2);
         let mut up = e
-            .upload_to("c", "for-carol.txt", "text/plain", Some(9), Some(&["carol".into()]))
+            .upload_to(
+                "c",
+                "for-carol.txt",
+                "text/plain",
+                Some(9),
+                Some(&["carol".into()]),
+            )
             .unwrap();
         up.append(b"for carol").unwrap();
         up.finish().unwrap();
@@ -280,7 +286,11 @@ fn a_file_for_chosen_participants_keeps_them_after_a_restart() {
             offered.push(target_uri);
         }
     }
-    assert_eq!(offered, ["sip:carol@127.0.0.1:5998"], "offered after the restart");
+    assert_eq!(
+        offered,
+        ["sip:carol@127.0.0.1:5998"],
+        "offered after the restart"
+    );
     let t = e.roster().transfer_ids()[0];
     let tr = e.roster().transfer(t).unwrap();
     assert_eq!(tr.to, Some(vec!["carol".to_string()]));

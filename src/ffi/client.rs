@@ -362,12 +362,7 @@ pub extern "C" fn msrpcast_client_upload_to(
 
 /// Hands an UPLOAD reply to the caller: the JSON to `*json` / `*len` (checked non-NULL), the
 /// engine's result code as the return value.
-fn answer_upload(
-    result: u32,
-    text: String,
-    json: *mut *mut c_char,
-    len: *mut usize,
-) -> FfiResult {
+fn answer_upload(result: u32, text: String, json: *mut *mut c_char, len: *mut usize) -> FfiResult {
     let (ptr, n) = owned_c_string(text)?;
     // SAFETY: json and len were checked non-NULL by the callers and are valid for writes (API
     // contract).

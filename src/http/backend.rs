@@ -304,7 +304,9 @@ impl EngineBackend {
             .opt_str("via", t.origin.as_ref().map(Origin::via))
             .opt_str("sender", t.origin.as_ref().and_then(Origin::sender));
         t.write_to_field(&mut o);
-        o.array("deliveries", &t.deliveries, |out, d| d.write_json(out, t.size));
+        o.array("deliveries", &t.deliveries, |out, d| {
+            d.write_json(out, t.size)
+        });
         o.end();
         out
     }

@@ -85,7 +85,9 @@ fn query_values(head: &RequestHead, name: &str) -> Result<Vec<String>, String> {
 /// each a comma-separated list of participant keys, spaces around a key ignored, repeats kept
 /// (the engine drops them). No value: `None`, the whole room; values naming no key: an error
 /// with its reason (400).
-pub fn recipients<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Option<Vec<String>>, String> {
+pub fn recipients<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<Vec<String>>, String> {
     let mut given = false;
     let mut keys = Vec::new();
     for v in values {
@@ -1075,7 +1077,10 @@ Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n{body
             let req = form("?to=k0", body);
             let r = run_with(req.as_bytes(), piece, Some("T"), None);
             assert!(r.out.starts_with("HTTP/1.1 201 "), "{}", r.out);
-            assert_eq!(r.log.borrow().started[0].to, want(&["k0", "k1", "k2", "k3"]));
+            assert_eq!(
+                r.log.borrow().started[0].to,
+                want(&["k0", "k1", "k2", "k3"])
+            );
         }
         let empty = body.replace("k2,k3", " ").replace("k1", ",");
         let r = run(&form("", &empty), Some("T"));

@@ -1349,8 +1349,8 @@ impl TransferSnapshot {
             .opt_str("sender", self.origin.as_ref().and_then(Origin::sender));
         self.write_to_field(&mut o);
         o.array("deliveries", &self.deliveries, |out, d| {
-                d.write_json(out, self.size)
-            });
+            d.write_json(out, self.size)
+        });
         o.end();
     }
 

@@ -265,7 +265,11 @@ impl<'a> Request<'a> {
                 path,
                 ref to,
             } => {
-                out.push(if to.is_some() { OP_UPLOAD_TO } else { OP_UPLOAD });
+                out.push(if to.is_some() {
+                    OP_UPLOAD_TO
+                } else {
+                    OP_UPLOAD
+                });
                 out.extend_from_slice(&request.to_le_bytes());
                 put_str(out, conference)?;
                 put_str(out, path)?;

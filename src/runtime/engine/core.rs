@@ -319,7 +319,9 @@ impl Core {
                 t.state,
                 TransferState::Complete { .. } | TransferState::Receiving
             );
-            let chosen = t.to.as_ref().is_none_or(|to| to.iter().any(|k| k == participant));
+            let chosen =
+                t.to.as_ref()
+                    .is_none_or(|to| to.iter().any(|k| k == participant));
             if usable
                 && chosen
                 && self.files.contains_key(&t.id)
