@@ -319,7 +319,14 @@ impl Core {
                 t.state,
                 TransferState::Complete { .. } | TransferState::Receiving
             );
-            if usable && self.files.contains_key(&t.id) && self.offers_earlier(t.id, participant) {
+            let chosen =
+                t.to.as_ref()
+                    .is_none_or(|to| to.iter().any(|k| k == participant));
+            if usable
+                && chosen
+                && self.files.contains_key(&t.id)
+                && self.offers_earlier(t.id, participant)
+            {
                 self.deliver(t.id, participant, now);
             }
         }
@@ -347,6 +354,7 @@ impl Core {
             sha1: rec.sha1,
             created_ms: rec.created_ms,
             changed_ms: rec.changed_ms,
+            to: rec.to.clone(),
         };
         let id = match self.shared.roster.restore_transfer(&restored) {
             Ok(id) => id,
@@ -388,7 +396,8 @@ impl Core {
             },
         );
         for p in self.shared.roster.participants(&rec.conference) {
-            if self.offers_earlier(id, &p.key) {
+            let chosen = rec.to.as_ref().is_none_or(|to| to.contains(&p.key));
+            if chosen && self.offers_earlier(id, &p.key) {
                 self.deliver(id, &p.key, now);
             }
         }
@@ -446,6 +455,7 @@ impl Core {
             changed_ms,
             recipients: x.recipients.clone(),
             delivered: x.delivered.clone(),
+            to: t.to,
         };
         self.actions
             .push_back(Action::Record(Box::new(rec), file.clone()));
@@ -594,7 +604,10 @@ impl Core {
             return;
         };
         for p in self.shared.roster.participants(&t.conference) {
-            self.deliver(transfer, &p.key, now);
+            // A file for chosen participants goes to them only.
+            if t.to.as_ref().is_none_or(|to| to.contains(&p.key)) {
+                self.deliver(transfer, &p.key, now);
+            }
         }
     }
 
