@@ -446,7 +446,11 @@ impl Sender {
             return;
         }
         let timeout = self.cfg.transaction_timeout;
-        if self.inflight.front().is_some_and(|e| e.sent + timeout <= now) {
+        if self
+            .inflight
+            .front()
+            .is_some_and(|e| e.sent + timeout <= now)
+        {
             self.fail(408, "transaction timed out".into(), false);
         } else if self.report_deadline.is_some_and(|d| d <= now) {
             self.fail(408, "no success report".into(), false);

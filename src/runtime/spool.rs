@@ -588,7 +588,6 @@ impl SpoolFile {
         self.kept.load(Ordering::Acquire)
     }
 
-
     /// Reads bytes at `offset` into `buf` with a positioned read (no shared cursor, so any
     /// number of readers at once). Never returns bytes at or beyond [`SpoolFile::len`]; returns
     /// 0 at that point. Keeps working after the file was removed.

@@ -509,6 +509,21 @@ impl Engine {
         content_type: &str,
         declared_size: Option<u64>,
     ) -> Result<Upload, EngineError> {
+        self.upload_to(conference, name, content_type, declared_size, None)
+    }
+
+    /// As [`Engine::upload`], for the participants `to` only when given: they alone are offered
+    /// the file, late joiners never. Every key must be a participant now
+    /// (`RosterError::UnknownParticipant` names the first that is not); an empty list is
+    /// `RosterError::NoRecipients`.
+    pub fn upload_to(
+        &self,
+        conference: &str,
+        name: &str,
+        content_type: &str,
+        declared_size: Option<u64>,
+        to: Option<&[String]>,
+    ) -> Result<Upload, EngineError> {
         let conf = self.shared.roster.conference(conference).ok_or_else(|| {
             EngineError::Roster(RosterError::UnknownConference(conference.into()))
         })?;
@@ -523,10 +538,13 @@ impl Engine {
                 )));
             }
         }
-        let transfer =
-            self.shared
-                .roster
-                .add_transfer(conference, name, content_type, declared_size)?;
+        let transfer = self.shared.roster.add_transfer_to(
+            conference,
+            name,
+            content_type,
+            declared_size,
+            to,
+        )?;
         let (writer, file) = match self.spool.create(&transfer.to_string()) {
             Ok(x) => x,
             Err(e) => {
@@ -544,7 +562,13 @@ impl Engine {
         self.logger.log(
             Level::Info,
             "engine",
-            format_args!("transfer {transfer}: upload of {name:?} ({content_type}) to conference {conference:?} started"),
+            format_args!(
+                "transfer {transfer}: upload of {name:?} ({content_type}) to {} of conference {conference:?} started",
+                match to {
+                    Some(keys) => format!("participants {keys:?}"),
+                    None => "every participant".to_owned(),
+                }
+            ),
         );
         Ok(Upload {
             transfer,
