@@ -190,6 +190,8 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(max_finished_transfers)            \
 	X(finished_transfer_ttl_ms)          \
 	X(max_path_uris)                     \
+	X(offer_in_per_participant_per_min)  \
+	X(offer_in_max_sessions)             \
 	X(accept_types)                      \
 	X(success_report)                    \
 	X(bind_empty_send)                   \
