@@ -143,8 +143,8 @@ int msrpcast_offer_in(sip_msg_t *msg, str *conf, str *participant)
 	t = msrpcast_tmb.t_gett();
 	if(t == NULL || t == T_UNDEFINED
 			|| msrpcast_tmb.t_get_reply_totag(msg, &totag) < 0) {
-		LM_ERR("msrpcast_offer_in %.*s: no transaction or to-tag\n",
-				callid.len, callid.s);
+		LM_ERR("msrpcast_offer_in %.*s: no transaction or to-tag\n", callid.len,
+				callid.s);
 		msrpcast_string_free(body);
 		msrpcast_client_offer_in_ended(c, callid.s, (size_t)callid.len);
 		return refuse(msg, 500);
