@@ -254,6 +254,20 @@ fn send_chunk(s: &mut TcpStream, to: &str, tid: &str, start: u64, body: &[u8], t
     s.write_all(&f).unwrap();
 }
 
+/// The bind: an empty SEND first, as msrplib (Blink) and msrpcast do when they connect (a first
+/// frame must fit in msrp_pending_max_bytes).
+fn bind(s: &mut TcpStream, to: &str) {
+    s.write_all(
+        format!(
+            "MSRP bind0001 SEND\r\nTo-Path: {to}\r\nFrom-Path: \
+             msrp://127.0.0.1:9/alicesession;tcp\r\nMessage-ID: b1\r\n\
+             Byte-Range: 1-0/0\r\n-------bind0001$\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_drop_midway_fails_the_transfer_and_removes_the_partial_spool() {
     let dir = tmpdir("drop");
@@ -266,17 +280,7 @@ fn a_drop_midway_fails_the_transfer_and_removes_the_partial_spool() {
     let a = parse_answer(&ans.sdp).unwrap();
     let to = a.path[0].to_string();
     let mut s = TcpStream::connect(e.msrp_addr()).unwrap();
-    // The bind: an empty SEND first, as msrplib (Blink) and msrpcast do when they connect (a
-    // first frame must fit in msrp_pending_max_bytes).
-    s.write_all(
-        format!(
-            "MSRP bind0001 SEND\r\nTo-Path: {to}\r\nFrom-Path: \
-             msrp://127.0.0.1:9/alicesession;tcp\r\nMessage-ID: b1\r\n\
-             Byte-Range: 1-0/0\r\n-------bind0001$\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    bind(&mut s, &to);
     let chunk = data(100 * 1024, 5);
     send_chunk(&mut s, &to, "tid00001", 1, &chunk, total);
     send_chunk(&mut s, &to, "tid00002", 102_401, &chunk, total);
@@ -328,6 +332,50 @@ fn a_drop_midway_fails_the_transfer_and_removes_the_partial_spool() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    e.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bye_while_the_file_arrives_fails_the_transfer() {
+    let dir = tmpdir("bye");
+    let e = engine(&dir, &[]);
+    let _room = room(&e);
+    let total: u64 = 1 << 20;
+    let ans = e
+        .offer_in("c", ALICE, "bye-dialog", &push_offer(total, "bye.bin"))
+        .unwrap();
+    let to = parse_answer(&ans.sdp).unwrap().path[0].to_string();
+    let mut s = TcpStream::connect(e.msrp_addr()).unwrap();
+    bind(&mut s, &to);
+    let chunk = data(64 * 1024, 9);
+    send_chunk(&mut s, &to, "tid00001", 1, &chunk, total);
+    let t0 = Instant::now();
+    while e.roster().transfer(ans.transfer).unwrap().size < 65_536 {
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(e.offer_in_ended("bye-dialog"));
+    let t0 = Instant::now();
+    let reason = loop {
+        if let TransferState::Aborted { reason } = e.roster().transfer(ans.transfer).unwrap().state
+        {
+            break reason;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(reason.contains("BYE"), "{reason}");
+    // The engine closed the participant's connection.
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 4096];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break true,
+            Ok(_) => {}
+        }
+    };
+    assert!(closed);
     e.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

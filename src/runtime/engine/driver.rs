@@ -453,7 +453,6 @@ impl Driver {
                 return;
             }
         }
-        let now = Instant::now();
         let idle = Duration::from_millis(self.cfg.transaction_timeout_ms.saturating_mul(2));
         let conn = super::incoming::IncomingConn::new(
             slot,
@@ -463,7 +462,6 @@ impl Driver {
             self.sessions.clone(),
             self.logger.clone(),
             idle,
-            now,
         );
         self.io.add(Guarded::new(
             Box::new(conn),

@@ -72,8 +72,8 @@ impl IncomingConn {
         sessions: Arc<Sessions>,
         logger: Logger,
         idle: Duration,
-        now: Instant,
     ) -> IncomingConn {
+        let now = Instant::now();
         let Slot {
             dialog,
             transfer,

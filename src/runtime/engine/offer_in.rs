@@ -187,7 +187,7 @@ impl Sessions {
     }
 
     /// Sessions whose participant did not connect in time, removed.
-    pub(super) fn expire(&self, now: Instant) -> Vec<Box<Slot>> {
+    pub(super) fn expire(&self, now: Instant) -> Vec<Slot> {
         let mut inner = self.inner.lock();
         let late: Vec<String> = inner
             .by_dialog
@@ -200,7 +200,7 @@ impl Sessions {
             if let Some(s) = inner.by_dialog.remove(&d) {
                 inner.by_session.remove(&s.session_id);
                 if let State::Waiting { slot, .. } = s.state {
-                    out.push(slot);
+                    out.push(*slot);
                 }
             }
         }
