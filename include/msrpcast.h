@@ -577,6 +577,26 @@ msrpcast_result msrpcast_client_upload_file(struct msrpcast_client *c,
                                             size_t path_len);
 
 /**
+ * As `msrpcast_client_upload`, for chosen participants only (as
+ * `msrpcast_engine_upload_file_to`): `to` holds `to_count` (1 or more) participant keys,
+ * `to_lens` their lengths. A key that is not a participant of the conference gives
+ * `MSRPCAST_ERR_INVALID_VALUE` with `{"error":"no participant \"<key>\" in conference …"}`;
+ * `to_count` 0 gives `MSRPCAST_ERR_INVALID_VALUE` without asking the engine (`*json`
+ * unchanged). The keys travel in the one control message (`MSRPCAST_MAX_MESSAGE_BYTES`).
+ */
+msrpcast_result msrpcast_client_upload_to(struct msrpcast_client *c,
+                                          const char *conf,
+                                          size_t conf_len,
+                                          const char *path,
+                                          size_t path_len,
+                                          const char *const *to,
+                                          const size_t *to_lens,
+                                          size_t to_count,
+                                          uint32_t timeout_ms,
+                                          char **json,
+                                          size_t *len);
+
+/**
  * The text of the last error of `msrpcast_config_set`, `msrpcast_config_validate` or
  * `msrpcast_engine_start` on this config (empty after a success), e.g. `invalid value for
  * chunk_bytes: must be between 1 and 1048576, got 0`. The byte at `(*msg)[*len]` is a NUL.
@@ -797,6 +817,24 @@ msrpcast_result msrpcast_engine_upload_file(struct msrpcast_engine *e,
                                             const char *path,
                                             size_t path_len,
                                             uint64_t *transfer);
+
+/**
+ * As `msrpcast_engine_upload_file`, for chosen participants only: `to` holds `to_count` (1 or
+ * more) participant keys, `to_lens` their lengths (not NUL-terminated, UTF-8), each a key as
+ * the conference lists it. Only they are offered the file, and participants who join later
+ * never are. A key that is not a participant of the conference now, or `to_count` 0, gives
+ * `MSRPCAST_ERR_INVALID_VALUE` (the reason is logged) and no transfer; a repeated key counts
+ * once.
+ */
+msrpcast_result msrpcast_engine_upload_file_to(struct msrpcast_engine *e,
+                                               const char *conf,
+                                               size_t conf_len,
+                                               const char *path,
+                                               size_t path_len,
+                                               const char *const *to,
+                                               const size_t *to_lens,
+                                               size_t to_count,
+                                               uint64_t *transfer);
 
 /**
  * Runs the API command `msrpcast <cmd>` (`status`, `conferences`, `transfers`, `counters`,

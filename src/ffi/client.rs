@@ -303,21 +303,78 @@ pub extern "C" fn msrpcast_client_upload(
                 request,
                 conference,
                 path,
+                to: None,
             },
             Duration::from_millis(timeout_ms.into()),
         )?;
-        let (ptr, n) = owned_c_string(text)?;
-        // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
-        unsafe {
-            write_out(json, ptr);
-            write_out(len, n);
-        }
-        if result == MSRPCAST_OK as u32 {
-            Ok(())
-        } else {
-            Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO))
-        }
+        answer_upload(result, text, json, len)
     })
+}
+
+/// As `msrpcast_client_upload`, for chosen participants only (as
+/// `msrpcast_engine_upload_file_to`): `to` holds `to_count` (1 or more) participant keys,
+/// `to_lens` their lengths. A key that is not a participant of the conference gives
+/// `MSRPCAST_ERR_INVALID_VALUE` with `{"error":"no participant \"<key>\" in conference …"}`;
+/// `to_count` 0 gives `MSRPCAST_ERR_INVALID_VALUE` without asking the engine (`*json`
+/// unchanged). The keys travel in the one control message (`MSRPCAST_MAX_MESSAGE_BYTES`).
+#[no_mangle]
+pub extern "C" fn msrpcast_client_upload_to(
+    c: *mut msrpcast_client,
+    conf: *const c_char,
+    conf_len: usize,
+    path: *const c_char,
+    path_len: usize,
+    to: *const *const c_char,
+    to_lens: *const usize,
+    to_count: usize,
+    timeout_ms: u32,
+    json: *mut *mut c_char,
+    len: *mut usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: c is NULL or a live client handle (API contract).
+        let c = unsafe { handle(c) }?;
+        // SAFETY: conf is NULL or points to conf_len readable bytes (API contract).
+        let conference = unsafe { nonempty_arg(conf, conf_len) }?;
+        // SAFETY: path is NULL or points to path_len readable bytes (API contract).
+        let path = unsafe { nonempty_arg(path, path_len) }?;
+        // SAFETY: to and to_lens are NULL or hold to_count readable elements, each key
+        // to_lens[i] readable bytes (API contract).
+        let keys = unsafe { keys_arg(to, to_lens, to_count) }?;
+        out_arg(json)?;
+        out_arg(len)?;
+        if timeout_ms == 0 {
+            return Err(MSRPCAST_ERR_INVALID_VALUE);
+        }
+        let (result, text) = ask(
+            c,
+            |request| Request::Upload {
+                request,
+                conference,
+                path,
+                to: Some(keys),
+            },
+            Duration::from_millis(timeout_ms.into()),
+        )?;
+        answer_upload(result, text, json, len)
+    })
+}
+
+/// Hands an UPLOAD reply to the caller: the JSON to `*json` / `*len` (checked non-NULL), the
+/// engine's result code as the return value.
+fn answer_upload(result: u32, text: String, json: *mut *mut c_char, len: *mut usize) -> FfiResult {
+    let (ptr, n) = owned_c_string(text)?;
+    // SAFETY: json and len were checked non-NULL by the callers and are valid for writes (API
+    // contract).
+    unsafe {
+        write_out(json, ptr);
+        write_out(len, n);
+    }
+    if result == MSRPCAST_OK as u32 {
+        Ok(())
+    } else {
+        Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO))
+    }
 }
 
 /// As `msrpcast_engine_reload_tls`, through the control socket, with the outcome: the engine

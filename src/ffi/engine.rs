@@ -120,17 +120,32 @@ impl msrpcast_engine {
 
     /// What `msrpcast_engine_upload_file` does: the new transfer's id.
     pub(super) fn upload_file(&self, conference: &str, path: &str) -> Result<u64, msrpcast_result> {
+        self.upload_file_to(conference, path, None)
+    }
+
+    /// What `msrpcast_engine_upload_file_to` does (`to`: the chosen participants).
+    pub(super) fn upload_file_to(
+        &self,
+        conference: &str,
+        path: &str,
+        to: Option<&[String]>,
+    ) -> Result<u64, msrpcast_result> {
         let conference = nonempty(conference)?;
         let path = nonempty(path)?;
         let id = self.with(|r| {
             self.uploads
-                .start(&r.engine, conference, Path::new(path))
+                .start_to(&r.engine, conference, Path::new(path), to)
                 .map_err(|err| {
-                    if let UploadFileError::Forbidden(why) = &err {
-                        r.engine.logger().warn(
+                    match &err {
+                        UploadFileError::Forbidden(why) => r.engine.logger().warn(
                             "control",
                             format_args!("upload of a local file to {conference:?} refused: {why}"),
-                        );
+                        ),
+                        UploadFileError::Engine(e) if to.is_some() => r.engine.logger().info(
+                            "control",
+                            format_args!("upload of a local file to {conference:?} refused: {e}"),
+                        ),
+                        _ => {}
                     }
                     upload_code(&err)
                 })
@@ -480,6 +495,44 @@ pub extern "C" fn msrpcast_engine_upload_file(
         // SAFETY: path is NULL or points to path_len readable bytes (API contract).
         let path = unsafe { str_arg(path, path_len) }?;
         let id = e.upload_file(conf, path)?;
+        if !transfer.is_null() {
+            // SAFETY: transfer is non-NULL and valid for writes (API contract).
+            unsafe { write_out(transfer, id) };
+        }
+        Ok(())
+    })
+}
+
+/// As `msrpcast_engine_upload_file`, for chosen participants only: `to` holds `to_count` (1 or
+/// more) participant keys, `to_lens` their lengths (not NUL-terminated, UTF-8), each a key as
+/// the conference lists it. Only they are offered the file, and participants who join later
+/// never are. A key that is not a participant of the conference now, or `to_count` 0, gives
+/// `MSRPCAST_ERR_INVALID_VALUE` (the reason is logged) and no transfer; a repeated key counts
+/// once.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_upload_file_to(
+    e: *mut msrpcast_engine,
+    conf: *const c_char,
+    conf_len: usize,
+    path: *const c_char,
+    path_len: usize,
+    to: *const *const c_char,
+    to_lens: *const usize,
+    to_count: usize,
+    transfer: *mut u64,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: conf is NULL or points to conf_len readable bytes (API contract).
+        let conf = unsafe { str_arg(conf, conf_len) }?;
+        // SAFETY: path is NULL or points to path_len readable bytes (API contract).
+        let path = unsafe { str_arg(path, path_len) }?;
+        // SAFETY: to and to_lens are NULL or hold to_count readable elements, each key
+        // to_lens[i] readable bytes (API contract).
+        let keys = unsafe { keys_arg(to, to_lens, to_count) }?;
+        let keys: Vec<String> = keys.into_iter().map(str::to_owned).collect();
+        let id = e.upload_file_to(conf, path, Some(&keys))?;
         if !transfer.is_null() {
             // SAFETY: transfer is non-NULL and valid for writes (API contract).
             unsafe { write_out(transfer, id) };

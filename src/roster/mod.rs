@@ -106,6 +106,8 @@ pub enum RosterError {
     },
     UnknownTransfer(TransferId),
     UnknownDelivery(DeliveryId),
+    /// A file for chosen participants with none chosen.
+    NoRecipients,
 }
 
 impl fmt::Display for RosterError {
@@ -140,6 +142,7 @@ impl fmt::Display for RosterError {
             }
             RosterError::UnknownTransfer(t) => write!(f, "unknown transfer {t}"),
             RosterError::UnknownDelivery(d) => write!(f, "unknown delivery {d}"),
+            RosterError::NoRecipients => f.write_str("no recipient chosen (empty list)"),
         }
     }
 }
@@ -190,6 +193,8 @@ pub struct RestoredTransfer {
     pub created_ms: u64,
     /// When it last changed before the restart (what pruning ages by).
     pub changed_ms: u64,
+    /// The participants it was sent to, when not the whole room (see [`TransferSnapshot::to`]).
+    pub to: Option<Vec<String>>,
 }
 
 /// The upload side of a transfer.
@@ -329,6 +334,9 @@ pub struct TransferSnapshot {
     /// How the file came in and who sent it, when the producer said so
     /// ([`Roster::set_transfer_origin`]); `None` when unknown.
     pub origin: Option<Origin>,
+    /// The participant keys the file is for, when its producer chose them
+    /// ([`Roster::add_transfer_to`]); `None`: the whole room, late joiners included.
+    pub to: Option<Vec<String>>,
     /// In creation order.
     pub deliveries: Vec<DeliverySnapshot>,
 }
@@ -410,6 +418,8 @@ struct Transfer {
     created_at_ms: u64,
     updated_at_ms: u64,
     origin: Option<Origin>,
+    /// Chosen recipients (`None`: the whole room).
+    to: Option<Vec<String>>,
     /// In creation order; at most one per participant key.
     deliveries: Vec<DeliveryId>,
 }
@@ -663,6 +673,21 @@ impl Roster {
         content_type: &str,
         declared_size: Option<u64>,
     ) -> Result<TransferId, RosterError> {
+        self.add_transfer_to(conference, name, content_type, declared_size, None)
+    }
+
+    /// As [`Roster::add_transfer`], for the participants `to` only when given (keys as listed
+    /// by the conference; a repeated key counts once). Every key must be a participant now
+    /// ([`RosterError::UnknownParticipant`] names the first that is not) and the list must not
+    /// be empty ([`RosterError::NoRecipients`]).
+    pub fn add_transfer_to(
+        &self,
+        conference: &str,
+        name: &str,
+        content_type: &str,
+        declared_size: Option<u64>,
+        to: Option<&[String]>,
+    ) -> Result<TransferId, RosterError> {
         let max = self.limits.max_string_bytes;
         check("file name", name, max, true)?;
         check("content type", content_type, max, true)?;
@@ -673,6 +698,25 @@ impl Roster {
             .conferences
             .get(conference)
             .ok_or_else(|| RosterError::UnknownConference(conference.to_owned()))?;
+        let to = match to {
+            None => None,
+            Some([]) => return Err(RosterError::NoRecipients),
+            Some(keys) => {
+                let mut chosen: Vec<String> = Vec::new();
+                for k in keys {
+                    if !conf.participants.contains_key(k) {
+                        return Err(RosterError::UnknownParticipant {
+                            conference: conference.to_owned(),
+                            key: k.clone(),
+                        });
+                    }
+                    if !chosen.contains(k) {
+                        chosen.push(k.clone());
+                    }
+                }
+                Some(chosen)
+            }
+        };
         let counted: Vec<TransferId> = conf
             .transfers
             .iter()
@@ -717,6 +761,7 @@ impl Roster {
                 created_at_ms: now,
                 updated_at_ms: now,
                 origin: None,
+                to,
                 deliveries: Vec::new(),
             },
         );
@@ -791,6 +836,7 @@ impl Roster {
                 deliveries: Vec::new(),
                 // Where it came from is not in the record: unknown after a restart.
                 origin: None,
+                to: r.to.clone(),
             },
         );
         Ok(id)
@@ -1202,6 +1248,7 @@ fn transfer_snapshot(inner: &Inner, id: TransferId, t: &Transfer) -> TransferSna
         created_at_ms: t.created_at_ms,
         updated_at_ms: t.updated_at_ms,
         origin: t.origin.clone(),
+        to: t.to.clone(),
         deliveries: t
             .deliveries
             .iter()
@@ -1309,10 +1356,11 @@ impl TransferSnapshot {
             .u64("created_at_ms", self.created_at_ms)
             .u64("updated_at_ms", self.updated_at_ms)
             .opt_str("via", self.origin.as_ref().map(Origin::via))
-            .opt_str("sender", self.origin.as_ref().and_then(Origin::sender))
-            .array("deliveries", &self.deliveries, |out, d| {
-                d.write_json(out, self.size)
-            });
+            .opt_str("sender", self.origin.as_ref().and_then(Origin::sender));
+        self.write_to_field(&mut o);
+        o.array("deliveries", &self.deliveries, |out, d| {
+            d.write_json(out, self.size)
+        });
         o.end();
     }
 
@@ -1320,6 +1368,14 @@ impl TransferSnapshot {
         let mut s = String::new();
         self.write_json(&mut s);
         s
+    }
+
+    /// The `"to"` field: the chosen participant keys, or `null` for the whole room.
+    pub fn write_to_field(&self, o: &mut json::Object<'_>) {
+        match &self.to {
+            Some(keys) => o.array("to", keys, |out, k| json::push_str(out, k)),
+            None => o.null("to"),
+        };
     }
 }
 
@@ -1585,7 +1641,44 @@ mod tests {
             sha1: [1; 20],
             created_ms: changed_ms,
             changed_ms,
+            to: None,
         }
+    }
+
+    /// A file for chosen participants: every key must be a participant, the list not empty;
+    /// the choice shows as `to` (repeats dropped), `null` for the whole room, and survives a
+    /// restore.
+    #[test]
+    fn chosen_recipients_are_checked_and_shown() {
+        let (r, _) = roster();
+        for k in ["a", "b", "c"] {
+            r.join("c", k, "sip:x", None).unwrap();
+        }
+        let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            r.add_transfer_to("c", "f", "t", None, Some(&keys(&["a", "zed"]))),
+            Err(RosterError::UnknownParticipant {
+                conference: "c".into(),
+                key: "zed".into()
+            })
+        );
+        assert_eq!(
+            r.add_transfer_to("c", "f", "t", None, Some(&[])),
+            Err(RosterError::NoRecipients)
+        );
+        assert!(r.transfers_of("c").is_empty(), "a refusal adds nothing");
+        let t = r
+            .add_transfer_to("c", "f", "t", None, Some(&keys(&["c", "a", "c"])))
+            .unwrap();
+        let snap = r.transfer(t).unwrap();
+        assert_eq!(snap.to, Some(keys(&["c", "a"])));
+        assert!(snap.to_json().contains(r#""to":["c","a"],"deliveries""#));
+        let all = r.add_transfer("c", "g", "t", None).unwrap();
+        assert!(r.transfer(all).unwrap().to_json().contains(r#""to":null"#));
+        let mut rt = restored("c", 5);
+        rt.to = Some(keys(&["b"]));
+        let back = r.restore_transfer(&rt).unwrap();
+        assert_eq!(r.transfer(back).unwrap().to, Some(keys(&["b"])));
     }
 
     /// Files restored after a restart wait for their conference's first join, count against
@@ -1926,7 +2019,7 @@ mod tests {
                 r#"{"transfers":[{"id":1,"conference":"conf-1","name":"a\nb.txt","#,
                 r#""content_type":"text/plain","size":50,"declared_size":null,"#,
                 r#""state":"receiving","reason":null,"sha1":null,"created_at_ms":1000,"#,
-                r#""updated_at_ms":1000,"via":null,"sender":null,"deliveries":["#,
+                r#""updated_at_ms":1000,"via":null,"sender":null,"to":null,"deliveries":["#,
                 r#"{"id":1,"participant":"k1","state":"sending","bytes":25,"total":200,"#,
                 r#""percent":12,"reason":null,"code":null,"ended_in":null,"created_at_ms":1000,"#,
                 r#""updated_at_ms":1000,"first_byte_at_ms":1000},"#,

@@ -17,9 +17,11 @@
 //! 8 UPLOAD_FILE conference:string path:string   (spools a local file; see FileUploads)
 //! 9 UPLOAD      request:u32 conference:string path:string   (as UPLOAD_FILE, answered)
 //! 10 RELOAD_TLS request:u32                     (re-reads the TLS files, answered)
-//! 11 OFFER_IN   request:u32 conference:string participant:string dialog:string sdp:string
+//! 11 UPLOAD_TO  request:u32 conference:string path:string count:u32 key:string{count}
+//!                                               (as UPLOAD, for these participants only)
+//! 12 OFFER_IN   request:u32 conference:string participant:string dialog:string sdp:string
 //!                                               (a participant's push offer, answered)
-//! 12 OFFER_IN_ENDED dialog:string               (the push offer's dialog ended: BYE)
+//! 13 OFFER_IN_ENDED dialog:string               (the push offer's dialog ended: BYE)
 //! ```
 //!
 //! The reply to OFFER_IN is one part with result 0 whose payload is text, not JSON:
@@ -61,8 +63,9 @@ pub const OP_STATUS: u8 = 7;
 pub const OP_UPLOAD_FILE: u8 = 8;
 pub const OP_UPLOAD: u8 = 9;
 pub const OP_RELOAD_TLS: u8 = 10;
-pub const OP_OFFER_IN: u8 = 11;
-pub const OP_OFFER_IN_ENDED: u8 = 12;
+pub const OP_UPLOAD_TO: u8 = 11;
+pub const OP_OFFER_IN: u8 = 12;
+pub const OP_OFFER_IN_ENDED: u8 = 13;
 pub const OP_STATUS_REPLY: u8 = 0x87;
 
 /// `what` of a status request.
@@ -106,11 +109,13 @@ pub enum Request<'a> {
         conference: &'a str,
         path: &'a str,
     },
-    /// UPLOAD_FILE with an answer (the transfer id) to the requester.
+    /// UPLOAD_FILE with an answer (the transfer id) to the requester; with `to`, for those
+    /// participants only (UPLOAD_TO on the wire).
     Upload {
         request: u32,
         conference: &'a str,
         path: &'a str,
+        to: Option<Vec<&'a str>>,
     },
     /// Re-read the TLS certificates and keys; answered with the outcome.
     ReloadTls {
@@ -280,11 +285,26 @@ impl<'a> Request<'a> {
                 request,
                 conference,
                 path,
+                ref to,
             } => {
-                out.push(OP_UPLOAD);
+                out.push(if to.is_some() {
+                    OP_UPLOAD_TO
+                } else {
+                    OP_UPLOAD
+                });
                 out.extend_from_slice(&request.to_le_bytes());
                 put_str(out, conference)?;
                 put_str(out, path)?;
+                if let Some(keys) = to {
+                    let n = u32::try_from(keys.len()).map_err(|_| WireError::TooLong)?;
+                    out.extend_from_slice(&n.to_le_bytes());
+                    for k in keys {
+                        put_str(out, k)?;
+                        if out.len() > MAX_MESSAGE_BYTES {
+                            return Err(WireError::TooLong);
+                        }
+                    }
+                }
             }
             Request::ReloadTls { request } => {
                 out.push(OP_RELOAD_TLS);
@@ -364,7 +384,25 @@ impl<'a> Request<'a> {
                 request: r.u32()?,
                 conference: r.str()?,
                 path: r.str()?,
+                to: None,
             },
+            OP_UPLOAD_TO => {
+                let request = r.u32()?;
+                let conference = r.str()?;
+                let path = r.str()?;
+                let n = r.u32()?;
+                // Not allocated by `n`: each key takes at least 4 bytes of the datagram.
+                let mut keys = Vec::new();
+                for _ in 0..n {
+                    keys.push(r.str()?);
+                }
+                Request::Upload {
+                    request,
+                    conference,
+                    path,
+                    to: Some(keys),
+                }
+            }
             OP_RELOAD_TLS => Request::ReloadTls { request: r.u32()? },
             OP_OFFER_IN => Request::OfferIn {
                 request: r.u32()?,
@@ -470,6 +508,13 @@ mod tests {
                 request: 9,
                 conference: "conf",
                 path: "/tmp/ä",
+                to: None,
+            },
+            Request::Upload {
+                request: 10,
+                conference: "conf",
+                path: "/tmp/x",
+                to: Some(vec!["alice", "bö b"]),
             },
             Request::ReloadTls { request: 11 },
             Request::OfferIn {

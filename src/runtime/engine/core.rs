@@ -319,7 +319,14 @@ impl Core {
                 t.state,
                 TransferState::Complete { .. } | TransferState::Receiving
             );
-            if usable && self.files.contains_key(&t.id) && self.offers_earlier(t.id, participant) {
+            let chosen =
+                t.to.as_ref()
+                    .is_none_or(|to| to.iter().any(|k| k == participant));
+            if usable
+                && chosen
+                && self.files.contains_key(&t.id)
+                && self.offers_earlier(t.id, participant)
+            {
                 self.deliver(t.id, participant, now);
             }
         }
@@ -347,6 +354,7 @@ impl Core {
             sha1: rec.sha1,
             created_ms: rec.created_ms,
             changed_ms: rec.changed_ms,
+            to: rec.to.clone(),
         };
         let id = match self.shared.roster.restore_transfer(&restored) {
             Ok(id) => id,
@@ -388,7 +396,8 @@ impl Core {
             },
         );
         for p in self.shared.roster.participants(&rec.conference) {
-            if self.offers_earlier(id, &p.key) {
+            let chosen = rec.to.as_ref().is_none_or(|to| to.contains(&p.key));
+            if chosen && self.offers_earlier(id, &p.key) {
                 self.deliver(id, &p.key, now);
             }
         }
@@ -446,6 +455,7 @@ impl Core {
             changed_ms,
             recipients: x.recipients.clone(),
             delivered: x.delivered.clone(),
+            to: t.to,
         };
         self.actions
             .push_back(Action::Record(Box::new(rec), file.clone()));
@@ -594,7 +604,10 @@ impl Core {
             return;
         };
         for p in self.shared.roster.participants(&t.conference) {
-            self.deliver(transfer, &p.key, now);
+            // A file for chosen participants goes to them only.
+            if t.to.as_ref().is_none_or(|to| to.contains(&p.key)) {
+                self.deliver(transfer, &p.key, now);
+            }
         }
     }
 
@@ -767,6 +780,9 @@ impl Core {
                 DeliveryState::Done
             }
             DeliveryOutcome::Failed { code, reason } => {
+                // The roster keeps the bytes of the last progress copy (every tick): give it the
+                // I/O thread's final count, so "failed after N bytes" is exact.
+                self.publish_progress_of(d, &l, true);
                 // Cancelled, or forgotten: its conference ended meanwhile (the last participant
                 // left), which cancelled it too.
                 let cancelled = self
@@ -815,24 +831,31 @@ impl Core {
 
     fn publish_progress(&self) {
         for (d, l) in &self.live {
-            if !l.on_io || l.progress.phase.load(Ordering::Acquire) != PHASE_SENDING {
-                continue;
-            }
-            let bytes = l.progress.acked.load(Ordering::Acquire);
-            let total = match self.files.get(&l.transfer).map(|f| f.state()) {
-                Some(SpoolState::Complete { size, .. }) => Some(size),
-                _ => None,
-            };
-            let _ = self
-                .shared
-                .roster
-                .set_delivery_state(*d, DeliveryState::Sending { bytes, total });
+            self.publish_progress_of(*d, l, false);
         }
         for (t, f) in &self.files {
             if matches!(f.state(), SpoolState::Writing) {
                 let _ = self.shared.roster.set_transfer_size(*t, f.len());
             }
         }
+    }
+
+    /// Copies one delivery's acknowledged byte count to the roster: while it is sending, or
+    /// (`last`) once its I/O thread finished it with bytes confirmed.
+    fn publish_progress_of(&self, d: DeliveryId, l: &Live, last: bool) {
+        let bytes = l.progress.acked.load(Ordering::Acquire);
+        let sending = l.progress.phase.load(Ordering::Acquire) == PHASE_SENDING;
+        if !l.on_io || !(sending || last && bytes > 0) {
+            return;
+        }
+        let total = match self.files.get(&l.transfer).map(|f| f.state()) {
+            Some(SpoolState::Complete { size, .. }) => Some(size),
+            _ => None,
+        };
+        let _ = self
+            .shared
+            .roster
+            .set_delivery_state(d, DeliveryState::Sending { bytes, total });
     }
 
     /// Finished transfers the roster forgot (age, count, cancelled): their spool files go.

@@ -518,10 +518,25 @@ impl Engine {
         content_type: &str,
         declared_size: Option<u64>,
     ) -> Result<Upload, EngineError> {
-        self.start_upload(conference, name, content_type, declared_size, None)
+        self.upload_to(conference, name, content_type, declared_size, None)
     }
 
-    /// [`Engine::upload`] with the file's origin known before any participant is offered it
+    /// As [`Engine::upload`], for the participants `to` only when given: they alone are offered
+    /// the file, late joiners never. Every key must be a participant now
+    /// (`RosterError::UnknownParticipant` names the first that is not); an empty list is
+    /// `RosterError::NoRecipients`.
+    pub fn upload_to(
+        &self,
+        conference: &str,
+        name: &str,
+        content_type: &str,
+        declared_size: Option<u64>,
+        to: Option<&[String]>,
+    ) -> Result<Upload, EngineError> {
+        self.start_upload(conference, name, content_type, declared_size, to, None)
+    }
+
+    /// [`Engine::upload_to`] with the file's origin known before any participant is offered it
     /// (a participant's own file is never offered back to it).
     fn start_upload(
         &self,
@@ -529,6 +544,7 @@ impl Engine {
         name: &str,
         content_type: &str,
         declared_size: Option<u64>,
+        to: Option<&[String]>,
         origin: Option<Origin>,
     ) -> Result<Upload, EngineError> {
         let conf = self.shared.roster.conference(conference).ok_or_else(|| {
@@ -545,10 +561,13 @@ impl Engine {
                 )));
             }
         }
-        let transfer =
-            self.shared
-                .roster
-                .add_transfer(conference, name, content_type, declared_size)?;
+        let transfer = self.shared.roster.add_transfer_to(
+            conference,
+            name,
+            content_type,
+            declared_size,
+            to,
+        )?;
         if let Some(o) = origin {
             self.shared.roster.set_transfer_origin(transfer, o)?;
         }
@@ -569,7 +588,13 @@ impl Engine {
         self.logger.log(
             Level::Info,
             "engine",
-            format_args!("transfer {transfer}: upload of {name:?} ({content_type}) to conference {conference:?} started"),
+            format_args!(
+                "transfer {transfer}: upload of {name:?} ({content_type}) to {} of conference {conference:?} started",
+                match to {
+                    Some(keys) => format!("participants {keys:?}"),
+                    None => "every participant".to_owned(),
+                }
+            ),
         );
         Ok(Upload {
             transfer,

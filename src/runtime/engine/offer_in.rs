@@ -351,6 +351,7 @@ impl Engine {
                 &offer.name,
                 &offer.content_type,
                 Some(offer.size),
+                None,
                 Some(Origin::Participant(who.key.clone())),
             )
             .map_err(|e| match e {
