@@ -328,6 +328,12 @@ settings! {
     finished_transfer_ttl_ms: u64 = 86_400_000,
         parse |v| parse_ms(v, 1), show show::plain,
         "A finished transfer is forgotten (and its spool file removed) this long after it last changed. Default 86400000.";
+    offer_in_per_participant_per_min: usize = 10,
+        parse |v| parse_count(v, 0, 1 << 20), show show::plain,
+        "Files one participant may send to its conference (RFC 5547 push offers, msrpcast_offer_in) in any 60 seconds; more are refused with 486 until the minute passes. 0 refuses every file from participants. Default 10.";
+    offer_in_max_sessions: usize = 64,
+        parse |v| parse_count(v, 0, 1 << 20), show show::plain,
+        "Files from participants being received at once, over all conferences (each one an MSRP session the participant connects to); more are refused with 503. 0 refuses every file from participants. Default 64.";
     max_path_uris: usize = 16,
         parse |v| parse_count(v, 1, 1024), show show::plain,
         "Most URIs accepted in an answer's a=path (the participant's relays plus itself); a longer path fails the delivery. Default 16.";
@@ -970,6 +976,8 @@ mod tests {
             ("max_finished_transfers", "11"),
             ("finished_transfer_ttl_ms", "1000"),
             ("max_path_uris", "4"),
+            ("offer_in_per_participant_per_min", "3"),
+            ("offer_in_max_sessions", "5"),
             ("accept_types", "image/*  text/plain"),
             ("success_report", "FALSE"),
             ("bind_empty_send", "0"),

@@ -463,6 +463,95 @@ pub extern "C" fn msrpcast_client_status(
     })
 }
 
+/// As `msrpcast_engine_offer_in`, through the control socket: the engine process decides and
+/// answers; this waits up to `timeout_ms` (1 or more) for it. A SIP worker calls it while it
+/// handles the participant's INVITE: the engine answers from its control thread without any
+/// network wait (it checks, creates the spool file and builds the SDP), so the wait is short.
+/// `MSRPCAST_OK` with `*status`, `*body`, `*body_len` and `*transfer` (may be NULL) as
+/// `msrpcast_engine_offer_in` gives them; `MSRPCAST_ERR_TIMEOUT` or `MSRPCAST_ERR_UNREACHABLE`
+/// without an answer (then answer the INVITE 503), argument errors as usual.
+#[no_mangle]
+pub extern "C" fn msrpcast_client_offer_in(
+    c: *mut msrpcast_client,
+    conf: *const c_char,
+    conf_len: usize,
+    participant: *const c_char,
+    participant_len: usize,
+    dialog: *const c_char,
+    dialog_len: usize,
+    sdp: *const c_char,
+    sdp_len: usize,
+    timeout_ms: u32,
+    status: *mut u16,
+    body: *mut *mut c_char,
+    body_len: *mut usize,
+    transfer: *mut u64,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: c is NULL or a live client handle (API contract).
+        let c = unsafe { handle(c) }?;
+        // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
+        let (conference, participant, dialog, sdp) = unsafe {
+            (
+                nonempty_arg(conf, conf_len)?,
+                nonempty_arg(participant, participant_len)?,
+                nonempty_arg(dialog, dialog_len)?,
+                nonempty_arg(sdp, sdp_len)?,
+            )
+        };
+        out_arg(status)?;
+        out_arg(body)?;
+        out_arg(body_len)?;
+        if timeout_ms == 0 {
+            return Err(MSRPCAST_ERR_INVALID_VALUE);
+        }
+        let (result, text) = ask(
+            c,
+            |request| Request::OfferIn {
+                request,
+                conference,
+                participant,
+                dialog,
+                sdp,
+            },
+            Duration::from_millis(timeout_ms.into()),
+        )?;
+        if result != MSRPCAST_OK as u32 {
+            return Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO));
+        }
+        let (code, id, text) =
+            crate::runtime::control::parse_offer_in_payload(&text).ok_or(MSRPCAST_ERR_IO)?;
+        let (ptr, n) = owned_c_string(text.replace('\0', " "))?;
+        // SAFETY: status, body and body_len were checked non-NULL and are valid for writes;
+        // transfer is NULL or valid for writes (API contract).
+        unsafe {
+            write_out(status, code);
+            write_out(body, ptr);
+            write_out(body_len, n);
+            if !transfer.is_null() {
+                write_out(transfer, id);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// As `msrpcast_engine_offer_in_ended`, through the control socket. Never blocks.
+#[no_mangle]
+pub extern "C" fn msrpcast_client_offer_in_ended(
+    c: *mut msrpcast_client,
+    dialog: *const c_char,
+    dialog_len: usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: c is NULL or a live client handle (API contract).
+        let c = unsafe { handle(c) }?;
+        // SAFETY: dialog is NULL or points to dialog_len readable bytes (API contract).
+        let dialog = unsafe { nonempty_arg(dialog, dialog_len) }?;
+        c.send(Request::OfferInEnded { dialog })
+    })
+}
+
 /// One request-reply exchange (STATUS, UPLOAD) on a socket of its own, so a late reply to an
 /// earlier request that timed out never reaches a later one. Returns the reply's result code
 /// and its text.

@@ -625,6 +625,95 @@ pub extern "C" fn msrpcast_engine_reload_tls(
     })
 }
 
+/// A participant offers a file to its conference: the SDP body of its INVITE (an RFC 5547 push
+/// offer: `m=message … TCP/MSRP` or `TCP/TLS/MSRP`, `a=sendonly`, `a=file-selector` with the
+/// size) to the conference's URI. `participant` is its key or the target URI it joined with
+/// (the Contact of its conference call); `dialog` the host's key of this INVITE's dialog (its
+/// Call-ID), which `msrpcast_engine_offer_in_ended` names at its BYE.
+///
+/// `MSRPCAST_OK` when the offer was decided, either way: `*status` is the SIP status to answer
+/// with — 200 and `*body` the answer SDP (`a=recvonly`, `a=setup:passive`, our `a=path`; send
+/// it with `Content-Type: application/sdp`), or the refusal (403 not a participant, 413 too
+/// large or over the spool quota, 415 type not accepted, 486 more than
+/// `offer_in_per_participant_per_min`, 488 not a push offer we can take, 503 no room) and
+/// `*body` the reason. `*body` is NUL-terminated, `*body_len` its length; free it with
+/// `msrpcast_string_free`. `*transfer` (when `transfer` is not NULL) gets the new transfer's id,
+/// 0 on refusal. The file is then offered to every *other* participant and streamed to them
+/// while it arrives. Creates a spool file; never waits for the network.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_offer_in(
+    e: *mut msrpcast_engine,
+    conf: *const c_char,
+    conf_len: usize,
+    participant: *const c_char,
+    participant_len: usize,
+    dialog: *const c_char,
+    dialog_len: usize,
+    sdp: *const c_char,
+    sdp_len: usize,
+    status: *mut u16,
+    body: *mut *mut c_char,
+    body_len: *mut usize,
+    transfer: *mut u64,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
+        let (conf, participant, dialog, sdp) = unsafe {
+            (
+                nonempty_arg(conf, conf_len)?,
+                nonempty_arg(participant, participant_len)?,
+                nonempty_arg(dialog, dialog_len)?,
+                nonempty_arg(sdp, sdp_len)?,
+            )
+        };
+        out_arg(status)?;
+        out_arg(body)?;
+        out_arg(body_len)?;
+        let (code, id, text) = e.with(|r| {
+            Ok(control::offer_in_answer(
+                &r.engine,
+                conf,
+                participant,
+                dialog,
+                sdp,
+            ))
+        })?;
+        let (ptr, n) = owned_c_string(text.replace('\0', " "))?;
+        // SAFETY: status, body and body_len were checked non-NULL and are valid for writes;
+        // transfer is NULL or valid for writes (API contract).
+        unsafe {
+            write_out(status, code);
+            write_out(body, ptr);
+            write_out(body_len, n);
+            if !transfer.is_null() {
+                write_out(transfer, id);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The dialog of a participant's push offer ended (BYE received; `dialog` as given to
+/// `msrpcast_engine_offer_in`): a file still arriving is aborted — its transfer fails with the
+/// reason and its partial spool file goes —, a complete one stays. An unknown dialog is not an
+/// error (it may be a delivery's). Never blocks.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_offer_in_ended(
+    e: *mut msrpcast_engine,
+    dialog: *const c_char,
+    dialog_len: usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: dialog is NULL or points to dialog_len readable bytes (API contract).
+        let dialog = unsafe { nonempty_arg(dialog, dialog_len) }?;
+        e.apply(Request::OfferInEnded { dialog })
+    })
+}
+
 /// Frees a string returned by `msrpcast_engine_status` or `msrpcast_client_status`. NULL is
 /// allowed and does nothing.
 #[no_mangle]

@@ -1015,6 +1015,16 @@ impl Roster {
         Ok(())
     }
 
+    /// The participant key that sent transfer `id` into its conference ([`Origin::Participant`]),
+    /// without copying the transfer: a participant is never offered its own file.
+    pub fn transfer_sender(&self, id: TransferId) -> Option<String> {
+        let inner = self.inner.lock();
+        match inner.transfers.get(&id)?.origin.as_ref()? {
+            Origin::Participant(k) => Some(k.clone()),
+            Origin::Http => None,
+        }
+    }
+
     /// Every transfer `conference` still holds, in upload order, cancelled ones included (while
     /// the roster keeps them: [`CANCELLED_GRACE_MS`]); `None` for an unknown conference. The
     /// conference's file history (`GET /api/conferences/{id}/transfers`).

@@ -238,6 +238,20 @@ fn handle(sock: &UnixDatagram, ctx: &Ctx<'_>, datagram: &[u8], from: &UnixAddr, 
         reply(sock, from, engine, request, result, &json, out);
         return;
     }
+    if let Request::OfferIn {
+        request,
+        conference,
+        participant,
+        dialog,
+        sdp,
+    } = req
+    {
+        let (status, transfer, body) =
+            super::offer_in_answer(engine, conference, participant, dialog, sdp);
+        let text = super::offer_in_payload(status, transfer, &body);
+        reply(sock, from, engine, request, RESULT_OK, &text, out);
+        return;
+    }
     if let Request::ReloadTls { request } = req {
         let (result, json) = reload_answered(engine, ctx.http);
         reply(sock, from, engine, request, result, &json, out);

@@ -19,7 +19,14 @@
 //! 10 RELOAD_TLS request:u32                     (re-reads the TLS files, answered)
 //! 11 UPLOAD_TO  request:u32 conference:string path:string count:u32 key:string{count}
 //!                                               (as UPLOAD, for these participants only)
+//! 12 OFFER_IN   request:u32 conference:string participant:string dialog:string sdp:string
+//!                                               (a participant's push offer, answered)
+//! 13 OFFER_IN_ENDED dialog:string               (the push offer's dialog ended: BYE)
 //! ```
+//!
+//! The reply to OFFER_IN is one part with result 0 whose payload is text, not JSON:
+//! `<SIP status> <transfer id>\n<body>` — status 200 with the answer SDP as body, or the
+//! refusal's status (403, 413, 415, 486, 488, 503, …), transfer 0 and the reason as body.
 //!
 //! A datagram with trailing bytes, a short field, bad UTF-8, an unknown version or op is counted
 //! as malformed and dropped. STATUS and UPLOAD are answered: the reply goes by `sendto` to the
@@ -57,6 +64,8 @@ pub const OP_UPLOAD_FILE: u8 = 8;
 pub const OP_UPLOAD: u8 = 9;
 pub const OP_RELOAD_TLS: u8 = 10;
 pub const OP_UPLOAD_TO: u8 = 11;
+pub const OP_OFFER_IN: u8 = 12;
+pub const OP_OFFER_IN_ENDED: u8 = 13;
 pub const OP_STATUS_REPLY: u8 = 0x87;
 
 /// `what` of a status request.
@@ -111,6 +120,19 @@ pub enum Request<'a> {
     /// Re-read the TLS certificates and keys; answered with the outcome.
     ReloadTls {
         request: u32,
+    },
+    /// A participant's push offer (a file to its conference); answered with the SIP status
+    /// and the answer SDP or the reason.
+    OfferIn {
+        request: u32,
+        conference: &'a str,
+        participant: &'a str,
+        dialog: &'a str,
+        sdp: &'a str,
+    },
+    /// The dialog of a push offer ended (BYE).
+    OfferInEnded {
+        dialog: &'a str,
     },
 }
 
@@ -288,6 +310,24 @@ impl<'a> Request<'a> {
                 out.push(OP_RELOAD_TLS);
                 out.extend_from_slice(&request.to_le_bytes());
             }
+            Request::OfferIn {
+                request,
+                conference,
+                participant,
+                dialog,
+                sdp,
+            } => {
+                out.push(OP_OFFER_IN);
+                out.extend_from_slice(&request.to_le_bytes());
+                put_str(out, conference)?;
+                put_str(out, participant)?;
+                put_str(out, dialog)?;
+                put_str(out, sdp)?;
+            }
+            Request::OfferInEnded { dialog } => {
+                out.push(OP_OFFER_IN_ENDED);
+                put_str(out, dialog)?;
+            }
         }
         if out.len() > MAX_MESSAGE_BYTES {
             return Err(WireError::TooLong);
@@ -364,6 +404,14 @@ impl<'a> Request<'a> {
                 }
             }
             OP_RELOAD_TLS => Request::ReloadTls { request: r.u32()? },
+            OP_OFFER_IN => Request::OfferIn {
+                request: r.u32()?,
+                conference: r.str()?,
+                participant: r.str()?,
+                dialog: r.str()?,
+                sdp: r.str()?,
+            },
+            OP_OFFER_IN_ENDED => Request::OfferInEnded { dialog: r.str()? },
             op => return Err(WireError::UnknownOp(op)),
         };
         r.end()?;
@@ -469,6 +517,14 @@ mod tests {
                 to: Some(vec!["alice", "bö b"]),
             },
             Request::ReloadTls { request: 11 },
+            Request::OfferIn {
+                request: 12,
+                conference: "c",
+                participant: "sip:a@b",
+                dialog: "call-1",
+                sdp: "v=0\r\n",
+            },
+            Request::OfferInEnded { dialog: "call-1" },
         ]
     }
 

@@ -968,6 +968,10 @@ impl Core {
     /// Starts the delivery of `transfer` to `participant`: an offer through the host, or a
     /// direct connection.
     fn deliver(&mut self, transfer: TransferId, participant: &str, now: Instant) {
+        // A file a participant sent to the room (offer_in) never goes back to that participant.
+        if self.shared.roster.transfer_sender(transfer).as_deref() == Some(participant) {
+            return;
+        }
         let (d, fresh) = match self.shared.roster.add_delivery(transfer, participant) {
             Ok(x) => x,
             Err(e) => {
@@ -1237,7 +1241,7 @@ impl Core {
 }
 
 /// The host and port for our `a=path` URIs: `msrp_advertise` when set, else the listen address.
-fn advertise(cfg: &Config, bound: SocketAddr) -> (String, u16) {
+pub(super) fn advertise(cfg: &Config, bound: SocketAddr) -> (String, u16) {
     match &cfg.msrp_advertise {
         Some(a) => {
             let host = if a.host.contains(':') {

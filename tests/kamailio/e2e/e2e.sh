@@ -11,7 +11,8 @@
 # msrpcast.transfers), 486 (one participant rejects the file INVITE), hangup (a participant
 # hangs up mid-transfer), late (a participant joins after the upload), load (E2E_LOAD_N=20
 # participants receive E2E_LOAD_MIB=256 MiB each while SIP OPTIONS must be answered within 50 ms;
-# no Kamailio process dies; the engine's RSS returns near its idle size).
+# no Kamailio process dies; the engine's RSS returns near its idle size), and the sourced
+# scenario_*.sh ones (tls, restart, offerin: a participant sends a file to the room).
 # Prints one line per check and `N passed, M failed`; exits non-zero on any failure.
 # Needs: kamailio, sipp, kamcmd, curl, python3 and the module built (kamailio-module/build.sh);
 # builds the msrpcast binary (cargo build --release) unless MSRPCAST_BIN names one.
@@ -362,6 +363,7 @@ sys.exit(0 if int(d["lost"]) == 0 and int(d["answered"]) > 0 and float(d["max_ms
 
 source "$here/scenario_tls.sh"
 source "$here/scenario_restart.sh"
+source "$here/scenario_offerin.sh"
 for s in $only; do
     "scenario_$s"
 done
