@@ -262,6 +262,21 @@ impl Sender {
         self
     }
 
+    /// Sends only the bytes from 0-based `offset` on: the peer kept the first `offset` bytes of
+    /// the file from an earlier session (RFC 5547 §8 `a=file-range`). They count as done, so a
+    /// success REPORT covering `offset + 1` to the total (or the whole message) completes it.
+    /// Call before the first [`Sender::poll_transmit`].
+    pub fn start_at(mut self, offset: u64) -> Sender {
+        if offset > 0 && self.chunker.planned() == 0 {
+            self.chunker.skip_to(offset);
+            self.acked.insert(0..offset);
+            self.reported.insert(0..offset);
+            self.done.insert(0..offset);
+            self.progress = offset;
+        }
+        self
+    }
+
     /// The message's Message-ID.
     pub fn message_id(&self) -> &Bytes {
         &self.message_id

@@ -19,7 +19,7 @@ pub use answer::{
     parse_answer, parse_answer_with, Answer, Direction, Setup, DEFAULT_MAX_PATH_URIS,
 };
 pub use file_selector::{escape_file_name, unescape_file_name, FileSelector};
-pub use offer::{build_offer, build_offer_tls, FileOffer, OfferParams};
+pub use offer::{build_offer, build_offer_tls, parse_file_range, FileOffer, OfferParams};
 pub use transport::{parse_fingerprints, Refusal, TlsCapability};
 
 use crate::msrp::uri::UriError;

@@ -171,6 +171,24 @@ struct Live {
     /// Waiting for name resolution and the start of an outgoing connection, and the reason
     /// it fails with when that takes too long.
     dialing: Option<(Instant, String)>,
+    /// 1 for the first offer, one more for each re-offer (`resume_retries`).
+    attempt: u32,
+    /// Bytes of the file the participant kept from an earlier attempt: this attempt offers
+    /// `a=file-range:<offset+1>-<size>` and sends only those (0: the whole file).
+    offset: u64,
+}
+
+/// A delivery whose connection dropped mid-file, waiting to be offered again
+/// (`resume_retries`, `resume_backoff_ms`). At most one per delivery, so the table is bounded
+/// by the roster's limits on transfers and participants.
+struct Retry {
+    at: Instant,
+    transfer: TransferId,
+    participant: String,
+    /// Bytes the participant holds: the re-offer's range starts after them (0: the whole file).
+    offset: u64,
+    /// The attempt number of the re-offer.
+    attempt: u32,
 }
 
 impl Live {
@@ -207,6 +225,8 @@ pub(super) struct Core {
     tls: Option<Arc<Tls>>,
     /// Complete files with an on-disk record (`spool_persist`).
     tracked: HashMap<TransferId, Tracked>,
+    /// Deliveries waiting for their re-offer after a dropped connection.
+    retries: HashMap<DeliveryId, Retry>,
 }
 
 impl Core {
@@ -233,6 +253,7 @@ impl Core {
             actions: VecDeque::new(),
             tls: None,
             tracked: HashMap::new(),
+            retries: HashMap::new(),
         })
     }
 
@@ -257,9 +278,11 @@ impl Core {
 
     /// The earliest deadline: call [`Core::handle_tick`] then at the latest.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let retry = self.retries.values().map(|r| r.at).min();
         self.live
             .values()
             .filter_map(|l| l.deadline().map(|(d, _)| d))
+            .chain(retry)
             .min()
     }
 
@@ -530,6 +553,9 @@ impl Core {
                 ),
             );
         }
+        if !self.range_taken(d, transfer, answer.file_range.as_deref(), now) {
+            return;
+        }
         let Some(l) = self.live.get_mut(&d) else {
             return;
         };
@@ -551,6 +577,204 @@ impl Core {
             return;
         }
         self.dial(d, answer.path, now);
+    }
+
+    /// A re-offer with `a=file-range` was answered: true when the delivery goes on in this
+    /// session. RFC 5547 §8: an answerer that takes the range repeats it; one that does not know
+    /// the attribute ignores it (SDP ignores unknown attributes) and so has accepted the file as
+    /// its `a=file-selector` describes it — the whole file, which it then gets in this session
+    /// from byte 1. An answer naming another range asked for something that was not offered: that
+    /// session ends (BYE) and the participant gets a fresh offer of the whole file, without a
+    /// range.
+    fn range_taken(
+        &mut self,
+        d: DeliveryId,
+        transfer: TransferId,
+        answered: Option<&str>,
+        now: Instant,
+    ) -> bool {
+        let Some(l) = self.live.get_mut(&d) else {
+            return false;
+        };
+        if l.offset == 0 {
+            return true;
+        }
+        let size = match self.files.get(&transfer).map(|f| f.state()) {
+            Some(SpoolState::Complete { size, .. }) => size,
+            _ => 0,
+        };
+        let start = l.offset + 1;
+        match answered.map(sdp::parse_file_range) {
+            None => {
+                l.offset = 0;
+                self.shared.roster.set_resumed_from(d, None);
+                self.log(
+                    Level::Info,
+                    format_args!(
+                        "delivery {d}: the answer has no a=file-range: sending the whole file \
+                         from byte 1"
+                    ),
+                );
+                true
+            }
+            Some(Some((s, stop))) if s == start && stop.is_none_or(|e| e == size) => true,
+            Some(_) => {
+                let Some(l) = self.live.remove(&d) else {
+                    return false;
+                };
+                self.log(
+                    Level::Info,
+                    format_args!(
+                        "delivery {d}: the answer's a=file-range:{} is not the {start}-{size} \
+                         offered: ending that session, the whole file goes in a fresh offer",
+                        answered.unwrap_or_default()
+                    ),
+                );
+                self.awaited.lock().remove(&l.session_id);
+                self.signal(Signal::Bye { delivery: d });
+                if let Ok(Some(attempt)) = self.shared.roster.retry_delivery(d, None) {
+                    self.retries.insert(
+                        d,
+                        Retry {
+                            at: now,
+                            transfer: l.transfer,
+                            participant: l.participant,
+                            offset: 0,
+                            attempt,
+                        },
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether a delivery that just failed is offered again (and the back-off is scheduled):
+    /// its connection dropped (not a refusal, not a timeout) after some bytes were confirmed, it
+    /// is a SIP participant's (the range needs an SDP offer), the file is complete and still
+    /// spooled, and `resume_retries` allows another attempt. `Err` with the words to add to the
+    /// failure's reason when only the retries are used up.
+    fn resume_after_drop(
+        &mut self,
+        d: DeliveryId,
+        l: &Live,
+        reason: &str,
+        now: Instant,
+    ) -> Result<bool, String> {
+        let acked = l.progress.acked.load(Ordering::Acquire);
+        let size = match self.files.get(&l.transfer).map(|f| f.state()) {
+            Some(SpoolState::Complete { size, .. }) => size,
+            _ => return Ok(false),
+        };
+        let dropped = l.progress.dropped.load(Ordering::Acquire);
+        let live_in_roster = self
+            .shared
+            .roster
+            .delivery(d)
+            .is_some_and(|s| !s.state.is_terminal());
+        if !dropped || acked == 0 || acked >= size || l.sip != Sip::Answered || !live_in_roster {
+            return Ok(false);
+        }
+        let allowed = u32::try_from(self.cfg.resume_retries).unwrap_or(u32::MAX);
+        if allowed == 0 {
+            return Ok(false);
+        }
+        if l.attempt > allowed {
+            return Err(format!(
+                " (gave up after {} attempts: resume_retries is {allowed})",
+                l.attempt
+            ));
+        }
+        let Ok(Some(attempt)) = self.shared.roster.retry_delivery(d, Some(acked)) else {
+            return Ok(false);
+        };
+        let wait = self
+            .cfg
+            .resume_backoff_ms
+            .saturating_mul(u64::from(l.attempt));
+        self.log(
+            Level::Warn,
+            format_args!(
+                "delivery {d}: transfer {} to {:?}: {reason}; offering it again in {wait} ms \
+                 from byte {} (attempt {attempt} of {})",
+                l.transfer,
+                l.participant,
+                acked + 1,
+                allowed + 1
+            ),
+        );
+        self.retries.insert(
+            d,
+            Retry {
+                at: now + Duration::from_millis(wait),
+                transfer: l.transfer,
+                participant: l.participant.clone(),
+                offset: acked,
+                attempt,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Re-offers whose back-off is over.
+    fn fire_retries(&mut self, now: Instant) {
+        let due: Vec<DeliveryId> = self
+            .retries
+            .iter()
+            .filter(|(_, r)| now >= r.at)
+            .map(|(d, _)| *d)
+            .collect();
+        for d in due {
+            let Some(r) = self.retries.remove(&d) else {
+                continue;
+            };
+            let still = self
+                .shared
+                .roster
+                .delivery(d)
+                .is_some_and(|s| !s.state.is_terminal());
+            if !still {
+                continue;
+            }
+            let t = self
+                .shared
+                .roster
+                .transfer(r.transfer)
+                .filter(|_| self.files.contains_key(&r.transfer));
+            let Some(t) = t else {
+                let reason = "file no longer spooled when it was to be offered again".to_string();
+                self.log(Level::Warn, format_args!("delivery {d} failed: {reason}"));
+                let _ = self
+                    .shared
+                    .roster
+                    .set_delivery_state(d, DeliveryState::Failed { reason, code: None });
+                continue;
+            };
+            if r.offset > 0 {
+                self.log(
+                    Level::Info,
+                    format_args!(
+                        "delivery {d}: resuming transfer {} to {:?} from byte {} ({} bytes kept \
+                         from the dropped attempt; attempt {})",
+                        r.transfer,
+                        r.participant,
+                        r.offset + 1,
+                        r.offset,
+                        r.attempt
+                    ),
+                );
+            } else {
+                self.log(
+                    Level::Info,
+                    format_args!(
+                        "delivery {d}: offering transfer {} to {:?} again, the whole file \
+                         (attempt {})",
+                        r.transfer, r.participant, r.attempt
+                    ),
+                );
+            }
+            self.start_attempt(d, &t, &r.participant, r.attempt, r.offset, now);
+        }
     }
 
     /// The file INVITE failed with this SIP code.
@@ -742,7 +966,7 @@ impl Core {
     }
 
     /// A delivery connection on the I/O pool ended.
-    pub fn handle_outcome(&mut self, d: DeliveryId, o: DeliveryOutcome) {
+    pub fn handle_outcome(&mut self, d: DeliveryId, o: DeliveryOutcome, now: Instant) {
         let Some(l) = self.live.remove(&d) else {
             return;
         };
@@ -766,7 +990,17 @@ impl Core {
                 );
                 DeliveryState::Done
             }
-            DeliveryOutcome::Failed { code, reason } => {
+            DeliveryOutcome::Failed { code, mut reason } => {
+                match self.resume_after_drop(d, &l, &reason, now) {
+                    Ok(true) => {
+                        if l.sip == Sip::Answered {
+                            self.signal(Signal::Bye { delivery: d });
+                        }
+                        return;
+                    }
+                    Ok(false) => {}
+                    Err(gave_up) => reason.push_str(&gave_up),
+                }
                 // Cancelled, or forgotten: its conference ended meanwhile (the last participant
                 // left), which cancelled it too.
                 let cancelled = self
@@ -808,6 +1042,7 @@ impl Core {
         for (d, reason) in expired {
             self.fail(d, Some(408), reason);
         }
+        self.fire_retries(now);
         self.publish_progress();
         self.prune_forgotten();
         self.write_dirty_records();
@@ -853,6 +1088,15 @@ impl Core {
         for d in ds {
             self.fail(d, Some(503), "engine stopped".into());
         }
+        for (d, _) in self.retries.drain() {
+            let _ = self.shared.roster.set_delivery_state(
+                d,
+                DeliveryState::Failed {
+                    reason: "engine stopped while waiting to offer the file again".into(),
+                    code: Some(503),
+                },
+            );
+        }
         self.write_dirty_records();
         let kept = self.tracked.len();
         for (t, f) in self.files.drain() {
@@ -871,6 +1115,17 @@ impl Core {
 
     /// Aborts a delivery that the roster already marked cancelled (or that is being cancelled).
     fn abort_delivery(&mut self, d: DeliveryId, reason: &str) {
+        if let Some(r) = self.retries.remove(&d) {
+            self.log(
+                Level::Info,
+                format_args!(
+                    "delivery {d}: transfer {} to {:?} cancelled while waiting to be offered \
+                     again: {reason}",
+                    r.transfer, r.participant
+                ),
+            );
+            return;
+        }
         let Some(l) = self.live.get(&d) else {
             return;
         };
@@ -952,7 +1207,7 @@ impl Core {
                 return;
             }
         };
-        if !fresh || self.live.contains_key(&d) {
+        if !fresh || self.live.contains_key(&d) || self.retries.contains_key(&d) {
             return;
         }
         if let Some(x) = self.tracked.get_mut(&transfer) {
@@ -961,6 +1216,21 @@ impl Core {
         let Some(t) = self.shared.roster.transfer(transfer) else {
             return;
         };
+        self.start_attempt(d, &t, participant, 1, 0, now);
+    }
+
+    /// One attempt of delivery `d`: its offer through the host (with `a=file-range` for the
+    /// bytes after `offset` when above 0), or a direct connection.
+    fn start_attempt(
+        &mut self,
+        d: DeliveryId,
+        t: &TransferSnapshot,
+        participant: &str,
+        attempt: u32,
+        offset: u64,
+        now: Instant,
+    ) {
+        let transfer = t.id;
         let key = (t.conference.clone(), participant.to_string());
         let direct = self.direct.get(&key).cloned();
         let secure = match &direct {
@@ -988,6 +1258,8 @@ impl Core {
                 tls: None,
                 tls_host: None,
                 dialing: None,
+                attempt,
+                offset,
             },
         );
         match direct {
@@ -1002,7 +1274,7 @@ impl Core {
                     .set_delivery_state(d, DeliveryState::Connecting);
                 self.dial(d, uri, now);
             }
-            None => self.offer(d, &t, participant, local_uri),
+            None => self.offer(d, t, participant, local_uri),
         }
     }
 
@@ -1065,6 +1337,13 @@ impl Core {
             file_transfer_id: String::from_utf8_lossy(&self.ids.message_id()).into_owned(),
             disposition: "attachment".into(),
             description: None,
+            // The bytes the participant lacks, when it kept some from a dropped attempt.
+            file_range: self
+                .live
+                .get(&d)
+                .filter(|l| l.offset > 0)
+                .zip(size)
+                .map(|(l, size)| (l.offset + 1, size)),
         };
         let address = match self.advertise_host.trim_matches(['[', ']']).parse() {
             Ok(a) => a,
@@ -1189,9 +1468,13 @@ impl Core {
             self.fail(d, None, "file no longer spooled".into());
             return None;
         };
-        let sender = self.sender_for(&l_uri, to_path, transfer, now);
+        let offset = self.live.get(&d)?.offset;
+        let sender = self
+            .sender_for(&l_uri, to_path, transfer, now)
+            .start_at(offset);
         let l = self.live.get_mut(&d)?;
         l.on_io = true;
+        l.progress.acked.store(offset, Ordering::Release);
         let tls = match (&l.tls, to_path.first()) {
             (Some(fingerprints), Some(peer)) if connecting => Some(TlsTarget {
                 host: peer.host.clone(),
@@ -1391,7 +1674,7 @@ mod tests {
         f.core.handle_tick(f.at(10 + ANSWER_MS + 1));
         assert!(f.actions().is_empty());
 
-        f.core.handle_outcome(d, DeliveryOutcome::Completed);
+        f.core.handle_outcome(d, DeliveryOutcome::Completed, f.at(0));
         let actions = f.actions();
         assert!(
             matches!(actions.as_slice(), [a] if is_bye(a, d)),
@@ -1528,6 +1811,7 @@ mod tests {
                 code: None,
                 reason: "participant left the conference".into(),
             },
+            f.at(0),
         );
         let actions = f.actions();
         assert!(
