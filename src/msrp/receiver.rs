@@ -169,6 +169,35 @@ impl Receiver {
         self.events.pop_front()
     }
 
+    /// Opens message `message_id` as already holding its first `held` bytes of `total` (a
+    /// resumed transfer, RFC 5547 `a=file-range`: the caller kept them from an earlier session),
+    /// so that its chunks from byte `held + 1` on complete it and its success REPORT covers the
+    /// whole message. False (nothing changed) when the message is open or ended already, too
+    /// many are open, `held` is not below `total`, or `total` is above the limit.
+    pub fn resume_message(&mut self, message_id: &Bytes, held: u64, total: u64) -> bool {
+        if self.open.contains_key(message_id)
+            || self.finished_set.contains(message_id)
+            || self.open.len() >= self.cfg.max_open_messages
+            || held >= total
+            || total > self.cfg.max_message_bytes
+        {
+            return false;
+        }
+        let mut received = RangeSet::new();
+        received.insert(0..held);
+        self.open.insert(
+            message_id.clone(),
+            Incoming {
+                total: Some(total),
+                received,
+                content_type: None,
+                success_report: false,
+                reply_path: Vec::new(),
+            },
+        );
+        true
+    }
+
     /// Messages currently partly received.
     pub fn open_messages(&self) -> usize {
         self.open.len()
@@ -346,6 +375,10 @@ impl Receiver {
         }
         if inc.content_type.is_none() {
             inc.content_type = msg.content_type().cloned();
+        }
+        if inc.reply_path.is_empty() {
+            // A resumed message: its first chunk on this session says where REPORTs go.
+            inc.reply_path = msg.from_path.clone();
         }
         inc.success_report |= msg.success_report();
 
