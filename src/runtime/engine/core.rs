@@ -1001,6 +1001,18 @@ impl Core {
                     Ok(false) => {}
                     Err(gave_up) => reason.push_str(&gave_up),
                 }
+                // The bytes confirmed to the end, not as last published (every 200 ms): the
+                // roster then says how far it got and that it ended while sending.
+                let acked = l.progress.acked.load(Ordering::Acquire);
+                if acked > 0 {
+                    let _ = self.shared.roster.set_delivery_state(
+                        d,
+                        DeliveryState::Sending {
+                            bytes: acked,
+                            total: self.known_size(l.transfer),
+                        },
+                    );
+                }
                 // Cancelled, or forgotten: its conference ended meanwhile (the last participant
                 // left), which cancelled it too.
                 let cancelled = self
