@@ -78,11 +78,14 @@ impl Drop for Peer {
 
 impl Peer {
     fn start(dir: &std::path::Path, misbehave: &str) -> Peer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
-            .args(["receive", "--listen", "127.0.0.1:0", "--session-id", "rx"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_msrpcast"));
+        cmd.args(["receive", "--listen", "127.0.0.1:0", "--session-id", "rx"])
             .arg("--dir")
-            .arg(dir)
-            .args(["--misbehave", misbehave])
+            .arg(dir);
+        if !misbehave.is_empty() {
+            cmd.args(["--misbehave", misbehave]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -438,5 +441,77 @@ fn retries_exhausted_fail_with_a_reason() {
     }
     drop(peer);
     drop(e);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// One SEND of the file `k.txt` on `c`; returns the response code.
+fn send_chunk(c: &mut TcpStream, to: &str, mid: &str, range: &str, body: &str, flag: char) -> u16 {
+    let tid = format!("t{mid}x");
+    let frame = format!(
+        "MSRP {tid} SEND\r\nTo-Path: {to}\r\nFrom-Path: msrp://127.0.0.1:1111/tx;tcp\r\n\
+         Message-ID: {mid}\r\nByte-Range: {range}\r\n\
+         Content-Disposition: attachment; filename=\"k.txt\"\r\nContent-Type: text/plain\r\n\r\n\
+         {body}\r\n-------{tid}{flag}\r\n"
+    );
+    c.write_all(frame.as_bytes()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let end = format!("-------{tid}$\r\n");
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(&end) {
+        let n = c.read(&mut buf).expect("a response");
+        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let first = text.lines().next().unwrap_or_default().to_owned();
+    first
+        .split(' ')
+        .nth(2)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not a response: {text}"))
+}
+
+/// `msrpcast receive` keeps the part file of a transfer cut off mid-way and completes it from a
+/// message whose Byte-Range continues it; a range that would leave a hole, or that reaches past
+/// the declared size, is refused (400) and writes nothing (issue 14 #19: no sparse files).
+#[test]
+fn receive_completes_a_kept_part_only_from_a_contiguous_range() {
+    let _s = serial();
+    let dir = tmpdir("guard");
+    let rx = dir.join("rx");
+    let peer = Peer::start(&rx, "");
+    let addr = SocketAddr::from(([127, 0, 0, 1], peer.port()));
+    let to = peer.uri.clone();
+    let mut c = TcpStream::connect(addr).unwrap();
+    assert_eq!(send_chunk(&mut c, &to, "m1", "1-5/10", "01234", '+'), 200);
+    drop(c);
+    let cut = peer.expect("failed ", 10);
+    assert!(cut.contains("5 bytes kept"), "{cut}");
+
+    let mut c = TcpStream::connect(addr).unwrap();
+    // A hole after the kept bytes, and a chunk past the declared size: refused.
+    assert_eq!(send_chunk(&mut c, &to, "m2", "8-10/10", "789", '$'), 400);
+    assert_eq!(
+        send_chunk(&mut c, &to, "m3", "6-*/10", "5678901", '$'),
+        400
+    );
+    // From byte 4: the kept part is cut to 3 bytes and completed.
+    assert_eq!(
+        send_chunk(&mut c, &to, "m4", "4-10/10", "3456789", '$'),
+        200
+    );
+    let got = peer.expect("received ", 10);
+    let want = hex(&Sha1::digest(b"0123456789"));
+    assert!(got.starts_with(&format!("received m4 10 {want} ")), "{got}");
+    let path = got.split(' ').nth(4).unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), b"0123456789");
+    let biggest = std::fs::read_dir(&rx)
+        .unwrap()
+        .filter_map(|e| e.ok()?.metadata().ok().map(|m| m.len()))
+        .max()
+        .unwrap_or(0);
+    assert_eq!(biggest, 10, "a file larger than the message in the folder");
+    drop(peer);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -669,7 +669,12 @@ impl ReceiveConn {
             return true;
         };
         let held = br.start - 1;
-        if held > k.len {
+        // Contiguous with the kept bytes and within the declared size; otherwise refused with
+        // the part kept for a proper resume (and no hole is ever written).
+        let fits = held
+            .checked_add(msg.body.len() as u64)
+            .is_some_and(|end| end <= total);
+        if held > k.len || !fits {
             self.opts.kept.keep(k);
             let to = writer::render_path(&msg.from_path[..msg.from_path.len().min(1)]);
             let from = writer::render_path(std::slice::from_ref(&self.opts.local));
