@@ -1696,6 +1696,106 @@ mod tests {
         assert_eq!(f.shared.roster.transfer(t).unwrap().deliveries.len(), 1);
     }
 
+    /// A connection that drops after some bytes were confirmed: BYE, the delivery back to
+    /// `queued` as attempt 2, and after `resume_backoff_ms` (times the attempt) the re-offer
+    /// with `a=file-range` for the rest; its sender starts after the kept bytes. A leave while
+    /// waiting for the next re-offer cancels it.
+    #[test]
+    fn dropped_connection_is_offered_again_after_the_backoff() {
+        let mut f = fixture("resume", true);
+        f.join("alice", 0);
+        f.upload(&[7u8; 1000], 10);
+        let (d, _) = f.offer();
+        let connect = |f: &mut Fixture, ms: u64| -> Attach {
+            let to_path = match f.actions().as_slice() {
+                [Action::Dial { to_path, .. }] => to_path.clone(),
+                other => panic!("expected a dial, got {other:?}"),
+            };
+            f.core.handle_dialed(d, &to_path, None, f.at(ms)).unwrap()
+        };
+        f.core.handle_answered(d, &answer(false), f.at(20));
+        let a = connect(&mut f, 30);
+        a.progress.acked.store(400, Ordering::Release);
+        a.progress.dropped.store(true, Ordering::Release);
+        let dropped = || DeliveryOutcome::Failed {
+            code: None,
+            reason: "connection closed by the participant".into(),
+        };
+        f.core.handle_outcome(d, dropped(), f.at(100));
+        let actions = f.actions();
+        assert!(matches!(actions.as_slice(), [a] if is_bye(a, d)), "{actions:?}");
+        let s = f.shared.roster.delivery(d).unwrap();
+        assert_eq!(
+            (s.state, s.attempt, s.resumed_from),
+            (DeliveryState::Queued, 2, Some(400))
+        );
+        assert_eq!(f.core.poll_timeout(), Some(f.at(2100)));
+        f.core.handle_tick(f.at(2099));
+        assert!(f.actions().is_empty());
+        f.core.handle_tick(f.at(2100));
+        let sdp = match f.actions().as_slice() {
+            [Action::Signal(Signal::Offer { delivery, sdp, .. })] if *delivery == d => sdp.clone(),
+            other => panic!("expected the re-offer, got {other:?}"),
+        };
+        assert!(sdp.contains("a=file-range:401-1000\r\n"), "{sdp}");
+        assert!(sdp.contains("hash:sha-1:"), "{sdp}");
+        let ranged = answer(false) + "a=file-range:401-1000\r\n";
+        f.core.handle_answered(d, &ranged, f.at(2200));
+        let a = connect(&mut f, 2210);
+        assert_eq!(a.sender.acked(), 400);
+        assert_eq!(a.progress.acked.load(Ordering::Acquire), 400);
+        // Dropped again further on: the next wait is twice as long.
+        a.progress.acked.store(700, Ordering::Release);
+        a.progress.dropped.store(true, Ordering::Release);
+        f.core.handle_outcome(d, dropped(), f.at(3000));
+        f.actions();
+        let s = f.shared.roster.delivery(d).unwrap();
+        assert_eq!((s.attempt, s.resumed_from), (3, Some(700)));
+        assert_eq!(f.core.poll_timeout(), Some(f.at(7000)));
+        f.core.handle_leave("c", "alice");
+        f.core.handle_tick(f.at(7000));
+        let actions = f.actions();
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Signal(Signal::Offer { .. }))),
+            "{actions:?}"
+        );
+        // Cancelled, or gone with its conference (alice was its last participant).
+        assert!(f
+            .shared
+            .roster
+            .delivery(d)
+            .is_none_or(|s| s.state == DeliveryState::Cancelled));
+        assert_eq!(f.core.poll_timeout(), None);
+    }
+
+    /// A refusal (an MSRP error code) or a drop before any byte was confirmed is not resumed.
+    #[test]
+    fn refusals_and_early_drops_are_not_resumed() {
+        for (code, acked) in [(Some(481), 400), (None, 0)] {
+            let mut f = fixture("noresume", true);
+            f.join("alice", 0);
+            f.upload(&[7u8; 1000], 10);
+            let (d, _) = f.offer();
+            f.core.handle_answered(d, &answer(false), f.at(20));
+            let to_path = match f.actions().as_slice() {
+                [Action::Dial { to_path, .. }] => to_path.clone(),
+                other => panic!("expected a dial, got {other:?}"),
+            };
+            let a = f.core.handle_dialed(d, &to_path, None, f.at(30)).unwrap();
+            a.progress.acked.store(acked, Ordering::Release);
+            a.progress.dropped.store(code.is_none(), Ordering::Release);
+            let o = DeliveryOutcome::Failed {
+                code,
+                reason: "x".into(),
+            };
+            f.core.handle_outcome(d, o, f.at(100));
+            assert!(matches!(f.state(d), DeliveryState::Failed { .. }));
+            assert_eq!(f.core.poll_timeout(), None);
+        }
+    }
+
     /// An INVITE nobody answers fails at `answer_timeout_ms`, not a moment before.
     #[test]
     fn unanswered_offer_times_out() {
