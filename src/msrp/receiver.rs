@@ -530,6 +530,29 @@ mod tests {
     }
 
     #[test]
+    fn resumed_message_completes_from_its_range() {
+        let mut r = Receiver::new(local(), ReceiverConfig::default());
+        let m1 = Bytes::from_static(b"m1");
+        assert!(!r.resume_message(&m1, 10, 10), "nothing left to receive");
+        assert!(r.resume_message(&m1, 5, 10));
+        assert!(!r.resume_message(&m1, 5, 10), "already open");
+        r.handle_frame(&build(Chunk {
+            cont: Continuation::End,
+            ..chunk("t1", (6, None, Some(10)), b"world")
+        }));
+        let replies: Vec<Message> = std::iter::from_fn(|| r.poll_reply()).collect();
+        assert_eq!(replies[0].response_code(), Some(200));
+        let rep = replies.last().unwrap();
+        assert_eq!(rep.method(), Some(&Method::Report));
+        assert_eq!(rep.to_path, vec![uri("msrp://10.0.0.1:7000/tx;tcp")]);
+        assert_eq!(rep.byte_range().map(|b| (b.start, b.end)), Some((1, Some(10))));
+        let ev = events(&mut r);
+        assert!(matches!(&ev[0], ReceiverEvent::Data { offset: 5, .. }), "{ev:?}");
+        assert!(matches!(&ev[1], ReceiverEvent::MessageComplete { total: 10, .. }));
+        assert!(!r.resume_message(&m1, 5, 10), "ended messages stay ended");
+    }
+
+    #[test]
     fn reassembles_chunks_and_reports_once() {
         let mut r = Receiver::new(local(), ReceiverConfig::default());
         r.handle_frame(&build(chunk("t1", (1, None, Some(10)), b"hello")));

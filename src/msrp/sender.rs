@@ -1175,6 +1175,28 @@ mod tests {
     }
 
     #[test]
+    fn start_at_sends_only_the_rest() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 100), now).start_at(15);
+        assert_eq!(s.acked(), 15);
+        s.handle_data_available(40, true);
+        let t = drain(&mut s, now);
+        let data: Vec<&Transmit> = t.iter().filter(|x| !x.body.is_empty()).collect();
+        assert_eq!(data.first().map(|x| x.body.start), Some(15));
+        assert_eq!(data.iter().map(|x| x.body.end - x.body.start).sum::<u64>(), 25);
+        let head = String::from_utf8_lossy(&data[0].head).into_owned();
+        assert!(head.contains("Byte-Range: 16-*/40"), "{head}");
+        for x in &t {
+            s.handle_frame(&response(&x.tid, 200), now);
+        }
+        assert_eq!(s.state(), SenderState::AwaitingReport);
+        let mid = s.message_id().clone();
+        // The receiver reports the whole message (it holds the first 15 bytes).
+        s.handle_frame(&report(&mid, 200, (1, Some(40), Some(40))), now);
+        assert_eq!(s.state(), SenderState::Completed);
+    }
+
+    #[test]
     fn per_message_report_completes_and_partial_does_not() {
         let now = Instant::now();
         let mut s = sender(cfg(10, 100), now);
