@@ -105,7 +105,14 @@ impl Peer {
     }
 
     fn port(&self) -> u16 {
-        let hostport = self.uri.split("//").nth(1).unwrap().split('/').next().unwrap();
+        let hostport = self
+            .uri
+            .split("//")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
         hostport.rsplit(':').next().unwrap().parse().unwrap()
     }
 
@@ -376,7 +383,9 @@ fn refused_range_gets_the_whole_file() {
         peer.expect("failed ", 60);
         wait_requeued(&e, d, 2);
         let (_, second) = next_offer(&e, 30);
-        let range = attr(&second, "file-range").expect("a=file-range").to_owned();
+        let range = attr(&second, "file-range")
+            .expect("a=file-range")
+            .to_owned();
         let attempt = if other_range {
             e.answered(d, &answer(&px, Some(&format!("1-{size}"))))
                 .unwrap();
@@ -423,7 +432,9 @@ fn retries_exhausted_fail_with_a_reason() {
     e.answered(d, &answer(&px, None)).unwrap();
     wait_requeued(&e, d, 2);
     let (_, second) = next_offer(&e, 30);
-    let range = attr(&second, "file-range").expect("a=file-range").to_owned();
+    let range = attr(&second, "file-range")
+        .expect("a=file-range")
+        .to_owned();
     e.answered(d, &answer(&px, Some(&range))).unwrap();
     let end = wait_terminal(&e, d, 60);
     let DeliveryState::Failed { reason, .. } = &end.state else {
@@ -460,7 +471,11 @@ fn send_chunk(c: &mut TcpStream, to: &str, mid: &str, range: &str, body: &str, f
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&got).contains(&end) {
         let n = c.read(&mut buf).expect("a response");
-        assert!(n > 0, "connection closed: {}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&got).into_owned();
@@ -492,10 +507,7 @@ fn receive_completes_a_kept_part_only_from_a_contiguous_range() {
     let mut c = TcpStream::connect(addr).unwrap();
     // A hole after the kept bytes, and a chunk past the declared size: refused.
     assert_eq!(send_chunk(&mut c, &to, "m2", "8-10/10", "789", '$'), 400);
-    assert_eq!(
-        send_chunk(&mut c, &to, "m3", "6-*/10", "5678901", '$'),
-        400
-    );
+    assert_eq!(send_chunk(&mut c, &to, "m3", "6-*/10", "5678901", '$'), 400);
     // From byte 4: the kept part is cut to 3 bytes and completed.
     assert_eq!(
         send_chunk(&mut c, &to, "m4", "4-10/10", "3456789", '$'),

@@ -545,10 +545,19 @@ mod tests {
         let rep = replies.last().unwrap();
         assert_eq!(rep.method(), Some(&Method::Report));
         assert_eq!(rep.to_path, vec![uri("msrp://10.0.0.1:7000/tx;tcp")]);
-        assert_eq!(rep.byte_range().map(|b| (b.start, b.end)), Some((1, Some(10))));
+        assert_eq!(
+            rep.byte_range().map(|b| (b.start, b.end)),
+            Some((1, Some(10)))
+        );
         let ev = events(&mut r);
-        assert!(matches!(&ev[0], ReceiverEvent::Data { offset: 5, .. }), "{ev:?}");
-        assert!(matches!(&ev[1], ReceiverEvent::MessageComplete { total: 10, .. }));
+        assert!(
+            matches!(&ev[0], ReceiverEvent::Data { offset: 5, .. }),
+            "{ev:?}"
+        );
+        assert!(matches!(
+            &ev[1],
+            ReceiverEvent::MessageComplete { total: 10, .. }
+        ));
         assert!(!r.resume_message(&m1, 5, 10), "ended messages stay ended");
     }
 

@@ -1183,7 +1183,10 @@ mod tests {
         let t = drain(&mut s, now);
         let data: Vec<&Transmit> = t.iter().filter(|x| !x.body.is_empty()).collect();
         assert_eq!(data.first().map(|x| x.body.start), Some(15));
-        assert_eq!(data.iter().map(|x| x.body.end - x.body.start).sum::<u64>(), 25);
+        assert_eq!(
+            data.iter().map(|x| x.body.end - x.body.start).sum::<u64>(),
+            25
+        );
         let head = String::from_utf8_lossy(&data[0].head).into_owned();
         assert!(head.contains("Byte-Range: 16-*/40"), "{head}");
         for x in &t {

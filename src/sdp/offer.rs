@@ -383,9 +383,21 @@ mod tests {
         let sdp = build_offer(&params(), &f);
         assert!(sdp.contains("a=file-range:10485761-67108864\r\n"), "{sdp}");
         assert!(!build_offer(&params(), &file()).contains("file-range"));
-        assert_eq!(parse_file_range("10485761-67108864"), Some((10_485_761, Some(67_108_864))));
+        assert_eq!(
+            parse_file_range("10485761-67108864"),
+            Some((10_485_761, Some(67_108_864)))
+        );
         assert_eq!(parse_file_range(" 5-* "), Some((5, None)));
-        for bad in ["0-5", "5-3", "-5", "5-", "a-5", "5-x", "99999999999999999999999-1", ""] {
+        for bad in [
+            "0-5",
+            "5-3",
+            "-5",
+            "5-",
+            "a-5",
+            "5-x",
+            "99999999999999999999999-1",
+            "",
+        ] {
             assert_eq!(parse_file_range(bad), None, "{bad}");
         }
     }

@@ -790,6 +790,11 @@ impl Core {
         let Some(l) = self.live.get_mut(&d) else {
             return;
         };
+        if l.attempt > 1 && matches!(l.sip, Sip::Offered { .. }) {
+            // The end of the previous attempt's dialog (hosts report it after our BYE), late:
+            // this attempt's INVITE is not answered yet, so it cannot be this one's.
+            return;
+        }
         l.sip = Sip::Gone;
         if l.on_io {
             self.actions.push_back(Action::Abort {
@@ -1686,7 +1691,8 @@ mod tests {
         f.core.handle_tick(f.at(10 + ANSWER_MS + 1));
         assert!(f.actions().is_empty());
 
-        f.core.handle_outcome(d, DeliveryOutcome::Completed, f.at(0));
+        f.core
+            .handle_outcome(d, DeliveryOutcome::Completed, f.at(0));
         let actions = f.actions();
         assert!(
             matches!(actions.as_slice(), [a] if is_bye(a, d)),
@@ -1723,7 +1729,10 @@ mod tests {
         };
         f.core.handle_outcome(d, dropped(), f.at(100));
         let actions = f.actions();
-        assert!(matches!(actions.as_slice(), [a] if is_bye(a, d)), "{actions:?}");
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, d)),
+            "{actions:?}"
+        );
         let s = f.shared.roster.delivery(d).unwrap();
         assert_eq!(
             (s.state, s.attempt, s.resumed_from),
