@@ -5,7 +5,8 @@
 //! fan-out of the same run (`fanout_tls_10x256MiB_ratio`, receivers `msrpcast receive
 //! --tls-cert`, the engine verifying them by host against a CA made here) and deliveries per
 //! second when 1,000 start at once, each with its own handshake (`tls_handshakes_per_s`).
-//! `MSRPCAST_BENCH_ONLY=name,…` runs only those (for profiling). Prints `BENCH <name> <value> <unit>` lines;
+//! `MSRPCAST_BENCH_ONLY=name,…` runs only those (for profiling); `MSRPCAST_BENCH_SET=key=value,…`
+//! sets engine settings on top (for comparisons, e.g. `max_window_bytes=256KiB`). Prints `BENCH <name> <value> <unit>` lines;
 //! ratios use `MSRPCAST_BASELINE_GBPS` (the loopback baseline measured in the same run).
 //!
 //! The receivers run in a separate process (`msrpcast receive --discard`), so the RSS figure is
@@ -35,7 +36,9 @@ fn engine_with(tag: &str, extra: &[(&str, &str)]) -> (Engine, std::path::PathBuf
     let dir = std::env::temp_dir().join(format!("msrpcast-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = Config::default();
-    for (k, v) in extra {
+    let env = std::env::var("MSRPCAST_BENCH_SET").unwrap_or_default();
+    let env: Vec<(&str, &str)> = env.split(',').filter_map(|kv| kv.split_once('=')).collect();
+    for (k, v) in extra.iter().chain(env.iter()) {
         cfg.set(k, v).expect(k);
     }
     cfg.set("spool_dir", dir.to_str().expect("utf-8 temp dir"))

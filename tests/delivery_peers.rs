@@ -35,6 +35,8 @@ enum End {
     FinBeforeReport,
     /// A success REPORT per chunk (with each 200), then FIN right after the last.
     ReportPerChunkThenFin,
+    /// FIN once this many body bytes are in and answered (a phone that drops mid-file).
+    FinAfter(u64),
 }
 
 struct Peer {
@@ -111,6 +113,10 @@ fn run_peer(l: TcpListener, me: &str, end: End) -> Result<u64, String> {
                 out.extend(report(&m, me, reports, br.start, to, total));
             }
             s.write_all(&out).map_err(|e| e.to_string())?;
+            if matches!(end, End::FinAfter(limit) if got >= limit) {
+                drop(s);
+                return Ok(got);
+            }
             if !last {
                 continue;
             }
@@ -156,8 +162,7 @@ fn finish(s: TcpStream, end: End, rep: &[u8]) -> Result<(), String> {
             }
             drop(sock);
         }
-        End::FinBeforeReport => drop(sock),
-        End::ReportPerChunkThenFin => drop(sock),
+        End::FinBeforeReport | End::ReportPerChunkThenFin | End::FinAfter(_) => drop(sock),
     }
     Ok(())
 }
@@ -273,6 +278,33 @@ fn fin_before_report_fails_and_says_so() {
             s => panic!("{size} bytes: expected a failure, got {s:?}"),
         }
     }
+}
+
+/// A participant that drops mid-file: the delivery fails, and its byte count is what the peer
+/// answered 200 for when it left — not the last progress copy (taken every 200 ms tick).
+#[test]
+fn drop_mid_file_keeps_the_exact_confirmed_count() {
+    let (e, dir) = engine("drop-mid-file");
+    let p = peer(End::FinAfter(1 << 20));
+    e.join_direct("c", "phone", &p.uri).unwrap();
+    wait_joined(&e, "c", 1);
+    let body: Vec<u8> = (0..8 << 20).map(|i: usize| (i * 7 + 3) as u8).collect();
+    let t = upload(&e, "c", &body);
+    let states = common::wait_done(&e, t, 1, Duration::from_secs(60), String::new);
+    let answered = p.join.join().expect("peer thread").expect("peer");
+    let (_, state) = states.into_iter().next().expect("one delivery");
+    assert!(
+        matches!(state, DeliveryState::Failed { .. }),
+        "expected a failure, got {state:?}"
+    );
+    let tr = e.roster().transfer(t).expect("transfer");
+    let snap = &tr.deliveries[0];
+    assert_eq!(
+        snap.confirmed_bytes, answered,
+        "the roster's count is the peer's"
+    );
+    drop(e);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The same through `msrpcast receive --misbehave` peers: each delivery completes and the peer

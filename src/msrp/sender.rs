@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use super::chunker::{ChunkPlan, Chunker, RangeSet, DEFAULT_CHUNK_BYTES};
-use super::ids::IdGen;
+use super::ids::{IdGen, ID_LEN};
 use super::message::{ByteRange, Continuation, FailureReport, Kind, Message, Method};
 use super::uri::Uri;
 use super::writer;
@@ -141,14 +141,40 @@ pub enum SenderState {
     Failed,
 }
 
-/// A SEND awaiting its response.
+/// A SEND awaiting its response. Kept small (56 bytes, no heap): a delivery holds one per chunk
+/// in its window, up to `max_window_bytes / chunk_bytes` of them.
 #[derive(Debug, Clone)]
 struct InFlight {
-    tid: Bytes,
-    plan: ChunkPlan,
-    bind: bool,
+    tid: Tid,
+    /// The chunk's body as 0-based offsets into the message.
+    body_start: u64,
+    body_len: u64,
     sent: Instant,
-    deadline: Instant,
+    bind: bool,
+}
+
+impl InFlight {
+    fn body(&self) -> std::ops::Range<u64> {
+        self.body_start..self.body_start + self.body_len
+    }
+}
+
+/// A transaction id this sender made: always [`ID_LEN`] characters (see [`IdGen`]), held inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tid([u8; ID_LEN]);
+
+impl Tid {
+    fn of(tid: &[u8]) -> Tid {
+        let mut b = [0u8; ID_LEN];
+        let n = tid.len().min(ID_LEN);
+        b[..n].copy_from_slice(&tid[..n]);
+        Tid(b)
+    }
+
+    /// Whether `other` (from the peer, any length) is this id.
+    fn is(&self, other: &[u8]) -> bool {
+        other.len() == ID_LEN && self.0[..] == other[..]
+    }
 }
 
 /// The default [`SenderConfig::max_window_bytes`]: 16 MiB, the bandwidth × RTT of 1 Gbit/s at
@@ -190,7 +216,7 @@ pub struct Sender {
     /// a chunk goes out with less than half the window in flight (then TCP or the upload is the
     /// limit, and a larger window would not help).
     window_limited: bool,
-    recent_tids: VecDeque<Bytes>,
+    recent_tids: VecDeque<Tid>,
     recent_chunks: VecDeque<(u64, u64)>,
     /// Ranges answered by 200 (0-based, half-open).
     acked: RangeSet,
@@ -353,7 +379,7 @@ impl Sender {
             self.fail(0, "aborted".into(), false);
             let t = plan.map(|p| self.build(p, false));
             if let Some(t) = &t {
-                self.remember_tid(t.tid.clone());
+                self.remember_tid(Tid::of(&t.tid));
             }
             return t;
         }
@@ -398,7 +424,7 @@ impl Sender {
         } else {
             // No 200 will come: count the chunk as acknowledged once written, but remember its
             // transaction id in case an error response does.
-            self.remember_tid(t.tid.clone());
+            self.remember_tid(Tid::of(&t.tid));
             self.acknowledge(t.body.clone());
             self.check_done(now);
         }
@@ -410,8 +436,8 @@ impl Sender {
     pub fn retid(&mut self, t: &mut Transmit) {
         let old = t.tid.clone();
         let fresh = self.build(t.plan, t.bind);
-        if let Some(e) = self.inflight.iter_mut().find(|e| e.tid == old) {
-            e.tid = fresh.tid.clone();
+        if let Some(e) = self.inflight.iter_mut().find(|e| e.tid.is(&old)) {
+            e.tid = Tid::of(&fresh.tid);
         }
         *t = fresh;
     }
@@ -421,7 +447,8 @@ impl Sender {
         if self.terminal() {
             return None;
         }
-        let tx = self.inflight.front().map(|e| e.deadline);
+        let timeout = self.cfg.transaction_timeout;
+        let tx = self.inflight.front().map(|e| e.sent + timeout);
         match (tx, self.report_deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -433,7 +460,12 @@ impl Sender {
         if self.terminal() {
             return;
         }
-        if self.inflight.front().is_some_and(|e| e.deadline <= now) {
+        let timeout = self.cfg.transaction_timeout;
+        if self
+            .inflight
+            .front()
+            .is_some_and(|e| e.sent + timeout <= now)
+        {
             self.fail(408, "transaction timed out".into(), false);
         } else if self.report_deadline.is_some_and(|d| d <= now) {
             self.fail(408, "no success report".into(), false);
@@ -464,8 +496,8 @@ impl Sender {
         comment: Option<&Bytes>,
         now: Instant,
     ) -> bool {
-        let Some(i) = self.inflight.iter().position(|e| e.tid == tid) else {
-            let known = self.recent_tids.iter().rev().any(|t| t == tid);
+        let Some(i) = self.inflight.iter().position(|e| e.tid.is(tid)) else {
+            let known = self.recent_tids.iter().rev().any(|t| t.is(tid));
             // With `Failure-Report: partial` chunks are not tracked, but their errors count.
             if known && !(200..300).contains(&code) && !self.terminal() {
                 self.fail_with_response(code, comment);
@@ -475,8 +507,8 @@ impl Sender {
         let Some(entry) = self.inflight.remove(i) else {
             return false;
         };
-        self.inflight_bytes -= entry.plan.len;
-        self.remember_tid(entry.tid.clone());
+        self.inflight_bytes -= entry.body_len;
+        self.remember_tid(entry.tid);
         if self.terminal() {
             return true;
         }
@@ -489,7 +521,7 @@ impl Sender {
                     self.state = SenderState::Sending;
                 }
             } else {
-                self.acknowledge(entry.plan.body());
+                self.acknowledge(entry.body());
             }
             self.check_done(now);
         } else {
@@ -518,7 +550,7 @@ impl Sender {
         if rtt > self.cfg.transaction_timeout / 4 {
             self.window = (self.window / 2).max(floor);
         } else if rtt <= self.cfg.transaction_timeout / 8 && no_queue && self.window_limited {
-            self.window = (self.window + entry.plan.len.max(1)).min(cap);
+            self.window = (self.window + entry.body_len.max(1)).min(cap);
         }
     }
 
@@ -657,7 +689,7 @@ impl Sender {
         }));
     }
 
-    fn remember_tid(&mut self, tid: Bytes) {
+    fn remember_tid(&mut self, tid: Tid) {
         if self.recent_tids.len() == RECENT_TIDS {
             self.recent_tids.pop_front();
         }
@@ -666,12 +698,13 @@ impl Sender {
 
     fn track(&mut self, t: &Transmit, now: Instant) {
         self.inflight_bytes += t.plan.len;
+        let body = t.plan.body();
         self.inflight.push_back(InFlight {
-            tid: t.tid.clone(),
-            plan: t.plan,
-            bind: t.bind,
+            tid: Tid::of(&t.tid),
+            body_start: body.start,
+            body_len: body.end - body.start,
             sent: now,
-            deadline: now + self.cfg.transaction_timeout,
+            bind: t.bind,
         });
     }
 
@@ -1338,6 +1371,17 @@ mod tests {
         }
         *s_out = Some(s);
         most
+    }
+
+    /// A delivery keeps one entry per chunk in its window (1,638 at the default 16 MiB window and
+    /// 10 KiB chunks, times every delivery): the entry must stay small and own no heap.
+    #[test]
+    fn in_flight_entry_is_small() {
+        assert!(
+            std::mem::size_of::<InFlight>() <= 56,
+            "InFlight is {} bytes",
+            std::mem::size_of::<InFlight>()
+        );
     }
 
     #[test]

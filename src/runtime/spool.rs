@@ -588,11 +588,6 @@ impl SpoolFile {
         self.kept.load(Ordering::Acquire)
     }
 
-    /// Flushes the file's bytes to the disk (`fdatasync`), before a record says it is complete.
-    pub fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-
     /// Reads bytes at `offset` into `buf` with a positioned read (no shared cursor, so any
     /// number of readers at once). Never returns bytes at or beyond [`SpoolFile::len`]; returns
     /// 0 at that point. Keeps working after the file was removed.

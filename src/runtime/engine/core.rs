@@ -1006,18 +1006,9 @@ impl Core {
                     Ok(false) => {}
                     Err(gave_up) => reason.push_str(&gave_up),
                 }
-                // The bytes confirmed to the end, not as last published (every 200 ms): the
-                // roster then says how far it got and that it ended while sending.
-                let acked = l.progress.acked.load(Ordering::Acquire);
-                if acked > 0 {
-                    let _ = self.shared.roster.set_delivery_state(
-                        d,
-                        DeliveryState::Sending {
-                            bytes: acked,
-                            total: self.known_size(l.transfer),
-                        },
-                    );
-                }
+                // The roster keeps the bytes of the last progress copy (every tick): give it the
+                // I/O thread's final count, so "failed after N bytes" is exact.
+                self.publish_progress_of(d, &l, true);
                 // Cancelled, or forgotten: its conference ended meanwhile (the last participant
                 // left), which cancelled it too.
                 let cancelled = self
@@ -1067,24 +1058,31 @@ impl Core {
 
     fn publish_progress(&self) {
         for (d, l) in &self.live {
-            if !l.on_io || l.progress.phase.load(Ordering::Acquire) != PHASE_SENDING {
-                continue;
-            }
-            let bytes = l.progress.acked.load(Ordering::Acquire);
-            let total = match self.files.get(&l.transfer).map(|f| f.state()) {
-                Some(SpoolState::Complete { size, .. }) => Some(size),
-                _ => None,
-            };
-            let _ = self
-                .shared
-                .roster
-                .set_delivery_state(*d, DeliveryState::Sending { bytes, total });
+            self.publish_progress_of(*d, l, false);
         }
         for (t, f) in &self.files {
             if matches!(f.state(), SpoolState::Writing) {
                 let _ = self.shared.roster.set_transfer_size(*t, f.len());
             }
         }
+    }
+
+    /// Copies one delivery's acknowledged byte count to the roster: while it is sending, or
+    /// (`last`) once its I/O thread finished it with bytes confirmed.
+    fn publish_progress_of(&self, d: DeliveryId, l: &Live, last: bool) {
+        let bytes = l.progress.acked.load(Ordering::Acquire);
+        let sending = l.progress.phase.load(Ordering::Acquire) == PHASE_SENDING;
+        if !l.on_io || !(sending || last && bytes > 0) {
+            return;
+        }
+        let total = match self.files.get(&l.transfer).map(|f| f.state()) {
+            Some(SpoolState::Complete { size, .. }) => Some(size),
+            _ => None,
+        };
+        let _ = self
+            .shared
+            .roster
+            .set_delivery_state(d, DeliveryState::Sending { bytes, total });
     }
 
     /// Finished transfers the roster forgot (age, count, cancelled): their spool files go.

@@ -8,11 +8,14 @@
 //! the file (conference ended, transfer cancelled, pruned by `finished_transfer_ttl_ms` /
 //! `max_finished_transfers` / `max_files_per_conference`).
 //!
-//! Writes are safe against a crash at any point: the spool file's bytes are flushed
-//! (`fdatasync`) first, then the record goes to `<record>.tmp`, is flushed, renamed over the
-//! record and the folder is flushed. The last line of a record is the SHA-1 of everything
-//! before it: a torn or altered record is detected, logged with its name, and skipped (removed,
-//! together with its spool file) — never a crash.
+//! Writes are safe against a crash at any point: the record goes to `<record>.tmp`, is flushed,
+//! renamed over the record and the folder is flushed. The last line of a record is the SHA-1 of
+//! everything before it: a torn or altered record is detected, logged with its name, and skipped
+//! (removed, together with its spool file) — never a crash. The spool file itself is not flushed
+//! (an `fdatasync` per upload forced the whole file to the disk while its fan-out was reading
+//! it): a process or host-server restart keeps the page cache, and after a power loss the
+//! start-up SHA-1 check finds a file whose bytes did not reach the disk and removes it with its
+//! record, logged.
 //!
 //! At start ([`load`], with the spool folder locked) every record is read; the spool keeps the
 //! files of the valid ones and removes every other spool file (partial uploads: no complete
@@ -443,7 +446,7 @@ fn run_job(dir: &Path, spool: &Spool, core: &Sender<Cmd>, logger: &Logger, job: 
             if file.is_removed() {
                 return;
             }
-            let done = file.sync_data().and_then(|()| write(dir, &rec));
+            let done = write(dir, &rec);
             match done {
                 Ok(()) => file.set_kept(true),
                 Err(e) => logger.log(
