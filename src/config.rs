@@ -964,6 +964,8 @@ mod tests {
             ("report_timeout_ms", "2000"),
             ("answer_timeout_ms", "3000"),
             ("connect_timeout_ms", "4000"),
+            ("resume_retries", "0"),
+            ("resume_backoff_ms", "500"),
             ("io_threads", "4"),
             ("offer_to_late_joiners", "no"),
             ("sender_uri", "sips:files@example.com"),
