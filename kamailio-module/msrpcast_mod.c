@@ -183,6 +183,8 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(report_timeout_ms)                 \
 	X(answer_timeout_ms)                 \
 	X(connect_timeout_ms)                \
+	X(resume_retries)                    \
+	X(resume_backoff_ms)                 \
 	X(io_threads)                        \
 	X(offer_to_late_joiners)             \
 	X(sender_uri)                        \

@@ -295,6 +295,12 @@ settings! {
     connect_timeout_ms: u64 = 10_000,
         parse |v| parse_ms(v, 1), show show::plain,
         "Time to establish the MSRP TCP connection. Default 10000.";
+    resume_retries: usize = 2,
+        parse |v| parse_count(v, 0, 100), show show::plain,
+        "How often a delivery whose connection dropped after some bytes were confirmed is offered again to the same participant (SIP participants), each time with a=file-range for the bytes still missing (RFC 5547); 0: never, the delivery fails at the drop. Default 2.";
+    resume_backoff_ms: u64 = 2_000,
+        parse |v| parse_ms(v, 0), show show::plain,
+        "Wait before such a re-offer: this many milliseconds times the attempt number (2000, 4000, ...). Default 2000.";
     io_threads: usize = 0,
         parse |v| parse_count(v, 0, MAX_IO_THREADS), show show::plain,
         "I/O threads of the engine; 0 means the number of CPUs. Default 0.";
@@ -964,6 +970,8 @@ mod tests {
             ("report_timeout_ms", "2000"),
             ("answer_timeout_ms", "3000"),
             ("connect_timeout_ms", "4000"),
+            ("resume_retries", "0"),
+            ("resume_backoff_ms", "500"),
             ("io_threads", "4"),
             ("offer_to_late_joiners", "no"),
             ("sender_uri", "sips:files@example.com"),

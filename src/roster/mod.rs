@@ -316,6 +316,12 @@ pub struct DeliverySnapshot {
     /// ([`DeliveryState::name`]: `queued`, `offering`, `connecting` or `sending`): a failure while
     /// `offering` is the participant declining the file, one while `sending` a loss mid-file.
     pub ended_in: Option<&'static str>,
+    /// 1 for the first offer; each re-offer after a dropped connection (`resume_retries`)
+    /// counts one more.
+    pub attempt: u32,
+    /// For a re-offer with RFC 5547 `a=file-range`: the bytes the participant kept from the
+    /// earlier attempt (the range starts at this plus one); `None` for the whole file.
+    pub resumed_from: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,6 +439,8 @@ struct Delivery {
     first_byte_at_ms: Option<u64>,
     confirmed_bytes: u64,
     ended_in: Option<&'static str>,
+    attempt: u32,
+    resumed_from: Option<u64>,
 }
 
 #[derive(Default)]
@@ -953,10 +961,52 @@ impl Roster {
                 first_byte_at_ms: None,
                 confirmed_bytes: 0,
                 ended_in: None,
+                attempt: 1,
+                resumed_from: None,
             },
         );
         inner.touch(transfer, now);
         Ok((id, true))
+    }
+
+    /// A delivery that is not terminal starts a new attempt (its connection dropped and it is
+    /// offered again): back to `queued`, `attempt` one more, `resumed_from` as given (the bytes
+    /// the participant kept, or `None` for the whole file). Returns the new attempt number;
+    /// `Ok(None)` (nothing changed) when the delivery is terminal already (cancelled, say).
+    pub fn retry_delivery(
+        &self,
+        id: DeliveryId,
+        resumed_from: Option<u64>,
+    ) -> Result<Option<u32>, RosterError> {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let d = inner
+            .deliveries
+            .get_mut(&id)
+            .ok_or(RosterError::UnknownDelivery(id))?;
+        if d.state.is_terminal() {
+            return Ok(None);
+        }
+        d.state = DeliveryState::Queued;
+        d.attempt = d.attempt.saturating_add(1);
+        d.resumed_from = resumed_from;
+        d.updated_at_ms = now;
+        let (transfer, attempt) = (d.transfer, d.attempt);
+        inner.touch(transfer, now);
+        Ok(Some(attempt))
+    }
+
+    /// Records that the current attempt of a delivery sends the whole file after all (the
+    /// participant's answer did not take the range).
+    pub fn set_resumed_from(&self, id: DeliveryId, resumed_from: Option<u64>) {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let Some(d) = inner.deliveries.get_mut(&id) else {
+            return;
+        };
+        d.resumed_from = resumed_from;
+        let transfer = d.transfer;
+        inner.touch(transfer, now);
     }
 
     /// Moves a delivery to `state`. Returns `Ok(false)` (and changes nothing) when the delivery is
@@ -1233,6 +1283,8 @@ fn delivery_snapshot(id: DeliveryId, d: &Delivery) -> DeliverySnapshot {
         first_byte_at_ms: d.first_byte_at_ms,
         confirmed_bytes: d.confirmed_bytes,
         ended_in: d.ended_in,
+        attempt: d.attempt,
+        resumed_from: d.resumed_from,
     }
 }
 
@@ -1297,7 +1349,8 @@ impl ConferenceSnapshot {
 
 impl DeliverySnapshot {
     /// `{"id":..,"participant":..,"state":..,"bytes":..,"total":..,"percent":..,"reason":..,
-    /// "code":..,"ended_in":..,"created_at_ms":..,"updated_at_ms":..,"first_byte_at_ms":..}`;
+    /// "code":..,"ended_in":..,"created_at_ms":..,"updated_at_ms":..,"first_byte_at_ms":..,
+    /// "attempt":..,"resumed_from":..}`;
     /// fields that do not apply are `null`. `file_size` is the transfer's size, used for `done`.
     /// A failed or cancelled delivery that got to `sending` keeps in `bytes` how many bytes the
     /// participant had confirmed.
@@ -1328,7 +1381,9 @@ impl DeliverySnapshot {
             .opt_str("ended_in", self.ended_in)
             .u64("created_at_ms", self.created_at_ms)
             .u64("updated_at_ms", self.updated_at_ms)
-            .opt_u64("first_byte_at_ms", self.first_byte_at_ms);
+            .opt_u64("first_byte_at_ms", self.first_byte_at_ms)
+            .u64("attempt", u64::from(self.attempt))
+            .opt_u64("resumed_from", self.resumed_from);
         o.end();
     }
 }
@@ -2022,10 +2077,11 @@ mod tests {
                 r#""updated_at_ms":1000,"via":null,"sender":null,"to":null,"deliveries":["#,
                 r#"{"id":1,"participant":"k1","state":"sending","bytes":25,"total":200,"#,
                 r#""percent":12,"reason":null,"code":null,"ended_in":null,"created_at_ms":1000,"#,
-                r#""updated_at_ms":1000,"first_byte_at_ms":1000},"#,
+                r#""updated_at_ms":1000,"first_byte_at_ms":1000,"attempt":1,"resumed_from":null},"#,
                 r#"{"id":2,"participant":"k2","state":"failed","bytes":null,"total":null,"#,
                 r#""percent":null,"reason":"busy","code":486,"ended_in":"queued","#,
-                r#""created_at_ms":1000,"updated_at_ms":1000,"first_byte_at_ms":null}"#,
+                r#""created_at_ms":1000,"updated_at_ms":1000,"first_byte_at_ms":null,"attempt":1,"#,
+                r#""resumed_from":null}"#,
                 r#"]}]}"#
             )
         );
@@ -2146,6 +2202,8 @@ mod tests {
             first_byte_at_ms: None,
             confirmed_bytes: 0,
             ended_in: None,
+            attempt: 1,
+            resumed_from: None,
         };
         let json = |state| {
             let mut s = String::new();

@@ -39,6 +39,9 @@ pub enum Misbehave {
     Rate(u64),
     /// Close the connection once this many body bytes arrived.
     CloseAfter(u64),
+    /// Like `CloseAfter`, but once per receiver (the first connection that gets this many body
+    /// bytes; its responses are written first): the transfer can then be resumed.
+    CloseAfterBytes(u64),
     /// Answer every data-carrying SEND with 481.
     Reply481,
     /// Read everything, answer nothing.
@@ -89,6 +92,7 @@ impl std::str::FromStr for Misbehave {
         match k {
             "rate" => Ok(Misbehave::Rate(num()?)),
             "close-after" => Ok(Misbehave::CloseAfter(num()?)),
+            "close-after-bytes" => Ok(Misbehave::CloseAfterBytes(num()?)),
             "reply-481" => Ok(Misbehave::Reply481),
             "never-answer" => Ok(Misbehave::NeverAnswer),
             "failure-report" => Ok(Misbehave::FailureReport),
@@ -97,7 +101,7 @@ impl std::str::FromStr for Misbehave {
             "nagle" => Ok(Misbehave::Nagle),
             "flood" => Ok(Misbehave::Flood),
             _ => Err(format!(
-                "unknown behaviour {s:?}: rate=N, close-after=N, reply-481, never-answer, \
+                "unknown behaviour {s:?}: rate=N, close-after=N, close-after-bytes=N, reply-481, never-answer, \
                  failure-report, close-after-report, report-per-chunk, nagle, flood \
                  (several joined by commas)"
             )),
@@ -110,6 +114,7 @@ impl std::str::FromStr for Misbehave {
 struct Behaviour {
     rate: Option<u64>,
     close_after: Option<u64>,
+    close_after_bytes: Option<u64>,
     reply_481: bool,
     never_answer: bool,
     failure_report: bool,
@@ -126,6 +131,7 @@ impl Behaviour {
             match m {
                 Misbehave::Rate(r) => b.rate = Some(*r),
                 Misbehave::CloseAfter(n) => b.close_after = Some(*n),
+                Misbehave::CloseAfterBytes(n) => b.close_after_bytes = Some(*n),
                 Misbehave::Reply481 => b.reply_481 = true,
                 Misbehave::NeverAnswer => b.never_answer = true,
                 Misbehave::FailureReport => b.failure_report = true,
@@ -187,6 +193,64 @@ pub struct ReceiveOptions {
     pub max_message_bytes: u64,
     /// Where failed TLS handshakes and other connection problems are reported.
     pub logger: Logger,
+    /// Part files kept for resumed transfers, shared by the receiver's connections.
+    pub kept: Arc<KeptParts>,
+}
+
+/// Part files of messages whose connection ended before they were complete, kept so that a
+/// resumed transfer (RFC 5547 `a=file-range`: a new message whose `Byte-Range` starts after the
+/// bytes kept, total unchanged) completes them. Keyed by the file name the sender offered and
+/// the total: the MSRP frames carry no hash, so the whole file's SHA-1 is computed again at the
+/// end (the kept bytes re-read) for the caller to compare with the offer's. At most
+/// [`MAX_KEPT_PARTS`]; the oldest goes (its file removed) for a new one.
+#[derive(Debug, Default)]
+pub struct KeptParts {
+    parts: parking_lot::Mutex<std::collections::VecDeque<Kept>>,
+    /// `close-after-bytes` fired already (once per receiver).
+    closed_once: std::sync::atomic::AtomicBool,
+}
+
+/// Part files kept at most by one receiver ([`KeptParts`]).
+pub const MAX_KEPT_PARTS: usize = 64;
+
+#[derive(Debug)]
+struct Kept {
+    name: String,
+    total: u64,
+    /// The bytes from the start that the part file holds, in order.
+    len: u64,
+    part: PathBuf,
+}
+
+impl KeptParts {
+    fn keep(&self, k: Kept) {
+        let mut parts = self.parts.lock();
+        if parts.len() >= MAX_KEPT_PARTS {
+            if let Some(old) = parts.pop_front() {
+                let _ = std::fs::remove_file(old.part);
+            }
+        }
+        parts.push_back(k);
+    }
+
+    /// The kept part of `name` with `total` bytes, taken out of the set.
+    fn take(&self, name: &str, total: u64) -> Option<Kept> {
+        let mut parts = self.parts.lock();
+        let i = parts
+            .iter()
+            .rposition(|k| k.name == name && k.total == total)?;
+        parts.remove(i)
+    }
+
+    /// How many part files are kept.
+    pub fn len(&self) -> usize {
+        self.parts.lock().len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Default of [`ReceiveOptions::max_message_bytes`] (`msrpcast receive --max-bytes`): the
@@ -319,6 +383,8 @@ struct Open {
     /// Next in-order offset for the hash; out-of-order data disables hashing.
     next: u64,
     bytes: u64,
+    /// The message's total as its `Byte-Range` said, once known (for keeping the part file).
+    total: Option<u64>,
 }
 
 impl Open {
@@ -339,6 +405,7 @@ impl Open {
             hasher: opts.hash.then(Sha1::new),
             next: 0,
             bytes: 0,
+            total: None,
         }
     }
 }
@@ -358,6 +425,8 @@ pub struct ReceiveConn {
     closed: bool,
     /// The `Content-Disposition` file name of the frame being handled, if any.
     frame_name: Option<String>,
+    /// The `Byte-Range` total of the frame being handled, if any.
+    frame_total: Option<u64>,
     behaviour: Behaviour,
     /// A success REPORT was queued and the behaviour says to close once it is written.
     close_when_flushed: bool,
@@ -398,6 +467,7 @@ impl ReceiveConn {
             buf: vec![0; 256 * 1024],
             closed: false,
             frame_name: None,
+            frame_total: None,
             behaviour: Behaviour::of(opts.misbehave.as_ref()),
             close_when_flushed: false,
             report_seq: 0,
@@ -446,6 +516,9 @@ impl ReceiveConn {
             .or_insert_with_key(|id| Open::new(&opts, id));
         if o.offered.is_none() {
             o.offered = offered;
+        }
+        if o.total.is_none() {
+            o.total = self.frame_total;
         }
         if let Some(f) = &o.file {
             let _ = f.write_all_at(bytes, offset);
@@ -505,6 +578,30 @@ impl ReceiveConn {
         });
     }
 
+    /// Keeps the part file of a message cut off by the connection's end, for a resumed transfer
+    /// ([`KeptParts`]): when it has a part file, an offered name, a total and bytes in order from
+    /// the start. Returns the bytes kept (the file is cut to them).
+    fn keep_open(&mut self, message_id: &Bytes) -> Option<u64> {
+        let o = self.open.get(message_id)?;
+        let (Some(part), Some(name), Some(total), Some(file)) =
+            (o.part.clone(), o.offered.clone(), o.total, o.file.as_ref())
+        else {
+            return None;
+        };
+        let len = o.next;
+        if len == 0 || len >= total || file.set_len(len).is_err() {
+            return None;
+        }
+        self.open.remove(message_id);
+        self.opts.kept.keep(Kept {
+            name,
+            total,
+            len,
+            part,
+        });
+        Some(len)
+    }
+
     fn drop_open(&mut self, message_id: &Bytes) {
         if let Some(o) = self.open.remove(message_id) {
             if let Some(p) = o.part {
@@ -526,7 +623,11 @@ impl ReceiveConn {
         if self.misbehaved(&msg, is_data_send) {
             return;
         }
+        if is_data_send && !self.resume_kept(&msg) {
+            return;
+        }
         self.frame_name = offered_name(&msg);
+        self.frame_total = msg.byte_range().and_then(|br| br.total);
         self.receiver.handle_frame(&msg);
         while let Some(mut reply) = self.receiver.poll_reply() {
             let is_report = reply.method() == Some(&Method::Report);
@@ -547,6 +648,87 @@ impl ReceiveConn {
             self.handle_event(ev);
         }
         self.frame_name = None;
+    }
+
+    /// A SEND of a new message whose `Byte-Range` starts after byte 1, naming the file and total
+    /// of a kept part file: the rest of a transfer interrupted earlier (RFC 5547 `a=file-range`).
+    /// The part file is reopened, cut to the bytes before the range, re-read for the SHA-1, and
+    /// the message opened as holding them. False when the frame was refused (400): the range
+    /// does not continue the kept bytes (it would leave a hole); the part stays kept.
+    fn resume_kept(&mut self, msg: &Message) -> bool {
+        let (Some(br), Some(mid)) = (msg.byte_range(), msg.message_id()) else {
+            return true;
+        };
+        if br.start <= 1 || self.open.contains_key(mid) {
+            return true;
+        }
+        let (Some(total), Some(name)) = (br.total, offered_name(msg)) else {
+            return true;
+        };
+        let Some(k) = self.opts.kept.take(&name, total) else {
+            return true;
+        };
+        let held = br.start - 1;
+        // Contiguous with the kept bytes and within the declared size; otherwise refused with
+        // the part kept for a proper resume (and no hole is ever written).
+        let fits = held
+            .checked_add(msg.body.len() as u64)
+            .is_some_and(|end| end <= total);
+        if held > k.len || !fits {
+            self.opts.kept.keep(k);
+            let to = writer::render_path(&msg.from_path[..msg.from_path.len().min(1)]);
+            let from = writer::render_path(std::slice::from_ref(&self.opts.local));
+            let reason = Some(&b"Byte-Range does not continue the kept part file"[..]);
+            writer::write_response(&msg.transaction_id, 400, reason, &to, &from, &mut self.out);
+            return false;
+        }
+        let reopened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&k.part)
+            .and_then(|f| f.set_len(held).map(|()| f));
+        let file = match reopened {
+            Ok(f) => f,
+            Err(e) => {
+                self.opts.logger.warn(
+                    "receive",
+                    format_args!("kept part file {}: {e}", k.part.display()),
+                );
+                let _ = std::fs::remove_file(&k.part);
+                return true;
+            }
+        };
+        let hasher = if self.opts.hash {
+            match hash_prefix(&file, held) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    self.opts.logger.warn(
+                        "receive",
+                        format_args!("kept part file {}: {e}", k.part.display()),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if !self.receiver.resume_message(mid, held, total) {
+            self.opts.kept.keep(k);
+            return true;
+        }
+        self.open.insert(
+            mid.clone(),
+            Open {
+                file: Some(file),
+                offered: Some(name),
+                part: Some(k.part),
+                hasher,
+                next: held,
+                bytes: held,
+                total: Some(total),
+            },
+        );
+        true
     }
 
     /// Never-answer, reply-481 and failure-report: true when one of them took the frame.
@@ -771,6 +953,16 @@ impl ReceiveConn {
                             return self.close();
                         }
                     }
+                    if let Some(limit) = self.behaviour.close_after_bytes {
+                        let once = &self.opts.kept.closed_once;
+                        if self.body_bytes >= limit
+                            && !once.swap(true, std::sync::atomic::Ordering::AcqRel)
+                        {
+                            // The responses for what was taken go out first.
+                            let _ = self.flush();
+                            return self.close();
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -795,13 +987,23 @@ impl ReceiveConn {
         let ids: Vec<Bytes> = self.open.keys().cloned().collect();
         for id in ids {
             let bytes = self.open.get(&id).map(|o| o.bytes).unwrap_or(0);
-            self.drop_open(&id);
+            let kept = self.keep_open(&id);
+            if kept.is_none() {
+                self.drop_open(&id);
+            }
+            let failure = match kept {
+                Some(n) => format!(
+                    "connection closed before the message was complete ({n} bytes kept for a \
+                     resumed transfer)"
+                ),
+                None => "connection closed before the message was complete".into(),
+            };
             self.report(Received {
                 message_id: String::from_utf8_lossy(&id).into_owned(),
                 bytes,
                 sha1: None,
                 path: None,
-                failure: Some("connection closed before the message was complete".into()),
+                failure: Some(failure),
             });
         }
         Flow::Close
@@ -930,6 +1132,26 @@ fn tool_logger() -> crate::runtime::log::Logger {
     crate::runtime::log::Logger::stderr(crate::runtime::log::Level::Warn)
 }
 
+/// SHA-1 state after the first `len` bytes of `file`.
+fn hash_prefix(file: &File, len: u64) -> io::Result<Sha1> {
+    let mut h = Sha1::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let want = (len - at).min(buf.len() as u64) as usize;
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "part file shorter than kept",
+            ));
+        }
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(h)
+}
+
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -1037,6 +1259,7 @@ impl ReceiveServer {
             full_path_responses: false,
             max_message_bytes: l.max_message_bytes,
             logger: tool_logger(),
+            kept: Arc::default(),
         };
         let handler = match &l.tls {
             None => ReceiveListener::new(listener, opts),
@@ -1137,6 +1360,7 @@ impl ReceiveServer {
             full_path_responses: true,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             logger: tool_logger(),
+            kept: Arc::default(),
         });
         pool.add(Box::new(ReceiveConn::with_decoder(
             transport, opts, decoder,

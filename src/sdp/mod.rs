@@ -21,7 +21,7 @@ pub use answer::{
     parse_answer, parse_answer_with, Answer, Direction, Setup, DEFAULT_MAX_PATH_URIS,
 };
 pub use file_selector::{escape_file_name, unescape_file_name, FileSelector};
-pub use offer::{build_offer, build_offer_tls, FileOffer, OfferParams};
+pub use offer::{build_offer, build_offer_tls, parse_file_range, FileOffer, OfferParams};
 pub use push_in::{
     build_push_answer, parse_push_offer, PushAnswerParams, PushOffer, PushOfferError,
 };

@@ -190,7 +190,7 @@ impl Driver {
                 recv(outcomes) -> o => if let Ok((d, o)) = o {
                     let logger = self.logger.clone();
                     fault::guard(&logger, "engine", "handling a delivery outcome", || {
-                        self.core.handle_outcome(DeliveryId(d), o)
+                        self.core.handle_outcome(DeliveryId(d), o, Instant::now())
                     });
                 },
                 default(wait) => {}
