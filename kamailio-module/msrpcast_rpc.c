@@ -358,14 +358,21 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 	size_t len = 0;
 	struct reply_error e;
 	struct rpc_walk walk;
-	int code, nkeys = 0;
+	int code, nkeys = 0, nscanned;
 	const char **keys = NULL;
 	size_t *key_lens = NULL;
 
-	if(rpc->scan(ctx, "SS*S", &conf, &path, &to) < 2) {
+	/* The count tells whether the optional keys came: binrpc (kamcmd) fills a missing
+	 * optional string with a placeholder text rather than leaving it NULL. */
+	nscanned = rpc->scan(ctx, "SS*S", &conf, &path, &to);
+	if(nscanned < 2) {
 		rpc->fault(ctx, 400,
 				"usage: msrpcast.upload <conference> <path> [<keys>]");
 		return;
+	}
+	if(nscanned < 3) {
+		to.s = NULL;
+		to.len = 0;
 	}
 	if(conf.len <= 0 || path.len <= 0) {
 		rpc->fault(ctx, 400, "empty conference or path");
