@@ -174,7 +174,6 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(spool_dir)                         \
 	X(spool_max_bytes)                   \
 	X(max_file_bytes)                    \
-	X(spool_linger_ms)                   \
 	X(spool_persist)                     \
 	X(chunk_bytes)                       \
 	X(window_bytes)                      \

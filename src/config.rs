@@ -268,9 +268,6 @@ settings! {
     max_file_bytes: u64 = 4 * GIB,
         parse |v| parse_size(v, 1), show show::size,
         "Largest accepted file; a larger upload gets 413. Default 4GiB.";
-    spool_linger_ms: u64 = 0,
-        parse |v| parse_ms(v, 0), show show::plain,
-        "How long a conference's spool files stay after the conference ends; 0 removes them at once. Default 0.";
     spool_persist: bool = true,
         parse parse_bool, show show::plain,
         "Complete files survive a restart of the engine (and of its host): each gets a small record beside its spool file (written with fsync and rename), and at the next start they are offered again to the conference's participants as they join, except to those who received them already. Off: a stop removes every spool file and the next start removes what a crash left. Partial uploads never survive. Default on.";
@@ -961,7 +958,6 @@ mod tests {
             ("spool_dir", "/tmp/spool"),
             ("spool_max_bytes", "20G"),
             ("max_file_bytes", "1000"),
-            ("spool_linger_ms", "60000"),
             ("spool_persist", "off"),
             ("chunk_bytes", "2048"),
             ("window_bytes", "1M"),
@@ -1117,7 +1113,6 @@ mod tests {
         let mut c = Config::default();
         assert!(c.set("io_threads", "1000").is_err());
         assert!(c.set("transaction_timeout_ms", "0").is_err());
-        c.set("spool_linger_ms", "0").unwrap();
         assert!(c.set("http_max_uploads", "0").is_err());
     }
 
