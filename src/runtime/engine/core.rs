@@ -342,11 +342,8 @@ impl Core {
                 t.state,
                 TransferState::Complete { .. } | TransferState::Receiving
             );
-            let chosen =
-                t.to.as_ref()
-                    .is_none_or(|to| to.iter().any(|k| k == participant));
             if usable
-                && chosen
+                && is_for(t.to.as_deref(), participant)
                 && self.files.contains_key(&t.id)
                 && self.offers_earlier(t.id, participant)
             {
@@ -419,8 +416,7 @@ impl Core {
             },
         );
         for p in self.shared.roster.participants(&rec.conference) {
-            let chosen = rec.to.as_ref().is_none_or(|to| to.contains(&p.key));
-            if chosen && self.offers_earlier(id, &p.key) {
+            if is_for(rec.to.as_deref(), &p.key) && self.offers_earlier(id, &p.key) {
                 self.deliver(id, &p.key, now);
             }
         }
@@ -603,16 +599,13 @@ impl Core {
         answered: Option<&str>,
         now: Instant,
     ) -> bool {
+        let size = self.complete_size(transfer).unwrap_or(0);
         let Some(l) = self.live.get_mut(&d) else {
             return false;
         };
         if l.offset == 0 {
             return true;
         }
-        let size = match self.files.get(&transfer).map(|f| f.state()) {
-            Some(SpoolState::Complete { size, .. }) => size,
-            _ => 0,
-        };
         let start = l.offset + 1;
         match answered.map(sdp::parse_file_range) {
             None => {
@@ -672,9 +665,8 @@ impl Core {
         now: Instant,
     ) -> Result<bool, String> {
         let acked = l.progress.acked.load(Ordering::Acquire);
-        let size = match self.files.get(&l.transfer).map(|f| f.state()) {
-            Some(SpoolState::Complete { size, .. }) => size,
-            _ => return Ok(false),
+        let Some(size) = self.complete_size(l.transfer) else {
+            return Ok(false);
         };
         let dropped = l.progress.dropped.load(Ordering::Acquire);
         let live_in_roster = self
@@ -834,7 +826,7 @@ impl Core {
         };
         for p in self.shared.roster.participants(&t.conference) {
             // A file for chosen participants goes to them only.
-            if t.to.as_ref().is_none_or(|to| to.contains(&p.key)) {
+            if is_for(t.to.as_deref(), &p.key) {
                 self.deliver(transfer, &p.key, now);
             }
         }
@@ -1069,6 +1061,14 @@ impl Core {
         self.write_dirty_records();
     }
 
+    /// The size of a transfer's spooled file once it is complete.
+    fn complete_size(&self, t: TransferId) -> Option<u64> {
+        match self.files.get(&t)?.state() {
+            SpoolState::Complete { size, .. } => Some(size),
+            _ => None,
+        }
+    }
+
     fn publish_progress(&self) {
         for (d, l) in &self.live {
             self.publish_progress_of(*d, l, false);
@@ -1088,10 +1088,7 @@ impl Core {
         if !l.on_io || !(sending || last && bytes > 0) {
             return;
         }
-        let total = match self.files.get(&l.transfer).map(|f| f.state()) {
-            Some(SpoolState::Complete { size, .. }) => Some(size),
-            _ => None,
-        };
+        let total = self.complete_size(l.transfer);
         let _ = self
             .shared
             .roster
@@ -1544,6 +1541,12 @@ pub(super) fn advertise(cfg: &Config, bound: SocketAddr) -> (String, u16) {
             SocketAddr::V6(v) => (format!("[{}]", v.ip()), v.port()),
         },
     }
+}
+
+/// Whether a file for `to` (`None`: the whole room, late joiners included) goes to the
+/// participant `key`.
+fn is_for(to: Option<&[String]>, key: &str) -> bool {
+    to.is_none_or(|to| to.iter().any(|k| k == key))
 }
 
 /// The core alone, with a virtual clock: no thread, socket or sleep.
