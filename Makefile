@@ -40,6 +40,9 @@ help:
 	@echo 'make kamailio-src  Kamailio source + module flags into .cache/kamailio-src'
 	@echo 'make header        regenerate $(HEADER) with cbindgen $(CBINDGEN_VERSION)'
 	@echo 'make kamailio-module / install-kamailio-module   build (and install) msrpcast.so'
+	@echo 'make freeswitch-module / install-freeswitch-module   build (and install) mod_msrpcast.so'
+	@echo '                   (FREESWITCH_PREFIX=<prefix>, or pkg-config freeswitch; docs/freeswitch.md)'
+	@echo 'make freeswitch-e2e FREESWITCH_PREFIX=<prefix>   the FreeSWITCH end-to-end test (not in make test)'
 	@echo 'make kamailio-module-format[-check]   clang-format the module in Kamailio'"'"'s style'
 	@echo 'make kamailio-module-intree   build it with Kamailio'"'"'s module Makefile (scratch tree)'
 	@echo 'make deb           the Debian package target/deb/msrpcast_<version>_<arch>.deb'
@@ -198,6 +201,16 @@ kamailio-module-intree:
 
 # mod_msrpcast against an installed FreeSWITCH's development files (FREESWITCH_PREFIX=<prefix>,
 # or `pkg-config freeswitch`); without them it says so and fails. Not part of `make test`.
-.PHONY: freeswitch-module
+.PHONY: freeswitch-module install-freeswitch-module freeswitch-e2e
 freeswitch-module:
 	freeswitch-module/build.sh
+
+install-freeswitch-module:
+	freeswitch-module/build.sh --install
+
+# tests/freeswitch/e2e.sh against an installed FreeSWITCH (docs/freeswitch.md, "Tests"):
+# make freeswitch-e2e FREESWITCH_PREFIX=<prefix>. Not part of `make test`: CI has no FreeSWITCH
+# (nothing builds one here); without FREESWITCH_PREFIX this target fails and says so.
+freeswitch-e2e:
+	@[[ -n "$${FREESWITCH_PREFIX:-}" ]] || { echo 'freeswitch-e2e: set FREESWITCH_PREFIX=<the prefix of an installed FreeSWITCH>'; exit 1; }
+	tests/freeswitch/e2e.sh

@@ -11,9 +11,12 @@
 # Without either it says so and exits 1 (it is not part of `make test`).
 #
 # The Rust staticlib (libmsrpcast.a, release) is linked into the module, its symbols hidden
-# (--exclude-libs,ALL): FreeSWITCH loads one file and sees only mod_msrpcast_module_interface.
+# (--exclude-libs,ALL): FreeSWITCH loads one file; it exports mod_msrpcast_module_interface and
+# the load/shutdown functions (FreeSWITCH's SWITCH_MODULE_*_FUNCTION macros make them non-static),
+# no msrpcast_* symbol.
 # No -lfreeswitch: the core's symbols resolve from the running freeswitch binary.
-# --install copies the module into FreeSWITCH's module folder (modulesdir, or $prefix/mod).
+# --install copies the module into FreeSWITCH's module folder (pkg-config's modulesdir; without
+# freeswitch.pc, $prefix/lib/freeswitch/mod or $prefix/mod, whichever holds mod_sofia.so).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib.sh
@@ -34,7 +37,11 @@ if [[ -n ${FREESWITCH_PREFIX:-} ]]; then
         moddir=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --variable=modulesdir freeswitch)
     elif [[ -f $FREESWITCH_PREFIX/include/freeswitch/switch.h ]]; then
         fs_cflags="-I$FREESWITCH_PREFIX/include/freeswitch"
-        moddir=$FREESWITCH_PREFIX/mod
+        # No freeswitch.pc: the folder that holds mod_sofia.so (a --prefix build keeps modules
+        # in lib/freeswitch/mod; only the default /usr/local/freeswitch layout has mod/).
+        for d in "$FREESWITCH_PREFIX/lib/freeswitch/mod" "$FREESWITCH_PREFIX/mod"; do
+            [[ -f $d/mod_sofia.so ]] && moddir=$d && break
+        done
     else
         msrpcast_die "FREESWITCH_PREFIX=$FREESWITCH_PREFIX has neither lib/pkgconfig/freeswitch.pc nor include/freeswitch/switch.h"
     fi
@@ -71,16 +78,22 @@ fi
     "$target_dir/release/libmsrpcast.a" -Wl,--exclude-libs,ALL $(sed -n 2p "$native") \
     -lpthread -lm -ldl
 
-# Exactly one visible msrpcast-related entry point: the module interface.
-nm -D --defined-only "$out/mod_msrpcast.so" | grep -q ' mod_msrpcast_module_interface$' ||
+# The visible entry points: the module interface and its load/shutdown functions, nothing else
+# of ours (checked against FreeSWITCH 1.11.1: exactly these three).
+exported=$(nm -D --defined-only "$out/mod_msrpcast.so" | awk '$2 ~ /^[TDBR]$/ {print $3}' | sort)
+[[ $exported == *mod_msrpcast_module_interface* ]] ||
     msrpcast_die "mod_msrpcast_module_interface is not exported"
+unexpected=$(grep -v -x -e mod_msrpcast_module_interface -e mod_msrpcast_load \
+    -e mod_msrpcast_shutdown <<<"$exported" || true)
+[[ -z $unexpected ]] || msrpcast_die "mod_msrpcast.so exports more than its entry points:" $unexpected
 if nm -D --defined-only "$out/mod_msrpcast.so" | grep -q ' msrpcast_'; then
     msrpcast_die "Rust symbols leak out of mod_msrpcast.so"
 fi
 msrpcast_log "built $out/mod_msrpcast.so against $hdr"
 
 if [[ ${1:-} == --install ]]; then
-    [[ -n $moddir ]] || msrpcast_die "no module folder known"
+    [[ -n $moddir && -d $moddir ]] ||
+        msrpcast_die "no FreeSWITCH module folder known (pkg-config modulesdir, or mod_sofia.so in $FREESWITCH_PREFIX/lib/freeswitch/mod or $FREESWITCH_PREFIX/mod)"
     install -m 644 "$out/mod_msrpcast.so" "$moddir/mod_msrpcast.so"
     msrpcast_log "installed into $moddir"
 fi

@@ -463,6 +463,37 @@ msrpcast_result msrpcast_client_leave(struct msrpcast_client *c,
                                       size_t participant_len);
 
 /**
+ * As `msrpcast_engine_offer_in`, through the control socket: the engine process decides and
+ * answers; this waits up to `timeout_ms` (1 or more) for it. A SIP worker calls it while it
+ * handles the participant's INVITE: the engine answers from its control thread without any
+ * network wait (it checks, creates the spool file and builds the SDP), so the wait is short.
+ * `MSRPCAST_OK` with `*status`, `*body`, `*body_len` and `*transfer` (may be NULL) as
+ * `msrpcast_engine_offer_in` gives them; `MSRPCAST_ERR_TIMEOUT` or `MSRPCAST_ERR_UNREACHABLE`
+ * without an answer (then answer the INVITE 503), argument errors as usual.
+ */
+msrpcast_result msrpcast_client_offer_in(struct msrpcast_client *c,
+                                         const char *conf,
+                                         size_t conf_len,
+                                         const char *participant,
+                                         size_t participant_len,
+                                         const char *dialog,
+                                         size_t dialog_len,
+                                         const char *sdp,
+                                         size_t sdp_len,
+                                         uint32_t timeout_ms,
+                                         uint16_t *status,
+                                         char **body,
+                                         size_t *body_len,
+                                         uint64_t *transfer);
+
+/**
+ * As `msrpcast_engine_offer_in_ended`, through the control socket. Never blocks.
+ */
+msrpcast_result msrpcast_client_offer_in_ended(struct msrpcast_client *c,
+                                               const char *dialog,
+                                               size_t dialog_len);
+
+/**
  * Opens a client of the engine whose `control_socket` is the given path (not NUL-terminated).
  * Does not contact the engine: an engine that is not (yet) running shows as
  * `MSRPCAST_ERR_UNREACHABLE` on the calls. Open it in each process after fork; free it with
@@ -544,6 +575,26 @@ msrpcast_result msrpcast_client_upload_file(struct msrpcast_client *c,
                                             size_t conf_len,
                                             const char *path,
                                             size_t path_len);
+
+/**
+ * As `msrpcast_client_upload`, for chosen participants only (as
+ * `msrpcast_engine_upload_file_to`): `to` holds `to_count` (1 or more) participant keys,
+ * `to_lens` their lengths. A key that is not a participant of the conference gives
+ * `MSRPCAST_ERR_INVALID_VALUE` with `{"error":"no participant \"<key>\" in conference …"}`;
+ * `to_count` 0 gives `MSRPCAST_ERR_INVALID_VALUE` without asking the engine (`*json`
+ * unchanged). The keys travel in the one control message (`MSRPCAST_MAX_MESSAGE_BYTES`).
+ */
+msrpcast_result msrpcast_client_upload_to(struct msrpcast_client *c,
+                                          const char *conf,
+                                          size_t conf_len,
+                                          const char *path,
+                                          size_t path_len,
+                                          const char *const *to,
+                                          const size_t *to_lens,
+                                          size_t to_count,
+                                          uint32_t timeout_ms,
+                                          char **json,
+                                          size_t *len);
 
 /**
  * The text of the last error of `msrpcast_config_set`, `msrpcast_config_validate` or
@@ -644,6 +695,47 @@ msrpcast_result msrpcast_engine_next_signal(struct msrpcast_engine *e,
                                             struct msrpcast_signal **out);
 
 /**
+ * A participant offers a file to its conference: the SDP body of its INVITE (an RFC 5547 push
+ * offer: `m=message … TCP/MSRP` or `TCP/TLS/MSRP`, `a=sendonly`, `a=file-selector` with the
+ * size) to the conference's URI. `participant` is its key or the target URI it joined with
+ * (the Contact of its conference call); `dialog` the host's key of this INVITE's dialog (its
+ * Call-ID), which `msrpcast_engine_offer_in_ended` names at its BYE.
+ *
+ * `MSRPCAST_OK` when the offer was decided, either way: `*status` is the SIP status to answer
+ * with — 200 and `*body` the answer SDP (`a=recvonly`, `a=setup:passive`, our `a=path`; send
+ * it with `Content-Type: application/sdp`), or the refusal (403 not a participant, 413 too
+ * large or over the spool quota, 415 type not accepted, 486 more than
+ * `offer_in_per_participant_per_min`, 488 not a push offer we can take, 503 no room) and
+ * `*body` the reason. `*body` is NUL-terminated, `*body_len` its length; free it with
+ * `msrpcast_string_free`. `*transfer` (when `transfer` is not NULL) gets the new transfer's id,
+ * 0 on refusal. The file is then offered to every *other* participant and streamed to them
+ * while it arrives. Creates a spool file; never waits for the network.
+ */
+msrpcast_result msrpcast_engine_offer_in(struct msrpcast_engine *e,
+                                         const char *conf,
+                                         size_t conf_len,
+                                         const char *participant,
+                                         size_t participant_len,
+                                         const char *dialog,
+                                         size_t dialog_len,
+                                         const char *sdp,
+                                         size_t sdp_len,
+                                         uint16_t *status,
+                                         char **body,
+                                         size_t *body_len,
+                                         uint64_t *transfer);
+
+/**
+ * The dialog of a participant's push offer ended (BYE received; `dialog` as given to
+ * `msrpcast_engine_offer_in`): a file still arriving is aborted — its transfer fails with the
+ * reason and its partial spool file goes —, a complete one stays. An unknown dialog is not an
+ * error (it may be a delivery's). Never blocks.
+ */
+msrpcast_result msrpcast_engine_offer_in_ended(struct msrpcast_engine *e,
+                                               const char *dialog,
+                                               size_t dialog_len);
+
+/**
  * The INVITE of `delivery` failed with this final SIP code (300–699; 408 for a timeout).
  */
 msrpcast_result msrpcast_engine_rejected(struct msrpcast_engine *e,
@@ -725,6 +817,24 @@ msrpcast_result msrpcast_engine_upload_file(struct msrpcast_engine *e,
                                             const char *path,
                                             size_t path_len,
                                             uint64_t *transfer);
+
+/**
+ * As `msrpcast_engine_upload_file`, for chosen participants only: `to` holds `to_count` (1 or
+ * more) participant keys, `to_lens` their lengths (not NUL-terminated, UTF-8), each a key as
+ * the conference lists it. Only they are offered the file, and participants who join later
+ * never are. A key that is not a participant of the conference now, or `to_count` 0, gives
+ * `MSRPCAST_ERR_INVALID_VALUE` (the reason is logged) and no transfer; a repeated key counts
+ * once.
+ */
+msrpcast_result msrpcast_engine_upload_file_to(struct msrpcast_engine *e,
+                                               const char *conf,
+                                               size_t conf_len,
+                                               const char *path,
+                                               size_t path_len,
+                                               const char *const *to,
+                                               const size_t *to_lens,
+                                               size_t to_count,
+                                               uint64_t *transfer);
 
 /**
  * Runs the API command `msrpcast <cmd>` (`status`, `conferences`, `transfers`, `counters`,

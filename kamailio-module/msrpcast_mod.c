@@ -26,6 +26,7 @@
 #include "core/cfg/cfg_struct.h"
 
 #include "msrpcast_mod.h"
+#include "msrpcast_offerin.h"
 #include "msrpcast_proc.h"
 #include "msrpcast_rpc.h"
 #include "msrpcast_sip.h"
@@ -61,6 +62,10 @@ static cmd_export_t cmds[] = {
 		fixup_free_spve_all, ANY_ROUTE},
 	{"msrpcast_leave", (cmd_function)w_msrpcast_leave, 2, fixup_spve_all,
 		fixup_free_spve_all, ANY_ROUTE},
+	{"msrpcast_offer_in", (cmd_function)w_msrpcast_offer_in, 2, fixup_spve_all,
+		fixup_free_spve_all, REQUEST_ROUTE},
+	{"msrpcast_offer_in_end", (cmd_function)w_msrpcast_offer_in_end, 0, 0, 0,
+		REQUEST_ROUTE},
 	{0, 0, 0, 0, 0, 0}
 };
 /* clang-format on */
@@ -169,7 +174,6 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(spool_dir)                         \
 	X(spool_max_bytes)                   \
 	X(max_file_bytes)                    \
-	X(spool_linger_ms)                   \
 	X(spool_persist)                     \
 	X(chunk_bytes)                       \
 	X(window_bytes)                      \
@@ -178,6 +182,8 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(report_timeout_ms)                 \
 	X(answer_timeout_ms)                 \
 	X(connect_timeout_ms)                \
+	X(resume_retries)                    \
+	X(resume_backoff_ms)                 \
 	X(io_threads)                        \
 	X(offer_to_late_joiners)             \
 	X(sender_uri)                        \
@@ -190,6 +196,8 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(max_finished_transfers)            \
 	X(finished_transfer_ttl_ms)          \
 	X(max_path_uris)                     \
+	X(offer_in_per_participant_per_min)  \
+	X(offer_in_max_sessions)             \
 	X(accept_types)                      \
 	X(success_report)                    \
 	X(bind_empty_send)                   \
@@ -562,6 +570,16 @@ static sr_kemi_t sr_kemi_msrpcast_exports[] = {
 	{ str_init("msrpcast"), str_init("leave"),
 		SR_KEMIP_INT, ki_msrpcast_leave,
 		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("msrpcast"), str_init("offer_in"),
+		SR_KEMIP_INT, msrpcast_offer_in,
+		{ SR_KEMIP_STR, SR_KEMIP_STR, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("msrpcast"), str_init("offer_in_end"),
+		SR_KEMIP_INT, msrpcast_offer_in_end,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
 	},
 	{ {0, 0}, {0, 0}, 0, NULL, { 0, 0, 0, 0, 0, 0 } }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/dprint.h"
+#include "core/mem/mem.h"
 #include "core/rpc.h"
 #include "core/rpc_lookup.h"
 
@@ -275,9 +276,53 @@ static void msrpcast_rpc_cancel(rpc_t *rpc, void *ctx)
 
 static const char *msrpcast_rpc_upload_doc[] = {
 		"Send a file on the server's disk to every participant of a "
-		"conference: msrpcast.upload <conference> <path>. Returns {transfer: "
-		"<id>}.",
+		"conference: msrpcast.upload <conference> <path> [<keys>]. With keys "
+		"(participant keys, comma-separated) only those participants get it, "
+		"and participants who join later do not. Returns {transfer: <id>}.",
 		0};
+
+/* Splits "k1, k2,k3" into the keys between commas, spaces around each trimmed, empty ones
+ * skipped. The arrays are pkg_malloc'ed (free both with pkg_free); returns the number of keys,
+ * 0 when there is none (nothing allocated), -1 when out of memory. */
+static int split_keys(str *list, const char ***keys, size_t **lens)
+{
+	int n = 1, i, k = 0, start = 0;
+
+	for(i = 0; i < list->len; i++)
+		if(list->s[i] == ',')
+			n++;
+	*keys = pkg_malloc(sizeof(**keys) * (size_t)n);
+	*lens = pkg_malloc(sizeof(**lens) * (size_t)n);
+	if(*keys == NULL || *lens == NULL) {
+		if(*keys)
+			pkg_free(*keys);
+		if(*lens)
+			pkg_free(*lens);
+		return -1;
+	}
+	for(i = 0; i <= list->len; i++) {
+		int a, b;
+		if(i < list->len && list->s[i] != ',')
+			continue;
+		a = start;
+		b = i;
+		while(a < b && (list->s[a] == ' ' || list->s[a] == '\t'))
+			a++;
+		while(b > a && (list->s[b - 1] == ' ' || list->s[b - 1] == '\t'))
+			b--;
+		if(b > a) {
+			(*keys)[k] = list->s + a;
+			(*lens)[k] = (size_t)(b - a);
+			k++;
+		}
+		start = i + 1;
+	}
+	if(k == 0) {
+		pkg_free(*keys);
+		pkg_free(*lens);
+	}
+	return k;
+}
 
 /* Picks the "error" member of a refusal's {"error":"..."} answer. */
 struct reply_error
@@ -309,6 +354,8 @@ static int fault_status(msrpcast_result r, msrpcast_result own, int own_code)
 	if(r == own)
 		return own_code;
 	switch(r) {
+		case MSRPCAST_ERR_INVALID_VALUE: /* e.g. a key that is no participant */
+			return 400;
 		case MSRPCAST_ERR_TIMEOUT:
 			return 504;
 		case MSRPCAST_ERR_UNREACHABLE:
@@ -360,25 +407,60 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 {
 	msrpcast_client *c;
 	msrpcast_result r;
-	str conf = STR_NULL, path = STR_NULL;
+	str conf = STR_NULL, path = STR_NULL, to = STR_NULL;
 	char *json = NULL;
 	size_t len = 0;
+	int nkeys = 0, nscanned;
+	const char **keys = NULL;
+	size_t *key_lens = NULL;
 
-	if(rpc->scan(ctx, "SS", &conf, &path) < 2) {
-		rpc->fault(ctx, 400, "usage: msrpcast.upload <conference> <path>");
+	/* The count tells whether the optional keys came: binrpc (kamcmd) fills a missing
+	 * optional string with a placeholder text rather than leaving it NULL. */
+	nscanned = rpc->scan(ctx, "SS*S", &conf, &path, &to);
+	if(nscanned < 2) {
+		rpc->fault(ctx, 400,
+				"usage: msrpcast.upload <conference> <path> [<keys>]");
 		return;
+	}
+	if(nscanned < 3) {
+		to.s = NULL;
+		to.len = 0;
 	}
 	if(conf.len <= 0 || path.len <= 0) {
 		rpc->fault(ctx, 400, "empty conference or path");
 		return;
 	}
+	if(to.s != NULL) {
+		nkeys = split_keys(&to, &keys, &key_lens);
+		if(nkeys < 0) {
+			rpc->fault(ctx, 500, "out of memory");
+			return;
+		}
+		if(nkeys == 0) {
+			rpc->fault(ctx, 400, "empty recipient list (keys)");
+			return;
+		}
+	}
 	c = msrpcast_client_get();
 	if(c == NULL) {
+		if(nkeys > 0) {
+			pkg_free(keys);
+			pkg_free(key_lens);
+		}
 		rpc->fault(ctx, 503, "msrpcast engine unreachable");
 		return;
 	}
-	r = msrpcast_client_upload(c, conf.s, (size_t)conf.len, path.s,
-			(size_t)path.len, (uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
+	if(nkeys > 0) {
+		r = msrpcast_client_upload_to(c, conf.s, (size_t)conf.len, path.s,
+				(size_t)path.len, keys, key_lens, (size_t)nkeys,
+				(uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
+		pkg_free(keys);
+		pkg_free(key_lens);
+	} else {
+		r = msrpcast_client_upload(c, conf.s, (size_t)conf.len, path.s,
+				(size_t)path.len, (uint32_t)msrpcast_rpc_timeout_ms, &json,
+				&len);
+	}
 	if(r != MSRPCAST_OK) {
 		reply_fault(rpc, ctx, r,
 				fault_status(r, MSRPCAST_ERR_UNKNOWN_CONFERENCE, 404), json,

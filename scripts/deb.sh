@@ -11,6 +11,8 @@
 #   /usr/bin/msrpcast                           the command-line tool
 #   /usr/share/bash-completion/completions/msrpcast   `msrpcast completions bash`
 #   /usr/share/man/man1/msrpcast.1.gz           the --help of the tool and of each command
+#   /usr/share/lintian/overrides/msrpcast       packaging/debian/msrpcast.lintian-overrides
+#                                               (tags that do not apply, each with its reason)
 #   /usr/share/doc/msrpcast/                    README.md.gz, kamailio-module.md.gz (the module's
 #                                               parameters and RPC commands), http-api.md.gz,
 #                                               tls.md.gz, openapi.json.gz, copyright,
@@ -102,7 +104,7 @@ mkdir -p "$build/debian" "$pkg/DEBIAN"
 cp "$tmpl/control" "$tmpl/changelog" "$build/debian/"
 doc=$pkg/usr/share/doc/msrpcast
 install -d -m 755 "$pkg$moddir" "$pkg/usr/bin" "$doc/examples" \
-    "$pkg/usr/share/bash-completion/completions"
+    "$pkg/usr/share/bash-completion/completions" "$pkg/usr/share/lintian/overrides"
 
 # dh_strip's choices: shared objects --strip-unneeded (the dynamic symbols Kamailio looks up,
 # module_version, module_flags and exports, stay), executables fully; .comment and .note go.
@@ -148,6 +150,7 @@ gzip -9n "$man"
 chmod 644 "$man.gz"
 
 install -m 644 "$tmpl/copyright" "$doc/copyright"
+install -m 644 "$tmpl/msrpcast.lintian-overrides" "$pkg/usr/share/lintian/overrides/msrpcast"
 install -m 644 README.md "$doc/README.md"
 install -m 644 kamailio-module/README.md "$doc/kamailio-module.md"
 install -m 644 docs/http-api.md docs/tls.md docs/openapi.json "$doc/"

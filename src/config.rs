@@ -268,9 +268,6 @@ settings! {
     max_file_bytes: u64 = 4 * GIB,
         parse |v| parse_size(v, 1), show show::size,
         "Largest accepted file; a larger upload gets 413. Default 4GiB.";
-    spool_linger_ms: u64 = 0,
-        parse |v| parse_ms(v, 0), show show::plain,
-        "How long a conference's spool files stay after the conference ends; 0 removes them at once. Default 0.";
     spool_persist: bool = true,
         parse parse_bool, show show::plain,
         "Complete files survive a restart of the engine (and of its host): each gets a small record beside its spool file (written with fsync and rename), and at the next start they are offered again to the conference's participants as they join, except to those who received them already. Off: a stop removes every spool file and the next start removes what a crash left. Partial uploads never survive. Default on.";
@@ -295,6 +292,12 @@ settings! {
     connect_timeout_ms: u64 = 10_000,
         parse |v| parse_ms(v, 1), show show::plain,
         "Time to establish the MSRP TCP connection. Default 10000.";
+    resume_retries: usize = 2,
+        parse |v| parse_count(v, 0, 100), show show::plain,
+        "How often a delivery whose connection dropped after some bytes were confirmed is offered again to the same participant (SIP participants), each time with a=file-range for the bytes still missing (RFC 5547); 0: never, the delivery fails at the drop. Default 2.";
+    resume_backoff_ms: u64 = 2_000,
+        parse |v| parse_ms(v, 0), show show::plain,
+        "Wait before such a re-offer: this many milliseconds times the attempt number (2000, 4000, ...). Default 2000.";
     io_threads: usize = 0,
         parse |v| parse_count(v, 0, MAX_IO_THREADS), show show::plain,
         "I/O threads of the engine; 0 means the number of CPUs. Default 0.";
@@ -328,6 +331,12 @@ settings! {
     finished_transfer_ttl_ms: u64 = 86_400_000,
         parse |v| parse_ms(v, 1), show show::plain,
         "A finished transfer is forgotten (and its spool file removed) this long after it last changed. Default 86400000.";
+    offer_in_per_participant_per_min: usize = 10,
+        parse |v| parse_count(v, 0, 1 << 20), show show::plain,
+        "Files one participant may send to its conference (RFC 5547 push offers, msrpcast_offer_in) in any 60 seconds; more are refused with 486 until the minute passes. 0 refuses every file from participants. Default 10.";
+    offer_in_max_sessions: usize = 64,
+        parse |v| parse_count(v, 0, 1 << 20), show show::plain,
+        "Files from participants being received at once, over all conferences (each one an MSRP session the participant connects to); more are refused with 503. 0 refuses every file from participants. Default 64.";
     max_path_uris: usize = 16,
         parse |v| parse_count(v, 1, 1024), show show::plain,
         "Most URIs accepted in an answer's a=path (the participant's relays plus itself); a longer path fails the delivery. Default 16.";
@@ -949,7 +958,6 @@ mod tests {
             ("spool_dir", "/tmp/spool"),
             ("spool_max_bytes", "20G"),
             ("max_file_bytes", "1000"),
-            ("spool_linger_ms", "60000"),
             ("spool_persist", "off"),
             ("chunk_bytes", "2048"),
             ("window_bytes", "1M"),
@@ -958,6 +966,8 @@ mod tests {
             ("report_timeout_ms", "2000"),
             ("answer_timeout_ms", "3000"),
             ("connect_timeout_ms", "4000"),
+            ("resume_retries", "0"),
+            ("resume_backoff_ms", "500"),
             ("io_threads", "4"),
             ("offer_to_late_joiners", "no"),
             ("sender_uri", "sips:files@example.com"),
@@ -970,6 +980,8 @@ mod tests {
             ("max_finished_transfers", "11"),
             ("finished_transfer_ttl_ms", "1000"),
             ("max_path_uris", "4"),
+            ("offer_in_per_participant_per_min", "3"),
+            ("offer_in_max_sessions", "5"),
             ("accept_types", "image/*  text/plain"),
             ("success_report", "FALSE"),
             ("bind_empty_send", "0"),
@@ -1101,7 +1113,6 @@ mod tests {
         let mut c = Config::default();
         assert!(c.set("io_threads", "1000").is_err());
         assert!(c.set("transaction_timeout_ms", "0").is_err());
-        c.set("spool_linger_ms", "0").unwrap();
         assert!(c.set("http_max_uploads", "0").is_err());
     }
 

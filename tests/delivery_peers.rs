@@ -115,7 +115,11 @@ fn run_peer(l: TcpListener, me: &str, end: End) -> Result<u64, String> {
             }
             s.write_all(&out).map_err(|e| e.to_string())?;
             if matches!(end, End::FinAfter(limit) if got >= limit) {
-                drop(s);
+                // FIN after the 200s, then read until the engine closes: a close with unread
+                // chunks would be a reset, which may discard the 200s before the engine reads them.
+                s.shutdown(std::net::Shutdown::Write)
+                    .map_err(|e| e.to_string())?;
+                while s.read(&mut buf).is_ok_and(|n| n > 0) {}
                 return Ok(got);
             }
             if !last {

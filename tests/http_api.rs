@@ -482,6 +482,40 @@ Connection: close\r\n\r\n"
         .unwrap_or_else(|| panic!("no bytes in the failed delivery: {lost}"));
     assert!(bytes > 0 && bytes <= 600_000, "{bytes} bytes: {lost}");
 
+    // Chosen recipients: a file for one participant shows `to`; an unknown key is 400.
+    let r = call(
+        &mut rec,
+        addr,
+        "POST",
+        "/conferences/c1/files?to=c1-r1",
+        "/conferences/{conference}/files",
+        "Content-Type: text/plain\r\n",
+        b"for r1 only",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let chosen = wait_transfer_done(addr, r.transfer(), 1);
+    assert!(chosen.contains(r#""to":["c1-r1"]"#), "{chosen}");
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        &format!("/api/transfers/{}", r.transfer()),
+        "/api/transfers/{id}",
+        "",
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let r = call(
+        &mut rec,
+        addr,
+        "POST",
+        "/conferences/c1/files?to=c1-r1,nobody",
+        "/conferences/{conference}/files",
+        "",
+        b"x",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+
     // Cancel: a finished transfer keeps its outcome (204), an unknown one is 404.
     let p = format!("/api/transfers/{t1}");
     let r = call(&mut rec, addr, "DELETE", &p, "/api/transfers/{id}", "", b"");
@@ -879,4 +913,155 @@ fn parse_values(json: &str) -> HashMap<String, f64> {
         rest = &vstart[vend..];
     }
     out
+}
+
+/// Chosen recipients (issue 13): `?to=` (and a form's `to` field) sends a file to those
+/// participants only — each gets it intact (SHA-1), the others get nothing, the transfer shows
+/// `to` — an unknown key or an empty list is 400 naming why, and a participant who joins
+/// afterwards is offered only the file sent to the whole room. (The schema test checks these
+/// responses against the OpenAPI document.)
+#[test]
+fn chosen_recipients_get_the_file_and_late_joiners_only_room_files() {
+    use msrpcast::runtime::receive::hex;
+    use sha1::{Digest, Sha1};
+    let _g = serial();
+    let mut fix = Fix::new("recipients", Some(TOKEN), &[]);
+    fix.receivers("room", 4);
+    let addr = fix.addr;
+    let mut rec = Records::default();
+    let upload_to = |rec: &mut Records, query: &str, body: &[u8]| {
+        call(
+            rec,
+            addr,
+            "POST",
+            &format!("/conferences/room/files{query}"),
+            "/conferences/{conference}/files",
+            "Content-Type: application/octet-stream\r\n",
+            body,
+        )
+    };
+    let quiet = Duration::from_millis(1500);
+
+    // Refusals first: nothing is created by them.
+    let r = upload_to(&mut rec, "?to=room-r1,nobody", b"x");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains(r#"no participant \"nobody\""#),
+        "{}",
+        r.text()
+    );
+    let r = upload_to(&mut rec, "?to=", b"x");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("empty recipient list"), "{}", r.text());
+    assert!(fix.engine().roster().transfers_of("room").is_empty());
+
+    // A file for r1 and r3 (raw upload, the query).
+    let subset = data(300_000);
+    let subset_sha = hex(&Sha1::digest(&subset));
+    let r = upload_to(&mut rec, "?to=room-r1,%20room-r3", &subset);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let t_subset = r.transfer();
+    let done = wait_transfer_done(addr, t_subset, 2);
+    assert!(done.contains(r#""to":["room-r1","room-r3"]"#), "{done}");
+    for i in [1, 3] {
+        let got = fix.receivers[i]
+            .next(Duration::from_secs(20))
+            .expect("chosen one got it");
+        assert_eq!(got.failure, None);
+        assert_eq!(got.sha1.as_deref(), Some(subset_sha.as_str()), "r{i}");
+    }
+    for i in [0, 2] {
+        assert!(
+            fix.receivers[i].next(quiet).is_none(),
+            "r{i} was not chosen"
+        );
+    }
+    // A form's `to` field does the same: a file for r0 only.
+    let form = "--XyZ\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\nroom-r0\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"only-r0.txt\"\r\n\
+Content-Type: text/plain\r\n\r\njust for r0\r\n--XyZ--\r\n";
+    let r = call(
+        &mut rec,
+        addr,
+        "POST",
+        "/conferences/room/files",
+        "/conferences/{conference}/files",
+        "Content-Type: multipart/form-data; boundary=XyZ\r\n",
+        form.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let t_form = r.transfer();
+    wait_transfer_done(addr, t_form, 1);
+    let got = fix.receivers[0]
+        .next(Duration::from_secs(20))
+        .expect("r0 got it");
+    assert_eq!(got.sha1, Some(hex(&Sha1::digest(b"just for r0"))));
+    for i in [1, 2, 3] {
+        assert!(
+            fix.receivers[i].next(quiet).is_none(),
+            "r{i} was not chosen"
+        );
+    }
+
+    // A file for the whole room: all four.
+    let room = data(200_000).into_iter().rev().collect::<Vec<u8>>();
+    let room_sha = hex(&Sha1::digest(&room));
+    let r = upload_to(&mut rec, "", &room);
+    assert_eq!(r.status, 201, "{}", r.text());
+    let t_room = r.transfer();
+    let done = wait_transfer_done(addr, t_room, 4);
+    assert!(done.contains(r#""to":null"#), "{done}");
+    for (i, rx) in fix.receivers.iter().enumerate() {
+        let got = rx.next(Duration::from_secs(20)).expect("room file");
+        assert_eq!(got.sha1.as_deref(), Some(room_sha.as_str()), "r{i}");
+    }
+
+    // A late joiner is offered the room file, never the files for chosen participants.
+    Fix::receivers_keyed(&mut fix, "room", 1, |_| "room-late".into(), None);
+    fix.wait_participants("room", 5);
+    wait_transfer_done(addr, t_room, 5);
+    let got = fix.receivers[4]
+        .next(Duration::from_secs(20))
+        .expect("late joiner");
+    assert_eq!(got.sha1.as_deref(), Some(room_sha.as_str()));
+    assert!(
+        fix.receivers[4].next(quiet).is_none(),
+        "late joiner got more"
+    );
+    let roster = fix.engine().roster();
+    let who = |t: u64| {
+        let mut v: Vec<String> = roster
+            .transfers_of("room")
+            .into_iter()
+            .find(|x| x.id.0 == t)
+            .expect("transfer")
+            .deliveries
+            .into_iter()
+            .map(|d| d.participant)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(who(t_subset), ["room-r1", "room-r3"]);
+    assert_eq!(who(t_form), ["room-r0"]);
+    assert_eq!(who(t_room).len(), 5);
+
+    for p in [
+        format!("/api/transfers/{t_subset}"),
+        format!("/api/transfers/{t_room}"),
+    ] {
+        let r = call(&mut rec, addr, "GET", &p, "/api/transfers/{id}", "", b"");
+        assert_eq!(r.status, 200);
+    }
+    let r = call(
+        &mut rec,
+        addr,
+        "GET",
+        "/api/conferences/room/transfers",
+        "/api/conferences/{id}/transfers",
+        "",
+        b"",
+    );
+    assert!(r.text().contains(r#""to":["room-r0"]"#), "{}", r.text());
+    assert_eq!(r.status, 200);
 }

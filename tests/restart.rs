@@ -236,6 +236,72 @@ fn restored_files_go_to_their_recipients_when_late_joiners_get_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A file sent to chosen participants (issue 13) keeps its recipient list across a restart: its
+/// record names them (`to` lines), the restored transfer shows them, and after the restart it
+/// is offered to them only — not to the others who join again, nor to a new participant, though
+/// late joiners get files here (`offer_to_late_joiners` on).
+#[test]
+fn a_file_for_chosen_participants_keeps_them_after_a_restart() {
+    let dir = tmpdir("chosen");
+    {
+        let e = engine(&dir, &[]);
+        e.join("c", "bob", "sip:bob@127.0.0.1:5999", None).unwrap();
+        e.join("c", "carol", "sip:carol@127.0.0.1:5998", None)
+            .unwrap();
+        wait_joined(&e, "c", 2);
+        let mut up = e
+            .upload_to(
+                "c",
+                "for-carol.txt",
+                "text/plain",
+                Some(9),
+                Some(&["carol".into()]),
+            )
+            .unwrap();
+        up.append(b"for carol").unwrap();
+        up.finish().unwrap();
+        // Offered to carol only, never answered (the stop fails it).
+        match e.signals().recv_timeout(LIMIT).expect("no offer") {
+            Signal::Offer { target_uri, .. } => assert_eq!(target_uri, "sip:carol@127.0.0.1:5998"),
+            other => panic!("{other:?}"),
+        }
+        wait_until("the record names carol as the one chosen", || {
+            names(&dir, ".record").len() == 1 && record_text(&dir).contains("\nto carol\n")
+        });
+        e.stop();
+    }
+    let e = engine(&dir, &[]);
+    for (k, t) in [
+        ("dave", "sip:dave@127.0.0.1:5997"),
+        ("bob", "sip:bob@127.0.0.1:5999"),
+        ("carol", "sip:carol@127.0.0.1:5998"),
+    ] {
+        e.join("c", k, t, None).unwrap();
+    }
+    wait_joined(&e, "c", 3);
+    let mut offered = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(1500) {
+        if let Ok(Signal::Offer { target_uri, .. }) =
+            e.signals().recv_timeout(Duration::from_millis(100))
+        {
+            offered.push(target_uri);
+        }
+    }
+    assert_eq!(
+        offered,
+        ["sip:carol@127.0.0.1:5998"],
+        "offered after the restart"
+    );
+    let t = e.roster().transfer_ids()[0];
+    let tr = e.roster().transfer(t).unwrap();
+    assert_eq!(tr.to, Some(vec!["carol".to_string()]));
+    let who: Vec<String> = tr.deliveries.into_iter().map(|d| d.participant).collect();
+    assert_eq!(who, ["carol"]);
+    e.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// What a crash leaves: a torn record, a record that is not one, an unfinished record write
 /// and a spool file without record (a partial upload). Each is removed at start with a log
 /// line naming it; a good record beside them is restored.

@@ -2,7 +2,7 @@
 //! back: no panic, and what it accepts is consistent: a path of 1..=max URIs (the limit of
 //! `max_path_uris`, here from the input), the connect and peer URIs its ends, a non-zero port,
 //! each URI printing back to text that parses to the same URI; the same text with LF line ends
-//! gives the same answer.
+//! gives the same answer (when every CR of the input ends a line).
 //!
 //! Input layout: byte 0 is `max_path_uris` (1..=64), the rest the SDP text (lossy UTF-8).
 #![no_main]
@@ -28,6 +28,10 @@ fuzz_target!(|data: &[u8]| {
         let again = Uri::parse_slice(&u.to_bytes()).expect("printed URI parses");
         assert_eq!(&again, u);
     }
+    // Only where every CR ends a line: replacing CRLF in "\r\r\n" leaves a new CRLF (a value's
+    // stray CR turns into a line end), which is another text, not the same one with LF ends.
     let lf = sdp.replace("\r\n", "\n");
-    assert_eq!(parse_answer_with(&lf, max).as_ref(), Ok(&a), "CRLF and LF differ");
+    if !lf.contains('\r') {
+        assert_eq!(parse_answer_with(&lf, max).as_ref(), Ok(&a), "CRLF and LF differ");
+    }
 });

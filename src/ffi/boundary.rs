@@ -80,6 +80,47 @@ pub(crate) unsafe fn opt_str_arg<'a>(
     unsafe { str_arg(ptr, len) }.map(Some)
 }
 
+/// Most keys a list argument (`keys`, `key_lens`, `count`) may hold: more could not fit one
+/// control message (each key costs at least 5 bytes).
+pub(crate) const MAX_LIST_KEYS: usize = 16_384;
+
+/// A required list of non-empty strings: `count` pointers in `keys` and their lengths in
+/// `key_lens`. `count` 0 → `MSRPCAST_ERR_INVALID_VALUE`; NULL arrays or elements →
+/// `MSRPCAST_ERR_NULL_ARGUMENT`; more than [`MAX_LIST_KEYS`] → `MSRPCAST_ERR_TOO_LONG`; each
+/// element as [`nonempty_arg`].
+///
+/// # Safety
+/// When `count` is not 0 and the arrays are not NULL, each must hold `count` readable elements,
+/// and each `keys[i]` must satisfy [`str_arg`]'s contract for `key_lens[i]`, unchanged for `'a`.
+pub(crate) unsafe fn keys_arg<'a>(
+    keys: *const *const c_char,
+    key_lens: *const usize,
+    count: usize,
+) -> Result<Vec<&'a str>, msrpcast_result> {
+    if count == 0 {
+        return Err(MSRPCAST_ERR_INVALID_VALUE);
+    }
+    if keys.is_null() || key_lens.is_null() {
+        return Err(MSRPCAST_ERR_NULL_ARGUMENT);
+    }
+    if count > MAX_LIST_KEYS {
+        return Err(MSRPCAST_ERR_TOO_LONG);
+    }
+    // SAFETY: both arrays are non-NULL and, by this function's contract, hold count readable,
+    // aligned elements; count <= MAX_LIST_KEYS keeps the byte size far below isize::MAX.
+    let (ptrs, lens) = unsafe {
+        (
+            std::slice::from_raw_parts(keys, count),
+            std::slice::from_raw_parts(key_lens, count),
+        )
+    };
+    ptrs.iter()
+        .zip(lens)
+        // SAFETY: each element's pointer and length follow str_arg's contract (ours).
+        .map(|(p, n)| unsafe { nonempty_arg(*p, *n) })
+        .collect()
+}
+
 /// A handle argument: NULL → `MSRPCAST_ERR_NULL_ARGUMENT`.
 ///
 /// # Safety

@@ -296,10 +296,94 @@ pub extern "C" fn msrpcast_client_upload(
             request,
             conference,
             path,
+            to: None,
         })?;
         // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
         unsafe { hand_out_answer(result, text, json, len) }
     })
+}
+
+/// As `msrpcast_client_upload`, for chosen participants only (as
+/// `msrpcast_engine_upload_file_to`): `to` holds `to_count` (1 or more) participant keys,
+/// `to_lens` their lengths. A key that is not a participant of the conference gives
+/// `MSRPCAST_ERR_INVALID_VALUE` with `{"error":"no participant \"<key>\" in conference …"}`;
+/// `to_count` 0 gives `MSRPCAST_ERR_INVALID_VALUE` without asking the engine (`*json`
+/// unchanged). The keys travel in the one control message (`MSRPCAST_MAX_MESSAGE_BYTES`).
+#[no_mangle]
+pub extern "C" fn msrpcast_client_upload_to(
+    c: *mut msrpcast_client,
+    conf: *const c_char,
+    conf_len: usize,
+    path: *const c_char,
+    path_len: usize,
+    to: *const *const c_char,
+    to_lens: *const usize,
+    to_count: usize,
+    timeout_ms: u32,
+    json: *mut *mut c_char,
+    len: *mut usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: c is NULL or a live client handle (API contract).
+        let c = unsafe { handle(c) }?;
+        // SAFETY: conf is NULL or points to conf_len readable bytes (API contract).
+        let conference = unsafe { nonempty_arg(conf, conf_len) }?;
+        // SAFETY: path is NULL or points to path_len readable bytes (API contract).
+        let path = unsafe { nonempty_arg(path, path_len) }?;
+        // SAFETY: to and to_lens are NULL or hold to_count readable elements, each key
+        // to_lens[i] readable bytes (API contract).
+        let keys = unsafe { keys_arg(to, to_lens, to_count) }?;
+        let (result, text) = ask_answer(c, timeout_ms, json, len, |request| Request::Upload {
+            request,
+            conference,
+            path,
+            to: Some(keys),
+        })?;
+        // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
+        unsafe { hand_out_answer(result, text, json, len) }
+    })
+}
+
+/// The checks and the exchange of a request whose answer is handed out as JSON: `json` and
+/// `len` must be non-NULL, `timeout_ms` 1 or more; then [`ask`] waits up to that long.
+fn ask_answer<'a>(
+    c: &msrpcast_client,
+    timeout_ms: u32,
+    json: *mut *mut c_char,
+    len: *mut usize,
+    make: impl FnOnce(u32) -> Request<'a>,
+) -> Result<(u32, String), msrpcast_result> {
+    out_arg(json)?;
+    out_arg(len)?;
+    if timeout_ms == 0 {
+        return Err(MSRPCAST_ERR_INVALID_VALUE);
+    }
+    ask(c, make, Duration::from_millis(timeout_ms.into()))
+}
+
+/// Hands an answered request's JSON text out through `*json`/`*len` whatever its result (the
+/// caller frees it with `msrpcast_string_free`), then returns that result: `Ok` for
+/// `MSRPCAST_OK`, else the code (an unknown one as `MSRPCAST_ERR_IO`).
+///
+/// # Safety
+/// `json` and `len` must be non-NULL and valid for writes of one pointer and one `usize`.
+unsafe fn hand_out_answer(
+    result: u32,
+    text: String,
+    json: *mut *mut c_char,
+    len: *mut usize,
+) -> Result<(), msrpcast_result> {
+    let (ptr, n) = owned_c_string(text)?;
+    // SAFETY: the caller guarantees json and len are non-NULL and valid for writes.
+    unsafe {
+        write_out(json, ptr);
+        write_out(len, n);
+    }
+    if result == MSRPCAST_OK as u32 {
+        Ok(())
+    } else {
+        Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO))
+    }
 }
 
 /// As `msrpcast_engine_reload_tls`, through the control socket, with the outcome: the engine
@@ -366,46 +450,93 @@ pub extern "C" fn msrpcast_client_status(
     })
 }
 
-/// The checks and the exchange of a request whose answer is handed out as JSON: `json` and
-/// `len` must be non-NULL, `timeout_ms` 1 or more; then [`ask`] waits up to that long.
-fn ask_answer<'a>(
-    c: &msrpcast_client,
+/// As `msrpcast_engine_offer_in`, through the control socket: the engine process decides and
+/// answers; this waits up to `timeout_ms` (1 or more) for it. A SIP worker calls it while it
+/// handles the participant's INVITE: the engine answers from its control thread without any
+/// network wait (it checks, creates the spool file and builds the SDP), so the wait is short.
+/// `MSRPCAST_OK` with `*status`, `*body`, `*body_len` and `*transfer` (may be NULL) as
+/// `msrpcast_engine_offer_in` gives them; `MSRPCAST_ERR_TIMEOUT` or `MSRPCAST_ERR_UNREACHABLE`
+/// without an answer (then answer the INVITE 503), argument errors as usual.
+#[no_mangle]
+pub extern "C" fn msrpcast_client_offer_in(
+    c: *mut msrpcast_client,
+    conf: *const c_char,
+    conf_len: usize,
+    participant: *const c_char,
+    participant_len: usize,
+    dialog: *const c_char,
+    dialog_len: usize,
+    sdp: *const c_char,
+    sdp_len: usize,
     timeout_ms: u32,
-    json: *mut *mut c_char,
-    len: *mut usize,
-    make: impl FnOnce(u32) -> Request<'a>,
-) -> Result<(u32, String), msrpcast_result> {
-    out_arg(json)?;
-    out_arg(len)?;
-    if timeout_ms == 0 {
-        return Err(MSRPCAST_ERR_INVALID_VALUE);
-    }
-    ask(c, make, Duration::from_millis(timeout_ms.into()))
+    status: *mut u16,
+    body: *mut *mut c_char,
+    body_len: *mut usize,
+    transfer: *mut u64,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: c is NULL or a live client handle (API contract).
+        let c = unsafe { handle(c) }?;
+        // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
+        let (conference, participant, dialog, sdp) = unsafe {
+            (
+                nonempty_arg(conf, conf_len)?,
+                nonempty_arg(participant, participant_len)?,
+                nonempty_arg(dialog, dialog_len)?,
+                nonempty_arg(sdp, sdp_len)?,
+            )
+        };
+        out_arg(status)?;
+        out_arg(body)?;
+        out_arg(body_len)?;
+        if timeout_ms == 0 {
+            return Err(MSRPCAST_ERR_INVALID_VALUE);
+        }
+        let (result, text) = ask(
+            c,
+            |request| Request::OfferIn {
+                request,
+                conference,
+                participant,
+                dialog,
+                sdp,
+            },
+            Duration::from_millis(timeout_ms.into()),
+        )?;
+        if result != MSRPCAST_OK as u32 {
+            return Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO));
+        }
+        let (code, id, text) =
+            crate::runtime::control::parse_offer_in_payload(&text).ok_or(MSRPCAST_ERR_IO)?;
+        let (ptr, n) = owned_c_string(text.replace('\0', " "))?;
+        // SAFETY: status, body and body_len were checked non-NULL and are valid for writes;
+        // transfer is NULL or valid for writes (API contract).
+        unsafe {
+            write_out(status, code);
+            write_out(body, ptr);
+            write_out(body_len, n);
+            if !transfer.is_null() {
+                write_out(transfer, id);
+            }
+        }
+        Ok(())
+    })
 }
 
-/// Hands an answered request's JSON text out through `*json`/`*len` whatever its result (the
-/// caller frees it with `msrpcast_string_free`), then returns that result: `Ok` for
-/// `MSRPCAST_OK`, else the code (an unknown one as `MSRPCAST_ERR_IO`).
-///
-/// # Safety
-/// `json` and `len` must be non-NULL and valid for writes of one pointer and one `usize`.
-unsafe fn hand_out_answer(
-    result: u32,
-    text: String,
-    json: *mut *mut c_char,
-    len: *mut usize,
-) -> Result<(), msrpcast_result> {
-    let (ptr, n) = owned_c_string(text)?;
-    // SAFETY: the caller guarantees json and len are non-NULL and valid for writes.
-    unsafe {
-        write_out(json, ptr);
-        write_out(len, n);
-    }
-    if result == MSRPCAST_OK as u32 {
-        Ok(())
-    } else {
-        Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO))
-    }
+/// As `msrpcast_engine_offer_in_ended`, through the control socket. Never blocks.
+#[no_mangle]
+pub extern "C" fn msrpcast_client_offer_in_ended(
+    c: *mut msrpcast_client,
+    dialog: *const c_char,
+    dialog_len: usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: c is NULL or a live client handle (API contract).
+        let c = unsafe { handle(c) }?;
+        // SAFETY: dialog is NULL or points to dialog_len readable bytes (API contract).
+        let dialog = unsafe { nonempty_arg(dialog, dialog_len) }?;
+        c.send(Request::OfferInEnded { dialog })
+    })
 }
 
 /// One request-reply exchange (STATUS, UPLOAD) on a socket of its own, so a late reply to an

@@ -120,17 +120,32 @@ impl msrpcast_engine {
 
     /// What `msrpcast_engine_upload_file` does: the new transfer's id.
     pub(super) fn upload_file(&self, conference: &str, path: &str) -> Result<u64, msrpcast_result> {
+        self.upload_file_to(conference, path, None)
+    }
+
+    /// What `msrpcast_engine_upload_file_to` does (`to`: the chosen participants).
+    pub(super) fn upload_file_to(
+        &self,
+        conference: &str,
+        path: &str,
+        to: Option<&[String]>,
+    ) -> Result<u64, msrpcast_result> {
         let conference = nonempty(conference)?;
         let path = nonempty(path)?;
         let id = self.with(|r| {
             self.uploads
-                .start(&r.engine, conference, Path::new(path))
+                .start_to(&r.engine, conference, Path::new(path), to)
                 .map_err(|err| {
-                    if let UploadFileError::Forbidden(why) = &err {
-                        r.engine.logger().warn(
+                    match &err {
+                        UploadFileError::Forbidden(why) => r.engine.logger().warn(
                             "control",
                             format_args!("upload of a local file to {conference:?} refused: {why}"),
-                        );
+                        ),
+                        UploadFileError::Engine(e) if to.is_some() => r.engine.logger().info(
+                            "control",
+                            format_args!("upload of a local file to {conference:?} refused: {e}"),
+                        ),
+                        _ => {}
                     }
                     upload_code(&err)
                 })
@@ -488,6 +503,44 @@ pub extern "C" fn msrpcast_engine_upload_file(
     })
 }
 
+/// As `msrpcast_engine_upload_file`, for chosen participants only: `to` holds `to_count` (1 or
+/// more) participant keys, `to_lens` their lengths (not NUL-terminated, UTF-8), each a key as
+/// the conference lists it. Only they are offered the file, and participants who join later
+/// never are. A key that is not a participant of the conference now, or `to_count` 0, gives
+/// `MSRPCAST_ERR_INVALID_VALUE` (the reason is logged) and no transfer; a repeated key counts
+/// once.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_upload_file_to(
+    e: *mut msrpcast_engine,
+    conf: *const c_char,
+    conf_len: usize,
+    path: *const c_char,
+    path_len: usize,
+    to: *const *const c_char,
+    to_lens: *const usize,
+    to_count: usize,
+    transfer: *mut u64,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: conf is NULL or points to conf_len readable bytes (API contract).
+        let conf = unsafe { str_arg(conf, conf_len) }?;
+        // SAFETY: path is NULL or points to path_len readable bytes (API contract).
+        let path = unsafe { str_arg(path, path_len) }?;
+        // SAFETY: to and to_lens are NULL or hold to_count readable elements, each key
+        // to_lens[i] readable bytes (API contract).
+        let keys = unsafe { keys_arg(to, to_lens, to_count) }?;
+        let keys: Vec<String> = keys.into_iter().map(str::to_owned).collect();
+        let id = e.upload_file_to(conf, path, Some(&keys))?;
+        if !transfer.is_null() {
+            // SAFETY: transfer is non-NULL and valid for writes (API contract).
+            unsafe { write_out(transfer, id) };
+        }
+        Ok(())
+    })
+}
+
 /// Conferences, participants and transfers as JSON (`what`: `MSRPCAST_STATUS_*`). Writes a
 /// NUL-terminated string the caller frees with `msrpcast_string_free`, and its length without
 /// the NUL. Takes the roster's lock only for a copy: fine on any thread.
@@ -569,6 +622,95 @@ pub extern "C" fn msrpcast_engine_reload_tls(
             MSRPCAST_OK => Ok(()),
             c => Err(c),
         }
+    })
+}
+
+/// A participant offers a file to its conference: the SDP body of its INVITE (an RFC 5547 push
+/// offer: `m=message … TCP/MSRP` or `TCP/TLS/MSRP`, `a=sendonly`, `a=file-selector` with the
+/// size) to the conference's URI. `participant` is its key or the target URI it joined with
+/// (the Contact of its conference call); `dialog` the host's key of this INVITE's dialog (its
+/// Call-ID), which `msrpcast_engine_offer_in_ended` names at its BYE.
+///
+/// `MSRPCAST_OK` when the offer was decided, either way: `*status` is the SIP status to answer
+/// with — 200 and `*body` the answer SDP (`a=recvonly`, `a=setup:passive`, our `a=path`; send
+/// it with `Content-Type: application/sdp`), or the refusal (403 not a participant, 413 too
+/// large or over the spool quota, 415 type not accepted, 486 more than
+/// `offer_in_per_participant_per_min`, 488 not a push offer we can take, 503 no room) and
+/// `*body` the reason. `*body` is NUL-terminated, `*body_len` its length; free it with
+/// `msrpcast_string_free`. `*transfer` (when `transfer` is not NULL) gets the new transfer's id,
+/// 0 on refusal. The file is then offered to every *other* participant and streamed to them
+/// while it arrives. Creates a spool file; never waits for the network.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_offer_in(
+    e: *mut msrpcast_engine,
+    conf: *const c_char,
+    conf_len: usize,
+    participant: *const c_char,
+    participant_len: usize,
+    dialog: *const c_char,
+    dialog_len: usize,
+    sdp: *const c_char,
+    sdp_len: usize,
+    status: *mut u16,
+    body: *mut *mut c_char,
+    body_len: *mut usize,
+    transfer: *mut u64,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: each pointer is NULL or points to its length in readable bytes (API contract).
+        let (conf, participant, dialog, sdp) = unsafe {
+            (
+                nonempty_arg(conf, conf_len)?,
+                nonempty_arg(participant, participant_len)?,
+                nonempty_arg(dialog, dialog_len)?,
+                nonempty_arg(sdp, sdp_len)?,
+            )
+        };
+        out_arg(status)?;
+        out_arg(body)?;
+        out_arg(body_len)?;
+        let (code, id, text) = e.with(|r| {
+            Ok(control::offer_in_answer(
+                &r.engine,
+                conf,
+                participant,
+                dialog,
+                sdp,
+            ))
+        })?;
+        let (ptr, n) = owned_c_string(text.replace('\0', " "))?;
+        // SAFETY: status, body and body_len were checked non-NULL and are valid for writes;
+        // transfer is NULL or valid for writes (API contract).
+        unsafe {
+            write_out(status, code);
+            write_out(body, ptr);
+            write_out(body_len, n);
+            if !transfer.is_null() {
+                write_out(transfer, id);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The dialog of a participant's push offer ended (BYE received; `dialog` as given to
+/// `msrpcast_engine_offer_in`): a file still arriving is aborted — its transfer fails with the
+/// reason and its partial spool file goes —, a complete one stays. An unknown dialog is not an
+/// error (it may be a delivery's). Never blocks.
+#[no_mangle]
+pub extern "C" fn msrpcast_engine_offer_in_ended(
+    e: *mut msrpcast_engine,
+    dialog: *const c_char,
+    dialog_len: usize,
+) -> msrpcast_result {
+    ffi_boundary(|| {
+        // SAFETY: e is NULL or a live engine handle (API contract).
+        let e = unsafe { handle(e) }?;
+        // SAFETY: dialog is NULL or points to dialog_len readable bytes (API contract).
+        let dialog = unsafe { nonempty_arg(dialog, dialog_len) }?;
+        e.apply(Request::OfferInEnded { dialog })
     })
 }
 

@@ -181,6 +181,10 @@ pub(crate) fn engine_code(e: &EngineError) -> msrpcast_result {
             RosterError::TooLong { .. } => MSRPCAST_ERR_TOO_LONG,
             RosterError::UnknownConference(_) => MSRPCAST_ERR_UNKNOWN_CONFERENCE,
             RosterError::UnknownTransfer(_) => MSRPCAST_ERR_UNKNOWN_TRANSFER,
+            // A chosen recipient who is not a participant, or none chosen.
+            RosterError::UnknownParticipant { .. } | RosterError::NoRecipients => {
+                MSRPCAST_ERR_INVALID_VALUE
+            }
             _ => MSRPCAST_ERR_REFUSED,
         },
         EngineError::Spool(_) | EngineError::NoParticipants(_) => MSRPCAST_ERR_REFUSED,

@@ -12,7 +12,8 @@
 //! **Refusals**: unknown conference 404; a conference that existed but has no participants any
 //! more 409 (the roster forgets a conference with its last participant, so the backend remembers
 //! the ids it has seen, up to [`SEEN_CONFERENCES`]); over `max_file_bytes` 413 (declared, or while
-//! streaming); `http_max_uploads` running uploads 503; spool quota 507; engine queue full 503.
+//! streaming); `http_max_uploads` running uploads 503; spool quota 507; engine queue full 503;
+//! chosen recipients (`to`) naming a key that is not a participant, or nobody, 400.
 //!
 //! **Metrics** are counters kept by [`EngineBackend::observe`], which diffs roster snapshots
 //! (the server calls it every `http_sse_interval_ms`, and `/metrics` calls it before answering),
@@ -301,10 +302,11 @@ impl EngineBackend {
             .u64("created_at_ms", t.created_at_ms)
             .u64("updated_at_ms", t.updated_at_ms)
             .opt_str("via", t.origin.as_ref().map(Origin::via))
-            .opt_str("sender", t.origin.as_ref().and_then(Origin::sender))
-            .array("deliveries", &t.deliveries, |out, d| {
-                d.write_json(out, t.size)
-            });
+            .opt_str("sender", t.origin.as_ref().and_then(Origin::sender));
+        t.write_to_field(&mut o);
+        o.array("deliveries", &t.deliveries, |out, d| {
+            d.write_json(out, t.size)
+        });
         o.end();
         out
     }
@@ -553,7 +555,13 @@ impl Backend for EngineBackend {
         let slot = Slot(self.inner.clone());
         let up = i
             .engine
-            .upload(&req.conference, &req.filename, &req.content_type, req.size)
+            .upload_to(
+                &req.conference,
+                &req.filename,
+                &req.content_type,
+                req.size,
+                req.to.as_deref(),
+            )
             .map_err(|e| {
                 self.refuse(match e {
                     EngineError::Roster(RosterError::UnknownConference(_)) => {
@@ -566,6 +574,9 @@ impl Backend for EngineBackend {
                     EngineError::NoParticipants(_) => Refusal::NoParticipants,
                     EngineError::Spool(m) if m.contains("spool_max_bytes") => Refusal::Full(m),
                     EngineError::Spool(m) if m.contains("max_file_bytes") => Refusal::TooLarge,
+                    EngineError::Roster(
+                        r @ (RosterError::UnknownParticipant { .. } | RosterError::NoRecipients),
+                    ) => Refusal::BadRecipients(r.to_string()),
                     EngineError::Busy => Refusal::Busy("engine busy, try again".into()),
                     EngineError::Stopped => Refusal::Busy("engine stopped".into()),
                     EngineError::Roster(r) => Refusal::Busy(r.to_string()),
@@ -740,6 +751,7 @@ mod tests {
             filename: "a.txt".into(),
             content_type: "text/plain".into(),
             size,
+            to: None,
         }
     }
 

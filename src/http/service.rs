@@ -62,6 +62,47 @@ pub struct UploadRequest {
     pub content_type: String,
     /// Exact size when Content-Length gave it (raw uploads).
     pub size: Option<u64>,
+    /// The participant keys the file is for (`?to=` or the form's `to` field; [`recipients`]);
+    /// `None`: the whole room.
+    pub to: Option<Vec<String>>,
+}
+
+/// Every value of the query parameter `name`, in order; an error (400) when the query does not
+/// decode.
+fn query_values(head: &RequestHead, name: &str) -> Result<Vec<String>, String> {
+    let Some(q) = head.query.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let pairs = super::params::parse_urlencoded(q).map_err(|e| format!("query: {}", e.reason()))?;
+    Ok(pairs
+        .into_iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .collect())
+}
+
+/// The chosen recipients of an upload from its `to` values (the query's, then the form's):
+/// each a comma-separated list of participant keys, spaces around a key ignored, repeats kept
+/// (the engine drops them). No value: `None`, the whole room; values naming no key: an error
+/// with its reason (400).
+pub fn recipients<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<Vec<String>>, String> {
+    let mut given = false;
+    let mut keys = Vec::new();
+    for v in values {
+        given = true;
+        keys.extend(
+            v.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    if given && keys.is_empty() {
+        return Err("empty recipient list (to)".into());
+    }
+    Ok(given.then_some(keys))
 }
 
 /// Why the engine refused or stopped an upload, with the status each implies.
@@ -81,6 +122,9 @@ pub enum Refusal {
     Cancelled,
     /// 500: spool I/O failed.
     Internal(String),
+    /// 400: the chosen recipients (`to`) name no participant, or one that is not in the
+    /// conference (the reason names it).
+    BadRecipients(String),
 }
 
 impl Refusal {
@@ -93,6 +137,7 @@ impl Refusal {
             Refusal::Full(_) => 507,
             Refusal::Cancelled => 409,
             Refusal::Internal(_) => 500,
+            Refusal::BadRecipients(_) => 400,
         }
     }
 
@@ -102,7 +147,10 @@ impl Refusal {
             Refusal::NoParticipants => "conference has no participants",
             Refusal::TooLarge => "file larger than allowed",
             Refusal::Cancelled => "transfer cancelled",
-            Refusal::Busy(r) | Refusal::Full(r) | Refusal::Internal(r) => r,
+            Refusal::Busy(r)
+            | Refusal::Full(r)
+            | Refusal::Internal(r)
+            | Refusal::BadRecipients(r) => r,
         }
     }
 }
@@ -212,6 +260,8 @@ enum State<U> {
         sink: Option<U>,
         conference: String,
         authed: bool,
+        /// The query's `to` values (the form's are read before the file part).
+        query_to: Vec<String>,
     },
     Events,
     Closed,
@@ -558,6 +608,16 @@ impl<U: UploadSink> Connection<U> {
                 {
                     return body_err(self, e);
                 }
+                let query_to = match query_values(&head, "to") {
+                    Ok(v) => v,
+                    Err(reason) => {
+                        let bytes = error_response(400, &reason, true, None);
+                        self.respond(bytes);
+                        self.close = true;
+                        self.state = State::Closed;
+                        return;
+                    }
+                };
                 if multipart_upload {
                     let ct = head.content_type.as_deref().unwrap_or_default();
                     match MultipartDecoder::new(ct, ctx.config.multipart) {
@@ -567,6 +627,7 @@ impl<U: UploadSink> Connection<U> {
                                 sink: None,
                                 conference,
                                 authed: auth.allowed(),
+                                query_to,
                             }
                         }
                         Err(e) => return body_err(self, e),
@@ -578,6 +639,16 @@ impl<U: UploadSink> Connection<U> {
                             Err(e) => return body_err(self, e),
                         },
                         None => String::new(),
+                    };
+                    let to = match recipients(query_to.iter().map(String::as_str)) {
+                        Ok(to) => to,
+                        Err(reason) => {
+                            let bytes = error_response(400, &reason, true, None);
+                            self.respond(bytes);
+                            self.close = true;
+                            self.state = State::Closed;
+                            return;
+                        }
                     };
                     let req = UploadRequest {
                         conference,
@@ -591,6 +662,7 @@ impl<U: UploadSink> Connection<U> {
                             .clone()
                             .unwrap_or_else(|| "application/octet-stream".into()),
                         size: head.content_length,
+                        to,
                     };
                     match ctx.backend.start_upload(req) {
                         Ok(sink) => self.state = State::Raw(Some(sink)),
@@ -643,6 +715,7 @@ impl<U: UploadSink> Connection<U> {
                 sink,
                 conference,
                 authed,
+                query_to,
             } = &mut self.state
             else {
                 return;
@@ -666,8 +739,20 @@ impl<U: UploadSink> Connection<U> {
                             super::auth::constant_time_eq(g.as_bytes(), t.as_bytes())
                         })
                     });
+                    // The query's `to`, then the form's `to` fields sent before the file.
+                    let to = recipients(
+                        query_to.iter().map(String::as_str).chain(
+                            decoder
+                                .fields()
+                                .iter()
+                                .filter(|(n, _)| n == "to")
+                                .map(|(_, v)| v.as_str()),
+                        ),
+                    );
                     if !*authed && !field_ok {
                         refusal = Some((401, "missing or wrong token".to_string()));
+                    } else if let Err(reason) = &to {
+                        refusal = Some((400, reason.clone()));
                     } else {
                         let req = UploadRequest {
                             conference: conference.clone(),
@@ -679,6 +764,7 @@ impl<U: UploadSink> Connection<U> {
                             content_type: content_type
                                 .unwrap_or_else(|| "application/octet-stream".into()),
                             size: None,
+                            to: to.ok().flatten(),
                         };
                         match ctx.backend.start_upload(req) {
                             Ok(s) => *sink = Some(s),
@@ -954,6 +1040,63 @@ Content-Length: {}\r\n\r\n{body}",
         let head_only = &bearer[..bearer.find("\r\n\r\n").unwrap() + 4];
         let r = run(head_only, Some("T"));
         assert!(r.out.starts_with("HTTP/1.1 401 "), "{}", r.out);
+    }
+
+    /// `?to=` and the form's `to` fields (before the file) choose the recipients; a list
+    /// naming nobody is 400 before the upload starts.
+    #[test]
+    fn chosen_recipients_from_query_and_form() {
+        let raw = |q: &str| {
+            format!(
+                "POST /conferences/4711/files{q} HTTP/1.1\r\nAuthorization: Bearer T\r\n\
+Content-Length: 2\r\n\r\nhi"
+            )
+        };
+        let r = run(&raw("?to=a,%20b&x=1&to=c"), Some("T"));
+        assert!(r.out.starts_with("HTTP/1.1 201 "), "{}", r.out);
+        let want = |v: &[&str]| Some(v.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+        assert_eq!(r.log.borrow().started[0].to, want(&["a", "b", "c"]));
+        let r = run(&raw(""), Some("T"));
+        assert_eq!(r.log.borrow().started[0].to, None);
+        for q in ["?to=", "?to=,,", "?to=%ZZ"] {
+            let r = run(&raw(q), Some("T"));
+            assert!(r.out.starts_with("HTTP/1.1 400 "), "{q}: {}", r.out);
+            assert!(r.log.borrow().started.is_empty() && r.closed, "{q}");
+        }
+        let body = "--B\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\nk1\r\n\
+--B\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\nk2,k3\r\n\
+--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.bin\"\r\n\r\nDATA\r\n--B--\r\n";
+        let form = |q: &str, body: &str| {
+            format!(
+                "POST /conferences/4711/files{q} HTTP/1.1\r\nAuthorization: Bearer T\r\n\
+Content-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        for piece in [1, 9, 1000] {
+            let req = form("?to=k0", body);
+            let r = run_with(req.as_bytes(), piece, Some("T"), None);
+            assert!(r.out.starts_with("HTTP/1.1 201 "), "{}", r.out);
+            assert_eq!(
+                r.log.borrow().started[0].to,
+                want(&["k0", "k1", "k2", "k3"])
+            );
+        }
+        let empty = body.replace("k2,k3", " ").replace("k1", ",");
+        let r = run(&form("", &empty), Some("T"));
+        assert!(r.out.starts_with("HTTP/1.1 400 "), "{}", r.out);
+        assert!(r.out.contains("empty recipient list"), "{}", r.out);
+        assert!(r.log.borrow().started.is_empty());
+        // The engine's refusal of an unknown key is a 400 with its reason.
+        let why = "no participant \"zed\" in conference \"4711\"".to_string();
+        let r = run_with(
+            raw("?to=zed").as_bytes(),
+            1000,
+            Some("T"),
+            Some(Refusal::BadRecipients(why)),
+        );
+        assert!(r.out.starts_with("HTTP/1.1 400 "), "{}", r.out);
+        assert!(r.out.contains(r#"no participant \"zed\""#), "{}", r.out);
     }
 
     #[test]

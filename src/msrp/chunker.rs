@@ -72,6 +72,15 @@ impl Chunker {
         }
     }
 
+    /// Starts the message at 0-based `offset` instead of 0: the peer holds the bytes before it
+    /// already (a resumed transfer, RFC 5547 `a=file-range`). Only before the first chunk;
+    /// the chunks' `Byte-Range` then starts at `offset + 1`, total unchanged.
+    pub fn skip_to(&mut self, offset: u64) {
+        if self.next == 0 && !self.finished {
+            self.next = offset;
+        }
+    }
+
     /// The final total, once known.
     pub fn total(&self) -> Option<u64> {
         self.total

@@ -169,6 +169,35 @@ impl Receiver {
         self.events.pop_front()
     }
 
+    /// Opens message `message_id` as already holding its first `held` bytes of `total` (a
+    /// resumed transfer, RFC 5547 `a=file-range`: the caller kept them from an earlier session),
+    /// so that its chunks from byte `held + 1` on complete it and its success REPORT covers the
+    /// whole message. False (nothing changed) when the message is open or ended already, too
+    /// many are open, `held` is not below `total`, or `total` is above the limit.
+    pub fn resume_message(&mut self, message_id: &Bytes, held: u64, total: u64) -> bool {
+        if self.open.contains_key(message_id)
+            || self.finished_set.contains(message_id)
+            || self.open.len() >= self.cfg.max_open_messages
+            || held >= total
+            || total > self.cfg.max_message_bytes
+        {
+            return false;
+        }
+        let mut received = RangeSet::new();
+        received.insert(0..held);
+        self.open.insert(
+            message_id.clone(),
+            Incoming {
+                total: Some(total),
+                received,
+                content_type: None,
+                success_report: false,
+                reply_path: Vec::new(),
+            },
+        );
+        true
+    }
+
     /// Messages currently partly received.
     pub fn open_messages(&self) -> usize {
         self.open.len()
@@ -347,6 +376,10 @@ impl Receiver {
         if inc.content_type.is_none() {
             inc.content_type = msg.content_type().cloned();
         }
+        if inc.reply_path.is_empty() {
+            // A resumed message: its first chunk on this session says where REPORTs go.
+            inc.reply_path = msg.from_path.clone();
+        }
         inc.success_report |= msg.success_report();
 
         let duplicate = len > 0 && inc.received.contains(from..to);
@@ -494,6 +527,38 @@ mod tests {
 
     fn events(r: &mut Receiver) -> Vec<ReceiverEvent> {
         std::iter::from_fn(|| r.poll_event()).collect()
+    }
+
+    #[test]
+    fn resumed_message_completes_from_its_range() {
+        let mut r = Receiver::new(local(), ReceiverConfig::default());
+        let m1 = Bytes::from_static(b"m1");
+        assert!(!r.resume_message(&m1, 10, 10), "nothing left to receive");
+        assert!(r.resume_message(&m1, 5, 10));
+        assert!(!r.resume_message(&m1, 5, 10), "already open");
+        r.handle_frame(&build(Chunk {
+            cont: Continuation::End,
+            ..chunk("t1", (6, None, Some(10)), b"world")
+        }));
+        let replies: Vec<Message> = std::iter::from_fn(|| r.poll_reply()).collect();
+        assert_eq!(replies[0].response_code(), Some(200));
+        let rep = replies.last().unwrap();
+        assert_eq!(rep.method(), Some(&Method::Report));
+        assert_eq!(rep.to_path, vec![uri("msrp://10.0.0.1:7000/tx;tcp")]);
+        assert_eq!(
+            rep.byte_range().map(|b| (b.start, b.end)),
+            Some((1, Some(10)))
+        );
+        let ev = events(&mut r);
+        assert!(
+            matches!(&ev[0], ReceiverEvent::Data { offset: 5, .. }),
+            "{ev:?}"
+        );
+        assert!(matches!(
+            &ev[1],
+            ReceiverEvent::MessageComplete { total: 10, .. }
+        ));
+        assert!(!r.resume_message(&m1, 5, 10), "ended messages stay ended");
     }
 
     #[test]

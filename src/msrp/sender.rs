@@ -288,6 +288,21 @@ impl Sender {
         self
     }
 
+    /// Sends only the bytes from 0-based `offset` on: the peer kept the first `offset` bytes of
+    /// the file from an earlier session (RFC 5547 §8 `a=file-range`). They count as done, so a
+    /// success REPORT covering `offset + 1` to the total (or the whole message) completes it.
+    /// Call before the first [`Sender::poll_transmit`].
+    pub fn start_at(mut self, offset: u64) -> Sender {
+        if offset > 0 && self.chunker.planned() == 0 {
+            self.chunker.skip_to(offset);
+            self.acked.insert(0..offset);
+            self.reported.insert(0..offset);
+            self.done.insert(0..offset);
+            self.progress = offset;
+        }
+        self
+    }
+
     /// The message's Message-ID.
     pub fn message_id(&self) -> &Bytes {
         &self.message_id
@@ -1190,6 +1205,31 @@ mod tests {
             ev.iter().filter(|e| **e == SenderEvent::Completed).count(),
             1
         );
+    }
+
+    #[test]
+    fn start_at_sends_only_the_rest() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 100), now).start_at(15);
+        assert_eq!(s.acked(), 15);
+        s.handle_data_available(40, true);
+        let t = drain(&mut s, now);
+        let data: Vec<&Transmit> = t.iter().filter(|x| !x.body.is_empty()).collect();
+        assert_eq!(data.first().map(|x| x.body.start), Some(15));
+        assert_eq!(
+            data.iter().map(|x| x.body.end - x.body.start).sum::<u64>(),
+            25
+        );
+        let head = String::from_utf8_lossy(&data[0].head).into_owned();
+        assert!(head.contains("Byte-Range: 16-*/40"), "{head}");
+        for x in &t {
+            s.handle_frame(&response(&x.tid, 200), now);
+        }
+        assert_eq!(s.state(), SenderState::AwaitingReport);
+        let mid = s.message_id().clone();
+        // The receiver reports the whole message (it holds the first 15 bytes).
+        s.handle_frame(&report(&mid, 200, (1, Some(40), Some(40))), now);
+        assert_eq!(s.state(), SenderState::Completed);
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub enum RosterError {
     },
     UnknownTransfer(TransferId),
     UnknownDelivery(DeliveryId),
+    /// A file for chosen participants with none chosen.
+    NoRecipients,
 }
 
 impl fmt::Display for RosterError {
@@ -140,6 +142,7 @@ impl fmt::Display for RosterError {
             }
             RosterError::UnknownTransfer(t) => write!(f, "unknown transfer {t}"),
             RosterError::UnknownDelivery(d) => write!(f, "unknown delivery {d}"),
+            RosterError::NoRecipients => f.write_str("no recipient chosen (empty list)"),
         }
     }
 }
@@ -190,6 +193,8 @@ pub struct RestoredTransfer {
     pub created_ms: u64,
     /// When it last changed before the restart (what pruning ages by).
     pub changed_ms: u64,
+    /// The participants it was sent to, when not the whole room (see [`TransferSnapshot::to`]).
+    pub to: Option<Vec<String>>,
 }
 
 /// The upload side of a transfer.
@@ -311,6 +316,12 @@ pub struct DeliverySnapshot {
     /// ([`DeliveryState::name`]: `queued`, `offering`, `connecting` or `sending`): a failure while
     /// `offering` is the participant declining the file, one while `sending` a loss mid-file.
     pub ended_in: Option<&'static str>,
+    /// 1 for the first offer; each re-offer after a dropped connection (`resume_retries`)
+    /// counts one more.
+    pub attempt: u32,
+    /// For a re-offer with RFC 5547 `a=file-range`: the bytes the participant kept from the
+    /// earlier attempt (the range starts at this plus one); `None` for the whole file.
+    pub resumed_from: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,6 +340,9 @@ pub struct TransferSnapshot {
     /// How the file came in and who sent it, when the producer said so
     /// ([`Roster::set_transfer_origin`]); `None` when unknown.
     pub origin: Option<Origin>,
+    /// The participant keys the file is for, when its producer chose them
+    /// ([`Roster::add_transfer_to`]); `None`: the whole room, late joiners included.
+    pub to: Option<Vec<String>>,
     /// In creation order.
     pub deliveries: Vec<DeliverySnapshot>,
 }
@@ -410,6 +424,8 @@ struct Transfer {
     created_at_ms: u64,
     updated_at_ms: u64,
     origin: Option<Origin>,
+    /// Chosen recipients (`None`: the whole room).
+    to: Option<Vec<String>>,
     /// In creation order; at most one per participant key.
     deliveries: Vec<DeliveryId>,
 }
@@ -423,6 +439,8 @@ struct Delivery {
     first_byte_at_ms: Option<u64>,
     confirmed_bytes: u64,
     ended_in: Option<&'static str>,
+    attempt: u32,
+    resumed_from: Option<u64>,
 }
 
 #[derive(Default)]
@@ -715,18 +733,51 @@ impl Roster {
         content_type: &str,
         declared_size: Option<u64>,
     ) -> Result<TransferId, RosterError> {
+        self.add_transfer_to(conference, name, content_type, declared_size, None)
+    }
+
+    /// As [`Roster::add_transfer`], for the participants `to` only when given (keys as listed
+    /// by the conference; a repeated key counts once). Every key must be a participant now
+    /// ([`RosterError::UnknownParticipant`] names the first that is not) and the list must not
+    /// be empty ([`RosterError::NoRecipients`]).
+    pub fn add_transfer_to(
+        &self,
+        conference: &str,
+        name: &str,
+        content_type: &str,
+        declared_size: Option<u64>,
+        to: Option<&[String]>,
+    ) -> Result<TransferId, RosterError> {
         let max = self.limits.max_string_bytes;
         check("file name", name, max, true)?;
         check("content type", content_type, max, true)?;
         let now = (self.clock)();
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
-        let listed = inner
+        let conf = inner
             .conferences
             .get(conference)
-            .ok_or_else(|| RosterError::UnknownConference(conference.to_owned()))?
-            .transfers
-            .clone();
+            .ok_or_else(|| RosterError::UnknownConference(conference.to_owned()))?;
+        let to = match to {
+            None => None,
+            Some([]) => return Err(RosterError::NoRecipients),
+            Some(keys) => {
+                let mut chosen: Vec<String> = Vec::new();
+                for k in keys {
+                    if !conf.participants.contains_key(k) {
+                        return Err(RosterError::UnknownParticipant {
+                            conference: conference.to_owned(),
+                            key: k.clone(),
+                        });
+                    }
+                    if !chosen.contains(k) {
+                        chosen.push(k.clone());
+                    }
+                }
+                Some(chosen)
+            }
+        };
+        let listed = conf.transfers.clone();
         inner.make_room(
             conference,
             &listed,
@@ -745,6 +796,7 @@ impl Roster {
             created_at_ms: now,
             updated_at_ms: now,
             origin: None,
+            to,
             deliveries: Vec::new(),
         }))
     }
@@ -789,6 +841,7 @@ impl Roster {
             deliveries: Vec::new(),
             // Where it came from is not in the record: unknown after a restart.
             origin: None,
+            to: r.to.clone(),
         }))
     }
 
@@ -903,10 +956,52 @@ impl Roster {
                 first_byte_at_ms: None,
                 confirmed_bytes: 0,
                 ended_in: None,
+                attempt: 1,
+                resumed_from: None,
             },
         );
         inner.touch(transfer, now);
         Ok((id, true))
+    }
+
+    /// A delivery that is not terminal starts a new attempt (its connection dropped and it is
+    /// offered again): back to `queued`, `attempt` one more, `resumed_from` as given (the bytes
+    /// the participant kept, or `None` for the whole file). Returns the new attempt number;
+    /// `Ok(None)` (nothing changed) when the delivery is terminal already (cancelled, say).
+    pub fn retry_delivery(
+        &self,
+        id: DeliveryId,
+        resumed_from: Option<u64>,
+    ) -> Result<Option<u32>, RosterError> {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let d = inner
+            .deliveries
+            .get_mut(&id)
+            .ok_or(RosterError::UnknownDelivery(id))?;
+        if d.state.is_terminal() {
+            return Ok(None);
+        }
+        d.state = DeliveryState::Queued;
+        d.attempt = d.attempt.saturating_add(1);
+        d.resumed_from = resumed_from;
+        d.updated_at_ms = now;
+        let (transfer, attempt) = (d.transfer, d.attempt);
+        inner.touch(transfer, now);
+        Ok(Some(attempt))
+    }
+
+    /// Records that the current attempt of a delivery sends the whole file after all (the
+    /// participant's answer did not take the range).
+    pub fn set_resumed_from(&self, id: DeliveryId, resumed_from: Option<u64>) {
+        let now = (self.clock)();
+        let mut inner = self.inner.lock();
+        let Some(d) = inner.deliveries.get_mut(&id) else {
+            return;
+        };
+        d.resumed_from = resumed_from;
+        let transfer = d.transfer;
+        inner.touch(transfer, now);
     }
 
     /// Moves a delivery to `state`. Returns `Ok(false)` (and changes nothing) when the delivery is
@@ -963,6 +1058,16 @@ impl Roster {
         t.origin = Some(origin);
         inner.touch(id, now);
         Ok(())
+    }
+
+    /// The participant key that sent transfer `id` into its conference ([`Origin::Participant`]),
+    /// without copying the transfer: a participant is never offered its own file.
+    pub fn transfer_sender(&self, id: TransferId) -> Option<String> {
+        let inner = self.inner.lock();
+        match inner.transfers.get(&id)?.origin.as_ref()? {
+            Origin::Participant(k) => Some(k.clone()),
+            Origin::Http => None,
+        }
     }
 
     /// Every transfer `conference` still holds, in upload order, cancelled ones included (while
@@ -1173,6 +1278,8 @@ fn delivery_snapshot(id: DeliveryId, d: &Delivery) -> DeliverySnapshot {
         first_byte_at_ms: d.first_byte_at_ms,
         confirmed_bytes: d.confirmed_bytes,
         ended_in: d.ended_in,
+        attempt: d.attempt,
+        resumed_from: d.resumed_from,
     }
 }
 
@@ -1188,6 +1295,7 @@ fn transfer_snapshot(inner: &Inner, id: TransferId, t: &Transfer) -> TransferSna
         created_at_ms: t.created_at_ms,
         updated_at_ms: t.updated_at_ms,
         origin: t.origin.clone(),
+        to: t.to.clone(),
         deliveries: t
             .deliveries
             .iter()
@@ -1236,7 +1344,8 @@ impl ConferenceSnapshot {
 
 impl DeliverySnapshot {
     /// `{"id":..,"participant":..,"state":..,"bytes":..,"total":..,"percent":..,"reason":..,
-    /// "code":..,"ended_in":..,"created_at_ms":..,"updated_at_ms":..,"first_byte_at_ms":..}`;
+    /// "code":..,"ended_in":..,"created_at_ms":..,"updated_at_ms":..,"first_byte_at_ms":..,
+    /// "attempt":..,"resumed_from":..}`;
     /// fields that do not apply are `null`. `file_size` is the transfer's size, used for `done`.
     /// A failed or cancelled delivery that got to `sending` keeps in `bytes` how many bytes the
     /// participant had confirmed.
@@ -1267,7 +1376,9 @@ impl DeliverySnapshot {
             .opt_str("ended_in", self.ended_in)
             .u64("created_at_ms", self.created_at_ms)
             .u64("updated_at_ms", self.updated_at_ms)
-            .opt_u64("first_byte_at_ms", self.first_byte_at_ms);
+            .opt_u64("first_byte_at_ms", self.first_byte_at_ms)
+            .u64("attempt", u64::from(self.attempt))
+            .opt_u64("resumed_from", self.resumed_from);
         o.end();
     }
 }
@@ -1295,10 +1406,11 @@ impl TransferSnapshot {
             .u64("created_at_ms", self.created_at_ms)
             .u64("updated_at_ms", self.updated_at_ms)
             .opt_str("via", self.origin.as_ref().map(Origin::via))
-            .opt_str("sender", self.origin.as_ref().and_then(Origin::sender))
-            .array("deliveries", &self.deliveries, |out, d| {
-                d.write_json(out, self.size)
-            });
+            .opt_str("sender", self.origin.as_ref().and_then(Origin::sender));
+        self.write_to_field(&mut o);
+        o.array("deliveries", &self.deliveries, |out, d| {
+            d.write_json(out, self.size)
+        });
         o.end();
     }
 
@@ -1306,6 +1418,14 @@ impl TransferSnapshot {
         let mut s = String::new();
         self.write_json(&mut s);
         s
+    }
+
+    /// The `"to"` field: the chosen participant keys, or `null` for the whole room.
+    pub fn write_to_field(&self, o: &mut json::Object<'_>) {
+        match &self.to {
+            Some(keys) => o.array("to", keys, |out, k| json::push_str(out, k)),
+            None => o.null("to"),
+        };
     }
 }
 
@@ -1571,7 +1691,44 @@ mod tests {
             sha1: [1; 20],
             created_ms: changed_ms,
             changed_ms,
+            to: None,
         }
+    }
+
+    /// A file for chosen participants: every key must be a participant, the list not empty;
+    /// the choice shows as `to` (repeats dropped), `null` for the whole room, and survives a
+    /// restore.
+    #[test]
+    fn chosen_recipients_are_checked_and_shown() {
+        let (r, _) = roster();
+        for k in ["a", "b", "c"] {
+            r.join("c", k, "sip:x", None).unwrap();
+        }
+        let keys = |v: &[&str]| v.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            r.add_transfer_to("c", "f", "t", None, Some(&keys(&["a", "zed"]))),
+            Err(RosterError::UnknownParticipant {
+                conference: "c".into(),
+                key: "zed".into()
+            })
+        );
+        assert_eq!(
+            r.add_transfer_to("c", "f", "t", None, Some(&[])),
+            Err(RosterError::NoRecipients)
+        );
+        assert!(r.transfers_of("c").is_empty(), "a refusal adds nothing");
+        let t = r
+            .add_transfer_to("c", "f", "t", None, Some(&keys(&["c", "a", "c"])))
+            .unwrap();
+        let snap = r.transfer(t).unwrap();
+        assert_eq!(snap.to, Some(keys(&["c", "a"])));
+        assert!(snap.to_json().contains(r#""to":["c","a"],"deliveries""#));
+        let all = r.add_transfer("c", "g", "t", None).unwrap();
+        assert!(r.transfer(all).unwrap().to_json().contains(r#""to":null"#));
+        let mut rt = restored("c", 5);
+        rt.to = Some(keys(&["b"]));
+        let back = r.restore_transfer(&rt).unwrap();
+        assert_eq!(r.transfer(back).unwrap().to, Some(keys(&["b"])));
     }
 
     /// Files restored after a restart wait for their conference's first join, count against
@@ -1912,13 +2069,14 @@ mod tests {
                 r#"{"transfers":[{"id":1,"conference":"conf-1","name":"a\nb.txt","#,
                 r#""content_type":"text/plain","size":50,"declared_size":null,"#,
                 r#""state":"receiving","reason":null,"sha1":null,"created_at_ms":1000,"#,
-                r#""updated_at_ms":1000,"via":null,"sender":null,"deliveries":["#,
+                r#""updated_at_ms":1000,"via":null,"sender":null,"to":null,"deliveries":["#,
                 r#"{"id":1,"participant":"k1","state":"sending","bytes":25,"total":200,"#,
                 r#""percent":12,"reason":null,"code":null,"ended_in":null,"created_at_ms":1000,"#,
-                r#""updated_at_ms":1000,"first_byte_at_ms":1000},"#,
+                r#""updated_at_ms":1000,"first_byte_at_ms":1000,"attempt":1,"resumed_from":null},"#,
                 r#"{"id":2,"participant":"k2","state":"failed","bytes":null,"total":null,"#,
                 r#""percent":null,"reason":"busy","code":486,"ended_in":"queued","#,
-                r#""created_at_ms":1000,"updated_at_ms":1000,"first_byte_at_ms":null}"#,
+                r#""created_at_ms":1000,"updated_at_ms":1000,"first_byte_at_ms":null,"attempt":1,"#,
+                r#""resumed_from":null}"#,
                 r#"]}]}"#
             )
         );
@@ -2039,6 +2197,8 @@ mod tests {
             first_byte_at_ms: None,
             confirmed_bytes: 0,
             ended_in: None,
+            attempt: 1,
+            resumed_from: None,
         };
         let json = |state| {
             let mut s = String::new();

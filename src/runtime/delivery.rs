@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,10 @@ pub struct Progress {
     /// The largest MSRP window (body bytes that may await responses) the sender reached: above
     /// `window_bytes` when responses came back in time while the window held it back.
     pub max_window: AtomicU64,
+    /// The delivery failed because its connection ended (closed or reset by the participant,
+    /// or a write failed) before the message was confirmed: not a refusal, not a timeout. With
+    /// `acked` above 0 such a delivery may be resumed (`resume_retries`).
+    pub dropped: AtomicBool,
 }
 
 pub const PHASE_CONNECTING: u8 = 0;
@@ -376,6 +380,8 @@ impl DeliveryConn {
             }
             _ => format!("{what} after {acked} of {total} bytes were confirmed"),
         };
+        self.progress.acked.store(acked, Ordering::Release);
+        self.progress.dropped.store(true, Ordering::Release);
         self.fail(None, reason, now);
     }
 

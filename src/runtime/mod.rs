@@ -18,4 +18,4 @@ pub mod net;
 pub mod receive;
 pub mod spool;
 
-pub use engine::{Engine, EngineError, Signal};
+pub use engine::{Engine, EngineError, OfferInAnswer, OfferInError, Signal};

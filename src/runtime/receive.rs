@@ -27,7 +27,7 @@ use sha1::{Digest, Sha1};
 use crate::msrp::auth::{AuthClient, AuthError, AuthParams, AuthStep, Authorized};
 use crate::msrp::parser::{FrameDecoder, Limits};
 use crate::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
-use crate::msrp::{writer, Message, Uri};
+use crate::msrp::{writer, Kind, Message, Method, Uri};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::log::Logger;
 use crate::tls::{Fingerprint, Tls, TlsError, TlsSettings, TlsStream, Transport, Verify};
@@ -161,6 +161,62 @@ pub struct ReceiveOptions {
     pub max_message_bytes: u64,
     /// Where failed TLS handshakes and other connection problems are reported.
     pub logger: Logger,
+    /// Part files kept for resumed transfers, shared by the receiver's connections.
+    pub kept: Arc<KeptParts>,
+}
+
+/// Part files of messages whose connection ended before they were complete, kept so that a
+/// resumed transfer (RFC 5547 `a=file-range`: a new message whose `Byte-Range` starts after the
+/// bytes kept, total unchanged) completes them. Keyed by the file name the sender offered and
+/// the total: the MSRP frames carry no hash, so the whole file's SHA-1 is computed again at the
+/// end (the kept bytes re-read) for the caller to compare with the offer's. At most
+/// [`MAX_KEPT_PARTS`]; the oldest goes (its file removed) for a new one.
+#[derive(Debug, Default)]
+pub struct KeptParts {
+    parts: parking_lot::Mutex<std::collections::VecDeque<Kept>>,
+}
+
+/// Part files kept at most by one receiver ([`KeptParts`]).
+pub const MAX_KEPT_PARTS: usize = 64;
+
+#[derive(Debug)]
+struct Kept {
+    name: String,
+    total: u64,
+    /// The bytes from the start that the part file holds, in order.
+    len: u64,
+    part: PathBuf,
+}
+
+impl KeptParts {
+    fn keep(&self, k: Kept) {
+        let mut parts = self.parts.lock();
+        if parts.len() >= MAX_KEPT_PARTS {
+            if let Some(old) = parts.pop_front() {
+                let _ = std::fs::remove_file(old.part);
+            }
+        }
+        parts.push_back(k);
+    }
+
+    /// The kept part of `name` with `total` bytes, taken out of the set.
+    fn take(&self, name: &str, total: u64) -> Option<Kept> {
+        let mut parts = self.parts.lock();
+        let i = parts
+            .iter()
+            .rposition(|k| k.name == name && k.total == total)?;
+        parts.remove(i)
+    }
+
+    /// How many part files are kept.
+    pub fn len(&self) -> usize {
+        self.parts.lock().len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Default of [`ReceiveOptions::max_message_bytes`] (`msrpcast receive --max-bytes`): the
@@ -294,6 +350,8 @@ struct Open {
     /// Next in-order offset for the hash; out-of-order data disables hashing.
     next: u64,
     bytes: u64,
+    /// The message's total as its `Byte-Range` said, once known (for keeping the part file).
+    total: Option<u64>,
 }
 
 impl Open {
@@ -314,6 +372,7 @@ impl Open {
             hasher: opts.hash.then(Sha1::new),
             next: 0,
             bytes: 0,
+            total: None,
         }
     }
 }
@@ -331,6 +390,8 @@ pub struct ReceiveConn {
     /// The `Content-Disposition` file name of the frame being handled, if any.
     frame_name: Option<String>,
     hooks: Box<dyn ReceiveHooks>,
+    /// The `Byte-Range` total of the frame being handled, if any.
+    frame_total: Option<u64>,
     /// A hook asked to close once everything queued is written.
     close_when_flushed: bool,
     /// The TLS handshake completed (always true for plain TCP).
@@ -367,6 +428,7 @@ impl ReceiveConn {
             closed: false,
             frame_name: None,
             hooks,
+            frame_total: None,
             close_when_flushed: false,
             secured: !stream.is_tls(),
             stream,
@@ -411,6 +473,9 @@ impl ReceiveConn {
             .or_insert_with_key(|id| Open::new(&opts, id));
         if o.offered.is_none() {
             o.offered = offered;
+        }
+        if o.total.is_none() {
+            o.total = self.frame_total;
         }
         if let Some(f) = &o.file {
             let _ = f.write_all_at(bytes, offset);
@@ -470,6 +535,30 @@ impl ReceiveConn {
         });
     }
 
+    /// Keeps the part file of a message cut off by the connection's end, for a resumed transfer
+    /// ([`KeptParts`]): when it has a part file, an offered name, a total and bytes in order from
+    /// the start. Returns the bytes kept (the file is cut to them).
+    fn keep_open(&mut self, message_id: &Bytes) -> Option<u64> {
+        let o = self.open.get(message_id)?;
+        let (Some(part), Some(name), Some(total), Some(file)) =
+            (o.part.clone(), o.offered.clone(), o.total, o.file.as_ref())
+        else {
+            return None;
+        };
+        let len = o.next;
+        if len == 0 || len >= total || file.set_len(len).is_err() {
+            return None;
+        }
+        self.open.remove(message_id);
+        self.opts.kept.keep(Kept {
+            name,
+            total,
+            len,
+            part,
+        });
+        Some(len)
+    }
+
     fn drop_open(&mut self, message_id: &Bytes) {
         if let Some(o) = self.open.remove(message_id) {
             if let Some(p) = o.part {
@@ -482,7 +571,12 @@ impl ReceiveConn {
         if self.hooks.on_frame(&msg, &self.opts.local, &mut self.out) == FrameVerdict::Taken {
             return;
         }
+        let is_data_send = matches!(msg.kind, Kind::Request(Method::Send)) && !msg.body.is_empty();
+        if is_data_send && !self.resume_kept(&msg) {
+            return;
+        }
         self.frame_name = offered_name(&msg);
+        self.frame_total = msg.byte_range().and_then(|br| br.total);
         self.receiver.handle_frame(&msg);
         while let Some(mut reply) = self.receiver.poll_reply() {
             let Some(after) = self.hooks.on_reply(&reply) else {
@@ -502,6 +596,87 @@ impl ReceiveConn {
             self.handle_event(ev);
         }
         self.frame_name = None;
+    }
+
+    /// A SEND of a new message whose `Byte-Range` starts after byte 1, naming the file and total
+    /// of a kept part file: the rest of a transfer interrupted earlier (RFC 5547 `a=file-range`).
+    /// The part file is reopened, cut to the bytes before the range, re-read for the SHA-1, and
+    /// the message opened as holding them. False when the frame was refused (400): the range
+    /// does not continue the kept bytes (it would leave a hole); the part stays kept.
+    fn resume_kept(&mut self, msg: &Message) -> bool {
+        let (Some(br), Some(mid)) = (msg.byte_range(), msg.message_id()) else {
+            return true;
+        };
+        if br.start <= 1 || self.open.contains_key(mid) {
+            return true;
+        }
+        let (Some(total), Some(name)) = (br.total, offered_name(msg)) else {
+            return true;
+        };
+        let Some(k) = self.opts.kept.take(&name, total) else {
+            return true;
+        };
+        let held = br.start - 1;
+        // Contiguous with the kept bytes and within the declared size; otherwise refused with
+        // the part kept for a proper resume (and no hole is ever written).
+        let fits = held
+            .checked_add(msg.body.len() as u64)
+            .is_some_and(|end| end <= total);
+        if held > k.len || !fits {
+            self.opts.kept.keep(k);
+            let to = writer::render_path(&msg.from_path[..msg.from_path.len().min(1)]);
+            let from = writer::render_path(std::slice::from_ref(&self.opts.local));
+            let reason = Some(&b"Byte-Range does not continue the kept part file"[..]);
+            writer::write_response(&msg.transaction_id, 400, reason, &to, &from, &mut self.out);
+            return false;
+        }
+        let reopened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&k.part)
+            .and_then(|f| f.set_len(held).map(|()| f));
+        let file = match reopened {
+            Ok(f) => f,
+            Err(e) => {
+                self.opts.logger.warn(
+                    "receive",
+                    format_args!("kept part file {}: {e}", k.part.display()),
+                );
+                let _ = std::fs::remove_file(&k.part);
+                return true;
+            }
+        };
+        let hasher = if self.opts.hash {
+            match hash_prefix(&file, held) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    self.opts.logger.warn(
+                        "receive",
+                        format_args!("kept part file {}: {e}", k.part.display()),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if !self.receiver.resume_message(mid, held, total) {
+            self.opts.kept.keep(k);
+            return true;
+        }
+        self.open.insert(
+            mid.clone(),
+            Open {
+                file: Some(file),
+                offered: Some(name),
+                part: Some(k.part),
+                hasher,
+                next: held,
+                bytes: held,
+                total: Some(total),
+            },
+        );
+        true
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -629,13 +804,23 @@ impl ReceiveConn {
         let ids: Vec<Bytes> = self.open.keys().cloned().collect();
         for id in ids {
             let bytes = self.open.get(&id).map(|o| o.bytes).unwrap_or(0);
-            self.drop_open(&id);
+            let kept = self.keep_open(&id);
+            if kept.is_none() {
+                self.drop_open(&id);
+            }
+            let failure = match kept {
+                Some(n) => format!(
+                    "connection closed before the message was complete ({n} bytes kept for a \
+                     resumed transfer)"
+                ),
+                None => "connection closed before the message was complete".into(),
+            };
             self.report(Received {
                 message_id: String::from_utf8_lossy(&id).into_owned(),
                 bytes,
                 sha1: None,
                 path: None,
-                failure: Some("connection closed before the message was complete".into()),
+                failure: Some(failure),
             });
         }
         Flow::Close
@@ -761,6 +946,26 @@ fn tool_logger() -> crate::runtime::log::Logger {
     crate::runtime::log::Logger::stderr(crate::runtime::log::Level::Warn)
 }
 
+/// SHA-1 state after the first `len` bytes of `file`.
+fn hash_prefix(file: &File, len: u64) -> io::Result<Sha1> {
+    let mut h = Sha1::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < len {
+        let want = (len - at).min(buf.len() as u64) as usize;
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "part file shorter than kept",
+            ));
+        }
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(h)
+}
+
 /// Lower-case hex.
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -869,6 +1074,7 @@ impl ReceiveServer {
             full_path_responses: false,
             max_message_bytes: l.max_message_bytes,
             logger: tool_logger(),
+            kept: Arc::default(),
         };
         let handler = match &l.tls {
             None => ReceiveListener::new(listener, opts),
@@ -969,6 +1175,7 @@ impl ReceiveServer {
             full_path_responses: true,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             logger: tool_logger(),
+            kept: Arc::default(),
         });
         let hooks = hooks_of(&opts);
         pool.add(Box::new(ReceiveConn::with_decoder(

@@ -65,6 +65,8 @@ pub struct Answer {
     pub file_selector: Option<FileSelector>,
     /// `a=fingerprint` values for this media (RFC 8122); see [`super::transport`].
     pub fingerprints: Vec<crate::tls::Fingerprint>,
+    /// `a=file-range` as given (RFC 5547 §8), trimmed; see [`super::offer::parse_file_range`].
+    pub file_range: Option<String>,
 }
 
 impl Answer {
@@ -159,6 +161,7 @@ pub fn parse_answer_with(sdp: &str, max_path_uris: usize) -> Result<Answer, SdpE
     let mut max_size = None;
     let mut file_transfer_id = None;
     let mut file_selector = None;
+    let mut file_range = None;
 
     for (idx, raw) in sdp.split('\n').enumerate() {
         let line_no = idx + 1;
@@ -261,6 +264,7 @@ pub fn parse_answer_with(sdp: &str, max_path_uris: usize) -> Result<Answer, SdpE
                     }
                     ("file-transfer-id", Some(v)) => file_transfer_id = Some(v.trim().to_owned()),
                     ("file-selector", Some(v)) => file_selector = FileSelector::parse(v).ok(),
+                    ("file-range", Some(v)) => file_range = Some(v.trim().to_owned()),
                     (other, None) => {
                         if let Some(d) = direction(other) {
                             dir = Some(d);
@@ -301,6 +305,7 @@ pub fn parse_answer_with(sdp: &str, max_path_uris: usize) -> Result<Answer, SdpE
         file_transfer_id,
         file_selector,
         fingerprints: super::transport::parse_fingerprints(sdp)?,
+        file_range,
     })
 }
 
@@ -551,8 +556,10 @@ mod tests {
             file_transfer_id: "t1".into(),
             disposition: "attachment".into(),
             description: Some("desc".into()),
+            file_range: Some((2, 3)),
         };
         let a = parse_answer(&build_offer(&p, &f)).unwrap();
+        assert_eq!(a.file_range.as_deref(), Some("2-3"));
         assert_eq!(a.peer, p.path);
         assert_eq!(a.setup, Setup::ActPass);
         assert_eq!(a.direction, Direction::SendOnly);

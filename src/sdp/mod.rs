@@ -5,12 +5,14 @@
 //!   a parser for the attribute (used on answers and in tests).
 //! - [`offer`]: [`build_offer`] for one file.
 //! - [`answer`]: [`parse_answer`], tolerant of line endings and attribute order, never panicking.
+//! - [`push_in`]: a participant's own push offer (a file to the room) and our answer.
 //! - [`transport`]: TLS, `a=fingerprint`, direction and `a=max-size` of an answer, and the checks
 //!   a delivery runs on them before connecting ([`Answer::check_delivery`]).
 
 pub mod answer;
 pub mod file_selector;
 pub mod offer;
+pub mod push_in;
 pub mod transport;
 
 use std::fmt;
@@ -19,7 +21,10 @@ pub use answer::{
     parse_answer, parse_answer_with, Answer, Direction, Setup, DEFAULT_MAX_PATH_URIS,
 };
 pub use file_selector::{escape_file_name, unescape_file_name, FileSelector};
-pub use offer::{build_offer, build_offer_tls, FileOffer, OfferParams};
+pub use offer::{build_offer, build_offer_tls, parse_file_range, FileOffer, OfferParams};
+pub use push_in::{
+    build_push_answer, parse_push_offer, PushAnswerParams, PushOffer, PushOfferError,
+};
 pub use transport::{parse_fingerprints, Refusal, TlsCapability};
 
 use crate::msrp::uri::UriError;

@@ -29,6 +29,10 @@ pub struct FileOffer {
     pub disposition: String,
     /// Written as the media-level `i=` line (RFC 5547 §5).
     pub description: Option<String>,
+    /// RFC 5547 §8 `a=file-range:<start>-<stop>` (1-based, inclusive): only these bytes of the
+    /// file are sent, the rest being held by the answerer from an earlier transfer. `None`: the
+    /// whole file.
+    pub file_range: Option<(u64, u64)>,
 }
 
 /// Our side of the session.
@@ -167,7 +171,33 @@ fn render(
     s.push_str("\r\n");
     let _ = write!(s, "a=file-transfer-id:{transfer_id}\r\n");
     let _ = write!(s, "a=file-disposition:{disposition}\r\n");
+    if let Some((start, stop)) = f.file_range {
+        let _ = write!(s, "a=file-range:{start}-{stop}\r\n");
+    }
     s
+}
+
+/// Parses an RFC 5547 `file-range` value, `<start>-<stop>` with a 1-based start and a stop that
+/// is a number or `*` (`None`); `None` for anything else (a start of 0, a stop before the start).
+pub fn parse_file_range(v: &str) -> Option<(u64, Option<u64>)> {
+    let (a, b) = v.trim().split_once('-')?;
+    let digits = |x: &str| !x.is_empty() && x.len() <= 20 && x.bytes().all(|c| c.is_ascii_digit());
+    if !digits(a) {
+        return None;
+    }
+    let start: u64 = a.parse().ok()?;
+    if start == 0 {
+        return None;
+    }
+    if b == "*" {
+        return Some((start, None));
+    }
+    if !digits(b) {
+        return None;
+    }
+    let stop: u64 = b.parse().ok()?;
+    // An empty range is `start - 1` (RFC 5547 allows a stop one below the start).
+    (stop + 1 >= start).then_some((start, Some(stop)))
 }
 
 #[cfg(test)]
@@ -197,6 +227,7 @@ mod tests {
             file_transfer_id: "vBnG916bdberum2fFEABR".into(),
             disposition: "attachment".into(),
             description: None,
+            file_range: None,
         }
     }
 
@@ -342,6 +373,32 @@ mod tests {
             let sel = FileSelector::parse(selector_line(&sdp)).unwrap();
             let want = if name.is_empty() { "file".to_owned() } else { name };
             prop_assert_eq!(sel.name, Some(want));
+        }
+    }
+
+    #[test]
+    fn file_range_is_offered_and_parsed() {
+        let mut f = file();
+        f.file_range = Some((10_485_761, 67_108_864));
+        let sdp = build_offer(&params(), &f);
+        assert!(sdp.contains("a=file-range:10485761-67108864\r\n"), "{sdp}");
+        assert!(!build_offer(&params(), &file()).contains("file-range"));
+        assert_eq!(
+            parse_file_range("10485761-67108864"),
+            Some((10_485_761, Some(67_108_864)))
+        );
+        assert_eq!(parse_file_range(" 5-* "), Some((5, None)));
+        for bad in [
+            "0-5",
+            "5-3",
+            "-5",
+            "5-",
+            "a-5",
+            "5-x",
+            "99999999999999999999999-1",
+            "",
+        ] {
+            assert_eq!(parse_file_range(bad), None, "{bad}");
         }
     }
 }

@@ -370,6 +370,32 @@ async function httpPhase(context) {
     return `4 cards: ${states[0]}`;
   });
 
+  // Chosen recipients (issue 13): check one participant's box, send; only that one gets the file.
+  await check('check boxes: a file for one chosen participant reaches only that one', async () => {
+    await pickConference(page, '4711');
+    await page.waitForSelector('#recipients #to-all:checked');
+    const keys = await page.$$eval('#recipients input.to-one', (bs) => bs.map((b) => b.getAttribute('data-key')));
+    assert(keys.length === 3, `boxes for ${JSON.stringify(keys)}`);
+    await page.check(`#recipients input.to-one[data-key="${keys[1]}"]`);
+    assert(!(await page.isChecked('#to-all')), '"everyone" still checked with a participant chosen');
+    const [f] = makeFiles(['for one.bin'], MiB);
+    await send(page, '4711', [f]);
+    const [a] = await xhrAnswers(page, 1, 60000);
+    assert(a.status === 201, `upload answered ${a.status} ${a.body}`);
+    const id = a.json.transfer;
+    const rs = await waitRows(page, id, 1, (r) => r.state === 'done', 'done', 60000);
+    assert(rs[0].participant === keys[1], `delivered to ${rs[0].participant}, chose ${keys[1]}`);
+    const meta = await page.textContent(`article.transfer[data-transfer="${id}"] .meta`);
+    assert(/ · for /.test(meta), `card meta "${meta}"`);
+    const have = ['good1', 'good2', 'good3'].filter((n) => received(n).some((x) => x.sha1 === f.sha1));
+    assert(have.length === 1, `receivers with the file: ${JSON.stringify(have)}`);
+    hasCopy(have[0], f.sha1, f.bytes);
+    await page.check('#to-all');
+    const still = await page.$$eval('#recipients input.to-one:checked', (bs) => bs.length);
+    assert(still === 0, `${still} boxes still checked after "everyone"`);
+    return `transfer ${id} to ${keys[1]} only (${have[0]}); "${meta}"`;
+  });
+
   // Slow participants: bars move, with rate and time left; then Stop.
   const [slow] = makeFiles(['slow 20MiB.bin'], 20 * MiB);
   await send(page, '4713', [slow]);

@@ -95,6 +95,33 @@ int main(void)
         sleep_ms(5);
     }
 
+    /* Chosen recipients (issue 13): a key that is not a participant is refused, directly and
+     * through the client (with the key named in the reply); no transfer is made. */
+    {
+        const char *keys[2] = {"alice", "carol"};
+        size_t lens[2] = {5, 5};
+        char *json = NULL;
+        size_t len = 0;
+        uint64_t none = 0;
+        EXPECT(msrpcast_engine_upload_file_to(e, S("room"), file, strlen(file), keys, lens, 2,
+                                              &none),
+               MSRPCAST_ERR_INVALID_VALUE);
+        EXPECT(msrpcast_engine_upload_file_to(e, S("room"), file, strlen(file), keys, lens, 0,
+                                              &none),
+               MSRPCAST_ERR_INVALID_VALUE);
+        EXPECT(msrpcast_engine_upload_file_to(e, S("room"), file, strlen(file), NULL, lens, 1,
+                                              &none),
+               MSRPCAST_ERR_NULL_ARGUMENT);
+        if (none != 0)
+            FAIL("transfer id written on a refusal");
+        EXPECT(msrpcast_client_upload_to(c, S("room"), file, strlen(file), keys, lens, 2, 2000,
+                                         &json, &len),
+               MSRPCAST_ERR_INVALID_VALUE);
+        if (json == NULL || strstr(json, "carol") == NULL)
+            FAIL("refusal does not name the key: %s", json ? json : "(none)");
+        msrpcast_string_free(json);
+    }
+
     CHECK(msrpcast_engine_upload_file(e, S("room"), file, strlen(file), &transfer));
     if (transfer == 0)
         FAIL("no transfer id");

@@ -13,7 +13,7 @@
 #      participants that receive with the INSTALLED /usr/bin/msrpcast: one file to three
 #      participants over SIP and MSRP, checked by SHA-1;
 #   6. lintian, when installed (optional: it is not in scripts/install-deps.sh), must report no
-#      error;
+#      error and no warning (tags that do not apply are overridden in the package, with reasons);
 #   7. the package is removed again (apt-get purge) and its files must be gone — unless msrpcast
 #      was installed before the test, in which case the freshly built one stays installed.
 # Exit 0 when all pass. Must run as root (apt-get install).
@@ -156,10 +156,12 @@ grep -q "^==> using prebuilt /usr/bin/msrpcast and $so$" "$scratch/demo.log" ||
 # 6. lintian (optional)
 
 if command -v lintian >/dev/null; then
-    if lintian --fail-on error "$deb" >"$scratch/lintian.log" 2>&1; then
-        ok "lintian: no error ($(grep -c '^W:' "$scratch/lintian.log") warnings)"
+    # Tags that do not apply are overridden in the package, each with its reason
+    # (packaging/debian/msrpcast.lintian-overrides): what is left is to be fixed.
+    if lintian --fail-on error,warning "$deb" >"$scratch/lintian.log" 2>&1; then
+        ok "lintian: no error, no warning"
     else
-        fail "lintian reports errors"
+        fail "lintian reports errors or warnings"
     fi
     sed 's/^/    /' "$scratch/lintian.log"
 else

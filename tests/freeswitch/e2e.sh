@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of mod_msrpcast with an existing FreeSWITCH installation:
 #
-#   FREESWITCH_PREFIX=/usr/local/freeswitch tests/freeswitch/e2e.sh
+#   make freeswitch-e2e FREESWITCH_PREFIX=/usr/local/freeswitch
+#   FREESWITCH_PREFIX=/usr/local/freeswitch tests/freeswitch/e2e.sh      (the same)
 #
 # Without FREESWITCH_PREFIX it prints a "skipped" line and exits 0 (nothing of FreeSWITCH is in
 # this repository, and CI has none). The installation needs bin/freeswitch, bin/fs_cli, the
@@ -52,6 +53,12 @@ if [[ -z $fs_moddir || ! -d $fs_moddir ]]; then
 fi
 [[ -n $fs_moddir && -f $fs_moddir/mod_sofia.so ]] ||
     msrpcast_die "no FreeSWITCH module folder with mod_sofia.so: pkg-config modulesdir (${fs_moddir:-none}), $prefix/lib/freeswitch/mod, $prefix/mod"
+missing=
+for m in mod_sofia mod_conference mod_dialplan_xml mod_dptools mod_commands mod_event_socket \
+    mod_console mod_logfile; do
+    [[ -f $fs_moddir/$m.so ]] || missing+=" $m"
+done
+[[ -z $missing ]] || msrpcast_die "$fs_moddir lacks FreeSWITCH modules the test loads:$missing (build them: modules.conf of the FreeSWITCH source)"
 for t in sipp curl python3; do
     command -v "$t" >/dev/null || msrpcast_die "$t not installed"
 done
@@ -248,7 +255,10 @@ EOF
 fs_pid=$!
 pids+=("$fs_pid")
 fs_up() { fscli 'msrpcast members' 2>/dev/null | grep -q '"members"'; }
-if ! wait_for 60 fs_up; then
+# Up, or gone: a FreeSWITCH that exited at once is reported at once, not after the 60 s.
+fs_up_or_gone() { fs_up || ! kill -0 "$fs_pid" 2>/dev/null; }
+wait_for 60 fs_up_or_gone
+if ! fs_up; then
     fail "FreeSWITCH starts with mod_msrpcast loaded (modules from $fs_moddir)"
     if kill -0 "$fs_pid" 2>/dev/null; then
         echo "   FreeSWITCH runs (PID $fs_pid) but \`msrpcast members\` got no answer on ESL port $esl_port"

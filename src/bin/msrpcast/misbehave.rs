@@ -7,6 +7,7 @@
 //! Tests that start receivers in-process include this file by path
 //! (`#[path = "../../src/bin/msrpcast/misbehave.rs"]`), so it names the library as `msrpcast`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +22,9 @@ pub enum Misbehave {
     Rate(u64),
     /// Close the connection once this many body bytes arrived.
     CloseAfter(u64),
+    /// Like `CloseAfter`, but once per receiver (the first connection that gets this many body
+    /// bytes; its responses are written first): the transfer can then be resumed.
+    CloseAfterBytes(u64),
     /// Answer every data-carrying SEND with 481.
     Reply481,
     /// Read everything, answer nothing.
@@ -55,7 +59,11 @@ impl Misbehave {
     /// The receiver hooks that act this way: each connection gets its own [`Misbehaving`].
     pub fn hooks(&self) -> Hooks {
         let b = Behaviour::of(self);
-        Arc::new(move || Box::new(Misbehaving::new(b)) as Box<dyn ReceiveHooks>)
+        // close-after-bytes fires once per receiver: its connections share this flag.
+        let closed_once = Arc::new(AtomicBool::new(false));
+        Arc::new(move || {
+            Box::new(Misbehaving::new(b, Arc::clone(&closed_once))) as Box<dyn ReceiveHooks>
+        })
     }
 }
 
@@ -77,6 +85,7 @@ impl std::str::FromStr for Misbehave {
         match k {
             "rate" => Ok(Misbehave::Rate(num()?)),
             "close-after" => Ok(Misbehave::CloseAfter(num()?)),
+            "close-after-bytes" => Ok(Misbehave::CloseAfterBytes(num()?)),
             "reply-481" => Ok(Misbehave::Reply481),
             "never-answer" => Ok(Misbehave::NeverAnswer),
             "failure-report" => Ok(Misbehave::FailureReport),
@@ -85,7 +94,7 @@ impl std::str::FromStr for Misbehave {
             "nagle" => Ok(Misbehave::Nagle),
             "flood" => Ok(Misbehave::Flood),
             _ => Err(format!(
-                "unknown behaviour {s:?}: rate=N, close-after=N, reply-481, never-answer, \
+                "unknown behaviour {s:?}: rate=N, close-after=N, close-after-bytes=N, reply-481, never-answer, \
                  failure-report, close-after-report, report-per-chunk, nagle, flood \
                  (several joined by commas)"
             )),
@@ -98,6 +107,7 @@ impl std::str::FromStr for Misbehave {
 struct Behaviour {
     rate: Option<u64>,
     close_after: Option<u64>,
+    close_after_bytes: Option<u64>,
     reply_481: bool,
     never_answer: bool,
     failure_report: bool,
@@ -114,6 +124,7 @@ impl Behaviour {
             match m {
                 Misbehave::Rate(r) => b.rate = Some(*r),
                 Misbehave::CloseAfter(n) => b.close_after = Some(*n),
+                Misbehave::CloseAfterBytes(n) => b.close_after_bytes = Some(*n),
                 Misbehave::Reply481 => b.reply_481 = true,
                 Misbehave::NeverAnswer => b.never_answer = true,
                 Misbehave::FailureReport => b.failure_report = true,
@@ -142,10 +153,12 @@ struct Misbehaving {
     flood_to: Option<Vec<Uri>>,
     /// Flood: empty SENDs written so far (their transaction and message ids).
     flood_seq: u64,
+    /// Close-after-bytes fired already: shared by the receiver's connections.
+    closed_once: Arc<AtomicBool>,
 }
 
 impl Misbehaving {
-    fn new(behaviour: Behaviour) -> Misbehaving {
+    fn new(behaviour: Behaviour, closed_once: Arc<AtomicBool>) -> Misbehaving {
         Misbehaving {
             behaviour,
             // A rate-limited reader starts with a tenth of a second's worth.
@@ -155,6 +168,7 @@ impl Misbehaving {
             report_seq: 0,
             flood_to: None,
             flood_seq: 0,
+            closed_once,
         }
     }
 
@@ -295,11 +309,18 @@ impl ReceiveHooks for Misbehaving {
         AfterWrite::default()
     }
 
+    /// Close-after at once; close-after-bytes once per receiver, its responses written first.
     fn close_now(&mut self) -> Option<Closing> {
-        self.behaviour
-            .close_after
-            .is_some_and(|limit| self.body_bytes >= limit)
-            .then_some(Closing::Now)
+        let reached = |limit: Option<u64>| limit.is_some_and(|n| self.body_bytes >= n);
+        if reached(self.behaviour.close_after) {
+            return Some(Closing::Now);
+        }
+        if reached(self.behaviour.close_after_bytes)
+            && !self.closed_once.swap(true, Ordering::AcqRel)
+        {
+            return Some(Closing::AfterResponses);
+        }
+        None
     }
 
     fn writes_only(&self) -> bool {

@@ -91,7 +91,8 @@ pub struct ReceiveArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
     /// Misbehave on purpose (tests), like a real phone or a broken one: rate=BYTES_PER_S,
-    /// close-after=BYTES, reply-481, never-answer, failure-report, close-after-report,
+    /// close-after=BYTES, close-after-bytes=BYTES (once per receiver: the part file is kept and a
+    /// resumed transfer completes it), reply-481, never-answer, failure-report, close-after-report,
     /// report-per-chunk, nagle, flood; several joined by commas (e.g. report-per-chunk,nagle). An
     /// unknown one is refused with the list of known ones.
     #[arg(long, value_name = "BEHAVIOUR", value_parser = parse_misbehave)]

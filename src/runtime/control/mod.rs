@@ -82,10 +82,15 @@ pub fn apply(
             },
             &counters.uploads,
         ),
-        // Answered by the server, which applies them itself.
-        Request::Status { .. } | Request::Upload { .. } | Request::ReloadTls { .. } => {
-            return Ok(())
+        Request::OfferInEnded { dialog } => {
+            engine.offer_in_ended(dialog);
+            return Ok(());
         }
+        // Answered by the server, which applies them itself.
+        Request::Status { .. }
+        | Request::Upload { .. }
+        | Request::ReloadTls { .. }
+        | Request::OfferIn { .. } => return Ok(()),
     };
     match &r {
         Ok(()) => {
@@ -100,4 +105,42 @@ pub fn apply(
         }
     }
     r
+}
+
+/// A participant's push offer decided: `(SIP status, transfer id, body)` — 200 with the answer
+/// SDP, or the refusal's status, transfer 0 and the reason (logged). The OFFER_IN reply and
+/// `msrpcast_engine_offer_in` answer with it.
+pub fn offer_in_answer(
+    engine: &Engine,
+    conference: &str,
+    participant: &str,
+    dialog: &str,
+    sdp: &str,
+) -> (u16, u64, String) {
+    match engine.offer_in(conference, participant, dialog, sdp) {
+        Ok(a) => (200, a.transfer.0, a.sdp),
+        Err(e) => {
+            engine.logger().info(
+                "control",
+                format_args!(
+                    "file offered by {participant:?} to conference {conference:?} refused with \
+                     {}: {e}",
+                    e.sip_code()
+                ),
+            );
+            (e.sip_code(), 0, e.to_string())
+        }
+    }
+}
+
+/// The OFFER_IN reply's payload: `<status> <transfer>\n<body>`.
+pub fn offer_in_payload(status: u16, transfer: u64, body: &str) -> String {
+    format!("{status} {transfer}\n{body}")
+}
+
+/// Reads an OFFER_IN reply's payload; `None` when it is not one.
+pub fn parse_offer_in_payload(text: &str) -> Option<(u16, u64, &str)> {
+    let (head, body) = text.split_once('\n')?;
+    let (status, transfer) = head.split_once(' ')?;
+    Some((status.parse().ok()?, transfer.parse().ok()?, body))
 }

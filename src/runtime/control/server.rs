@@ -223,10 +223,33 @@ fn handle(sock: &UnixDatagram, ctx: &Ctx<'_>, datagram: &[u8], from: &UnixAddr, 
         request,
         conference,
         path,
+        to,
     } = req
     {
-        let (result, json) = upload_answered(engine, counters, uploads, conference, path, stop);
+        let to: Option<Vec<String>> = to.map(|v| v.into_iter().map(str::to_owned).collect());
+        let (result, json) = upload_answered(
+            engine,
+            counters,
+            uploads,
+            (conference, to.as_deref()),
+            path,
+            stop,
+        );
         reply(sock, from, engine, request, result, &json, out);
+        return;
+    }
+    if let Request::OfferIn {
+        request,
+        conference,
+        participant,
+        dialog,
+        sdp,
+    } = req
+    {
+        let (status, transfer, body) =
+            super::offer_in_answer(engine, conference, participant, dialog, sdp);
+        let text = super::offer_in_payload(status, transfer, &body);
+        reply(sock, from, engine, request, RESULT_OK, &text, out);
         return;
     }
     if let Request::ReloadTls { request } = req {
@@ -286,13 +309,13 @@ fn upload_answered(
     engine: &Engine,
     counters: &Counters,
     uploads: &FileUploads,
-    conference: &str,
+    (conference, to): (&str, Option<&[String]>),
     path: &str,
     stop: &AtomicBool,
 ) -> (u32, String) {
     let t0 = Instant::now();
     let r = loop {
-        match uploads.start(engine, conference, Path::new(path)) {
+        match uploads.start_to(engine, conference, Path::new(path), to) {
             Err(UploadFileError::Engine(EngineError::Busy))
                 if t0.elapsed() < BUSY_RETRY && !stop.load(Ordering::Acquire) =>
             {
@@ -588,6 +611,7 @@ mod tests {
                 request,
                 conference,
                 path: p.to_str().unwrap(),
+                to: None,
             };
             ask(&asker, &path, request, upload)
         };

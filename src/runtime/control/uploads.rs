@@ -64,6 +64,18 @@ impl FileUploads {
         conference: &str,
         path: &Path,
     ) -> Result<u64, UploadFileError> {
+        self.start_to(engine, conference, path, None)
+    }
+
+    /// As [`FileUploads::start`], for the participants `to` only when given (see
+    /// [`Engine::upload_to`]: an unknown key or an empty list is refused).
+    pub fn start_to(
+        &self,
+        engine: &Engine,
+        conference: &str,
+        path: &Path,
+        to: Option<&[String]>,
+    ) -> Result<u64, UploadFileError> {
         let cfg = engine.config();
         let (file, meta) = open_inside(cfg.upload_dir.as_deref(), &cfg.spool_dir, path)?;
         let name = path
@@ -71,11 +83,12 @@ impl FileUploads {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "file".to_owned());
         let upload = engine
-            .upload(
+            .upload_to(
                 conference,
                 &name,
                 "application/octet-stream",
                 Some(meta.len()),
+                to,
             )
             .map_err(UploadFileError::Engine)?;
         let transfer = upload.transfer.0;

@@ -17,7 +17,16 @@
 //! 8 UPLOAD_FILE conference:string path:string   (spools a local file; see FileUploads)
 //! 9 UPLOAD      request:u32 conference:string path:string   (as UPLOAD_FILE, answered)
 //! 10 RELOAD_TLS request:u32                     (re-reads the TLS files, answered)
+//! 11 UPLOAD_TO  request:u32 conference:string path:string count:u32 key:string{count}
+//!                                               (as UPLOAD, for these participants only)
+//! 12 OFFER_IN   request:u32 conference:string participant:string dialog:string sdp:string
+//!                                               (a participant's push offer, answered)
+//! 13 OFFER_IN_ENDED dialog:string               (the push offer's dialog ended: BYE)
 //! ```
+//!
+//! The reply to OFFER_IN is one part with result 0 whose payload is text, not JSON:
+//! `<SIP status> <transfer id>\n<body>` — status 200 with the answer SDP as body, or the
+//! refusal's status (403, 413, 415, 486, 488, 503, …), transfer 0 and the reason as body.
 //!
 //! A datagram with trailing bytes, a short field, bad UTF-8, an unknown version or op is counted
 //! as malformed and dropped. STATUS and UPLOAD are answered: the reply goes by `sendto` to the
@@ -54,6 +63,9 @@ pub const OP_STATUS: u8 = 7;
 pub const OP_UPLOAD_FILE: u8 = 8;
 pub const OP_UPLOAD: u8 = 9;
 pub const OP_RELOAD_TLS: u8 = 10;
+pub const OP_UPLOAD_TO: u8 = 11;
+pub const OP_OFFER_IN: u8 = 12;
+pub const OP_OFFER_IN_ENDED: u8 = 13;
 pub const OP_STATUS_REPLY: u8 = 0x87;
 
 /// `what` of a status request.
@@ -97,15 +109,30 @@ pub enum Request<'a> {
         conference: &'a str,
         path: &'a str,
     },
-    /// UPLOAD_FILE with an answer (the transfer id) to the requester.
+    /// UPLOAD_FILE with an answer (the transfer id) to the requester; with `to`, for those
+    /// participants only (UPLOAD_TO on the wire).
     Upload {
         request: u32,
         conference: &'a str,
         path: &'a str,
+        to: Option<Vec<&'a str>>,
     },
     /// Re-read the TLS certificates and keys; answered with the outcome.
     ReloadTls {
         request: u32,
+    },
+    /// A participant's push offer (a file to its conference); answered with the SIP status
+    /// and the answer SDP or the reason.
+    OfferIn {
+        request: u32,
+        conference: &'a str,
+        participant: &'a str,
+        dialog: &'a str,
+        sdp: &'a str,
+    },
+    /// The dialog of a push offer ended (BYE).
+    OfferInEnded {
+        dialog: &'a str,
     },
 }
 
@@ -258,15 +285,48 @@ impl<'a> Request<'a> {
                 request,
                 conference,
                 path,
+                ref to,
             } => {
-                out.push(OP_UPLOAD);
+                out.push(if to.is_some() {
+                    OP_UPLOAD_TO
+                } else {
+                    OP_UPLOAD
+                });
                 out.extend_from_slice(&request.to_le_bytes());
                 put_str(out, conference)?;
                 put_str(out, path)?;
+                if let Some(keys) = to {
+                    let n = u32::try_from(keys.len()).map_err(|_| WireError::TooLong)?;
+                    out.extend_from_slice(&n.to_le_bytes());
+                    for k in keys {
+                        put_str(out, k)?;
+                        if out.len() > MAX_MESSAGE_BYTES {
+                            return Err(WireError::TooLong);
+                        }
+                    }
+                }
             }
             Request::ReloadTls { request } => {
                 out.push(OP_RELOAD_TLS);
                 out.extend_from_slice(&request.to_le_bytes());
+            }
+            Request::OfferIn {
+                request,
+                conference,
+                participant,
+                dialog,
+                sdp,
+            } => {
+                out.push(OP_OFFER_IN);
+                out.extend_from_slice(&request.to_le_bytes());
+                put_str(out, conference)?;
+                put_str(out, participant)?;
+                put_str(out, dialog)?;
+                put_str(out, sdp)?;
+            }
+            Request::OfferInEnded { dialog } => {
+                out.push(OP_OFFER_IN_ENDED);
+                put_str(out, dialog)?;
             }
         }
         if out.len() > MAX_MESSAGE_BYTES {
@@ -324,8 +384,34 @@ impl<'a> Request<'a> {
                 request: r.u32()?,
                 conference: r.str()?,
                 path: r.str()?,
+                to: None,
             },
+            OP_UPLOAD_TO => {
+                let request = r.u32()?;
+                let conference = r.str()?;
+                let path = r.str()?;
+                let n = r.u32()?;
+                // Not allocated by `n`: each key takes at least 4 bytes of the datagram.
+                let mut keys = Vec::new();
+                for _ in 0..n {
+                    keys.push(r.str()?);
+                }
+                Request::Upload {
+                    request,
+                    conference,
+                    path,
+                    to: Some(keys),
+                }
+            }
             OP_RELOAD_TLS => Request::ReloadTls { request: r.u32()? },
+            OP_OFFER_IN => Request::OfferIn {
+                request: r.u32()?,
+                conference: r.str()?,
+                participant: r.str()?,
+                dialog: r.str()?,
+                sdp: r.str()?,
+            },
+            OP_OFFER_IN_ENDED => Request::OfferInEnded { dialog: r.str()? },
             op => return Err(WireError::UnknownOp(op)),
         };
         r.end()?;
@@ -422,8 +508,23 @@ mod tests {
                 request: 9,
                 conference: "conf",
                 path: "/tmp/ä",
+                to: None,
+            },
+            Request::Upload {
+                request: 10,
+                conference: "conf",
+                path: "/tmp/x",
+                to: Some(vec!["alice", "bö b"]),
             },
             Request::ReloadTls { request: 11 },
+            Request::OfferIn {
+                request: 12,
+                conference: "c",
+                participant: "sip:a@b",
+                dialog: "call-1",
+                sdp: "v=0\r\n",
+            },
+            Request::OfferInEnded { dialog: "call-1" },
         ]
     }
 

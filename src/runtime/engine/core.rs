@@ -171,6 +171,24 @@ struct Live {
     /// Waiting for name resolution and the start of an outgoing connection, and the reason
     /// it fails with when that takes too long.
     dialing: Option<(Instant, String)>,
+    /// 1 for the first offer, one more for each re-offer (`resume_retries`).
+    attempt: u32,
+    /// Bytes of the file the participant kept from an earlier attempt: this attempt offers
+    /// `a=file-range:<offset+1>-<size>` and sends only those (0: the whole file).
+    offset: u64,
+}
+
+/// A delivery whose connection dropped mid-file, waiting to be offered again
+/// (`resume_retries`, `resume_backoff_ms`). At most one per delivery, so the table is bounded
+/// by the roster's limits on transfers and participants.
+struct Retry {
+    at: Instant,
+    transfer: TransferId,
+    participant: String,
+    /// Bytes the participant holds: the re-offer's range starts after them (0: the whole file).
+    offset: u64,
+    /// The attempt number of the re-offer.
+    attempt: u32,
 }
 
 impl Live {
@@ -207,6 +225,8 @@ pub(super) struct Core {
     tls: Option<Arc<Tls>>,
     /// Complete files with an on-disk record (`spool_persist`).
     tracked: HashMap<TransferId, Tracked>,
+    /// Deliveries waiting for their re-offer after a dropped connection.
+    retries: HashMap<DeliveryId, Retry>,
 }
 
 impl Core {
@@ -233,6 +253,7 @@ impl Core {
             actions: VecDeque::new(),
             tls: None,
             tracked: HashMap::new(),
+            retries: HashMap::new(),
         })
     }
 
@@ -257,9 +278,11 @@ impl Core {
 
     /// The earliest deadline: call [`Core::handle_tick`] then at the latest.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let retry = self.retries.values().map(|r| r.at).min();
         self.live
             .values()
             .filter_map(|l| l.deadline().map(|(d, _)| d))
+            .chain(retry)
             .min()
     }
 
@@ -319,7 +342,11 @@ impl Core {
                 t.state,
                 TransferState::Complete { .. } | TransferState::Receiving
             );
-            if usable && self.files.contains_key(&t.id) && self.offers_earlier(t.id, participant) {
+            if usable
+                && is_for(t.to.as_deref(), participant)
+                && self.files.contains_key(&t.id)
+                && self.offers_earlier(t.id, participant)
+            {
                 self.deliver(t.id, participant, now);
             }
         }
@@ -347,6 +374,7 @@ impl Core {
             sha1: rec.sha1,
             created_ms: rec.created_ms,
             changed_ms: rec.changed_ms,
+            to: rec.to.clone(),
         };
         let id = match self.shared.roster.restore_transfer(&restored) {
             Ok(id) => id,
@@ -388,7 +416,7 @@ impl Core {
             },
         );
         for p in self.shared.roster.participants(&rec.conference) {
-            if self.offers_earlier(id, &p.key) {
+            if is_for(rec.to.as_deref(), &p.key) && self.offers_earlier(id, &p.key) {
                 self.deliver(id, &p.key, now);
             }
         }
@@ -446,6 +474,7 @@ impl Core {
             changed_ms,
             recipients: x.recipients.clone(),
             delivered: x.delivered.clone(),
+            to: t.to,
         };
         self.actions
             .push_back(Action::Record(Box::new(rec), file.clone()));
@@ -530,6 +559,9 @@ impl Core {
                 ),
             );
         }
+        if !self.range_taken(d, transfer, answer.file_range.as_deref(), now) {
+            return;
+        }
         let Some(l) = self.live.get_mut(&d) else {
             return;
         };
@@ -553,6 +585,200 @@ impl Core {
         self.dial(d, answer.path, now);
     }
 
+    /// A re-offer with `a=file-range` was answered: true when the delivery goes on in this
+    /// session. RFC 5547 §8: an answerer that takes the range repeats it; one that does not know
+    /// the attribute ignores it (SDP ignores unknown attributes) and so has accepted the file as
+    /// its `a=file-selector` describes it — the whole file, which it then gets in this session
+    /// from byte 1. An answer naming another range asked for something that was not offered: that
+    /// session ends (BYE) and the participant gets a fresh offer of the whole file, without a
+    /// range.
+    fn range_taken(
+        &mut self,
+        d: DeliveryId,
+        transfer: TransferId,
+        answered: Option<&str>,
+        now: Instant,
+    ) -> bool {
+        let size = self.complete_size(transfer).unwrap_or(0);
+        let Some(l) = self.live.get_mut(&d) else {
+            return false;
+        };
+        if l.offset == 0 {
+            return true;
+        }
+        let start = l.offset + 1;
+        match answered.map(sdp::parse_file_range) {
+            None => {
+                l.offset = 0;
+                self.shared.roster.set_resumed_from(d, None);
+                self.log(
+                    Level::Info,
+                    format_args!(
+                        "delivery {d}: the answer has no a=file-range: sending the whole file \
+                         from byte 1"
+                    ),
+                );
+                true
+            }
+            Some(Some((s, stop))) if s == start && stop.is_none_or(|e| e == size) => true,
+            Some(_) => {
+                let Some(l) = self.live.remove(&d) else {
+                    return false;
+                };
+                self.log(
+                    Level::Info,
+                    format_args!(
+                        "delivery {d}: the answer's a=file-range:{} is not the {start}-{size} \
+                         offered: ending that session, the whole file goes in a fresh offer",
+                        answered.unwrap_or_default()
+                    ),
+                );
+                self.awaited.lock().remove(&l.session_id);
+                self.signal(Signal::Bye { delivery: d });
+                if let Ok(Some(attempt)) = self.shared.roster.retry_delivery(d, None) {
+                    self.retries.insert(
+                        d,
+                        Retry {
+                            at: now,
+                            transfer: l.transfer,
+                            participant: l.participant,
+                            offset: 0,
+                            attempt,
+                        },
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether a delivery that just failed is offered again (and the back-off is scheduled):
+    /// its connection dropped (not a refusal, not a timeout) after some bytes were confirmed, it
+    /// is a SIP participant's (the range needs an SDP offer), the file is complete and still
+    /// spooled, and `resume_retries` allows another attempt. `Err` with the words to add to the
+    /// failure's reason when only the retries are used up.
+    fn resume_after_drop(
+        &mut self,
+        d: DeliveryId,
+        l: &Live,
+        reason: &str,
+        now: Instant,
+    ) -> Result<bool, String> {
+        let acked = l.progress.acked.load(Ordering::Acquire);
+        let Some(size) = self.complete_size(l.transfer) else {
+            return Ok(false);
+        };
+        let dropped = l.progress.dropped.load(Ordering::Acquire);
+        let live_in_roster = self
+            .shared
+            .roster
+            .delivery(d)
+            .is_some_and(|s| !s.state.is_terminal());
+        if !dropped || acked == 0 || acked >= size || l.sip != Sip::Answered || !live_in_roster {
+            return Ok(false);
+        }
+        let allowed = u32::try_from(self.cfg.resume_retries).unwrap_or(u32::MAX);
+        if allowed == 0 {
+            return Ok(false);
+        }
+        if l.attempt > allowed {
+            return Err(format!(
+                " (gave up after {} attempts: resume_retries is {allowed})",
+                l.attempt
+            ));
+        }
+        let Ok(Some(attempt)) = self.shared.roster.retry_delivery(d, Some(acked)) else {
+            return Ok(false);
+        };
+        let wait = self
+            .cfg
+            .resume_backoff_ms
+            .saturating_mul(u64::from(l.attempt));
+        self.log(
+            Level::Warn,
+            format_args!(
+                "delivery {d}: transfer {} to {:?}: {reason}; offering it again in {wait} ms \
+                 from byte {} (attempt {attempt} of {})",
+                l.transfer,
+                l.participant,
+                acked + 1,
+                allowed + 1
+            ),
+        );
+        self.retries.insert(
+            d,
+            Retry {
+                at: now + Duration::from_millis(wait),
+                transfer: l.transfer,
+                participant: l.participant.clone(),
+                offset: acked,
+                attempt,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Re-offers whose back-off is over.
+    fn fire_retries(&mut self, now: Instant) {
+        let due: Vec<DeliveryId> = self
+            .retries
+            .iter()
+            .filter(|(_, r)| now >= r.at)
+            .map(|(d, _)| *d)
+            .collect();
+        for d in due {
+            let Some(r) = self.retries.remove(&d) else {
+                continue;
+            };
+            let still = self
+                .shared
+                .roster
+                .delivery(d)
+                .is_some_and(|s| !s.state.is_terminal());
+            if !still {
+                continue;
+            }
+            let t = self
+                .shared
+                .roster
+                .transfer(r.transfer)
+                .filter(|_| self.files.contains_key(&r.transfer));
+            let Some(t) = t else {
+                let reason = "file no longer spooled when it was to be offered again".to_string();
+                self.log(Level::Warn, format_args!("delivery {d} failed: {reason}"));
+                let _ = self
+                    .shared
+                    .roster
+                    .set_delivery_state(d, DeliveryState::Failed { reason, code: None });
+                continue;
+            };
+            if r.offset > 0 {
+                self.log(
+                    Level::Info,
+                    format_args!(
+                        "delivery {d}: resuming transfer {} to {:?} from byte {} ({} bytes kept \
+                         from the dropped attempt; attempt {})",
+                        r.transfer,
+                        r.participant,
+                        r.offset + 1,
+                        r.offset,
+                        r.attempt
+                    ),
+                );
+            } else {
+                self.log(
+                    Level::Info,
+                    format_args!(
+                        "delivery {d}: offering transfer {} to {:?} again, the whole file \
+                         (attempt {})",
+                        r.transfer, r.participant, r.attempt
+                    ),
+                );
+            }
+            self.start_attempt(d, &t, &r.participant, r.attempt, r.offset, now);
+        }
+    }
+
     /// The file INVITE failed with this SIP code.
     pub fn handle_rejected(&mut self, d: DeliveryId, code: u16) {
         if let Some(l) = self.live.get_mut(&d) {
@@ -566,6 +792,11 @@ impl Core {
         let Some(l) = self.live.get_mut(&d) else {
             return;
         };
+        if l.attempt > 1 && matches!(l.sip, Sip::Offered { .. }) {
+            // The end of the previous attempt's dialog (hosts report it after our BYE), late:
+            // this attempt's INVITE is not answered yet, so it cannot be this one's.
+            return;
+        }
         l.sip = Sip::Gone;
         if l.on_io {
             self.actions.push_back(Action::Abort {
@@ -594,7 +825,10 @@ impl Core {
             return;
         };
         for p in self.shared.roster.participants(&t.conference) {
-            self.deliver(transfer, &p.key, now);
+            // A file for chosen participants goes to them only.
+            if is_for(t.to.as_deref(), &p.key) {
+                self.deliver(transfer, &p.key, now);
+            }
         }
     }
 
@@ -742,7 +976,7 @@ impl Core {
     }
 
     /// A delivery connection on the I/O pool ended.
-    pub fn handle_outcome(&mut self, d: DeliveryId, o: DeliveryOutcome) {
+    pub fn handle_outcome(&mut self, d: DeliveryId, o: DeliveryOutcome, now: Instant) {
         let Some(l) = self.live.remove(&d) else {
             return;
         };
@@ -766,7 +1000,17 @@ impl Core {
                 );
                 DeliveryState::Done
             }
-            DeliveryOutcome::Failed { code, reason } => {
+            DeliveryOutcome::Failed { code, mut reason } => {
+                match self.resume_after_drop(d, &l, &reason, now) {
+                    Ok(true) => {
+                        if l.sip == Sip::Answered {
+                            self.signal(Signal::Bye { delivery: d });
+                        }
+                        return;
+                    }
+                    Ok(false) => {}
+                    Err(gave_up) => reason.push_str(&gave_up),
+                }
                 // The roster keeps the bytes of the last progress copy (every tick): give it the
                 // I/O thread's final count, so "failed after N bytes" is exact.
                 self.publish_progress_of(d, &l, true);
@@ -811,9 +1055,18 @@ impl Core {
         for (d, reason) in expired {
             self.fail(d, Some(408), reason);
         }
+        self.fire_retries(now);
         self.publish_progress();
         self.prune_forgotten();
         self.write_dirty_records();
+    }
+
+    /// The size of a transfer's spooled file once it is complete.
+    fn complete_size(&self, t: TransferId) -> Option<u64> {
+        match self.files.get(&t)?.state() {
+            SpoolState::Complete { size, .. } => Some(size),
+            _ => None,
+        }
     }
 
     fn publish_progress(&self) {
@@ -835,10 +1088,7 @@ impl Core {
         if !l.on_io || !(sending || last && bytes > 0) {
             return;
         }
-        let total = match self.files.get(&l.transfer).map(|f| f.state()) {
-            Some(SpoolState::Complete { size, .. }) => Some(size),
-            _ => None,
-        };
+        let total = self.complete_size(l.transfer);
         let _ = self
             .shared
             .roster
@@ -863,6 +1113,15 @@ impl Core {
         for d in ds {
             self.fail(d, Some(503), "engine stopped".into());
         }
+        for (d, _) in self.retries.drain() {
+            let _ = self.shared.roster.set_delivery_state(
+                d,
+                DeliveryState::Failed {
+                    reason: "engine stopped while waiting to offer the file again".into(),
+                    code: Some(503),
+                },
+            );
+        }
         self.write_dirty_records();
         let kept = self.tracked.len();
         for (t, f) in self.files.drain() {
@@ -881,6 +1140,17 @@ impl Core {
 
     /// Aborts a delivery that the roster already marked cancelled (or that is being cancelled).
     fn abort_delivery(&mut self, d: DeliveryId, reason: &str) {
+        if let Some(r) = self.retries.remove(&d) {
+            self.log(
+                Level::Info,
+                format_args!(
+                    "delivery {d}: transfer {} to {:?} cancelled while waiting to be offered \
+                     again: {reason}",
+                    r.transfer, r.participant
+                ),
+            );
+            return;
+        }
         let Some(l) = self.live.get(&d) else {
             return;
         };
@@ -955,6 +1225,10 @@ impl Core {
     /// Starts the delivery of `transfer` to `participant`: an offer through the host, or a
     /// direct connection.
     fn deliver(&mut self, transfer: TransferId, participant: &str, now: Instant) {
+        // A file a participant sent to the room (offer_in) never goes back to that participant.
+        if self.shared.roster.transfer_sender(transfer).as_deref() == Some(participant) {
+            return;
+        }
         let (d, fresh) = match self.shared.roster.add_delivery(transfer, participant) {
             Ok(x) => x,
             Err(e) => {
@@ -962,7 +1236,7 @@ impl Core {
                 return;
             }
         };
-        if !fresh || self.live.contains_key(&d) {
+        if !fresh || self.live.contains_key(&d) || self.retries.contains_key(&d) {
             return;
         }
         if let Some(x) = self.tracked.get_mut(&transfer) {
@@ -971,6 +1245,21 @@ impl Core {
         let Some(t) = self.shared.roster.transfer(transfer) else {
             return;
         };
+        self.start_attempt(d, &t, participant, 1, 0, now);
+    }
+
+    /// One attempt of delivery `d`: its offer through the host (with `a=file-range` for the
+    /// bytes after `offset` when above 0), or a direct connection.
+    fn start_attempt(
+        &mut self,
+        d: DeliveryId,
+        t: &TransferSnapshot,
+        participant: &str,
+        attempt: u32,
+        offset: u64,
+        now: Instant,
+    ) {
+        let transfer = t.id;
         let key = (t.conference.clone(), participant.to_string());
         let direct = self.direct.get(&key).cloned();
         let secure = match &direct {
@@ -998,6 +1287,8 @@ impl Core {
                 tls: None,
                 tls_host: None,
                 dialing: None,
+                attempt,
+                offset,
             },
         );
         match direct {
@@ -1012,7 +1303,7 @@ impl Core {
                     .set_delivery_state(d, DeliveryState::Connecting);
                 self.dial(d, uri, now);
             }
-            None => self.offer(d, &t, participant, local_uri),
+            None => self.offer(d, t, participant, local_uri),
         }
     }
 
@@ -1075,6 +1366,13 @@ impl Core {
             file_transfer_id: String::from_utf8_lossy(&self.ids.message_id()).into_owned(),
             disposition: "attachment".into(),
             description: None,
+            // The bytes the participant lacks, when it kept some from a dropped attempt.
+            file_range: self
+                .live
+                .get(&d)
+                .filter(|l| l.offset > 0)
+                .zip(size)
+                .map(|(l, size)| (l.offset + 1, size)),
         };
         let address = match self.advertise_host.trim_matches(['[', ']']).parse() {
             Ok(a) => a,
@@ -1199,9 +1497,13 @@ impl Core {
             self.fail(d, None, "file no longer spooled".into());
             return None;
         };
-        let sender = self.sender_for(&l_uri, to_path, transfer, now);
+        let offset = self.live.get(&d)?.offset;
+        let sender = self
+            .sender_for(&l_uri, to_path, transfer, now)
+            .start_at(offset);
         let l = self.live.get_mut(&d)?;
         l.on_io = true;
+        l.progress.acked.store(offset, Ordering::Release);
         let tls = match (&l.tls, to_path.first()) {
             (Some(fingerprints), Some(peer)) if connecting => Some(TlsTarget {
                 host: peer.host.clone(),
@@ -1224,7 +1526,7 @@ impl Core {
 }
 
 /// The host and port for our `a=path` URIs: `msrp_advertise` when set, else the listen address.
-fn advertise(cfg: &Config, bound: SocketAddr) -> (String, u16) {
+pub(super) fn advertise(cfg: &Config, bound: SocketAddr) -> (String, u16) {
     match &cfg.msrp_advertise {
         Some(a) => {
             let host = if a.host.contains(':') {
@@ -1239,6 +1541,12 @@ fn advertise(cfg: &Config, bound: SocketAddr) -> (String, u16) {
             SocketAddr::V6(v) => (format!("[{}]", v.ip()), v.port()),
         },
     }
+}
+
+/// Whether a file for `to` (`None`: the whole room, late joiners included) goes to the
+/// participant `key`.
+fn is_for(to: Option<&[String]>, key: &str) -> bool {
+    to.is_none_or(|to| to.iter().any(|k| k == key))
 }
 
 /// The core alone, with a virtual clock: no thread, socket or sleep.
@@ -1401,7 +1709,8 @@ mod tests {
         f.core.handle_tick(f.at(10 + ANSWER_MS + 1));
         assert!(f.actions().is_empty());
 
-        f.core.handle_outcome(d, DeliveryOutcome::Completed);
+        f.core
+            .handle_outcome(d, DeliveryOutcome::Completed, f.at(0));
         let actions = f.actions();
         assert!(
             matches!(actions.as_slice(), [a] if is_bye(a, d)),
@@ -1409,6 +1718,109 @@ mod tests {
         );
         assert_eq!(f.state(d), DeliveryState::Done);
         assert_eq!(f.shared.roster.transfer(t).unwrap().deliveries.len(), 1);
+    }
+
+    /// A connection that drops after some bytes were confirmed: BYE, the delivery back to
+    /// `queued` as attempt 2, and after `resume_backoff_ms` (times the attempt) the re-offer
+    /// with `a=file-range` for the rest; its sender starts after the kept bytes. A leave while
+    /// waiting for the next re-offer cancels it.
+    #[test]
+    fn dropped_connection_is_offered_again_after_the_backoff() {
+        let mut f = fixture("resume", true);
+        f.join("alice", 0);
+        f.upload(&[7u8; 1000], 10);
+        let (d, _) = f.offer();
+        let connect = |f: &mut Fixture, ms: u64| -> Attach {
+            let to_path = match f.actions().as_slice() {
+                [Action::Dial { to_path, .. }] => to_path.clone(),
+                other => panic!("expected a dial, got {other:?}"),
+            };
+            f.core.handle_dialed(d, &to_path, None, f.at(ms)).unwrap()
+        };
+        f.core.handle_answered(d, &answer(false), f.at(20));
+        let a = connect(&mut f, 30);
+        a.progress.acked.store(400, Ordering::Release);
+        a.progress.dropped.store(true, Ordering::Release);
+        let dropped = || DeliveryOutcome::Failed {
+            code: None,
+            reason: "connection closed by the participant".into(),
+        };
+        f.core.handle_outcome(d, dropped(), f.at(100));
+        let actions = f.actions();
+        assert!(
+            matches!(actions.as_slice(), [a] if is_bye(a, d)),
+            "{actions:?}"
+        );
+        let s = f.shared.roster.delivery(d).unwrap();
+        assert_eq!(
+            (s.state, s.attempt, s.resumed_from),
+            (DeliveryState::Queued, 2, Some(400))
+        );
+        assert_eq!(f.core.poll_timeout(), Some(f.at(2100)));
+        f.core.handle_tick(f.at(2099));
+        assert!(f.actions().is_empty());
+        f.core.handle_tick(f.at(2100));
+        let sdp = match f.actions().as_slice() {
+            [Action::Signal(Signal::Offer { delivery, sdp, .. })] if *delivery == d => sdp.clone(),
+            other => panic!("expected the re-offer, got {other:?}"),
+        };
+        assert!(sdp.contains("a=file-range:401-1000\r\n"), "{sdp}");
+        assert!(sdp.contains("hash:sha-1:"), "{sdp}");
+        let ranged = answer(false) + "a=file-range:401-1000\r\n";
+        f.core.handle_answered(d, &ranged, f.at(2200));
+        let a = connect(&mut f, 2210);
+        assert_eq!(a.sender.acked(), 400);
+        assert_eq!(a.progress.acked.load(Ordering::Acquire), 400);
+        // Dropped again further on: the next wait is twice as long.
+        a.progress.acked.store(700, Ordering::Release);
+        a.progress.dropped.store(true, Ordering::Release);
+        f.core.handle_outcome(d, dropped(), f.at(3000));
+        f.actions();
+        let s = f.shared.roster.delivery(d).unwrap();
+        assert_eq!((s.attempt, s.resumed_from), (3, Some(700)));
+        assert_eq!(f.core.poll_timeout(), Some(f.at(7000)));
+        f.core.handle_leave("c", "alice");
+        f.core.handle_tick(f.at(7000));
+        let actions = f.actions();
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Signal(Signal::Offer { .. }))),
+            "{actions:?}"
+        );
+        // Cancelled, or gone with its conference (alice was its last participant).
+        assert!(f
+            .shared
+            .roster
+            .delivery(d)
+            .is_none_or(|s| s.state == DeliveryState::Cancelled));
+        assert_eq!(f.core.poll_timeout(), None);
+    }
+
+    /// A refusal (an MSRP error code) or a drop before any byte was confirmed is not resumed.
+    #[test]
+    fn refusals_and_early_drops_are_not_resumed() {
+        for (code, acked) in [(Some(481), 400), (None, 0)] {
+            let mut f = fixture("noresume", true);
+            f.join("alice", 0);
+            f.upload(&[7u8; 1000], 10);
+            let (d, _) = f.offer();
+            f.core.handle_answered(d, &answer(false), f.at(20));
+            let to_path = match f.actions().as_slice() {
+                [Action::Dial { to_path, .. }] => to_path.clone(),
+                other => panic!("expected a dial, got {other:?}"),
+            };
+            let a = f.core.handle_dialed(d, &to_path, None, f.at(30)).unwrap();
+            a.progress.acked.store(acked, Ordering::Release);
+            a.progress.dropped.store(code.is_none(), Ordering::Release);
+            let o = DeliveryOutcome::Failed {
+                code,
+                reason: "x".into(),
+            };
+            f.core.handle_outcome(d, o, f.at(100));
+            assert!(matches!(f.state(d), DeliveryState::Failed { .. }));
+            assert_eq!(f.core.poll_timeout(), None);
+        }
     }
 
     /// An INVITE nobody answers fails at `answer_timeout_ms`, not a moment before.
@@ -1538,6 +1950,7 @@ mod tests {
                 code: None,
                 reason: "participant left the conference".into(),
             },
+            f.at(0),
         );
         let actions = f.actions();
         assert!(

@@ -87,6 +87,14 @@ pub(super) enum Cmd {
         decoder: Box<FrameDecoder>,
         first: Box<Message>,
     },
+    /// An accepted connection whose first frame named a participant's file session
+    /// (offer_in).
+    AcceptedIncoming {
+        slot: Box<super::offer_in::Slot>,
+        stream: Transport,
+        decoder: Box<FrameDecoder>,
+        first: Box<Message>,
+    },
     Stop,
 }
 
@@ -114,6 +122,12 @@ impl Cmd {
                 format!("the name resolution of delivery {delivery}")
             }
             Cmd::Accepted { delivery, .. } => format!("the connection of delivery {delivery}"),
+            Cmd::AcceptedIncoming { slot, .. } => {
+                format!(
+                    "the connection of transfer {} from a participant",
+                    slot.transfer
+                )
+            }
             Cmd::Stop => "stop".to_owned(),
         }
     }
@@ -139,6 +153,8 @@ pub(super) struct Driver {
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// The persister thread's queue (`spool_persist`); `None` when off.
     pub persist: Option<Sender<Job>>,
+    /// Sessions of files from participants (offer_in).
+    pub sessions: Arc<super::offer_in::Sessions>,
 }
 
 /// One running name resolution, counted until its thread ends.
@@ -174,7 +190,7 @@ impl Driver {
                 recv(outcomes) -> o => if let Ok((d, o)) = o {
                     let logger = self.logger.clone();
                     fault::guard(&logger, "engine", "handling a delivery outcome", || {
-                        self.core.handle_outcome(DeliveryId(d), o)
+                        self.core.handle_outcome(DeliveryId(d), o, Instant::now())
                     });
                 },
                 default(wait) => {}
@@ -241,6 +257,12 @@ impl Driver {
                     self.attach(a, stream, *decoder);
                 }
             }
+            Cmd::AcceptedIncoming {
+                slot,
+                stream,
+                decoder,
+                first,
+            } => self.attach_incoming(slot, stream, *decoder, *first),
             Cmd::Stop => {}
         }
     }
@@ -400,6 +422,52 @@ impl Driver {
                 ));
             }
         }
+    }
+
+    /// Puts the connection of a participant sending a file (offer_in) on the I/O pool, once it
+    /// proved the TLS its offer asked for.
+    fn attach_incoming(
+        &self,
+        slot: Box<super::offer_in::Slot>,
+        stream: Transport,
+        decoder: FrameDecoder,
+        first: Message,
+    ) {
+        if let Some((host, fingerprints)) = &slot.tls {
+            let checked = match (stream.tls(), &self.tls) {
+                (Some(s), Some(ours)) => ours
+                    .check_accepted(s, host, fingerprints)
+                    .map_err(|e| format!("TLS: {e}")),
+                _ => Err(
+                    "the participant connected without TLS although its offer asked for msrps"
+                        .into(),
+                ),
+            };
+            if let Err(reason) = checked {
+                self.logger.warn(
+                    "engine",
+                    format_args!("transfer {}: {reason}", slot.transfer),
+                );
+                self.sessions.finished(&slot.dialog);
+                slot.upload.abort_with(&reason);
+                return;
+            }
+        }
+        let idle = Duration::from_millis(self.cfg.transaction_timeout_ms.saturating_mul(2));
+        let conn = super::incoming::IncomingConn::new(
+            slot,
+            stream,
+            decoder,
+            first,
+            self.sessions.clone(),
+            self.logger.clone(),
+            idle,
+        );
+        self.io.add(Guarded::new(
+            Box::new(conn),
+            self.logger.clone(),
+            "the connection of a file from a participant",
+        ));
     }
 
     /// Puts a delivery connection on the I/O pool.

@@ -18,6 +18,7 @@ use crate::tls::{first_bytes, FirstBytes, Tls, TlsStream, Transport};
 
 use super::core::Awaited;
 use super::driver::Cmd;
+use super::offer_in::{Sessions, Slot};
 
 /// The MSRP listener: accepted connections wait for their first frame, which names the session
 /// (the last URI of its To-Path); a known session goes to the engine, anything else is refused.
@@ -37,6 +38,8 @@ pub(super) struct Listener {
     /// `None`: such a connection is closed.
     pub tls: Option<Arc<Tls>>,
     pub handshake_timeout: Duration,
+    /// Sessions of files from participants (offer_in): a first frame may name one of them.
+    pub incoming: Arc<Sessions>,
 }
 
 impl Listener {
@@ -48,6 +51,7 @@ impl Listener {
         logger: Logger,
         cfg: &crate::config::Config,
         tls: Option<Arc<Tls>>,
+        incoming: Arc<Sessions>,
     ) -> Listener {
         Listener {
             listener,
@@ -60,6 +64,7 @@ impl Listener {
             refusing: false,
             tls,
             handshake_timeout: Duration::from_millis(cfg.tls_handshake_timeout_ms),
+            incoming,
         }
     }
 }
@@ -132,6 +137,7 @@ impl Handler for Listener {
                             peer,
                             decoder: FrameDecoder::new(Default::default()),
                             waiting: self.waiting.clone(),
+                            incoming: self.incoming.clone(),
                             tx: self.tx.clone(),
                             deadline: now + FIRST_FRAME_TIMEOUT,
                             logger: self.logger.clone(),
@@ -161,13 +167,34 @@ impl Handler for Listener {
         Flow::Continue
     }
 
-    fn on_tick(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+    fn on_tick(&mut self, now: Instant, _: &mut Ctx) -> Flow {
+        // Files from participants whose connection never came fail here.
+        for slot in self.incoming.expire(now) {
+            let t = slot.transfer;
+            self.logger.warn(
+                "engine",
+                format_args!(
+                    "transfer {t}: participant {:?} never connected to send its file",
+                    slot.participant
+                ),
+            );
+            slot.upload
+                .abort_with("the participant never connected to send the file");
+        }
         Flow::Continue
     }
 
     fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
         Flow::Close
     }
+}
+
+/// Whom an accepted connection turned out to be for.
+enum Handoff {
+    /// A delivery whose participant answered `a=setup:active`.
+    Delivery(DeliveryId),
+    /// A participant sending a file to the room (offer_in).
+    Incoming(Box<Slot>),
 }
 
 /// An accepted connection before its session is known.
@@ -177,10 +204,11 @@ struct Pending {
     classified: bool,
     tls: Option<Arc<Tls>>,
     handshake_timeout: Duration,
-    handoff: Option<(DeliveryId, Message)>,
+    handoff: Option<(Handoff, Message)>,
     peer: SocketAddr,
     decoder: FrameDecoder,
     waiting: Awaited,
+    incoming: Arc<Sessions>,
     tx: Sender<Cmd>,
     deadline: Instant,
     logger: Logger,
@@ -203,14 +231,22 @@ impl Handler for Pending {
             return;
         };
         let _ = registry.deregister(stream.socket_mut());
-        if let Some((delivery, first)) = self.handoff.take() {
+        if let Some((handoff, first)) = self.handoff.take() {
             let decoder =
                 std::mem::replace(&mut self.decoder, FrameDecoder::new(Default::default()));
-            let _ = self.tx.try_send(Cmd::Accepted {
-                delivery,
-                stream,
-                decoder: Box::new(decoder),
-                first: Box::new(first),
+            let _ = self.tx.try_send(match handoff {
+                Handoff::Delivery(delivery) => Cmd::Accepted {
+                    delivery,
+                    stream,
+                    decoder: Box::new(decoder),
+                    first: Box::new(first),
+                },
+                Handoff::Incoming(slot) => Cmd::AcceptedIncoming {
+                    slot,
+                    stream,
+                    decoder: Box::new(decoder),
+                    first: Box::new(first),
+                },
             });
         }
     }
@@ -372,7 +408,11 @@ impl Pending {
             .map(|u| u.session_id.clone())
             .unwrap_or_default();
         let d = self.waiting.lock().remove(&session);
-        let Some(d) = d else {
+        let handoff = match d {
+            Some(d) => Some(Handoff::Delivery(d)),
+            None => self.incoming.take_waiting(&session).map(Handoff::Incoming),
+        };
+        let Some(handoff) = handoff else {
             self.logger.log(
                 Level::Warn,
                 "engine",
@@ -385,7 +425,7 @@ impl Pending {
             return Flow::Close;
         };
         // Handed over in `deregister`, once the socket has left this thread's poll.
-        self.handoff = Some((d, first));
+        self.handoff = Some((handoff, first));
         Flow::Close
     }
 }

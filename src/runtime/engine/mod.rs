@@ -13,7 +13,9 @@
 
 mod core;
 mod driver;
+mod incoming;
 mod listener;
+mod offer_in;
 mod persist;
 mod upload;
 
@@ -27,7 +29,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
 use crate::config::Config;
-use crate::roster::{DeliveryId, Roster, RosterError, TransferId, TransferState};
+use crate::roster::{DeliveryId, Origin, Roster, RosterError, TransferId, TransferState};
 use crate::runtime::fault::Guarded;
 use crate::runtime::io::{IoPool, IoWaker};
 use crate::runtime::log::{Level, Logger};
@@ -38,6 +40,7 @@ use crate::tls::{Tls, TlsSettings, Verify};
 use self::core::{Core, Shared};
 use self::driver::{Cmd, Driver, Resolve};
 use self::listener::Listener;
+pub use self::offer_in::{OfferInAnswer, OfferInError};
 use self::persist::{Job, Persister, Record};
 pub use self::upload::Upload;
 
@@ -113,6 +116,8 @@ pub struct Engine {
     core: Option<JoinHandle<()>>,
     /// Writes the records of complete files (`spool_persist`).
     persister: Option<Persister>,
+    /// Files from participants being received (offer_in).
+    sessions: Arc<offer_in::Sessions>,
 }
 
 const QUEUE: usize = 65_536;
@@ -293,6 +298,7 @@ impl Engine {
         )
         .map_err(|e| start_error("engine core", &e))?;
         core.set_tls(tls.clone());
+        let sessions = Arc::new(offer_in::Sessions::new()?);
         io.add(Guarded::keep(
             Box::new(Listener::new(
                 listener,
@@ -301,6 +307,7 @@ impl Engine {
                 logger.clone(),
                 &cfg,
                 tls.clone(),
+                sessions.clone(),
             )),
             logger.clone(),
             "the MSRP listener",
@@ -344,6 +351,7 @@ impl Engine {
             tls: tls.clone(),
             logger: logger.clone(),
             persist: persister.as_ref().map(|p| p.tx.clone()),
+            sessions: sessions.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("msrpcast-core".into())
@@ -370,6 +378,7 @@ impl Engine {
             tls,
             core: Some(handle),
             persister,
+            sessions,
         })
     }
 
@@ -509,6 +518,35 @@ impl Engine {
         content_type: &str,
         declared_size: Option<u64>,
     ) -> Result<Upload, EngineError> {
+        self.upload_to(conference, name, content_type, declared_size, None)
+    }
+
+    /// As [`Engine::upload`], for the participants `to` only when given: they alone are offered
+    /// the file, late joiners never. Every key must be a participant now
+    /// (`RosterError::UnknownParticipant` names the first that is not); an empty list is
+    /// `RosterError::NoRecipients`.
+    pub fn upload_to(
+        &self,
+        conference: &str,
+        name: &str,
+        content_type: &str,
+        declared_size: Option<u64>,
+        to: Option<&[String]>,
+    ) -> Result<Upload, EngineError> {
+        self.start_upload(conference, name, content_type, declared_size, to, None)
+    }
+
+    /// [`Engine::upload_to`] with the file's origin known before any participant is offered it
+    /// (a participant's own file is never offered back to it).
+    fn start_upload(
+        &self,
+        conference: &str,
+        name: &str,
+        content_type: &str,
+        declared_size: Option<u64>,
+        to: Option<&[String]>,
+        origin: Option<Origin>,
+    ) -> Result<Upload, EngineError> {
         let conf = self.shared.roster.conference(conference).ok_or_else(|| {
             EngineError::Roster(RosterError::UnknownConference(conference.into()))
         })?;
@@ -523,10 +561,16 @@ impl Engine {
                 )));
             }
         }
-        let transfer =
-            self.shared
-                .roster
-                .add_transfer(conference, name, content_type, declared_size)?;
+        let transfer = self.shared.roster.add_transfer_to(
+            conference,
+            name,
+            content_type,
+            declared_size,
+            to,
+        )?;
+        if let Some(o) = origin {
+            self.shared.roster.set_transfer_origin(transfer, o)?;
+        }
         let (writer, file) = match self.spool.create(&transfer.to_string()) {
             Ok(x) => x,
             Err(e) => {
@@ -544,7 +588,13 @@ impl Engine {
         self.logger.log(
             Level::Info,
             "engine",
-            format_args!("transfer {transfer}: upload of {name:?} ({content_type}) to conference {conference:?} started"),
+            format_args!(
+                "transfer {transfer}: upload of {name:?} ({content_type}) to {} of conference {conference:?} started",
+                match to {
+                    Some(keys) => format!("participants {keys:?}"),
+                    None => "every participant".to_owned(),
+                }
+            ),
         );
         Ok(Upload {
             transfer,

@@ -3,7 +3,9 @@
 //! When an upload completes, the engine writes a small record next to its spool file
 //! (`msrpcast-<n>-<id>.record` beside `msrpcast-<n>-<id>.spool`): the conference, the file's
 //! name, type, size and SHA-1, the sender URI it was offered from, when it was uploaded and last
-//! changed, the participants it was offered to and those who received it. The record is
+//! changed, the participants it was offered to and those who received it, and — for a file sent
+//! to chosen participants only — those participants (`to` lines; a record without them, such as
+//! one written before they existed, is a file for the whole room). The record is
 //! rewritten (coalesced, at most once per engine tick) when that list changes, and removed with
 //! the file (conference ended, transfer cancelled, pruned by `finished_transfer_ttl_ms` /
 //! `max_finished_transfers` / `max_files_per_conference`).
@@ -70,6 +72,8 @@ pub struct Record {
     pub recipients: BTreeSet<String>,
     /// Participant keys that received the whole file (never offered it again).
     pub delivered: BTreeSet<String>,
+    /// The participants the file was sent to, in the order chosen, when not the whole room.
+    pub to: Option<Vec<String>>,
 }
 
 /// Why a record could not be read.
@@ -157,6 +161,9 @@ impl Record {
         for r in &self.delivered {
             let _ = writeln!(s, "delivered {}", enc(r));
         }
+        for r in self.to.iter().flatten() {
+            let _ = writeln!(s, "to {}", enc(r));
+        }
         let check = hex(&Sha1::digest(s.as_bytes()));
         let _ = writeln!(s, "check {check}");
         s
@@ -194,12 +201,13 @@ impl Record {
             changed_ms: 0,
             recipients: BTreeSet::new(),
             delivered: BTreeSet::new(),
+            to: None,
         };
         let mut seen = HashSet::new();
         for line in lines {
             let (k, v) = line.split_once(' ').unwrap_or((line, ""));
             let num = |v: &str| v.parse::<u64>().map_err(|_| bad(format!("bad {k} {v:?}")));
-            let once = matches!(k, "recipient" | "delivered") || seen.insert(k.to_owned());
+            let once = matches!(k, "recipient" | "delivered" | "to") || seen.insert(k.to_owned());
             if !once {
                 return Err(bad(format!("{k} given twice")));
             }
@@ -219,6 +227,7 @@ impl Record {
                 "delivered" => {
                     r.delivered.insert(dec(v)?);
                 }
+                "to" => r.to.get_or_insert_with(Vec::new).push(dec(v)?),
                 other => return Err(bad(format!("unknown line {other:?}"))),
             }
         }
@@ -540,7 +549,27 @@ mod tests {
             changed_ms: 2_000,
             recipients: ["alice".to_string(), "b ob".to_string()].into(),
             delivered: ["alice".to_string()].into(),
+            to: None,
         }
+    }
+
+    /// A file for chosen participants keeps them, in their order; a record written before
+    /// `to` lines existed (none in it) reads as a file for the whole room.
+    #[test]
+    fn chosen_recipients_round_trip_and_old_records_still_read() {
+        let mut r = sample();
+        r.to = Some(vec!["zoe".into(), "b ob".into()]);
+        let text = r.encode();
+        assert!(text.contains("to zoe\nto b%20ob\n"), "{text}");
+        assert_eq!(Record::decode(&text), Ok(r));
+        // The exact bytes the previous version wrote (no `to` line): the whole room.
+        let old = "msrpcast-record 1\nspool msrpcast-3-7.spool\nconference c\nname f\n\
+                   type t\nsize 3\nsha1 abababababababababababababababababababab\n\
+                   sender sip:s@x\ncreated_ms 1\nchanged_ms 2\nrecipient alice\n";
+        let check = hex(&Sha1::digest(old.as_bytes()));
+        let back = Record::decode(&format!("{old}check {check}\n")).unwrap();
+        assert_eq!(back.to, None);
+        assert_eq!(back.recipients, ["alice".to_string()].into());
     }
 
     #[test]

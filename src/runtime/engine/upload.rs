@@ -66,12 +66,16 @@ impl Upload {
     }
 
     fn abort_inner(&mut self) {
+        self.abort_because("upload aborted");
+    }
+
+    fn abort_because(&mut self, reason: &str) {
         if let Some(w) = self.writer.take() {
             let size = w.written();
             w.abort();
             self.publish_end(
                 TransferState::Aborted {
-                    reason: "upload aborted".into(),
+                    reason: reason.into(),
                 },
                 Some(size),
             );
@@ -104,6 +108,12 @@ impl Upload {
     /// The upload broke off (client went away, bad body): deliveries are aborted.
     pub fn abort(mut self) {
         self.abort_inner();
+    }
+
+    /// The upload broke off for `reason`, which becomes the transfer's state (a file from a
+    /// participant: its connection dropped, it never connected, it ended the session).
+    pub fn abort_with(mut self, reason: &str) {
+        self.abort_because(reason);
     }
 
     /// Bytes written so far.

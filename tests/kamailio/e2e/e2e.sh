@@ -11,7 +11,8 @@
 # msrpcast.transfers), 486 (one participant rejects the file INVITE), hangup (a participant
 # hangs up mid-transfer), late (a participant joins after the upload), load (E2E_LOAD_N=20
 # participants receive E2E_LOAD_MIB=256 MiB each while SIP OPTIONS must be answered within 50 ms;
-# no Kamailio process dies; the engine's RSS returns near its idle size).
+# no Kamailio process dies; the engine's RSS returns near its idle size), and the sourced
+# scenario_*.sh ones (tls, restart, offerin: a participant sends a file to the room).
 # Prints one line per check and `N passed, M failed`; exits non-zero on any failure.
 # Needs: kamailio, sipp, kamcmd, curl, python3 and the module built (kamailio-module/build.sh);
 # builds the msrpcast binary (cargo build --release) unless MSRPCAST_BIN names one.
@@ -259,10 +260,26 @@ scenario_hangup() {
 }
 
 scenario_late() {
-    local f sum
-    echo "== late: a participant joins after the upload"
+    local f sum g gsum out
+    echo "== late: a participant joins after the upload; a file for chosen participants"
     participant d1 4 participant_uas.xml
-    check "1 participant joined conf 4" wait_for 20 has_participants 4 1
+    participant d3 4 participant_uas.xml
+    check "2 participants joined conf 4" wait_for 20 has_participants 4 2
+    # Chosen recipients (issue 13): a file for d3 only, by its key (each simulated participant
+    # takes one file INVITE); d3 then hangs up, and late joiners never get that file.
+    g=$(mkfile d-chosen.bin 1)
+    gsum=$(sha1 "$g")
+    out=$(kam msrpcast.upload 4 "$g" "${cid[d3]}" 2>&1)
+    echo "   kamcmd: $out"
+    check "msrpcast.upload with a key: a transfer for that participant" grep -q "transfer:" <<<"$out"
+    check "d3 (chosen) received the file for it" wait_for 60 received_ok d3 "$gsum"
+    out=$(kam msrpcast.upload 4 "$g" "${cid[d3]},nobody" 2>&1 || true)
+    echo "   kamcmd: $out"
+    check "msrpcast.upload with an unknown key: error 400 naming it" \
+        grep -q 'error: 400 - MSRPCAST_ERR_INVALID_VALUE: no participant "nobody"' <<<"$out"
+    check "d1 (not chosen) was not offered the file for d3" not received_ok d1 "$gsum"
+    hangup d3
+    check "d3 left conf 4" wait_for 20 has_participants 4 1
     f=$(mkfile d.bin 2)
     sum=$(sha1 "$f")
     upload 4 "$f"
@@ -270,6 +287,8 @@ scenario_late() {
     participant d2 4 participant_uas.xml
     check "d2 joined conf 4 later" wait_for 20 has_participants 4 2
     check "d2 (late joiner) received the file" wait_for 60 received_ok d2 "$sum"
+    sleep 2
+    check "d2 (late joiner) was not offered the file for d3" not received_ok d2 "$gsum"
     check "d2's file session ended with a BYE" proc_exited_ok "${uas_pid[d2]}"
     deliveries 4 | sed 's/^/   delivery: /'
     hangup d1
@@ -344,6 +363,7 @@ sys.exit(0 if int(d["lost"]) == 0 and int(d["answered"]) > 0 and float(d["max_ms
 
 source "$here/scenario_tls.sh"
 source "$here/scenario_restart.sh"
+source "$here/scenario_offerin.sh"
 for s in $only; do
     "scenario_$s"
 done

@@ -93,7 +93,7 @@ e2e_start_mixer() {
     pids+=("$mixer_pid")
 }
 
-declare -A uas_pid uac_pid recv_pid recv_out uac_port cid
+declare -A uas_pid uac_pid recv_pid recv_out uac_port uas_port cid
 
 # participant NAME CONF [UAS_SCENARIO [RECEIVE_ARGS...]]: starts its receiver (files in
 # $work/NAME), its UAS and its call into conf-CONF.
@@ -124,6 +124,7 @@ participant() {
         -key msrp_port "$rport" -key msrp_session "s$name" \
         -trace_err -error_file "$work/$name/uas.err" >"$work/$name/uas.out" 2>&1 </dev/null &
     uas_pid[$name]=$!
+    uas_port[$name]=$uport
     pids+=("$!")
     timeout "$secs" sipp -sf "${E2E_UAC_SCENARIO:-$e2e_dir/participant_uac.xml}" -i 127.0.0.1 \
         -p "$cport" -mp "$cmedia" -m 1 -nostdin -s "conf-$conf" -key contact_port "$uport" \
