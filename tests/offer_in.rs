@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use msrpcast::config::Config;
 use msrpcast::roster::{DeliveryState, Origin, TransferState};
 use msrpcast::runtime::receive::{hex, ReceiveServer, Sink};
 use msrpcast::runtime::{Engine, OfferInError};
@@ -16,44 +15,19 @@ use msrpcast::sdp::{parse_answer, Direction, Setup};
 use sha1::{Digest, Sha1};
 
 mod common;
-use common::{upload, wait_done, wait_joined};
+use common::{data, upload, wait_done, wait_joined};
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("msrpcast-offerin-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::proc::scratch(&format!("offerin-{name}"))
 }
 
 fn engine(dir: &std::path::Path, sets: &[(&str, &str)]) -> Engine {
-    let mut cfg = Config::default();
-    cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-        .unwrap();
-    cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-    cfg.set("log_level", "warn").unwrap();
-    for (k, v) in sets {
-        cfg.set(k, v).unwrap();
-    }
-    Engine::start(cfg).unwrap()
+    common::engine_in(dir, sets)
 }
 
 fn receiver() -> ReceiveServer {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     ReceiveServer::start(addr, "rx", Sink::Discard, true, None, 1).unwrap()
-}
-
-/// Deterministic pseudo-random bytes (xorshift).
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 /// A push offer as a phone sends it (Blink's shape).

@@ -133,18 +133,11 @@ impl Drop for Relay {
 }
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("msrpcast-relay-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::proc::scratch(&format!("relay-{name}"))
 }
 
 fn engine(dir: &Path) -> Engine {
-    let mut cfg = Config::default();
-    cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-        .unwrap();
-    cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-    cfg.set("log_level", "warn").unwrap();
+    let cfg = common::test_config(dir, &[]);
     // Defaults that matter here, stated: 10240-byte chunks, source port = listen port.
     assert_eq!(cfg.chunk_bytes, 10_240);
     assert!(cfg.msrp_reuse_port);

@@ -23,10 +23,7 @@ use common::{data, upload, wait_joined};
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("msrpcast-restart-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::proc::scratch(&format!("restart-{name}"))
 }
 
 /// An engine on `spool` that logs into a queue the test reads.

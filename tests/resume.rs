@@ -13,14 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use msrpcast::config::Config;
 use msrpcast::roster::{DeliveryId, DeliveryState};
 use msrpcast::runtime::receive::hex;
 use msrpcast::runtime::{Engine, Signal};
 use sha1::{Digest, Sha1};
 
 mod common;
-use common::{upload, wait_joined};
+use common::{data, upload, wait_joined};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -29,37 +28,14 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("msrpcast-resume-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::proc::scratch(&format!("resume-{name}"))
 }
 
+/// A test engine that retries after 100 ms (not the default 2 s).
 fn engine(dir: &std::path::Path, sets: &[(&str, &str)]) -> Engine {
-    let mut cfg = Config::default();
-    cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-        .unwrap();
-    cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-    cfg.set("log_level", "warn").unwrap();
-    cfg.set("resume_backoff_ms", "100").unwrap();
-    for (k, v) in sets {
-        cfg.set(k, v).unwrap();
-    }
-    Engine::start(cfg).unwrap()
-}
-
-/// Deterministic pseudo-random bytes (xorshift).
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    let mut all = vec![("resume_backoff_ms", "100")];
+    all.extend_from_slice(sets);
+    common::engine_in(dir, &all)
 }
 
 /// An `msrpcast receive` process and the lines it prints.

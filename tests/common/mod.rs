@@ -2,8 +2,10 @@
 //! subset, hence the `dead_code` allowance).
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use msrpcast::config::Config;
 use msrpcast::roster::{DeliveryState, TransferId};
 use msrpcast::runtime::Engine;
 
@@ -12,6 +14,25 @@ pub mod http;
 #[path = "../../src/bin/msrpcast/misbehave.rs"]
 pub mod misbehave;
 pub mod proc;
+
+/// The settings of a test engine: spool in `dir/spool`, MSRP on an ephemeral port of
+/// 127.0.0.1, warnings and errors logged; then `sets` (key, value) applied in order.
+pub fn test_config(dir: &Path, sets: &[(&str, &str)]) -> Config {
+    let mut cfg = Config::default();
+    cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
+        .unwrap();
+    cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
+    cfg.set("log_level", "warn").unwrap();
+    for (k, v) in sets {
+        cfg.set(k, v).unwrap_or_else(|e| panic!("{k}={v}: {e}"));
+    }
+    cfg
+}
+
+/// An engine started with [`test_config`].
+pub fn engine_in(dir: &Path, sets: &[(&str, &str)]) -> Engine {
+    Engine::start(test_config(dir, sets)).unwrap()
+}
 
 /// Waits until conference `conf` has `n` participants (joins are queued to the engine).
 pub fn wait_joined(e: &Engine, conf: &str, n: usize) {
