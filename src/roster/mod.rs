@@ -1120,6 +1120,15 @@ impl Roster {
         inner.deliveries.get(&id).map(|d| delivery_snapshot(id, d))
     }
 
+    /// Whether delivery `id` is listed and not yet in a final state (without a snapshot).
+    pub fn is_live(&self, id: DeliveryId) -> bool {
+        let inner = self.inner.lock();
+        inner
+            .deliveries
+            .get(&id)
+            .is_some_and(|d| !d.state.is_terminal())
+    }
+
     /// The transfers of `conference` in upload order (e.g. complete files for a late joiner).
     pub fn transfers_of(&self, conference: &str) -> Vec<TransferSnapshot> {
         let inner = self.inner.lock();

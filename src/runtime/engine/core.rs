@@ -670,11 +670,7 @@ impl Core {
             return Ok(false);
         };
         let dropped = l.progress.dropped.load(Ordering::Acquire);
-        let live_in_roster = self
-            .shared
-            .roster
-            .delivery(d)
-            .is_some_and(|s| !s.state.is_terminal());
+        let live_in_roster = self.shared.roster.is_live(d);
         if !dropped || acked == 0 || acked >= size || l.sip != Sip::Answered || !live_in_roster {
             return Ok(false);
         }
@@ -731,12 +727,7 @@ impl Core {
             let Some(r) = self.retries.remove(&d) else {
                 continue;
             };
-            let still = self
-                .shared
-                .roster
-                .delivery(d)
-                .is_some_and(|s| !s.state.is_terminal());
-            if !still {
+            if !self.shared.roster.is_live(d) {
                 continue;
             }
             let t = self
