@@ -14,7 +14,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::msrp::parser::{FrameDecoder, Limits};
 use crate::msrp::sender::{Sender, SenderEvent, SenderState};
-use crate::msrp::{writer, Kind, Message, Method};
+use crate::msrp::{dash_runs, writer, Kind, Message, Method};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
 use crate::tls::Transport;
@@ -145,6 +145,11 @@ pub struct DeliveryConn {
     /// Spool bytes read ahead, starting at message offset `block_start`.
     block: Bytes,
     block_start: u64,
+    /// The spool's dash-run ends within the block (see [`crate::msrp::dash_runs`]), so that a
+    /// chunk is checked for its end-line without scanning its body; `false` in `block_indexed`
+    /// when the file has no index (then each body is scanned).
+    block_ends: Vec<u64>,
+    block_indexed: bool,
     /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
     dead: bool,
     /// Responses we owe the peer for its own requests, still queued: for each, the position in
@@ -223,6 +228,8 @@ impl DeliveryConn {
             closing_deadline: None,
             block: Bytes::new(),
             block_start: 0,
+            block_ends: Vec::new(),
+            block_indexed: false,
             dead: false,
             owed: VecDeque::new(),
             max_owed: p.max_owed_responses.max(1),
@@ -474,12 +481,24 @@ impl DeliveryConn {
                     }
                 }
             };
-            if !body.is_empty() && writer::body_contains_end_line(&body, &t.tid) {
+            if !body.is_empty() && self.holds_end_line(&body, t.body.start, &t.tid) {
                 self.sender.retid(&mut t);
             }
             self.push(t.head);
             self.push(body);
             self.push(t.end_line);
+        }
+    }
+
+    /// Whether `body` (message bytes from `start`, inside the current block) contains the
+    /// end-line of `tid`: from the spool's index of dash runs, computed once per file as it was
+    /// written, instead of a scan of every body by every delivery; by a scan when the file has
+    /// no index.
+    fn holds_end_line(&self, body: &[u8], start: u64, tid: &[u8]) -> bool {
+        if self.block_indexed {
+            dash_runs::body_contains_end_line_at(body, start, &self.block_ends, tid)
+        } else {
+            writer::body_contains_end_line(body, tid)
         }
     }
 
@@ -497,6 +516,9 @@ impl DeliveryConn {
                 .max(r.end - r.start);
             self.block = self.read_spool(r.start, want as usize)?;
             self.block_start = r.start;
+            self.block_indexed = self
+                .file
+                .dash_run_ends(r.start..r.start + want, &mut self.block_ends);
         }
         let from = (r.start - self.block_start) as usize;
         let to = (r.end - self.block_start) as usize;
