@@ -26,13 +26,18 @@ const OUT_LIMIT: usize = 128 * 1024;
 const TURN_ROUNDS: usize = 16;
 /// Size of the read buffer each I/O thread shares among its deliveries (they run one at a time
 /// and feed what they read into their own decoder at once), so a delivery holds none.
-const READ_BUF: usize = 64 * 1024;
+const READ_BUF: usize = 16 * 1024;
 
 thread_local! {
     static READ_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
 }
 
-/// One `read` into this thread's scratch buffer; `f` gets what was read.
+/// One `read` of at most [`READ_BUF`] bytes into this thread's scratch buffer; `f` gets what was
+/// read. The bound keeps each delivery's frame decoder small: what is read is copied into it,
+/// and its buffer keeps the largest size it ever needed. With 64 KiB reads a delivery whose
+/// window had grown (hundreds of 200s waiting in the socket) kept a decoder of 64–128 KiB for
+/// the rest of its life; 16 KiB is still about 80 responses (800 KiB of 10 KiB chunks
+/// acknowledged) per call.
 fn read_into(stream: &mut impl Read, f: impl FnOnce(&[u8])) -> io::Result<usize> {
     READ_SCRATCH.with(|b| {
         let mut b = b.borrow_mut();
@@ -654,54 +659,13 @@ impl DeliveryConn {
 
     /// One turn: everything the connection can do now, in order.
     fn turn(&mut self, now: Instant, readable: bool) -> Flow {
-        if self.connecting {
-            if now >= self.connect_deadline {
-                self.fail(Some(408), "connection attempt timed out", now);
-                return Flow::Close;
-            }
-            match self.stream.socket().take_error() {
-                Ok(Some(e)) | Err(e) => {
-                    self.fail(None, format!("cannot connect: {e}"), now);
-                    return Flow::Close;
-                }
-                Ok(None) => {}
-            }
-            match self.stream.socket().peer_addr() {
-                Ok(_) => {
-                    self.connecting = false;
-                    self.writable = true;
-                    if self.secured {
-                        self.progress.phase.store(PHASE_SENDING, Ordering::Release);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Flow::Continue,
-                Err(e) => {
-                    self.fail(None, format!("cannot connect: {e}"), now);
-                    return Flow::Close;
-                }
-            }
+        if let Some(flow) = self.connect_step(now) {
+            return flow;
         }
-        let mut readable = readable;
-        if !self.secured {
-            match self.stream.handshake(now) {
-                Ok(true) => {
-                    self.secured = true;
-                    self.writable = true;
-                    self.progress.phase.store(PHASE_SENDING, Ordering::Release);
-                    // What came with the peer's last handshake flight is already off the
-                    // socket: read it now, no readable event will announce it again.
-                    readable = true;
-                }
-                Ok(false) => return Flow::Continue,
-                Err(e) => {
-                    // The reason names the cause: wrong host, expired, unknown CA, fingerprint
-                    // mismatch, timed out. The sender never produced a byte.
-                    self.dead = true;
-                    self.fail(None, format!("TLS: {e}"), now);
-                    return Flow::Close;
-                }
-            }
-        }
+        let readable = match self.secure_step(now) {
+            Ok(handshake_ended) => readable || handshake_ended,
+            Err(flow) => return flow,
+        };
         if self.outcome.is_none() {
             self.refresh_spool(now);
         }
@@ -713,8 +677,77 @@ impl DeliveryConn {
         if self.outcome.is_none() {
             self.drain_events(now);
         }
-        // Fill and write until the socket is full or the sender has nothing more (the window,
-        // the upload), a bounded number of times so the thread's other connections get a turn.
+        self.send_rounds(now);
+        self.resume_reading(now);
+        self.publish_progress();
+        if self.outcome.is_none() {
+            self.drain_events(now);
+        }
+        self.close_step(now)
+    }
+
+    /// An outgoing connection still being established: fails it past its deadline or on a
+    /// connect error, marks it connected once the peer is known. `Some` ends the turn there.
+    fn connect_step(&mut self, now: Instant) -> Option<Flow> {
+        if !self.connecting {
+            return None;
+        }
+        if now >= self.connect_deadline {
+            self.fail(Some(408), "connection attempt timed out", now);
+            return Some(Flow::Close);
+        }
+        match self.stream.socket().take_error() {
+            Ok(Some(e)) | Err(e) => {
+                self.fail(None, format!("cannot connect: {e}"), now);
+                return Some(Flow::Close);
+            }
+            Ok(None) => {}
+        }
+        match self.stream.socket().peer_addr() {
+            Ok(_) => {
+                self.connecting = false;
+                self.writable = true;
+                if self.secured {
+                    self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                }
+                None
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Some(Flow::Continue),
+            Err(e) => {
+                self.fail(None, format!("cannot connect: {e}"), now);
+                Some(Flow::Close)
+            }
+        }
+    }
+
+    /// TLS: advances the handshake until it is complete. `Ok(true)` when it just completed
+    /// (what came with the peer's last flight must be read now: no readable event announces it
+    /// again); `Err` ends the turn there.
+    fn secure_step(&mut self, now: Instant) -> Result<bool, Flow> {
+        if self.secured {
+            return Ok(false);
+        }
+        match self.stream.handshake(now) {
+            Ok(true) => {
+                self.secured = true;
+                self.writable = true;
+                self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                Ok(true)
+            }
+            Ok(false) => Err(Flow::Continue),
+            Err(e) => {
+                // The reason names the cause: wrong host, expired, unknown CA, fingerprint
+                // mismatch, timed out. The sender never produced a byte.
+                self.dead = true;
+                self.fail(None, format!("TLS: {e}"), now);
+                Err(Flow::Close)
+            }
+        }
+    }
+
+    /// Fills and writes until the socket is full or the sender has nothing more (the window,
+    /// the upload), a bounded number of times so the thread's other connections get a turn.
+    fn send_rounds(&mut self, now: Instant) {
         for _ in 0..TURN_ROUNDS {
             let before = self.out_len;
             self.fill(now);
@@ -724,17 +757,16 @@ impl DeliveryConn {
                 break;
             }
         }
-        self.resume_reading(now);
+    }
+
+    /// Publishes the sender's counters to the engine's status view.
+    fn publish_progress(&self) {
         self.progress
             .sent
             .store(self.sender.sent(), Ordering::Relaxed);
         self.progress
             .max_window
             .fetch_max(self.sender.window(), Ordering::Relaxed);
-        if self.outcome.is_none() {
-            self.drain_events(now);
-        }
-        self.close_step(now)
     }
 
     /// Reading stopped for owed responses: once the peer took enough of them, reads what waits
