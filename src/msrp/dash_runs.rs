@@ -71,7 +71,11 @@ impl DashRuns {
                 Some(k) => i = from + k,
                 None => {
                     // A shorter run at the end may continue in the next bytes.
-                    let tail = data[from..].iter().rev().take_while(|&&c| c == b'-').count();
+                    let tail = data[from..]
+                        .iter()
+                        .rev()
+                        .take_while(|&&c| c == b'-')
+                        .count();
                     self.open = tail as u64;
                     return;
                 }
@@ -254,7 +258,10 @@ mod tests {
         for _ in 0..DashRuns::MAX_RUNS {
             d.feed(b"-------x");
         }
-        assert_eq!(d.ends_within(0..d.fed()).map(<[u64]>::len), Some(DashRuns::MAX_RUNS));
+        assert_eq!(
+            d.ends_within(0..d.fed()).map(<[u64]>::len),
+            Some(DashRuns::MAX_RUNS)
+        );
         d.feed(b"-------x");
         assert_eq!(d.ends_within(0..d.fed()), None);
         d.feed(b"abc");
