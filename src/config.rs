@@ -279,7 +279,7 @@ settings! {
         "Unacknowledged bytes in flight per delivery at its start; at least chunk_bytes. The window grows from here towards max_window_bytes while answers come back in time. Default 262144.";
     max_window_bytes: u64 = 16 << 20,
         parse |v| parse_size(v, 1), show show::size,
-        "Largest window of unacknowledged bytes per delivery (bandwidth x round trip of the longest path to fill; 16MiB fills 1 Gbit/s at 130 ms); at or below window_bytes the window is fixed. It bounds retained state (about 150 bytes per chunk in flight), not buffers. Default 16MiB.";
+        "Largest window of unacknowledged bytes per delivery (bandwidth x round trip of the longest path to fill; 16MiB fills 1 Gbit/s at 130 ms); at or below window_bytes the window is fixed. It bounds retained state (56 bytes per chunk in flight, 92 KiB per delivery at the defaults), not buffers. Default 16MiB.";
     transaction_timeout_ms: u64 = 30_000,
         parse |v| parse_ms(v, 1), show show::plain,
         "Time for an MSRP transaction response before the delivery fails with 408. Default 30000.";

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod chunker;
+pub mod dash_runs;
 pub mod disposition;
 pub mod ids;
 pub mod message;

@@ -50,8 +50,8 @@ pub struct SenderConfig {
     /// The most the window grows to while responses return in time (see the module
     /// documentation); at or below `window_bytes`, the window is fixed. The window holds no body
     /// bytes in memory (bodies are read from the spool as they are written), only one record per
-    /// chunk awaiting its response (about 100 bytes): the default 16 MiB of 10 KiB chunks is at
-    /// most ~160 KiB per delivery.
+    /// chunk awaiting its response (56 bytes): the default 16 MiB of 10 KiB chunks is at
+    /// most ~92 KiB per delivery (the list shrinks again once it drains).
     pub max_window_bytes: u64,
     /// How long a SEND may wait for its response before the message fails with 408.
     pub transaction_timeout: Duration,
@@ -184,6 +184,9 @@ pub const DEFAULT_MAX_WINDOW_BYTES: u64 = 16 << 20;
 /// Response time above twice the shortest seen that still counts as "no queue building" (jitter
 /// of the hosts, delayed ACKs).
 const GROW_SLACK: Duration = Duration::from_millis(5);
+
+/// In-flight entries a sender keeps room for whatever its window does (about 3.5 KiB).
+const INFLIGHT_KEEP: usize = 64;
 
 /// How many answered transaction ids are remembered to recognise repeated responses.
 const RECENT_TIDS: usize = 256;
@@ -508,6 +511,7 @@ impl Sender {
             return false;
         };
         self.inflight_bytes -= entry.body_len;
+        self.shrink_inflight();
         self.remember_tid(entry.tid);
         if self.terminal() {
             return true;
@@ -528,6 +532,18 @@ impl Sender {
             self.fail_with_response(code, comment);
         }
         true
+    }
+
+    /// Gives back what a burst took: the in-flight list keeps the largest capacity it ever
+    /// had (up to `max_window_bytes / chunk_bytes` entries, 92 KiB at the defaults) unless it is
+    /// shrunk once it holds less than a quarter of it — a window that drained (the transfer
+    /// slowed down or is ending) then holds no more than twice what it uses. Halving keeps the
+    /// cost amortised O(1) per entry.
+    fn shrink_inflight(&mut self) {
+        let cap = self.inflight.capacity();
+        if cap > INFLIGHT_KEEP && self.inflight.len() < cap / 4 {
+            self.inflight.shrink_to(cap / 2);
+        }
     }
 
     /// The current window: body bytes that may await responses.
@@ -1382,6 +1398,29 @@ mod tests {
             "InFlight is {} bytes",
             std::mem::size_of::<InFlight>()
         );
+    }
+
+    #[test]
+    fn a_drained_window_gives_its_memory_back() {
+        let now = Instant::now();
+        let mut s = sender(cfg(10, 20_000), now);
+        s.handle_data_available(20_000, true);
+        let sent = drain(&mut s, now);
+        assert_eq!(sent.len(), 2_000);
+        assert!(s.inflight.capacity() >= 2_000);
+        for t in &sent[..1_990] {
+            assert!(s.handle_frame(&response(&t.tid, 200), now));
+        }
+        assert_eq!(s.inflight.len(), 10);
+        assert!(
+            s.inflight.capacity() <= 4 * INFLIGHT_KEEP,
+            "capacity {} for 10 entries",
+            s.inflight.capacity()
+        );
+        for t in &sent[1_990..] {
+            assert!(s.handle_frame(&response(&t.tid, 200), now));
+        }
+        assert_eq!(s.state(), SenderState::AwaitingReport);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::msrp::parser::{FrameDecoder, Limits};
 use crate::msrp::sender::{Sender, SenderEvent, SenderState};
-use crate::msrp::{writer, Kind, Message, Method};
+use crate::msrp::{dash_runs, writer, Kind, Message, Method};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
 use crate::tls::Transport;
@@ -26,13 +26,18 @@ const OUT_LIMIT: usize = 128 * 1024;
 const TURN_ROUNDS: usize = 16;
 /// Size of the read buffer each I/O thread shares among its deliveries (they run one at a time
 /// and feed what they read into their own decoder at once), so a delivery holds none.
-const READ_BUF: usize = 64 * 1024;
+const READ_BUF: usize = 16 * 1024;
 
 thread_local! {
     static READ_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_BUF]);
 }
 
-/// One `read` into this thread's scratch buffer; `f` gets what was read.
+/// One `read` of at most [`READ_BUF`] bytes into this thread's scratch buffer; `f` gets what was
+/// read. The bound keeps each delivery's frame decoder small: what is read is copied into it,
+/// and its buffer keeps the largest size it ever needed. With 64 KiB reads a delivery whose
+/// window had grown (hundreds of 200s waiting in the socket) kept a decoder of 64–128 KiB for
+/// the rest of its life; 16 KiB is still about 80 responses (800 KiB of 10 KiB chunks
+/// acknowledged) per call.
 fn read_into(stream: &mut impl Read, f: impl FnOnce(&[u8])) -> io::Result<usize> {
     READ_SCRATCH.with(|b| {
         let mut b = b.borrow_mut();
@@ -145,6 +150,11 @@ pub struct DeliveryConn {
     /// Spool bytes read ahead, starting at message offset `block_start`.
     block: Bytes,
     block_start: u64,
+    /// The spool's dash-run ends within the block (see [`crate::msrp::dash_runs`]), so that a
+    /// chunk is checked for its end-line without scanning its body; `false` in `block_indexed`
+    /// when the file has no index (then each body is scanned).
+    block_ends: Vec<u64>,
+    block_indexed: bool,
     /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
     dead: bool,
     /// Responses we owe the peer for its own requests, still queued: for each, the position in
@@ -223,6 +233,8 @@ impl DeliveryConn {
             closing_deadline: None,
             block: Bytes::new(),
             block_start: 0,
+            block_ends: Vec::new(),
+            block_indexed: false,
             dead: false,
             owed: VecDeque::new(),
             max_owed: p.max_owed_responses.max(1),
@@ -474,12 +486,24 @@ impl DeliveryConn {
                     }
                 }
             };
-            if !body.is_empty() && writer::body_contains_end_line(&body, &t.tid) {
+            if !body.is_empty() && self.holds_end_line(&body, t.body.start, &t.tid) {
                 self.sender.retid(&mut t);
             }
             self.push(t.head);
             self.push(body);
             self.push(t.end_line);
+        }
+    }
+
+    /// Whether `body` (message bytes from `start`, inside the current block) contains the
+    /// end-line of `tid`: from the spool's index of dash runs, computed once per file as it was
+    /// written, instead of a scan of every body by every delivery; by a scan when the file has
+    /// no index.
+    fn holds_end_line(&self, body: &[u8], start: u64, tid: &[u8]) -> bool {
+        if self.block_indexed {
+            dash_runs::body_contains_end_line_at(body, start, &self.block_ends, tid)
+        } else {
+            writer::body_contains_end_line(body, tid)
         }
     }
 
@@ -497,6 +521,9 @@ impl DeliveryConn {
                 .max(r.end - r.start);
             self.block = self.read_spool(r.start, want as usize)?;
             self.block_start = r.start;
+            self.block_indexed = self
+                .file
+                .dash_run_ends(r.start..r.start + want, &mut self.block_ends);
         }
         let from = (r.start - self.block_start) as usize;
         let to = (r.end - self.block_start) as usize;
@@ -632,54 +659,13 @@ impl DeliveryConn {
 
     /// One turn: everything the connection can do now, in order.
     fn turn(&mut self, now: Instant, readable: bool) -> Flow {
-        if self.connecting {
-            if now >= self.connect_deadline {
-                self.fail(Some(408), "connection attempt timed out", now);
-                return Flow::Close;
-            }
-            match self.stream.socket().take_error() {
-                Ok(Some(e)) | Err(e) => {
-                    self.fail(None, format!("cannot connect: {e}"), now);
-                    return Flow::Close;
-                }
-                Ok(None) => {}
-            }
-            match self.stream.socket().peer_addr() {
-                Ok(_) => {
-                    self.connecting = false;
-                    self.writable = true;
-                    if self.secured {
-                        self.progress.phase.store(PHASE_SENDING, Ordering::Release);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Flow::Continue,
-                Err(e) => {
-                    self.fail(None, format!("cannot connect: {e}"), now);
-                    return Flow::Close;
-                }
-            }
+        if let Some(flow) = self.connect_step(now) {
+            return flow;
         }
-        let mut readable = readable;
-        if !self.secured {
-            match self.stream.handshake(now) {
-                Ok(true) => {
-                    self.secured = true;
-                    self.writable = true;
-                    self.progress.phase.store(PHASE_SENDING, Ordering::Release);
-                    // What came with the peer's last handshake flight is already off the
-                    // socket: read it now, no readable event will announce it again.
-                    readable = true;
-                }
-                Ok(false) => return Flow::Continue,
-                Err(e) => {
-                    // The reason names the cause: wrong host, expired, unknown CA, fingerprint
-                    // mismatch, timed out. The sender never produced a byte.
-                    self.dead = true;
-                    self.fail(None, format!("TLS: {e}"), now);
-                    return Flow::Close;
-                }
-            }
-        }
+        let readable = match self.secure_step(now) {
+            Ok(handshake_ended) => readable || handshake_ended,
+            Err(flow) => return flow,
+        };
         if self.outcome.is_none() {
             self.refresh_spool(now);
         }
@@ -691,8 +677,77 @@ impl DeliveryConn {
         if self.outcome.is_none() {
             self.drain_events(now);
         }
-        // Fill and write until the socket is full or the sender has nothing more (the window,
-        // the upload), a bounded number of times so the thread's other connections get a turn.
+        self.send_rounds(now);
+        self.resume_reading(now);
+        self.publish_progress();
+        if self.outcome.is_none() {
+            self.drain_events(now);
+        }
+        self.close_step(now)
+    }
+
+    /// An outgoing connection still being established: fails it past its deadline or on a
+    /// connect error, marks it connected once the peer is known. `Some` ends the turn there.
+    fn connect_step(&mut self, now: Instant) -> Option<Flow> {
+        if !self.connecting {
+            return None;
+        }
+        if now >= self.connect_deadline {
+            self.fail(Some(408), "connection attempt timed out", now);
+            return Some(Flow::Close);
+        }
+        match self.stream.socket().take_error() {
+            Ok(Some(e)) | Err(e) => {
+                self.fail(None, format!("cannot connect: {e}"), now);
+                return Some(Flow::Close);
+            }
+            Ok(None) => {}
+        }
+        match self.stream.socket().peer_addr() {
+            Ok(_) => {
+                self.connecting = false;
+                self.writable = true;
+                if self.secured {
+                    self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                }
+                None
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Some(Flow::Continue),
+            Err(e) => {
+                self.fail(None, format!("cannot connect: {e}"), now);
+                Some(Flow::Close)
+            }
+        }
+    }
+
+    /// TLS: advances the handshake until it is complete. `Ok(true)` when it just completed
+    /// (what came with the peer's last flight must be read now: no readable event announces it
+    /// again); `Err` ends the turn there.
+    fn secure_step(&mut self, now: Instant) -> Result<bool, Flow> {
+        if self.secured {
+            return Ok(false);
+        }
+        match self.stream.handshake(now) {
+            Ok(true) => {
+                self.secured = true;
+                self.writable = true;
+                self.progress.phase.store(PHASE_SENDING, Ordering::Release);
+                Ok(true)
+            }
+            Ok(false) => Err(Flow::Continue),
+            Err(e) => {
+                // The reason names the cause: wrong host, expired, unknown CA, fingerprint
+                // mismatch, timed out. The sender never produced a byte.
+                self.dead = true;
+                self.fail(None, format!("TLS: {e}"), now);
+                Err(Flow::Close)
+            }
+        }
+    }
+
+    /// Fills and writes until the socket is full or the sender has nothing more (the window,
+    /// the upload), a bounded number of times so the thread's other connections get a turn.
+    fn send_rounds(&mut self, now: Instant) {
         for _ in 0..TURN_ROUNDS {
             let before = self.out_len;
             self.fill(now);
@@ -702,17 +757,16 @@ impl DeliveryConn {
                 break;
             }
         }
-        self.resume_reading(now);
+    }
+
+    /// Publishes the sender's counters to the engine's status view.
+    fn publish_progress(&self) {
         self.progress
             .sent
             .store(self.sender.sent(), Ordering::Relaxed);
         self.progress
             .max_window
             .fetch_max(self.sender.window(), Ordering::Relaxed);
-        if self.outcome.is_none() {
-            self.drain_events(now);
-        }
-        self.close_step(now)
     }
 
     /// Reading stopped for owed responses: once the peer took enough of them, reads what waits

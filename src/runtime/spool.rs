@@ -59,6 +59,7 @@ use parking_lot::{Condvar, Mutex};
 use sha1::{Digest, Sha1};
 
 use crate::config::Config;
+use crate::msrp::dash_runs::DashRuns;
 
 /// Callback of a [`Subscription`].
 pub type Notify = Arc<dyn Fn() + Send + Sync>;
@@ -384,6 +385,7 @@ impl Spool {
             subs: Mutex::new(Vec::new()),
             armed: AtomicUsize::new(0),
             next_sub: AtomicU64::new(1),
+            dash_runs: None,
         }))
     }
 
@@ -415,6 +417,7 @@ impl Spool {
             subs: Mutex::new(Vec::new()),
             armed: AtomicUsize::new(0),
             next_sub: AtomicU64::new(1),
+            dash_runs: Some(Mutex::new(DashRuns::new())),
         });
         let writer = SpoolWriter {
             file: sf.clone(),
@@ -519,6 +522,10 @@ pub struct SpoolFile {
     /// Number of armed subscriptions (a hint that lets an append skip the lock).
     armed: AtomicUsize,
     next_sub: AtomicU64,
+    /// Where the runs of dashes that could carry an end-line end, found once by the writer as
+    /// the bytes arrive (see [`DashRuns`]); `None` for a file restored from disk (its
+    /// deliveries scan each chunk instead).
+    dash_runs: Option<Mutex<DashRuns>>,
 }
 
 impl fmt::Debug for SpoolFile {
@@ -599,6 +606,23 @@ impl SpoolFile {
         let avail = usize::try_from(len - offset).unwrap_or(usize::MAX);
         let n = buf.len().min(avail);
         self.file.read_at(&mut buf[..n], offset)
+    }
+
+    /// Puts into `out` the run ends of dashes (see [`DashRuns`]) within `r`, a range of bytes
+    /// below [`SpoolFile::len`]. False when the file has no usable index (restored from disk, or
+    /// more runs than [`DashRuns::MAX_RUNS`]): the caller must scan the bytes itself.
+    pub fn dash_run_ends(&self, r: std::ops::Range<u64>, out: &mut Vec<u64>) -> bool {
+        out.clear();
+        let Some(d) = &self.dash_runs else {
+            return false;
+        };
+        match d.lock().ends_within(r) {
+            Some(ends) => {
+                out.extend_from_slice(ends);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Registers `f` for "more data or state changed" (see the module documentation). The
@@ -834,6 +858,10 @@ impl SpoolWriter {
             return Err(SpoolError::io("writing", &f.path, e));
         }
         self.written = new_len;
+        // Indexed before the bytes become readable (the store below publishes both).
+        if let Some(d) = &f.dash_runs {
+            d.lock().feed(data);
+        }
         f.len.store(new_len, Ordering::SeqCst);
         self.hasher.advance(&self.file, data, new_len);
         f.notify_armed();
@@ -1084,6 +1112,31 @@ mod tests {
         assert_eq!(spool.used_bytes(), 11);
         drop(spool);
         drop(f);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn appends_index_dash_runs_across_appends() {
+        let dir = tmp("dashes");
+        let spool = Spool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        let (mut w, f) = spool.create("d").unwrap();
+        let mut ends = vec![99];
+        assert!(f.dash_run_ends(0..0, &mut ends));
+        assert!(ends.is_empty());
+        w.append(b"ab----").unwrap();
+        w.append(b"---").unwrap();
+        w.append(b"-xyz-------").unwrap();
+        // The first run ends at 10; the second is still open at the end of the file.
+        assert!(f.dash_run_ends(0..f.len(), &mut ends));
+        assert_eq!(ends, [10]);
+        w.append(b"q").unwrap();
+        assert!(f.dash_run_ends(0..f.len(), &mut ends));
+        assert_eq!(ends, [10, 20]);
+        assert!(f.dash_run_ends(11..21, &mut ends));
+        assert_eq!(ends, [20]);
+        w.finish().unwrap();
+        drop(f);
+        drop(spool);
         let _ = fs::remove_dir_all(&dir);
     }
 
