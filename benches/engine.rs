@@ -421,14 +421,16 @@ fn main() {
         let all: Vec<(Option<f64>, Fanout)> = (0..repeats())
             .map(|_| (baseline_now().or(baseline), fanout(n, size)))
             .collect();
-        let pick = |g: &dyn Fn(&(Option<f64>, Fanout)) -> Option<f64>| {
-            median(&all.iter().filter_map(g).collect::<Vec<_>>())
-        };
+        let med = |x: fn(&Fanout) -> f64| median(&all.iter().map(|r| x(&r.1)).collect::<Vec<_>>());
         let f = Fanout {
-            gbps: pick(&|(_, f)| Some(f.gbps)),
-            rss_mib: pick(&|(_, f)| Some(f.rss_mib)),
-            cpu_s_per_gb: pick(&|(_, f)| Some(f.cpu_s_per_gb)),
+            gbps: med(|f| f.gbps),
+            rss_mib: med(|f| f.rss_mib),
+            cpu_s_per_gb: med(|f| f.cpu_s_per_gb),
         };
+        let ratios: Vec<f64> = all
+            .iter()
+            .filter_map(|(b, f)| b.map(|b| f.gbps / b))
+            .collect();
         eprintln!(
             "{name}: {} runs, GB/s {:?}",
             all.len(),
@@ -438,11 +440,8 @@ fn main() {
             plain10 = Some(f.gbps);
         }
         println!("BENCH {name} {:.3} GB/s", f.gbps);
-        if baseline.is_some() || all.iter().any(|r| r.0.is_some()) {
-            println!(
-                "BENCH {name}_ratio {:.3} x",
-                pick(&|(b, f)| b.map(|b| f.gbps / b))
-            );
+        if !ratios.is_empty() {
+            println!("BENCH {name}_ratio {:.3} x", median(&ratios));
         }
         if n == 10 {
             println!("BENCH fanout_cpu_s_per_gb {:.3} s/GB", f.cpu_s_per_gb);
