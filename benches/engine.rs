@@ -24,8 +24,8 @@ use msrpcast::runtime::Engine;
 mod common;
 use common::proxy::{DelayProxy, Path};
 use common::{
-    cpu_seconds, start_receiver, start_receiver_with, start_tls_receiver, tls_files, uri_addr,
-    uri_via,
+    baseline_now, cpu_seconds, median, repeats, start_receiver, start_receiver_with,
+    start_tls_receiver, tls_files, uri_addr, uri_via,
 };
 
 fn engine(tag: &str) -> (Engine, std::path::PathBuf) {
@@ -416,13 +416,32 @@ fn main() {
         if !wanted(name) {
             continue;
         }
-        let f = fanout(n, size);
+        // MSRPCAST_BENCH_REPEAT runs (default 3): medians; each run's ratio against a baseline
+        // measured just before it (common::baseline_now).
+        let all: Vec<(Option<f64>, Fanout)> = (0..repeats())
+            .map(|_| (baseline_now().or(baseline), fanout(n, size)))
+            .collect();
+        let med = |x: fn(&Fanout) -> f64| median(&all.iter().map(|r| x(&r.1)).collect::<Vec<_>>());
+        let f = Fanout {
+            gbps: med(|f| f.gbps),
+            rss_mib: med(|f| f.rss_mib),
+            cpu_s_per_gb: med(|f| f.cpu_s_per_gb),
+        };
+        let ratios: Vec<f64> = all
+            .iter()
+            .filter_map(|(b, f)| b.map(|b| f.gbps / b))
+            .collect();
+        eprintln!(
+            "{name}: {} runs, GB/s {:?}",
+            all.len(),
+            all.iter().map(|r| r.1.gbps).collect::<Vec<_>>()
+        );
         if n == 10 {
             plain10 = Some(f.gbps);
         }
         println!("BENCH {name} {:.3} GB/s", f.gbps);
-        if let Some(b) = baseline {
-            println!("BENCH {name}_ratio {:.3} x", f.gbps / b);
+        if !ratios.is_empty() {
+            println!("BENCH {name}_ratio {:.3} x", median(&ratios));
         }
         if n == 10 {
             println!("BENCH fanout_cpu_s_per_gb {:.3} s/GB", f.cpu_s_per_gb);

@@ -183,7 +183,7 @@ settings! {
         "Concurrent HTTP connections; more get 503. Default 256.";
     http_max_uploads: usize = 16,
         parse |v| parse_count(v, 1, 1 << 20), show show::plain,
-        "Concurrent uploads; more get 503. Default 16.";
+        "Concurrent uploads (one counts until its SHA-1 is known, which may be shortly after its 201); more get 503. Default 16.";
     http_idle_timeout_ms: u64 = 30_000,
         parse |v| parse_ms(v, 1), show show::plain,
         "An HTTP connection without progress for this long gets 408 and is closed. Default 30000.";

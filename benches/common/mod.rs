@@ -137,6 +137,11 @@ pub fn uri_via(uri: &str, addr: std::net::SocketAddr) -> String {
 /// CPU seconds (user + system) of all threads of this process so far, from `/proc/self/stat`
 /// (clock ticks of `getconf CLK_TCK`, usually 10 ms).
 pub fn cpu_seconds() -> f64 {
+    proc_cpu_seconds("/proc/self/stat")
+}
+
+/// CPU seconds (user + system) of the process whose `stat` file is `path`.
+fn proc_cpu_seconds(path: &str) -> f64 {
     static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     let hz = *TICK.get_or_init(|| {
         Command::new("getconf")
@@ -146,7 +151,7 @@ pub fn cpu_seconds() -> f64 {
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
             .unwrap_or(100.0)
     });
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at the state, field 3;
     // utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
@@ -157,4 +162,64 @@ pub fn cpu_seconds() -> f64 {
             .unwrap_or(f64::NAN)
     };
     (tick(14) + tick(15)) / hz
+}
+
+/// How many times a benchmark measures each figure: `MSRPCAST_BENCH_REPEAT` (default 3, at
+/// least 1). Single runs on a shared 2-core machine spread up to 2×; the median of the runs is
+/// printed.
+pub fn repeats() -> usize {
+    std::env::var("MSRPCAST_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
+pub fn median(v: &[f64]) -> f64 {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// The loopback baseline of this moment, for the ratio of one repeat: `benches/baseline.sh -t 1`
+/// (iperf3, like `make bench`'s own baseline line) run now, so each repeat's ratio compares with
+/// the machine as it is during that repeat. Falls back to `MSRPCAST_BASELINE_GBPS` when the
+/// script cannot run; `None` when neither gives a figure.
+pub fn baseline_now() -> Option<f64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/baseline.sh");
+    let measured = Command::new(script)
+        .args(["-t", "1"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .nth(2)
+                .and_then(|v| v.parse::<f64>().ok())
+        });
+    measured
+        .or_else(|| {
+            std::env::var("MSRPCAST_BASELINE_GBPS")
+                .ok()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .filter(|b| *b > 0.0)
+}
+
+impl Receiver {
+    /// CPU seconds (user + system) the receiver process used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        proc_cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
 }

@@ -596,7 +596,7 @@ impl Backend for EngineBackend {
             upload: Some(up),
             written: 0,
             backend: self.clone(),
-            _slot: slot,
+            slot: Some(slot),
         })
     }
 }
@@ -618,7 +618,7 @@ pub struct EngineUpload {
     upload: Option<Upload>,
     written: u64,
     backend: EngineBackend,
-    _slot: Slot,
+    slot: Option<Slot>,
 }
 
 impl EngineUpload {
@@ -663,8 +663,11 @@ impl UploadSink for EngineUpload {
         let Some(up) = self.upload.take() else {
             return Err(Refusal::Internal("upload already ended".into()));
         };
-        up.finish()
-            .map(|_| ())
+        // The 201 goes out once every byte is in the spool; the SHA-1 follows on the hashing
+        // thread, which keeps this upload's `http_max_uploads` place until it is done (so
+        // uploads and hashes still running are bounded together).
+        let slot = self.slot.take();
+        up.finish_then(move |_| drop(slot))
             .map_err(|e| Refusal::Internal(e.to_string()))
     }
 
@@ -809,8 +812,16 @@ mod tests {
         let id = up.transfer_id().to_string();
         up.write(b"hello").unwrap();
         up.finish().unwrap();
-        let json = b.transfer_json(&id).unwrap();
-        assert!(json.contains("\"state\":\"complete\""), "{json}");
+        // The SHA-1 of what was written finishes behind the 201 on its own thread.
+        let t0 = std::time::Instant::now();
+        let json = loop {
+            let json = b.transfer_json(&id).unwrap();
+            if json.contains("\"state\":\"complete\"") {
+                break json;
+            }
+            assert!(t0.elapsed().as_secs() < 5, "{json}");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
         assert!(json.contains("\"via\":\"http\",\"sender\":null"), "{json}");
         // The conference's history lists it, in the same shape.
         let h = b.conference_transfers_json("c").unwrap();

@@ -651,6 +651,13 @@ trait HttpIo: Read + Write {
     fn tcp(&self) -> &TcpStream;
     /// Ends our sending side (after TLS's close_notify).
     fn close_write(&mut self);
+    /// After a read: more bytes that are already here (no system call, never blocks) into
+    /// `buf`; how many. A TLS connection hands out at most one record (16 KiB) per read, so a
+    /// 256 KiB buffer would otherwise go to the spool 16 KiB at a time, each piece a write and
+    /// a wake-up of the hashing thread.
+    fn read_buffered(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        Ok(0)
+    }
 }
 
 impl HttpIo for TcpStream {
@@ -714,6 +721,35 @@ impl HttpIo for ServedTls {
             }
         }
         let _ = self.sock.sock.shutdown(Shutdown::Write);
+    }
+
+    fn read_buffered(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.conn.reader().read(&mut buf[n..]) {
+                Ok(0) => break, // close_notify: the next read says so
+                Ok(k) => {
+                    n += k;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return if n > 0 { Ok(n) } else { Err(e) },
+            }
+            // No plaintext left: decrypt what the last socket read brought, if anything.
+            if self.sock.start == self.sock.end {
+                break;
+            }
+            self.conn.read_tls(&mut self.sock)?;
+            if let Err(e) = self.conn.process_new_packets() {
+                // The next read reports it (and sends the alert).
+                return if n > 0 {
+                    Ok(n)
+                } else {
+                    Err(io::Error::other(e))
+                };
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -803,7 +839,8 @@ fn serve_on<S: HttpIo>(
                 flush(&mut stream, &mut conn);
                 return;
             }
-            Ok(n) => {
+            Ok(mut n) => {
+                n += stream.read_buffered(&mut buf[n..]).unwrap_or(0);
                 fault::inject("http", &buf[..n]);
                 last = Instant::now();
                 let mut ctx = Ctx {

@@ -29,7 +29,7 @@ use crate::roster::{
 };
 use crate::runtime::delivery::{DeliveryOutcome, Progress, PHASE_SENDING};
 use crate::runtime::log::{Level, Logger};
-use crate::runtime::spool::{SpoolFile, SpoolState};
+use crate::runtime::spool::{HashJoin, SpoolFile, SpoolState};
 use crate::sdp;
 use crate::tls::Tls;
 
@@ -41,6 +41,10 @@ pub(super) struct Shared {
     pub roster: Roster,
     /// Cancelled transfers, checked by their upload writers.
     pub cancelled: Mutex<HashSet<TransferId>>,
+    /// Hashing threads of uploads that ended with `Upload::finish_then` and may still run;
+    /// joined when the engine stops. Finished ones go at each push, so it holds at most about
+    /// as many as uploads may run at once (`http_max_uploads`).
+    pub hashing: Mutex<Vec<HashJoin>>,
 }
 
 impl Shared {
@@ -56,6 +60,7 @@ impl Shared {
                 ..RosterLimits::default()
             }),
             cancelled: Mutex::new(HashSet::new()),
+            hashing: Mutex::new(Vec::new()),
         }
     }
 }
@@ -1579,6 +1584,7 @@ mod tests {
         let shared = Arc::new(Shared {
             roster: Roster::new(RosterLimits::default()),
             cancelled: Mutex::new(HashSet::new()),
+            hashing: Mutex::new(Vec::new()),
         });
         let awaited: Awaited = Arc::new(Mutex::new(HashMap::new()));
         let addr: SocketAddr = "127.0.0.1:2855".parse().unwrap();

@@ -665,6 +665,12 @@ impl Engine {
 
     fn stop_inner(&mut self) {
         if let Some(h) = self.core.take() {
+            // Uploads whose SHA-1 is still being computed become complete (and get their
+            // restart record) before the core stops.
+            let hashing = std::mem::take(&mut *self.shared.hashing.lock());
+            for j in hashing {
+                j.join();
+            }
             let _ = self.tx.send(Cmd::Stop);
             let _ = h.join();
             if let Some(p) = self.persister.take() {
