@@ -14,6 +14,13 @@ pub struct Receiver {
     pub uri: String,
 }
 
+impl Receiver {
+    /// CPU seconds (user + system) the receiver process used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -137,6 +144,11 @@ pub fn uri_via(uri: &str, addr: std::net::SocketAddr) -> String {
 /// CPU seconds (user + system) of all threads of this process so far, from `/proc/self/stat`
 /// (clock ticks of `getconf CLK_TCK`, usually 10 ms).
 pub fn cpu_seconds() -> f64 {
+    cpu_seconds_of("/proc/self/stat")
+}
+
+/// [`cpu_seconds`] of the process whose `stat` file is `stat_path`.
+fn cpu_seconds_of(stat_path: &str) -> f64 {
     static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     let hz = *TICK.get_or_init(|| {
         Command::new("getconf")
@@ -146,7 +158,7 @@ pub fn cpu_seconds() -> f64 {
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
             .unwrap_or(100.0)
     });
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at the state, field 3;
     // utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
