@@ -347,18 +347,70 @@ static int error_value(void *ud, const char *key, size_t key_len,
 
 static const msrpcast_json_visitor error_visitor = {.value = error_value};
 
+/* The RPC status of a refused request through the control socket: `own` is the refusal that
+ * belongs to this request (answered with own_code), the rest is the same for every request. */
+static int fault_status(msrpcast_result r, msrpcast_result own, int own_code)
+{
+	if(r == own)
+		return own_code;
+	switch(r) {
+		case MSRPCAST_ERR_INVALID_VALUE: /* e.g. a key that is no participant */
+			return 400;
+		case MSRPCAST_ERR_TIMEOUT:
+			return 504;
+		case MSRPCAST_ERR_UNREACHABLE:
+		case MSRPCAST_ERR_BUSY:
+		case MSRPCAST_ERR_STOPPED:
+			return 503;
+		default:
+			return 500;
+	}
+}
+
+/* Answers a refusal as an RPC error: the result's name and, when the engine sent
+ * {"error":"..."}, its reason. Frees json (which may be NULL). */
+static void reply_fault(rpc_t *rpc, void *ctx, msrpcast_result r, int code,
+		char *json, size_t len)
+{
+	struct reply_error e;
+
+	memset(&e, 0, sizeof(e));
+	if(json != NULL)
+		msrpcast_json_walk(json, len, &error_visitor, &e);
+	msrpcast_string_free(json);
+	if(e.text[0])
+		rpc->fault(ctx, code, "%s: %s", msrpcast_rc_name(r), e.text);
+	else
+		rpc->fault(ctx, code, "%s", msrpcast_rc_name(r));
+}
+
+/* Turns the engine's JSON answer into the structured RPC reply (an RPC error naming `what`
+ * when it does not parse). Frees json. */
+static void reply_answer(
+		rpc_t *rpc, void *ctx, const char *what, char *json, size_t len)
+{
+	struct rpc_walk walk;
+	msrpcast_result w;
+
+	memset(&walk, 0, sizeof(walk));
+	walk.rpc = rpc;
+	walk.ctx = ctx;
+	w = msrpcast_json_walk(json, len, &rpc_visitor, &walk);
+	msrpcast_string_free(json);
+	if(w != MSRPCAST_OK)
+		rpc->fault(ctx, 500, "%s: %s", what, msrpcast_rc_name(w));
+}
+
 /* Through the control socket like every other request: the engine opens the file, starts the
  * transfer and answers {"transfer":<id>}, which becomes the structured RPC reply. */
 static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 {
 	msrpcast_client *c;
-	msrpcast_result r, w;
+	msrpcast_result r;
 	str conf = STR_NULL, path = STR_NULL, to = STR_NULL;
 	char *json = NULL;
 	size_t len = 0;
-	struct reply_error e;
-	struct rpc_walk walk;
-	int code, nkeys = 0, nscanned;
+	int nkeys = 0, nscanned;
 	const char **keys = NULL;
 	size_t *key_lens = NULL;
 
@@ -410,43 +462,14 @@ static void msrpcast_rpc_upload(rpc_t *rpc, void *ctx)
 				&len);
 	}
 	if(r != MSRPCAST_OK) {
-		memset(&e, 0, sizeof(e));
-		if(json != NULL)
-			msrpcast_json_walk(json, len, &error_visitor, &e);
-		msrpcast_string_free(json);
-		switch(r) {
-			case MSRPCAST_ERR_UNKNOWN_CONFERENCE:
-				code = 404;
-				break;
-			case MSRPCAST_ERR_INVALID_VALUE: /* e.g. a key that is no participant */
-				code = 400;
-				break;
-			case MSRPCAST_ERR_TIMEOUT:
-				code = 504;
-				break;
-			case MSRPCAST_ERR_UNREACHABLE:
-			case MSRPCAST_ERR_BUSY:
-			case MSRPCAST_ERR_STOPPED:
-				code = 503;
-				break;
-			default:
-				code = 500;
-		}
-		if(e.text[0])
-			rpc->fault(ctx, code, "%s: %s", msrpcast_rc_name(r), e.text);
-		else
-			rpc->fault(ctx, code, "%s", msrpcast_rc_name(r));
+		reply_fault(rpc, ctx, r,
+				fault_status(r, MSRPCAST_ERR_UNKNOWN_CONFERENCE, 404), json,
+				len);
 		return;
 	}
 	LM_INFO("msrpcast.upload of %.*s to conference %.*s: %.*s\n", path.len,
 			path.s, conf.len, conf.s, (int)len, json);
-	memset(&walk, 0, sizeof(walk));
-	walk.rpc = rpc;
-	walk.ctx = ctx;
-	w = msrpcast_json_walk(json, len, &rpc_visitor, &walk);
-	msrpcast_string_free(json);
-	if(w != MSRPCAST_OK)
-		rpc->fault(ctx, 500, "upload reply: %s", msrpcast_rc_name(w));
+	reply_answer(rpc, ctx, "upload reply", json, len);
 }
 
 static const char *msrpcast_rpc_reload_tls_doc[] = {
@@ -464,12 +487,9 @@ static const char *msrpcast_rpc_reload_tls_doc[] = {
 static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
 {
 	msrpcast_client *c;
-	msrpcast_result r, w;
+	msrpcast_result r;
 	char *json = NULL;
 	size_t len = 0;
-	struct reply_error e;
-	struct rpc_walk walk;
-	int code;
 
 	c = msrpcast_client_get();
 	if(c == NULL) {
@@ -479,39 +499,12 @@ static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
 	r = msrpcast_client_reload_tls(
 			c, (uint32_t)msrpcast_rpc_timeout_ms, &json, &len);
 	if(r != MSRPCAST_OK) {
-		memset(&e, 0, sizeof(e));
-		if(json != NULL)
-			msrpcast_json_walk(json, len, &error_visitor, &e);
-		msrpcast_string_free(json);
-		switch(r) {
-			case MSRPCAST_ERR_REFUSED:
-				code = 400;
-				break;
-			case MSRPCAST_ERR_TIMEOUT:
-				code = 504;
-				break;
-			case MSRPCAST_ERR_UNREACHABLE:
-			case MSRPCAST_ERR_BUSY:
-			case MSRPCAST_ERR_STOPPED:
-				code = 503;
-				break;
-			default:
-				code = 500;
-		}
-		if(e.text[0])
-			rpc->fault(ctx, code, "%s: %s", msrpcast_rc_name(r), e.text);
-		else
-			rpc->fault(ctx, code, "%s", msrpcast_rc_name(r));
+		reply_fault(rpc, ctx, r, fault_status(r, MSRPCAST_ERR_REFUSED, 400),
+				json, len);
 		return;
 	}
 	LM_INFO("msrpcast.reload_tls: %.*s\n", (int)len, json);
-	memset(&walk, 0, sizeof(walk));
-	walk.rpc = rpc;
-	walk.ctx = ctx;
-	w = msrpcast_json_walk(json, len, &rpc_visitor, &walk);
-	msrpcast_string_free(json);
-	if(w != MSRPCAST_OK)
-		rpc->fault(ctx, 500, "reload reply: %s", msrpcast_rc_name(w));
+	reply_answer(rpc, ctx, "reload reply", json, len);
 }
 
 /* clang-format off */

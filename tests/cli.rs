@@ -4,8 +4,11 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::proc::{scratch, text, Proc};
 
 use msrpcast::runtime::receive::{ReceiveServer, Sink};
 
@@ -17,48 +20,9 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("msrpcast runs")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("msrpcast-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `msrpcast receive` with `args`; returns it, its first line (the URI) and a reader of the rest.
+/// `msrpcast receive` with `extra`; returns it, its first line (the URI) and a reader of the rest.
 fn receiver(dir: &Path, extra: &[&str]) -> (Proc, String, BufReader<std::process::ChildStdout>) {
-    let mut child = bin()
-        .args([
-            "receive",
-            "--listen",
-            "127.0.0.1:0",
-            "--session-id",
-            "cli1",
-            "--dir",
-        ])
-        .arg(dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut uri = String::new();
-    out.read_line(&mut uri).unwrap();
-    (Proc(child), uri.trim().to_string(), out)
+    common::proc::receiver("cli1", dir, extra)
 }
 
 fn next_line(r: &mut impl BufRead) -> String {
@@ -101,7 +65,7 @@ fn exit_statuses_follow_the_table() {
     // 2: usage (clap) and a bad setting; 3: an unreadable file.
     assert_eq!(run(&["send"]).status.code(), Some(2));
     assert_eq!(run(&["frobnicate"]).status.code(), Some(2));
-    let d = scratch("exit");
+    let d = scratch("cli-exit");
     let f = d.join("f.bin");
     std::fs::write(&f, b"x").unwrap();
     let bad_set = run(&[
@@ -152,7 +116,7 @@ fn exit_statuses_follow_the_table() {
 
 #[test]
 fn receive_saves_by_the_offered_name_without_replacing() {
-    let d = scratch("named");
+    let d = scratch("cli-named");
     let src = d.join("quarterly report.pdf");
     let body: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&src, &body).unwrap();
@@ -196,7 +160,7 @@ fn receive_saves_by_the_offered_name_without_replacing() {
 
 #[test]
 fn a_hostile_offered_name_stays_inside_the_folder() {
-    let d = scratch("hostile");
+    let d = scratch("cli-hostile");
     let dir = d.join("in");
     std::fs::create_dir_all(&dir).unwrap();
     let server = ReceiveServer::start(
@@ -258,7 +222,7 @@ fn a_hostile_offered_name_stays_inside_the_folder() {
 
 #[test]
 fn send_json_prints_one_object_per_event() {
-    let d = scratch("json");
+    let d = scratch("cli-json");
     let src = d.join("f.bin");
     std::fs::write(&src, vec![7u8; 100_000]).unwrap();
     let (_rx, uri, _lines) = receiver(&d.join("rx"), &[]);
@@ -287,7 +251,7 @@ fn send_json_prints_one_object_per_event() {
 
 #[test]
 fn serve_creates_a_missing_spool_folder_private() {
-    let d = scratch("spool");
+    let d = scratch("cli-spool");
     let spool = d.join("new").join("spool");
     let mut child = bin()
         .args(["serve", "--http", "127.0.0.1:0", "--spool"])

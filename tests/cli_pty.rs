@@ -3,33 +3,15 @@
 //! small terminal model below); without one, plain lines.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::Duration;
 
+mod common;
+use common::proc::{scratch, text, Proc};
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_msrpcast")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("msrpcast-pty-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The file both tests send, and the receivers' read rates: the file is larger than what the
@@ -42,25 +24,8 @@ const RATES: [u64; 2] = [4_000_000, 6_000_000];
 /// `msrpcast receive` reading at most `rate` bytes/s (so that bars have time to move); returns
 /// it, its URI and a reader of its `received ...` lines.
 fn receiver(dir: &Path, session: &str, rate: u64) -> (Proc, String, BufReader<ChildStdout>) {
-    let mut child = Command::new(bin())
-        .args([
-            "receive",
-            "--listen",
-            "127.0.0.1:0",
-            "--session-id",
-            session,
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .args(["--misbehave", &format!("rate={rate}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut uri = String::new();
-    out.read_line(&mut uri).unwrap();
-    (Proc(child), uri.trim().to_string(), out)
+    let rate = format!("rate={rate}");
+    common::proc::receiver(session, dir, &["--misbehave", &rate])
 }
 
 /// Waits for `child` with a hang guard (not a timing assertion).
@@ -309,7 +274,7 @@ fn frame(line: &str, uri: &str) -> Option<Frame> {
 
 #[test]
 fn send_on_a_terminal_draws_a_bar_per_receiver_to_the_end() {
-    let d = scratch("bars");
+    let d = scratch("pty-bars");
     let src = d.join("big.bin");
     let size = SIZE;
     let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
@@ -437,7 +402,7 @@ fn send_on_a_terminal_draws_a_bar_per_receiver_to_the_end() {
 
 #[test]
 fn send_without_a_terminal_prints_plain_lines() {
-    let d = scratch("plain");
+    let d = scratch("pty-plain");
     let src = d.join("f.bin");
     let size = SIZE;
     std::fs::write(&src, vec![5u8; size]).unwrap();

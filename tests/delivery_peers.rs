@@ -18,6 +18,7 @@ use msrpcast::roster::DeliveryState;
 use msrpcast::runtime::Engine;
 
 mod common;
+use common::misbehave::Misbehave;
 use common::{upload, wait_joined};
 
 /// What the peer does once it has every byte of the message.
@@ -322,7 +323,7 @@ fn deliver_to_receiver(behaviour: &str, size: usize) {
         "rx",
         Sink::Discard,
         true,
-        Some(behaviour.parse().unwrap()),
+        Some(behaviour.parse::<Misbehave>().unwrap().hooks()),
         1,
     )
     .unwrap();
@@ -359,9 +360,7 @@ fn misbehaving_receivers_confirm() {
 
 #[test]
 fn unknown_behaviour_is_refused_with_the_list() {
-    let e = "report-per-chunk,bogus"
-        .parse::<msrpcast::runtime::receive::Misbehave>()
-        .unwrap_err();
+    let e = "report-per-chunk,bogus".parse::<Misbehave>().unwrap_err();
     assert!(
         e.contains("close-after-report") && e.contains("nagle"),
         "{e}"

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use msrpcast::config::Config;
 use msrpcast::roster::{DeliveryState, TransferId, TransferState};
-use msrpcast::runtime::receive::{hex, Misbehave, ReceiveServer, Received, Sink};
+use msrpcast::runtime::receive::{hex, ReceiveServer, Received, Sink};
 use msrpcast::runtime::{Engine, EngineError, Signal};
 use sha1::{Digest, Sha1};
 
 mod common;
-use common::{upload, wait_joined};
+use common::misbehave::Misbehave;
+use common::{data, upload, wait_joined};
 
 /// The tests of this file run one at a time: they move gigabytes and one of them compares
 /// timings, which a concurrent fan-out on the same two cores would distort.
@@ -66,21 +67,8 @@ fn engine(name: &str, sets: &[(&str, &str)]) -> (Engine, std::path::PathBuf) {
 
 fn receiver(misbehave: Option<Misbehave>) -> ReceiveServer {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    ReceiveServer::start(addr, "rx", Sink::Discard, true, misbehave, 1).unwrap()
-}
-
-/// Deterministic pseudo-random bytes (xorshift), cheap to make in release.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    let hooks = misbehave.as_ref().map(Misbehave::hooks);
+    ReceiveServer::start(addr, "rx", Sink::Discard, true, hooks, 1).unwrap()
 }
 
 fn next_received(r: &ReceiveServer, secs: u64) -> Received {

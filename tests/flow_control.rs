@@ -18,25 +18,13 @@ use msrpcast::runtime::Engine;
 use sha1::{Digest, Sha1};
 
 mod common;
-use common::{upload, wait_done, wait_joined};
+use common::{data, upload, wait_done, wait_joined};
 
 #[path = "../benches/common/proxy.rs"]
 mod proxy;
 use proxy::{DelayProxy, Path};
 
 const WINDOW: u64 = 256 * 1024;
-
-fn body(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[test]
 fn window_grows_beyond_its_start_on_a_long_path() {
@@ -72,7 +60,7 @@ fn window_grows_beyond_its_start_on_a_long_path() {
     let uri = format!("msrp://{}/far;tcp", proxy.addr());
     e.join_direct("c", "far", &uri).unwrap();
     wait_joined(&e, "c", 1);
-    let data = body(16 << 20);
+    let data = data(16 << 20, 11);
     let t = upload(&e, "c", &data);
     let states = wait_done(&e, t, 1, Duration::from_secs(600), String::new);
     assert_eq!(states[0].1, DeliveryState::Done, "{states:?}");

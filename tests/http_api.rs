@@ -19,7 +19,7 @@ use msrpcast::http::route::ROUTES;
 mod common;
 
 use common::http::{connect, read_response, roundtrip, set_all, HttpFix as Fix, Resp};
-use msrpcast::runtime::receive::Misbehave;
+use common::misbehave::Misbehave;
 
 const TOKEN: &str = "api-test-token";
 const PORTAL: &str = "https://portal.example";

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 
 use msrpcast::config::Config;
 use msrpcast::http::HttpServer;
-use msrpcast::runtime::receive::{hex, Misbehave};
+use msrpcast::runtime::receive::hex;
 use msrpcast::runtime::Engine;
 use sha1::{Digest, Sha1};
 
 mod common;
+use common::data;
+use common::misbehave::Misbehave;
 
 use common::http::{connect, read_response, roundtrip, set_all, wait, HttpFix as Fix, Resp, TOKEN};
 
@@ -65,19 +67,6 @@ fn spool_files(dir: &Path) -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
 }
 
 fn get(addr: SocketAddr, path: &str) -> Resp {

@@ -80,7 +80,7 @@ fn deliver(trusted_ca: bool) -> (DeliveryState, Option<String>, String) {
         session_id: "rxtls".into(),
         sink: Sink::Discard,
         hash: true,
-        misbehave: None,
+        hooks: None,
         threads: 1,
         max_message_bytes: 1 << 30,
         tls: Some(ReceiveTls {

@@ -18,7 +18,7 @@ use msrpcast::runtime::{Engine, Signal};
 use sha1::{Digest, Sha1};
 
 mod common;
-use common::{upload, wait_joined};
+use common::{data, upload, wait_joined};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -53,19 +53,6 @@ fn receiver() -> ReceiveServer {
     ReceiveServer::start(addr, "rx", Sink::Discard, true, None, 1).unwrap()
 }
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 /// The names in `dir` ending in `suffix`, sorted.
 fn names(dir: &Path, suffix: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -90,6 +77,21 @@ fn record_text(dir: &Path) -> String {
     let r = names(dir, ".record");
     assert_eq!(r.len(), 1, "{r:?}");
     std::fs::read_to_string(dir.join(&r[0])).unwrap()
+}
+
+/// A first run on `dir`: participant `a` joins conference `c`, each of `bodies` is uploaded,
+/// and the engine stops once every upload has its record.
+fn first_run(dir: &Path, bodies: &[&[u8]]) {
+    let e = engine(dir, &[]);
+    e.join("c", "a", "sip:a@127.0.0.1:5999", None).unwrap();
+    wait_joined(&e, "c", 1);
+    for body in bodies {
+        upload(&e, "c", body);
+    }
+    wait_until("a record for each upload", || {
+        names(dir, ".record").len() == bodies.len()
+    });
+    e.stop();
 }
 
 /// Upload, stop, start again on the same spool: the participant who had the file is not
@@ -306,15 +308,7 @@ fn a_file_for_chosen_participants_keeps_them_after_a_restart() {
 #[test]
 fn torn_records_and_partial_uploads_are_removed_at_start() {
     let dir = tmpdir("torn");
-    {
-        let e = engine(&dir, &[]);
-        e.join("c", "a", "sip:a@127.0.0.1:5999", None).unwrap();
-        wait_joined(&e, "c", 1);
-        upload(&e, "c", b"one");
-        upload(&e, "c", b"two");
-        wait_until("two records", || names(&dir, ".record").len() == 2);
-        e.stop();
-    }
+    first_run(&dir, &[b"one", b"two"]);
     let records = names(&dir, ".record");
     // The first record torn in the middle of a write (as a crash without rename safety would).
     let torn = dir.join(&records[0]);
@@ -370,14 +364,7 @@ fn torn_records_and_partial_uploads_are_removed_at_start() {
 #[test]
 fn a_spool_file_that_changed_on_disk_is_not_restored() {
     let dir = tmpdir("changed");
-    {
-        let e = engine(&dir, &[]);
-        e.join("c", "a", "sip:a@127.0.0.1:5999", None).unwrap();
-        wait_joined(&e, "c", 1);
-        upload(&e, "c", b"original");
-        wait_until("the record", || names(&dir, ".record").len() == 1);
-        e.stop();
-    }
+    first_run(&dir, &[b"original"]);
     let spool = dir.join(&names(&dir, ".spool")[0]);
     std::fs::write(&spool, b"ORIGINAL").unwrap();
     let e = engine(&dir, &[]);
@@ -400,16 +387,7 @@ fn a_spool_file_that_changed_on_disk_is_not_restored() {
 #[test]
 fn finished_transfer_limits_apply_to_restored_files() {
     let dir = tmpdir("limits");
-    {
-        let e = engine(&dir, &[]);
-        e.join("c", "a", "sip:a@127.0.0.1:5999", None).unwrap();
-        wait_joined(&e, "c", 1);
-        for body in [&b"1"[..], b"22", b"333"] {
-            upload(&e, "c", body);
-        }
-        wait_until("three records", || names(&dir, ".record").len() == 3);
-        e.stop();
-    }
+    first_run(&dir, &[b"1", b"22", b"333"]);
     let newest = names(&dir, ".record")
         .into_iter()
         .find(|n| {
@@ -447,14 +425,7 @@ fn finished_transfer_limits_apply_to_restored_files() {
 #[test]
 fn without_spool_persist_nothing_survives() {
     let dir = tmpdir("off");
-    {
-        let e = engine(&dir, &[]);
-        e.join("c", "a", "sip:a@127.0.0.1:5999", None).unwrap();
-        wait_joined(&e, "c", 1);
-        upload(&e, "c", b"kept");
-        wait_until("the record", || names(&dir, ".record").len() == 1);
-        e.stop();
-    }
+    first_run(&dir, &[b"kept"]);
     let e = engine(&dir, &[("spool_persist", "off")]);
     assert!(names(&dir, ".record").is_empty());
     assert!(names(&dir, ".spool").is_empty());

@@ -17,7 +17,7 @@ use msrpcast::runtime::log::{Level, Logger};
 use msrpcast::runtime::{Engine, Signal};
 
 mod common;
-use common::{upload, wait_joined};
+use common::{data, upload, wait_joined};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -586,18 +586,6 @@ fn tls_answer(host: &str, port: u16, extra: &str) -> String {
     )
 }
 
-fn body(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Engine active over msrps: the participant's certificate names 127.0.0.1 and chains to the
 /// configured CA; the file arrives whole (SHA-1 at the receiver) and the delivery is done.
 #[test]
@@ -607,7 +595,7 @@ fn msrps_delivery_engine_active_host_verified() {
     let (cert, key, _) = leaf(&ca1, &["127.0.0.1"], None);
     let part = TlsParticipant::start(&dir, "p", &cert, &key);
     let e = tls_engine(&dir, &ca1.pem, "host");
-    let data = body(3 << 20);
+    let data = data(3 << 20, 11);
     e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
         .unwrap();
     wait_joined(&e, "c", 1);
@@ -638,7 +626,7 @@ fn msrps_delivery_engine_active_fingerprint_verified() {
     let part = TlsParticipant::start(&dir, "p", &cert, &key);
     let unrelated = ca("unrelated CA");
     let e = tls_engine(&dir, &unrelated.pem, "fingerprint");
-    let data = body(1 << 20);
+    let data = data(1 << 20, 11);
     e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
         .unwrap();
     wait_joined(&e, "c", 1);
@@ -673,7 +661,7 @@ fn refused_peer(
     e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
         .unwrap();
     wait_joined(&e, "c", 1);
-    let t = upload(&e, "c", &body(100_000));
+    let t = upload(&e, "c", &data(100_000, 11));
     let Signal::Offer { delivery, .. } = next_signal(&e) else {
         panic!("expected an offer")
     };
@@ -751,7 +739,7 @@ fn msrps_direct_participant_gets_the_file() {
     e.join_direct("c", "p", &format!("msrps://127.0.0.1:{}/rx;tcp", part.port))
         .unwrap();
     wait_joined(&e, "c", 1);
-    let data = body(2 << 20);
+    let data = data(2 << 20, 11);
     let t = upload(&e, "c", &data);
     let got = part.rx.next(WAIT * 3).expect("the receiver got nothing");
     assert_eq!(got.sha1, Some(hex(&Sha1::digest(&data))));
@@ -781,7 +769,7 @@ fn tls_listener_of_the_receiver_gets_the_file() {
         session_id: "rx".into(),
         sink: Sink::Discard,
         hash: true,
-        misbehave: None,
+        hooks: None,
         threads: 1,
         max_message_bytes: 1 << 30,
         tls: Some(tls),
@@ -817,7 +805,7 @@ fn tls_listener_of_the_receiver_gets_the_file() {
     let e = tls_engine(&dir, &ca1.pem, "host");
     e.join_direct("c", "p", &uri).unwrap();
     wait_joined(&e, "c", 1);
-    let data = body(3 << 20);
+    let data = data(3 << 20, 11);
     let t = upload(&e, "c", &data);
     let got = rx.next(WAIT * 3).expect("the receiver got nothing");
     assert_eq!(got.failure, None);
@@ -953,7 +941,7 @@ fn msrps_delivery_engine_passive() {
     let trusted = ca("participants CA");
     let (cert, key, _) = leaf(&trusted, &["127.0.0.1"], None);
     let e = tls_engine(&dir, &trusted.pem, "host");
-    let data = body(2 << 20);
+    let data = data(2 << 20, 11);
     e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
         .unwrap();
     wait_joined(&e, "c", 1);
@@ -980,7 +968,7 @@ fn msrps_engine_passive_wrong_host_gets_no_byte() {
     e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
         .unwrap();
     wait_joined(&e, "c", 1);
-    let t = upload(&e, "c", &body(100_000));
+    let t = upload(&e, "c", &data(100_000, 11));
     let Signal::Offer { delivery, sdp, .. } = next_signal(&e) else {
         panic!("expected an offer")
     };

@@ -292,22 +292,14 @@ pub extern "C" fn msrpcast_client_upload(
         let conference = unsafe { nonempty_arg(conf, conf_len) }?;
         // SAFETY: path is NULL or points to path_len readable bytes (API contract).
         let path = unsafe { nonempty_arg(path, path_len) }?;
-        out_arg(json)?;
-        out_arg(len)?;
-        if timeout_ms == 0 {
-            return Err(MSRPCAST_ERR_INVALID_VALUE);
-        }
-        let (result, text) = ask(
-            c,
-            |request| Request::Upload {
-                request,
-                conference,
-                path,
-                to: None,
-            },
-            Duration::from_millis(timeout_ms.into()),
-        )?;
-        answer_upload(result, text, json, len)
+        let (result, text) = ask_answer(c, timeout_ms, json, len, |request| Request::Upload {
+            request,
+            conference,
+            path,
+            to: None,
+        })?;
+        // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
+        unsafe { hand_out_answer(result, text, json, len) }
     })
 }
 
@@ -341,31 +333,48 @@ pub extern "C" fn msrpcast_client_upload_to(
         // SAFETY: to and to_lens are NULL or hold to_count readable elements, each key
         // to_lens[i] readable bytes (API contract).
         let keys = unsafe { keys_arg(to, to_lens, to_count) }?;
-        out_arg(json)?;
-        out_arg(len)?;
-        if timeout_ms == 0 {
-            return Err(MSRPCAST_ERR_INVALID_VALUE);
-        }
-        let (result, text) = ask(
-            c,
-            |request| Request::Upload {
-                request,
-                conference,
-                path,
-                to: Some(keys),
-            },
-            Duration::from_millis(timeout_ms.into()),
-        )?;
-        answer_upload(result, text, json, len)
+        let (result, text) = ask_answer(c, timeout_ms, json, len, |request| Request::Upload {
+            request,
+            conference,
+            path,
+            to: Some(keys),
+        })?;
+        // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
+        unsafe { hand_out_answer(result, text, json, len) }
     })
 }
 
-/// Hands an UPLOAD reply to the caller: the JSON to `*json` / `*len` (checked non-NULL), the
-/// engine's result code as the return value.
-fn answer_upload(result: u32, text: String, json: *mut *mut c_char, len: *mut usize) -> FfiResult {
+/// The checks and the exchange of a request whose answer is handed out as JSON: `json` and
+/// `len` must be non-NULL, `timeout_ms` 1 or more; then [`ask`] waits up to that long.
+fn ask_answer<'a>(
+    c: &msrpcast_client,
+    timeout_ms: u32,
+    json: *mut *mut c_char,
+    len: *mut usize,
+    make: impl FnOnce(u32) -> Request<'a>,
+) -> Result<(u32, String), msrpcast_result> {
+    out_arg(json)?;
+    out_arg(len)?;
+    if timeout_ms == 0 {
+        return Err(MSRPCAST_ERR_INVALID_VALUE);
+    }
+    ask(c, make, Duration::from_millis(timeout_ms.into()))
+}
+
+/// Hands an answered request's JSON text out through `*json`/`*len` whatever its result (the
+/// caller frees it with `msrpcast_string_free`), then returns that result: `Ok` for
+/// `MSRPCAST_OK`, else the code (an unknown one as `MSRPCAST_ERR_IO`).
+///
+/// # Safety
+/// `json` and `len` must be non-NULL and valid for writes of one pointer and one `usize`.
+unsafe fn hand_out_answer(
+    result: u32,
+    text: String,
+    json: *mut *mut c_char,
+    len: *mut usize,
+) -> Result<(), msrpcast_result> {
     let (ptr, n) = owned_c_string(text)?;
-    // SAFETY: json and len were checked non-NULL by the callers and are valid for writes (API
-    // contract).
+    // SAFETY: the caller guarantees json and len are non-NULL and valid for writes.
     unsafe {
         write_out(json, ptr);
         write_out(len, n);
@@ -401,27 +410,11 @@ pub extern "C" fn msrpcast_client_reload_tls(
     ffi_boundary(|| {
         // SAFETY: c is NULL or a live client handle (API contract).
         let c = unsafe { handle(c) }?;
-        out_arg(json)?;
-        out_arg(len)?;
-        if timeout_ms == 0 {
-            return Err(MSRPCAST_ERR_INVALID_VALUE);
-        }
-        let (result, text) = ask(
-            c,
-            |request| Request::ReloadTls { request },
-            Duration::from_millis(timeout_ms.into()),
-        )?;
-        let (ptr, n) = owned_c_string(text)?;
+        let (result, text) = ask_answer(c, timeout_ms, json, len, |request| Request::ReloadTls {
+            request,
+        })?;
         // SAFETY: json and len were checked non-NULL and are valid for writes (API contract).
-        unsafe {
-            write_out(json, ptr);
-            write_out(len, n);
-        }
-        if result == MSRPCAST_OK as u32 {
-            Ok(())
-        } else {
-            Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO))
-        }
+        unsafe { hand_out_answer(result, text, json, len) }
     })
 }
 
@@ -440,16 +433,10 @@ pub extern "C" fn msrpcast_client_status(
     ffi_boundary(|| {
         // SAFETY: c is NULL or a live client handle (API contract).
         let c = unsafe { handle(c) }?;
-        out_arg(json)?;
-        out_arg(len)?;
-        if timeout_ms == 0 {
-            return Err(MSRPCAST_ERR_INVALID_VALUE);
-        }
-        let (result, text) = ask(
-            c,
-            |request| Request::Status { request, what },
-            Duration::from_millis(timeout_ms.into()),
-        )?;
+        let (result, text) = ask_answer(c, timeout_ms, json, len, |request| Request::Status {
+            request,
+            what,
+        })?;
         if result != MSRPCAST_OK as u32 {
             return Err(from_u32(result).unwrap_or(MSRPCAST_ERR_IO));
         }

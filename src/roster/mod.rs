@@ -501,6 +501,58 @@ impl Inner {
             }
         }
     }
+
+    /// Makes room for one more transfer in `conference`, whose transfers (or restored files
+    /// waiting for its first join) are `listed`: at `limit` uncancelled ones the oldest finished
+    /// one goes (into `evicted`); when none has finished the new one is refused.
+    fn make_room(
+        &mut self,
+        conference: &str,
+        listed: &[TransferId],
+        limit: usize,
+    ) -> Result<(), RosterError> {
+        let counted: Vec<TransferId> = listed
+            .iter()
+            .copied()
+            .filter(|t| self.transfers.get(t).is_some_and(|t| !t.cancelled))
+            .collect();
+        if counted.len() < limit {
+            return Ok(());
+        }
+        let oldest = counted
+            .iter()
+            .copied()
+            .filter(|t| self.transfers.get(t).is_some_and(|t| self.is_finished(t)))
+            .min_by_key(|id| self.transfers.get(id).map(|t| (t.changed_at_ms, *id)));
+        let Some(old) = oldest else {
+            return Err(RosterError::TooManyTransfers {
+                conference: conference.to_owned(),
+                limit,
+            });
+        };
+        self.remove_transfer(old);
+        self.evicted.push(old);
+        Ok(())
+    }
+
+    /// Gives `t` the next id and version and lists it with its conference, or, when the
+    /// conference has no participant yet, with the files waiting for its first join.
+    fn insert_transfer(&mut self, mut t: Transfer) -> TransferId {
+        self.next_transfer += 1;
+        let id = TransferId(self.next_transfer);
+        self.version += 1;
+        t.version = self.version;
+        match self.conferences.get_mut(&t.conference) {
+            Some(c) => c.transfers.push(id),
+            None => self
+                .waiting
+                .entry(t.conference.clone())
+                .or_default()
+                .push(id),
+        }
+        self.transfers.insert(id, t);
+        id
+    }
 }
 
 type Clock = Box<dyn Fn() -> u64 + Send + Sync>;
@@ -725,55 +777,28 @@ impl Roster {
                 Some(chosen)
             }
         };
-        let counted: Vec<TransferId> = conf
-            .transfers
-            .iter()
-            .copied()
-            .filter(|t| inner.transfers.get(t).is_some_and(|t| !t.cancelled))
-            .collect();
-        if counted.len() >= self.limits.max_transfers_per_conference {
-            // Make room: the oldest finished transfer of this conference goes.
-            let oldest = counted
-                .iter()
-                .copied()
-                .filter(|t| inner.transfers.get(t).is_some_and(|t| inner.is_finished(t)))
-                .min_by_key(|id| inner.transfers.get(id).map(|t| (t.changed_at_ms, *id)));
-            let Some(old) = oldest else {
-                return Err(RosterError::TooManyTransfers {
-                    conference: conference.to_owned(),
-                    limit: self.limits.max_transfers_per_conference,
-                });
-            };
-            inner.remove_transfer(old);
-            inner.evicted.push(old);
-        }
-        inner.next_transfer += 1;
-        let id = TransferId(inner.next_transfer);
-        inner.version += 1;
-        let version = inner.version;
-        if let Some(conf) = inner.conferences.get_mut(conference) {
-            conf.transfers.push(id);
-        }
-        inner.transfers.insert(
-            id,
-            Transfer {
-                conference: conference.to_owned(),
-                cancelled: false,
-                version,
-                changed_at_ms: now,
-                name: name.to_owned(),
-                content_type: content_type.to_owned(),
-                size: 0,
-                declared_size,
-                state: TransferState::Receiving,
-                created_at_ms: now,
-                updated_at_ms: now,
-                origin: None,
-                to,
-                deliveries: Vec::new(),
-            },
-        );
-        Ok(id)
+        let listed = conf.transfers.clone();
+        inner.make_room(
+            conference,
+            &listed,
+            self.limits.max_transfers_per_conference,
+        )?;
+        Ok(inner.insert_transfer(Transfer {
+            conference: conference.to_owned(),
+            cancelled: false,
+            version: 0,
+            changed_at_ms: now,
+            name: name.to_owned(),
+            content_type: content_type.to_owned(),
+            size: 0,
+            declared_size,
+            state: TransferState::Receiving,
+            created_at_ms: now,
+            updated_at_ms: now,
+            origin: None,
+            to,
+            deliveries: Vec::new(),
+        }))
     }
 
     /// Registers a complete file restored after a restart (see `runtime/engine/persist.rs`),
@@ -796,58 +821,28 @@ impl Roster {
                 .cloned()
                 .unwrap_or_default(),
         };
-        let counted: Vec<TransferId> = listed
-            .into_iter()
-            .filter(|t| inner.transfers.get(t).is_some_and(|t| !t.cancelled))
-            .collect();
-        if counted.len() >= self.limits.max_transfers_per_conference {
-            let oldest = counted
-                .iter()
-                .copied()
-                .filter(|t| inner.transfers.get(t).is_some_and(|t| inner.is_finished(t)))
-                .min_by_key(|id| inner.transfers.get(id).map(|t| (t.changed_at_ms, *id)));
-            let Some(old) = oldest else {
-                return Err(RosterError::TooManyTransfers {
-                    conference: r.conference.clone(),
-                    limit: self.limits.max_transfers_per_conference,
-                });
-            };
-            inner.remove_transfer(old);
-            inner.evicted.push(old);
-        }
-        inner.next_transfer += 1;
-        let id = TransferId(inner.next_transfer);
-        inner.version += 1;
-        let version = inner.version;
-        match inner.conferences.get_mut(&r.conference) {
-            Some(c) => c.transfers.push(id),
-            None => inner
-                .waiting
-                .entry(r.conference.clone())
-                .or_default()
-                .push(id),
-        }
-        inner.transfers.insert(
-            id,
-            Transfer {
-                conference: r.conference.clone(),
-                cancelled: false,
-                version,
-                changed_at_ms: r.changed_ms,
-                name: r.name.clone(),
-                content_type: r.content_type.clone(),
-                size: r.size,
-                declared_size: Some(r.size),
-                state: TransferState::Complete { sha1: r.sha1 },
-                created_at_ms: r.created_ms,
-                updated_at_ms: r.changed_ms,
-                deliveries: Vec::new(),
-                // Where it came from is not in the record: unknown after a restart.
-                origin: None,
-                to: r.to.clone(),
-            },
-        );
-        Ok(id)
+        inner.make_room(
+            &r.conference,
+            &listed,
+            self.limits.max_transfers_per_conference,
+        )?;
+        Ok(inner.insert_transfer(Transfer {
+            conference: r.conference.clone(),
+            cancelled: false,
+            version: 0,
+            changed_at_ms: r.changed_ms,
+            name: r.name.clone(),
+            content_type: r.content_type.clone(),
+            size: r.size,
+            declared_size: Some(r.size),
+            state: TransferState::Complete { sha1: r.sha1 },
+            created_at_ms: r.created_ms,
+            updated_at_ms: r.changed_ms,
+            deliveries: Vec::new(),
+            // Where it came from is not in the record: unknown after a restart.
+            origin: None,
+            to: r.to.clone(),
+        }))
     }
 
     /// Records how many bytes of the upload have been spooled.

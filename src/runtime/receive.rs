@@ -6,9 +6,9 @@
 //! receiver behind an `msrps://` relay reaches it over TLS, verifying the relay's certificate
 //! ([`ReceiveTls`]).
 //!
-//! For tests it can also misbehave on purpose — read slowly, close mid-way, answer 481, never
-//! answer, send a failure REPORT, or flood the sender with empty SENDs — so that the engine's
-//! isolation can be checked against real sockets.
+//! A receiver can be made to misbehave on purpose (for tests and for imitating phones) through
+//! [`ReceiveHooks`]: no-ops by default, called where misbehaviour is injected. The misbehaviours
+//! themselves (`msrpcast receive --misbehave`) live in the tool, not in this library.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -32,117 +32,84 @@ use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::log::Logger;
 use crate::tls::{Fingerprint, Tls, TlsError, TlsSettings, TlsStream, Transport, Verify};
 
-/// Deliberate misbehaviour, for isolation tests and for imitating real phones.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Misbehave {
-    /// Read at most this many bytes per second.
-    Rate(u64),
-    /// Close the connection once this many body bytes arrived.
-    CloseAfter(u64),
-    /// Like `CloseAfter`, but once per receiver (the first connection that gets this many body
-    /// bytes; its responses are written first): the transfer can then be resumed.
-    CloseAfterBytes(u64),
-    /// Answer every data-carrying SEND with 481.
-    Reply481,
-    /// Read everything, answer nothing.
-    NeverAnswer,
-    /// Answer 200, then send a failure REPORT (`Status: 000 415`) for the message.
-    FailureReport,
-    /// Close the connection as soon as a success REPORT is written (a phone that ends the file
-    /// session once it has the file).
-    CloseAfterReport,
-    /// A success REPORT for every chunk (after its 200) instead of one per message.
-    ReportPerChunk,
-    /// No TCP_NODELAY, and every response and REPORT its own small write: the peer's Nagle holds
-    /// the second small write until the first is acknowledged.
-    Nagle,
-    /// Once the first frame arrives (for the sender's path), never read again and write empty
-    /// SENDs (`Byte-Range: 1-0/0`) on the connection as fast as the sender takes them, until it
-    /// closes (issue 14 finding 1: a participant flooding its delivery connection).
-    Flood,
-    /// Several of the above at once (`report-per-chunk,nagle`).
-    All(Vec<Misbehave>),
+/// What the connection does after a reply a hook let through, or after what a hook wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AfterWrite {
+    /// Write what is queued now, on its own (an error shows at the next flush).
+    pub flush: bool,
+    /// Close the connection once everything queued is written.
+    pub close_when_flushed: bool,
 }
 
-impl Misbehave {
-    /// Every single behaviour in this one.
-    fn each(&self) -> Vec<&Misbehave> {
-        match self {
-            Misbehave::All(v) => v.iter().flat_map(|m| m.each()).collect(),
-            m => vec![m],
-        }
+/// Whether a frame goes on to the MSRP [`Receiver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameVerdict {
+    /// The receiver handles it as usual.
+    Handle,
+    /// A hook took it (and wrote whatever answer it wanted): the receiver never sees it.
+    Taken,
+}
+
+/// How a hook closes the connection ([`ReceiveHooks::close_now`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    /// At once: what is queued is not written.
+    Now,
+    /// Once the responses queued so far are written (as far as the socket takes them).
+    AfterResponses,
+}
+
+/// One connection's hooks, at the points where a receiver can be made to misbehave. Every
+/// method has a default that behaves normally; the library itself never overrides them.
+pub trait ReceiveHooks: Send {
+    /// TCP_NODELAY on an accepted connection.
+    fn nodelay(&self) -> bool {
+        true
     }
-}
-
-impl std::str::FromStr for Misbehave {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.contains(',') {
-            let all = s
-                .split(',')
-                .map(str::parse)
-                .collect::<Result<Vec<Misbehave>, String>>()?;
-            return Ok(Misbehave::All(all));
-        }
-        let (k, v) = s.split_once('=').unwrap_or((s, ""));
-        let num = || {
-            v.parse::<u64>()
-                .map_err(|_| format!("{k} needs a number: {k}=N"))
-        };
-        match k {
-            "rate" => Ok(Misbehave::Rate(num()?)),
-            "close-after" => Ok(Misbehave::CloseAfter(num()?)),
-            "close-after-bytes" => Ok(Misbehave::CloseAfterBytes(num()?)),
-            "reply-481" => Ok(Misbehave::Reply481),
-            "never-answer" => Ok(Misbehave::NeverAnswer),
-            "failure-report" => Ok(Misbehave::FailureReport),
-            "close-after-report" => Ok(Misbehave::CloseAfterReport),
-            "report-per-chunk" => Ok(Misbehave::ReportPerChunk),
-            "nagle" => Ok(Misbehave::Nagle),
-            "flood" => Ok(Misbehave::Flood),
-            _ => Err(format!(
-                "unknown behaviour {s:?}: rate=N, close-after=N, close-after-bytes=N, reply-481, never-answer, \
-                 failure-report, close-after-report, report-per-chunk, nagle, flood \
-                 (several joined by commas)"
-            )),
-        }
+    /// How many bytes may be read now (a rate limit); 0 waits for the next tick.
+    fn read_allowance(&mut self, _now: Instant) -> u64 {
+        u64::MAX
     }
+    /// `n` bytes were read.
+    fn on_read(&mut self, _n: usize) {}
+    /// Every frame, before the receiver: a hook may take it, writing its own answer to `out`
+    /// (`local` is our URI).
+    fn on_frame(&mut self, _frame: &Message, _local: &Uri, _out: &mut BytesMut) -> FrameVerdict {
+        FrameVerdict::Handle
+    }
+    /// A reply of the receiver about to be queued: `None` drops it.
+    fn on_reply(&mut self, _reply: &Message) -> Option<AfterWrite> {
+        Some(AfterWrite::default())
+    }
+    /// After the receiver's replies to `frame` were queued: a hook may add its own to `out`.
+    fn after_frame(&mut self, _frame: &Message, _local: &Uri, _out: &mut BytesMut) -> AfterWrite {
+        AfterWrite::default()
+    }
+    /// After the frames of a read: whether (and how) to close the connection.
+    fn close_now(&mut self) -> Option<Closing> {
+        None
+    }
+    /// True once the connection only writes: nothing more is read, and whenever the socket
+    /// takes more, [`ReceiveHooks::fill`] queues it.
+    fn writes_only(&self) -> bool {
+        false
+    }
+    /// Queues what a write-only connection writes next.
+    fn fill(&mut self, _local: &Uri, _out: &mut BytesMut) {}
 }
 
-/// The behaviours of a receiver, flattened.
-#[derive(Debug, Clone, Copy, Default)]
-struct Behaviour {
-    rate: Option<u64>,
-    close_after: Option<u64>,
-    close_after_bytes: Option<u64>,
-    reply_481: bool,
-    never_answer: bool,
-    failure_report: bool,
-    close_after_report: bool,
-    report_per_chunk: bool,
-    nagle: bool,
-    flood: bool,
-}
+/// Makes each connection's [`ReceiveHooks`].
+pub type Hooks = Arc<dyn Fn() -> Box<dyn ReceiveHooks> + Send + Sync>;
 
-impl Behaviour {
-    fn of(m: Option<&Misbehave>) -> Behaviour {
-        let mut b = Behaviour::default();
-        for m in m.map(Misbehave::each).unwrap_or_default() {
-            match m {
-                Misbehave::Rate(r) => b.rate = Some(*r),
-                Misbehave::CloseAfter(n) => b.close_after = Some(*n),
-                Misbehave::CloseAfterBytes(n) => b.close_after_bytes = Some(*n),
-                Misbehave::Reply481 => b.reply_481 = true,
-                Misbehave::NeverAnswer => b.never_answer = true,
-                Misbehave::FailureReport => b.failure_report = true,
-                Misbehave::CloseAfterReport => b.close_after_report = true,
-                Misbehave::ReportPerChunk => b.report_per_chunk = true,
-                Misbehave::Nagle => b.nagle = true,
-                Misbehave::Flood => b.flood = true,
-                Misbehave::All(_) => {}
-            }
-        }
-        b
+/// The hooks of a receiver that behaves.
+struct Behaves;
+
+impl ReceiveHooks for Behaves {}
+
+fn hooks_of(opts: &ReceiveOptions) -> Box<dyn ReceiveHooks> {
+    match &opts.hooks {
+        Some(make) => make(),
+        None => Box::new(Behaves),
     }
 }
 
@@ -180,7 +147,8 @@ pub struct ReceiveOptions {
     pub sink: Sink,
     /// Hash the data (in order) with SHA-1.
     pub hash: bool,
-    pub misbehave: Option<Misbehave>,
+    /// Each connection's hooks (none: it behaves).
+    pub hooks: Option<Hooks>,
     pub events: Sender<Received>,
     /// Limits of the frame parser (body bytes per chunk and so on).
     pub limits: Limits,
@@ -206,8 +174,6 @@ pub struct ReceiveOptions {
 #[derive(Debug, Default)]
 pub struct KeptParts {
     parts: parking_lot::Mutex<std::collections::VecDeque<Kept>>,
-    /// `close-after-bytes` fired already (once per receiver).
-    closed_once: std::sync::atomic::AtomicBool,
 }
 
 /// Part files kept at most by one receiver ([`KeptParts`]).
@@ -337,8 +303,8 @@ impl Handler for ReceiveListener {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    let nagle = Behaviour::of(self.opts.misbehave.as_ref()).nagle;
-                    let _ = stream.set_nodelay(!nagle);
+                    let hooks = hooks_of(&self.opts);
+                    let _ = stream.set_nodelay(hooks.nodelay());
                     let transport = match &self.tls {
                         None => Transport::Plain(stream),
                         Some((cfg, timeout)) => {
@@ -355,7 +321,8 @@ impl Handler for ReceiveListener {
                             }
                         }
                     };
-                    ctx.add(Box::new(ReceiveConn::new(transport, self.opts.clone())));
+                    let conn = ReceiveConn::new(transport, self.opts.clone(), hooks);
+                    ctx.add(Box::new(conn));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -418,37 +385,33 @@ pub struct ReceiveConn {
     receiver: Receiver,
     open: HashMap<Bytes, Open>,
     out: BytesMut,
-    body_bytes: u64,
-    budget: u64,
-    last_refill: Instant,
     buf: Vec<u8>,
     closed: bool,
     /// The `Content-Disposition` file name of the frame being handled, if any.
     frame_name: Option<String>,
+    hooks: Box<dyn ReceiveHooks>,
     /// The `Byte-Range` total of the frame being handled, if any.
     frame_total: Option<u64>,
-    behaviour: Behaviour,
-    /// A success REPORT was queued and the behaviour says to close once it is written.
+    /// A hook asked to close once everything queued is written.
     close_when_flushed: bool,
-    /// Transaction ids of the per-chunk REPORTs.
-    report_seq: u64,
     /// The TLS handshake completed (always true for plain TCP).
     secured: bool,
-    /// Flood: the sender's From-Path, once its first frame arrived; from then on only writes.
-    flood_to: Option<Vec<Uri>>,
-    /// Flood: empty SENDs written so far (their transaction and message ids).
-    flood_seq: u64,
 }
 
 impl ReceiveConn {
-    fn new(stream: Transport, opts: Arc<ReceiveOptions>) -> Self {
+    fn new(stream: Transport, opts: Arc<ReceiveOptions>, hooks: Box<dyn ReceiveHooks>) -> Self {
         let decoder = FrameDecoder::new(opts.limits);
-        Self::with_decoder(stream, opts, decoder)
+        Self::with_decoder(stream, opts, hooks, decoder)
     }
 
     /// On a connection whose first bytes were already read into `decoder` (relay mode: the
     /// frames after the AUTH exchange).
-    fn with_decoder(stream: Transport, opts: Arc<ReceiveOptions>, decoder: FrameDecoder) -> Self {
+    fn with_decoder(
+        stream: Transport,
+        opts: Arc<ReceiveOptions>,
+        hooks: Box<dyn ReceiveHooks>,
+        decoder: FrameDecoder,
+    ) -> Self {
         let receiver = Receiver::new(
             opts.local.clone(),
             ReceiverConfig {
@@ -461,18 +424,12 @@ impl ReceiveConn {
             receiver,
             open: HashMap::new(),
             out: BytesMut::new(),
-            body_bytes: 0,
-            budget: u64::MAX,
-            last_refill: Instant::now(),
             buf: vec![0; 256 * 1024],
             closed: false,
             frame_name: None,
+            hooks,
             frame_total: None,
-            behaviour: Behaviour::of(opts.misbehave.as_ref()),
             close_when_flushed: false,
-            report_seq: 0,
-            flood_to: None,
-            flood_seq: 0,
             secured: !stream.is_tls(),
             stream,
             opts,
@@ -611,18 +568,10 @@ impl ReceiveConn {
     }
 
     fn handle_frame(&mut self, msg: Message) {
+        if self.hooks.on_frame(&msg, &self.opts.local, &mut self.out) == FrameVerdict::Taken {
+            return;
+        }
         let is_data_send = matches!(msg.kind, Kind::Request(Method::Send)) && !msg.body.is_empty();
-        self.body_bytes += msg.body.len() as u64;
-        let b = self.behaviour;
-        if b.flood {
-            if self.flood_to.is_none() {
-                self.flood_to = Some(msg.from_path.clone());
-            }
-            return;
-        }
-        if self.misbehaved(&msg, is_data_send) {
-            return;
-        }
         if is_data_send && !self.resume_kept(&msg) {
             return;
         }
@@ -630,20 +579,19 @@ impl ReceiveConn {
         self.frame_total = msg.byte_range().and_then(|br| br.total);
         self.receiver.handle_frame(&msg);
         while let Some(mut reply) = self.receiver.poll_reply() {
-            let is_report = reply.method() == Some(&Method::Report);
-            if is_report && b.report_per_chunk {
-                // Replaced by the per-chunk REPORTs below.
+            let Some(after) = self.hooks.on_reply(&reply) else {
                 continue;
-            }
+            };
             if self.opts.full_path_responses && reply.response_code().is_some() {
                 reply.to_path = msg.from_path.clone();
             }
             writer::write_message(&reply, &mut self.out);
-            self.after_reply(is_report);
+            self.after_write(after);
         }
-        if b.report_per_chunk && is_data_send && msg.success_report() {
-            self.chunk_report(&msg);
-        }
+        let after = self
+            .hooks
+            .after_frame(&msg, &self.opts.local, &mut self.out);
+        self.after_write(after);
         while let Some(ev) = self.receiver.poll_event() {
             self.handle_event(ev);
         }
@@ -731,63 +679,6 @@ impl ReceiveConn {
         true
     }
 
-    /// Never-answer, reply-481 and failure-report: true when one of them took the frame.
-    fn misbehaved(&mut self, msg: &Message, is_data_send: bool) -> bool {
-        let b = self.behaviour;
-        if b.never_answer {
-            return true;
-        }
-        if !is_data_send || !(b.reply_481 || b.failure_report) {
-            return false;
-        }
-        let to = writer::render_path(&msg.from_path);
-        let from = writer::render_path(std::slice::from_ref(&self.opts.local));
-        if b.reply_481 {
-            let reason = Some(&b"Session Does Not Exist"[..]);
-            writer::write_response(&msg.transaction_id, 481, reason, &to, &from, &mut self.out);
-            return true;
-        }
-        writer::write_response(
-            &msg.transaction_id,
-            200,
-            Some(b"OK"),
-            &to,
-            &from,
-            &mut self.out,
-        );
-        self.failure_report(msg);
-        true
-    }
-
-    /// `Status: 000 415` for the message of `msg` (failure-report).
-    fn failure_report(&mut self, msg: &Message) {
-        let mut report = Message {
-            transaction_id: Bytes::from_static(b"failrep1"),
-            kind: Kind::Request(Method::Report),
-            to_path: msg.from_path.clone(),
-            from_path: vec![self.opts.local.clone()],
-            headers: Vec::new(),
-            body: Bytes::new(),
-            continuation: crate::msrp::Continuation::End,
-        };
-        if let Some(id) = msg.message_id() {
-            report
-                .headers
-                .push(crate::msrp::Header::MessageId(id.clone()));
-        }
-        if let Some(br) = msg.byte_range() {
-            report.headers.push(crate::msrp::Header::ByteRange(br));
-        }
-        report
-            .headers
-            .push(crate::msrp::Header::Status(crate::msrp::Status {
-                namespace: 0,
-                code: 415,
-                comment: Some(Bytes::from_static(b"Unsupported Media Type")),
-            }));
-        writer::write_message(&report, &mut self.out);
-    }
-
     fn flush(&mut self) -> io::Result<()> {
         while !self.out.is_empty() {
             match self.stream.write(&self.out) {
@@ -807,93 +698,29 @@ impl ReceiveConn {
         }
     }
 
-    /// Behaviours that act on each written reply: Nagle writes each one on its own, and
-    /// close-after-report closes once a success REPORT is out.
-    fn after_reply(&mut self, is_report: bool) {
-        if is_report && self.behaviour.close_after_report {
+    /// What a hook asked for once a reply is queued: its own write(2), or a close once all is
+    /// written.
+    fn after_write(&mut self, after: AfterWrite) {
+        if after.close_when_flushed {
             self.close_when_flushed = true;
         }
-        if self.behaviour.nagle {
-            // Each reply its own write(2); an error shows at the next flush.
+        if after.flush {
+            // An error shows at the next flush.
             let _ = self.flush();
         }
     }
 
-    /// A success REPORT for the chunk `msg` alone (report-per-chunk).
-    fn chunk_report(&mut self, msg: &Message) {
-        let (Some(id), Some(br)) = (msg.message_id(), msg.byte_range()) else {
-            return;
-        };
-        let end = br.start + msg.body.len() as u64 - 1;
-        self.report_seq += 1;
-        let report = Message {
-            transaction_id: Bytes::from(format!("chunkrep{}", self.report_seq)),
-            kind: Kind::Request(Method::Report),
-            to_path: msg.from_path.clone(),
-            from_path: vec![self.opts.local.clone()],
-            headers: vec![
-                crate::msrp::Header::MessageId(id.clone()),
-                crate::msrp::Header::ByteRange(crate::msrp::ByteRange {
-                    start: br.start,
-                    end: Some(end),
-                    total: br.total,
-                }),
-                crate::msrp::Header::Status(crate::msrp::Status {
-                    namespace: 0,
-                    code: 200,
-                    comment: Some(Bytes::from_static(b"OK")),
-                }),
-            ],
-            body: Bytes::new(),
-            continuation: crate::msrp::Continuation::End,
-        };
-        writer::write_message(&report, &mut self.out);
-        let last = msg.continuation == crate::msrp::Continuation::End;
-        self.after_reply(last);
-    }
-
-    fn refill(&mut self, now: Instant) {
-        if let Some(r) = self.behaviour.rate {
-            let dt = now.duration_since(self.last_refill);
-            self.last_refill = now;
-            let add = (r as f64 * dt.as_secs_f64()) as u64;
-            self.budget = (self.budget.saturating_add(add)).min(r.max(1));
-        }
-    }
-
-    /// Flood: empty SENDs to the sender, as many as its socket takes; nothing is read.
-    fn flood(&mut self) -> Flow {
-        /// Bytes of SENDs queued at once before writing them.
-        const BATCH: usize = 64 * 1024;
-        let Some(to) = self.flood_to.as_ref() else {
-            return Flow::Continue;
-        };
-        let to = writer::render_path(to);
-        let from = writer::render_path(std::slice::from_ref(&self.opts.local));
+    /// A write-only connection (a hook's): what the hook queues, as much as the socket takes;
+    /// nothing is read.
+    fn write_only(&mut self) -> Flow {
         loop {
-            while self.out.len() < BATCH {
-                self.flood_seq += 1;
-                let n = self.flood_seq;
-                // A transaction id has 4 characters at least (RFC 4975 §9).
-                self.out.extend_from_slice(b"MSRP fl");
-                self.out.extend_from_slice(format!("{n:06x}").as_bytes());
-                self.out.extend_from_slice(b" SEND\r\nTo-Path: ");
-                self.out.extend_from_slice(&to);
-                self.out.extend_from_slice(b"\r\nFrom-Path: ");
-                self.out.extend_from_slice(&from);
-                self.out.extend_from_slice(
-                    format!(
-                        "\r\nMessage-ID: flood{n:x}\r\nByte-Range: 1-0/0\r\n-------fl{n:06x}$\r\n"
-                    )
-                    .as_bytes(),
-                );
-            }
+            self.hooks.fill(&self.opts.local, &mut self.out);
             let before = self.out.len();
             if self.flush().is_err() {
                 return self.close();
             }
             if self.out.len() == before || !self.out.is_empty() {
-                // The sender stopped taking them (for now): wait for the socket.
+                // The peer stopped taking them (for now): wait for the socket.
                 return Flow::Continue;
             }
         }
@@ -921,21 +748,18 @@ impl ReceiveConn {
                 }
             }
         }
-        if self.flood_to.is_some() {
-            return self.flood();
+        if self.hooks.writes_only() {
+            return self.write_only();
         }
-        self.refill(now);
         loop {
-            let want = (self.buf.len() as u64).min(self.budget) as usize;
+            let want = (self.buf.len() as u64).min(self.hooks.read_allowance(now)) as usize;
             if want == 0 {
                 break;
             }
             match self.stream.read(&mut self.buf[..want]) {
                 Ok(0) => return self.close(),
                 Ok(n) => {
-                    if self.budget != u64::MAX {
-                        self.budget -= n as u64;
-                    }
+                    self.hooks.on_read(n);
                     self.decoder.feed(&self.buf[..n]);
                     loop {
                         match self.decoder.next() {
@@ -944,24 +768,17 @@ impl ReceiveConn {
                             Err(_) => return self.close(),
                         }
                     }
-                    if self.flood_to.is_some() {
-                        // Flooding from now on: nothing more is read.
-                        return self.flood();
+                    if self.hooks.writes_only() {
+                        // Writing only from now on: nothing more is read.
+                        return self.write_only();
                     }
-                    if let Some(limit) = self.behaviour.close_after {
-                        if self.body_bytes >= limit {
-                            return self.close();
-                        }
-                    }
-                    if let Some(limit) = self.behaviour.close_after_bytes {
-                        let once = &self.opts.kept.closed_once;
-                        if self.body_bytes >= limit
-                            && !once.swap(true, std::sync::atomic::Ordering::AcqRel)
-                        {
-                            // The responses for what was taken go out first.
+                    match self.hooks.close_now() {
+                        Some(Closing::Now) => return self.close(),
+                        Some(Closing::AfterResponses) => {
                             let _ = self.flush();
                             return self.close();
                         }
+                        None => {}
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -1012,9 +829,6 @@ impl ReceiveConn {
 
 impl Handler for ReceiveConn {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        if let Some(r) = self.behaviour.rate {
-            self.budget = r.max(1) / 10;
-        }
         registry.register(
             self.stream.socket_mut(),
             token,
@@ -1164,7 +978,8 @@ pub struct Listen {
     pub session_id: String,
     pub sink: Sink,
     pub hash: bool,
-    pub misbehave: Option<Misbehave>,
+    /// Each connection's hooks (none: it behaves).
+    pub hooks: Option<Hooks>,
     /// I/O threads.
     pub threads: usize,
     pub max_message_bytes: u64,
@@ -1194,7 +1009,7 @@ impl ReceiveServer {
         session_id: &str,
         sink: Sink,
         hash: bool,
-        misbehave: Option<Misbehave>,
+        hooks: Option<Hooks>,
         threads: usize,
     ) -> io::Result<ReceiveServer> {
         Self::start_limited(
@@ -1202,7 +1017,7 @@ impl ReceiveServer {
             session_id,
             sink,
             hash,
-            misbehave,
+            hooks,
             threads,
             DEFAULT_MAX_MESSAGE_BYTES,
         )
@@ -1214,7 +1029,7 @@ impl ReceiveServer {
         session_id: &str,
         sink: Sink,
         hash: bool,
-        misbehave: Option<Misbehave>,
+        hooks: Option<Hooks>,
         threads: usize,
         max_message_bytes: u64,
     ) -> io::Result<ReceiveServer> {
@@ -1223,7 +1038,7 @@ impl ReceiveServer {
             session_id: session_id.to_owned(),
             sink,
             hash,
-            misbehave,
+            hooks,
             threads,
             max_message_bytes,
             tls: None,
@@ -1253,7 +1068,7 @@ impl ReceiveServer {
             local: uri.clone(),
             sink: l.sink,
             hash: l.hash,
-            misbehave: l.misbehave,
+            hooks: l.hooks,
             events: tx,
             limits,
             full_path_responses: false,
@@ -1293,7 +1108,7 @@ impl ReceiveServer {
         session_id: &str,
         sink: Sink,
         hash: bool,
-        misbehave: Option<Misbehave>,
+        hooks: Option<Hooks>,
     ) -> io::Result<ReceiveServer> {
         let peer = crate::runtime::net::resolve(relay)?;
         let stream = std::net::TcpStream::connect_timeout(&peer, login.timeout)?;
@@ -1354,7 +1169,7 @@ impl ReceiveServer {
             local: uri.clone(),
             sink,
             hash,
-            misbehave,
+            hooks,
             events: tx,
             limits,
             full_path_responses: true,
@@ -1362,8 +1177,9 @@ impl ReceiveServer {
             logger: tool_logger(),
             kept: Arc::default(),
         });
+        let hooks = hooks_of(&opts);
         pool.add(Box::new(ReceiveConn::with_decoder(
-            transport, opts, decoder,
+            transport, opts, hooks, decoder,
         )));
         Ok(ReceiveServer {
             addr: local,

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use msrpcast::config::Config;
 use msrpcast::http::HttpServer;
-use msrpcast::runtime::receive::{Misbehave, ReceiveServer, Sink};
+use msrpcast::runtime::receive::{ReceiveServer, Sink};
+
+use super::misbehave::Misbehave;
 use msrpcast::runtime::Engine;
 
 /// The `http_token` of the tests that set one.
@@ -93,7 +95,7 @@ impl HttpFix {
                 &format!("rx{i}"),
                 Sink::Discard,
                 true,
-                misbehave.clone(),
+                misbehave.as_ref().map(Misbehave::hooks),
                 1,
             )
             .unwrap();

@@ -8,6 +8,10 @@ use msrpcast::roster::{DeliveryState, TransferId};
 use msrpcast::runtime::Engine;
 
 pub mod http;
+/// `msrpcast receive --misbehave`'s behaviours, from the tool, for in-process receivers.
+#[path = "../../src/bin/msrpcast/misbehave.rs"]
+pub mod misbehave;
+pub mod proc;
 
 /// Waits until conference `conf` has `n` participants (joins are queued to the engine).
 pub fn wait_joined(e: &Engine, conf: &str, n: usize) {
@@ -72,4 +76,19 @@ pub fn wait_done(
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), cheap to make in release; `seed` picks the
+/// sequence.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
 }

@@ -8,6 +8,7 @@
 //! The options are declared here with clap; each subcommand's module does the work. All of them
 //! use the library's own engine and runtime.
 
+mod misbehave;
 mod receive;
 mod send;
 mod serve;
@@ -16,7 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use msrpcast::config::Config;
-use msrpcast::runtime::receive::Misbehave;
+
+use crate::misbehave::Misbehave;
 
 /// Exit statuses; the same table is printed by `--help`.
 pub mod exit {

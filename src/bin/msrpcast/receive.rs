@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use msrpcast::runtime::receive::{
-    Listen, Misbehave, ReceiveServer, ReceiveTls, RelayLogin, Sink, DEFAULT_HANDSHAKE_TIMEOUT,
+    Listen, ReceiveServer, ReceiveTls, RelayLogin, Sink, DEFAULT_HANDSHAKE_TIMEOUT,
 };
 use msrpcast::tls::{Fingerprint, Verify};
 
+use crate::misbehave::Misbehave;
 use crate::{exit, parse_misbehave, Fail};
 
 /// How saved files are named.
@@ -191,6 +192,7 @@ pub fn run(a: ReceiveArgs) -> Result<u8, Fail> {
         (None, false) => return Err(Fail::usage("receive needs --dir DIR (or --discard)")),
     };
     let hash = !a.no_hash;
+    let hooks = a.misbehave.as_ref().map(Misbehave::hooks);
     let server = match (&a.relay, a.listen) {
         (Some(relay), _) => {
             let uri = msrpcast::msrp::Uri::parse_slice(relay.as_bytes())
@@ -203,7 +205,7 @@ pub fn run(a: ReceiveArgs) -> Result<u8, Fail> {
                 RelayLogin::parse(auth).map_err(|e| Fail::usage(format!("--relay-auth: {e}")))?;
             login.expires = a.relay_expires;
             login.tls = tls_of(&a, Some(uri.secure))?;
-            ReceiveServer::start_via_relay(&uri, &login, &a.session_id, sink, hash, a.misbehave)
+            ReceiveServer::start_via_relay(&uri, &login, &a.session_id, sink, hash, hooks)
                 .map_err(|e| Fail::start(format!("relay {relay}: {e}")))?
         }
         (None, Some(listen)) => ReceiveServer::listen(Listen {
@@ -211,7 +213,7 @@ pub fn run(a: ReceiveArgs) -> Result<u8, Fail> {
             session_id: a.session_id.clone(),
             sink,
             hash,
-            misbehave: a.misbehave.clone(),
+            hooks,
             threads: a.threads,
             max_message_bytes: a.max_bytes,
             tls: tls_of(&a, None)?,

@@ -480,14 +480,51 @@ mod tests {
     use crate::runtime::control::STATUS_CONFERENCES;
     use std::sync::atomic::AtomicU64;
 
-    fn test_engine(dir: &Path) -> Arc<Engine> {
+    /// An engine spooling under `dir`, without HTTP, with the settings `sets` on top.
+    fn test_engine(dir: &Path, sets: &[(&str, &str)]) -> Arc<Engine> {
         let mut cfg = Config::default();
         cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
             .unwrap();
         cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
         cfg.set("io_threads", "1").unwrap();
         cfg.set("http_enabled", "no").unwrap();
+        for (k, v) in sets {
+            cfg.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        }
         Arc::new(Engine::start(cfg).unwrap())
+    }
+
+    /// A client socket bound to an abstract name (`tag` and the process id), so the server
+    /// can answer it; replies wait up to 10 s.
+    fn asker(tag: &str) -> UnixDatagram {
+        let asker = UnixDatagram::bind_addr(
+            &<UnixAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(format!(
+                "msrpcast-test-{tag}-{}",
+                std::process::id()
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        asker
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        asker
+    }
+
+    /// Sends `request` (numbered `id`) from `asker` to the server at `path`; its reply must be
+    /// one part: returns the result code and the text.
+    fn ask(asker: &UnixDatagram, path: &Path, id: u32, request: Request<'_>) -> (u32, String) {
+        let mut buf = Vec::new();
+        request.encode(&mut buf).unwrap();
+        asker.send_to(&buf, path).unwrap();
+        let mut rbuf = vec![0u8; MAX_MESSAGE_BYTES];
+        let n = asker.recv(&mut rbuf).unwrap();
+        let part = ReplyPart::decode(&rbuf[..n]).unwrap();
+        assert_eq!((part.request, part.part, part.parts), (id, 0, 1));
+        (
+            part.result,
+            String::from_utf8(part.payload.to_vec()).unwrap(),
+        )
     }
 
     fn tempdir(name: &str) -> PathBuf {
@@ -516,7 +553,7 @@ mod tests {
     #[test]
     fn server_applies_requests_answers_status_and_cleans_up() {
         let dir = tempdir("serve");
-        let engine = test_engine(&dir);
+        let engine = test_engine(&dir, &[]);
         let path = dir.join("sub/control.sock");
         let server = ControlServer::start(&path, engine.clone()).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -539,32 +576,12 @@ mod tests {
         assert_eq!(server.counters().snapshot().joins, 1);
 
         // Status goes back to the requester's own address.
-        let asker = UnixDatagram::bind_addr(
-            &<UnixAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(format!(
-                "msrpcast-test-{}",
-                std::process::id()
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        asker
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        Request::Status {
+        let status = Request::Status {
             request: 77,
             what: STATUS_CONFERENCES,
-        }
-        .encode(&mut buf)
-        .unwrap();
-        asker.send_to(&buf, &path).unwrap();
-        let mut rbuf = vec![0u8; MAX_MESSAGE_BYTES];
-        let n = asker.recv(&mut rbuf).unwrap();
-        let part = ReplyPart::decode(&rbuf[..n]).unwrap();
-        assert_eq!(
-            (part.request, part.result, part.part, part.parts),
-            (77, 0, 0, 1)
-        );
-        let text = std::str::from_utf8(part.payload).unwrap();
+        };
+        let (result, text) = ask(&asker("status"), &path, 77, status);
+        assert_eq!(result, RESULT_OK, "{text}");
         assert!(text.contains("\"alice\""), "{text}");
 
         // A second server on the same live path is refused; the first keeps its socket.
@@ -579,16 +596,7 @@ mod tests {
     #[test]
     fn upload_is_answered_with_the_transfer_id() {
         let dir = tempdir("upload");
-        let engine = {
-            let mut cfg = Config::default();
-            cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-                .unwrap();
-            cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-            cfg.set("io_threads", "1").unwrap();
-            cfg.set("http_enabled", "no").unwrap();
-            cfg.set("upload_dir", dir.to_str().unwrap()).unwrap();
-            Arc::new(Engine::start(cfg).unwrap())
-        };
+        let engine = test_engine(&dir, &[("upload_dir", dir.to_str().unwrap())]);
         let path = dir.join("control.sock");
         let server = ControlServer::start(&path, engine.clone()).unwrap();
         engine
@@ -597,36 +605,15 @@ mod tests {
         assert!(wait_for(|| engine.roster().conference("room").is_some()));
         let file = dir.join("notes.txt");
         fs::write(&file, b"hello").unwrap();
-        let asker = UnixDatagram::bind_addr(
-            &<UnixAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(format!(
-                "msrpcast-test-upload-{}",
-                std::process::id()
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        asker
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let asker = asker("upload");
         let ask = |request: u32, conference: &str, p: &Path| {
-            let mut buf = Vec::new();
-            Request::Upload {
+            let upload = Request::Upload {
                 request,
                 conference,
                 path: p.to_str().unwrap(),
                 to: None,
-            }
-            .encode(&mut buf)
-            .unwrap();
-            asker.send_to(&buf, &path).unwrap();
-            let mut rbuf = vec![0u8; MAX_MESSAGE_BYTES];
-            let n = asker.recv(&mut rbuf).unwrap();
-            let part = ReplyPart::decode(&rbuf[..n]).unwrap();
-            assert_eq!((part.request, part.part, part.parts), (request, 0, 1));
-            (
-                part.result,
-                String::from_utf8(part.payload.to_vec()).unwrap(),
-            )
+            };
+            ask(&asker, &path, request, upload)
         };
         let (result, json) = ask(1, "room", &file);
         assert_eq!(result, RESULT_OK, "{json}");
@@ -660,34 +647,13 @@ mod tests {
     #[test]
     fn reload_tls_is_answered_with_the_outcome() {
         let dir = tempdir("reload");
-        // Bound (abstract), so the server can answer.
-        let asker = UnixDatagram::bind_addr(
-            &<UnixAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(format!(
-                "msrpcast-test-reload-{}",
-                std::process::id()
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        asker
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        let asker = asker("reload");
         let ask = |sock_path: &Path, request: u32| {
-            let mut buf = Vec::new();
-            Request::ReloadTls { request }.encode(&mut buf).unwrap();
-            asker.send_to(&buf, sock_path).unwrap();
-            let mut rbuf = vec![0u8; MAX_MESSAGE_BYTES];
-            let n = asker.recv(&mut rbuf).unwrap();
-            let part = ReplyPart::decode(&rbuf[..n]).unwrap();
-            assert_eq!((part.request, part.part, part.parts), (request, 0, 1));
-            (
-                part.result,
-                String::from_utf8(part.payload.to_vec()).unwrap(),
-            )
+            ask(&asker, sock_path, request, Request::ReloadTls { request })
         };
 
         // No TLS on: refused, saying so.
-        let plain = test_engine(&dir);
+        let plain = test_engine(&dir, &[]);
         let path = dir.join("plain.sock");
         let server = ControlServer::start(&path, plain).unwrap();
         let (result, json) = ask(&path, 1);
@@ -710,21 +676,16 @@ mod tests {
             crate::tls::Fingerprint::of(crate::tls::HashFunction::Sha256, cert.der()).to_string()
         };
         let first = write_cert("first");
-        let engine = {
-            let mut cfg = Config::default();
-            cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-                .unwrap();
-            cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-            cfg.set("io_threads", "1").unwrap();
-            cfg.set("http_enabled", "no").unwrap();
-            cfg.set("msrp_tls", "on").unwrap();
-            cfg.set("tls_cert", dir.join("cert.pem").to_str().unwrap())
-                .unwrap();
-            cfg.set("tls_key", dir.join("key.pem").to_str().unwrap())
-                .unwrap();
-            cfg.set("tls_verify", "none").unwrap();
-            Arc::new(Engine::start(cfg).unwrap())
-        };
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let engine = test_engine(
+            &dir,
+            &[
+                ("msrp_tls", "on"),
+                ("tls_cert", cert.to_str().unwrap()),
+                ("tls_key", key.to_str().unwrap()),
+                ("tls_verify", "none"),
+            ],
+        );
         assert_eq!(engine.tls_fingerprint().as_deref(), Some(first.as_str()));
         let path = dir.join("tls.sock");
         let server = ControlServer::start(&path, engine.clone()).unwrap();
@@ -760,7 +721,7 @@ mod tests {
     #[test]
     fn stale_socket_is_replaced_and_non_socket_refused() {
         let dir = tempdir("stale");
-        let engine = test_engine(&dir);
+        let engine = test_engine(&dir, &[]);
         let path = dir.join("control.sock");
         drop(UnixDatagram::bind(&path).unwrap()); // leaves a dead socket file
         assert!(path.exists());
