@@ -575,6 +575,131 @@ fn verify_none_accepts_anything() {
     assert_eq!(p.handshake(), (Ok(()), Ok(())));
 }
 
+/// `TlsStream::connect` does no TLS work: the key share and ClientHello are made at the first
+/// `drive` (on the I/O thread, not on the engine's core thread that dials). Until then nothing
+/// reaches the peer, the stream counts as handshaking (its deadline applies) and wants to
+/// write; closed unstarted, it has nothing to send.
+#[test]
+fn client_starts_at_the_first_drive() {
+    let dir = Dir::new();
+    let client_tls = tls(&dir, "c", None, None, Verify::None);
+    let start = Instant::now();
+    let (c, mut s) = socket_pair();
+    let mut client = TlsStream::connect(
+        c,
+        client_tls.client_config(&[]).unwrap(),
+        server_name(&host("localhost")).unwrap(),
+        start + HANDSHAKE,
+    )
+    .unwrap();
+    assert!(client.is_handshaking() && client.wants_write());
+    assert!(client.peer_certificates().is_none() && client.cipher_suite().is_none());
+    std::thread::sleep(Duration::from_millis(20));
+    let mut buf = [0u8; 4096];
+    let e = s.read(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "bytes before drive");
+
+    assert_eq!(client.drive(start), Ok(false));
+    let deadline = Instant::now() + WAIT;
+    let n = loop {
+        match s.read(&mut buf) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no ClientHello");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    };
+    assert_eq!(
+        msrpcast::tls::first_bytes(&buf[..n]),
+        msrpcast::tls::FirstBytes::Tls
+    );
+
+    // Never driven: the deadline still ends it.
+    let (c, _s) = socket_pair();
+    let mut idle = TlsStream::connect(
+        c,
+        client_tls.client_config(&[]).unwrap(),
+        server_name(&host("localhost")).unwrap(),
+        start + HANDSHAKE,
+    )
+    .unwrap();
+    assert_eq!(idle.check_deadline(start), Ok(()));
+    assert_eq!(
+        idle.check_deadline(start + HANDSHAKE),
+        Err(TlsError::HandshakeTimeout)
+    );
+
+    // Closed before it started: nothing queued, nothing sent.
+    let (c, mut s) = socket_pair();
+    let mut closed = TlsStream::connect(
+        c,
+        client_tls.client_config(&[]).unwrap(),
+        server_name(&host("localhost")).unwrap(),
+        start + HANDSHAKE,
+    )
+    .unwrap();
+    closed.close();
+    assert!(!closed.wants_write());
+    assert_eq!(closed.flush_tls(), Ok(true));
+    closed.socket().shutdown(std::net::Shutdown::Write).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match s.read(&mut buf) {
+            Ok(n) => {
+                assert_eq!(n, 0, "bytes from a connection closed before it started");
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no EOF");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// Our MSRP servers (no ALPN) send no TLS 1.3 session tickets: a second connection from the same
+/// client config to the same server is a full handshake again (an MSRP connection is one
+/// session's, and a benchmark of handshakes measures full ones). An HTTPS server (ALPN
+/// `http/1.1`) still sends them, and there the second connection resumes. Both negotiate
+/// TLS13_AES_128_GCM_SHA256, our preferred suite.
+#[test]
+fn msrp_servers_send_no_session_tickets_https_servers_do() {
+    let dir = Dir::new();
+    let ca = ca("test CA");
+    let server_pem = leaf(&ca, &["localhost"], false);
+    let client = tls(&dir, "c", None, Some(&ca.cert_pem), Verify::Host);
+    let msrp = tls(&dir, "m", Some(&server_pem), None, Verify::None);
+    let https = Tls::load(TlsSettings {
+        cert: Some(dir.write("h-cert.pem", &server_pem.cert)),
+        key: Some(dir.write("h-key.pem", &server_pem.key)),
+        ca: None,
+        verify: Verify::None,
+        request_client_cert: false,
+        alpn: vec![b"http/1.1".to_vec()],
+    })
+    .unwrap();
+    for (server, second) in [
+        (&msrp, rustls::HandshakeKind::Full),
+        (&https, rustls::HandshakeKind::Resumed),
+    ] {
+        for kind in [rustls::HandshakeKind::Full, second] {
+            let mut p = pair(&client, &[], "localhost", server);
+            let (c, s) = p.handshake();
+            assert_eq!((c, s), (Ok(()), Ok(())));
+            assert_eq!(p.client.handshake_kind(), Some(kind));
+            assert_eq!(
+                p.client.cipher_suite(),
+                Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+            );
+            // The client reads what followed the handshake (tickets, if any) with this data.
+            assert_eq!(transfer(&mut p, false, b"after"), b"after");
+        }
+    }
+}
+
 #[test]
 fn handshake_deadline_against_a_silent_peer() {
     let dir = Dir::new();

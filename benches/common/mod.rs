@@ -14,6 +14,13 @@ pub struct Receiver {
     pub uri: String,
 }
 
+impl Receiver {
+    /// CPU seconds (user + system) the receiver process used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        proc_cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();

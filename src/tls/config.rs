@@ -224,6 +224,13 @@ impl Loaded {
                 let mut cfg =
                     builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(ck.clone())));
                 cfg.alpn_protocols = settings.alpn.clone();
+                // MSRP (no ALPN): a connection belongs to one session and a participant does not
+                // come back to resume it, so TLS 1.3 session tickets would be made, sent and
+                // stored for nothing (2 per handshake by default). HTTPS keeps them: a browser
+                // opens several connections to the same server.
+                if settings.alpn.is_empty() {
+                    cfg.send_tls13_tickets = 0;
+                }
                 Some(Arc::new(cfg))
             }
         };

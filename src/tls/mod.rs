@@ -34,9 +34,26 @@ pub use stream::TlsStream;
 pub use transport::{first_bytes, FirstBytes, Transport};
 pub use verify::Verify;
 
-/// The crypto provider every config of this crate is built with.
+/// The crypto provider every config of this crate is built with: `ring`'s, with the AES-128-GCM
+/// suites first (within each TLS version; the others stay, in `ring`'s order). rustls' default puts
+/// AES-256-GCM-SHA384 first; with AES-128-GCM-SHA256 the handshake's transcript hash and key
+/// schedule use SHA-256, which this hardware (SHA-NI) does ~4× faster than SHA-384, and bulk
+/// AES runs 10 rounds rather than 14 — 128-bit strength, like the P-256/X25519 key exchange it
+/// is paired with (RFC 8446 §9.1: the suite every TLS 1.3 implementation must support). The
+/// suite is chosen by our order when we connect; as a server rustls follows the client's order.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::CipherSuite as S;
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites.sort_by_key(|s| {
+        let aes128 = matches!(
+            s.suite(),
+            S::TLS13_AES_128_GCM_SHA256
+                | S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        );
+        (s.tls13().is_none(), !aes128)
+    });
+    Arc::new(p)
 }
 
 /// Why a TLS set-up or connection failed. The `Display` text names the cause as an operator
@@ -234,5 +251,36 @@ fn server_name_text(n: &rustls::pki_types::ServerName<'_>) -> String {
         ServerName::DnsName(d) => d.as_ref().to_owned(),
         ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
         other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::CipherSuite as S;
+
+    #[test]
+    fn provider_prefers_aes_128_gcm_and_keeps_the_other_suites() {
+        let ours: Vec<S> = super::provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        let mut theirs: Vec<S> = rustls::crypto::ring::default_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(ours[0], S::TLS13_AES_128_GCM_SHA256);
+        let pos = |s: S| ours.iter().position(|x| *x == s).unwrap();
+        // TLS 1.3 suites before TLS 1.2 ones; within TLS 1.2, AES-128-GCM first too.
+        assert!(pos(S::TLS13_AES_256_GCM_SHA384) < pos(S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256));
+        assert!(
+            pos(S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+                < pos(S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384)
+        );
+        let mut sorted = ours.clone();
+        sorted.sort_by_key(|s| u16::from(*s));
+        theirs.sort_by_key(|s| u16::from(*s));
+        assert_eq!(sorted, theirs, "the same suites, reordered");
     }
 }

@@ -32,7 +32,12 @@ pub const BUFFER_LIMIT: usize = 256 * 1024;
 
 /// One TLS connection on a non-blocking socket.
 pub struct TlsStream {
-    conn: Connection,
+    /// `None` for a client connection not started yet ([`TlsStream::connect`]).
+    conn: Option<Connection>,
+    /// What a client connection is started from, at the first call that needs it: its first
+    /// flight (an ephemeral key pair and the ClientHello) is made on the thread that drives the
+    /// connection, not on the one that dialled it.
+    start: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     sock: TcpStream,
     deadline: Instant,
     /// The first fatal error; every later call returns it.
@@ -44,7 +49,7 @@ pub struct TlsStream {
 impl std::fmt::Debug for TlsStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsStream")
-            .field("handshaking", &self.conn.is_handshaking())
+            .field("handshaking", &self.is_handshaking())
             .field("failed", &self.failed)
             .field("eof", &self.eof)
             .finish()
@@ -59,14 +64,24 @@ fn would_block(e: &io::Error) -> bool {
 impl TlsStream {
     /// The client side over `sock` (connected, or still connecting), verifying the peer as
     /// `name`. The handshake must complete by `deadline`.
+    ///
+    /// Cheap: the connection starts (key share, ClientHello) at the first [`TlsStream::drive`],
+    /// `Read` or `Write`, on the I/O thread — so a thread that dials many peers (the engine's
+    /// core) does no cryptography. An error starting it is then that call's error.
     pub fn connect(
         sock: TcpStream,
         config: Arc<ClientConfig>,
         name: ServerName<'static>,
         deadline: Instant,
     ) -> Result<TlsStream, TlsError> {
-        let conn = ClientConnection::new(config, name).map_err(|e| TlsError::from_rustls(&e))?;
-        Ok(TlsStream::new(conn.into(), sock, deadline))
+        Ok(TlsStream {
+            conn: None,
+            start: Some((config, name)),
+            sock,
+            deadline,
+            failed: None,
+            eof: false,
+        })
     }
 
     /// The server side over an accepted `sock`.
@@ -90,7 +105,8 @@ impl TlsStream {
     fn new(mut conn: Connection, sock: TcpStream, deadline: Instant) -> TlsStream {
         conn.set_buffer_limit(Some(BUFFER_LIMIT));
         TlsStream {
-            conn,
+            conn: Some(conn),
+            start: None,
             sock,
             deadline,
             failed: None,
@@ -108,12 +124,37 @@ impl TlsStream {
     }
 
     pub fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        self.conn.as_ref().is_none_or(|c| c.is_handshaking())
     }
 
-    /// Encrypted bytes are queued for the socket (keep asking for writability).
+    /// Encrypted bytes are queued for the socket (keep asking for writability). True for a
+    /// client connection not started yet: its ClientHello is to be sent.
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        match &self.conn {
+            Some(c) => c.wants_write(),
+            None => self.start.is_some(),
+        }
+    }
+
+    /// Starts a client connection made by [`TlsStream::connect`] (no-op once started).
+    fn begin(&mut self) -> Result<(), TlsError> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let Some((config, name)) = self.start.take() else {
+            return Err(self.fail(TlsError::ClosedDuringHandshake));
+        };
+        match ClientConnection::new(config, name) {
+            Ok(mut c) => {
+                c.set_buffer_limit(Some(BUFFER_LIMIT));
+                self.conn = Some(c.into());
+                Ok(())
+            }
+            Err(e) => Err(self.fail(TlsError::from_rustls(&e))),
+        }
     }
 
     /// The first fatal error, if one happened.
@@ -123,7 +164,7 @@ impl TlsStream {
 
     /// The certificate chain the peer presented (end-entity first), after the handshake.
     pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
-        self.conn.peer_certificates()
+        self.conn.as_ref().and_then(|c| c.peer_certificates())
     }
 
     /// The fingerprint of the peer's end-entity certificate.
@@ -135,7 +176,20 @@ impl TlsStream {
 
     /// The negotiated ALPN protocol, if any.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
+        self.conn.as_ref().and_then(|c| c.alpn_protocol())
+    }
+
+    /// Whether the handshake was full or resumed a session (`None` while handshaking).
+    pub fn handshake_kind(&self) -> Option<rustls::HandshakeKind> {
+        self.conn.as_ref().and_then(|c| c.handshake_kind())
+    }
+
+    /// The negotiated cipher suite (`None` until the server chose one).
+    pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
+        self.conn
+            .as_ref()
+            .and_then(|c| c.negotiated_cipher_suite())
+            .map(|s| s.suite())
     }
 
     /// Records the first fatal error (later ones are consequences) and returns it.
@@ -151,7 +205,7 @@ impl TlsStream {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
-        if self.conn.is_handshaking() && now >= self.deadline {
+        if self.is_handshaking() && now >= self.deadline {
             return Err(self.fail(TlsError::HandshakeTimeout));
         }
         Ok(())
@@ -166,9 +220,10 @@ impl TlsStream {
     /// request, typically) has already been taken off the socket and waits in the buffer.
     pub fn drive(&mut self, now: Instant) -> Result<bool, TlsError> {
         self.check_deadline(now)?;
-        if self.conn.is_handshaking() {
+        self.begin()?;
+        if self.is_handshaking() {
             self.flush_tls()?;
-            while self.conn.is_handshaking() && self.conn.wants_read() {
+            while self.is_handshaking() && self.conn.as_ref().is_some_and(|c| c.wants_read()) {
                 if !self.read_records()? {
                     break;
                 }
@@ -176,10 +231,10 @@ impl TlsStream {
             }
         }
         self.flush_tls()?;
-        if self.conn.is_handshaking() && now >= self.deadline {
+        if self.is_handshaking() && now >= self.deadline {
             return Err(self.fail(TlsError::HandshakeTimeout));
         }
-        Ok(!self.conn.is_handshaking())
+        Ok(!self.is_handshaking())
     }
 
     /// One read of ciphertext from the socket and its processing. `Ok(false)` when the socket
@@ -188,11 +243,15 @@ impl TlsStream {
         if self.eof {
             return Ok(false);
         }
+        self.begin()?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(false);
+        };
         loop {
-            match self.conn.read_tls(&mut self.sock) {
+            match conn.read_tls(&mut self.sock) {
                 Ok(0) => {
                     self.eof = true;
-                    if self.conn.is_handshaking() {
+                    if conn.is_handshaking() {
                         return Err(self.fail(TlsError::ClosedDuringHandshake));
                     }
                     // rustls now reports a clean close (close_notify seen) or UnexpectedEof.
@@ -204,7 +263,7 @@ impl TlsStream {
                 Err(e) => return Err(self.fail(TlsError::io(&e))),
             }
         }
-        if let Err(e) = self.conn.process_new_packets() {
+        if let Err(e) = conn.process_new_packets() {
             return Err(self.fail(TlsError::from_rustls(&e)));
         }
         Ok(true)
@@ -212,8 +271,12 @@ impl TlsStream {
 
     /// Writes queued ciphertext until the socket pushes back. `Ok(true)` when nothing is left.
     pub fn flush_tls(&mut self) -> Result<bool, TlsError> {
-        while self.conn.wants_write() {
-            match self.conn.write_tls(&mut self.sock) {
+        let Some(conn) = self.conn.as_mut() else {
+            // Not started: nothing is queued yet (the first `drive` makes the ClientHello).
+            return Ok(self.start.is_none());
+        };
+        while conn.wants_write() {
+            match conn.write_tls(&mut self.sock) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if would_block(&e) => return Ok(false),
@@ -232,7 +295,11 @@ impl TlsStream {
     /// Queues a `close_notify` and tries to send it; the caller then shuts the socket's write
     /// side once [`TlsStream::wants_write`] is false (or its close deadline passed).
     pub fn close(&mut self) {
-        self.conn.send_close_notify();
+        match self.conn.as_mut() {
+            Some(c) => c.send_close_notify(),
+            // Never started: nothing was sent, nothing is to be said.
+            None => self.start = None,
+        }
         let _ = self.flush_tls();
     }
 }
@@ -249,8 +316,8 @@ impl Read for TlsStream {
             return Ok(0);
         }
         loop {
-            if !self.conn.is_handshaking() {
-                match self.conn.reader().read(buf) {
+            if let Some(conn) = self.conn.as_mut().filter(|c| !c.is_handshaking()) {
+                match conn.reader().read(buf) {
                     Ok(n) => return Ok(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
@@ -262,9 +329,12 @@ impl Read for TlsStream {
                     // Answers to what was read (handshake records, key updates) go out now.
                     self.flush_tls().map_err(TlsError::into_io)?;
                 }
-                Ok(false) if self.eof && !self.conn.is_handshaking() => {
+                Ok(false) if self.eof && !self.is_handshaking() => {
                     // Let the reader report close_notify (0) or truncation (UnexpectedEof).
-                    return self.conn.reader().read(buf);
+                    if let Some(conn) = self.conn.as_mut() {
+                        return conn.reader().read(buf);
+                    }
+                    return Err(io::ErrorKind::WouldBlock.into());
                 }
                 Ok(false) => return Err(io::ErrorKind::WouldBlock.into()),
                 Err(e) => return Err(e.into_io()),
@@ -288,8 +358,12 @@ impl Write for TlsStream {
         if total == 0 {
             return Ok(0);
         }
+        self.begin().map_err(TlsError::into_io)?;
         self.flush_tls().map_err(TlsError::into_io)?;
-        let n = self.conn.writer().write_vectored(bufs)?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let n = conn.writer().write_vectored(bufs)?;
         self.flush_tls().map_err(TlsError::into_io)?;
         if n == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
