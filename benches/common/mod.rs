@@ -224,9 +224,3 @@ pub fn baseline_now() -> Option<f64> {
         .filter(|b| *b > 0.0)
 }
 
-impl Receiver {
-    /// CPU seconds (user + system) the receiver process used so far.
-    pub fn cpu_seconds(&self) -> f64 {
-        proc_cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
-    }
-}
