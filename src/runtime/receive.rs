@@ -957,6 +957,26 @@ fn tool_logger() -> crate::runtime::log::Logger {
     crate::runtime::log::Logger::stderr(crate::runtime::log::Level::Warn)
 }
 
+/// The frame parser's limits of the receiving tool: chunks of up to 1 MiB.
+fn tool_limits() -> Limits {
+    Limits {
+        max_body_bytes: 1 << 20,
+        ..Limits::default()
+    }
+}
+
+/// Our URI for session `session_id` at `addr` (`msrps` when `secure`).
+fn our_uri(addr: std::net::SocketAddr, secure: bool, session_id: &str) -> io::Result<Uri> {
+    let host = match addr {
+        std::net::SocketAddr::V4(v) => v.ip().to_string(),
+        std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
+    };
+    let scheme = if secure { "msrps" } else { "msrp" };
+    let text = format!("{scheme}://{host}:{}/{session_id};tcp", addr.port());
+    Uri::parse_slice(text.as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))
+}
+
 /// SHA-1 state after the first `len` bytes of `file`.
 fn hash_prefix(file: &File, len: u64) -> io::Result<Sha1> {
     let mut h = Sha1::new();
@@ -1061,27 +1081,16 @@ impl ReceiveServer {
     pub fn listen(l: Listen) -> io::Result<ReceiveServer> {
         let listener = crate::runtime::net::listen(l.addr)?;
         let bound = listener.local_addr()?;
-        let host = match bound {
-            std::net::SocketAddr::V4(v) => v.ip().to_string(),
-            std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
-        };
-        let scheme = if l.tls.is_some() { "msrps" } else { "msrp" };
-        let text = format!("{scheme}://{host}:{}/{};tcp", bound.port(), l.session_id);
-        let uri = Uri::parse_slice(text.as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
+        let uri = our_uri(bound, l.tls.is_some(), &l.session_id)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let pool = crate::runtime::io::IoPool::start(l.threads, tool_logger())?;
-        let limits = Limits {
-            max_body_bytes: 1 << 20,
-            ..Limits::default()
-        };
         let opts = ReceiveOptions {
             local: uri.clone(),
             sink: l.sink,
             hash: l.hash,
             hooks: l.hooks,
             events: tx,
-            limits,
+            limits: tool_limits(),
             full_path_responses: false,
             max_message_bytes: l.max_message_bytes,
             logger: tool_logger(),
@@ -1125,18 +1134,8 @@ impl ReceiveServer {
         let stream = std::net::TcpStream::connect_timeout(&peer, login.timeout)?;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
-        let host = match local {
-            std::net::SocketAddr::V4(v) => v.ip().to_string(),
-            std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
-        };
-        let scheme = if relay.secure { "msrps" } else { "msrp" };
-        let text = format!("{scheme}://{host}:{}/{session_id};tcp", local.port());
-        let uri = Uri::parse_slice(text.as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
-        let limits = Limits {
-            max_body_bytes: 1 << 20,
-            ..Limits::default()
-        };
+        let uri = our_uri(local, relay.secure, session_id)?;
+        let limits = tool_limits();
         let mut decoder = FrameDecoder::new(limits);
         let params = AuthParams {
             relay: relay.clone(),
@@ -1146,25 +1145,7 @@ impl ReceiveServer {
             expires: login.expires,
         };
         let (granted, transport) = if relay.secure {
-            let tls = match &login.tls {
-                Some(t) => t.clone(),
-                None => ReceiveTls::load(None, None, None, Verify::Host, Vec::new())
-                    .map_err(TlsError::into_io)?,
-            };
-            let config = tls
-                .tls
-                .client_config(&tls.fingerprints)
-                .map_err(TlsError::into_io)?;
-            let name = crate::tls::config::server_name(&relay.host).map_err(TlsError::into_io)?;
-            let mut secured =
-                crate::tls::blocking::connect(stream, config, name, tls.handshake_timeout)
-                    .map_err(TlsError::into_io)?;
-            let granted = relay_auth(&mut secured, &mut decoder, params, login.timeout)?;
-            let rustls::StreamOwned { conn, sock } = secured;
-            sock.set_read_timeout(None)?;
-            sock.set_nonblocking(true)?;
-            let t = TlsStream::established(conn, TcpStream::from_std(sock));
-            (granted, Transport::Tls(Box::new(t)))
+            auth_over_tls(stream, relay, login, &mut decoder, params)?
         } else {
             let mut stream = stream;
             let granted = relay_auth(&mut stream, &mut decoder, params, login.timeout)?;
@@ -1263,6 +1244,36 @@ impl AuthStream for crate::tls::blocking::BlockingTlsClient {
     }
 }
 
+/// Relay mode over TLS: the TLS handshake with the relay at `relay` on `stream` (its
+/// certificate checked as `login` says), then the AUTH exchange; the connection is handed over
+/// non-blocking.
+fn auth_over_tls(
+    stream: std::net::TcpStream,
+    relay: &Uri,
+    login: &RelayLogin,
+    decoder: &mut FrameDecoder,
+    params: AuthParams,
+) -> io::Result<(Authorized, Transport)> {
+    let tls = match &login.tls {
+        Some(t) => t.clone(),
+        None => ReceiveTls::load(None, None, None, Verify::Host, Vec::new())
+            .map_err(TlsError::into_io)?,
+    };
+    let config = tls
+        .tls
+        .client_config(&tls.fingerprints)
+        .map_err(TlsError::into_io)?;
+    let name = crate::tls::config::server_name(&relay.host).map_err(TlsError::into_io)?;
+    let mut secured = crate::tls::blocking::connect(stream, config, name, tls.handshake_timeout)
+        .map_err(TlsError::into_io)?;
+    let granted = relay_auth(&mut secured, decoder, params, login.timeout)?;
+    let rustls::StreamOwned { conn, sock } = secured;
+    sock.set_read_timeout(None)?;
+    sock.set_nonblocking(true)?;
+    let t = TlsStream::established(conn, TcpStream::from_std(sock));
+    Ok((granted, Transport::Tls(Box::new(t))))
+}
+
 /// Runs the AUTH exchange on a blocking connection. Frames read past the final response stay in
 /// `decoder` for the receiver.
 fn relay_auth(
@@ -1273,71 +1284,88 @@ fn relay_auth(
 ) -> io::Result<Authorized> {
     let ids = crate::msrp::ids::IdGen::new().map_err(|e| io::Error::other(e.to_string()))?;
     let mut client = AuthClient::new(params, ids);
-    let mut out = BytesMut::new();
-    writer::write_message(&client.start(), &mut out);
-    stream.write_all(&out)?;
+    send_auth(stream, &client.start())?;
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         // Frames already buffered first.
-        while let Some(msg) = decoder.next().map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("from the relay: {e:?}"))
-        })? {
-            let step = client.handle_frame(&msg).map_err(|e| {
-                let kind = match e {
-                    AuthError::Rejected | AuthError::Forbidden { .. } => {
-                        io::ErrorKind::PermissionDenied
-                    }
-                    _ => io::ErrorKind::Other,
-                };
-                io::Error::new(kind, e)
-            })?;
-            match step {
-                AuthStep::Ignored => {}
-                AuthStep::Send(req) => {
-                    out.clear();
-                    writer::write_message(&req, &mut out);
-                    stream.write_all(&out)?;
+        if let Some(granted) = auth_steps(stream, &mut client, decoder)? {
+            return Ok(granted);
+        }
+        read_auth(stream, decoder, &mut buf, deadline)?;
+    }
+}
+
+/// Writes one AUTH request.
+fn send_auth(stream: &mut impl AuthStream, req: &Message) -> io::Result<()> {
+    let mut out = BytesMut::new();
+    writer::write_message(req, &mut out);
+    stream.write_all(&out)
+}
+
+/// The relay's frames buffered in `decoder`, through the AUTH client: the grant once it came.
+fn auth_steps(
+    stream: &mut impl AuthStream,
+    client: &mut AuthClient,
+    decoder: &mut FrameDecoder,
+) -> io::Result<Option<Authorized>> {
+    while let Some(msg) = decoder.next().map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("from the relay: {e:?}"))
+    })? {
+        let step = client.handle_frame(&msg).map_err(|e| {
+            let kind = match e {
+                AuthError::Rejected | AuthError::Forbidden { .. } => {
+                    io::ErrorKind::PermissionDenied
                 }
-                AuthStep::Done(granted) => return Ok(granted),
-            }
+                _ => io::ErrorKind::Other,
+            };
+            io::Error::new(kind, e)
+        })?;
+        match step {
+            AuthStep::Ignored => {}
+            AuthStep::Send(req) => send_auth(stream, &req)?,
+            AuthStep::Done(granted) => return Ok(Some(granted)),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no answer from the relay to AUTH",
-            ));
+    }
+    Ok(None)
+}
+
+/// Reads what the relay sent next into `decoder`, waiting until `deadline` at most.
+fn read_auth(
+    stream: &mut impl AuthStream,
+    decoder: &mut FrameDecoder,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    let no_answer = || io::Error::new(io::ErrorKind::TimedOut, "no answer from the relay to AUTH");
+    let closed = || {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "relay closed the connection during AUTH",
+        )
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(no_answer());
+    }
+    stream.set_auth_read_timeout(Some(left))?;
+    match stream.read(buf) {
+        // Over TLS, a close without close_notify is an UnexpectedEof error.
+        Ok(0) => Err(closed()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(closed()),
+        Ok(n) => {
+            decoder.feed(&buf[..n]);
+            Ok(())
         }
-        stream.set_auth_read_timeout(Some(left))?;
-        match stream.read(&mut buf) {
-            // Over TLS, a close without close_notify is an UnexpectedEof error.
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "relay closed the connection during AUTH",
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "relay closed the connection during AUTH",
-                ))
-            }
-            Ok(n) => decoder.feed(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no answer from the relay to AUTH",
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(no_answer())
         }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(e),
     }
 }
