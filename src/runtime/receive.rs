@@ -1309,9 +1309,10 @@ fn auth_steps(
     client: &mut AuthClient,
     decoder: &mut FrameDecoder,
 ) -> io::Result<Option<Authorized>> {
-    while let Some(msg) = decoder.next().map_err(|e| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("from the relay: {e:?}"))
-    })? {
+    while let Some(msg) = decoder
+        .next()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("from the relay: {e:?}")))?
+    {
         let step = client.handle_frame(&msg).map_err(|e| {
             let kind = match e {
                 AuthError::Rejected | AuthError::Forbidden { .. } => {
