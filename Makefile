@@ -9,9 +9,9 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 CARGO ?= cargo
-# Extra flags for `cargo test`, e.g. TEST_FLAGS=--release once integration tests need speed.
+# Flags for `cargo test`: release, because the integration tests move hundreds of MiB.
 TEST_FLAGS ?= --release
-# cargo bench targets of `make bench`, in order (missing ones are reported and skipped).
+# cargo bench targets of `make bench`, in order (a name that is no bench target fails the run).
 BENCHES ?= msrp engine http
 # Executables printing BENCH lines, run by `make bench` after the cargo benches.
 BENCH_SCRIPTS ?= benches/kamailio_e2e.sh
@@ -149,11 +149,8 @@ bench:
 	@BENCHES='$(BENCHES)' BENCH_SCRIPTS='$(BENCH_SCRIPTS)' scripts/bench.sh
 
 fuzz-smoke:
-	@[[ -f fuzz/Cargo.toml ]] || { echo 'fuzz-smoke: fuzz/Cargo.toml does not exist yet'; exit 1; }
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	@shopt -s nullglob; targets=(fuzz/fuzz_targets/*.rs); \
-	(( $${#targets[@]} )) || { echo 'fuzz-smoke: no fuzz/fuzz_targets/*.rs'; exit 1; }; \
-	for t in "$${targets[@]}"; do \
+	@for t in fuzz/fuzz_targets/*.rs; do \
 		t=$$(basename "$$t" .rs); echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
 		scratch=$$(mktemp -d); \
 		$(CARGO) fuzz run --sanitizer none "$$t" "$$scratch" "fuzz/corpus/$$t" -- -max_total_time=$(FUZZ_SECONDS); \

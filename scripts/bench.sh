@@ -6,7 +6,7 @@
 #
 # Environment:
 #   BENCHES        cargo bench targets to run, in order (default: msrp). A name that is not a
-#                  bench target of the package is reported on stderr and skipped.
+#                  bench target of the package fails the run (reported on stderr).
 #   BENCH_SCRIPTS  further executables that print BENCH lines (e.g. the Kamailio end-to-end
 #                  benchmark), run after the cargo benches.
 # Every benchmark gets MSRPCAST_BASELINE_GBPS (the baseline of this run, GB/s) in its
@@ -42,7 +42,8 @@ for p in json.load(sys.stdin)["packages"]:
 
 for b in $BENCHES; do
     if ! grep -qx "$b" <<<"$targets"; then
-        msrpcast_log "bench '$b' does not exist yet: skipped"
+        msrpcast_log "bench '$b' is not a bench target of the package"
+        status=1
         continue
     fi
     msrpcast_log "cargo bench --bench $b"

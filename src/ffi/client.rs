@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::boundary::*;
-use super::engine::{check_sip_code, owned_c_string};
+use super::engine::{check_sip_code, owned_c_string, OfferInOut};
 use super::result::*;
 use crate::runtime::control::{ReplyPart, Request, WireError, MAX_MESSAGE_BYTES};
 
@@ -486,9 +486,7 @@ pub extern "C" fn msrpcast_client_offer_in(
                 nonempty_arg(sdp, sdp_len)?,
             )
         };
-        out_arg(status)?;
-        out_arg(body)?;
-        out_arg(body_len)?;
+        let out = OfferInOut::checked(status, body, body_len, transfer)?;
         if timeout_ms == 0 {
             return Err(MSRPCAST_ERR_INVALID_VALUE);
         }
@@ -508,18 +506,8 @@ pub extern "C" fn msrpcast_client_offer_in(
         }
         let (code, id, text) =
             crate::runtime::control::parse_offer_in_payload(&text).ok_or(MSRPCAST_ERR_IO)?;
-        let (ptr, n) = owned_c_string(text.replace('\0', " "))?;
-        // SAFETY: status, body and body_len were checked non-NULL and are valid for writes;
-        // transfer is NULL or valid for writes (API contract).
-        unsafe {
-            write_out(status, code);
-            write_out(body, ptr);
-            write_out(body_len, n);
-            if !transfer.is_null() {
-                write_out(transfer, id);
-            }
-        }
-        Ok(())
+        // SAFETY: the pointers are valid for writes (API contract); checked() saw them non-NULL.
+        unsafe { out.hand_out(code, id, text) }
     })
 }
 

@@ -668,9 +668,7 @@ pub extern "C" fn msrpcast_engine_offer_in(
                 nonempty_arg(sdp, sdp_len)?,
             )
         };
-        out_arg(status)?;
-        out_arg(body)?;
-        out_arg(body_len)?;
+        let out = OfferInOut::checked(status, body, body_len, transfer)?;
         let (code, id, text) = e.with(|r| {
             Ok(control::offer_in_answer(
                 &r.engine,
@@ -680,18 +678,8 @@ pub extern "C" fn msrpcast_engine_offer_in(
                 sdp,
             ))
         })?;
-        let (ptr, n) = owned_c_string(text.replace('\0', " "))?;
-        // SAFETY: status, body and body_len were checked non-NULL and are valid for writes;
-        // transfer is NULL or valid for writes (API contract).
-        unsafe {
-            write_out(status, code);
-            write_out(body, ptr);
-            write_out(body_len, n);
-            if !transfer.is_null() {
-                write_out(transfer, id);
-            }
-        }
-        Ok(())
+        // SAFETY: the pointers are valid for writes (API contract); checked() saw them non-NULL.
+        unsafe { out.hand_out(code, id, &text) }
     })
 }
 
@@ -762,5 +750,55 @@ pub(crate) fn check_sip_code(code: u32) -> FfiResult {
         Ok(())
     } else {
         Err(MSRPCAST_ERR_INVALID_VALUE)
+    }
+}
+
+/// Where an offer_in call (`msrpcast_engine_offer_in`, `msrpcast_client_offer_in`) puts the
+/// decided answer: SIP status, body (an SDP answer or the refusal's reason) and transfer id.
+pub(crate) struct OfferInOut {
+    status: *mut u16,
+    body: *mut *mut c_char,
+    body_len: *mut usize,
+    /// May be NULL: the caller does not want the transfer id.
+    transfer: *mut u64,
+}
+
+impl OfferInOut {
+    /// `MSRPCAST_ERR_NULL_POINTER` (as `out_arg`) unless status, body and body_len are non-NULL.
+    pub(crate) fn checked(
+        status: *mut u16,
+        body: *mut *mut c_char,
+        body_len: *mut usize,
+        transfer: *mut u64,
+    ) -> Result<OfferInOut, msrpcast_result> {
+        out_arg(status)?;
+        out_arg(body)?;
+        out_arg(body_len)?;
+        Ok(OfferInOut {
+            status,
+            body,
+            body_len,
+            transfer,
+        })
+    }
+
+    /// Writes the answer (a NUL in the text becomes a space: the body is a C string).
+    ///
+    /// # Safety
+    /// Each pointer given to [`OfferInOut::checked`] must be valid for one write (transfer: or
+    /// NULL).
+    pub(crate) unsafe fn hand_out(self, code: u16, id: u64, text: &str) -> FfiResult {
+        let (ptr, n) = owned_c_string(text.replace('\0', " "))?;
+        // SAFETY: checked() saw status, body and body_len non-NULL; the caller guarantees they
+        // and a non-NULL transfer are valid for writes.
+        unsafe {
+            write_out(self.status, code);
+            write_out(self.body, ptr);
+            write_out(self.body_len, n);
+            if !self.transfer.is_null() {
+                write_out(self.transfer, id);
+            }
+        }
+        Ok(())
     }
 }

@@ -172,6 +172,46 @@ fn put_str(out: &mut Vec<u8>, s: &str) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Appends the fields of a datagram (the mirror of [`Reader`]).
+struct Writer<'o> {
+    out: &'o mut Vec<u8>,
+}
+
+impl Writer<'_> {
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.out.push(v);
+        self
+    }
+
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.out.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    fn u64(&mut self, v: u64) -> &mut Self {
+        self.out.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    fn str(&mut self, s: &str) -> Result<&mut Self, WireError> {
+        put_str(self.out, s)?;
+        Ok(self)
+    }
+
+    /// A count, then each string; stops as soon as the datagram is too long.
+    fn strs<S: AsRef<str>>(&mut self, all: &[S]) -> Result<&mut Self, WireError> {
+        let n = u32::try_from(all.len()).map_err(|_| WireError::TooLong)?;
+        self.u32(n);
+        for s in all {
+            self.str(s.as_ref())?;
+            if self.out.len() > MAX_MESSAGE_BYTES {
+                return Err(WireError::TooLong);
+            }
+        }
+        Ok(self)
+    }
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
 }
@@ -212,6 +252,25 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.take(n)?).map_err(|_| WireError::InvalidUtf8)
     }
 
+    /// A flag byte, then the string when it is not 0.
+    fn opt_str(&mut self) -> Result<Option<&'a str>, WireError> {
+        match self.u8()? {
+            0 => Ok(None),
+            _ => self.str().map(Some),
+        }
+    }
+
+    /// A count, then that many strings.
+    fn strs(&mut self) -> Result<Vec<&'a str>, WireError> {
+        let n = self.u32()?;
+        // Not allocated by `n`: each string takes at least 4 bytes of the datagram.
+        let mut all = Vec::new();
+        for _ in 0..n {
+            all.push(self.str()?);
+        }
+        Ok(all)
+    }
+
     fn end(&self) -> Result<(), WireError> {
         if self.buf.is_empty() {
             Ok(())
@@ -226,6 +285,15 @@ impl<'a> Request<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
         out.clear();
         out.push(VERSION);
+        self.put(&mut Writer { out })?;
+        if out.len() > MAX_MESSAGE_BYTES {
+            return Err(WireError::TooLong);
+        }
+        Ok(())
+    }
+
+    /// The operation code and the fields of this request.
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
         match *self {
             Request::Join {
                 conference,
@@ -233,53 +301,38 @@ impl<'a> Request<'a> {
                 target,
                 display,
             } => {
-                out.push(OP_JOIN);
-                put_str(out, conference)?;
-                put_str(out, participant)?;
-                put_str(out, target)?;
+                w.u8(OP_JOIN)
+                    .str(conference)?
+                    .str(participant)?
+                    .str(target)?;
                 match display {
-                    Some(d) => {
-                        out.push(1);
-                        put_str(out, d)?;
-                    }
-                    None => out.push(0),
-                }
+                    Some(d) => w.u8(1).str(d)?,
+                    None => w.u8(0),
+                };
             }
             Request::Leave {
                 conference,
                 participant,
             } => {
-                out.push(OP_LEAVE);
-                put_str(out, conference)?;
-                put_str(out, participant)?;
+                w.u8(OP_LEAVE).str(conference)?.str(participant)?;
             }
             Request::Answered { delivery, sdp } => {
-                out.push(OP_ANSWERED);
-                out.extend_from_slice(&delivery.to_le_bytes());
-                put_str(out, sdp)?;
+                w.u8(OP_ANSWERED).u64(delivery).str(sdp)?;
             }
             Request::Rejected { delivery, sip_code } => {
-                out.push(OP_REJECTED);
-                out.extend_from_slice(&delivery.to_le_bytes());
-                out.extend_from_slice(&sip_code.to_le_bytes());
+                w.u8(OP_REJECTED).u64(delivery).u32(sip_code);
             }
             Request::Ended { delivery } => {
-                out.push(OP_ENDED);
-                out.extend_from_slice(&delivery.to_le_bytes());
+                w.u8(OP_ENDED).u64(delivery);
             }
             Request::Cancel { transfer } => {
-                out.push(OP_CANCEL);
-                out.extend_from_slice(&transfer.to_le_bytes());
+                w.u8(OP_CANCEL).u64(transfer);
             }
             Request::Status { request, what } => {
-                out.push(OP_STATUS);
-                out.extend_from_slice(&request.to_le_bytes());
-                out.extend_from_slice(&what.to_le_bytes());
+                w.u8(OP_STATUS).u32(request).u32(what);
             }
             Request::UploadFile { conference, path } => {
-                out.push(OP_UPLOAD_FILE);
-                put_str(out, conference)?;
-                put_str(out, path)?;
+                w.u8(OP_UPLOAD_FILE).str(conference)?.str(path)?;
             }
             Request::Upload {
                 request,
@@ -287,28 +340,18 @@ impl<'a> Request<'a> {
                 path,
                 ref to,
             } => {
-                out.push(if to.is_some() {
+                let op = if to.is_some() {
                     OP_UPLOAD_TO
                 } else {
                     OP_UPLOAD
-                });
-                out.extend_from_slice(&request.to_le_bytes());
-                put_str(out, conference)?;
-                put_str(out, path)?;
+                };
+                w.u8(op).u32(request).str(conference)?.str(path)?;
                 if let Some(keys) = to {
-                    let n = u32::try_from(keys.len()).map_err(|_| WireError::TooLong)?;
-                    out.extend_from_slice(&n.to_le_bytes());
-                    for k in keys {
-                        put_str(out, k)?;
-                        if out.len() > MAX_MESSAGE_BYTES {
-                            return Err(WireError::TooLong);
-                        }
-                    }
+                    w.strs(keys)?;
                 }
             }
             Request::ReloadTls { request } => {
-                out.push(OP_RELOAD_TLS);
-                out.extend_from_slice(&request.to_le_bytes());
+                w.u8(OP_RELOAD_TLS).u32(request);
             }
             Request::OfferIn {
                 request,
@@ -317,20 +360,15 @@ impl<'a> Request<'a> {
                 dialog,
                 sdp,
             } => {
-                out.push(OP_OFFER_IN);
-                out.extend_from_slice(&request.to_le_bytes());
-                put_str(out, conference)?;
-                put_str(out, participant)?;
-                put_str(out, dialog)?;
-                put_str(out, sdp)?;
+                w.u8(OP_OFFER_IN)
+                    .u32(request)
+                    .str(conference)?
+                    .str(participant)?;
+                w.str(dialog)?.str(sdp)?;
             }
             Request::OfferInEnded { dialog } => {
-                out.push(OP_OFFER_IN_ENDED);
-                put_str(out, dialog)?;
+                w.u8(OP_OFFER_IN_ENDED).str(dialog)?;
             }
-        }
-        if out.len() > MAX_MESSAGE_BYTES {
-            return Err(WireError::TooLong);
         }
         Ok(())
     }
@@ -343,21 +381,12 @@ impl<'a> Request<'a> {
             return Err(WireError::BadVersion(version));
         }
         let req = match r.u8()? {
-            OP_JOIN => {
-                let conference = r.str()?;
-                let participant = r.str()?;
-                let target = r.str()?;
-                let display = match r.u8()? {
-                    0 => None,
-                    _ => Some(r.str()?),
-                };
-                Request::Join {
-                    conference,
-                    participant,
-                    target,
-                    display,
-                }
-            }
+            OP_JOIN => Request::Join {
+                conference: r.str()?,
+                participant: r.str()?,
+                target: r.str()?,
+                display: r.opt_str()?,
+            },
             OP_LEAVE => Request::Leave {
                 conference: r.str()?,
                 participant: r.str()?,
@@ -386,23 +415,12 @@ impl<'a> Request<'a> {
                 path: r.str()?,
                 to: None,
             },
-            OP_UPLOAD_TO => {
-                let request = r.u32()?;
-                let conference = r.str()?;
-                let path = r.str()?;
-                let n = r.u32()?;
-                // Not allocated by `n`: each key takes at least 4 bytes of the datagram.
-                let mut keys = Vec::new();
-                for _ in 0..n {
-                    keys.push(r.str()?);
-                }
-                Request::Upload {
-                    request,
-                    conference,
-                    path,
-                    to: Some(keys),
-                }
-            }
+            OP_UPLOAD_TO => Request::Upload {
+                request: r.u32()?,
+                conference: r.str()?,
+                path: r.str()?,
+                to: Some(r.strs()?),
+            },
             OP_RELOAD_TLS => Request::ReloadTls { request: r.u32()? },
             OP_OFFER_IN => Request::OfferIn {
                 request: r.u32()?,

@@ -258,8 +258,9 @@ impl Core {
     }
 
     /// MSRP TLS for offers and answers (`msrp_tls`); `None` (the default) is off.
-    pub fn set_tls(&mut self, tls: Option<Arc<Tls>>) {
+    pub fn with_tls(mut self, tls: Option<Arc<Tls>>) -> Core {
         self.tls = tls;
+        self
     }
 
     /// What this engine can do for an answer that asks for TLS.

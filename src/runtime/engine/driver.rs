@@ -168,6 +168,20 @@ impl Drop for Lookup {
 
 impl Driver {
     /// Runs until [`Cmd::Stop`] or until every request sender is gone.
+    /// Runs [`Driver::run`] on the core thread (`msrpcast-core`); logs that the engine started.
+    pub fn spawn(
+        self,
+        rx: Receiver<Cmd>,
+        outcomes: Receiver<(u64, DeliveryOutcome)>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let logger = self.logger.clone();
+        let handle = std::thread::Builder::new()
+            .name("msrpcast-core".into())
+            .spawn(move || self.run(rx, outcomes))?;
+        logger.info("engine", format_args!("started"));
+        Ok(handle)
+    }
+
     pub fn run(mut self, rx: Receiver<Cmd>, outcomes: Receiver<(u64, DeliveryOutcome)>) {
         let mut next_tick = Instant::now() + TICK;
         loop {

@@ -141,15 +141,50 @@ fn check_names(
     Ok(())
 }
 
+/// The record thread when `spool_persist` is on, handed the complete files of an earlier run
+/// to check against their SHA-1 (each comes back to the core as a restored transfer or goes).
+fn start_persister(
+    cfg: &Config,
+    spool: &Arc<Spool>,
+    tx: &Sender<Cmd>,
+    logger: &Logger,
+    restored: Vec<Restored>,
+) -> Result<Option<Persister>, EngineError> {
+    if !cfg.spool_persist {
+        return Ok(None);
+    }
+    let p = Persister::start(
+        cfg.spool_dir.clone(),
+        spool.clone(),
+        tx.clone(),
+        logger.clone(),
+    )
+    .map_err(|e| start_error("record thread", &e))?;
+    if !restored.is_empty() {
+        logger.info(
+            "engine",
+            format_args!(
+                "{} complete files of an earlier run found; checking their SHA-1",
+                restored.len()
+            ),
+        );
+    }
+    for (rec, file) in restored {
+        let _ = p.tx.send(Job::Verify(Box::new(rec), file));
+    }
+    Ok(Some(p))
+}
+
 fn start_error(what: &str, e: &dyn fmt::Display) -> EngineError {
     EngineError::Start(format!("{what}: {e}"))
 }
 
 /// What the engine opens before its threads start.
 struct Resources {
+    /// MSRP TLS (`msrp_tls`): its certificate, key and CA files read.
+    tls: Option<Arc<Tls>>,
     spool: Arc<Spool>,
     io: Arc<IoPool>,
-    threads: usize,
     listener: mio::net::TcpListener,
     msrp_addr: SocketAddr,
     /// Complete files of an earlier run, to be checked and restored (`spool_persist`).
@@ -223,7 +258,12 @@ fn open_spool(cfg: &Config, logger: &Logger) -> Result<(Spool, Vec<Restored>), E
 }
 
 impl Resources {
+    /// Checks the settings, then reads the TLS files, opens the spool, starts the I/O threads
+    /// and binds the MSRP listener: everything that can fail before the core thread starts.
     fn open(cfg: &Config, logger: &Logger) -> Result<Resources, EngineError> {
+        cfg.validate()
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+        let tls = load_msrp_tls(cfg, logger).map_err(|e| start_error("msrp_tls", &e))?;
         let (spool, restored) = open_spool(cfg, logger)?;
         let threads = match cfg.io_threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -236,10 +276,13 @@ impl Resources {
         let msrp_addr = listener
             .local_addr()
             .map_err(|e| start_error("msrp_listen", &e))?;
+        let spool_dir = &cfg.spool_dir;
+        let what = format!("MSRP on {msrp_addr}, {threads} I/O threads, spool {spool_dir:?}");
+        logger.info("engine", format_args!("starting: {what}"));
         Ok(Resources {
+            tls,
             spool: Arc::new(spool),
             io: Arc::new(io),
-            threads,
             listener,
             msrp_addr,
             restored,
@@ -271,37 +314,28 @@ impl Engine {
         logger: Logger,
         resolve: Resolve,
     ) -> Result<Engine, EngineError> {
-        cfg.validate()
-            .map_err(|e| EngineError::Start(e.to_string()))?;
+        let opened = Resources::open(&cfg, &logger)?;
+        let (tls, spool, io, msrp_addr) = (opened.tls, opened.spool, opened.io, opened.msrp_addr);
         let cfg = Arc::new(cfg);
-        let tls = load_msrp_tls(&cfg, &logger).map_err(|e| start_error("msrp_tls", &e))?;
-        let Resources {
-            spool,
-            io,
-            threads,
-            listener,
-            msrp_addr,
-            restored,
-        } = Resources::open(&cfg, &logger)?;
         let shared = Arc::new(Shared::new(&cfg));
         let (tx, rx) = bounded(QUEUE);
         let (sig_tx, sig_rx) = unbounded();
         let (out_tx, out_rx) = unbounded();
         let notify: NotifySlot = Arc::new(Mutex::new(None));
         let awaited = Arc::new(Mutex::new(HashMap::new()));
-        let mut core = Core::new(
+        let core = Core::new(
             cfg.clone(),
             shared.clone(),
             awaited.clone(),
             logger.clone(),
             msrp_addr,
         )
-        .map_err(|e| start_error("engine core", &e))?;
-        core.set_tls(tls.clone());
+        .map_err(|e| start_error("engine core", &e))?
+        .with_tls(tls.clone());
         let sessions = Arc::new(offer_in::Sessions::new()?);
         io.add(Guarded::keep(
             Box::new(Listener::new(
-                listener,
+                opened.listener,
                 awaited,
                 tx.clone(),
                 logger.clone(),
@@ -312,30 +346,7 @@ impl Engine {
             logger.clone(),
             "the MSRP listener",
         ));
-        let persister = if cfg.spool_persist {
-            let p = Persister::start(
-                cfg.spool_dir.clone(),
-                spool.clone(),
-                tx.clone(),
-                logger.clone(),
-            )
-            .map_err(|e| start_error("record thread", &e))?;
-            if !restored.is_empty() {
-                logger.info(
-                    "engine",
-                    format_args!(
-                        "{} complete files of an earlier run found; checking their SHA-1",
-                        restored.len()
-                    ),
-                );
-            }
-            for (rec, file) in restored {
-                let _ = p.tx.send(Job::Verify(Box::new(rec), file));
-            }
-            Some(p)
-        } else {
-            None
-        };
+        let persister = start_persister(&cfg, &spool, &tx, &logger, opened.restored)?;
         let driver = Driver {
             core,
             cfg: cfg.clone(),
@@ -353,17 +364,9 @@ impl Engine {
             persist: persister.as_ref().map(|p| p.tx.clone()),
             sessions: sessions.clone(),
         };
-        let handle = std::thread::Builder::new()
-            .name("msrpcast-core".into())
-            .spawn(move || driver.run(rx, out_rx))
+        let handle = driver
+            .spawn(rx, out_rx)
             .map_err(|e| start_error("core thread", &e))?;
-        logger.info(
-            "engine",
-            format_args!(
-                "started: MSRP on {msrp_addr}, {} I/O threads, spool {:?}",
-                threads, cfg.spool_dir
-            ),
-        );
         Ok(Engine {
             waker: io.waker(),
             cfg,

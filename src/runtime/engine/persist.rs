@@ -325,65 +325,10 @@ pub fn load(dir: &Path, logger: &Logger) -> Vec<Record> {
             return Vec::new();
         }
     };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let fname = entry.file_name();
-        let Some(name) = fname.to_str() else { continue };
-        if !name.starts_with("msrpcast-") {
-            continue;
-        }
-        let path = entry.path();
-        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-        if name.ends_with(TMP_SUFFIX) {
-            if is_file {
-                logger.log(
-                    Level::Warn,
-                    "engine",
-                    format_args!(
-                        "record {name}: an unfinished record write (the engine stopped while \
-                         writing it), removed"
-                    ),
-                );
-                let _ = fs::remove_file(&path);
-            }
-            continue;
-        }
-        if !name.ends_with(RECORD_SUFFIX) || !is_file {
-            continue;
-        }
-        let parsed = read_small(&path)
-            .and_then(|t| Record::decode(&t))
-            .and_then(|r| {
-                if r.file_name() == name {
-                    Ok(r)
-                } else {
-                    Err(bad(format!("names spool file {:?}, not its own", r.spool)))
-                }
-            });
-        match parsed {
-            Ok(r) if dir.join(&r.spool).is_file() => out.push(r),
-            Ok(r) => {
-                logger.log(
-                    Level::Warn,
-                    "engine",
-                    format_args!(
-                        "record {name}: its spool file {} is gone; file {:?} of conference {:?} \
-                         cannot be restored, record removed",
-                        r.spool, r.name, r.conference
-                    ),
-                );
-                let _ = fs::remove_file(&path);
-            }
-            Err(e) => {
-                logger.log(
-                    Level::Error,
-                    "engine",
-                    format_args!("record {}: {e}; skipped and removed", path.display()),
-                );
-                let _ = fs::remove_file(&path);
-            }
-        }
-    }
+    let mut out: Vec<Record> = entries
+        .flatten()
+        .filter_map(|entry| load_entry(dir, &entry, logger))
+        .collect();
     // Oldest first; within one millisecond in upload order (the spool file's number).
     let seq = |r: &Record| -> u64 {
         r.spool
@@ -395,6 +340,63 @@ pub fn load(dir: &Path, logger: &Logger) -> Vec<Record> {
     };
     out.sort_by_key(|r| (r.created_ms, seq(r), r.spool.clone()));
     out
+}
+
+/// One entry of the spool folder: its good record, or `None` (not a record; or a leftover temp
+/// file, a bad record or one whose spool file is gone, each removed with a log line).
+fn load_entry(dir: &Path, entry: &fs::DirEntry, logger: &Logger) -> Option<Record> {
+    let fname = entry.file_name();
+    let name = fname.to_str()?;
+    if !name.starts_with("msrpcast-") {
+        return None;
+    }
+    let path = entry.path();
+    let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+    if name.ends_with(TMP_SUFFIX) {
+        if is_file {
+            logger.log(
+                Level::Warn,
+                "engine",
+                format_args!(
+                    "record {name}: an unfinished record write (the engine stopped while \
+                     writing it), removed"
+                ),
+            );
+            let _ = fs::remove_file(&path);
+        }
+        return None;
+    }
+    if !name.ends_with(RECORD_SUFFIX) || !is_file {
+        return None;
+    }
+    let parsed = read_small(&path)
+        .and_then(|t| Record::decode(&t))
+        .and_then(|r| {
+            if r.file_name() == name {
+                Ok(r)
+            } else {
+                Err(bad(format!("names spool file {:?}, not its own", r.spool)))
+            }
+        });
+    match parsed {
+        Ok(r) if dir.join(&r.spool).is_file() => return Some(r),
+        Ok(r) => logger.log(
+            Level::Warn,
+            "engine",
+            format_args!(
+                "record {name}: its spool file {} is gone; file {:?} of conference {:?} \
+                 cannot be restored, record removed",
+                r.spool, r.name, r.conference
+            ),
+        ),
+        Err(e) => logger.log(
+            Level::Error,
+            "engine",
+            format_args!("record {}: {e}; skipped and removed", path.display()),
+        ),
+    }
+    let _ = fs::remove_file(&path);
+    None
 }
 
 /// What the persister thread does.
