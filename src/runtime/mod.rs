@@ -16,6 +16,7 @@ pub mod io;
 pub mod log;
 pub mod net;
 pub mod receive;
+pub(crate) mod receiving;
 pub mod spool;
 
 pub use engine::{Engine, EngineError, OfferInAnswer, OfferInError, Signal};

@@ -26,10 +26,11 @@ use sha1::{Digest, Sha1};
 
 use crate::msrp::auth::{AuthClient, AuthError, AuthParams, AuthStep, Authorized};
 use crate::msrp::parser::{FrameDecoder, Limits};
-use crate::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
+use crate::msrp::receiver::{Receiver, ReceiverConfig};
 use crate::msrp::{writer, Kind, Message, Method, Uri};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::log::Logger;
+use crate::runtime::receiving::{self, FrameSide, ReceivingSession, Reply};
 use crate::tls::{Fingerprint, Tls, TlsError, TlsSettings, TlsStream, Transport, Verify};
 
 /// What the connection does after a reply a hook let through, or after what a hook wrote.
@@ -377,16 +378,23 @@ impl Open {
     }
 }
 
+/// Bytes read from the socket per call.
+const READ_BYTES: usize = 256 * 1024;
+
 /// One accepted connection (or, in relay mode, our connection to the relay).
 pub struct ReceiveConn {
-    stream: Transport,
-    opts: Arc<ReceiveOptions>,
-    decoder: FrameDecoder,
-    receiver: Receiver,
-    open: HashMap<Bytes, Open>,
-    out: BytesMut,
-    buf: Vec<u8>,
+    session: ReceivingSession,
+    files: IntoFiles,
     closed: bool,
+    /// The TLS handshake completed (always true for plain TCP).
+    secured: bool,
+}
+
+/// Where a connection's messages go: part files saved under their final names (or only
+/// counted), each message reported to the owner of the receiver; and the connection's hooks.
+struct IntoFiles {
+    opts: Arc<ReceiveOptions>,
+    open: HashMap<Bytes, Open>,
     /// The `Content-Disposition` file name of the frame being handled, if any.
     frame_name: Option<String>,
     hooks: Box<dyn ReceiveHooks>,
@@ -394,8 +402,6 @@ pub struct ReceiveConn {
     frame_total: Option<u64>,
     /// A hook asked to close once everything queued is written.
     close_when_flushed: bool,
-    /// The TLS handshake completed (always true for plain TCP).
-    secured: bool,
 }
 
 impl ReceiveConn {
@@ -419,108 +425,26 @@ impl ReceiveConn {
                 ..ReceiverConfig::default()
             },
         );
+        let secured = !stream.is_tls();
         ReceiveConn {
-            decoder,
-            receiver,
-            open: HashMap::new(),
-            out: BytesMut::new(),
-            buf: vec![0; 256 * 1024],
+            session: ReceivingSession::new(stream, decoder, receiver, &opts.local, READ_BYTES),
+            files: IntoFiles {
+                opts,
+                open: HashMap::new(),
+                frame_name: None,
+                hooks,
+                frame_total: None,
+                close_when_flushed: false,
+            },
             closed: false,
-            frame_name: None,
-            hooks,
-            frame_total: None,
-            close_when_flushed: false,
-            secured: !stream.is_tls(),
-            stream,
-            opts,
+            secured,
         }
     }
+}
 
+impl IntoFiles {
     fn report(&self, r: Received) {
         let _ = self.opts.events.send(r);
-    }
-
-    fn handle_event(&mut self, ev: ReceiverEvent) {
-        match ev {
-            ReceiverEvent::Data {
-                message_id,
-                offset,
-                bytes,
-            } => self.on_data(message_id, offset, &bytes),
-            ReceiverEvent::MessageComplete {
-                message_id, total, ..
-            } => self.on_complete(&message_id, total),
-            ReceiverEvent::MessageAborted {
-                message_id,
-                received,
-            } => self.on_failed(&message_id, received, "aborted by the sender".into()),
-            ReceiverEvent::MessageFailed {
-                message_id,
-                code,
-                reason,
-            } => self.on_failed(&message_id, 0, format!("{code} {reason}")),
-            ReceiverEvent::Report { .. } => {}
-        }
-    }
-
-    /// A piece of a message: written at its offset, hashed while it arrives in order.
-    fn on_data(&mut self, message_id: Bytes, offset: u64, bytes: &[u8]) {
-        let opts = self.opts.clone();
-        let offered = self.frame_name.take();
-        let o = self
-            .open
-            .entry(message_id)
-            .or_insert_with_key(|id| Open::new(&opts, id));
-        if o.offered.is_none() {
-            o.offered = offered;
-        }
-        if o.total.is_none() {
-            o.total = self.frame_total;
-        }
-        if let Some(f) = &o.file {
-            let _ = f.write_all_at(bytes, offset);
-        }
-        if offset == o.next {
-            if let Some(h) = o.hasher.as_mut() {
-                h.update(bytes);
-            }
-            o.next += bytes.len() as u64;
-        } else {
-            o.hasher = None;
-        }
-        o.bytes += bytes.len() as u64;
-    }
-
-    /// A whole message: its part file saved under its final name, reported with its hash.
-    fn on_complete(&mut self, message_id: &Bytes, total: u64) {
-        let (sha1, path) = match self.open.remove(message_id) {
-            Some(o) => {
-                let sha1 = o.hasher.map(|h| hex(&h.finalize()));
-                let path = match (&self.opts.sink, o.part) {
-                    // Never over an earlier file of the same name.
-                    (Sink::Dir(dir), Some(part)) => save_unique(&part, dir, &safe_name(message_id)),
-                    (Sink::Named(dir), Some(part)) => {
-                        let name = o
-                            .offered
-                            .as_deref()
-                            .and_then(crate::msrp::disposition::safe_file_name)
-                            .unwrap_or_else(|| safe_name(message_id));
-                        save_unique(&part, dir, &name)
-                    }
-                    _ => None,
-                };
-                (sha1, path)
-            }
-            // An empty message.
-            None => (self.opts.hash.then(|| hex(&Sha1::new().finalize())), None),
-        };
-        self.report(Received {
-            message_id: String::from_utf8_lossy(message_id).into_owned(),
-            bytes: total,
-            sha1,
-            path,
-            failure: None,
-        });
     }
 
     /// A message that will not complete: its part file removed, reported with why.
@@ -567,240 +491,9 @@ impl ReceiveConn {
         }
     }
 
-    fn handle_frame(&mut self, msg: Message) {
-        if self.hooks.on_frame(&msg, &self.opts.local, &mut self.out) == FrameVerdict::Taken {
-            return;
-        }
-        let is_data_send = matches!(msg.kind, Kind::Request(Method::Send)) && !msg.body.is_empty();
-        if is_data_send && !self.resume_kept(&msg) {
-            return;
-        }
-        self.frame_name = offered_name(&msg);
-        self.frame_total = msg.byte_range().and_then(|br| br.total);
-        self.receiver.handle_frame(&msg);
-        while let Some(mut reply) = self.receiver.poll_reply() {
-            let Some(after) = self.hooks.on_reply(&reply) else {
-                continue;
-            };
-            if self.opts.full_path_responses && reply.response_code().is_some() {
-                reply.to_path = msg.from_path.clone();
-            }
-            writer::write_message(&reply, &mut self.out);
-            self.after_write(after);
-        }
-        let after = self
-            .hooks
-            .after_frame(&msg, &self.opts.local, &mut self.out);
-        self.after_write(after);
-        while let Some(ev) = self.receiver.poll_event() {
-            self.handle_event(ev);
-        }
-        self.frame_name = None;
-    }
-
-    /// A SEND of a new message whose `Byte-Range` starts after byte 1, naming the file and total
-    /// of a kept part file: the rest of a transfer interrupted earlier (RFC 5547 `a=file-range`).
-    /// The part file is reopened, cut to the bytes before the range, re-read for the SHA-1, and
-    /// the message opened as holding them. False when the frame was refused (400): the range
-    /// does not continue the kept bytes (it would leave a hole); the part stays kept.
-    fn resume_kept(&mut self, msg: &Message) -> bool {
-        let (Some(br), Some(mid)) = (msg.byte_range(), msg.message_id()) else {
-            return true;
-        };
-        if br.start <= 1 || self.open.contains_key(mid) {
-            return true;
-        }
-        let (Some(total), Some(name)) = (br.total, offered_name(msg)) else {
-            return true;
-        };
-        let Some(k) = self.opts.kept.take(&name, total) else {
-            return true;
-        };
-        let held = br.start - 1;
-        // Contiguous with the kept bytes and within the declared size; otherwise refused with
-        // the part kept for a proper resume (and no hole is ever written).
-        let fits = held
-            .checked_add(msg.body.len() as u64)
-            .is_some_and(|end| end <= total);
-        if held > k.len || !fits {
-            self.opts.kept.keep(k);
-            let to = writer::render_path(&msg.from_path[..msg.from_path.len().min(1)]);
-            let from = writer::render_path(std::slice::from_ref(&self.opts.local));
-            let reason = Some(&b"Byte-Range does not continue the kept part file"[..]);
-            writer::write_response(&msg.transaction_id, 400, reason, &to, &from, &mut self.out);
-            return false;
-        }
-        let reopened = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&k.part)
-            .and_then(|f| f.set_len(held).map(|()| f));
-        let file = match reopened {
-            Ok(f) => f,
-            Err(e) => {
-                self.opts.logger.warn(
-                    "receive",
-                    format_args!("kept part file {}: {e}", k.part.display()),
-                );
-                let _ = std::fs::remove_file(&k.part);
-                return true;
-            }
-        };
-        let hasher = if self.opts.hash {
-            match hash_prefix(&file, held) {
-                Ok(h) => Some(h),
-                Err(e) => {
-                    self.opts.logger.warn(
-                        "receive",
-                        format_args!("kept part file {}: {e}", k.part.display()),
-                    );
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        if !self.receiver.resume_message(mid, held, total) {
-            self.opts.kept.keep(k);
-            return true;
-        }
-        self.open.insert(
-            mid.clone(),
-            Open {
-                file: Some(file),
-                offered: Some(name),
-                part: Some(k.part),
-                hasher,
-                next: held,
-                bytes: held,
-                total: Some(total),
-            },
-        );
-        true
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        while !self.out.is_empty() {
-            match self.stream.write(&self.out) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    let _ = self.out.split_to(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        // TLS: the encrypted bytes still queued (WouldBlock: more at the next writable event).
-        match self.stream.flush() {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-            _ => Ok(()),
-        }
-    }
-
-    /// What a hook asked for once a reply is queued: its own write(2), or a close once all is
-    /// written.
-    fn after_write(&mut self, after: AfterWrite) {
-        if after.close_when_flushed {
-            self.close_when_flushed = true;
-        }
-        if after.flush {
-            // An error shows at the next flush.
-            let _ = self.flush();
-        }
-    }
-
-    /// A write-only connection (a hook's): what the hook queues, as much as the socket takes;
-    /// nothing is read.
-    fn write_only(&mut self) -> Flow {
-        loop {
-            self.hooks.fill(&self.opts.local, &mut self.out);
-            let before = self.out.len();
-            if self.flush().is_err() {
-                return self.close();
-            }
-            if self.out.len() == before || !self.out.is_empty() {
-                // The peer stopped taking them (for now): wait for the socket.
-                return Flow::Continue;
-            }
-        }
-    }
-
-    fn turn(&mut self, now: Instant) -> Flow {
-        if self.closed {
-            return Flow::Close;
-        }
-        if !self.secured {
-            match self.stream.handshake(now) {
-                Ok(true) => self.secured = true,
-                Ok(false) => return Flow::Continue,
-                Err(e) => {
-                    let peer = self
-                        .stream
-                        .socket()
-                        .peer_addr()
-                        .map(|a| a.to_string())
-                        .unwrap_or_else(|_| "a peer".into());
-                    self.opts
-                        .logger
-                        .warn("receive", format_args!("TLS with {peer}: {e}"));
-                    return self.close();
-                }
-            }
-        }
-        if self.hooks.writes_only() {
-            return self.write_only();
-        }
-        loop {
-            let want = (self.buf.len() as u64).min(self.hooks.read_allowance(now)) as usize;
-            if want == 0 {
-                break;
-            }
-            match self.stream.read(&mut self.buf[..want]) {
-                Ok(0) => return self.close(),
-                Ok(n) => {
-                    self.hooks.on_read(n);
-                    self.decoder.feed(&self.buf[..n]);
-                    loop {
-                        match self.decoder.next() {
-                            Ok(Some(msg)) => self.handle_frame(msg),
-                            Ok(None) => break,
-                            Err(_) => return self.close(),
-                        }
-                    }
-                    if self.hooks.writes_only() {
-                        // Writing only from now on: nothing more is read.
-                        return self.write_only();
-                    }
-                    match self.hooks.close_now() {
-                        Some(Closing::Now) => return self.close(),
-                        Some(Closing::AfterResponses) => {
-                            let _ = self.flush();
-                            return self.close();
-                        }
-                        None => {}
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.close(),
-            }
-        }
-        if self.flush().is_err() {
-            return self.close();
-        }
-        if self.close_when_flushed && self.out.is_empty() && !self.stream.wants_write() {
-            return self.close();
-        }
-        Flow::Continue
-    }
-
-    fn close(&mut self) -> Flow {
-        if !self.closed && self.secured && self.stream.is_tls() {
-            // close_notify, best effort: the peer can tell our close from a truncation.
-            let _ = self.stream.shutdown_write();
-        }
-        self.closed = true;
+    /// The connection ended: each message still open is kept for a resumed transfer or
+    /// dropped, and reported as cut off.
+    fn cut_off(&mut self) {
         let ids: Vec<Bytes> = self.open.keys().cloned().collect();
         for id in ids {
             let bytes = self.open.get(&id).map(|o| o.bytes).unwrap_or(0);
@@ -823,20 +516,337 @@ impl ReceiveConn {
                 failure: Some(failure),
             });
         }
+    }
+
+    /// The kept part that a SEND of a new message continues (RFC 5547 `a=file-range`): its
+    /// `Byte-Range` starts after byte 1 and it names the file and total of a kept part file.
+    /// Taken out of the kept set, with the frame's Message-ID and the bytes before its range.
+    fn kept_part_for<'m>(&self, msg: &'m Message) -> Option<(&'m Bytes, Kept, u64)> {
+        let (br, mid) = (msg.byte_range()?, msg.message_id()?);
+        if br.start <= 1 || self.open.contains_key(mid) {
+            return None;
+        }
+        let (total, name) = (br.total?, offered_name(msg)?);
+        let k = self.opts.kept.take(&name, total)?;
+        Some((mid, k, br.start - 1))
+    }
+
+    /// The kept part file reopened and cut to its first `held` bytes, with the SHA-1 state of
+    /// those bytes when the receiver hashes (none when they cannot be re-read). `None` when it
+    /// cannot be reopened: it is removed.
+    fn reopen_kept(&self, k: &Kept, held: u64) -> Option<(File, Option<Sha1>)> {
+        let reopened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&k.part)
+            .and_then(|f| f.set_len(held).map(|()| f));
+        let warn = |e: io::Error| {
+            self.opts.logger.warn(
+                "receive",
+                format_args!("kept part file {}: {e}", k.part.display()),
+            )
+        };
+        let file = match reopened {
+            Ok(f) => f,
+            Err(e) => {
+                warn(e);
+                let _ = std::fs::remove_file(&k.part);
+                return None;
+            }
+        };
+        let hasher = if self.opts.hash {
+            hash_prefix(&file, held).map_err(warn).ok()
+        } else {
+            None
+        };
+        Some((file, hasher))
+    }
+}
+
+impl FrameSide for IntoFiles {
+    /// A piece of a message: written at its offset, hashed while it arrives in order.
+    fn data(&mut self, message_id: Bytes, offset: u64, bytes: &[u8]) {
+        let opts = self.opts.clone();
+        let offered = self.frame_name.take();
+        let o = self
+            .open
+            .entry(message_id)
+            .or_insert_with_key(|id| Open::new(&opts, id));
+        if o.offered.is_none() {
+            o.offered = offered;
+        }
+        if o.total.is_none() {
+            o.total = self.frame_total;
+        }
+        if let Some(f) = &o.file {
+            let _ = f.write_all_at(bytes, offset);
+        }
+        if offset == o.next {
+            if let Some(h) = o.hasher.as_mut() {
+                h.update(bytes);
+            }
+            o.next += bytes.len() as u64;
+        } else {
+            o.hasher = None;
+        }
+        o.bytes += bytes.len() as u64;
+    }
+
+    /// A whole message: its part file saved under its final name, reported with its hash.
+    fn complete(&mut self, message_id: Bytes, total: u64) {
+        let message_id = &message_id;
+        let (sha1, path) = match self.open.remove(message_id) {
+            Some(o) => {
+                let sha1 = o.hasher.map(|h| hex(&h.finalize()));
+                let path = match (&self.opts.sink, o.part) {
+                    // Never over an earlier file of the same name.
+                    (Sink::Dir(dir), Some(part)) => save_unique(&part, dir, &safe_name(message_id)),
+                    (Sink::Named(dir), Some(part)) => {
+                        let name = o
+                            .offered
+                            .as_deref()
+                            .and_then(crate::msrp::disposition::safe_file_name)
+                            .unwrap_or_else(|| safe_name(message_id));
+                        save_unique(&part, dir, &name)
+                    }
+                    _ => None,
+                };
+                (sha1, path)
+            }
+            // An empty message.
+            None => (self.opts.hash.then(|| hex(&Sha1::new().finalize())), None),
+        };
+        self.report(Received {
+            message_id: String::from_utf8_lossy(message_id).into_owned(),
+            bytes: total,
+            sha1,
+            path,
+            failure: None,
+        });
+    }
+
+    fn aborted(&mut self, message_id: Bytes, received: u64) {
+        self.on_failed(&message_id, received, "aborted by the sender".into());
+    }
+
+    fn failed(&mut self, message_id: Bytes, code: u16, reason: &'static str) {
+        self.on_failed(&message_id, 0, format!("{code} {reason}"));
+    }
+
+    fn reply(&mut self, frame: &Message, reply: &mut Message) -> Reply {
+        let Some(after) = self.hooks.on_reply(reply) else {
+            return Reply::Drop;
+        };
+        if self.opts.full_path_responses && reply.response_code().is_some() {
+            reply.to_path = frame.from_path.clone();
+        }
+        if after.close_when_flushed {
+            self.close_when_flushed = true;
+        }
+        if after.flush {
+            Reply::WriteAndFlush
+        } else {
+            Reply::Write
+        }
+    }
+}
+
+impl ReceiveConn {
+    fn handle_frame(&mut self, msg: Message) {
+        let (files, out) = (&mut self.files, &mut self.session.out);
+        if files.hooks.on_frame(&msg, &files.opts.local, out) == FrameVerdict::Taken {
+            return;
+        }
+        let is_data_send = matches!(msg.kind, Kind::Request(Method::Send)) && !msg.body.is_empty();
+        if is_data_send && !self.resume_kept(&msg) {
+            return;
+        }
+        self.files.frame_name = offered_name(&msg);
+        self.files.frame_total = msg.byte_range().and_then(|br| br.total);
+        self.session.handle_frame(&msg, &mut self.files);
+        let (files, out) = (&mut self.files, &mut self.session.out);
+        let after = files.hooks.after_frame(&msg, &files.opts.local, out);
+        self.after_write(after);
+        self.files.frame_name = None;
+    }
+
+    /// A SEND of a new message whose `Byte-Range` starts after byte 1, naming the file and total
+    /// of a kept part file: the rest of a transfer interrupted earlier (RFC 5547 `a=file-range`).
+    /// The part file is reopened, cut to the bytes before the range, re-read for the SHA-1, and
+    /// the message opened as holding them. False when the frame was refused (400): the range
+    /// does not continue the kept bytes (it would leave a hole); the part stays kept.
+    fn resume_kept(&mut self, msg: &Message) -> bool {
+        let Some((mid, k, held)) = self.files.kept_part_for(msg) else {
+            return true;
+        };
+        let total = k.total;
+        // Contiguous with the kept bytes and within the declared size; otherwise refused with
+        // the part kept for a proper resume (and no hole is ever written).
+        let fits = held
+            .checked_add(msg.body.len() as u64)
+            .is_some_and(|end| end <= total);
+        if held > k.len || !fits {
+            self.files.opts.kept.keep(k);
+            let reason = &b"Byte-Range does not continue the kept part file"[..];
+            self.session.respond(msg, 400, Some(reason));
+            return false;
+        }
+        let Some((file, hasher)) = self.files.reopen_kept(&k, held) else {
+            return true;
+        };
+        if !self.session.receiver.resume_message(mid, held, total) {
+            self.files.opts.kept.keep(k);
+            return true;
+        }
+        let name = k.name;
+        self.files.open.insert(
+            mid.clone(),
+            Open {
+                file: Some(file),
+                offered: Some(name),
+                part: Some(k.part),
+                hasher,
+                next: held,
+                bytes: held,
+                total: Some(total),
+            },
+        );
+        true
+    }
+
+    /// What a hook asked for once a reply is queued: its own write(2), or a close once all is
+    /// written.
+    fn after_write(&mut self, after: AfterWrite) {
+        if after.close_when_flushed {
+            self.files.close_when_flushed = true;
+        }
+        if after.flush {
+            // An error shows at the next flush.
+            let _ = self.session.flush();
+        }
+    }
+
+    /// A write-only connection (a hook's): what the hook queues, as much as the socket takes;
+    /// nothing is read.
+    fn write_only(&mut self) -> Flow {
+        loop {
+            let out = &mut self.session.out;
+            self.files.hooks.fill(&self.files.opts.local, out);
+            let before = out.len();
+            if self.session.flush().is_err() {
+                return self.close();
+            }
+            if self.session.out.len() == before || !self.session.out.is_empty() {
+                // The peer stopped taking them (for now): wait for the socket.
+                return Flow::Continue;
+            }
+        }
+    }
+
+    /// The TLS handshake, until it completes: `Some` flow while it is not done (or failed).
+    fn handshake(&mut self, now: Instant) -> Option<Flow> {
+        match self.session.stream.handshake(now) {
+            Ok(true) => {
+                self.secured = true;
+                None
+            }
+            Ok(false) => Some(Flow::Continue),
+            Err(e) => {
+                let peer = self
+                    .session
+                    .stream
+                    .socket()
+                    .peer_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| "a peer".into());
+                self.files
+                    .opts
+                    .logger
+                    .warn("receive", format_args!("TLS with {peer}: {e}"));
+                Some(self.close())
+            }
+        }
+    }
+
+    /// The frames of a read, then what the hooks ask for: `Some` flow when the connection
+    /// stops reading.
+    fn after_read(&mut self, n: usize) -> Option<Flow> {
+        self.files.hooks.on_read(n);
+        loop {
+            match self.session.decoder.next() {
+                Ok(Some(msg)) => self.handle_frame(msg),
+                Ok(None) => break,
+                Err(_) => return Some(self.close()),
+            }
+        }
+        if self.files.hooks.writes_only() {
+            // Writing only from now on: nothing more is read.
+            return Some(self.write_only());
+        }
+        match self.files.hooks.close_now() {
+            Some(Closing::Now) => Some(self.close()),
+            Some(Closing::AfterResponses) => {
+                let _ = self.session.flush();
+                Some(self.close())
+            }
+            None => None,
+        }
+    }
+
+    fn turn(&mut self, now: Instant) -> Flow {
+        if self.closed {
+            return Flow::Close;
+        }
+        if !self.secured {
+            if let Some(flow) = self.handshake(now) {
+                return flow;
+            }
+        }
+        if self.files.hooks.writes_only() {
+            return self.write_only();
+        }
+        loop {
+            let want = (READ_BYTES as u64).min(self.files.hooks.read_allowance(now)) as usize;
+            if want == 0 {
+                break;
+            }
+            match self.session.read(want) {
+                Ok(receiving::Read::Bytes(n)) => {
+                    if let Some(flow) = self.after_read(n) {
+                        return flow;
+                    }
+                }
+                Ok(receiving::Read::Wait) => break,
+                Ok(receiving::Read::Closed) | Err(_) => return self.close(),
+            }
+        }
+        if self.session.flush().is_err() {
+            return self.close();
+        }
+        let flushed = self.session.out.is_empty() && !self.session.stream.wants_write();
+        if self.files.close_when_flushed && flushed {
+            return self.close();
+        }
+        Flow::Continue
+    }
+
+    fn close(&mut self) -> Flow {
+        if !self.closed && self.secured && self.session.stream.is_tls() {
+            // close_notify, best effort: the peer can tell our close from a truncation.
+            let _ = self.session.stream.shutdown_write();
+        }
+        self.closed = true;
+        self.files.cut_off();
         Flow::Close
     }
 }
 
 impl Handler for ReceiveConn {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(
-            self.stream.socket_mut(),
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )
+        self.session.register(registry, token)
     }
     fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(self.stream.socket_mut());
+        self.session.deregister(registry);
     }
     fn on_ready(&mut self, now: Instant, _: bool, _: bool, _: &mut Ctx) -> Flow {
         self.turn(now)
@@ -846,8 +856,9 @@ impl Handler for ReceiveConn {
     }
     fn on_tick(&mut self, now: Instant, _: &mut Ctx) -> Flow {
         // A TLS handshake past its deadline fails here.
-        if let Err(e) = self.stream.check_deadline(now) {
-            self.opts
+        if let Err(e) = self.session.stream.check_deadline(now) {
+            self.files
+                .opts
                 .logger
                 .warn("receive", format_args!("TLS handshake: {e}"));
             return self.close();
@@ -944,6 +955,26 @@ fn save_unique(part: &std::path::Path, dir: &std::path::Path, name: &str) -> Opt
 /// worse.
 fn tool_logger() -> crate::runtime::log::Logger {
     crate::runtime::log::Logger::stderr(crate::runtime::log::Level::Warn)
+}
+
+/// The frame parser's limits of the receiving tool: chunks of up to 1 MiB.
+fn tool_limits() -> Limits {
+    Limits {
+        max_body_bytes: 1 << 20,
+        ..Limits::default()
+    }
+}
+
+/// Our URI for session `session_id` at `addr` (`msrps` when `secure`).
+fn our_uri(addr: std::net::SocketAddr, secure: bool, session_id: &str) -> io::Result<Uri> {
+    let host = match addr {
+        std::net::SocketAddr::V4(v) => v.ip().to_string(),
+        std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
+    };
+    let scheme = if secure { "msrps" } else { "msrp" };
+    let text = format!("{scheme}://{host}:{}/{session_id};tcp", addr.port());
+    Uri::parse_slice(text.as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))
 }
 
 /// SHA-1 state after the first `len` bytes of `file`.
@@ -1050,27 +1081,16 @@ impl ReceiveServer {
     pub fn listen(l: Listen) -> io::Result<ReceiveServer> {
         let listener = crate::runtime::net::listen(l.addr)?;
         let bound = listener.local_addr()?;
-        let host = match bound {
-            std::net::SocketAddr::V4(v) => v.ip().to_string(),
-            std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
-        };
-        let scheme = if l.tls.is_some() { "msrps" } else { "msrp" };
-        let text = format!("{scheme}://{host}:{}/{};tcp", bound.port(), l.session_id);
-        let uri = Uri::parse_slice(text.as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
+        let uri = our_uri(bound, l.tls.is_some(), &l.session_id)?;
         let (tx, rx) = crossbeam_channel::unbounded();
         let pool = crate::runtime::io::IoPool::start(l.threads, tool_logger())?;
-        let limits = Limits {
-            max_body_bytes: 1 << 20,
-            ..Limits::default()
-        };
         let opts = ReceiveOptions {
             local: uri.clone(),
             sink: l.sink,
             hash: l.hash,
             hooks: l.hooks,
             events: tx,
-            limits,
+            limits: tool_limits(),
             full_path_responses: false,
             max_message_bytes: l.max_message_bytes,
             logger: tool_logger(),
@@ -1114,18 +1134,8 @@ impl ReceiveServer {
         let stream = std::net::TcpStream::connect_timeout(&peer, login.timeout)?;
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
-        let host = match local {
-            std::net::SocketAddr::V4(v) => v.ip().to_string(),
-            std::net::SocketAddr::V6(v) => format!("[{}]", v.ip()),
-        };
-        let scheme = if relay.secure { "msrps" } else { "msrp" };
-        let text = format!("{scheme}://{host}:{}/{session_id};tcp", local.port());
-        let uri = Uri::parse_slice(text.as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{text}: {e}")))?;
-        let limits = Limits {
-            max_body_bytes: 1 << 20,
-            ..Limits::default()
-        };
+        let uri = our_uri(local, relay.secure, session_id)?;
+        let limits = tool_limits();
         let mut decoder = FrameDecoder::new(limits);
         let params = AuthParams {
             relay: relay.clone(),
@@ -1135,25 +1145,7 @@ impl ReceiveServer {
             expires: login.expires,
         };
         let (granted, transport) = if relay.secure {
-            let tls = match &login.tls {
-                Some(t) => t.clone(),
-                None => ReceiveTls::load(None, None, None, Verify::Host, Vec::new())
-                    .map_err(TlsError::into_io)?,
-            };
-            let config = tls
-                .tls
-                .client_config(&tls.fingerprints)
-                .map_err(TlsError::into_io)?;
-            let name = crate::tls::config::server_name(&relay.host).map_err(TlsError::into_io)?;
-            let mut secured =
-                crate::tls::blocking::connect(stream, config, name, tls.handshake_timeout)
-                    .map_err(TlsError::into_io)?;
-            let granted = relay_auth(&mut secured, &mut decoder, params, login.timeout)?;
-            let rustls::StreamOwned { conn, sock } = secured;
-            sock.set_read_timeout(None)?;
-            sock.set_nonblocking(true)?;
-            let t = TlsStream::established(conn, TcpStream::from_std(sock));
-            (granted, Transport::Tls(Box::new(t)))
+            auth_over_tls(stream, relay, login, &mut decoder, params)?
         } else {
             let mut stream = stream;
             let granted = relay_auth(&mut stream, &mut decoder, params, login.timeout)?;
@@ -1252,6 +1244,36 @@ impl AuthStream for crate::tls::blocking::BlockingTlsClient {
     }
 }
 
+/// Relay mode over TLS: the TLS handshake with the relay at `relay` on `stream` (its
+/// certificate checked as `login` says), then the AUTH exchange; the connection is handed over
+/// non-blocking.
+fn auth_over_tls(
+    stream: std::net::TcpStream,
+    relay: &Uri,
+    login: &RelayLogin,
+    decoder: &mut FrameDecoder,
+    params: AuthParams,
+) -> io::Result<(Authorized, Transport)> {
+    let tls = match &login.tls {
+        Some(t) => t.clone(),
+        None => ReceiveTls::load(None, None, None, Verify::Host, Vec::new())
+            .map_err(TlsError::into_io)?,
+    };
+    let config = tls
+        .tls
+        .client_config(&tls.fingerprints)
+        .map_err(TlsError::into_io)?;
+    let name = crate::tls::config::server_name(&relay.host).map_err(TlsError::into_io)?;
+    let mut secured = crate::tls::blocking::connect(stream, config, name, tls.handshake_timeout)
+        .map_err(TlsError::into_io)?;
+    let granted = relay_auth(&mut secured, decoder, params, login.timeout)?;
+    let rustls::StreamOwned { conn, sock } = secured;
+    sock.set_read_timeout(None)?;
+    sock.set_nonblocking(true)?;
+    let t = TlsStream::established(conn, TcpStream::from_std(sock));
+    Ok((granted, Transport::Tls(Box::new(t))))
+}
+
 /// Runs the AUTH exchange on a blocking connection. Frames read past the final response stay in
 /// `decoder` for the receiver.
 fn relay_auth(
@@ -1262,71 +1284,89 @@ fn relay_auth(
 ) -> io::Result<Authorized> {
     let ids = crate::msrp::ids::IdGen::new().map_err(|e| io::Error::other(e.to_string()))?;
     let mut client = AuthClient::new(params, ids);
-    let mut out = BytesMut::new();
-    writer::write_message(&client.start(), &mut out);
-    stream.write_all(&out)?;
+    send_auth(stream, &client.start())?;
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         // Frames already buffered first.
-        while let Some(msg) = decoder.next().map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("from the relay: {e:?}"))
-        })? {
-            let step = client.handle_frame(&msg).map_err(|e| {
-                let kind = match e {
-                    AuthError::Rejected | AuthError::Forbidden { .. } => {
-                        io::ErrorKind::PermissionDenied
-                    }
-                    _ => io::ErrorKind::Other,
-                };
-                io::Error::new(kind, e)
-            })?;
-            match step {
-                AuthStep::Ignored => {}
-                AuthStep::Send(req) => {
-                    out.clear();
-                    writer::write_message(&req, &mut out);
-                    stream.write_all(&out)?;
+        if let Some(granted) = auth_steps(stream, &mut client, decoder)? {
+            return Ok(granted);
+        }
+        read_auth(stream, decoder, &mut buf, deadline)?;
+    }
+}
+
+/// Writes one AUTH request.
+fn send_auth(stream: &mut impl AuthStream, req: &Message) -> io::Result<()> {
+    let mut out = BytesMut::new();
+    writer::write_message(req, &mut out);
+    stream.write_all(&out)
+}
+
+/// The relay's frames buffered in `decoder`, through the AUTH client: the grant once it came.
+fn auth_steps(
+    stream: &mut impl AuthStream,
+    client: &mut AuthClient,
+    decoder: &mut FrameDecoder,
+) -> io::Result<Option<Authorized>> {
+    while let Some(msg) = decoder
+        .next()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("from the relay: {e:?}")))?
+    {
+        let step = client.handle_frame(&msg).map_err(|e| {
+            let kind = match e {
+                AuthError::Rejected | AuthError::Forbidden { .. } => {
+                    io::ErrorKind::PermissionDenied
                 }
-                AuthStep::Done(granted) => return Ok(granted),
-            }
+                _ => io::ErrorKind::Other,
+            };
+            io::Error::new(kind, e)
+        })?;
+        match step {
+            AuthStep::Ignored => {}
+            AuthStep::Send(req) => send_auth(stream, &req)?,
+            AuthStep::Done(granted) => return Ok(Some(granted)),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no answer from the relay to AUTH",
-            ));
+    }
+    Ok(None)
+}
+
+/// Reads what the relay sent next into `decoder`, waiting until `deadline` at most.
+fn read_auth(
+    stream: &mut impl AuthStream,
+    decoder: &mut FrameDecoder,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    let no_answer = || io::Error::new(io::ErrorKind::TimedOut, "no answer from the relay to AUTH");
+    let closed = || {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "relay closed the connection during AUTH",
+        )
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(no_answer());
+    }
+    stream.set_auth_read_timeout(Some(left))?;
+    match stream.read(buf) {
+        // Over TLS, a close without close_notify is an UnexpectedEof error.
+        Ok(0) => Err(closed()),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(closed()),
+        Ok(n) => {
+            decoder.feed(&buf[..n]);
+            Ok(())
         }
-        stream.set_auth_read_timeout(Some(left))?;
-        match stream.read(&mut buf) {
-            // Over TLS, a close without close_notify is an UnexpectedEof error.
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "relay closed the connection during AUTH",
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "relay closed the connection during AUTH",
-                ))
-            }
-            Ok(n) => decoder.feed(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no answer from the relay to AUTH",
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(no_answer())
         }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(e),
     }
 }

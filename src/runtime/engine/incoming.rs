@@ -9,18 +9,19 @@
 //! refusal by the spool (size, quota), the connection closing before the last byte, no frame for
 //! twice `transaction_timeout_ms`, a BYE.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use mio::{Interest, Registry, Token};
+use bytes::Bytes;
+use mio::{Registry, Token};
 
 use crate::msrp::parser::FrameDecoder;
-use crate::msrp::receiver::{Receiver, ReceiverConfig, ReceiverEvent};
-use crate::msrp::{writer, FailureReport, Kind, Message, Method};
+use crate::msrp::receiver::{Receiver, ReceiverConfig};
+use crate::msrp::{FailureReport, Kind, Message, Method};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::log::{Level, Logger};
+use crate::runtime::receiving::{FrameSide, Read, ReceivingSession, Reply};
 use crate::tls::Transport;
 
 use super::offer_in::{io_key, Sessions, Slot};
@@ -36,31 +37,32 @@ const MAX_OUT_BYTES: usize = 1 << 20;
 pub(super) struct IncomingConn {
     key: u64,
     dialog: String,
+    session: ReceivingSession,
+    file: IntoSpool,
+    last_frame: Instant,
+    idle: Duration,
+    sessions: Arc<Sessions>,
+    /// The first frame, handled at the first turn.
+    first: Option<Message>,
+}
+
+/// Where the participant's file goes: in order into the transfer's spool file, or the transfer
+/// fails with a reason.
+struct IntoSpool {
     transfer: crate::roster::TransferId,
     participant: String,
     size: u64,
-    stream: Transport,
-    decoder: FrameDecoder,
-    receiver: Receiver,
-    local_path: Bytes,
     upload: Option<Upload>,
     /// The message carrying the file, once its first bytes came.
     message: Option<Bytes>,
     written: u64,
-    out: BytesMut,
-    buf: Vec<u8>,
     /// The whole file arrived and was handed to the spool.
     done: bool,
     /// The transfer failed: the replies go out, then the connection closes.
     failed: bool,
     /// Set while a frame is handled: this frame is refused with this code instead of 200.
     refuse: Option<u16>,
-    last_frame: Instant,
-    idle: Duration,
-    sessions: Arc<Sessions>,
     logger: Logger,
-    /// The first frame, handled at the first turn.
-    first: Option<Message>,
 }
 
 impl IncomingConn {
@@ -73,7 +75,6 @@ impl IncomingConn {
         logger: Logger,
         idle: Duration,
     ) -> IncomingConn {
-        let now = Instant::now();
         let Slot {
             dialog,
             transfer,
@@ -94,29 +95,28 @@ impl IncomingConn {
         IncomingConn {
             key: io_key(transfer),
             dialog,
-            transfer,
-            participant,
-            size,
-            stream,
-            decoder,
-            receiver,
-            local_path: writer::render_path(std::slice::from_ref(&local_uri)),
-            upload: Some(upload),
-            message: None,
-            written: 0,
-            out: BytesMut::new(),
-            buf: vec![0; READ_BYTES],
-            done: false,
-            failed: false,
-            refuse: None,
-            last_frame: now,
+            session: ReceivingSession::new(stream, decoder, receiver, &local_uri, READ_BYTES),
+            file: IntoSpool {
+                transfer,
+                participant,
+                size,
+                upload: Some(upload),
+                message: None,
+                written: 0,
+                done: false,
+                failed: false,
+                refuse: None,
+                logger,
+            },
+            last_frame: Instant::now(),
             idle,
             sessions,
-            logger,
             first: Some(first),
         }
     }
+}
 
+impl IntoSpool {
     /// The transfer fails for `reason`: the upload is aborted (its deliveries end, its spool
     /// file goes).
     fn fail(&mut self, reason: &str) {
@@ -138,65 +138,18 @@ impl IncomingConn {
         }
     }
 
-    fn on_event(&mut self, ev: ReceiverEvent) {
-        match ev {
-            ReceiverEvent::Data {
-                message_id,
-                offset,
-                bytes,
-            } => self.on_data(message_id, offset, &bytes),
-            ReceiverEvent::MessageComplete {
-                message_id, total, ..
-            } => {
-                if self.message.as_ref() != Some(&message_id) && total > 0 {
-                    return;
-                }
-                if total != self.size {
-                    self.refuse = Some(400);
-                    self.fail(&format!(
-                        "the message has {total} bytes, the offer announced {}",
-                        self.size
-                    ));
-                    return;
-                }
-                if self.failed {
-                    return;
-                }
-                let Some(up) = self.upload.take() else {
-                    return;
-                };
-                match up.finish() {
-                    Ok(_) => {
-                        self.done = true;
-                        self.logger.info(
-                            "engine",
-                            format_args!(
-                                "transfer {}: all {total} bytes received from participant {:?}",
-                                self.transfer, self.participant
-                            ),
-                        );
-                    }
-                    Err(e) => {
-                        self.refuse = Some(400);
-                        self.failed = true;
-                        self.logger.warn(
-                            "engine",
-                            format_args!("transfer {}: spool: {e}", self.transfer),
-                        );
-                    }
-                }
-            }
-            ReceiverEvent::MessageAborted { received, .. } => self.fail(&format!(
-                "the participant aborted the file (#) after {received} bytes"
-            )),
-            ReceiverEvent::MessageFailed { code, reason, .. } => {
-                self.fail(&format!("a chunk was refused with {code}: {reason}"))
-            }
-            ReceiverEvent::Report { .. } => {}
+    /// Fails the transfer (unless the whole file came) with what happened to the connection
+    /// after the bytes so far.
+    fn ended(&mut self, what: &str) {
+        if !self.done {
+            let r = format!("{what} after {} of {} bytes", self.written, self.size);
+            self.fail(&r);
         }
     }
+}
 
-    fn on_data(&mut self, message_id: Bytes, offset: u64, bytes: &[u8]) {
+impl FrameSide for IntoSpool {
+    fn data(&mut self, message_id: Bytes, offset: u64, bytes: &[u8]) {
         if self.failed || self.done {
             self.refuse = Some(403);
             return;
@@ -240,61 +193,85 @@ impl IncomingConn {
         self.written += bytes.len() as u64;
     }
 
-    fn handle_frame(&mut self, msg: Message, now: Instant) {
-        self.last_frame = now;
-        self.refuse = None;
-        self.receiver.handle_frame(&msg);
-        while let Some(ev) = self.receiver.poll_event() {
-            self.on_event(ev);
+    fn complete(&mut self, message_id: Bytes, total: u64) {
+        if self.message.as_ref() != Some(&message_id) && total > 0 {
+            return;
         }
-        let refused = self.refuse.take();
-        while let Some(reply) = self.receiver.poll_reply() {
-            let ours = reply.response_code() == Some(200)
-                || matches!(reply.kind, Kind::Request(Method::Report));
-            if refused.is_some() && ours {
-                // This frame's 200 (and success REPORT) are replaced by the refusal.
-                continue;
+        if total != self.size {
+            self.refuse = Some(400);
+            self.fail(&format!(
+                "the message has {total} bytes, the offer announced {}",
+                self.size
+            ));
+            return;
+        }
+        if self.failed {
+            return;
+        }
+        let Some(up) = self.upload.take() else {
+            return;
+        };
+        match up.finish() {
+            Ok(_) => {
+                self.done = true;
+                self.logger.info(
+                    "engine",
+                    format_args!(
+                        "transfer {}: all {total} bytes received from participant {:?}",
+                        self.transfer, self.participant
+                    ),
+                );
             }
-            writer::write_message(&reply, &mut self.out);
-        }
-        if let Some(code) = refused {
-            let is_send = matches!(msg.kind, Kind::Request(Method::Send));
-            if is_send && msg.failure_report() != FailureReport::No {
-                let to = writer::render_path(&msg.from_path[..msg.from_path.len().min(1)]);
-                writer::write_response(
-                    &msg.transaction_id,
-                    code,
-                    None,
-                    &to,
-                    &self.local_path,
-                    &mut self.out,
+            Err(e) => {
+                self.refuse = Some(400);
+                self.failed = true;
+                self.logger.warn(
+                    "engine",
+                    format_args!("transfer {}: spool: {e}", self.transfer),
                 );
             }
         }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        while !self.out.is_empty() {
-            match self.stream.write(&self.out) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    let _ = self.out.split_to(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+    fn aborted(&mut self, _: Bytes, received: u64) {
+        self.fail(&format!(
+            "the participant aborted the file (#) after {received} bytes"
+        ));
+    }
+
+    fn failed(&mut self, _: Bytes, code: u16, reason: &'static str) {
+        self.fail(&format!("a chunk was refused with {code}: {reason}"));
+    }
+
+    fn reply(&mut self, _frame: &Message, reply: &mut Message) -> Reply {
+        let ours = reply.response_code() == Some(200)
+            || matches!(reply.kind, Kind::Request(Method::Report));
+        if self.refuse.is_some() && ours {
+            // This frame's 200 (and success REPORT) are replaced by the refusal.
+            Reply::Drop
+        } else {
+            Reply::Write
         }
-        match self.stream.flush() {
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-            _ => Ok(()),
+    }
+}
+
+impl IncomingConn {
+    fn handle_frame(&mut self, msg: Message, now: Instant) {
+        self.last_frame = now;
+        self.file.refuse = None;
+        self.session.handle_frame(&msg, &mut self.file);
+        if let Some(code) = self.file.refuse.take() {
+            let is_send = matches!(msg.kind, Kind::Request(Method::Send));
+            if is_send && msg.failure_report() != FailureReport::No {
+                self.session.respond(&msg, code, None);
+            }
         }
     }
 
     /// Decodes the frames already buffered.
     fn drain(&mut self, now: Instant) -> Result<(), String> {
         loop {
-            match self.decoder.next() {
+            match self.session.decoder.next() {
                 Ok(Some(m)) => self.handle_frame(m, now),
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(format!("malformed MSRP from the participant: {e}")),
@@ -302,83 +279,72 @@ impl IncomingConn {
         }
     }
 
+    /// Fails the transfer for `reason` and closes.
+    fn fail_close(&mut self, reason: &str) -> Flow {
+        self.file.fail(reason);
+        self.close()
+    }
+
     fn turn(&mut self, now: Instant) -> Flow {
         if let Some(first) = self.first.take() {
             self.handle_frame(first, now);
         }
         if let Err(r) = self.drain(now) {
-            self.fail(&r);
-            return self.close();
+            return self.fail_close(&r);
         }
-        while !self.failed && self.out.len() < MAX_OUT_BYTES {
-            match self.stream.read(&mut self.buf) {
-                Ok(0) => {
-                    if !self.done {
-                        let r = format!(
-                            "the participant's connection closed after {} of {} bytes",
-                            self.written, self.size
-                        );
-                        self.fail(&r);
-                    }
-                    let _ = self.flush();
+        while !self.file.failed && self.session.out.len() < MAX_OUT_BYTES {
+            match self.session.read(READ_BYTES) {
+                Ok(Read::Closed) => {
+                    self.file.ended("the participant's connection closed");
+                    let _ = self.session.flush();
                     return self.close();
                 }
-                Ok(n) => {
-                    crate::runtime::fault::inject("io", &self.buf[..n]);
-                    self.decoder.feed(&self.buf[..n]);
+                Ok(Read::Bytes(_)) => {
                     if let Err(r) = self.drain(now) {
-                        self.fail(&r);
-                        return self.close();
+                        return self.fail_close(&r);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Read::Wait) => break,
                 Err(e) => {
+                    let f = &self.file;
                     let r = format!(
                         "the participant's connection failed after {} of {} bytes: {e}",
-                        self.written, self.size
+                        f.written, f.size
                     );
-                    self.fail(&r);
-                    return self.close();
+                    return self.fail_close(&r);
                 }
             }
         }
-        if let Err(e) = self.flush() {
-            self.fail(&format!("cannot write to the participant: {e}"));
-            return self.close();
+        if let Err(e) = self.session.flush() {
+            return self.fail_close(&format!("cannot write to the participant: {e}"));
         }
-        if self.failed && self.out.is_empty() {
+        if self.file.failed && self.session.out.is_empty() {
             return self.close();
         }
         Flow::Continue
     }
 
     fn close(&mut self) -> Flow {
-        if self.stream.is_tls() {
-            let _ = self.stream.shutdown_write();
+        if self.session.stream.is_tls() {
+            let _ = self.session.stream.shutdown_write();
         }
         Flow::Close
     }
 }
 
 impl Handler for IncomingConn {
+    /// The engine aborts the connection by its transfer's key.
+    fn key(&self) -> Option<u64> {
+        Some(self.key)
+    }
+
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(
-            self.stream.socket_mut(),
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )
+        self.session.register(registry, token)
     }
 
     fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(self.stream.socket_mut());
-        if !self.done {
-            let r = format!(
-                "the participant's connection ended after {} of {} bytes",
-                self.written, self.size
-            );
-            self.fail(&r);
-        }
+        self.session.deregister(registry);
+        self.file.ended("the participant's connection ended");
         self.sessions.finished(&self.dialog);
     }
 
@@ -392,15 +358,11 @@ impl Handler for IncomingConn {
 
     fn on_tick(&mut self, now: Instant, _: &mut Ctx) -> Flow {
         if now.duration_since(self.last_frame) >= self.idle {
-            if !self.done {
-                let r = format!(
-                    "nothing from the participant for {} ms after {} of {} bytes",
-                    self.idle.as_millis(),
-                    self.written,
-                    self.size
-                );
-                self.fail(&r);
-            }
+            let what = format!(
+                "nothing from the participant for {} ms",
+                self.idle.as_millis()
+            );
+            self.file.ended(&what);
             return self.close();
         }
         // Replies held back by a full socket, and reading resumed once they left.
@@ -409,13 +371,9 @@ impl Handler for IncomingConn {
 
     fn on_command(&mut self, cmd: Command, _: Instant, _: &mut Ctx) -> Flow {
         let Command::Abort { reason, .. } = cmd;
-        if !self.done {
-            self.fail(&reason);
+        if !self.file.done {
+            self.file.fail(&reason);
         }
         self.close()
-    }
-
-    fn key(&self) -> Option<u64> {
-        Some(self.key)
     }
 }

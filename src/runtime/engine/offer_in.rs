@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::config::Config;
 use crate::msrp::ids::IdGen;
 use crate::msrp::{Host, Uri};
 use crate::roster::{Origin, RosterError, TransferId};
@@ -228,10 +229,91 @@ impl Sessions {
         }
     }
 
+    /// A new session for `dialog` from participant `who` of `conference`: refused when the dialog
+    /// already carries a file, when `offer_in_max_sessions` are held, or when the participant
+    /// reached `offer_in_per_participant_per_min`.
+    fn admit(
+        &self,
+        cfg: &Config,
+        conference: &str,
+        who: &str,
+        dialog: &str,
+        now: Instant,
+    ) -> Result<(), OfferInError> {
+        let mut inner = self.inner.lock();
+        if inner.by_dialog.contains_key(dialog) {
+            return Err(OfferInError::BadInput(format!(
+                "dialog {dialog:?} already carries a file"
+            )));
+        }
+        if inner.by_dialog.len() >= cfg.offer_in_max_sessions {
+            return Err(OfferInError::Unavailable(format!(
+                "{} files from participants already being received (offer_in_max_sessions)",
+                inner.by_dialog.len()
+            )));
+        }
+        inner
+            .recent
+            .retain(|_, v| v.back().is_some_and(|t| now.duration_since(*t) < MINUTE));
+        let key = (conference.to_owned(), who.to_owned());
+        let sent = inner.recent.get(&key).map_or(0, |v| {
+            v.iter()
+                .filter(|t| now.duration_since(**t) < MINUTE)
+                .count()
+        });
+        if sent >= cfg.offer_in_per_participant_per_min {
+            return Err(OfferInError::RateLimited {
+                limit: cfg.offer_in_per_participant_per_min,
+            });
+        }
+        Ok(())
+    }
+
     /// Sessions held (waiting or running).
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().by_dialog.len()
     }
+}
+
+impl Inner {
+    /// The session of `slot`, answered with `session_id`: waiting for the participant to
+    /// connect until `deadline`.
+    fn wait_for(&mut self, slot: Box<Slot>, session_id: Bytes, deadline: Instant) {
+        let dialog = slot.dialog.clone();
+        self.by_session.insert(session_id.clone(), dialog.clone());
+        self.by_dialog.insert(
+            dialog,
+            Session {
+                transfer: slot.transfer,
+                session_id,
+                state: State::Waiting { slot, deadline },
+            },
+        );
+    }
+}
+
+/// Our URI of a session: `msrps` when the offer is TLS.
+fn our_uri(tls: bool, host: &str, port: u16, session_id: &[u8]) -> Result<Uri, OfferInError> {
+    let text = format!(
+        "{}://{host}:{port}/{};tcp",
+        if tls { "msrps" } else { "msrp" },
+        String::from_utf8_lossy(session_id)
+    );
+    Uri::parse_slice(text.as_bytes())
+        .map_err(|e| OfferInError::Internal(format!("our own URI {text:?}: {e}")))
+}
+
+/// What a TLS offer's connection must show: the host of the participant's `a=path` (or its
+/// `a=fingerprint`s).
+fn offer_tls(offer: &sdp::PushOffer) -> Option<(Host, Vec<Fingerprint>)> {
+    offer.tls.then(|| {
+        let host = offer
+            .path
+            .last()
+            .map(|u| u.host.clone())
+            .unwrap_or(Host::Name(Bytes::new()));
+        (host, offer.fingerprints.clone())
+    })
 }
 
 /// Reads and checks the offer, then the limits; the file's checks come before any state.
@@ -288,6 +370,57 @@ impl Engine {
         sdp_offer: &str,
     ) -> Result<OfferInAnswer, OfferInError> {
         let now = Instant::now();
+        let who = self.offering_participant(conference, participant, dialog)?;
+        let offer = check_offer(self, sdp_offer)?;
+        let cfg = &self.cfg;
+        self.sessions.admit(cfg, conference, &who, dialog, now)?;
+        let upload = self.upload_offered(conference, &offer, &who)?;
+        let transfer = upload.transfer;
+        let (host, port) = advertise(cfg, self.msrp_addr);
+        let mut inner = self.sessions.inner.lock();
+        let session_id = inner.ids.session_id();
+        let local_uri = our_uri(offer.tls, &host, port, &session_id)?;
+        let answer = self.push_answer(&offer, transfer, &host, port, &local_uri);
+        let slot = Box::new(Slot {
+            dialog: dialog.into(),
+            transfer,
+            participant: who.clone(),
+            upload,
+            local_uri,
+            size: offer.size,
+            tls: offer_tls(&offer),
+        });
+        let deadline = now + Duration::from_millis(cfg.connect_timeout_ms + cfg.answer_timeout_ms);
+        inner.wait_for(slot, session_id, deadline);
+        inner
+            .recent
+            .entry((conference.to_owned(), who.clone()))
+            .or_default()
+            .push_back(now);
+        drop(inner);
+        self.logger.log(
+            Level::Info,
+            "engine",
+            format_args!(
+                "transfer {transfer}: {:?} ({} bytes, {}) offered to conference {conference:?} \
+                 by participant {who:?}; waiting for its MSRP connection",
+                offer.name, offer.size, offer.content_type
+            ),
+        );
+        Ok(OfferInAnswer {
+            transfer,
+            sdp: answer,
+        })
+    }
+
+    /// The key of the participant of `conference` that offers a file: `participant` is its key
+    /// or the target URI it joined with. The arguments are checked first.
+    fn offering_participant(
+        &self,
+        conference: &str,
+        participant: &str,
+        dialog: &str,
+    ) -> Result<String, OfferInError> {
         if conference.is_empty() || participant.is_empty() || dialog.is_empty() {
             return Err(OfferInError::BadInput(
                 "conference, participant and dialog must not be empty".into(),
@@ -295,90 +428,68 @@ impl Engine {
         }
         check_names(conference, participant, Some(dialog))
             .map_err(|e| OfferInError::BadInput(e.to_string()))?;
-        let who = self
-            .shared
-            .roster
+        let roster = &self.shared.roster;
+        let who = roster
             .participants(conference)
             .into_iter()
             .find(|p| p.key == participant)
             .or_else(|| {
                 let uri = participant.trim_matches(['<', '>']);
-                self.shared
-                    .roster
+                roster
                     .participants(conference)
                     .into_iter()
                     .find(|p| p.target == uri)
             });
-        let Some(who) = who else {
-            return Err(OfferInError::NotParticipant {
+        match who {
+            Some(who) => Ok(who.key),
+            None => Err(OfferInError::NotParticipant {
                 conference: conference.into(),
                 participant: participant.into(),
-            });
-        };
-        let offer = check_offer(self, sdp_offer)?;
-        let cfg = &self.cfg;
-        {
-            let mut inner = self.sessions.inner.lock();
-            if inner.by_dialog.contains_key(dialog) {
-                return Err(OfferInError::BadInput(format!(
-                    "dialog {dialog:?} already carries a file"
-                )));
-            }
-            if inner.by_dialog.len() >= cfg.offer_in_max_sessions {
-                return Err(OfferInError::Unavailable(format!(
-                    "{} files from participants already being received (offer_in_max_sessions)",
-                    inner.by_dialog.len()
-                )));
-            }
-            inner
-                .recent
-                .retain(|_, v| v.back().is_some_and(|t| now.duration_since(*t) < MINUTE));
-            let key = (conference.to_owned(), who.key.clone());
-            let sent = inner.recent.get(&key).map_or(0, |v| {
-                v.iter()
-                    .filter(|t| now.duration_since(**t) < MINUTE)
-                    .count()
-            });
-            if sent >= cfg.offer_in_per_participant_per_min {
-                return Err(OfferInError::RateLimited {
-                    limit: cfg.offer_in_per_participant_per_min,
-                });
-            }
+            }),
         }
-        let upload = self
-            .start_upload(
-                conference,
-                &offer.name,
-                &offer.content_type,
-                Some(offer.size),
-                None,
-                Some(Origin::Participant(who.key.clone())),
-            )
-            .map_err(|e| match e {
-                EngineError::Roster(RosterError::TooManyTransfers { .. })
-                | EngineError::Busy
-                | EngineError::Stopped => OfferInError::Unavailable(e.to_string()),
-                EngineError::Spool(r) if r.contains("quota") || r.contains("exceeds") => {
-                    OfferInError::TooLarge(r)
-                }
-                other => OfferInError::Internal(other.to_string()),
-            })?;
-        let transfer = upload.transfer;
-        let (host, port) = advertise(cfg, self.msrp_addr);
-        let mut inner = self.sessions.inner.lock();
-        let session_id = inner.ids.session_id();
-        let text = format!(
-            "{}://{host}:{port}/{};tcp",
-            if offer.tls { "msrps" } else { "msrp" },
-            String::from_utf8_lossy(&session_id)
-        );
-        let local_uri = Uri::parse_slice(text.as_bytes())
-            .map_err(|e| OfferInError::Internal(format!("our own URI {text:?}: {e}")))?;
+    }
+
+    /// The transfer (and spool file) of an accepted offer from participant `who`.
+    fn upload_offered(
+        &self,
+        conference: &str,
+        offer: &sdp::PushOffer,
+        who: &str,
+    ) -> Result<Upload, OfferInError> {
+        self.start_upload(
+            conference,
+            &offer.name,
+            &offer.content_type,
+            Some(offer.size),
+            None,
+            Some(Origin::Participant(who.to_owned())),
+        )
+        .map_err(|e| match e {
+            EngineError::Roster(RosterError::TooManyTransfers { .. })
+            | EngineError::Busy
+            | EngineError::Stopped => OfferInError::Unavailable(e.to_string()),
+            EngineError::Spool(r) if r.contains("quota") || r.contains("exceeds") => {
+                OfferInError::TooLarge(r)
+            }
+            other => OfferInError::Internal(other.to_string()),
+        })
+    }
+
+    /// The SDP answer to `offer`: our `a=path` `local_uri`, reached at `host`:`port`.
+    fn push_answer(
+        &self,
+        offer: &sdp::PushOffer,
+        transfer: TransferId,
+        host: &str,
+        port: u16,
+        local_uri: &Uri,
+    ) -> String {
+        let cfg = &self.cfg;
         let address = host
             .trim_matches(['[', ']'])
             .parse()
             .unwrap_or(self.msrp_addr.ip());
-        let answer = sdp::build_push_answer(
+        sdp::build_push_answer(
             &sdp::PushAnswerParams {
                 session_version: transfer.0,
                 address,
@@ -388,56 +499,8 @@ impl Engine {
                 max_size: cfg.max_file_bytes,
                 fingerprint: self.tls.as_ref().and_then(|t| t.fingerprint()),
             },
-            &offer,
-        );
-        let tls = offer.tls.then(|| {
-            let host = offer
-                .path
-                .last()
-                .map(|u| u.host.clone())
-                .unwrap_or(Host::Name(Bytes::new()));
-            (host, offer.fingerprints.clone())
-        });
-        let slot = Box::new(Slot {
-            dialog: dialog.into(),
-            transfer,
-            participant: who.key.clone(),
-            upload,
-            local_uri,
-            size: offer.size,
-            tls,
-        });
-        let deadline = now + Duration::from_millis(cfg.connect_timeout_ms + cfg.answer_timeout_ms);
-        inner
-            .by_session
-            .insert(session_id.clone(), dialog.to_owned());
-        inner.by_dialog.insert(
-            dialog.to_owned(),
-            Session {
-                transfer,
-                session_id,
-                state: State::Waiting { slot, deadline },
-            },
-        );
-        inner
-            .recent
-            .entry((conference.to_owned(), who.key.clone()))
-            .or_default()
-            .push_back(now);
-        drop(inner);
-        self.logger.log(
-            Level::Info,
-            "engine",
-            format_args!(
-                "transfer {transfer}: {:?} ({} bytes, {}) offered to conference {conference:?} \
-                 by participant {:?}; waiting for its MSRP connection",
-                offer.name, offer.size, offer.content_type, who.key
-            ),
-        );
-        Ok(OfferInAnswer {
-            transfer,
-            sdp: answer,
-        })
+            offer,
+        )
     }
 
     /// The participant ended the dialog of its push offer (BYE): a file still arriving is
