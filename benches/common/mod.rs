@@ -223,4 +223,3 @@ pub fn baseline_now() -> Option<f64> {
         })
         .filter(|b| *b > 0.0)
 }
-

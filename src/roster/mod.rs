@@ -1129,6 +1129,29 @@ impl Roster {
             .is_some_and(|d| !d.state.is_terminal())
     }
 
+    /// As [`Roster::transfer`] without the deliveries (`deliveries` is empty): for the engine's
+    /// per-join and per-offer decisions, which read none of them. A full snapshot copies every
+    /// delivery of the transfer, so N joins made N² copies.
+    pub fn transfer_head(&self, id: TransferId) -> Option<TransferSnapshot> {
+        let inner = self.inner.lock();
+        inner.transfers.get(&id).map(|t| transfer_head(id, t))
+    }
+
+    /// As [`Roster::transfers_of`] without the deliveries (see [`Roster::transfer_head`]).
+    pub fn transfer_heads_of(&self, conference: &str) -> Vec<TransferSnapshot> {
+        let inner = self.inner.lock();
+        let Some(conf) = inner.conferences.get(conference) else {
+            return Vec::new();
+        };
+        conf.transfers
+            .iter()
+            .filter_map(|id| {
+                let t = inner.transfers.get(id).filter(|t| !t.cancelled)?;
+                Some(transfer_head(*id, t))
+            })
+            .collect()
+    }
+
     /// The transfers of `conference` in upload order (e.g. complete files for a late joiner).
     pub fn transfers_of(&self, conference: &str) -> Vec<TransferSnapshot> {
         let inner = self.inner.lock();
@@ -1294,6 +1317,18 @@ fn delivery_snapshot(id: DeliveryId, d: &Delivery) -> DeliverySnapshot {
 
 fn transfer_snapshot(inner: &Inner, id: TransferId, t: &Transfer) -> TransferSnapshot {
     TransferSnapshot {
+        deliveries: t
+            .deliveries
+            .iter()
+            .filter_map(|d| inner.deliveries.get(d).map(|x| delivery_snapshot(*d, x)))
+            .collect(),
+        ..transfer_head(id, t)
+    }
+}
+
+/// A transfer's snapshot without its deliveries (left empty).
+fn transfer_head(id: TransferId, t: &Transfer) -> TransferSnapshot {
+    TransferSnapshot {
         id,
         conference: t.conference.clone(),
         name: t.name.clone(),
@@ -1305,11 +1340,7 @@ fn transfer_snapshot(inner: &Inner, id: TransferId, t: &Transfer) -> TransferSna
         updated_at_ms: t.updated_at_ms,
         origin: t.origin.clone(),
         to: t.to.clone(),
-        deliveries: t
-            .deliveries
-            .iter()
-            .filter_map(|d| inner.deliveries.get(d).map(|x| delivery_snapshot(*d, x)))
-            .collect(),
+        deliveries: Vec::new(),
     }
 }
 

@@ -343,7 +343,7 @@ impl Core {
     /// `offer_to_late_joiners`; files restored after a restart also to those they were offered
     /// to before it; never a restored file to someone who received it.
     fn offer_earlier_files(&mut self, conference: &str, participant: &str, now: Instant) {
-        for t in self.shared.roster.transfers_of(conference) {
+        for t in self.shared.roster.transfer_heads_of(conference) {
             let usable = matches!(
                 t.state,
                 TransferState::Complete { .. } | TransferState::Receiving
@@ -1239,7 +1239,7 @@ impl Core {
         if let Some(x) = self.tracked.get_mut(&transfer) {
             x.dirty |= x.recipients.insert(participant.to_owned());
         }
-        let Some(t) = self.shared.roster.transfer(transfer) else {
+        let Some(t) = self.shared.roster.transfer_head(transfer) else {
             return;
         };
         self.start_attempt(d, &t, participant, 1, 0, now);
@@ -1456,7 +1456,7 @@ impl Core {
             max_report_ranges: self.cfg.msrp_max_report_ranges,
             ..SenderConfig::default()
         };
-        let transfer = self.shared.roster.transfer(t);
+        let transfer = self.shared.roster.transfer_head(t);
         let ct = transfer
             .as_ref()
             .map(|t| t.content_type.clone())
