@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use msrpcast::config::Config;
 use msrpcast::roster::{DeliveryState, TransferId, TransferState};
 use msrpcast::runtime::receive::{hex, ReceiveServer, Received, Sink};
 use msrpcast::runtime::{Engine, EngineError, Signal};
@@ -54,15 +53,7 @@ fn tmpdir(name: &str) -> std::path::PathBuf {
 
 fn engine(name: &str, sets: &[(&str, &str)]) -> (Engine, std::path::PathBuf) {
     let dir = tmpdir(name);
-    let mut cfg = Config::default();
-    cfg.set("spool_dir", dir.join("spool").to_str().unwrap())
-        .unwrap();
-    cfg.set("msrp_listen", "127.0.0.1:0").unwrap();
-    cfg.set("log_level", "warn").unwrap();
-    for (k, v) in sets {
-        cfg.set(k, v).unwrap();
-    }
-    (Engine::start(cfg).unwrap(), dir)
+    (common::engine_in(&dir, sets), dir)
 }
 
 fn receiver(misbehave: Option<Misbehave>) -> ReceiveServer {

@@ -535,6 +535,19 @@ impl Inner {
         Ok(())
     }
 
+    /// The transfers `conference` lists (none for an unknown one), in upload order, without
+    /// the cancelled ones.
+    fn listed_transfers<'a>(
+        &'a self,
+        conference: &str,
+    ) -> impl Iterator<Item = (TransferId, &'a Transfer)> + 'a {
+        let listed = self.conferences.get(conference).map(|c| c.transfers.iter());
+        listed.into_iter().flatten().filter_map(|id| {
+            let t = self.transfers.get(id).filter(|t| !t.cancelled)?;
+            Some((*id, t))
+        })
+    }
+
     /// Gives `t` the next id and version and lists it with its conference, or, when the
     /// conference has no participant yet, with the files waiting for its first join.
     fn insert_transfer(&mut self, mut t: Transfer) -> TransferId {
@@ -1140,33 +1153,18 @@ impl Roster {
     /// As [`Roster::transfers_of`] without the deliveries (see [`Roster::transfer_head`]).
     pub fn transfer_heads_of(&self, conference: &str) -> Vec<TransferSnapshot> {
         let inner = self.inner.lock();
-        let Some(conf) = inner.conferences.get(conference) else {
-            return Vec::new();
-        };
-        conf.transfers
-            .iter()
-            .filter_map(|id| {
-                let t = inner.transfers.get(id).filter(|t| !t.cancelled)?;
-                Some(transfer_head(*id, t))
-            })
+        inner
+            .listed_transfers(conference)
+            .map(|(id, t)| transfer_head(id, t))
             .collect()
     }
 
     /// The transfers of `conference` in upload order (e.g. complete files for a late joiner).
     pub fn transfers_of(&self, conference: &str) -> Vec<TransferSnapshot> {
         let inner = self.inner.lock();
-        let Some(conf) = inner.conferences.get(conference) else {
-            return Vec::new();
-        };
-        conf.transfers
-            .iter()
-            .filter_map(|id| {
-                inner
-                    .transfers
-                    .get(id)
-                    .filter(|t| !t.cancelled)
-                    .map(|t| transfer_snapshot(&inner, *id, t))
-            })
+        inner
+            .listed_transfers(conference)
+            .map(|(id, t)| transfer_snapshot(&inner, id, t))
             .collect()
     }
 
