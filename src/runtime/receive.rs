@@ -402,6 +402,10 @@ struct IntoFiles {
     frame_total: Option<u64>,
     /// A hook asked to close once everything queued is written.
     close_when_flushed: bool,
+    /// Outcomes not yet told: each waits until the replies queued before it (the success
+    /// REPORT above all) are written, so a caller that stops at the news (`--count`) never
+    /// stops before the REPORT leaves.
+    untold: Vec<Received>,
 }
 
 impl ReceiveConn {
@@ -435,6 +439,7 @@ impl ReceiveConn {
                 hooks,
                 frame_total: None,
                 close_when_flushed: false,
+                untold: Vec::new(),
             },
             closed: false,
             secured,
@@ -443,8 +448,15 @@ impl ReceiveConn {
 }
 
 impl IntoFiles {
-    fn report(&self, r: Received) {
-        let _ = self.opts.events.send(r);
+    fn report(&mut self, r: Received) {
+        self.untold.push(r);
+    }
+
+    /// Tells the outcomes waiting in `untold`.
+    fn tell(&mut self) {
+        for r in self.untold.drain(..) {
+            let _ = self.opts.events.send(r);
+        }
     }
 
     /// A message that will not complete: its part file removed, reported with why.
@@ -824,6 +836,9 @@ impl ReceiveConn {
             return self.close();
         }
         let flushed = self.session.out.is_empty() && !self.session.stream.wants_write();
+        if flushed {
+            self.files.tell();
+        }
         if self.files.close_when_flushed && flushed {
             return self.close();
         }
@@ -837,6 +852,7 @@ impl ReceiveConn {
         }
         self.closed = true;
         self.files.cut_off();
+        self.files.tell();
         Flow::Close
     }
 }
