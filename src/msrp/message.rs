@@ -152,6 +152,34 @@ impl Message {
         }
     }
 
+    /// A success REPORT (`Status: 000 200 OK`) for the bytes `range` of message `message_id`,
+    /// from `from` along `to_path` (RFC 4975 §7.1.2).
+    pub fn new_success_report(
+        transaction_id: Bytes,
+        to_path: Vec<Uri>,
+        from: Uri,
+        message_id: Bytes,
+        range: ByteRange,
+    ) -> Message {
+        Message {
+            transaction_id,
+            kind: Kind::Request(Method::Report),
+            to_path,
+            from_path: vec![from],
+            headers: vec![
+                Header::MessageId(message_id),
+                Header::ByteRange(range),
+                Header::Status(Status {
+                    namespace: 0,
+                    code: 200,
+                    comment: Some(Bytes::from_static(b"OK")),
+                }),
+            ],
+            body: Bytes::new(),
+            continuation: Continuation::End,
+        }
+    }
+
     pub fn message_id(&self) -> Option<&Bytes> {
         self.headers.iter().find_map(|h| match h {
             Header::MessageId(v) => Some(v),

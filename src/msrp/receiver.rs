@@ -424,27 +424,17 @@ impl Receiver {
 
     fn complete(&mut self, message_id: Bytes, total: u64, inc: Incoming) {
         if inc.success_report {
-            self.replies.push_back(Message {
-                transaction_id: self.ids.transaction_id_bytes(),
-                kind: Kind::Request(Method::Report),
-                to_path: inc.reply_path,
-                from_path: vec![self.local.clone()],
-                headers: vec![
-                    Header::MessageId(message_id.clone()),
-                    Header::ByteRange(ByteRange {
-                        start: 1,
-                        end: Some(total),
-                        total: Some(total),
-                    }),
-                    Header::Status(Status {
-                        namespace: 0,
-                        code: 200,
-                        comment: Some(Bytes::from_static(b"OK")),
-                    }),
-                ],
-                body: Bytes::new(),
-                continuation: Continuation::End,
-            });
+            self.replies.push_back(Message::new_success_report(
+                self.ids.transaction_id_bytes(),
+                inc.reply_path,
+                self.local.clone(),
+                message_id.clone(),
+                ByteRange {
+                    start: 1,
+                    end: Some(total),
+                    total: Some(total),
+                },
+            ));
         }
         self.events.push_back(ReceiverEvent::MessageComplete {
             message_id,

@@ -213,27 +213,17 @@ impl Misbehaving {
         };
         let end = br.start + msg.body.len() as u64 - 1;
         self.report_seq += 1;
-        let report = Message {
-            transaction_id: Bytes::from(format!("chunkrep{}", self.report_seq)),
-            kind: Kind::Request(Method::Report),
-            to_path: msg.from_path.clone(),
-            from_path: vec![local.clone()],
-            headers: vec![
-                Header::MessageId(id.clone()),
-                Header::ByteRange(ByteRange {
-                    start: br.start,
-                    end: Some(end),
-                    total: br.total,
-                }),
-                Header::Status(Status {
-                    namespace: 0,
-                    code: 200,
-                    comment: Some(Bytes::from_static(b"OK")),
-                }),
-            ],
-            body: Bytes::new(),
-            continuation: Continuation::End,
-        };
+        let report = Message::new_success_report(
+            Bytes::from(format!("chunkrep{}", self.report_seq)),
+            msg.from_path.clone(),
+            local.clone(),
+            id.clone(),
+            ByteRange {
+                start: br.start,
+                end: Some(end),
+                total: br.total,
+            },
+        );
         writer::write_message(&report, out);
         self.after_reply(msg.continuation == Continuation::End)
     }
