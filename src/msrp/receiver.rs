@@ -31,9 +31,7 @@ use bytes::Bytes;
 
 use super::chunker::RangeSet;
 use super::ids::IdGen;
-use super::message::{
-    ByteRange, Continuation, FailureReport, Header, Kind, Message, Method, Status,
-};
+use super::message::{ByteRange, Continuation, FailureReport, Kind, Message, Method, Status};
 use super::uri::Uri;
 
 /// Limits of one receiver.
@@ -447,6 +445,7 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::msrp::message::Header;
 
     fn uri(s: &str) -> Uri {
         Uri::parse_slice(s.as_bytes()).unwrap()
