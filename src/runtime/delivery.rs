@@ -2,6 +2,13 @@
 //! one MSRP message. It feeds the spool's growth and the peer's frames into the sans-IO
 //! [sender state machine](crate::msrp::sender::Sender), writes what it asks for (head, body read from the
 //! spool at this participant's own pace, end-line) with vectored writes, and reports the outcome.
+//!
+//! On plain TCP a chunk body whose range the spool's dash-run index covers, and that holds no
+//! run of dashes, goes from the spool file to the socket with `sendfile`: it is never read into
+//! user space (one kernel copy instead of two, no spool block held). The head before it is sent
+//! with `MSG_MORE` so that it leaves in the body's first segment, not as a packet of its own.
+//! TLS, files without an index (restored from disk) and bodies with dash runs are read
+//! (`pread`) and written from memory.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
@@ -18,6 +25,33 @@ use crate::msrp::{dash_runs, writer, Kind, Message, Method};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
 use crate::tls::Transport;
+
+/// One piece of the out queue: bytes in memory, or message bytes sent straight from the spool
+/// file (`sendfile`, plain TCP only).
+enum Piece {
+    Mem(Bytes),
+    Spool { at: u64, len: usize },
+}
+
+impl Piece {
+    fn len(&self) -> usize {
+        match self {
+            Piece::Mem(b) => b.len(),
+            Piece::Spool { len, .. } => *len,
+        }
+    }
+
+    /// Drops the first `n` bytes (fewer than [`Piece::len`]).
+    fn advance(&mut self, n: usize) {
+        match self {
+            Piece::Mem(b) => bytes::Buf::advance(b, n),
+            Piece::Spool { at, len } => {
+                *at += n as u64;
+                *len -= n;
+            }
+        }
+    }
+}
 
 /// Bytes queued for the socket before the handler stops asking the sender for more frames. The
 /// sender's window bounds what is in flight; this bounds what is in memory.
@@ -95,6 +129,9 @@ pub struct Progress {
     /// or a write failed) before the message was confirmed: not a refusal, not a timeout. With
     /// `acked` above 0 such a delivery may be resumed (`resume_retries`).
     pub dropped: AtomicBool,
+    /// Body bytes sent straight from the spool file with `sendfile` (plain TCP), never read
+    /// into user space.
+    pub spool_sent: AtomicU64,
 }
 
 pub const PHASE_CONNECTING: u8 = 0;
@@ -133,7 +170,8 @@ pub struct DeliveryConn {
     seen_final: bool,
     upload_aborted: bool,
     decoder: FrameDecoder,
-    out: VecDeque<Bytes>,
+    /// What waits to be written, in order, and its byte count.
+    out: VecDeque<Piece>,
     out_len: usize,
     writable: bool,
     progress: Arc<Progress>,
@@ -155,6 +193,8 @@ pub struct DeliveryConn {
     /// when the file has no index (then each body is scanned).
     block_ends: Vec<u64>,
     block_indexed: bool,
+    /// Run ends within one chunk sent from the spool file (plain TCP), from the index.
+    chunk_ends: Vec<u64>,
     /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
     dead: bool,
     /// Responses we owe the peer for its own requests, still queued: for each, the position in
@@ -235,6 +275,7 @@ impl DeliveryConn {
             block_start: 0,
             block_ends: Vec::new(),
             block_indexed: false,
+            chunk_ends: Vec::new(),
             dead: false,
             owed: VecDeque::new(),
             max_owed: p.max_owed_responses.max(1),
@@ -446,7 +487,7 @@ impl DeliveryConn {
                 &self.local_path,
                 &mut b,
             );
-            self.push(b.freeze());
+            self.push(Piece::Mem(b.freeze()));
             self.owed.push_back(self.pushed);
         }
     }
@@ -461,38 +502,76 @@ impl DeliveryConn {
         self.owed.len()
     }
 
-    fn push(&mut self, b: Bytes) {
-        if !b.is_empty() {
-            self.out_len += b.len();
-            self.pushed += b.len() as u64;
-            self.out.push_back(b);
+    fn push(&mut self, p: Piece) {
+        let n = p.len();
+        if n > 0 {
+            self.out_len += n;
+            self.pushed += n as u64;
+            self.out.push_back(p);
         }
     }
 
-    /// Asks the sender for frames while the out queue has room, reading bodies from the spool.
+    /// Asks the sender for frames while the out queue has room; bodies are spool ranges sent
+    /// with `sendfile` where [`DeliveryConn::spool_piece`] allows, else read from the spool.
     fn fill(&mut self, now: Instant) {
         while self.out_len < OUT_LIMIT {
             let Some(mut t) = self.sender.poll_transmit(now) else {
                 return;
             };
             let body = if t.body.is_empty() {
-                Bytes::new()
+                Piece::Mem(Bytes::new())
+            } else if let Some(p) = self.spool_piece(t.body.clone()) {
+                p
             } else {
-                match self.read_body(t.body.clone()) {
-                    Ok(b) => b,
+                match self.mem_body(t.body.clone(), &t.tid) {
+                    Ok((body, holds_end_line)) => {
+                        if holds_end_line {
+                            self.sender.retid(&mut t);
+                        }
+                        Piece::Mem(body)
+                    }
                     Err(e) => {
                         self.fail(None, format!("spool read failed: {e}"), now);
                         return;
                     }
                 }
             };
-            if !body.is_empty() && self.holds_end_line(&body, t.body.start, &t.tid) {
-                self.sender.retid(&mut t);
-            }
-            self.push(t.head);
+            self.push(Piece::Mem(t.head));
             self.push(body);
-            self.push(t.end_line);
+            self.push(Piece::Mem(t.end_line));
         }
+    }
+
+    /// The body `r` read from the spool, and whether it holds the end-line of `tid`. On plain
+    /// TCP with the index (a body with runs of dashes) it is read alone, so that the delivery
+    /// holds no block; otherwise it is a slice of the read-ahead block.
+    fn mem_body(&mut self, r: std::ops::Range<u64>, tid: &[u8]) -> io::Result<(Bytes, bool)> {
+        if self.chunk_ends_known(r.clone()) {
+            let body = self.read_spool(r.start, (r.end - r.start) as usize)?;
+            let holds = dash_runs::body_contains_end_line_at(&body, r.start, &self.chunk_ends, tid);
+            return Ok((body, holds));
+        }
+        let body = self.read_body(r.clone())?;
+        let holds = self.holds_end_line(&body, r.start, tid);
+        Ok((body, holds))
+    }
+
+    /// Plain TCP, and the spool's index covers `r`: its run ends go into `chunk_ends`.
+    fn chunk_ends_known(&mut self, r: std::ops::Range<u64>) -> bool {
+        matches!(self.stream, Transport::Plain(_))
+            && self.file.dash_run_ends(r, &mut self.chunk_ends)
+    }
+
+    /// The body `r` as a range of the spool file to `sendfile`: plain TCP, the index covers it
+    /// and no run of dashes ends inside it (so it cannot hold an end-line, whatever the id).
+    fn spool_piece(&mut self, r: std::ops::Range<u64>) -> Option<Piece> {
+        if !self.chunk_ends_known(r.clone()) || !self.chunk_ends.is_empty() {
+            return None;
+        }
+        Some(Piece::Spool {
+            at: r.start,
+            len: (r.end - r.start) as usize,
+        })
     }
 
     /// Whether `body` (message bytes from `start`, inside the current block) contains the
@@ -575,42 +654,100 @@ impl DeliveryConn {
             }
         }
         while self.writable && !self.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let mut k = 0;
-            for b in self.out.iter().take(64) {
-                slices[k] = IoSlice::new(b);
-                k += 1;
-            }
-            match self.stream.write_vectored(&slices[..k]) {
+            let r = match self.out.front() {
+                Some(&Piece::Spool { at, len }) => self.send_spool(at, len).inspect(|&n| {
+                    self.progress
+                        .spool_sent
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }),
+                _ => self.write_mem(),
+            };
+            match r {
                 Ok(0) => {
                     self.write_failed("connection closed while writing".into(), now);
                     return;
                 }
-                Ok(mut n) => {
-                    self.out_len -= n;
-                    self.written += n as u64;
-                    while self.owed.front().is_some_and(|&end| end <= self.written) {
-                        self.owed.pop_front();
-                    }
-                    while n > 0 {
-                        let Some(front) = self.out.front_mut() else {
-                            break;
-                        };
-                        if n >= front.len() {
-                            n -= front.len();
-                            self.out.pop_front();
-                        } else {
-                            bytes::Buf::advance(front, n);
-                            n = 0;
-                        }
-                    }
-                }
+                Ok(n) => self.consumed(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // The spool file ended early: the chunk on the wire cannot be completed.
+                    self.fail(None, format!("spool read failed: {e}"), now);
+                    self.out.clear();
+                    self.out_len = 0;
+                    self.dead = true;
+                    return;
+                }
                 Err(e) => {
                     self.write_failed(format!("connection error while writing: {e}"), now);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Writes the in-memory pieces at the front of the queue (up to the next spool piece) with
+    /// one vectored write. Followed by a spool piece, they go with `MSG_MORE` (plain TCP): the
+    /// kernel holds them for the `sendfile` that follows instead of sending a small segment.
+    fn write_mem(&mut self) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let mut k = 0;
+        let mut more = false;
+        for p in self.out.iter().take(64) {
+            match p {
+                Piece::Mem(b) => {
+                    slices[k] = IoSlice::new(b);
+                    k += 1;
+                }
+                Piece::Spool { .. } => {
+                    more = true;
+                    break;
+                }
+            }
+        }
+        match &self.stream {
+            Transport::Plain(s) if more => {
+                let mut control = rustix::net::SendAncillaryBuffer::default();
+                let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
+                Ok(rustix::net::sendmsg(s, &slices[..k], &mut control, flags)?)
+            }
+            _ => self.stream.write_vectored(&slices[..k]),
+        }
+    }
+
+    /// Sends `len` message bytes at `at` from the spool file to the socket (plain TCP), without
+    /// reading them into user space. A short count is handled like a short write.
+    fn send_spool(&mut self, at: u64, len: usize) -> io::Result<usize> {
+        let Transport::Plain(s) = &self.stream else {
+            return Err(io::Error::other("spool piece on a TLS connection"));
+        };
+        let mut offset = at;
+        match rustix::fs::sendfile(s, &*self.file, Some(&mut offset), len)? {
+            0 => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "spool file shorter than its length",
+            )),
+            n => Ok(n),
+        }
+    }
+
+    /// `n` bytes at the front of the queue were written.
+    fn consumed(&mut self, mut n: usize) {
+        self.out_len -= n;
+        self.written += n as u64;
+        while self.owed.front().is_some_and(|&end| end <= self.written) {
+            self.owed.pop_front();
+        }
+        while n > 0 {
+            let Some(front) = self.out.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.out.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
             }
         }
     }

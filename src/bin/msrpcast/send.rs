@@ -22,7 +22,8 @@ pub struct SendArgs {
     /// --relay` prints it. Repeatable.
     #[arg(long, value_name = "MSRP_URI", required = true)]
     to: Vec<String>,
-    /// Body bytes per MSRP chunk (the chunk_bytes setting).
+    /// Body bytes per MSRP chunk on every path, direct or through relays (sets both chunk_bytes
+    /// and direct_chunk_bytes).
     #[arg(long, value_name = "N")]
     chunk_bytes: Option<String>,
     /// Give up on receivers not done after this many milliseconds (they count as failed).
@@ -68,6 +69,7 @@ pub fn run(a: SendArgs) -> Result<u8, Fail> {
     set(&mut cfg, "log_level", "warn")?;
     if let Some(c) = &a.chunk_bytes {
         set(&mut cfg, "chunk_bytes", c)?;
+        set(&mut cfg, "direct_chunk_bytes", c)?;
     }
     a.set.apply(&mut cfg)?;
     let mut f = std::fs::File::open(&a.file).map_err(|e| Fail::start(format!("{file}: {e}")))?;

@@ -988,11 +988,12 @@ impl Core {
                     Level::Info,
                     format_args!(
                         "delivery {d}: transfer {} delivered to {:?} ({} bytes, MSRP window up \
-                         to {} bytes)",
+                         to {} bytes, {} body bytes sent with sendfile)",
                         l.transfer,
                         l.participant,
                         total.unwrap_or_default(),
-                        l.progress.max_window.load(Ordering::Relaxed)
+                        l.progress.max_window.load(Ordering::Relaxed),
+                        l.progress.spool_sent.load(Ordering::Relaxed)
                     ),
                 );
                 DeliveryState::Done
@@ -1445,8 +1446,15 @@ impl Core {
         t: TransferId,
         now: Instant,
     ) -> MsrpSender {
+        // A relay (Kamailio's refuses bodies over 10,240 bytes) sits on any path longer than the
+        // participant's own URI; a direct path takes larger chunks.
+        let chunk = if to_path.len() > 1 {
+            self.cfg.chunk_bytes
+        } else {
+            self.cfg.direct_chunk_bytes
+        };
         let cfg = SenderConfig {
-            chunk_bytes: usize::try_from(self.cfg.chunk_bytes).unwrap_or(usize::MAX),
+            chunk_bytes: usize::try_from(chunk).unwrap_or(usize::MAX),
             window_bytes: self.cfg.window_bytes,
             max_window_bytes: self.cfg.max_window_bytes,
             transaction_timeout: Duration::from_millis(self.cfg.transaction_timeout_ms),
