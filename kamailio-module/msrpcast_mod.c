@@ -176,6 +176,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(max_file_bytes)                    \
 	X(spool_persist)                     \
 	X(chunk_bytes)                       \
+	X(direct_chunk_bytes)                \
 	X(window_bytes)                      \
 	X(max_window_bytes)                  \
 	X(transaction_timeout_ms)            \

@@ -973,6 +973,7 @@ mod tests {
             ("max_file_bytes", "1000"),
             ("spool_persist", "off"),
             ("chunk_bytes", "2048"),
+            ("direct_chunk_bytes", "128K"),
             ("window_bytes", "1M"),
             ("max_window_bytes", "8M"),
             ("transaction_timeout_ms", "1000"),
