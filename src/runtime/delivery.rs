@@ -26,6 +26,15 @@ use crate::runtime::io::{Command, Ctx, Flow, Handler};
 use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
 use crate::tls::Transport;
 
+/// `sendfile`'s answers for a file or socket it cannot work with (the caller falls back to
+/// reading).
+fn sendfile_unsupported(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    [Errno::INVAL, Errno::NOSYS, Errno::OPNOTSUPP]
+        .iter()
+        .any(|x| e.raw_os_error() == Some(x.raw_os_error()))
+}
+
 /// One piece of the out queue: bytes in memory, or message bytes sent straight from the spool
 /// file (`sendfile`, plain TCP only).
 enum Piece {
@@ -195,6 +204,8 @@ pub struct DeliveryConn {
     block_indexed: bool,
     /// Run ends within one chunk sent from the spool file (plain TCP), from the index.
     chunk_ends: Vec<u64>,
+    /// `sendfile` failed as unsupported once: bodies are read from the spool.
+    no_sendfile: bool,
     /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
     dead: bool,
     /// Responses we owe the peer for its own requests, still queued: for each, the position in
@@ -276,6 +287,7 @@ impl DeliveryConn {
             block_ends: Vec::new(),
             block_indexed: false,
             chunk_ends: Vec::new(),
+            no_sendfile: false,
             dead: false,
             owed: VecDeque::new(),
             max_owed: p.max_owed_responses.max(1),
@@ -565,7 +577,7 @@ impl DeliveryConn {
     /// The body `r` as a range of the spool file to `sendfile`: plain TCP, the index covers it
     /// and no run of dashes ends inside it (so it cannot hold an end-line, whatever the id).
     fn spool_piece(&mut self, r: std::ops::Range<u64>) -> Option<Piece> {
-        if !self.chunk_ends_known(r.clone()) || !self.chunk_ends.is_empty() {
+        if self.no_sendfile || !self.chunk_ends_known(r.clone()) || !self.chunk_ends.is_empty() {
             return None;
         }
         Some(Piece::Spool {
@@ -654,29 +666,45 @@ impl DeliveryConn {
             }
         }
         while self.writable && !self.out.is_empty() {
-            let r = match self.out.front() {
-                Some(&Piece::Spool { at, len }) => self.send_spool(at, len).inspect(|&n| {
-                    self.progress
-                        .spool_sent
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                }),
-                _ => self.write_mem(),
+            let (r, spool) = match self.out.front() {
+                Some(&Piece::Spool { at, len }) => (self.send_spool(at, len), true),
+                _ => (self.write_mem(), false),
             };
             match r {
-                Ok(0) => {
-                    self.write_failed("connection closed while writing".into(), now);
-                    return;
-                }
-                Ok(n) => self.consumed(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Ok(0) if spool => {
                     // The spool file ended early: the chunk on the wire cannot be completed.
-                    self.fail(None, format!("spool read failed: {e}"), now);
+                    self.fail(
+                        None,
+                        "spool read failed: spool file shorter than its length",
+                        now,
+                    );
                     self.out.clear();
                     self.out_len = 0;
                     self.dead = true;
                     return;
+                }
+                Ok(0) => {
+                    self.write_failed("connection closed while writing".into(), now);
+                    return;
+                }
+                Ok(n) => {
+                    if spool {
+                        self.progress
+                            .spool_sent
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    self.consumed(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if spool && sendfile_unsupported(&e) => {
+                    if let Err(e) = self.spool_to_memory() {
+                        self.fail(None, format!("spool read failed: {e}"), now);
+                        self.out.clear();
+                        self.out_len = 0;
+                        self.dead = true;
+                        return;
+                    }
                 }
                 Err(e) => {
                     self.write_failed(format!("connection error while writing: {e}"), now);
@@ -716,19 +744,30 @@ impl DeliveryConn {
     }
 
     /// Sends `len` message bytes at `at` from the spool file to the socket (plain TCP), without
-    /// reading them into user space. A short count is handled like a short write.
+    /// reading them into user space. A short count is handled like a short write; 0 means the
+    /// spool file ends before `at` (`len` is never 0: empty pieces are not queued).
     fn send_spool(&mut self, at: u64, len: usize) -> io::Result<usize> {
         let Transport::Plain(s) = &self.stream else {
             return Err(io::Error::other("spool piece on a TLS connection"));
         };
         let mut offset = at;
-        match rustix::fs::sendfile(s, &*self.file, Some(&mut offset), len)? {
-            0 => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "spool file shorter than its length",
-            )),
-            n => Ok(n),
+        Ok(rustix::fs::sendfile(
+            s,
+            &*self.file,
+            Some(&mut offset),
+            len,
+        )?)
+    }
+
+    /// `sendfile` does not work from this spool file (a file system without it): the spool
+    /// piece at the front is read into memory, and no later body is sent with `sendfile`.
+    fn spool_to_memory(&mut self) -> io::Result<()> {
+        self.no_sendfile = true;
+        if let Some(&Piece::Spool { at, len }) = self.out.front() {
+            let body = self.read_spool(at, len)?;
+            self.out[0] = Piece::Mem(body);
         }
+        Ok(())
     }
 
     /// `n` bytes at the front of the queue were written.
