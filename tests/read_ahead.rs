@@ -20,8 +20,14 @@ const DELIVERIES: usize = 32;
 const SMALL_BUDGET: u64 = 512 * 1024;
 
 /// Delivers a 4 MiB file to [`DELIVERIES`] participants with `spool_read_ahead_bytes` =
-/// `budget`; checks that every copy arrived whole; returns the most read-ahead held at once.
+/// `budget` and a window of 16 MiB; checks that every copy arrived whole; returns the most
+/// read-ahead held at once.
 fn deliver_with_budget(name: &str, budget: &str) -> u64 {
+    deliver(name, budget, "16MiB")
+}
+
+/// [`deliver_with_budget`] with a fixed MSRP window of `window` bytes.
+fn deliver(name: &str, budget: &str, window: &str) -> u64 {
     let rx = ReceiveServer::start(
         "127.0.0.1:0".parse().unwrap(),
         name,
@@ -42,8 +48,8 @@ fn deliver_with_budget(name: &str, budget: &str) -> u64 {
             ("max_participants_per_conference", "100"),
             // A window that never holds the sender back: blocks are cut by the out queue's
             // limit and the socket's room, not by the window, and so are held between turns.
-            ("window_bytes", "16MiB"),
-            ("max_window_bytes", "16MiB"),
+            ("window_bytes", window),
+            ("max_window_bytes", window),
             // Hang guards only, generous for a loaded machine.
             ("transaction_timeout_ms", "120000"),
             ("report_timeout_ms", "120000"),
@@ -95,5 +101,18 @@ fn many_deliveries_hold_no_more_read_ahead_than_the_budget() {
         default > SMALL_BUDGET,
         "with the default budget only {default} bytes were read ahead at once: the small \
          budget bounded nothing"
+    );
+}
+
+#[test]
+fn deliveries_waiting_for_responses_hold_no_blocks() {
+    // A 256 KiB window (the default start) holds each delivery back about 16 times: were blocks
+    // read past what the window lets go, every waiting delivery would hold one (~120 KiB each,
+    // 32 deliveries). Blocks are held only while a delivery is being filled, or its socket is
+    // full: a few at a time.
+    let peak = deliver("ra-window", "32MiB", "256KiB");
+    assert!(
+        peak <= 8 * 128 * 1024,
+        "{peak} bytes read ahead at once: deliveries waiting for responses hold blocks"
     );
 }
