@@ -283,6 +283,9 @@ settings! {
     max_window_bytes: u64 = 16 << 20,
         parse |v| parse_size(v, 1), show show::size,
         "Largest window of unacknowledged bytes per delivery (bandwidth x round trip of the longest path to fill; 16MiB fills 1 Gbit/s at 130 ms); at or below window_bytes the window is fixed. It bounds retained state (56 bytes per chunk in flight, 92 KiB per delivery at the defaults), not buffers. Default 16MiB.";
+    spool_read_ahead_bytes: u64 = 32 << 20,
+        parse |v| parse_size(v, 0), show show::size,
+        "Spool bytes the deliveries hold read ahead, all together: a delivery reads its file a block at a time (up to 128KiB, never more than its MSRP window lets go at once) while this has room, else one chunk at a time. Default 32MiB.";
     transaction_timeout_ms: u64 = 30_000,
         parse |v| parse_ms(v, 1), show show::plain,
         "Time for an MSRP transaction response before the delivery fails with 408. Default 30000.";
@@ -976,6 +979,7 @@ mod tests {
             ("direct_chunk_bytes", "128K"),
             ("window_bytes", "1M"),
             ("max_window_bytes", "8M"),
+            ("spool_read_ahead_bytes", "1M"),
             ("transaction_timeout_ms", "1000"),
             ("report_timeout_ms", "2000"),
             ("answer_timeout_ms", "3000"),

@@ -23,6 +23,7 @@ use crate::msrp::parser::{FrameDecoder, Limits};
 use crate::msrp::sender::{Sender, SenderEvent, SenderState};
 use crate::msrp::{dash_runs, writer, Kind, Message, Method};
 use crate::runtime::io::{Command, Ctx, Flow, Handler};
+use crate::runtime::readahead::{Lease, ReadAhead};
 use crate::runtime::spool::{SpoolFile, SpoolState, Subscription};
 use crate::tls::Transport;
 
@@ -206,6 +207,8 @@ pub struct DeliveryConn {
     chunk_ends: Vec<u64>,
     /// `sendfile` failed as unsupported once: bodies are read from the spool.
     no_sendfile: bool,
+    /// The block's share of the engine's read-ahead budget (`spool_read_ahead_bytes`).
+    read_ahead: Lease,
     /// The transport is gone (EOF, reset or a failed write): nothing more can be exchanged.
     dead: bool,
     /// Responses we owe the peer for its own requests, still queued: for each, the position in
@@ -252,6 +255,8 @@ pub struct DeliveryParts {
     pub max_owed_responses: usize,
     /// How long the peer may leave them unread before the delivery fails.
     pub owed_timeout: Duration,
+    /// The engine's read-ahead budget, shared by its deliveries.
+    pub read_ahead: Arc<ReadAhead>,
 }
 
 impl DeliveryConn {
@@ -288,6 +293,7 @@ impl DeliveryConn {
             block_indexed: false,
             chunk_ends: Vec::new(),
             no_sendfile: false,
+            read_ahead: p.read_ahead.lease(),
             dead: false,
             owed: VecDeque::new(),
             max_owed: p.max_owed_responses.max(1),
@@ -599,7 +605,8 @@ impl DeliveryConn {
     }
 
     /// The message bytes `r`: a slice of the read-ahead block, read anew (up to [`READ_BLOCK`]
-    /// bytes, never past what the spool holds) when `r` is not inside it.
+    /// bytes, never past what the spool holds nor past what the window lets go, within the
+    /// engine's read-ahead budget: see [`crate::runtime::readahead`]) when `r` is not inside it.
     fn read_body(&mut self, r: std::ops::Range<u64>) -> io::Result<Bytes> {
         let in_block =
             r.start >= self.block_start && r.end <= self.block_start + self.block.len() as u64;
@@ -610,6 +617,8 @@ impl DeliveryConn {
             let want = ((READ_BLOCK / len).max(1) * len)
                 .min(avail)
                 .max(r.end - r.start);
+            let room = self.sender.window().saturating_sub(self.sender.in_flight());
+            let want = self.read_ahead.block_len(want, r.end - r.start, room);
             self.block = self.read_spool(r.start, want as usize)?;
             self.block_start = r.start;
             self.block_indexed = self
@@ -623,6 +632,7 @@ impl DeliveryConn {
             // Used up: the out queue's slices keep the buffer alive until written; then this
             // thread's next block is read into it.
             let spent = std::mem::take(&mut self.block);
+            self.read_ahead.release();
             SPENT.with(|p| {
                 let mut p = p.borrow_mut();
                 if p.len() == SPENT_BLOCKS {

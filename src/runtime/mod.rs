@@ -15,6 +15,7 @@ pub mod fault;
 pub mod io;
 pub mod log;
 pub mod net;
+pub mod readahead;
 pub mod receive;
 pub(crate) mod receiving;
 pub mod spool;

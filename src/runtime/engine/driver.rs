@@ -19,6 +19,7 @@ use crate::runtime::fault::{self, Guarded};
 use crate::runtime::io::{Command, IoPool};
 use crate::runtime::log::Logger;
 use crate::runtime::net;
+use crate::runtime::readahead::ReadAhead;
 use crate::runtime::spool::{Spool, SpoolFile};
 use crate::tls::{TlsStream, Transport};
 
@@ -155,6 +156,8 @@ pub(super) struct Driver {
     pub persist: Option<Sender<Job>>,
     /// Sessions of files from participants (offer_in).
     pub sessions: Arc<super::offer_in::Sessions>,
+    /// The deliveries' read-ahead budget (`spool_read_ahead_bytes`).
+    pub read_ahead: Arc<ReadAhead>,
 }
 
 /// One running name resolution, counted until its thread ends.
@@ -497,13 +500,15 @@ impl Driver {
             connect_timeout: Duration::from_millis(self.cfg.connect_timeout_ms),
             sender: a.sender,
             file: a.file,
-            decoder,
+            // Responses come a few at a time: the decoder holds no buffer between them.
+            decoder: decoder.release_when_idle(),
             progress: a.progress,
             sink: self.outcomes.clone(),
             local_path: a.local_path,
             peer_path: a.peer_path,
             max_owed_responses: self.cfg.msrp_max_owed_responses,
             owed_timeout: Duration::from_millis(self.cfg.transaction_timeout_ms),
+            read_ahead: self.read_ahead.clone(),
         };
         let mut conn = DeliveryConn::new(parts, now);
         if let Some(first) = a.first {

@@ -34,6 +34,7 @@ use crate::runtime::fault::Guarded;
 use crate::runtime::io::{IoPool, IoWaker};
 use crate::runtime::log::{Level, Logger};
 use crate::runtime::net;
+use crate::runtime::readahead::ReadAhead;
 use crate::runtime::spool::{sanitize_id, Spool, SpoolFile};
 use crate::tls::{Tls, TlsSettings, Verify};
 
@@ -118,6 +119,8 @@ pub struct Engine {
     persister: Option<Persister>,
     /// Files from participants being received (offer_in).
     sessions: Arc<offer_in::Sessions>,
+    /// The deliveries' read-ahead budget (`spool_read_ahead_bytes`).
+    read_ahead: Arc<ReadAhead>,
 }
 
 const QUEUE: usize = 65_536;
@@ -347,6 +350,7 @@ impl Engine {
             "the MSRP listener",
         ));
         let persister = start_persister(&cfg, &spool, &tx, &logger, opened.restored)?;
+        let read_ahead = ReadAhead::new(cfg.spool_read_ahead_bytes);
         let driver = Driver {
             core,
             cfg: cfg.clone(),
@@ -363,6 +367,7 @@ impl Engine {
             logger: logger.clone(),
             persist: persister.as_ref().map(|p| p.tx.clone()),
             sessions: sessions.clone(),
+            read_ahead: read_ahead.clone(),
         };
         let handle = driver
             .spawn(rx, out_rx)
@@ -382,6 +387,7 @@ impl Engine {
             core: Some(handle),
             persister,
             sessions,
+            read_ahead,
         })
     }
 
@@ -654,6 +660,12 @@ impl Engine {
     /// Handlers per I/O thread.
     pub fn io_loads(&self) -> Vec<usize> {
         self.io.loads()
+    }
+
+    /// Spool bytes the deliveries hold read ahead: now, and the most ever (at most
+    /// `spool_read_ahead_bytes`).
+    pub fn read_ahead(&self) -> (u64, u64) {
+        (self.read_ahead.held(), self.read_ahead.peak())
     }
 
     /// Stops the engine: running deliveries are aborted (`#`), spool files removed — but, with
