@@ -175,6 +175,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(spool_max_bytes)                   \
 	X(max_file_bytes)                    \
 	X(spool_persist)                     \
+	X(spool_hash_nice)                   \
 	X(chunk_bytes)                       \
 	X(window_bytes)                      \
 	X(max_window_bytes)                  \

@@ -268,6 +268,9 @@ settings! {
     max_file_bytes: u64 = 4 * GIB,
         parse |v| parse_size(v, 1), show show::size,
         "Largest accepted file; a larger upload gets 413. Default 4GiB.";
+    spool_hash_nice: u8 = 10,
+        parse |v| parse_count(v, 0, 19).map(|n| n as u8), show show::plain,
+        "How many nice values below the uploading thread the thread hashing an upload (SHA-1, behind the writer) runs, 0 to 19 (at most nice 19): on a busy machine the upload's threads get the cores first and the hash catches up behind them (the 201 does not wait for it; the transfer becomes complete when it is done). 0: the same priority. Default 10.";
     spool_persist: bool = true,
         parse parse_bool, show show::plain,
         "Complete files survive a restart of the engine (and of its host): each gets a small record beside its spool file (written with fsync and rename), and at the next start they are offered again to the conference's participants as they join, except to those who received them already. Off: a stop removes every spool file and the next start removes what a crash left. Partial uploads never survive. Default on.";
