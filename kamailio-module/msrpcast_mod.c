@@ -170,6 +170,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(tls_key)                           \
 	X(tls_ca)                            \
 	X(tls_verify)                        \
+	X(tls_verify_cache)                  \
 	X(tls_handshake_timeout_ms)          \
 	X(spool_dir)                         \
 	X(spool_max_bytes)                   \

@@ -256,6 +256,9 @@ settings! {
     tls_verify: Verify = Verify::Host,
         parse str::parse, show show::plain,
         "How an MSRP TLS peer's certificate is checked: host (it chains to a trusted CA and names the host of the msrps URI), fingerprint (it matches the answer's a=fingerprint when there is one, else host), or none (anything; logged as a warning at start). Default host.";
+    tls_verify_cache: usize = 1024,
+        parse |v| parse_count(v, 0, 1 << 20), show show::plain,
+        "With tls_verify host: how many peer certificate chains accepted for a host are remembered, each for 10 s, so that connecting to the same peer again (a fan-out starting many deliveries) does not check the same chain against the trusted roots again (one signature check per certificate). Only a byte-for-byte identical chain for the same host counts; the handshake signature is checked on every connection; an expiring certificate is noticed at most 10 s late. 0: every chain is checked every time. Default 1024.";
     tls_handshake_timeout_ms: u64 = 10_000,
         parse |v| parse_ms(v, 1), show show::plain,
         "Deadline of one MSRP TLS handshake, counted from the TCP connection. Default 10000.";

@@ -457,6 +457,7 @@ impl TlsParticipant {
             verify: Verify::None,
             request_client_cert: false,
             alpn: Vec::new(),
+            verify_cache: 0,
         })
         .unwrap();
         let rx = ReceiveServer::start(
@@ -849,6 +850,7 @@ fn active_participant(
         verify: Verify::Fingerprint,
         request_client_cert: false,
         alpn: Vec::new(),
+        verify_cache: 0,
     })
     .unwrap();
     let config = tls.client_config(&[fp]).unwrap();

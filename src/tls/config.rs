@@ -20,6 +20,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use super::fingerprint::{Fingerprint, HashFunction};
 use super::stream::TlsStream;
+use super::verified::CachedVerifier;
 use super::verify::{DeferredClientVerifier, FingerprintVerifier, NoVerifier, Verify};
 use super::{provider, TlsError};
 
@@ -44,6 +45,9 @@ pub struct TlsSettings {
     pub request_client_cert: bool,
     /// ALPN protocols offered by the server (`http/1.1` for HTTPS; none for MSRP).
     pub alpn: Vec<Vec<u8>>,
+    /// Chains accepted by host verification remembered at most (`tls_verify_cache`; 0: none,
+    /// every chain is checked against the roots on every handshake). See [`super::verified`].
+    pub verify_cache: usize,
 }
 
 fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, TlsError> {
@@ -164,7 +168,7 @@ struct Loaded {
     /// The client config for peers checked without a fingerprint (host or none).
     client: Arc<ClientConfig>,
     /// Host verification against the roots; `None` with `Verify::None`.
-    webpki: Option<Arc<WebPkiServerVerifier>>,
+    webpki: Option<Arc<CachedVerifier>>,
 }
 
 impl Loaded {
@@ -204,7 +208,11 @@ impl Loaded {
                         .map_err(|e| TlsError::NoRoots {
                             problem: e.to_string(),
                         })?;
-                Some(v)
+                Some(Arc::new(CachedVerifier::new(
+                    v,
+                    settings.verify_cache,
+                    super::verified::TTL,
+                )))
             }
         };
 

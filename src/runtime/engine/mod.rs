@@ -705,6 +705,7 @@ fn load_msrp_tls(cfg: &Config, logger: &Logger) -> Result<Option<Arc<Tls>>, crat
         verify: cfg.tls_verify,
         request_client_cert: true,
         alpn: Vec::new(),
+        verify_cache: cfg.tls_verify_cache,
     })?;
     if cfg.tls_verify == Verify::None {
         logger.log(
