@@ -77,7 +77,8 @@ impl CachedVerifier {
     }
 
     /// Verifications answered from memory so far.
-    pub(crate) fn hits(&self) -> u64 {
+    #[cfg(test)]
+    fn hits(&self) -> u64 {
         self.hits.load(Ordering::Relaxed)
     }
 
