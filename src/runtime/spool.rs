@@ -922,7 +922,9 @@ impl SpoolWriter {
     #[cfg(test)]
     fn hash_thread_id(&self) -> Option<i32> {
         match &self.hasher {
-            Hashing::Background(b) => Some(b.shared.tid.load(Ordering::Acquire)).filter(|&t| t != 0),
+            Hashing::Background(b) => {
+                Some(b.shared.tid.load(Ordering::Acquire)).filter(|&t| t != 0)
+            }
             _ => None,
         }
     }
@@ -1334,7 +1336,10 @@ mod tests {
             e2.fetch_add(1, Ordering::Relaxed);
         });
         assert!(spool.set_hash_nice(7, on_error));
-        assert!(!spool.set_hash_nice(3, Box::new(|_| {})), "only the first call counts");
+        assert!(
+            !spool.set_hash_nice(3, Box::new(|_| {})),
+            "only the first call counts"
+        );
         let me = getpriority_process(Some(rustix::thread::gettid())).unwrap();
         let (mut w, _f) = spool.create("nice").unwrap();
         w.append(b"some bytes").unwrap();
@@ -1348,7 +1353,11 @@ mod tests {
         };
         assert_ne!(tid, rustix::thread::gettid().as_raw_nonzero().get());
         let theirs = getpriority_process(Pid::from_raw(tid)).unwrap();
-        assert_eq!(theirs, (me + 7).min(19), "the writer's thread is at nice {me}");
+        assert_eq!(
+            theirs,
+            (me + 7).min(19),
+            "the writer's thread is at nice {me}"
+        );
         assert_eq!(
             getpriority_process(Some(rustix::thread::gettid())).unwrap(),
             me,

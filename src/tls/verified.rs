@@ -213,12 +213,24 @@ mod tests {
         assert_eq!((v.hits(), v.len()), (0, 1));
         assert!(check(&v, &good, "a.example"));
         assert_eq!(v.hits(), 1, "the second check is answered from memory");
-        assert!(check(&v, &good, "127.0.0.1"), "another name: checked, and valid");
+        assert!(
+            check(&v, &good, "127.0.0.1"),
+            "another name: checked, and valid"
+        );
         assert_eq!(v.hits(), 1);
-        assert!(!check(&v, &good, "b.example"), "a name not in the certificate");
+        assert!(
+            !check(&v, &good, "b.example"),
+            "a name not in the certificate"
+        );
         let forged = leaf(&other, &["a.example"]);
-        assert!(!check(&v, &forged, "a.example"), "same name, untrusted issuer");
-        assert!(!check(&v, &forged, "a.example"), "failures are not remembered");
+        assert!(
+            !check(&v, &forged, "a.example"),
+            "same name, untrusted issuer"
+        );
+        assert!(
+            !check(&v, &forged, "a.example"),
+            "failures are not remembered"
+        );
         assert_eq!(v.hits(), 1);
     }
 

@@ -227,7 +227,9 @@ fn open_spool(cfg: &Config, logger: &Logger) -> Result<(Spool, Vec<Restored>), E
         Box::new(move |e| {
             log.warn(
                 "spool",
-                format_args!("cannot lower the priority of a hashing thread (spool_hash_nice): {e}"),
+                format_args!(
+                    "cannot lower the priority of a hashing thread (spool_hash_nice): {e}"
+                ),
             )
         }),
     );
