@@ -198,23 +198,7 @@ impl Loaded {
             .and_then(|ck| ck.cert.first())
             .map(|c| Fingerprint::of(HashFunction::Sha256, c));
 
-        let webpki = match settings.verify {
-            Verify::None => None,
-            Verify::Host | Verify::Fingerprint => {
-                let roots = load_roots(settings.ca.as_deref())?;
-                let v =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| TlsError::NoRoots {
-                            problem: e.to_string(),
-                        })?;
-                Some(Arc::new(CachedVerifier::new(
-                    v,
-                    settings.verify_cache,
-                    super::verified::TTL,
-                )))
-            }
-        };
+        let webpki = host_verifier(&settings, &provider)?;
 
         let server = match &certified {
             None => None,
@@ -264,6 +248,28 @@ impl Loaded {
             webpki,
         })
     }
+}
+
+/// Host verification against the roots (`tls_ca` or the system store), remembering accepted
+/// chains (`verify_cache`); `None` with `Verify::None`.
+fn host_verifier(
+    settings: &TlsSettings,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Option<Arc<CachedVerifier>>, TlsError> {
+    if settings.verify == Verify::None {
+        return Ok(None);
+    }
+    let roots = load_roots(settings.ca.as_deref())?;
+    let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::NoRoots {
+            problem: e.to_string(),
+        })?;
+    Ok(Some(Arc::new(CachedVerifier::new(
+        v,
+        settings.verify_cache,
+        super::verified::TTL,
+    ))))
 }
 
 fn client_config(
