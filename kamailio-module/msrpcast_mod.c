@@ -170,12 +170,14 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(tls_key)                           \
 	X(tls_ca)                            \
 	X(tls_verify)                        \
+	X(tls_verify_cache)                  \
 	X(tls_handshake_timeout_ms)          \
 	X(spool_dir)                         \
 	X(spool_max_bytes)                   \
 	X(max_file_bytes)                    \
 	X(spool_persist)                     \
 	X(spool_read_ahead_bytes)            \
+	X(spool_hash_nice)                   \
 	X(chunk_bytes)                       \
 	X(direct_chunk_bytes)                \
 	X(window_bytes)                      \

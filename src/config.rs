@@ -256,6 +256,9 @@ settings! {
     tls_verify: Verify = Verify::Host,
         parse str::parse, show show::plain,
         "How an MSRP TLS peer's certificate is checked: host (it chains to a trusted CA and names the host of the msrps URI), fingerprint (it matches the answer's a=fingerprint when there is one, else host), or none (anything; logged as a warning at start). Default host.";
+    tls_verify_cache: usize = 1024,
+        parse |v| parse_count(v, 0, 1 << 20), show show::plain,
+        "With tls_verify host: how many peer certificate chains accepted for a host are remembered, each for 10 s, so that connecting to the same peer again (a fan-out starting many deliveries) does not check the same chain against the trusted roots again (one signature check per certificate). Only a byte-for-byte identical chain for the same host counts; the handshake signature is checked on every connection; an expiring certificate is noticed at most 10 s late. 0: every chain is checked every time. Default 1024.";
     tls_handshake_timeout_ms: u64 = 10_000,
         parse |v| parse_ms(v, 1), show show::plain,
         "Deadline of one MSRP TLS handshake, counted from the TCP connection. Default 10000.";
@@ -268,6 +271,9 @@ settings! {
     max_file_bytes: u64 = 4 * GIB,
         parse |v| parse_size(v, 1), show show::size,
         "Largest accepted file; a larger upload gets 413. Default 4GiB.";
+    spool_hash_nice: u8 = 10,
+        parse |v| parse_count(v, 0, 19).map(|n| n as u8), show show::plain,
+        "How many nice values below the uploading thread the thread hashing an upload (SHA-1, behind the writer) runs, 0 to 19 (at most nice 19): on a busy machine the upload's threads get the cores first and the hash catches up behind them (the 201 does not wait for it; the transfer becomes complete when it is done). 0: the same priority. Default 10.";
     spool_persist: bool = true,
         parse parse_bool, show show::plain,
         "Complete files survive a restart of the engine (and of its host): each gets a small record beside its spool file (written with fsync and rename), and at the next start they are offered again to the conference's participants as they join, except to those who received them already. Off: a stop removes every spool file and the next start removes what a crash left. Partial uploads never survive. Default on.";
@@ -970,11 +976,13 @@ mod tests {
             ("tls_key", "key.pem"),
             ("tls_ca", "/etc/msrpcast/ca.pem"),
             ("tls_verify", "Fingerprint"),
+            ("tls_verify_cache", "0"),
             ("tls_handshake_timeout_ms", "2500"),
             ("spool_dir", "/tmp/spool"),
             ("spool_max_bytes", "20G"),
             ("max_file_bytes", "1000"),
             ("spool_persist", "off"),
+            ("spool_hash_nice", "19"),
             ("chunk_bytes", "2048"),
             ("direct_chunk_bytes", "128K"),
             ("window_bytes", "1M"),

@@ -73,6 +73,7 @@ fn deliver(trusted_ca: bool) -> (DeliveryState, Option<String>, String) {
         verify: Verify::None,
         request_client_cert: false,
         alpn: Vec::new(),
+        verify_cache: 0,
     })
     .unwrap();
     let rx = ReceiveServer::listen(Listen {

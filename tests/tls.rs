@@ -122,6 +122,7 @@ fn tls(dir: &Dir, tag: &str, pem: Option<&Pem>, ca_pem: Option<&str>, verify: Ve
         verify,
         request_client_cert: true,
         alpn: Vec::new(),
+        verify_cache: 0,
     })
     .unwrap()
 }
@@ -679,6 +680,7 @@ fn msrp_servers_send_no_session_tickets_https_servers_do() {
         verify: Verify::None,
         request_client_cert: false,
         alpn: vec![b"http/1.1".to_vec()],
+        verify_cache: 0,
     })
     .unwrap();
     for (server, second) in [

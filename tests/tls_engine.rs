@@ -450,6 +450,11 @@ impl Drop for TlsParticipant {
 
 impl TlsParticipant {
     fn start(dir: &Dir, tag: &str, cert: &str, key: &str) -> TlsParticipant {
+        TlsParticipant::start_on(dir, tag, cert, key, "127.0.0.1")
+    }
+
+    /// [`TlsParticipant::start`] listening on `ip` (another loopback address: 127.0.0.2).
+    fn start_on(dir: &Dir, tag: &str, cert: &str, key: &str, ip: &str) -> TlsParticipant {
         let tls = Tls::load(TlsSettings {
             cert: Some(dir.write(&format!("{tag}-cert.pem"), cert).into()),
             key: Some(dir.write(&format!("{tag}-key.pem"), key).into()),
@@ -457,6 +462,7 @@ impl TlsParticipant {
             verify: Verify::None,
             request_client_cert: false,
             alpn: Vec::new(),
+            verify_cache: 0,
         })
         .unwrap();
         let rx = ReceiveServer::start(
@@ -468,7 +474,7 @@ impl TlsParticipant {
             1,
         )
         .unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
         let plaintext = Arc::new(AtomicUsize::new(0));
@@ -681,6 +687,43 @@ fn refused_peer(
     assert!(part.rx.next(Duration::from_millis(100)).is_none());
 }
 
+/// The engine remembers a chain it accepted (`tls_verify_cache`) only for the name it was
+/// accepted for: the same certificate, valid for 127.0.0.1, first delivered to at 127.0.0.1 (and
+/// so remembered), is refused at 127.0.0.2 with no plaintext byte sent.
+#[test]
+fn remembered_chain_does_not_pass_another_host() {
+    let dir = Dir::new("remembered");
+    let trusted = ca("trusted CA");
+    let (cert, key, _) = leaf(&trusted, &["127.0.0.1"], None);
+    let good = TlsParticipant::start(&dir, "p1", &cert, &key);
+    let other = TlsParticipant::start_on(&dir, "p2", &cert, &key, "127.0.0.2");
+    let e = tls_engine(&dir, &trusted.pem, "host");
+    e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
+        .unwrap();
+    wait_joined(&e, "c", 1);
+    let data = data(200_000, 5);
+    let t1 = upload(&e, "c", &data);
+    let Signal::Offer { delivery, .. } = next_signal(&e) else {
+        panic!("expected an offer")
+    };
+    e.answered(delivery, &tls_answer("127.0.0.1", good.port, ""))
+        .unwrap();
+    assert_eq!(final_state(&e, t1), DeliveryState::Done);
+    assert!(good.rx.next(WAIT).is_some_and(|g| g.failure.is_none()));
+
+    let t2 = upload(&e, "c", &data);
+    // The first delivery's BYE may come first.
+    let delivery = loop {
+        if let Signal::Offer { delivery, .. } = next_signal(&e) {
+            break delivery;
+        }
+    };
+    e.answered(delivery, &tls_answer("127.0.0.2", other.port, ""))
+        .unwrap();
+    failed_with(&final_state(&e, t2), "wrong host");
+    assert_eq!(other.plaintext.load(Ordering::Acquire), 0, "plaintext left");
+}
+
 #[test]
 fn msrps_wrong_host_fails_with_no_byte() {
     refused_peer(
@@ -849,6 +892,7 @@ fn active_participant(
         verify: Verify::Fingerprint,
         request_client_cert: false,
         alpn: Vec::new(),
+        verify_cache: 0,
     })
     .unwrap();
     let config = tls.client_config(&[fp]).unwrap();

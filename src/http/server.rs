@@ -211,6 +211,7 @@ impl HttpServer {
                     verify: crate::tls::Verify::None,
                     request_client_cert: false,
                     alpn: vec![b"http/1.1".to_vec()],
+                    verify_cache: 0,
                 })
                 .map_err(ServerError::Tls)?,
             )),

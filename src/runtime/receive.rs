@@ -255,6 +255,8 @@ impl ReceiveTls {
             verify,
             request_client_cert: false,
             alpn: Vec::new(),
+            // One connection to a relay at most: nothing to remember.
+            verify_cache: 0,
         })?;
         Ok(ReceiveTls {
             tls: Arc::new(tls),

@@ -51,8 +51,8 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -193,8 +193,40 @@ struct Shared {
     max_bytes: u64,
     max_file_bytes: u64,
     used: AtomicU64,
+    /// How hashing threads lower their priority; unset: they keep the creator's.
+    priority: OnceLock<HashPriority>,
     /// Held (locked) while the spool or any of its files lives.
     _lock: File,
+}
+
+/// Told (once per spool) why a hashing thread could not lower its priority.
+pub type PriorityError = Box<dyn Fn(&io::Error) + Send + Sync>;
+
+/// How far below the thread that starts them hashing threads put themselves
+/// ([`Spool::set_hash_nice`]).
+struct HashPriority {
+    nice: i32,
+    on_error: PriorityError,
+    reported: AtomicBool,
+}
+
+impl HashPriority {
+    /// Lowers the calling thread's priority by `nice` (nice value at most 19; only this thread:
+    /// Linux applies `setpriority` to a thread id alone, and a new thread starts with its
+    /// creator's). A failure is reported once and the thread hashes at its priority.
+    fn apply(&self) {
+        if self.nice == 0 {
+            return;
+        }
+        let tid = Some(rustix::thread::gettid());
+        let r = rustix::process::getpriority_process(tid)
+            .and_then(|now| rustix::process::setpriority_process(tid, (now + self.nice).min(19)));
+        if let Err(e) = r {
+            if !self.reported.swap(true, Ordering::Relaxed) {
+                (self.on_error)(&io::Error::from(e));
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -281,6 +313,7 @@ impl Spool {
                 max_bytes,
                 max_file_bytes,
                 used: AtomicU64::new(0),
+                priority: OnceLock::new(),
                 _lock: lock,
             }),
             seq: AtomicU64::new(first),
@@ -295,6 +328,22 @@ impl Spool {
             config.spool_max_bytes,
             config.max_file_bytes,
         )
+    }
+
+    /// Makes the threads that hash uploads behind their writers run `nice` nice values below
+    /// the thread that starts them (at most 19; `spool_hash_nice`, 0: the same), so that on a busy machine
+    /// the upload's own threads get the cores and the hash catches up behind. `on_error` is
+    /// told, once, when a thread could not lower its priority. Only the first call counts
+    /// (returns false after it).
+    pub fn set_hash_nice(&self, nice: i32, on_error: PriorityError) -> bool {
+        self.shared
+            .priority
+            .set(HashPriority {
+                nice,
+                on_error,
+                reported: AtomicBool::new(false),
+            })
+            .is_ok()
     }
 
     pub fn dir(&self) -> &Path {
@@ -869,6 +918,17 @@ impl SpoolWriter {
     }
 
     /// Marks the file complete and returns its SHA-1. Fails if it was removed or had failed.
+    /// The id of the thread hashing this file, once it runs (tests check its priority).
+    #[cfg(test)]
+    fn hash_thread_id(&self) -> Option<i32> {
+        match &self.hasher {
+            Hashing::Background(b) => {
+                Some(b.shared.tid.load(Ordering::Acquire)).filter(|&t| t != 0)
+            }
+            _ => None,
+        }
+    }
+
     /// Waits for the hashing thread to catch up; [`SpoolWriter::finish_then`] does not.
     pub fn finish(mut self) -> Result<[u8; 20], SpoolError> {
         self.done = true;
@@ -1050,6 +1110,8 @@ struct HashProgress {
 struct HashShared {
     progress: Mutex<HashProgress>,
     cv: Condvar,
+    /// The hashing thread's id, once it has set its priority (0 before).
+    tid: AtomicI32,
 }
 
 /// The thread hashing a spool file behind its writer.
@@ -1064,11 +1126,17 @@ impl BackgroundHash {
         let shared = Arc::new(HashShared {
             progress: Mutex::new(HashProgress::default()),
             cv: Condvar::new(),
+            tid: AtomicI32::new(0),
         });
         let sh = shared.clone();
         let join = std::thread::Builder::new()
             .name("msrpcast-sha1".into())
             .spawn(move || {
+                if let Some(p) = file.shared.priority.get() {
+                    p.apply();
+                }
+                let tid = rustix::thread::gettid().as_raw_nonzero().get();
+                sh.tid.store(tid, Ordering::Release);
                 let r = hash_follow(&file, &sh);
                 // The file must not keep the spool alive past the callback.
                 drop(file);
@@ -1251,6 +1319,53 @@ mod tests {
         assert_eq!(state, SpoolState::Complete { size, sha1: want });
         assert_eq!(f.state(), SpoolState::Complete { size, sha1: want });
         drop(f);
+        drop(spool);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// The hashing thread runs `spool_hash_nice` below the thread that writes (here the test's
+    /// thread), and hashes correctly at that priority.
+    #[test]
+    fn hashing_thread_runs_at_the_lower_priority() {
+        use rustix::process::{getpriority_process, Pid};
+        let dir = tmp("nice");
+        let spool = Spool::open(&dir, 1 << 20, 1 << 20).unwrap();
+        let errors = Arc::new(AtomicUsize::new(0));
+        let e2 = errors.clone();
+        let on_error: PriorityError = Box::new(move |_| {
+            e2.fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(spool.set_hash_nice(7, on_error));
+        assert!(
+            !spool.set_hash_nice(3, Box::new(|_| {})),
+            "only the first call counts"
+        );
+        let me = getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let (mut w, _f) = spool.create("nice").unwrap();
+        w.append(b"some bytes").unwrap();
+        let t0 = Instant::now();
+        let tid = loop {
+            if let Some(t) = w.hash_thread_id() {
+                break t;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "no hashing thread");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_ne!(tid, rustix::thread::gettid().as_raw_nonzero().get());
+        let theirs = getpriority_process(Pid::from_raw(tid)).unwrap();
+        assert_eq!(
+            theirs,
+            (me + 7).min(19),
+            "the writer's thread is at nice {me}"
+        );
+        assert_eq!(
+            getpriority_process(Some(rustix::thread::gettid())).unwrap(),
+            me,
+            "the writer's own priority is unchanged"
+        );
+        let want: [u8; 20] = Sha1::digest(b"some bytes").into();
+        assert_eq!(w.finish().unwrap(), want);
+        assert_eq!(errors.load(Ordering::Relaxed), 0);
         drop(spool);
         let _ = fs::remove_dir_all(&dir);
     }

@@ -20,6 +20,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use super::fingerprint::{Fingerprint, HashFunction};
 use super::stream::TlsStream;
+use super::verified::CachedVerifier;
 use super::verify::{DeferredClientVerifier, FingerprintVerifier, NoVerifier, Verify};
 use super::{provider, TlsError};
 
@@ -44,6 +45,9 @@ pub struct TlsSettings {
     pub request_client_cert: bool,
     /// ALPN protocols offered by the server (`http/1.1` for HTTPS; none for MSRP).
     pub alpn: Vec<Vec<u8>>,
+    /// Chains accepted by host verification remembered at most (`tls_verify_cache`; 0: none,
+    /// every chain is checked against the roots on every handshake). See [`super::verified`].
+    pub verify_cache: usize,
 }
 
 fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, TlsError> {
@@ -164,7 +168,7 @@ struct Loaded {
     /// The client config for peers checked without a fingerprint (host or none).
     client: Arc<ClientConfig>,
     /// Host verification against the roots; `None` with `Verify::None`.
-    webpki: Option<Arc<WebPkiServerVerifier>>,
+    webpki: Option<Arc<CachedVerifier>>,
 }
 
 impl Loaded {
@@ -194,19 +198,7 @@ impl Loaded {
             .and_then(|ck| ck.cert.first())
             .map(|c| Fingerprint::of(HashFunction::Sha256, c));
 
-        let webpki = match settings.verify {
-            Verify::None => None,
-            Verify::Host | Verify::Fingerprint => {
-                let roots = load_roots(settings.ca.as_deref())?;
-                let v =
-                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| TlsError::NoRoots {
-                            problem: e.to_string(),
-                        })?;
-                Some(v)
-            }
-        };
+        let webpki = host_verifier(&settings, &provider)?;
 
         let server = match &certified {
             None => None,
@@ -256,6 +248,28 @@ impl Loaded {
             webpki,
         })
     }
+}
+
+/// Host verification against the roots (`tls_ca` or the system store), remembering accepted
+/// chains (`verify_cache`); `None` with `Verify::None`.
+fn host_verifier(
+    settings: &TlsSettings,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Option<Arc<CachedVerifier>>, TlsError> {
+    if settings.verify == Verify::None {
+        return Ok(None);
+    }
+    let roots = load_roots(settings.ca.as_deref())?;
+    let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::NoRoots {
+            problem: e.to_string(),
+        })?;
+    Ok(Some(Arc::new(CachedVerifier::new(
+        v,
+        settings.verify_cache,
+        super::verified::TTL,
+    ))))
 }
 
 fn client_config(

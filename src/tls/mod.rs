@@ -21,6 +21,7 @@ pub mod config;
 pub mod fingerprint;
 pub mod stream;
 pub mod transport;
+pub mod verified;
 pub mod verify;
 
 use std::fmt;

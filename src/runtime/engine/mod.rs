@@ -224,6 +224,18 @@ fn open_spool(cfg: &Config, logger: &Logger) -> Result<(Spool, Vec<Restored>), E
         },
     )
     .map_err(|e| start_error(&format!("spool_dir {:?}", cfg.spool_dir), &e))?;
+    let log = logger.clone();
+    spool.set_hash_nice(
+        i32::from(cfg.spool_hash_nice),
+        Box::new(move |e| {
+            log.warn(
+                "spool",
+                format_args!(
+                    "cannot lower the priority of a hashing thread (spool_hash_nice): {e}"
+                ),
+            )
+        }),
+    );
     for name in spool.stale_names() {
         logger.info(
             "engine",
@@ -707,6 +719,7 @@ fn load_msrp_tls(cfg: &Config, logger: &Logger) -> Result<Option<Arc<Tls>>, crat
         verify: cfg.tls_verify,
         request_client_cert: true,
         alpn: Vec::new(),
+        verify_cache: cfg.tls_verify_cache,
     })?;
     if cfg.tls_verify == Verify::None {
         logger.log(
