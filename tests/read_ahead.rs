@@ -5,9 +5,15 @@
 //! budget holds more than the small one at some point, so the small one is what bounded it.
 //! (With the default window, a block never goes further than the window lets go, and a delivery
 //! waiting for responses holds none: see `runtime/readahead.rs`.)
+//!
+//! Plain-TCP deliveries of an indexed spool file send bodies with `sendfile` and read no blocks;
+//! blocks are read over TLS and for files without a dash-run index. The file here holds more
+//! dash runs than the index keeps ([`DashRuns::MAX_RUNS`]), so its deliveries take the block
+//! path over plain TCP.
 
 use std::time::Duration;
 
+use msrpcast::msrp::dash_runs::DashRuns;
 use msrpcast::roster::DeliveryState;
 use msrpcast::runtime::receive::{ReceiveServer, Sink};
 use msrpcast::runtime::Engine;
@@ -44,6 +50,8 @@ fn deliver(name: &str, budget: &str, window: &str) -> u64 {
         &[
             ("control_socket", ""),
             ("spool_read_ahead_bytes", budget),
+            // Small chunks: many per block, deliveries hold blocks between turns.
+            ("direct_chunk_bytes", "10240"),
             ("io_threads", "2"),
             ("max_participants_per_conference", "100"),
             // A window that never holds the sender back: blocks are cut by the out queue's
@@ -61,7 +69,7 @@ fn deliver(name: &str, budget: &str, window: &str) -> u64 {
             .unwrap();
     }
     wait_joined(&e, "c", DELIVERIES);
-    let body = data(4 << 20, 7);
+    let body = unindexed(data(4 << 20, 7));
     let t = upload(&e, "c", &body);
     let states = wait_done(&e, t, DELIVERIES, Duration::from_secs(300), String::new);
     assert!(
@@ -86,6 +94,16 @@ fn deliver(name: &str, budget: &str, window: &str) -> u64 {
     e.stop();
     let _ = std::fs::remove_dir_all(&dir);
     peak
+}
+
+/// `body` with a run of 8 dashes every 256 bytes: more runs than the spool's index keeps, so
+/// the file has no index and its deliveries read spool blocks.
+fn unindexed(mut body: Vec<u8>) -> Vec<u8> {
+    for at in (0..body.len().saturating_sub(8)).step_by(256) {
+        body[at..at + 8].copy_from_slice(b"--------");
+    }
+    assert!(body.len() / 256 > DashRuns::MAX_RUNS);
+    body
 }
 
 #[test]
