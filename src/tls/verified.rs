@@ -1,4 +1,4 @@
-//! [`CachedVerifier`]: host verification (`tls_verify = host`) that remembers, for a short
+//! `CachedVerifier`: host verification (`tls_verify = host`) that remembers, for a short
 //! while, the chains it accepted for a name.
 //!
 //! Checking a peer's chain against the roots costs one signature check per certificate of the
