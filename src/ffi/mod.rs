@@ -36,6 +36,7 @@ pub mod json;
 mod notify;
 pub mod result;
 pub mod signal;
+pub mod sys;
 
 pub use client::*;
 pub use config::*;

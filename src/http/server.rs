@@ -289,7 +289,10 @@ impl HttpServer {
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
-                .spawn(f)
+                .spawn(move || {
+                    crate::ffi::sys::block_sigpipe_in_this_thread();
+                    f()
+                })
                 .map_err(|e| ServerError::Io("thread", e))
         };
         let s = shared.clone();
@@ -571,6 +574,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, reject: &Sender<TcpStream>) {
     let spawned = std::thread::Builder::new()
         .name("msrpcast-http".into())
         .spawn(move || {
+            crate::ffi::sys::block_sigpipe_in_this_thread();
             // A panic ends this connection only (its socket closes as it unwinds, an upload
             // in progress is aborted); its place is given back either way (issue 14).
             fault::guard(&s.logger, "http", "serving an HTTP connection", || {

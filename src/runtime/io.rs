@@ -113,7 +113,10 @@ impl IoPool {
             };
             let join = std::thread::Builder::new()
                 .name(format!("msrpcast-io-{i}"))
-                .spawn(move || t.run())?;
+                .spawn(move || {
+                    crate::ffi::sys::block_sigpipe_in_this_thread();
+                    t.run()
+                })?;
             threads.push(ThreadHandle {
                 tx,
                 waker,

@@ -7,6 +7,8 @@
 #   engine_roundtrip[valgrind] the same binary without sanitizers under valgrind
 #   multiprocess               8 forked clients x 1000 join/leave pairs, none lost, calls < 5 ms
 #   misuse[asan], misuse[valgrind]  NULLs, zero lengths, bad UTF-8, after stop, NULL frees
+#   peer_gone                  a participant closes mid-file: the delivery fails, the host (SIGPIPE
+#                              at its default action) lives
 #   example                    the complete minimal host of docs/c-api.md compiles and runs
 #
 # Environment: CARGO_TARGET_DIR (default: target), KEEP=1 keeps the temporary folder,
@@ -60,7 +62,7 @@ result header_cpp17 $?
 
 # --- build the tests ------------------------------------------------------------------------
 build_ok=1
-for t in engine_roundtrip multiprocess misuse; do
+for t in engine_roundtrip multiprocess misuse peer_gone; do
     gcc "${cflags[@]}" "${san[@]}" "$here/$t.c" "${link[@]}" -o "$work/$t.asan" >"$work/build-$t.log" 2>&1 || build_ok=0
     gcc "${cflags[@]}" "$here/$t.c" "${link[@]}" -o "$work/$t.plain" >>"$work/build-$t.log" 2>&1 || build_ok=0
     if [[ $build_ok == 0 ]]; then cat "$work/build-$t.log"; result "build-$t" 1; build_ok=1; fi
@@ -120,6 +122,28 @@ roundtrip "engine_roundtrip[asan]" rta "$work/engine_roundtrip.asan"
 if [[ "${NO_VALGRIND:-}" != 1 ]]; then
     roundtrip "engine_roundtrip[valgrind]" rtv "${vg[@]}" "$work/engine_roundtrip.plain"
 fi
+
+# --- a participant that closes mid-file -----------------------------------------------------------
+peer_gone() {
+    local d=$work/pg out=$work/pg.out
+    mkdir -p "$d/up"
+    head -c $((32 * 1024 * 1024)) /dev/urandom >"$d/up/file.bin"
+    python3 "$here/hangup_peer.py" 3000000 >"$out" 2>"$work/pg.err" &
+    pids+=($!)
+    uri=
+    for _ in $(seq 100); do
+        [[ -s "$out" ]] && { uri=$(head -n 1 "$out"); break; }
+        sleep 0.05
+    done
+    [[ -n $uri ]] || { result peer_gone 1 "peer did not start"; return; }
+    TEST_DIR=$d TEST_FILE=$d/up/file.bin RECV_URI=$uri timeout 120 "$work/peer_gone.plain" \
+        >"$work/peer_gone.log" 2>&1
+    local rc=$?
+    ((rc > 128)) && echo "ended by signal $((rc - 128))" >>"$work/peer_gone.log"
+    kill "${pids[@]: -1}" 2>/dev/null
+    result peer_gone $rc "$(grep -h '^peer_gone:' "$work/peer_gone.log" | cut -c1-80)"
+}
+peer_gone
 
 # --- multi-process ------------------------------------------------------------------------------
 mkdir -p "$work/mp"

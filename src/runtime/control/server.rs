@@ -71,6 +71,7 @@ impl ControlServer {
             std::thread::Builder::new()
                 .name("msrpcast-control".into())
                 .spawn(move || {
+                    crate::ffi::sys::block_sigpipe_in_this_thread();
                     let ctx = Ctx {
                         engine: &engine,
                         counters: &counters,

@@ -180,7 +180,10 @@ impl Driver {
         let logger = self.logger.clone();
         let handle = std::thread::Builder::new()
             .name("msrpcast-core".into())
-            .spawn(move || self.run(rx, outcomes))?;
+            .spawn(move || {
+                crate::ffi::sys::block_sigpipe_in_this_thread();
+                self.run(rx, outcomes)
+            })?;
         logger.info("engine", format_args!("started"));
         Ok(handle)
     }
@@ -390,8 +393,17 @@ impl Driver {
     fn connect(&self, peer: SocketAddr) -> std::io::Result<mio::net::TcpStream> {
         let same_family = self.msrp_addr.is_ipv4() == peer.is_ipv4();
         if self.cfg.msrp_reuse_port && same_family {
-            if let Ok(s) = net::connect(peer, Some(self.msrp_addr)) {
-                return Ok(s);
+            match net::connect(peer, Some(self.msrp_addr)) {
+                Ok(s) => return Ok(s),
+                // Relays that route by source port (Kamailio's msrp) will not route this one.
+                Err(e) => self.logger.warn(
+                    "engine",
+                    format_args!(
+                        "connecting to {peer} from the listen port {} failed ({e}); \
+                         connecting from another port",
+                        self.msrp_addr
+                    ),
+                ),
             }
         }
         net::connect(peer, None)
