@@ -530,18 +530,23 @@ impl DeliveryConn {
     }
 
     /// Asks the sender for frames while the out queue has room; bodies are spool ranges sent
-    /// with `sendfile` where [`DeliveryConn::spool_piece`] allows, else read from the spool.
+    /// with `sendfile` where the index clears them, else read from the spool.
     fn fill(&mut self, now: Instant) {
         while self.out_len < OUT_LIMIT {
             let Some(mut t) = self.sender.poll_transmit(now) else {
                 return;
             };
+            let indexed = !t.body.is_empty() && self.chunk_ends_known(t.body.clone());
             let body = if t.body.is_empty() {
                 Piece::Mem(Bytes::new())
-            } else if let Some(p) = self.spool_piece(t.body.clone()) {
-                p
+            } else if indexed && self.chunk_ends.is_empty() && !self.no_sendfile {
+                // No run of dashes ends inside: it cannot hold an end-line, whatever the id.
+                Piece::Spool {
+                    at: t.body.start,
+                    len: (t.body.end - t.body.start) as usize,
+                }
             } else {
-                match self.mem_body(t.body.clone(), &t.tid) {
+                match self.mem_body(t.body.clone(), &t.tid, indexed) {
                     Ok((body, holds_end_line)) => {
                         if holds_end_line {
                             self.sender.retid(&mut t);
@@ -561,10 +566,15 @@ impl DeliveryConn {
     }
 
     /// The body `r` read from the spool, and whether it holds the end-line of `tid`. On plain
-    /// TCP with the index (a body with runs of dashes) it is read alone, so that the delivery
-    /// holds no block; otherwise it is a slice of the read-ahead block.
-    fn mem_body(&mut self, r: std::ops::Range<u64>, tid: &[u8]) -> io::Result<(Bytes, bool)> {
-        if self.chunk_ends_known(r.clone()) {
+    /// TCP with the index (`indexed`: its run ends are in `chunk_ends`) it is read alone, so
+    /// that the delivery holds no block; otherwise it is a slice of the read-ahead block.
+    fn mem_body(
+        &mut self,
+        r: std::ops::Range<u64>,
+        tid: &[u8],
+        indexed: bool,
+    ) -> io::Result<(Bytes, bool)> {
+        if indexed {
             let body = self.read_spool(r.start, (r.end - r.start) as usize)?;
             let holds = dash_runs::body_contains_end_line_at(&body, r.start, &self.chunk_ends, tid);
             return Ok((body, holds));
@@ -574,22 +584,11 @@ impl DeliveryConn {
         Ok((body, holds))
     }
 
-    /// Plain TCP, and the spool's index covers `r`: its run ends go into `chunk_ends`.
+    /// Plain TCP, and the spool's index covers `r`: its run ends go into `chunk_ends`. Such a
+    /// body goes with `sendfile` when none ends inside it (see [`DeliveryConn::fill`]).
     fn chunk_ends_known(&mut self, r: std::ops::Range<u64>) -> bool {
         matches!(self.stream, Transport::Plain(_))
             && self.file.dash_run_ends(r, &mut self.chunk_ends)
-    }
-
-    /// The body `r` as a range of the spool file to `sendfile`: plain TCP, the index covers it
-    /// and no run of dashes ends inside it (so it cannot hold an end-line, whatever the id).
-    fn spool_piece(&mut self, r: std::ops::Range<u64>) -> Option<Piece> {
-        if self.no_sendfile || !self.chunk_ends_known(r.clone()) || !self.chunk_ends.is_empty() {
-            return None;
-        }
-        Some(Piece::Spool {
-            at: r.start,
-            len: (r.end - r.start) as usize,
-        })
     }
 
     /// Whether `body` (message bytes from `start`, inside the current block) contains the
@@ -683,15 +682,8 @@ impl DeliveryConn {
             match r {
                 Ok(0) if spool => {
                     // The spool file ended early: the chunk on the wire cannot be completed.
-                    self.fail(
-                        None,
-                        "spool read failed: spool file shorter than its length",
-                        now,
-                    );
-                    self.out.clear();
-                    self.out_len = 0;
-                    self.dead = true;
-                    return;
+                    let e = "spool file shorter than its length";
+                    return self.spool_failed(&e, now);
                 }
                 Ok(0) => {
                     self.write_failed("connection closed while writing".into(), now);
@@ -709,11 +701,7 @@ impl DeliveryConn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if spool && sendfile_unsupported(&e) => {
                     if let Err(e) = self.spool_to_memory() {
-                        self.fail(None, format!("spool read failed: {e}"), now);
-                        self.out.clear();
-                        self.out_len = 0;
-                        self.dead = true;
-                        return;
+                        return self.spool_failed(&e, now);
                     }
                 }
                 Err(e) => {
@@ -767,6 +755,15 @@ impl DeliveryConn {
             Some(&mut offset),
             len,
         )?)
+    }
+
+    /// The spool could not give the bytes of a chunk already partly on the wire: the delivery
+    /// fails and the connection is done (the chunk cannot be completed).
+    fn spool_failed(&mut self, e: &dyn std::fmt::Display, now: Instant) {
+        self.fail(None, format!("spool read failed: {e}"), now);
+        self.out.clear();
+        self.out_len = 0;
+        self.dead = true;
     }
 
     /// `sendfile` does not work from this spool file (a file system without it): the spool
