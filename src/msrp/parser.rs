@@ -1027,7 +1027,15 @@ pub fn parse(buf: &Bytes, limits: &Limits) -> Result<Parsed, ParseError> {
     }
 }
 
-/// A stream decoder: feed bytes as they arrive, take complete frames out.
+/// A stream decoder: feed bytes as they arrive (or read them straight in with
+/// [`FrameDecoder::read_from`]), take complete frames out.
+///
+/// The bytes live in one block: `block[start..end]` are received and not yet taken as frames,
+/// `block[end..]` is room that is already initialised, so a read goes straight into it. A frame
+/// taken out is a slice of the block (no copy). Before the next read the block is used again in
+/// place when no frame refers to it any more (the usual case: frames are handled, then
+/// dropped); only the bytes of a frame still arriving are moved to its front, and only when the
+/// room left is short. A block a frame still holds is left to it and a new one is taken.
 ///
 /// After an error for which [`ParseError::is_fatal`] is true the stream cannot be resynchronised
 /// and every later call to [`FrameDecoder::next`] returns that error. Other errors (a malformed
@@ -1035,7 +1043,9 @@ pub fn parse(buf: &Bytes, limits: &Limits) -> Result<Parsed, ParseError> {
 /// [`ParseError::status_code`] and go on.
 #[derive(Debug)]
 pub struct FrameDecoder {
-    buf: BytesMut,
+    block: Bytes,
+    start: usize,
+    end: usize,
     limits: Limits,
     pending: Option<Pending>,
     failed: Option<ParseError>,
@@ -1043,6 +1053,13 @@ pub struct FrameDecoder {
     /// [`FrameDecoder::release_when_idle`]).
     release_idle: bool,
 }
+
+/// Size of the first block of a decoder fed with [`FrameDecoder::feed`] (unless it lets its
+/// buffer go when idle: then just what arrived).
+const FEED_BLOCK: usize = 16 * 1024;
+/// [`FrameDecoder::read_from`] reads into at least this much room (or `max` if smaller): a
+/// shorter room left at the end of the block is made by moving the pending bytes to its front.
+const MIN_READ_ROOM: usize = 64 * 1024;
 
 impl Default for FrameDecoder {
     fn default() -> Self {
@@ -1053,7 +1070,9 @@ impl Default for FrameDecoder {
 impl FrameDecoder {
     pub fn new(limits: Limits) -> Self {
         FrameDecoder {
-            buf: BytesMut::with_capacity(16 * 1024),
+            block: Bytes::new(),
+            start: 0,
+            end: 0,
             limits,
             pending: None,
             failed: None,
@@ -1067,31 +1086,88 @@ impl FrameDecoder {
     /// 10,000 concurrent deliveries each keeping a 16 KiB buffer held 160 MiB for them.
     pub fn release_when_idle(mut self) -> Self {
         self.release_idle = true;
-        if self.buf.is_empty() {
-            self.buf = BytesMut::new();
+        if self.start == self.end {
+            self.let_go();
         }
         self
     }
 
     /// Bytes the buffer holds room for (what it keeps in memory while it waits).
     pub fn capacity(&self) -> usize {
-        self.buf.capacity()
+        self.block.len()
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes (a copy; see [`FrameDecoder::read_from`]).
     pub fn feed(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+        if data.is_empty() {
+            return;
+        }
+        let first = if self.release_idle { 0 } else { FEED_BLOCK };
+        let mut block = self.writable(data.len(), first);
+        block[self.end..self.end + data.len()].copy_from_slice(data);
+        self.end += data.len();
+        self.block = block.freeze();
     }
 
-    /// The receive buffer, for reading from a socket straight into its spare capacity. Only
-    /// append to it.
-    pub fn buffer_mut(&mut self) -> &mut BytesMut {
-        &mut self.buf
+    /// Reads once from `r` (at most `max` bytes) straight into the buffer: no copy between the
+    /// socket and the frames taken out. Returns what the read returned (`Ok(0)`: end of
+    /// stream); the bytes read are [`FrameDecoder::last`]`(n)`.
+    pub fn read_from(&mut self, r: &mut impl std::io::Read, max: usize) -> std::io::Result<usize> {
+        let max = max.max(1);
+        let mut block = self.writable(max.min(MIN_READ_ROOM), 2 * max);
+        let room = (block.len() - self.end).min(max);
+        let got = r.read(&mut block[self.end..self.end + room]);
+        if let Ok(n) = got {
+            self.end += n;
+        }
+        self.block = block.freeze();
+        got
+    }
+
+    /// The last `n` bytes received (at most [`FrameDecoder::buffered`]).
+    pub fn last(&self, n: usize) -> &[u8] {
+        &self.block[self.end - n.min(self.end - self.start)..self.end]
+    }
+
+    /// The block, writable, with at least `room` bytes after the pending ones. A block no frame
+    /// refers to any more is used in place; otherwise, or when it is too small, a new one of
+    /// at least `first` bytes (twice the pending bytes when they outgrow it) takes the pending
+    /// bytes.
+    fn writable(&mut self, room: usize, first: usize) -> BytesMut {
+        let pending = self.end - self.start;
+        let old = std::mem::take(&mut self.block);
+        let old = match old.try_into_mut() {
+            Ok(mut block) => {
+                if pending == 0 {
+                    (self.start, self.end) = (0, 0);
+                }
+                if block.len() - self.end >= room {
+                    return block;
+                }
+                if block.len() - pending >= room && pending <= block.len() / 2 {
+                    block.copy_within(self.start..self.end, 0);
+                    (self.start, self.end) = (0, pending);
+                    return block;
+                }
+                block.freeze()
+            }
+            Err(shared) => shared,
+        };
+        let size = first.max(pending + room).max(2 * pending);
+        let mut block = BytesMut::zeroed(size);
+        block[..pending].copy_from_slice(&old[self.start..self.end]);
+        (self.start, self.end) = (0, pending);
+        block
+    }
+
+    fn let_go(&mut self) {
+        self.block = Bytes::new();
+        (self.start, self.end) = (0, 0);
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.end - self.start
     }
 
     pub fn limits(&self) -> &Limits {
@@ -1104,13 +1180,14 @@ impl FrameDecoder {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        if self.buf.is_empty() {
-            if self.release_idle && self.buf.capacity() > 0 {
-                self.buf = BytesMut::new();
+        if self.start == self.end {
+            if self.release_idle && !self.block.is_empty() {
+                self.let_go();
             }
             return Ok(None);
         }
-        let loc = match locate(&self.buf, &self.limits, &mut self.pending) {
+        let pending = &self.block[self.start..self.end];
+        let loc = match locate(pending, &self.limits, &mut self.pending) {
             Ok(Some(loc)) => loc,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -1118,20 +1195,21 @@ impl FrameDecoder {
                 return Err(e);
             }
         };
-        let frame = self.buf.split_to(loc.total).freeze();
+        let frame = self.block.slice(self.start..self.start + loc.total);
+        self.start += loc.total;
         build(&frame, &loc).map(Some)
     }
 }
 
 impl Extend<u8> for FrameDecoder {
     fn extend<T: IntoIterator<Item = u8>>(&mut self, iter: T) {
-        self.buf.extend(iter);
+        self.feed(&iter.into_iter().collect::<Vec<u8>>());
     }
 }
 
 impl<'a> Extend<&'a u8> for FrameDecoder {
     fn extend<T: IntoIterator<Item = &'a u8>>(&mut self, iter: T) {
-        self.buf.extend(iter);
+        self.feed(&iter.into_iter().copied().collect::<Vec<u8>>());
     }
 }
 
@@ -1415,6 +1493,99 @@ Status: 000 200 OK\r\n\
             d.feed(&stream[i..]);
             n += take_all(&mut d);
             assert_eq!(n, 3, "split at {i}");
+        }
+    }
+
+    /// A reader giving out `data` in pieces of at most `piece` bytes.
+    struct Pieces<'a> {
+        data: &'a [u8],
+        piece: usize,
+    }
+
+    impl std::io::Read for Pieces<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.data.len().min(self.piece).min(out.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn send_frame(tid: &str, body: &[u8]) -> Vec<u8> {
+        let mut f = format!(
+            "MSRP {tid} SEND\r\nTo-Path: msrp://a/b;tcp\r\nFrom-Path: msrp://c/d;tcp\r\n\
+             Message-ID: m\r\nByte-Range: 1-*/*\r\nContent-Type: a/b\r\n\r\n"
+        )
+        .into_bytes();
+        f.extend_from_slice(body);
+        f.extend_from_slice(format!("\r\n-------{tid}+\r\n").as_bytes());
+        f
+    }
+
+    #[test]
+    fn reads_go_straight_into_one_block_used_again_in_place() {
+        // 40 frames of 10,000 bytes read 4,096 bytes at a time: frames handled and dropped
+        // as they come, so every frame is a slice of the same block (never copied out of a
+        // read buffer, never a new allocation).
+        let body = vec![b'x'; 10_000];
+        let stream: Vec<u8> = (0..40)
+            .flat_map(|i| send_frame(&format!("tid{i:02}"), &body))
+            .collect();
+        let mut r = Pieces {
+            data: &stream,
+            piece: 4096,
+        };
+        let mut d = FrameDecoder::default();
+        let mut at = Vec::new();
+        while d.read_from(&mut r, 64 * 1024).unwrap() > 0 {
+            while let Some(m) = d.next().unwrap() {
+                assert_eq!(m.body, body);
+                at.push(m.body.as_ptr() as usize);
+            }
+        }
+        assert_eq!(at.len(), 40);
+        assert_eq!(
+            d.capacity(),
+            2 * 64 * 1024,
+            "one block of twice the read size"
+        );
+        let spread = at.iter().max().unwrap() - at.iter().min().unwrap();
+        assert!(
+            spread < d.capacity(),
+            "frames came from more than one block"
+        );
+    }
+
+    #[test]
+    fn frames_kept_alive_keep_their_bytes() {
+        // Frames kept (not dropped) while later ones are read: a kept frame's block is never
+        // written again, so every kept body stays as it was received, whatever the piece size.
+        for piece in [1, 7, 4096, 70_000] {
+            let frames: Vec<Vec<u8>> = (0..30u8)
+                .map(|i| {
+                    send_frame(
+                        &format!("tid{i:02}"),
+                        &vec![b'a' + i % 26; 3000 + 997 * i as usize],
+                    )
+                })
+                .collect();
+            let stream = frames.concat();
+            let mut r = Pieces {
+                data: &stream,
+                piece,
+            };
+            let mut d = FrameDecoder::default();
+            let mut kept = Vec::new();
+            while d.read_from(&mut r, 16 * 1024).unwrap() > 0 {
+                while let Some(m) = d.next().unwrap() {
+                    kept.push(m);
+                }
+            }
+            assert_eq!(kept.len(), 30, "piece {piece}");
+            for (i, m) in kept.iter().enumerate() {
+                let want = vec![b'a' + (i % 26) as u8; 3000 + 997 * i];
+                assert!(m.body == want, "frame {i}, piece {piece}");
+            }
         }
     }
 

@@ -291,10 +291,13 @@ impl Receiver {
     }
 
     fn mark_finished(&mut self, id: &Bytes) {
+        // A copy: the id is a slice of its frame, which would keep the frame's whole receive
+        // buffer in memory for as long as the id is remembered.
+        let id = Bytes::copy_from_slice(id);
         if self.cfg.max_finished_ids == 0 || !self.finished_set.insert(id.clone()) {
             return;
         }
-        self.finished.push_back(id.clone());
+        self.finished.push_back(id);
         while self.finished.len() > self.cfg.max_finished_ids {
             if let Some(old) = self.finished.pop_front() {
                 self.finished_set.remove(&old);
@@ -347,19 +350,24 @@ impl Receiver {
         if to > self.cfg.max_message_bytes {
             return Err(refuse(413, "message larger than allowed"));
         }
-        if !self.open.contains_key(message_id) && self.open.len() >= self.cfg.max_open_messages {
-            return Err(refuse(413, "too many messages in progress"));
-        }
-        let inc = self
-            .open
-            .entry(message_id.clone())
-            .or_insert_with(|| Incoming {
+        if !self.open.contains_key(message_id) {
+            if self.open.len() >= self.cfg.max_open_messages {
+                return Err(refuse(413, "too many messages in progress"));
+            }
+            // Copies of the id and the path: slices of this frame would keep its whole receive
+            // buffer in memory until the message ends.
+            let first = Incoming {
                 total: None,
                 received: RangeSet::new(),
                 content_type: None,
                 success_report: false,
-                reply_path: msg.from_path.clone(),
-            });
+                reply_path: msg.from_path.iter().map(Uri::detached).collect(),
+            };
+            self.open.insert(Bytes::copy_from_slice(message_id), first);
+        }
+        let Some(inc) = self.open.get_mut(message_id) else {
+            return Err(refuse(500, "message state lost"));
+        };
         match (inc.total, br.total) {
             (Some(a), Some(b)) if a != b => return Err(refuse(400, "Byte-Range total changed")),
             (None, Some(b)) => inc.total = Some(b),
@@ -516,6 +524,40 @@ mod tests {
 
     fn events(r: &mut Receiver) -> Vec<ReceiverEvent> {
         std::iter::from_fn(|| r.poll_event()).collect()
+    }
+
+    #[test]
+    fn the_receiver_keeps_no_slice_of_a_frame() {
+        // Each chunk parsed from its own received buffer, as a decoder hands frames out: once
+        // a chunk is handled and its frame, events and replies dropped, nothing the receiver
+        // remembers (the open message's id and reply path, the finished id) may still point
+        // into that buffer, or it would keep the whole buffer in memory.
+        let render = |m: Message| {
+            let mut out = bytes::BytesMut::new();
+            crate::msrp::writer::write_message(&m, &mut out);
+            out.freeze()
+        };
+        let first = render(build(chunk("tid1", (1, Some(5), Some(10)), b"hello")));
+        let last = render(build(Chunk {
+            cont: Continuation::End,
+            ..chunk("tid2", (6, Some(10), Some(10)), b"world")
+        }));
+        let mut r = Receiver::new(local(), ReceiverConfig::default());
+        for (received, replies) in [(first, 1), (last, 2)] {
+            let msg = match crate::msrp::parser::parse(&received, &Default::default()) {
+                Ok(crate::msrp::parser::Parsed::Complete(m, _)) => m,
+                other => panic!("{other:?}"),
+            };
+            r.handle_frame(&msg);
+            drop(msg);
+            assert!(
+                !received.is_unique(),
+                "events and replies refer to the frame"
+            );
+            drop(events(&mut r));
+            assert_eq!(std::iter::from_fn(|| r.poll_reply()).count(), replies);
+            assert!(received.is_unique(), "a slice of the frame is still held");
+        }
     }
 
     #[test]

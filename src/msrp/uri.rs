@@ -326,6 +326,28 @@ fn parse_common(base: &Bytes, s: &[u8]) -> Option<Uri> {
 }
 
 impl Uri {
+    /// The same URI holding its own copies of its text: a parsed URI's fields are slices of the
+    /// frame it came in, which they keep in memory.
+    pub fn detached(&self) -> Uri {
+        let copy = |b: &Bytes| Bytes::copy_from_slice(b);
+        Uri {
+            secure: self.secure,
+            userinfo: self.userinfo.as_ref().map(copy),
+            host: match &self.host {
+                Host::Name(n) => Host::Name(copy(n)),
+                other => other.clone(),
+            },
+            port: self.port,
+            session_id: copy(&self.session_id),
+            transport: copy(&self.transport),
+            params: self
+                .params
+                .iter()
+                .map(|(k, v)| (copy(k), v.as_ref().map(copy)))
+                .collect(),
+        }
+    }
+
     /// Parses one URI; every text field is a slice of `input` (no copy). The whole input must be
     /// the URI (no surrounding whitespace).
     pub fn parse(input: &Bytes) -> Result<Uri, UriError> {

@@ -433,7 +433,7 @@ impl ReceiveConn {
         );
         let secured = !stream.is_tls();
         ReceiveConn {
-            session: ReceivingSession::new(stream, decoder, receiver, &opts.local, READ_BYTES),
+            session: ReceivingSession::new(stream, decoder, receiver, &opts.local),
             files: IntoFiles {
                 opts,
                 open: HashMap::new(),

@@ -8,7 +8,7 @@
 //! passive receiver of the tool and the tests (`receive`: the data into part files, hooks,
 //! resumed transfers).
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 
 use bytes::{Bytes, BytesMut};
 use mio::{Interest, Registry, Token};
@@ -64,17 +64,14 @@ pub(crate) struct ReceivingSession {
     pub(crate) out: BytesMut,
     /// Our URI as a path, the From-Path of the responses written here.
     local_path: Bytes,
-    buf: Vec<u8>,
 }
 
 impl ReceivingSession {
-    /// Reads up to `read_bytes` per call.
     pub(crate) fn new(
         stream: Transport,
         decoder: FrameDecoder,
         receiver: Receiver,
         local: &Uri,
-        read_bytes: usize,
     ) -> ReceivingSession {
         ReceivingSession {
             stream,
@@ -82,7 +79,6 @@ impl ReceivingSession {
             receiver,
             out: BytesMut::new(),
             local_path: writer::render_path(std::slice::from_ref(local)),
-            buf: vec![0; read_bytes],
         }
     }
 
@@ -138,11 +134,10 @@ impl ReceivingSession {
         );
     }
 
-    /// Reads once (at most `max` bytes) and feeds what came to the decoder.
+    /// Reads once (at most `max` bytes) straight into the decoder's buffer.
     pub(crate) fn read(&mut self, max: usize) -> io::Result<Read> {
-        let want = max.min(self.buf.len());
         let n = loop {
-            match self.stream.read(&mut self.buf[..want]) {
+            match self.decoder.read_from(&mut self.stream, max) {
                 Ok(0) => return Ok(Read::Closed),
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Wait),
@@ -150,8 +145,7 @@ impl ReceivingSession {
                 Err(e) => return Err(e),
             }
         };
-        crate::runtime::fault::inject("io", &self.buf[..n]);
-        self.decoder.feed(&self.buf[..n]);
+        crate::runtime::fault::inject("io", self.decoder.last(n));
         Ok(Read::Bytes(n))
     }
 

@@ -95,7 +95,7 @@ impl IncomingConn {
         IncomingConn {
             key: io_key(transfer),
             dialog,
-            session: ReceivingSession::new(stream, decoder, receiver, &local_uri, READ_BYTES),
+            session: ReceivingSession::new(stream, decoder, receiver, &local_uri),
             file: IntoSpool {
                 transfer,
                 participant,
