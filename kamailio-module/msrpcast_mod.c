@@ -163,6 +163,7 @@ static int engine_param(const char *key, modparam_t type, void *val)
 	X(msrp_max_pending)                  \
 	X(msrp_pending_max_bytes)            \
 	X(max_name_lookups)                  \
+	X(max_queued_commands)               \
 	X(msrp_max_owed_responses)           \
 	X(msrp_max_report_ranges)            \
 	X(msrp_tls)                          \

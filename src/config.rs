@@ -235,6 +235,9 @@ settings! {
     max_name_lookups: usize = 16,
         parse |v| parse_count(v, 1, 4096), show show::plain,
         "Name resolutions of participants' MSRP hosts running at once, each on a short-lived thread of its own; a delivery needing one more fails. A resolution is given connect_timeout_ms. Default 16.";
+    max_queued_commands: usize = 65_536,
+        parse |v| parse_count(v, 1, 1 << 24), show show::plain,
+        "Calls from the host, the HTTP API and the RPCs (joins, uploads, answers, ...) waiting for the engine's core thread at most; one more is refused at once as busy (MSRPCAST_ERR_BUSY) rather than waiting. The queue is allocated whole at start, about 128 bytes per place. Default 65536.";
     msrp_max_owed_responses: usize = 64,
         parse |v| parse_count(v, 1, 65536), show show::plain,
         "Responses to a participant's own MSRP requests (keep-alive SENDs) queued on its delivery connection at most: at this many unread, its frames are no longer read until it takes them, and left so for transaction_timeout_ms the delivery fails. Default 64.";
@@ -969,6 +972,7 @@ mod tests {
             ("msrp_max_pending", "8"),
             ("msrp_pending_max_bytes", "4K"),
             ("max_name_lookups", "3"),
+            ("max_queued_commands", "100"),
             ("msrp_max_owed_responses", "5"),
             ("msrp_max_report_ranges", "7"),
             ("msrp_tls", "on"),

@@ -123,8 +123,6 @@ pub struct Engine {
     read_ahead: Arc<ReadAhead>,
 }
 
-const QUEUE: usize = 65_536;
-
 /// Conference, participant and display names end up in logs and status JSON: no control
 /// characters.
 fn check_names(
@@ -333,7 +331,7 @@ impl Engine {
         let (tls, spool, io, msrp_addr) = (opened.tls, opened.spool, opened.io, opened.msrp_addr);
         let cfg = Arc::new(cfg);
         let shared = Arc::new(Shared::new(&cfg));
-        let (tx, rx) = bounded(QUEUE);
+        let (tx, rx) = bounded(cfg.max_queued_commands);
         let (sig_tx, sig_rx) = unbounded();
         let (out_tx, out_rx) = unbounded();
         let notify: NotifySlot = Arc::new(Mutex::new(None));
