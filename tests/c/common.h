@@ -78,4 +78,25 @@ static inline int count_of(const char *hay, const char *needle)
     return n;
 }
 
+/* Waits until the engine's status `what` (MSRPCAST_STATUS_*) contains `needle`, asking every
+ * `every_ms`; fails saying `why` after `timeout_ms`. */
+static inline void wait_for_status(msrpcast_engine *e, uint32_t what, const char *needle,
+                                   double timeout_ms, long every_ms, const char *why)
+{
+    double t0 = now_ms();
+    for (;;) {
+        char *json = NULL;
+        size_t len = 0;
+        int there;
+        CHECK(msrpcast_engine_status(e, what, &json, &len));
+        there = strstr(json, needle) != NULL;
+        msrpcast_string_free(json);
+        if (there)
+            return;
+        if (now_ms() - t0 > timeout_ms)
+            FAIL("%s (no %s in the status after %.0f ms)", why, needle, timeout_ms);
+        sleep_ms(every_ms);
+    }
+}
+
 #endif

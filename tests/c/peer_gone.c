@@ -16,20 +16,8 @@
 /* Waits until the whole file is in the spool, so that the engine writes without pause. */
 static void wait_spooled(msrpcast_engine *e)
 {
-    double t0 = now_ms();
-    for (;;) {
-        char *json = NULL;
-        size_t len = 0;
-        int whole;
-        CHECK(msrpcast_engine_status(e, MSRPCAST_STATUS_TRANSFERS, &json, &len));
-        whole = strstr(json, "\"sha1\":\"") != NULL;
-        msrpcast_string_free(json);
-        if (whole)
-            return;
-        if (now_ms() - t0 > 30000)
-            FAIL("the file was not spooled in 30 s");
-        sleep_ms(10);
-    }
+    wait_for_status(e, MSRPCAST_STATUS_TRANSFERS, "\"sha1\":\"", 30000, 10,
+                    "the file was not spooled in 30 s");
 }
 
 int main(void)
@@ -73,20 +61,8 @@ int main(void)
     CHECK(msrpcast_engine_start(cfg, &e));
     CHECK(msrpcast_engine_signal_fd(e, &fd));
     CHECK(msrpcast_engine_join(e, S("room"), S("p"), S("sip:p@127.0.0.1"), NULL, 0));
-    t0 = now_ms();
-    for (;;) {
-        char *json = NULL;
-        size_t len = 0;
-        int there;
-        CHECK(msrpcast_engine_status(e, MSRPCAST_STATUS_CONFERENCES, &json, &len));
-        there = strstr(json, "\"p\"") != NULL;
-        msrpcast_string_free(json);
-        if (there)
-            break;
-        if (now_ms() - t0 > 5000)
-            FAIL("participant did not arrive");
-        sleep_ms(5);
-    }
+    wait_for_status(e, MSRPCAST_STATUS_CONFERENCES, "\"p\"", 5000, 5,
+                    "participant did not arrive");
     CHECK(msrpcast_engine_upload_file(e, S("room"), file, strlen(file), &transfer));
 
     /* Answer the OFFER; the failed delivery's session ends with a BYE. */
