@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Blocks `SIGPIPE` in the calling thread. Called first by every engine thread that writes to
-/// sockets (I/O threads, HTTP and control connections).
+/// Blocks `SIGPIPE` in the calling thread. Called first by every engine thread (they all start
+/// through `crate::runtime::spawn`).
 ///
 /// A write to a connection the peer has closed raises `SIGPIPE`, whose default action ends the
 /// process. A Rust program ignores it at start-up, but the engine runs inside a C host (Kamailio

@@ -287,13 +287,7 @@ impl HttpServer {
             threads: Vec::new(),
         };
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(move || {
-                    crate::ffi::sys::block_sigpipe_in_this_thread();
-                    f()
-                })
-                .map_err(|e| ServerError::Io("thread", e))
+            crate::runtime::spawn(name, f).map_err(|e| ServerError::Io("thread", e))
         };
         let s = shared.clone();
         let rx = stop_rx.clone();
@@ -571,17 +565,14 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, reject: &Sender<TcpStream>) {
         return;
     };
     let s = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name("msrpcast-http".into())
-        .spawn(move || {
-            crate::ffi::sys::block_sigpipe_in_this_thread();
-            // A panic ends this connection only (its socket closes as it unwinds, an upload
-            // in progress is aborted); its place is given back either way (issue 14).
-            fault::guard(&s.logger, "http", "serving an HTTP connection", || {
-                serve(&s, stream, &awaiting_head, &event_stream)
-            });
-            s.unregister(id);
+    let spawned = crate::runtime::spawn("msrpcast-http", move || {
+        // A panic ends this connection only (its socket closes as it unwinds, an upload
+        // in progress is aborted); its place is given back either way (issue 14).
+        fault::guard(&s.logger, "http", "serving an HTTP connection", || {
+            serve(&s, stream, &awaiting_head, &event_stream)
         });
+        s.unregister(id);
+    });
     if let Err(e) = spawned {
         shared
             .logger

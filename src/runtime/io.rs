@@ -111,12 +111,7 @@ impl IoPool {
                 next_token: 0,
                 logger: logger.clone(),
             };
-            let join = std::thread::Builder::new()
-                .name(format!("msrpcast-io-{i}"))
-                .spawn(move || {
-                    crate::ffi::sys::block_sigpipe_in_this_thread();
-                    t.run()
-                })?;
+            let join = crate::runtime::spawn(format!("msrpcast-io-{i}"), move || t.run())?;
             threads.push(ThreadHandle {
                 tx,
                 waker,

@@ -21,3 +21,18 @@ pub(crate) mod receiving;
 pub mod spool;
 
 pub use engine::{Engine, EngineError, OfferInAnswer, OfferInError, Signal};
+
+/// Starts one of the engine's threads, named `name`, with `SIGPIPE` blocked in it before `f`
+/// runs ([`crate::ffi::sys::block_sigpipe_in_this_thread`]): every engine thread starts here, so
+/// none can end a C host that leaves `SIGPIPE` at its default when a peer closes mid-write.
+pub(crate) fn spawn<T: Send + 'static>(
+    name: impl Into<String>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            crate::ffi::sys::block_sigpipe_in_this_thread();
+            f()
+        })
+}

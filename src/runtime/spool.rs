@@ -1129,26 +1129,24 @@ impl BackgroundHash {
             tid: AtomicI32::new(0),
         });
         let sh = shared.clone();
-        let join = std::thread::Builder::new()
-            .name("msrpcast-sha1".into())
-            .spawn(move || {
-                if let Some(p) = file.shared.priority.get() {
-                    p.apply();
+        let join = crate::runtime::spawn("msrpcast-sha1", move || {
+            if let Some(p) = file.shared.priority.get() {
+                p.apply();
+            }
+            let tid = rustix::thread::gettid().as_raw_nonzero().get();
+            sh.tid.store(tid, Ordering::Release);
+            let r = hash_follow(&file, &sh);
+            // The file must not keep the spool alive past the callback.
+            drop(file);
+            let then = sh.progress.lock().then.take();
+            match then {
+                Some(then) => {
+                    then(r);
+                    None
                 }
-                let tid = rustix::thread::gettid().as_raw_nonzero().get();
-                sh.tid.store(tid, Ordering::Release);
-                let r = hash_follow(&file, &sh);
-                // The file must not keep the spool alive past the callback.
-                drop(file);
-                let then = sh.progress.lock().then.take();
-                match then {
-                    Some(then) => {
-                        then(r);
-                        None
-                    }
-                    None => Some(r),
-                }
-            })?;
+                None => Some(r),
+            }
+        })?;
         Ok(BackgroundHash {
             shared,
             join: Some(join),

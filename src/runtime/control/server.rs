@@ -68,19 +68,16 @@ impl ControlServer {
             let stop = stop.clone();
             let counters = counters.clone();
             let uploads = uploads.clone();
-            std::thread::Builder::new()
-                .name("msrpcast-control".into())
-                .spawn(move || {
-                    crate::ffi::sys::block_sigpipe_in_this_thread();
-                    let ctx = Ctx {
-                        engine: &engine,
-                        counters: &counters,
-                        uploads: &uploads,
-                        http: http.as_deref(),
-                        stop: &stop,
-                    };
-                    serve(&sock, &ctx)
-                })?
+            crate::runtime::spawn("msrpcast-control", move || {
+                let ctx = Ctx {
+                    engine: &engine,
+                    counters: &counters,
+                    uploads: &uploads,
+                    http: http.as_deref(),
+                    stop: &stop,
+                };
+                serve(&sock, &ctx)
+            })?
         };
         Ok(ControlServer {
             path: path.to_owned(),

@@ -96,23 +96,21 @@ impl FileUploads {
         let flag = cancel.clone();
         let logger = engine.logger().clone();
         let shown = path.display().to_string();
-        let handle = std::thread::Builder::new()
-            .name("msrpcast-upload".into())
-            .spawn(move || {
-                // A panic drops the upload, which aborts it; it is logged here.
-                let what = format!("copying {shown:?} into the spool");
-                let copied = crate::runtime::fault::guard(&logger, "control", &what, || {
-                    copy_into(file, upload, &flag)
-                });
-                if let Some(Err(e)) = copied {
-                    logger.log(
-                        Level::Warn,
-                        "control",
-                        format_args!("transfer {transfer}: upload of {shown:?} failed: {e}"),
-                    );
-                }
-            })
-            .map_err(UploadFileError::Io)?;
+        let handle = crate::runtime::spawn("msrpcast-upload", move || {
+            // A panic drops the upload, which aborts it; it is logged here.
+            let what = format!("copying {shown:?} into the spool");
+            let copied = crate::runtime::fault::guard(&logger, "control", &what, || {
+                copy_into(file, upload, &flag)
+            });
+            if let Some(Err(e)) = copied {
+                logger.log(
+                    Level::Warn,
+                    "control",
+                    format_args!("transfer {transfer}: upload of {shown:?} failed: {e}"),
+                );
+            }
+        })
+        .map_err(UploadFileError::Io)?;
         let mut jobs = self.jobs.lock();
         jobs.retain(|(_, h)| !h.is_finished());
         jobs.push((cancel, handle));

@@ -178,12 +178,7 @@ impl Driver {
         outcomes: Receiver<(u64, DeliveryOutcome)>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let logger = self.logger.clone();
-        let handle = std::thread::Builder::new()
-            .name("msrpcast-core".into())
-            .spawn(move || {
-                crate::ffi::sys::block_sigpipe_in_this_thread();
-                self.run(rx, outcomes)
-            })?;
+        let handle = crate::runtime::spawn("msrpcast-core", move || self.run(rx, outcomes))?;
         logger.info("engine", format_args!("started"));
         Ok(handle)
     }
@@ -353,21 +348,19 @@ impl Driver {
         }
         let lookup = Lookup(self.lookups.clone());
         let (resolve, tx) = (self.resolve.clone(), self.tx.clone());
-        std::thread::Builder::new()
-            .name("msrpcast-resolve".into())
-            .spawn(move || {
-                let _lookup = lookup;
-                let first = &to_path[0];
-                let result = resolve(first).map_err(|e| format!("cannot resolve {first}: {e}"));
-                // Fails only when the engine stopped meanwhile.
-                let _ = tx.send(Cmd::Resolved {
-                    delivery,
-                    to_path,
-                    result,
-                });
-            })
-            .map(|_| ())
-            .map_err(|e| format!("cannot start a name resolution: {e}"))
+        crate::runtime::spawn("msrpcast-resolve", move || {
+            let _lookup = lookup;
+            let first = &to_path[0];
+            let result = resolve(first).map_err(|e| format!("cannot resolve {first}: {e}"));
+            // Fails only when the engine stopped meanwhile.
+            let _ = tx.send(Cmd::Resolved {
+                delivery,
+                to_path,
+                result,
+            });
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start a name resolution: {e}"))
     }
 
     /// Starts the connection of a delivery the core still dials.

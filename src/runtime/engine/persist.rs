@@ -424,16 +424,14 @@ impl Persister {
         logger: Logger,
     ) -> io::Result<Persister> {
         let (tx, rx) = unbounded::<Job>();
-        let join = std::thread::Builder::new()
-            .name("msrpcast-persist".into())
-            .spawn(move || {
-                for job in rx {
-                    let logger2 = logger.clone();
-                    crate::runtime::fault::guard(&logger2, "engine", "writing a record", || {
-                        run_job(&dir, &spool, &core, &logger, job)
-                    });
-                }
-            })?;
+        let join = crate::runtime::spawn("msrpcast-persist", move || {
+            for job in rx {
+                let logger2 = logger.clone();
+                crate::runtime::fault::guard(&logger2, "engine", "writing a record", || {
+                    run_job(&dir, &spool, &core, &logger, job)
+                });
+            }
+        })?;
         Ok(Persister {
             tx,
             join: Some(join),
