@@ -15,6 +15,8 @@
 //!   the client is rustls with the same provider) ÷ the plain upload of the same run. Goal ≥ 0.7.
 //!
 //! The client is a minimal HTTP/1.1 client of its own writing 1 MiB blocks. `--quick`: 32 MiB.
+//! `MSRPCAST_BENCH_SET=key=value[,…]` sets engine settings in every setup (A/B with one binary,
+//! e.g. `spool_hash_nice=19`).
 //!
 //! Each figure is measured `MSRPCAST_BENCH_REPEAT` times (default 3) and the median printed;
 //! a ratio is the median of the runs' own ratios, each against a loopback baseline measured
@@ -85,6 +87,14 @@ impl Setup {
         }
         for (k, v) in extra {
             cfg.set(k, v).expect(k);
+        }
+        // MSRPCAST_BENCH_SET=key=value[,key=value…]: engine settings for an A/B comparison
+        // with one binary (e.g. spool_hash_nice=19).
+        if let Ok(sets) = std::env::var("MSRPCAST_BENCH_SET") {
+            for kv in sets.split(',').filter(|kv| !kv.is_empty()) {
+                let (k, v) = kv.split_once('=').expect("MSRPCAST_BENCH_SET: key=value");
+                cfg.set(k.trim(), v.trim()).expect("MSRPCAST_BENCH_SET");
+            }
         }
         let engine = Arc::new(Engine::start(cfg.clone()).expect("engine"));
         let server = HttpServer::start(engine.clone(), &cfg).expect("http server");
