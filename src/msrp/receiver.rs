@@ -350,24 +350,22 @@ impl Receiver {
         if to > self.cfg.max_message_bytes {
             return Err(refuse(413, "message larger than allowed"));
         }
-        if !self.open.contains_key(message_id) {
-            if self.open.len() >= self.cfg.max_open_messages {
-                return Err(refuse(413, "too many messages in progress"));
-            }
-            // Copies of the id and the path: slices of this frame would keep its whole receive
-            // buffer in memory until the message ends.
-            let first = Incoming {
-                total: None,
-                received: RangeSet::new(),
-                content_type: None,
-                success_report: false,
-                reply_path: msg.from_path.iter().map(Uri::detached).collect(),
-            };
-            self.open.insert(Bytes::copy_from_slice(message_id), first);
-        }
-        let Some(inc) = self.open.get_mut(message_id) else {
-            return Err(refuse(500, "message state lost"));
+        // A new message's id and path are kept as copies: slices of this frame would keep its
+        // whole receive buffer in memory until the message ends.
+        let key = if self.open.contains_key(message_id) {
+            message_id.clone()
+        } else if self.open.len() >= self.cfg.max_open_messages {
+            return Err(refuse(413, "too many messages in progress"));
+        } else {
+            Bytes::copy_from_slice(message_id)
         };
+        let inc = self.open.entry(key).or_insert_with(|| Incoming {
+            total: None,
+            received: RangeSet::new(),
+            content_type: None,
+            success_report: false,
+            reply_path: msg.from_path.iter().map(Uri::detached).collect(),
+        });
         match (inc.total, br.total) {
             (Some(a), Some(b)) if a != b => return Err(refuse(400, "Byte-Range total changed")),
             (None, Some(b)) => inc.total = Some(b),
