@@ -65,10 +65,12 @@ work=$(mktemp -d /tmp/msrpcast-bench.XXXXXX) || exit 1
 pids=()
 token=bench-token
 cleanup() {
-    local p
+    local rc=$? p
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-    if [[ ${KEEP:-0} == 1 ]]; then
+    # A failed run keeps its logs (Kamailio, sipp, receivers) for a look afterwards.
+    if [[ ${KEEP:-0} == 1 || $rc -ne 0 ]]; then
+        rm -f "$work/bench.bin"
         msrpcast_log "work directory kept: $work"
     else
         rm -rf "$work"
@@ -88,7 +90,9 @@ for ((i = 1; i <= n; i++)); do
     names+=("p$i")
     participant "p$i" "$conf" participant_uas.xml --discard --no-hash || msrpcast_die "participant p$i did not start"
 done
-wait_for 60 has_participants "$conf" "$n" || msrpcast_die "the $n participants did not join"
+wait_for 60 has_participants "$conf" "$n" ||
+    msrpcast_die "the $n participants did not join within 60 s ($(participants_in "$conf") in" \
+        "msrpcast.conferences; -1: no answer); logs in $work"
 
 f=$work/bench.bin
 head -c "$bytes" /dev/urandom >"$f"
@@ -124,7 +128,7 @@ wait "$up" || msrpcast_log "upload command failed"
 if [[ -z $ok ]]; then
     grep -h '^failed' "${recv_out[@]}" | head -5
     deliveries "$conf" | head -25
-    msrpcast_die "not every receiver got the file (work dir: KEEP=1 keeps it)"
+    msrpcast_die "not every receiver got the file (logs in $work)"
 fi
 if ! wait_for 30 all_terminal "$conf" "$n" ||
     [[ $(deliveries "$conf" | awk '$2 == "done"' | wc -l) -ne $n ]]; then
