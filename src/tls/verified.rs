@@ -108,20 +108,15 @@ impl ServerCertVerifier for CachedVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.max == 0 {
-            return self.inner.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            );
-        }
-        let key = Key::new(end_entity, intermediates, server_name, ocsp_response);
+        // With the cache off (`max` 0) every chain is verified and nothing is kept.
+        let key =
+            (self.max > 0).then(|| Key::new(end_entity, intermediates, server_name, ocsp_response));
         let t = Instant::now();
-        if self.seen.lock().get(&key).is_some_and(|until| *until > t) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(ServerCertVerified::assertion());
+        if let Some(key) = &key {
+            if self.seen.lock().get(key).is_some_and(|until| *until > t) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(ServerCertVerified::assertion());
+            }
         }
         let verified = self.inner.verify_server_cert(
             end_entity,
@@ -130,7 +125,9 @@ impl ServerCertVerifier for CachedVerifier {
             ocsp_response,
             now,
         )?;
-        self.remember(key, t);
+        if let Some(key) = key {
+            self.remember(key, t);
+        }
         Ok(verified)
     }
 
