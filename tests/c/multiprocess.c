@@ -2,8 +2,9 @@
 /* Many processes, one engine: the children are forked first (as Kamailio forks its workers),
  * the parent then starts the engine; each of 8 children opens its own client handle and sends
  * 1000 join/leave pairs. A full socket answers MSRPCAST_ERR_BUSY at once: the child retries and
- * counts it. Every call is timed; none may take 5 ms or more. The parent checks that the engine
- * counted all 16000 events. */
+ * counts it. Every call is timed; a call that was not descheduled must take under 5 ms (a very
+ * few exceptions tolerated, see the end of main). The parent checks that the engine counted all
+ * 16000 events. */
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 
 struct report {
     unsigned long long calls, busy, blocked, preempted;
+    unsigned long long slow; /* calls not descheduled that still took MAX_CALL_MS or more */
     double max_ms;           /* slowest call that ran without being descheduled */
     double max_preempted_ms; /* slowest call the scheduler preempted */
     int failed;
@@ -55,15 +57,18 @@ static msrpcast_result probe_end(msrpcast_result r, struct probe p, struct repor
         rep->preempted++;
         if (dt > rep->max_preempted_ms)
             rep->max_preempted_ms = dt;
-    } else if (dt > rep->max_ms) {
-        rep->max_ms = dt;
+    } else {
+        if (dt > rep->max_ms)
+            rep->max_ms = dt;
+        if (dt >= MAX_CALL_MS)
+            rep->slow++;
     }
     return r;
 }
 
 static void child(int id, int go_fd, int report_fd, const char *sock)
 {
-    struct report rep = {0, 0, 0, 0, 0.0, 0.0, 0};
+    struct report rep = {0, 0, 0, 0, 0, 0.0, 0.0, 0};
     msrpcast_client *c = NULL;
     char conf[32], part[32], target[64], go;
     int i;
@@ -123,7 +128,7 @@ int main(void)
     msrpcast_config *cfg = NULL;
     msrpcast_engine *e = NULL;
     msrpcast_stats st;
-    struct report total = {0, 0, 0, 0, 0.0, 0.0, 0};
+    struct report total = {0, 0, 0, 0, 0, 0.0, 0.0, 0};
     double t0;
 
     snprintf(spool, sizeof spool, "%s/spool", dir);
@@ -164,6 +169,7 @@ int main(void)
         total.busy += rep.busy;
         total.blocked += rep.blocked;
         total.preempted += rep.preempted;
+        total.slow += rep.slow;
         if (rep.max_preempted_ms > total.max_preempted_ms)
             total.max_preempted_ms = rep.max_preempted_ms;
         total.failed += rep.failed;
@@ -186,12 +192,13 @@ int main(void)
     }
     printf("multiprocess: %d children x %d join/leave pairs in %.0f ms: joins %llu leaves %llu "
            "(dropped %llu refused %llu malformed %llu), %llu calls, %llu BUSY retries, "
-           "engine busy waits %llu, slowest call %.3f ms, calls that blocked %llu, "
-           "preempted %llu (slowest %.3f ms)\n",
+           "engine busy waits %llu, slowest call %.3f ms (%llu at %.1f ms or more), "
+           "calls that blocked %llu, preempted %llu (slowest %.3f ms)\n",
            CHILDREN, PAIRS, now_ms() - t0, (unsigned long long)st.joins,
            (unsigned long long)st.leaves, (unsigned long long)st.dropped,
            (unsigned long long)st.refused, (unsigned long long)st.malformed, total.calls,
-           total.busy, (unsigned long long)st.busy_waits, total.max_ms, total.blocked,
+           total.busy, (unsigned long long)st.busy_waits, total.max_ms, total.slow, MAX_CALL_MS,
+           total.blocked,
            total.preempted, total.max_preempted_ms);
     if (total.failed)
         FAIL("%d calls failed", total.failed);
@@ -207,8 +214,14 @@ int main(void)
      * the engine. So up to one blocked call per 5,000 is tolerated; more fails. */
     if (total.blocked * 5000 > total.calls)
         FAIL("%llu of %llu client calls blocked", total.blocked, total.calls);
-    if (total.max_ms >= MAX_CALL_MS)
-        FAIL("a client call took %.3f ms (limit %.1f)", total.max_ms, MAX_CALL_MS);
+    /* The same rule for slow calls. A virtual machine's vCPU can be stopped by its host for
+     * milliseconds, and the guest sees no context switch: the project's CI once saw one call of
+     * 21,538 take 8.1 ms while 330 preempted calls (slowest 20.7 ms) showed the host was busy. A
+     * library call that spins or waits is slow on every call made while the engine is behind,
+     * i.e. hundreds, and still fails here. */
+    if (total.slow * 5000 > total.calls)
+        FAIL("%llu of %llu client calls took %.1f ms or more (slowest %.3f ms)", total.slow,
+             total.calls, MAX_CALL_MS, total.max_ms);
     msrpcast_engine_free(e);
     msrpcast_config_free(cfg);
     return 0;
