@@ -15,7 +15,6 @@
 //! A body must not contain its own end-line: check with [`body_contains_end_line`] and pick
 //! another transaction id when it does.
 
-use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -71,8 +70,7 @@ fn put_path(out: &mut BytesMut, path: &[Uri]) {
         if i > 0 {
             out.put_u8(b' ');
         }
-        // Writing into a BytesMut cannot fail (it grows as needed).
-        let _ = write!(out, "{u}");
+        u.put_into(out);
     }
 }
 

@@ -675,7 +675,12 @@ impl ReceiveConn {
         if is_data_send && !self.resume_kept(&msg) {
             return;
         }
-        self.files.frame_name = offered_name(&msg);
+        // A message keeps the first name offered (see `IntoFiles::data`): once it has one, the
+        // name is not looked for again in every chunk.
+        self.files.frame_name = match msg.message_id().and_then(|mid| self.files.open.get(mid)) {
+            Some(open) if open.offered.is_some() => None,
+            _ => offered_name(&msg),
+        };
         self.files.frame_total = msg.byte_range().and_then(|br| br.total);
         self.session.handle_frame(&msg, &mut self.files);
         let (files, out) = (&mut self.files, &mut self.session.out);
