@@ -6,7 +6,9 @@
 //! --tls-cert`, the engine verifying them by host against a CA made here) and deliveries per
 //! second when 1,000 start at once, each with its own handshake (`tls_handshakes_per_s`).
 //! `MSRPCAST_BENCH_ONLY=name,…` runs only those (for profiling); `MSRPCAST_BENCH_SET=key=value,…`
-//! sets engine settings on top (for comparisons, e.g. `max_window_bytes=256KiB`). Prints `BENCH <name> <value> <unit>` lines;
+//! sets engine settings on top (for comparisons, e.g. `max_window_bytes=256KiB`);
+//! `MSRPCAST_BENCH_RECEIVER=/path/to/msrpcast` runs the receivers from another build (A/B runs of
+//! the receiving side). Prints `BENCH <name> <value> <unit>` lines;
 //! ratios use `MSRPCAST_BASELINE_GBPS` (the loopback baseline measured in the same run).
 //!
 //! The receivers run in a separate process (`msrpcast receive --discard`), so the RSS figure is

@@ -79,7 +79,11 @@ fn start_receiver_args(
         args.extend(["--misbehave", m]);
     }
     args.extend(extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msrpcast"))
+    // MSRPCAST_BENCH_RECEIVER names another msrpcast binary for the receivers (A/B runs of the
+    // receiving side with one engine build).
+    let bin = std::env::var_os("MSRPCAST_BENCH_RECEIVER")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_msrpcast").into());
+    let mut child = Command::new(bin)
         .args(&args)
         .stdout(Stdio::piped())
         .spawn()
