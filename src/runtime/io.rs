@@ -57,15 +57,30 @@ pub trait Handler: Send {
     }
 }
 
-/// What a handler may do to its thread while being driven: add other handlers (an accepted
-/// connection).
+/// What a handler may do while being driven: add other handlers, on its own thread or on the
+/// pool's least loaded one (an accepted connection).
 pub struct Ctx {
     added: Vec<Box<dyn Handler>>,
+    placer: Arc<Placer>,
 }
 
 impl Ctx {
+    fn new(placer: &Arc<Placer>) -> Ctx {
+        Ctx {
+            added: Vec::new(),
+            placer: placer.clone(),
+        }
+    }
+
+    /// Adds `h` to this thread.
     pub fn add(&mut self, h: Box<dyn Handler>) {
         self.added.push(h);
+    }
+
+    /// Adds `h` to the least loaded thread of the pool (this one among them), as
+    /// [`IoPool::add`] does: a listener's connections spread over every thread.
+    pub fn add_anywhere(&mut self, h: Box<dyn Handler>) {
+        self.placer.place(h);
     }
 }
 
@@ -75,18 +90,50 @@ enum Msg {
     Shutdown,
 }
 
-struct ThreadHandle {
+/// One thread's queue, waker and handler count, as the pool and the threads themselves reach it.
+struct Slot {
     tx: Sender<Msg>,
     waker: Arc<Waker>,
-    data_woken: Arc<AtomicBool>,
     load: Arc<AtomicUsize>,
+}
+
+/// Places handlers on the least loaded thread (round-robin among equals).
+struct Placer {
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+impl Placer {
+    fn place(&self, h: Box<dyn Handler>) {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.slots.len();
+        let mut best = start % n;
+        let mut best_load = usize::MAX;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let l = self.slots[i].load.load(Ordering::Relaxed);
+            if l < best_load {
+                best = i;
+                best_load = l;
+            }
+        }
+        let t = &self.slots[best];
+        t.load.fetch_add(1, Ordering::Relaxed);
+        if t.tx.send(Msg::Add(h)).is_ok() {
+            let _ = t.waker.wake();
+        }
+    }
+}
+
+struct ThreadHandle {
+    data_woken: Arc<AtomicBool>,
     join: Option<JoinHandle<()>>,
 }
 
 /// The pool of I/O threads; [`IoWaker`] wakes them from other threads.
 pub struct IoPool {
     threads: Vec<ThreadHandle>,
-    next: AtomicUsize,
+    placer: Arc<Placer>,
 }
 
 impl IoPool {
@@ -94,62 +141,61 @@ impl IoPool {
     /// failures to `logger`.
     pub fn start(n: usize, logger: Logger) -> io::Result<IoPool> {
         let n = n.max(1);
-        let mut threads = Vec::with_capacity(n);
-        for i in 0..n {
+        let mut polls = Vec::with_capacity(n);
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (tx, rx) = unbounded();
-            let data_woken = Arc::new(AtomicBool::new(false));
             let load = Arc::new(AtomicUsize::new(0));
+            slots.push(Slot {
+                tx,
+                waker,
+                load: load.clone(),
+            });
+            polls.push((poll, rx, load));
+        }
+        // Every thread can place handlers anywhere (its `Ctx`): each holds the placer, which
+        // holds every thread's queue; the threads end on `Msg::Shutdown`, not on a closed queue.
+        let placer = Arc::new(Placer {
+            slots,
+            next: AtomicUsize::new(0),
+        });
+        let mut pool = IoPool {
+            threads: Vec::with_capacity(n),
+            placer,
+        };
+        for (i, (poll, rx, load)) in polls.into_iter().enumerate() {
+            let data_woken = Arc::new(AtomicBool::new(false));
             let t = IoThread {
                 poll,
                 rx,
                 data_woken: data_woken.clone(),
-                load: load.clone(),
+                load,
                 handlers: HashMap::new(),
                 keys: HashMap::new(),
                 next_token: 0,
                 logger: logger.clone(),
+                placer: pool.placer.clone(),
             };
+            // On failure, dropping `pool` stops the threads started so far.
             let join = crate::runtime::spawn(format!("msrpcast-io-{i}"), move || t.run())?;
-            threads.push(ThreadHandle {
-                tx,
-                waker,
+            pool.threads.push(ThreadHandle {
                 data_woken,
-                load,
                 join: Some(join),
             });
         }
-        Ok(IoPool {
-            threads,
-            next: AtomicUsize::new(0),
-        })
+        Ok(pool)
     }
 
     /// Places a handler on the least loaded thread (round-robin among equals).
     pub fn add(&self, h: Box<dyn Handler>) {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.threads.len();
-        let mut best = start % n;
-        let mut best_load = usize::MAX;
-        for k in 0..n {
-            let i = (start + k) % n;
-            let l = self.threads[i].load.load(Ordering::Relaxed);
-            if l < best_load {
-                best = i;
-                best_load = l;
-            }
-        }
-        let t = &self.threads[best];
-        t.load.fetch_add(1, Ordering::Relaxed);
-        if t.tx.send(Msg::Add(h)).is_ok() {
-            let _ = t.waker.wake();
-        }
+        self.placer.place(h);
     }
 
     /// Sends a command to the handler with `key`, wherever it lives.
     pub fn command(&self, key: u64, cmd: Command) {
-        for t in &self.threads {
+        for t in &self.placer.slots {
             if t.tx.send(Msg::Command(key, cmd.clone())).is_ok() {
                 let _ = t.waker.wake();
             }
@@ -160,16 +206,19 @@ impl IoPool {
     pub fn waker(&self) -> IoWaker {
         IoWaker {
             threads: self
-                .threads
+                .placer
+                .slots
                 .iter()
-                .map(|t| (t.waker.clone(), t.data_woken.clone()))
+                .zip(&self.threads)
+                .map(|(s, t)| (s.waker.clone(), t.data_woken.clone()))
                 .collect(),
         }
     }
 
     /// Number of handlers per thread (for status and tests).
     pub fn loads(&self) -> Vec<usize> {
-        self.threads
+        self.placer
+            .slots
             .iter()
             .map(|t| t.load.load(Ordering::Relaxed))
             .collect()
@@ -178,7 +227,7 @@ impl IoPool {
 
 impl Drop for IoPool {
     fn drop(&mut self) {
-        for t in &self.threads {
+        for t in &self.placer.slots {
             let _ = t.tx.send(Msg::Shutdown);
             let _ = t.waker.wake();
         }
@@ -216,6 +265,7 @@ struct IoThread {
     keys: HashMap<u64, usize>,
     next_token: usize,
     logger: Logger,
+    placer: Arc<Placer>,
 }
 
 impl IoThread {
@@ -237,7 +287,7 @@ impl IoThread {
                 }
             }
             let now = Instant::now();
-            let mut ctx = Ctx { added: Vec::new() };
+            let mut ctx = Ctx::new(&self.placer);
             for ev in events.iter() {
                 if ev.token() == WAKER {
                     continue;
@@ -293,7 +343,7 @@ impl IoThread {
         self.handlers.insert(tok, h);
         // Edge-triggered: give the new handler a first turn so it can start writing.
         let now = Instant::now();
-        let mut ctx = Ctx { added: Vec::new() };
+        let mut ctx = Ctx::new(&self.placer);
         self.drive(tok, &mut ctx, |h, ctx| h.on_ready(now, true, true, ctx));
         for h in ctx.added {
             self.load.fetch_add(1, Ordering::Relaxed);
@@ -340,7 +390,7 @@ impl IoThread {
     fn shutdown(mut self) {
         let now = Instant::now();
         let toks: Vec<usize> = self.handlers.keys().copied().collect();
-        let mut ctx = Ctx { added: Vec::new() };
+        let mut ctx = Ctx::new(&self.placer);
         for tok in toks {
             self.drive(tok, &mut ctx, |h, ctx| {
                 h.on_command(
@@ -382,6 +432,66 @@ mod tests {
         fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
             Flow::Continue
         }
+    }
+
+    /// Registers nothing; stays until the pool ends.
+    struct Idle;
+
+    impl Handler for Idle {
+        fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+            Ok(())
+        }
+        fn deregister(&mut self, _: &Registry) {}
+        fn on_ready(&mut self, _: Instant, _: bool, _: bool, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+        fn on_wake(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+        fn on_tick(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+        fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+    }
+
+    /// Like a listener: on its first turn it adds `n` handlers "anywhere".
+    struct Spreader(usize);
+
+    impl Handler for Spreader {
+        fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+            Ok(())
+        }
+        fn deregister(&mut self, _: &Registry) {}
+        fn on_ready(&mut self, _: Instant, _: bool, _: bool, ctx: &mut Ctx) -> Flow {
+            for _ in 0..std::mem::take(&mut self.0) {
+                ctx.add_anywhere(Box::new(Idle));
+            }
+            Flow::Continue
+        }
+        fn on_wake(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+        fn on_tick(&mut self, _: Instant, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+        fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
+            Flow::Continue
+        }
+    }
+
+    #[test]
+    fn handlers_added_anywhere_spread_over_the_threads() {
+        let pool = IoPool::start(3, Logger::queue(Level::Debug, 8, None)).unwrap();
+        pool.add(Box::new(Spreader(20)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.loads().iter().sum::<usize>() != 21 {
+            assert!(Instant::now() < deadline, "load {:?}", pool.loads());
+            std::thread::yield_now();
+        }
+        // 21 handlers (the spreader and its 20) on 3 threads: 7 each.
+        assert_eq!(pool.loads(), [7, 7, 7]);
     }
 
     #[test]

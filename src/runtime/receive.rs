@@ -266,7 +266,8 @@ impl ReceiveTls {
     }
 }
 
-/// The listener handler: accepts and spawns [`ReceiveConn`]s on the same thread.
+/// The listener handler: accepts and spawns [`ReceiveConn`]s, each on the least loaded I/O
+/// thread (`msrpcast receive --threads N` spreads its connections over N threads).
 pub struct ReceiveListener {
     listener: TcpListener,
     opts: Arc<ReceiveOptions>,
@@ -325,7 +326,7 @@ impl Handler for ReceiveListener {
                         }
                     };
                     let conn = ReceiveConn::new(transport, self.opts.clone(), hooks);
-                    ctx.add(Box::new(conn));
+                    ctx.add_anywhere(Box::new(conn));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

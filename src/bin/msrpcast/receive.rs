@@ -87,7 +87,7 @@ pub struct ReceiveArgs {
     /// Skip SHA-1 (lines then show `-`; benchmarks: hashing would make the receiver the limit).
     #[arg(long)]
     no_hash: bool,
-    /// I/O threads of the listener.
+    /// I/O threads; accepted connections go to the least loaded one.
     #[arg(long, value_name = "N", default_value_t = 1)]
     threads: usize,
     /// Misbehave on purpose (tests), like a real phone or a broken one: rate=BYTES_PER_S,
