@@ -998,12 +998,18 @@ fn watch_once(
     version: &mut u64,
 ) {
     let roster = shared.backend.engine().roster();
-    let (v, changed) = roster.changed_since(*version);
-    *version = v;
-    let live: std::collections::HashSet<_> = roster.transfer_ids().into_iter().collect();
     shared
         .backend
         .remember_conferences(&roster.conference_ids());
+    // Nothing changed: no transfer to look at, and no pass over the transfers kept (up to
+    // `max_finished_transfers` of them, every interval). Transfers forgotten meanwhile leave
+    // `last` and the backend's counters at the next change.
+    if roster.version() == *version {
+        return;
+    }
+    let (v, changed) = roster.changed_since(*version);
+    *version = v;
+    let live: std::collections::HashSet<_> = roster.transfer_ids().into_iter().collect();
     shared.backend.observe_changes(&changed, &live);
     let mut frames: Vec<Arc<str>> = Vec::new();
     for t in &changed {

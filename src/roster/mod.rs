@@ -1233,6 +1233,12 @@ impl Roster {
         (inner.version, changed)
     }
 
+    /// The version [`Roster::changed_since`] answers with: it grows with every change to a
+    /// transfer (not with removals, nor with joins and leaves alone).
+    pub fn version(&self) -> u64 {
+        self.inner.lock().version
+    }
+
     /// The ids of every transfer the roster holds.
     pub fn transfer_ids(&self) -> Vec<TransferId> {
         self.inner.lock().transfers.keys().copied().collect()
