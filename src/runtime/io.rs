@@ -434,29 +434,8 @@ mod tests {
         }
     }
 
-    /// Registers nothing; stays until the pool ends.
-    struct Idle;
-
-    impl Handler for Idle {
-        fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
-            Ok(())
-        }
-        fn deregister(&mut self, _: &Registry) {}
-        fn on_ready(&mut self, _: Instant, _: bool, _: bool, _: &mut Ctx) -> Flow {
-            Flow::Continue
-        }
-        fn on_wake(&mut self, _: Instant, _: &mut Ctx) -> Flow {
-            Flow::Continue
-        }
-        fn on_tick(&mut self, _: Instant, _: &mut Ctx) -> Flow {
-            Flow::Continue
-        }
-        fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
-            Flow::Continue
-        }
-    }
-
-    /// Like a listener: on its first turn it adds `n` handlers "anywhere".
+    /// Like a listener: on its first turn it adds `n` handlers "anywhere" (each a `Spreader(0)`,
+    /// which registers nothing and stays until the pool ends).
     struct Spreader(usize);
 
     impl Handler for Spreader {
@@ -466,7 +445,7 @@ mod tests {
         fn deregister(&mut self, _: &Registry) {}
         fn on_ready(&mut self, _: Instant, _: bool, _: bool, ctx: &mut Ctx) -> Flow {
             for _ in 0..std::mem::take(&mut self.0) {
-                ctx.add_anywhere(Box::new(Idle));
+                ctx.add_anywhere(Box::new(Spreader(0)));
             }
             Flow::Continue
         }
