@@ -26,8 +26,8 @@ use msrpcast::runtime::Engine;
 mod common;
 use common::proxy::{DelayProxy, Path};
 use common::{
-    baseline_now, cpu_seconds, median, repeats, start_receiver, start_receiver_with,
-    start_tls_receiver, tls_files, uri_addr, uri_via,
+    baseline_now, bench_settings, cpu_seconds, median, repeats, start_receiver,
+    start_receiver_with, start_tls_receiver, tls_files, uri_addr, uri_via,
 };
 
 fn engine(tag: &str) -> (Engine, std::path::PathBuf) {
@@ -38,10 +38,11 @@ fn engine_with(tag: &str, extra: &[(&str, &str)]) -> (Engine, std::path::PathBuf
     let dir = std::env::temp_dir().join(format!("msrpcast-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cfg = Config::default();
-    let env = std::env::var("MSRPCAST_BENCH_SET").unwrap_or_default();
-    let env: Vec<(&str, &str)> = env.split(',').filter_map(|kv| kv.split_once('=')).collect();
-    for (k, v) in extra.iter().chain(env.iter()) {
+    for (k, v) in extra {
         cfg.set(k, v).expect(k);
+    }
+    for (k, v) in bench_settings() {
+        cfg.set(&k, &v).expect("MSRPCAST_BENCH_SET");
     }
     cfg.set("spool_dir", dir.to_str().expect("utf-8 temp dir"))
         .expect("spool_dir");

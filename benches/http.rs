@@ -35,7 +35,7 @@ use msrpcast::runtime::Engine;
 use sha1::{Digest, Sha1};
 
 mod common;
-use common::{baseline_now, cpu_seconds, median, repeats, start_receiver};
+use common::{baseline_now, bench_settings, cpu_seconds, median, repeats, start_receiver};
 
 const TOKEN: &str = "bench-token";
 const BLOCK: usize = 1 << 20;
@@ -88,13 +88,8 @@ impl Setup {
         for (k, v) in extra {
             cfg.set(k, v).expect(k);
         }
-        // MSRPCAST_BENCH_SET=key=value[,key=value…]: engine settings for an A/B comparison
-        // with one binary (e.g. spool_hash_nice=19).
-        if let Ok(sets) = std::env::var("MSRPCAST_BENCH_SET") {
-            for kv in sets.split(',').filter(|kv| !kv.is_empty()) {
-                let (k, v) = kv.split_once('=').expect("MSRPCAST_BENCH_SET: key=value");
-                cfg.set(k.trim(), v.trim()).expect("MSRPCAST_BENCH_SET");
-            }
+        for (k, v) in bench_settings() {
+            cfg.set(&k, &v).expect("MSRPCAST_BENCH_SET");
         }
         let engine = Arc::new(Engine::start(cfg.clone()).expect("engine"));
         let server = HttpServer::start(engine.clone(), &cfg).expect("http server");

@@ -6,6 +6,20 @@ pub mod proxy;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+/// `MSRPCAST_BENCH_SET=key=value[,key=value…]`: engine settings a benchmark sets on top of its
+/// own, for A/B comparisons with one binary (e.g. `spool_hash_nice=19`). An entry without `=`
+/// stops the benchmark.
+pub fn bench_settings() -> Vec<(String, String)> {
+    let sets = std::env::var("MSRPCAST_BENCH_SET").unwrap_or_default();
+    sets.split(',')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("MSRPCAST_BENCH_SET: key=value");
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
 /// A `msrpcast receive --discard --no-hash` child process: receivers that parse every chunk but
 /// neither store nor hash, so the sender is what is measured. Killed when dropped.
 pub struct Receiver {

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 /// The host part of an MSRP URI.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -554,77 +554,6 @@ impl fmt::Display for Uri {
     }
 }
 
-/// Appends `b` as [`write_lossy`] shows it.
-fn put_lossy(out: &mut BytesMut, b: &[u8]) {
-    if b.is_ascii() {
-        out.put_slice(b);
-    } else {
-        out.put_slice(String::from_utf8_lossy(b).as_bytes());
-    }
-}
-
-/// Appends `n` in decimal.
-fn put_decimal(out: &mut BytesMut, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[i..]);
-}
-
-impl Uri {
-    /// Appends the URI as its `Display` shows it, without the formatting machinery: every
-    /// response and chunk header carries one or two (a quarter of the receiving side's work
-    /// outside the kernel went to `core::fmt` before).
-    pub fn put_into(&self, out: &mut BytesMut) {
-        out.put_slice(if self.secure { b"msrps://" } else { b"msrp://" });
-        if let Some(ui) = &self.userinfo {
-            put_lossy(out, ui);
-            out.put_u8(b'@');
-        }
-        match &self.host {
-            Host::Name(n) => put_lossy(out, n),
-            Host::V4(a) => {
-                for (i, octet) in a.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        out.put_u8(b'.');
-                    }
-                    put_decimal(out, u32::from(octet));
-                }
-            }
-            Host::V6(a) => {
-                use std::fmt::Write as _;
-                // Writing into a BytesMut cannot fail (it grows as needed).
-                let _ = write!(out, "[{a}]");
-            }
-        }
-        if let Some(p) = self.port {
-            out.put_u8(b':');
-            put_decimal(out, u32::from(p));
-        }
-        if !self.session_id.is_empty() {
-            out.put_u8(b'/');
-            put_lossy(out, &self.session_id);
-        }
-        out.put_u8(b';');
-        put_lossy(out, &self.transport);
-        for (name, value) in &self.params {
-            out.put_u8(b';');
-            put_lossy(out, name);
-            if let Some(v) = value {
-                out.put_u8(b'=');
-                put_lossy(out, v);
-            }
-        }
-    }
-}
-
 /// Parses a path header value (`To-Path`, `From-Path`, `Use-Path`): URIs separated by spaces.
 /// Every URI is a slice of `input`. Runs of spaces or tabs are accepted between URIs.
 pub fn parse_path(input: &Bytes) -> Result<Vec<Uri>, UriError> {
@@ -681,33 +610,6 @@ pub(crate) fn parse_path_in(base: &Bytes, s: &[u8]) -> Result<Vec<Uri>, UriError
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn put_into_writes_what_display_shows() {
-        let mut uris: Vec<Uri> = [
-            "msrp://127.0.0.1:2855/abc;tcp",
-            "msrps://0.0.0.0:1/s;tcp",
-            "msrp://255.255.255.255:65535/x=y+z;tcp;rn=1;flag",
-            "msrp://user:pw%20x@relay.example.com:9;tcp",
-            "msrp://[2001:db8::1]:2855/sid;tcp",
-            "msrp://host/sid;tcp",
-            "msrp://10.0.12.7/a;ws;x=1",
-        ]
-        .iter()
-        .map(|t| Uri::parse(&Bytes::from_static(t.as_bytes())).expect(t))
-        .collect();
-        // Hand-built, with bytes that are not UTF-8 (shown lossily by both).
-        let mut odd = uris[0].clone();
-        odd.session_id = Bytes::from_static(b"s\xffid\xc3");
-        odd.host = Host::Name(Bytes::from_static(b"h\x80"));
-        odd.port = Some(0);
-        uris.push(odd);
-        for u in &uris {
-            let mut out = BytesMut::new();
-            u.put_into(&mut out);
-            assert_eq!(&out[..], u.to_string().as_bytes(), "{u}");
-        }
-    }
 
     fn p(s: &str) -> Result<Uri, UriError> {
         Uri::parse_slice(s.as_bytes())

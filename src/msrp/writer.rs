@@ -21,7 +21,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use memchr::memmem;
 
 use super::message::{ByteRange, Continuation, FailureReport, Header, Kind, Message, Status};
-use super::uri::Uri;
+use super::uri::{Host, Uri};
 
 const CRLF: &[u8] = b"\r\n";
 const DASHES: &[u8] = b"-------";
@@ -70,7 +70,62 @@ fn put_path(out: &mut BytesMut, path: &[Uri]) {
         if i > 0 {
             out.put_u8(b' ');
         }
-        u.put_into(out);
+        put_uri(out, u);
+    }
+}
+
+/// Appends `b` as the URI's `Display` shows it: as it is when ASCII (every parsed URI), lossily
+/// otherwise.
+fn put_lossy(out: &mut BytesMut, b: &[u8]) {
+    if b.is_ascii() {
+        out.put_slice(b);
+    } else {
+        out.put_slice(String::from_utf8_lossy(b).as_bytes());
+    }
+}
+
+/// Appends `u` as its `Display` shows it, without the formatting machinery: every response and
+/// chunk head carries one or two (`core::fmt` was a quarter of the receiving side's work outside
+/// the kernel).
+fn put_uri(out: &mut BytesMut, u: &Uri) {
+    out.put_slice(if u.secure { b"msrps://" } else { b"msrp://" });
+    if let Some(ui) = &u.userinfo {
+        put_lossy(out, ui);
+        out.put_u8(b'@');
+    }
+    match &u.host {
+        Host::Name(n) => put_lossy(out, n),
+        Host::V4(a) => {
+            for (i, octet) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b'.');
+                }
+                put_u64(out, u64::from(octet));
+            }
+        }
+        Host::V6(a) => {
+            use std::fmt::Write as _;
+            // Writing into a BytesMut cannot fail (it grows as needed).
+            let _ = write!(out, "[{a}]");
+        }
+    }
+    if let Some(p) = u.port {
+        out.put_u8(b':');
+        put_u64(out, u64::from(p));
+    }
+    if !u.session_id.is_empty() {
+        out.put_u8(b'/');
+        put_lossy(out, &u.session_id);
+    }
+    out.put_u8(b';');
+    put_lossy(out, &u.transport);
+    for (name, value) in &u.params {
+        out.put_u8(b';');
+        put_lossy(out, name);
+        if let Some(v) = value {
+            out.put_u8(b'=');
+            put_lossy(out, v);
+        }
     }
 }
 
@@ -341,6 +396,34 @@ pub fn write_report(r: &Report<'_>, out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn put_uri_writes_what_display_shows() {
+        let mut uris: Vec<Uri> = [
+            "msrp://127.0.0.1:2855/abc;tcp",
+            "msrps://0.0.0.0:1/s;tcp",
+            "msrp://255.255.255.255:65535/x=y+z;tcp;rn=1;flag",
+            "msrp://user:pw%20x@relay.example.com:9;tcp",
+            "msrp://[2001:db8::1]:2855/sid;tcp",
+            "msrp://host/sid;tcp",
+            "msrp://10.0.12.7/a;ws;x=1",
+        ]
+        .iter()
+        .map(|t| Uri::parse(&Bytes::from_static(t.as_bytes())).expect(t))
+        .collect();
+        // Hand-built, with bytes that are not UTF-8 (shown lossily by both).
+        let mut odd = uris[0].clone();
+        odd.session_id = Bytes::from_static(b"s\xffid\xc3");
+        odd.host = Host::Name(Bytes::from_static(b"h\x80"));
+        odd.port = Some(0);
+        uris.push(odd);
+        for u in &uris {
+            let mut out = BytesMut::new();
+            put_uri(&mut out, u);
+            assert_eq!(&out[..], u.to_string().as_bytes(), "{u}");
+        }
+    }
+
     use crate::msrp::parser::{parse, Limits, Parsed};
     use crate::msrp::uri::Host;
     use crate::msrp::Method;

@@ -90,10 +90,13 @@ enum Msg {
     Shutdown,
 }
 
-/// One thread's queue, waker and handler count, as the pool and the threads themselves reach it.
+/// One thread's queue, wakers and handler count, as the pool and the threads themselves reach
+/// it.
 struct Slot {
     tx: Sender<Msg>,
     waker: Arc<Waker>,
+    /// Set by [`IoWaker::wake`]: spool data may have grown.
+    data_woken: Arc<AtomicBool>,
     load: Arc<AtomicUsize>,
 }
 
@@ -125,14 +128,9 @@ impl Placer {
     }
 }
 
-struct ThreadHandle {
-    data_woken: Arc<AtomicBool>,
-    join: Option<JoinHandle<()>>,
-}
-
 /// The pool of I/O threads; [`IoWaker`] wakes them from other threads.
 pub struct IoPool {
-    threads: Vec<ThreadHandle>,
+    threads: Vec<JoinHandle<()>>,
     placer: Arc<Placer>,
 }
 
@@ -147,13 +145,14 @@ impl IoPool {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
             let (tx, rx) = unbounded();
-            let load = Arc::new(AtomicUsize::new(0));
-            slots.push(Slot {
+            let slot = Slot {
                 tx,
                 waker,
-                load: load.clone(),
-            });
-            polls.push((poll, rx, load));
+                data_woken: Arc::new(AtomicBool::new(false)),
+                load: Arc::new(AtomicUsize::new(0)),
+            };
+            polls.push((poll, rx, slot.data_woken.clone(), slot.load.clone()));
+            slots.push(slot);
         }
         // Every thread can place handlers anywhere (its `Ctx`): each holds the placer, which
         // holds every thread's queue; the threads end on `Msg::Shutdown`, not on a closed queue.
@@ -165,12 +164,11 @@ impl IoPool {
             threads: Vec::with_capacity(n),
             placer,
         };
-        for (i, (poll, rx, load)) in polls.into_iter().enumerate() {
-            let data_woken = Arc::new(AtomicBool::new(false));
+        for (i, (poll, rx, data_woken, load)) in polls.into_iter().enumerate() {
             let t = IoThread {
                 poll,
                 rx,
-                data_woken: data_woken.clone(),
+                data_woken,
                 load,
                 handlers: HashMap::new(),
                 keys: HashMap::new(),
@@ -180,10 +178,7 @@ impl IoPool {
             };
             // On failure, dropping `pool` stops the threads started so far.
             let join = crate::runtime::spawn(format!("msrpcast-io-{i}"), move || t.run())?;
-            pool.threads.push(ThreadHandle {
-                data_woken,
-                join: Some(join),
-            });
+            pool.threads.push(join);
         }
         Ok(pool)
     }
@@ -209,8 +204,7 @@ impl IoPool {
                 .placer
                 .slots
                 .iter()
-                .zip(&self.threads)
-                .map(|(s, t)| (s.waker.clone(), t.data_woken.clone()))
+                .map(|s| (s.waker.clone(), s.data_woken.clone()))
                 .collect(),
         }
     }
@@ -231,10 +225,8 @@ impl Drop for IoPool {
             let _ = t.tx.send(Msg::Shutdown);
             let _ = t.waker.wake();
         }
-        for t in &mut self.threads {
-            if let Some(j) = t.join.take() {
-                let _ = j.join();
-            }
+        for j in self.threads.drain(..) {
+            let _ = j.join();
         }
     }
 }
@@ -412,40 +404,26 @@ mod tests {
     use super::*;
     use crate::runtime::log::Level;
 
-    /// A handler whose socket cannot be registered.
-    struct Unregistrable;
-
-    impl Handler for Unregistrable {
-        fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
-            Err(io::Error::other("no such socket"))
-        }
-        fn deregister(&mut self, _: &Registry) {}
-        fn on_ready(&mut self, _: Instant, _: bool, _: bool, _: &mut Ctx) -> Flow {
-            Flow::Continue
-        }
-        fn on_wake(&mut self, _: Instant, _: &mut Ctx) -> Flow {
-            Flow::Continue
-        }
-        fn on_tick(&mut self, _: Instant, _: &mut Ctx) -> Flow {
-            Flow::Continue
-        }
-        fn on_command(&mut self, _: Command, _: Instant, _: &mut Ctx) -> Flow {
-            Flow::Continue
-        }
+    /// A test handler that registers nothing. `fails`: its registration fails. `spread`: like a
+    /// listener, on its first turn it adds that many handlers "anywhere" (each a plain one that
+    /// stays until the pool ends).
+    #[derive(Default)]
+    struct Probe {
+        fails: bool,
+        spread: usize,
     }
 
-    /// Like a listener: on its first turn it adds `n` handlers "anywhere" (each a `Spreader(0)`,
-    /// which registers nothing and stays until the pool ends).
-    struct Spreader(usize);
-
-    impl Handler for Spreader {
+    impl Handler for Probe {
         fn register(&mut self, _: &Registry, _: Token) -> io::Result<()> {
+            if self.fails {
+                return Err(io::Error::other("no such socket"));
+            }
             Ok(())
         }
         fn deregister(&mut self, _: &Registry) {}
         fn on_ready(&mut self, _: Instant, _: bool, _: bool, ctx: &mut Ctx) -> Flow {
-            for _ in 0..std::mem::take(&mut self.0) {
-                ctx.add_anywhere(Box::new(Spreader(0)));
+            for _ in 0..std::mem::take(&mut self.spread) {
+                ctx.add_anywhere(Box::new(Probe::default()));
             }
             Flow::Continue
         }
@@ -463,7 +441,10 @@ mod tests {
     #[test]
     fn handlers_added_anywhere_spread_over_the_threads() {
         let pool = IoPool::start(3, Logger::queue(Level::Debug, 8, None)).unwrap();
-        pool.add(Box::new(Spreader(20)));
+        pool.add(Box::new(Probe {
+            spread: 20,
+            ..Probe::default()
+        }));
         let deadline = Instant::now() + Duration::from_secs(10);
         while pool.loads().iter().sum::<usize>() != 21 {
             assert!(Instant::now() < deadline, "load {:?}", pool.loads());
@@ -477,7 +458,10 @@ mod tests {
     fn a_registration_failure_goes_to_the_logger() {
         let logger = Logger::queue(Level::Debug, 8, None);
         let pool = IoPool::start(1, logger.clone()).unwrap();
-        pool.add(Box::new(Unregistrable));
+        pool.add(Box::new(Probe {
+            fails: true,
+            ..Probe::default()
+        }));
         let deadline = Instant::now() + Duration::from_secs(10);
         let record = loop {
             if let Some(r) = logger.pop() {
