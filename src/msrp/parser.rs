@@ -25,6 +25,7 @@ use nom::error::ErrorKind;
 use nom::sequence::preceded;
 use nom::{IResult, Parser};
 
+use super::dash_runs::{find_dashed, DASHES};
 use super::message::{
     ByteRange, Continuation, FailureReport, Header, Kind, Message, Method, Status,
 };
@@ -154,61 +155,16 @@ impl From<UriError> for ParseError {
 /// The longest transaction id (RFC 4975 `ident`: 4 to 32 characters).
 const MAX_TID: usize = 32;
 const MIN_TID: usize = 4;
-const DASHES: &[u8] = b"-------";
 /// What precedes the transaction id in the CRLF + end-line that closes a body.
 const END_PREFIX: &[u8] = b"\r\n-------";
 /// Built once: constructing a searcher per frame costs about as much as scanning 2 kB.
 static END_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(END_PREFIX));
-/// Four dashes as one word, for [`find_end_prefix`].
-const DASH_WORD: u32 = u32::from_ne_bytes(*b"----");
-/// Bytes [`find_end_prefix`] checks at once for a word of dashes.
-const SCAN_BLOCK: usize = 128;
-/// Blocks holding dashes but no end-line after which [`find_end_prefix`] stops checking words.
-const SCAN_FALSE_HITS: usize = 8;
-
-/// Whether any of the block's 32 aligned 4-byte words is `----` (the compiler turns the loop
-/// into vector compares).
-#[inline]
-fn block_has_dash_word(block: &[u8; SCAN_BLOCK]) -> bool {
-    let mut any = false;
-    for w in block.as_chunks::<4>().0 {
-        any |= u32::from_ne_bytes(*w) == DASH_WORD;
-    }
-    any
-}
-
 /// The first offset of [`END_PREFIX`] in `hay`, as `END_FINDER.find(hay)` answers, at about
 /// twice its speed on file data (it is the receiving side's largest cost after the kernel's
-/// copy: 18 % of `msrpcast receive`'s samples).
-///
-/// The seven dashes of an occurrence always hold one whole 4-byte word aligned to `hay`'s start
-/// (the first multiple of 4 at or after the dashes' start is at most 3 bytes in, and 4 more
-/// bytes still lie within the 7). So only the blocks with a word of dashes are searched, each
-/// with 8 bytes before it (an occurrence starts at most 5 bytes before its word) and 16 after
-/// (it ends at most 3 bytes past the block); the part after the last whole block is searched as it is. Data full of dashes
-/// (text rules, say) would make every block a candidate: after [`SCAN_FALSE_HITS`] blocks
-/// without an occurrence the rest is left to the finder alone.
+/// copy: 18 % of `msrpcast receive`'s samples); see [`find_dashed`].
 fn find_end_prefix(hay: &[u8]) -> Option<usize> {
-    let (blocks, _) = hay.as_chunks::<SCAN_BLOCK>();
-    let mut false_hits = 0;
-    for (k, block) in blocks.iter().enumerate() {
-        if !block_has_dash_word(block) {
-            continue;
-        }
-        // No occurrence starts before `from`: its word would be in an earlier block.
-        let from = (k * SCAN_BLOCK).saturating_sub(8);
-        if false_hits == SCAN_FALSE_HITS {
-            return END_FINDER.find(&hay[from..]).map(|i| from + i);
-        }
-        let to = ((k + 1) * SCAN_BLOCK + 16).min(hay.len());
-        if let Some(i) = END_FINDER.find(&hay[from..to]) {
-            return Some(from + i);
-        }
-        false_hits += 1;
-    }
-    let from = (blocks.len() * SCAN_BLOCK).saturating_sub(8);
-    END_FINDER.find(&hay[from..]).map(|i| from + i)
+    find_dashed(hay, &END_FINDER)
 }
 
 /// Header lines whose ends [`scan_head`] records for [`build`]; later lines are found again.

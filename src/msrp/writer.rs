@@ -15,16 +15,13 @@
 //! A body must not contain its own end-line: check with [`body_contains_end_line`] and pick
 //! another transaction id when it does.
 
-use std::sync::LazyLock;
-
 use bytes::{BufMut, Bytes, BytesMut};
-use memchr::memmem;
 
+use super::dash_runs::{find_dashed, DASHES, DASH_FINDER};
 use super::message::{ByteRange, Continuation, FailureReport, Header, Kind, Message, Status};
 use super::uri::{Host, Uri};
 
 const CRLF: &[u8] = b"\r\n";
-const DASHES: &[u8] = b"-------";
 
 /// Appends the decimal form of `n` without going through `fmt`.
 fn put_u64(out: &mut BytesMut, mut n: u64) {
@@ -314,7 +311,7 @@ pub fn write_end_line(tid: &[u8], c: Continuation, out: &mut BytesMut) {
 /// end-line. Conservative: it ignores what precedes and follows the match.
 pub fn body_contains_end_line(body: &[u8], tid: &[u8]) -> bool {
     let mut at = 0;
-    while let Some(i) = DASH_FINDER.find(&body[at..]) {
+    while let Some(i) = find_dashed(&body[at..], &DASH_FINDER) {
         let q = at + i + DASHES.len();
         if body[q..].starts_with(tid) {
             return true;
@@ -323,10 +320,6 @@ pub fn body_contains_end_line(body: &[u8], tid: &[u8]) -> bool {
     }
     false
 }
-
-/// Built once: constructing a searcher per chunk costs about as much as scanning 2 kB.
-static DASH_FINDER: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(DASHES));
 
 /// Writes a complete response without body: `MSRP <tid> <code> [comment]`, To-Path, From-Path,
 /// end-line with `$`.
