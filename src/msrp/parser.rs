@@ -1058,14 +1058,22 @@ pub struct FrameDecoder {
     /// Let the buffer go whenever every byte received was taken as frames (see
     /// [`FrameDecoder::release_when_idle`]).
     release_idle: bool,
+    /// Bytes [`FrameDecoder::read_from`] has read, up to [`LARGE_READS_AFTER`]: its blocks are
+    /// [`MIN_READ_ROOM`] large until then and twice its `max` after, so a connection that only
+    /// ever gets a few small frames (a delivery's one SEND after its TLS handshake) never
+    /// allocates, zeroes and faults in the large block a bulk transfer reads into.
+    read_total: usize,
 }
 
 /// Size of the first block of a decoder fed with [`FrameDecoder::feed`] (unless it lets its
 /// buffer go when idle: then just what arrived).
 const FEED_BLOCK: usize = 16 * 1024;
-/// [`FrameDecoder::read_from`] reads into at least this much room (or `max` if smaller): a
+/// [`FrameDecoder::read_from`] reads into at least this much room (or `max`, or half its block,
+/// if smaller), and its first block is this large: a
 /// shorter room left at the end of the block is made by moving the pending bytes to its front.
 const MIN_READ_ROOM: usize = 64 * 1024;
+/// Bytes read after which [`FrameDecoder::read_from`] reads into blocks of twice its `max`.
+const LARGE_READS_AFTER: usize = 256 * 1024;
 
 impl Default for FrameDecoder {
     fn default() -> Self {
@@ -1083,6 +1091,7 @@ impl FrameDecoder {
             pending: None,
             failed: None,
             release_idle: false,
+            read_total: 0,
         }
     }
 
@@ -1109,7 +1118,7 @@ impl FrameDecoder {
             return;
         }
         let first = if self.release_idle { 0 } else { FEED_BLOCK };
-        let mut block = self.writable(data.len(), first);
+        let mut block = self.writable(data.len(), first, false);
         block[self.end..self.end + data.len()].copy_from_slice(data);
         self.end += data.len();
         self.block = block.freeze();
@@ -1120,11 +1129,19 @@ impl FrameDecoder {
     /// stream); the bytes read are [`FrameDecoder::last`]`(n)`.
     pub fn read_from(&mut self, r: &mut impl std::io::Read, max: usize) -> std::io::Result<usize> {
         let max = max.max(1);
-        let mut block = self.writable(max.min(MIN_READ_ROOM), 2 * max);
+        let target = if self.read_total < LARGE_READS_AFTER {
+            MIN_READ_ROOM.min(2 * max)
+        } else {
+            2 * max
+        };
+        // Room for a read: up to half a block, so that pending bytes of a partial frame move to
+        // the front of a small block rather than into a new one.
+        let mut block = self.writable(max.min(MIN_READ_ROOM).min(target / 2), target, true);
         let room = (block.len() - self.end).min(max);
         let got = r.read(&mut block[self.end..self.end + room]);
         if let Ok(n) = got {
             self.end += n;
+            self.read_total = self.read_total.saturating_add(n).min(LARGE_READS_AFTER);
         }
         self.block = block.freeze();
         got
@@ -1136,13 +1153,14 @@ impl FrameDecoder {
     }
 
     /// The block, writable, with at least `room` bytes after the pending ones. A block no frame
-    /// refers to any more is used in place; otherwise, or when it is too small, a new one of
-    /// at least `first` bytes (twice the pending bytes when they outgrow it) takes the pending
-    /// bytes.
-    fn writable(&mut self, room: usize, first: usize) -> BytesMut {
+    /// refers to any more is used in place (when `grow`, only if it holds at least `first`
+    /// bytes); otherwise, or when it is too small, a new one of at least `first` bytes (twice
+    /// the pending bytes when they outgrow it) takes the pending bytes.
+    fn writable(&mut self, room: usize, first: usize, grow: bool) -> BytesMut {
         let pending = self.end - self.start;
         let old = std::mem::take(&mut self.block);
         let old = match old.try_into_mut() {
+            Ok(block) if grow && block.len() < first => block.freeze(),
             Ok(mut block) => {
                 if pending == 0 {
                     (self.start, self.end) = (0, 0);
@@ -1530,11 +1548,11 @@ Status: 000 200 OK\r\n\
 
     #[test]
     fn reads_go_straight_into_one_block_used_again_in_place() {
-        // 40 frames of 10,000 bytes read 4,096 bytes at a time: frames handled and dropped
-        // as they come, so every frame is a slice of the same block (never copied out of a
-        // read buffer, never a new allocation).
+        // 20 frames of 10,000 bytes (fewer than LARGE_READS_AFTER) read 4,096 bytes at a time:
+        // frames handled and dropped as they come, so every frame is a slice of the same block
+        // (never copied out of a read buffer, never a new allocation).
         let body = vec![b'x'; 10_000];
-        let stream: Vec<u8> = (0..40)
+        let stream: Vec<u8> = (0..20)
             .flat_map(|i| send_frame(&format!("tid{i:02}"), &body))
             .collect();
         let mut r = Pieces {
@@ -1549,17 +1567,63 @@ Status: 000 200 OK\r\n\
                 at.push(m.body.as_ptr() as usize);
             }
         }
-        assert_eq!(at.len(), 40);
+        assert_eq!(at.len(), 20);
         assert_eq!(
             d.capacity(),
-            2 * 64 * 1024,
-            "one block of twice the read size"
+            MIN_READ_ROOM,
+            "one block of the first size (no read filled its room)"
         );
         let spread = at.iter().max().unwrap() - at.iter().min().unwrap();
         assert!(
             spread < d.capacity(),
             "frames came from more than one block"
         );
+    }
+
+    #[test]
+    fn read_blocks_grow_only_for_bulk() {
+        // A connection that gets a few small frames keeps the first block; one that has read
+        // more than LARGE_READS_AFTER moves to blocks of twice `max`.
+        let small: Vec<u8> = (0..100)
+            .flat_map(|i| send_frame(&format!("tid{i:03}"), b"hello"))
+            .collect();
+        let one = send_frame("tid000", b"hello").len();
+        let mut r = Pieces {
+            data: &small,
+            piece: one,
+        };
+        let mut d = FrameDecoder::default();
+        let mut n = 0;
+        while d.read_from(&mut r, 256 * 1024).unwrap() > 0 {
+            while d.next().unwrap().is_some() {
+                n += 1;
+            }
+        }
+        assert!(small.len() < LARGE_READS_AFTER);
+        assert_eq!((n, d.capacity()), (100, MIN_READ_ROOM));
+
+        let body = vec![b'y'; 100_000];
+        let bulk: Vec<u8> = (0..60)
+            .flat_map(|i| send_frame(&format!("tid{i:02}"), &body))
+            .collect();
+        let mut r = Pieces {
+            data: &bulk,
+            piece: usize::MAX,
+        };
+        let mut d = FrameDecoder::default();
+        let mut sizes = vec![];
+        let mut n = 0;
+        while d.read_from(&mut r, 256 * 1024).unwrap() > 0 {
+            sizes.push(d.capacity());
+            while let Some(m) = d.next().unwrap() {
+                assert!(m.body == body);
+                n += 1;
+            }
+        }
+        assert_eq!(n, 60);
+        assert_eq!(d.capacity(), 512 * 1024, "grown to twice max: {sizes:?}");
+        assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+        assert_eq!(sizes[0], MIN_READ_ROOM);
     }
 
     #[test]
