@@ -14,11 +14,14 @@ msrpcast_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }
 # connection (curl, a wait_port probe, the engine's connections to receivers) before the process
 # meant to listen on it has bound it. With MSRPCAST_PORTS_USED naming a file, ports already
 # printed in this run (listed there) are never printed again, and each new one is appended.
+# msrpcast_free_port media: a port P for sipp's -mp, which binds P and P+2 (audio and video
+# RTP): both are checked and both recorded (a P+2 left out collided with another draw's P).
 msrpcast_free_port() {
-    python3 - "${MSRPCAST_PORTS_USED:-}" <<'EOF'
+    python3 - "${MSRPCAST_PORTS_USED:-}" "${1:-}" <<'EOF'
 import random, socket, sys
 
 used_file = sys.argv[1]
+steps = (0, 2) if sys.argv[2] == "media" else (0,)
 try:
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
 except (OSError, ValueError, IndexError):
@@ -45,11 +48,11 @@ def free(port):
 
 
 for _ in range(2000):
-    port = random.randrange(10000, low)
-    if port not in used and free(port):
+    port = random.randrange(10000, low - 2)
+    if all(port + k not in used and free(port + k) for k in steps):
         if used_file:
             with open(used_file, "a") as f:
-                f.write(f"{port}\n")
+                f.writelines(f"{port + k}\n" for k in steps)
         print(port)
         sys.exit(0)
 sys.exit("msrpcast_free_port: no free port found below the ephemeral range")

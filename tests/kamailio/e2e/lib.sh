@@ -21,8 +21,8 @@ e2e_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 e2e_warn() { echo "$*" >&2; }
 
 port() { msrpcast_free_port; }
-# A port for sipp's media (it binds P and P+2); the soak redefines it.
-media_port() { port; }
+# A port for sipp's media (it binds P and P+2, both drawn free); the soak redefines it.
+media_port() { msrpcast_free_port media; }
 
 # e2e_ports: free ports for SIP, the mixer, HTTP and MSRP; ctl = the kamcmd socket in $work/run.
 # From here on no port is handed out twice in this run ($work/ports.used).
