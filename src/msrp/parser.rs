@@ -1069,8 +1069,8 @@ pub struct FrameDecoder {
 /// buffer go when idle: then just what arrived).
 const FEED_BLOCK: usize = 16 * 1024;
 /// [`FrameDecoder::read_from`] reads into at least this much room (or `max`, or half its block,
-/// if smaller), and its first block is this large: a
-/// shorter room left at the end of the block is made by moving the pending bytes to its front.
+/// if smaller), and its first blocks are this large: a shorter room left at the end of the block
+/// is made by moving the pending bytes to its front.
 const MIN_READ_ROOM: usize = 64 * 1024;
 /// Bytes read after which [`FrameDecoder::read_from`] reads into blocks of twice its `max`.
 const LARGE_READS_AFTER: usize = 256 * 1024;
