@@ -247,12 +247,12 @@ mod tests {
         v
     }
 
-    fn fed_in_pieces(data: &[u8], rng: &mut Rng) -> DashRuns {
+    /// `data` fed in pieces of 1 to `most` bytes.
+    fn fed_in_pieces(data: &[u8], rng: &mut Rng, most: u64) -> DashRuns {
         let mut d = DashRuns::new();
         let mut at = 0;
         while at < data.len() {
-            // Pieces of 1 to 40 bytes: runs cross piece boundaries all the time.
-            let n = (1 + rng.below(40) as usize).min(data.len() - at);
+            let n = (1 + rng.below(most) as usize).min(data.len() - at);
             d.feed(&data[at..at + n]);
             at += n;
         }
@@ -265,7 +265,8 @@ mod tests {
         for round in 0..300 {
             let len = 1 + rng.below(3000) as usize;
             let data = dashy(&mut rng, len);
-            let d = fed_in_pieces(&data, &mut rng);
+            // Pieces of 1 to 40 bytes: runs cross piece boundaries all the time.
+            let d = fed_in_pieces(&data, &mut rng, 40);
             assert_eq!(d.fed(), data.len() as u64);
             let all = d.ends_within(0..data.len() as u64).unwrap();
             assert_eq!(all, &run_ends(&data)[..], "round {round}");
@@ -300,7 +301,8 @@ mod tests {
         for _ in 0..60 {
             let len = 400 + rng.below(600) as usize;
             let data = dashy(&mut rng, len);
-            let d = fed_in_pieces(&data, &mut rng);
+            // Pieces of 1 to 40 bytes: runs cross piece boundaries all the time.
+            let d = fed_in_pieces(&data, &mut rng, 40);
             for _ in 0..200 {
                 let s = rng.below(data.len() as u64);
                 let e = s + rng.below(data.len() as u64 - s + 1);
@@ -405,13 +407,7 @@ mod tests {
             let len = 1 + rng.below(40_000) as usize;
             let spots = rng.below(200) as usize;
             let data = sparse(&mut rng, len, spots);
-            let mut d = DashRuns::new();
-            let mut at = 0;
-            while at < data.len() {
-                let n = (1 + rng.below(9000) as usize).min(data.len() - at);
-                d.feed(&data[at..at + n]);
-                at += n;
-            }
+            let d = fed_in_pieces(&data, &mut rng, 9000);
             let all = d.ends_within(0..data.len() as u64).unwrap();
             assert_eq!(all, &run_ends(&data)[..], "round {round}");
         }
