@@ -51,9 +51,24 @@ fn tmpdir(name: &str) -> std::path::PathBuf {
     d
 }
 
-fn engine(name: &str, sets: &[(&str, &str)]) -> (Engine, std::path::PathBuf) {
+/// A test's folder, removed when the test passes (a failing test's stays for a look; each
+/// `make test` left ~200 MB of spools here before).
+struct TmpDir(std::path::PathBuf);
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// An engine spooling in a folder of its own. The folder comes first so that it is dropped
+/// last, after the engine has stopped: bind it as `let (_dir, e) = engine(…)`.
+fn engine(name: &str, sets: &[(&str, &str)]) -> (TmpDir, Engine) {
     let dir = tmpdir(name);
-    (common::engine_in(&dir, sets), dir)
+    let e = common::engine_in(&dir, sets);
+    (TmpDir(dir), e)
 }
 
 fn receiver(misbehave: Option<Misbehave>) -> ReceiveServer {
@@ -68,7 +83,7 @@ fn next_received(r: &ReceiveServer, secs: u64) -> Received {
 }
 
 fn fanout(n: usize, size: usize) {
-    let (e, _dir) = engine(&format!("fanout{n}"), &[]);
+    let (_dir, e) = engine(&format!("fanout{n}"), &[]);
     let rx: Vec<ReceiveServer> = (0..n).map(|_| receiver(None)).collect();
     for (i, r) in rx.iter().enumerate() {
         e.join_direct("c", &format!("p{i}"), &r.uri.to_string())
@@ -116,7 +131,7 @@ fn slow_receiver_does_not_slow_the_others() {
     let _serial = serial();
     let size: u64 = 32 << 20;
     let body = data(size as usize, 7);
-    let (e, _dir) = engine("slow", &[]);
+    let (_dir, e) = engine("slow", &[]);
     let rx: Vec<ReceiveServer> = (0..9).map(|_| receiver(None)).collect();
     let slow = receiver(Some(Misbehave::Rate(1 << 20)));
     for (i, r) in rx.iter().enumerate() {
@@ -155,7 +170,7 @@ fn slow_receiver_does_not_slow_the_others() {
 #[test]
 fn broken_receivers_fail_alone() {
     let _serial = serial();
-    let (e, _dir) = engine(
+    let (_dir, e) = engine(
         "broken",
         &[
             ("transaction_timeout_ms", "1500"),
@@ -253,7 +268,7 @@ fn next_signal(e: &Engine, secs: u64) -> Signal {
 #[test]
 fn late_answer_gets_the_whole_file_and_a_bye() {
     let _serial = serial();
-    let (e, _dir) = engine("late", &[]);
+    let (_dir, e) = engine("late", &[]);
     let r = receiver(None);
     e.join("c", "alice", "sip:alice@127.0.0.1:5999", None)
         .unwrap();
@@ -294,7 +309,7 @@ fn late_answer_gets_the_whole_file_and_a_bye() {
 #[test]
 fn rejected_invite_fails_with_its_code() {
     let _serial = serial();
-    let (e, _dir) = engine("reject", &[]);
+    let (_dir, e) = engine("reject", &[]);
     e.join("c", "bob", "sip:bob@127.0.0.1:5998", None).unwrap();
     wait_joined(&e, "c", 1);
     let t = upload(&e, "c", &data(1000, 1));
@@ -319,7 +334,7 @@ fn rejected_invite_fails_with_its_code() {
 #[test]
 fn late_joiner_is_offered_earlier_files() {
     let _serial = serial();
-    let (e, _dir) = engine("latejoin", &[]);
+    let (_dir, e) = engine("latejoin", &[]);
     let first = receiver(None);
     e.join_direct("c", "first", &first.uri.to_string()).unwrap();
     wait_joined(&e, "c", 1);
@@ -338,7 +353,7 @@ fn late_joiner_is_offered_earlier_files() {
 #[test]
 fn leaving_mid_transfer_aborts_only_that_delivery() {
     let _serial = serial();
-    let (e, _dir) = engine("leave", &[]);
+    let (_dir, e) = engine("leave", &[]);
     let stays = receiver(None);
     let leaves = receiver(Some(Misbehave::Rate(8 << 20)));
     e.join_direct("c", "stays", &stays.uri.to_string()).unwrap();
@@ -367,7 +382,7 @@ fn leaving_mid_transfer_aborts_only_that_delivery() {
 #[test]
 fn aborted_upload_aborts_started_deliveries() {
     let _serial = serial();
-    let (e, _dir) = engine("abort", &[]);
+    let (_dir, e) = engine("abort", &[]);
     let a = receiver(None);
     let b = receiver(None);
     e.join_direct("c", "a", &a.uri.to_string()).unwrap();
@@ -406,7 +421,7 @@ fn aborted_upload_aborts_started_deliveries() {
 #[test]
 fn join_with_control_characters_is_refused() {
     let _serial = serial();
-    let (e, _dir) = engine("crlf", &[]);
+    let (_dir, e) = engine("crlf", &[]);
     let bad = [
         ("c", "a", "sip:a@127.0.0.1\r\nX-Injected: 1", None),
         ("c", "a", "sip:a@127.0.0.1\n", None),
@@ -475,7 +490,7 @@ fn connections_awaiting_their_first_frame_are_capped() {
     use std::io::Write;
     use std::net::TcpStream;
     let _serial = serial();
-    let (e, _dir) = engine(
+    let (_dir, e) = engine(
         "pending",
         &[("msrp_max_pending", "2"), ("msrp_pending_max_bytes", "1K")],
     );
