@@ -97,7 +97,7 @@ struct Slot {
     waker: Arc<Waker>,
     /// Set by [`IoWaker::wake`]: spool data may have grown.
     data_woken: Arc<AtomicBool>,
-    load: Arc<AtomicUsize>,
+    load: AtomicUsize,
 }
 
 /// Places handlers on the least loaded thread (round-robin among equals).
@@ -149,9 +149,9 @@ impl IoPool {
                 tx,
                 waker,
                 data_woken: Arc::new(AtomicBool::new(false)),
-                load: Arc::new(AtomicUsize::new(0)),
+                load: AtomicUsize::new(0),
             };
-            polls.push((poll, rx, slot.data_woken.clone(), slot.load.clone()));
+            polls.push((poll, rx));
             slots.push(slot);
         }
         // Every thread can place handlers anywhere (its `Ctx`): each holds the placer, which
@@ -164,12 +164,11 @@ impl IoPool {
             threads: Vec::with_capacity(n),
             placer,
         };
-        for (i, (poll, rx, data_woken, load)) in polls.into_iter().enumerate() {
+        for (i, (poll, rx)) in polls.into_iter().enumerate() {
             let t = IoThread {
                 poll,
                 rx,
-                data_woken,
-                load,
+                slot: i,
                 handlers: HashMap::new(),
                 keys: HashMap::new(),
                 next_token: 0,
@@ -251,8 +250,8 @@ impl IoWaker {
 struct IoThread {
     poll: Poll,
     rx: Receiver<Msg>,
-    data_woken: Arc<AtomicBool>,
-    load: Arc<AtomicUsize>,
+    /// This thread's entry in `placer.slots` (its wake flag and handler count).
+    slot: usize,
     handlers: HashMap<usize, Box<dyn Handler>>,
     keys: HashMap<u64, usize>,
     next_token: usize,
@@ -261,6 +260,10 @@ struct IoThread {
 }
 
 impl IoThread {
+    fn slot(&self) -> &Slot {
+        &self.placer.slots[self.slot]
+    }
+
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
@@ -304,7 +307,7 @@ impl IoThread {
                     Err(_) => break,
                 }
             }
-            if self.data_woken.swap(false, Ordering::AcqRel) {
+            if self.slot().data_woken.swap(false, Ordering::AcqRel) {
                 self.drive_all(&mut ctx, |h, ctx| h.on_wake(now, ctx));
             }
             if now >= next_tick {
@@ -312,7 +315,7 @@ impl IoThread {
                 self.drive_all(&mut ctx, |h, ctx| h.on_tick(now, ctx));
             }
             for h in ctx.added.drain(..) {
-                self.load.fetch_add(1, Ordering::Relaxed);
+                self.slot().load.fetch_add(1, Ordering::Relaxed);
                 self.insert(h);
             }
         }
@@ -326,7 +329,7 @@ impl IoThread {
                 module_path!(),
                 format_args!("cannot register a connection with the I/O thread: {e}"),
             );
-            self.load.fetch_sub(1, Ordering::Relaxed);
+            self.slot().load.fetch_sub(1, Ordering::Relaxed);
             return;
         }
         if let Some(k) = h.key() {
@@ -338,7 +341,7 @@ impl IoThread {
         let mut ctx = Ctx::new(&self.placer);
         self.drive(tok, &mut ctx, |h, ctx| h.on_ready(now, true, true, ctx));
         for h in ctx.added {
-            self.load.fetch_add(1, Ordering::Relaxed);
+            self.slot().load.fetch_add(1, Ordering::Relaxed);
             self.insert(h);
         }
     }
@@ -375,7 +378,7 @@ impl IoThread {
             if let Some(k) = h.key() {
                 self.keys.remove(&k);
             }
-            self.load.fetch_sub(1, Ordering::Relaxed);
+            self.slot().load.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
