@@ -1,7 +1,9 @@
 # msrpcast — developer and CI entry points. `make help` lists them.
 #
-# `make test` is what .ci/run runs on a fresh Debian machine after scripts/install-deps.sh.
-# Every suite runs and must pass: none is skipped.
+# `make test` is what .ci/run runs on a fresh Debian machine. It starts with `make deps`
+# (scripts/install-deps.sh: installs what is missing when run as root, ~1 s when nothing is;
+# as another user it stops with the list of what is missing). Every suite runs and must pass:
+# none is skipped.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -26,7 +28,7 @@ HEADER := include/msrpcast.h
 	kamailio-module-intree soak soak-short deb deb-test
 
 help:
-	@echo 'make test          fmt check, clippy -D warnings, docs, cargo test, header check, bench smoke,'
+	@echo 'make test          make deps, fmt check, clippy -D warnings, docs, cargo test, header check, bench smoke,'
 	@echo '                   C tests, Kamailio relay smoke and end-to-end tests'
 	@echo 'make soak          30-minute soak through Kamailio: 1,000 uploads, participants joining and'
 	@echo '                   leaving every second, 5 % misbehaving receivers (soak-short: 2 minutes)'
@@ -51,7 +53,7 @@ help:
 # ---------------------------------------------------------------------------------------------
 # make test
 
-test: fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
+test: deps fmt-check clippy doc cargo-test fuzz-build deny header-check bench-smoke c-tests \
 	kamailio-relay-smoke kamailio-e2e soak-short browser-test deb-test
 	@echo 'make test: all suites passed'
 
