@@ -26,8 +26,8 @@ use msrpcast::runtime::Engine;
 mod common;
 use common::proxy::{DelayProxy, Path};
 use common::{
-    baseline_now, bench_settings, cpu_seconds, median, repeats, start_receiver,
-    start_receiver_with, start_tls_receiver, tls_files, uri_addr, uri_via,
+    baseline_now, bench_settings, cpu_seconds, median, repeats, sendfile_baseline_now,
+    start_receiver, start_receiver_with, start_tls_receiver, tls_files, uri_addr, uri_via,
 };
 
 fn engine(tag: &str) -> (Engine, std::path::PathBuf) {
@@ -437,9 +437,16 @@ fn main() {
             continue;
         }
         // MSRPCAST_BENCH_REPEAT runs (default 3): medians; each run's ratio against a baseline
-        // measured just before it (common::baseline_now).
+        // measured just before it (common::baseline_now). For one participant also against
+        // iperf3's own `sendfile` sender (the engine's path for file bodies on plain TCP).
+        let mut zc = Vec::new();
         let all: Vec<(Option<f64>, Fanout)> = (0..repeats())
-            .map(|_| (baseline_now().or(baseline), fanout(n, size)))
+            .map(|_| {
+                if n == 1 {
+                    zc.extend(sendfile_baseline_now());
+                }
+                (baseline_now().or(baseline), fanout(n, size))
+            })
             .collect();
         let med = |x: fn(&Fanout) -> f64| median(&all.iter().map(|r| x(&r.1)).collect::<Vec<_>>());
         let f = Fanout {
@@ -462,6 +469,11 @@ fn main() {
         println!("BENCH {name} {:.3} GB/s", f.gbps);
         if !ratios.is_empty() {
             println!("BENCH {name}_ratio {:.3} x", median(&ratios));
+        }
+        if zc.len() == all.len() {
+            let zc_ratios: Vec<f64> = zc.iter().zip(&all).map(|(z, r)| r.1.gbps / z).collect();
+            eprintln!("{name}: sendfile baselines GB/s {zc:?}");
+            println!("BENCH {name}_sendfile_ratio {:.3} x", median(&zc_ratios));
         }
         if n == 10 {
             println!("BENCH fanout_cpu_s_per_gb {:.3} s/GB", f.cpu_s_per_gb);

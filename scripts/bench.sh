@@ -32,6 +32,8 @@ line=$(benches/baseline.sh ${quick:+--quick}) || msrpcast_die "baseline failed"
 echo "$line"
 MSRPCAST_BASELINE_GBPS=$(awk '{ print $3 }' <<<"$line")
 export MSRPCAST_BASELINE_GBPS
+# iperf3's zero-copy (sendfile) sender: the kernel's limit for the engine's plain-TCP body path.
+benches/baseline.sh ${quick:+--quick} --sendfile || msrpcast_log "sendfile baseline failed"
 
 targets=$(cargo metadata --no-deps --format-version 1 --locked 2>/dev/null | python3 -c '
 import json, sys

@@ -220,9 +220,24 @@ pub fn median(v: &[f64]) -> f64 {
 /// the machine as it is during that repeat. Falls back to `MSRPCAST_BASELINE_GBPS` when the
 /// script cannot run; `None` when neither gives a figure.
 pub fn baseline_now() -> Option<f64> {
+    run_baseline(&["-t", "1"]).or_else(|| {
+        std::env::var("MSRPCAST_BASELINE_GBPS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|b| *b > 0.0)
+    })
+}
+
+/// [`baseline_now`] with iperf3's zero-copy sender (`baseline.sh -t 1 --sendfile`): what the
+/// kernel's `sendfile` path itself reaches on loopback now. No fallback.
+pub fn sendfile_baseline_now() -> Option<f64> {
+    run_baseline(&["-t", "1", "--sendfile"])
+}
+
+fn run_baseline(args: &[&str]) -> Option<f64> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/baseline.sh");
-    let measured = Command::new(script)
-        .args(["-t", "1"])
+    Command::new(script)
+        .args(args)
         .stderr(Stdio::null())
         .output()
         .ok()
@@ -231,12 +246,6 @@ pub fn baseline_now() -> Option<f64> {
             String::from_utf8_lossy(&o.stdout)
                 .split_whitespace()
                 .nth(2)
-                .and_then(|v| v.parse::<f64>().ok())
-        });
-    measured
-        .or_else(|| {
-            std::env::var("MSRPCAST_BASELINE_GBPS")
-                .ok()
                 .and_then(|v| v.parse::<f64>().ok())
         })
         .filter(|b| *b > 0.0)
