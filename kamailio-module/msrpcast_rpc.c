@@ -222,6 +222,17 @@ static void msrpcast_rpc_transfers(rpc_t *rpc, void *ctx)
 	msrpcast_rpc_status(rpc, ctx, MSRPCAST_STATUS_TRANSFERS);
 }
 
+static const char *msrpcast_rpc_counters_doc[] = {
+		"Show the engine's counters: msrpcast.counters. Returns {datagrams, "
+		"malformed, joins, leaves, ..., busy_waits, spool_read_ahead_bytes, "
+		"spool_read_ahead_peak_bytes, spool_read_ahead_budget_bytes}.",
+		0};
+
+static void msrpcast_rpc_counters(rpc_t *rpc, void *ctx)
+{
+	msrpcast_rpc_status(rpc, ctx, MSRPCAST_STATUS_COUNTERS);
+}
+
 static const char *msrpcast_rpc_cancel_doc[] = {
 		"Cancel a transfer: msrpcast.cancel <transfer id>. The upload stops; "
 		"deliveries in progress end with '#' and a BYE.",
@@ -511,6 +522,7 @@ static void msrpcast_rpc_reload_tls(rpc_t *rpc, void *ctx)
 static rpc_export_t msrpcast_rpc_cmds[] = {
 	{"msrpcast.conferences", msrpcast_rpc_conferences, msrpcast_rpc_conferences_doc, 0},
 	{"msrpcast.transfers",   msrpcast_rpc_transfers,   msrpcast_rpc_transfers_doc,   0},
+	{"msrpcast.counters",    msrpcast_rpc_counters,    msrpcast_rpc_counters_doc,    0},
 	{"msrpcast.cancel",      msrpcast_rpc_cancel,      msrpcast_rpc_cancel_doc,      0},
 	{"msrpcast.upload",      msrpcast_rpc_upload,      msrpcast_rpc_upload_doc,      0},
 	{"msrpcast.reload_tls",  msrpcast_rpc_reload_tls,  msrpcast_rpc_reload_tls_doc,  0},

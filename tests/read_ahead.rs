@@ -91,6 +91,24 @@ fn deliver(name: &str, budget: &str, window: &str) -> u64 {
     let (held, peak) = e.read_ahead();
     eprintln!("spool_read_ahead_bytes {budget}: at most {peak} bytes read ahead at once");
     assert_eq!(held, 0, "blocks still counted after every delivery ended");
+    // The same figures in the counters' status (control socket, C ABI, Kamailio RPC).
+    let counters = msrpcast::runtime::control::Counters::default();
+    let json = msrpcast::runtime::control::status_json(
+        &e,
+        &counters,
+        msrpcast::runtime::control::STATUS_COUNTERS,
+    )
+    .unwrap();
+    for want in [
+        "\"spool_read_ahead_bytes\":0,".to_string(),
+        format!("\"spool_read_ahead_peak_bytes\":{peak},"),
+        format!(
+            "\"spool_read_ahead_budget_bytes\":{}}}",
+            e.config().spool_read_ahead_bytes
+        ),
+    ] {
+        assert!(json.contains(&want), "{want} not in {json}");
+    }
     e.stop();
     let _ = std::fs::remove_dir_all(&dir);
     peak

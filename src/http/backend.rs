@@ -507,6 +507,19 @@ impl Backend for EngineBackend {
             "Participants in all conferences.",
             participants,
         );
+        let (read_ahead, read_ahead_peak) = i.engine.read_ahead();
+        m.one(
+            "msrpcast_spool_read_ahead_bytes",
+            "gauge",
+            "Spool bytes the deliveries hold read ahead now (at most spool_read_ahead_bytes).",
+            read_ahead,
+        );
+        m.one(
+            "msrpcast_spool_read_ahead_peak_bytes",
+            "gauge",
+            "The most spool bytes the deliveries ever held read ahead at once.",
+            read_ahead_peak,
+        );
         m.one(
             "msrpcast_http_uploads_total",
             "counter",
@@ -852,6 +865,8 @@ mod tests {
             if m.contains("msrpcast_deliveries_total{outcome=\"cancelled\"} 1\n") {
                 assert!(m.contains("msrpcast_uploads_ended_total{outcome=\"cancelled\"} 1"));
                 assert!(m.contains("# TYPE msrpcast_sessions_active gauge"));
+                assert!(m.contains("\nmsrpcast_spool_read_ahead_bytes "), "{m}");
+                assert!(m.contains("# TYPE msrpcast_spool_read_ahead_peak_bytes gauge"));
                 break;
             }
             assert!(t0.elapsed().as_secs() < 5, "{m}");

@@ -250,7 +250,9 @@ int main(int argc, char **argv)
     EXPECT(msrpcast_client_status(c, MSRPCAST_STATUS_ALL, 2000, NULL, &len),
            MSRPCAST_ERR_NULL_ARGUMENT);
     CHECK(msrpcast_client_status(c, MSRPCAST_STATUS_COUNTERS, 2000, &json, &len));
-    if (strstr(json, "\"joins\"") == NULL)
+    if (strstr(json, "\"joins\"") == NULL ||
+        strstr(json, "\"spool_read_ahead_peak_bytes\":") == NULL ||
+        strstr(json, "\"spool_read_ahead_budget_bytes\":") == NULL)
         FAIL("counters: %s", json);
     msrpcast_string_free(json);
     json = NULL;

@@ -57,9 +57,17 @@ macro_rules! counters {
         impl CounterSnapshot {
             /// `{"datagrams":…,…}`: every field under its own name, in the struct's order.
             pub fn to_json(&self) -> String {
+                self.to_json_with(&[])
+            }
+
+            /// [`CounterSnapshot::to_json`] with `extra` fields after the counters.
+            pub fn to_json_with(&self, extra: &[(&str, u64)]) -> String {
                 let mut s = String::new();
                 let mut o = json::Object::begin(&mut s);
                 $(o.u64(stringify!($name), self.$name);)*
+                for (k, v) in extra {
+                    o.u64(k, *v);
+                }
                 o.end();
                 s
             }
@@ -72,13 +80,25 @@ counters!(
     refused, dropped, busy_waits,
 );
 
-/// The JSON of a status request, `None` for an unknown `what`.
+/// The JSON of a status request, `None` for an unknown `what`. The counters' answer also
+/// carries the deliveries' spool read-ahead, which the C struct has no room for: bytes held
+/// now, the most ever held, and the budget (`spool_read_ahead_bytes`).
 pub fn status_json(engine: &Engine, counters: &Counters, what: u32) -> Option<String> {
     match what {
         STATUS_CONFERENCES => Some(engine.roster().snapshot().conferences_json()),
         STATUS_TRANSFERS => Some(engine.roster().snapshot().transfers_json()),
         STATUS_ALL => Some(engine.roster().to_json()),
-        STATUS_COUNTERS => Some(counters.snapshot().to_json()),
+        STATUS_COUNTERS => {
+            let (held, peak) = engine.read_ahead();
+            Some(counters.snapshot().to_json_with(&[
+                ("spool_read_ahead_bytes", held),
+                ("spool_read_ahead_peak_bytes", peak),
+                (
+                    "spool_read_ahead_budget_bytes",
+                    engine.config().spool_read_ahead_bytes,
+                ),
+            ]))
+        }
         _ => None,
     }
 }

@@ -166,6 +166,16 @@ import json, sys
 d = json.loads(sys.argv[1])
 sys.exit(0 if "error" in d and sys.argv[2] in d["error"]["message"] else 1)' "$out" "$3"
 }
+rpc_counters_ok() { # msrpcast.counters: the joins so far, and read-ahead within its budget
+    local out
+    out=$(kam_jsonrpc msrpcast.counters) || return 1
+    echo "   jsonrpcs: $out" | cut -c1-300
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+held, peak, budget = (d["spool_read_ahead_" + k] for k in ("bytes", "peak_bytes", "budget_bytes"))
+sys.exit(0 if d["joins"] >= 3 and budget > 0 and held <= peak <= budget else 1)' "$out"
+}
 kamcmd_structured() {
     local out
     out=$(kam msrpcast.transfers) || return 1
@@ -201,6 +211,7 @@ scenario_main() {
         rpc_json_has_deliveries 1 3
     check "kamcmd: msrpcast.transfers shows fields, not one JSON string" kamcmd_structured
     check "jsonrpcs: msrpcast.conferences is a JSON object" rpc_json_is_object msrpcast.conferences
+    check "jsonrpcs: msrpcast.counters counts the joins and the read-ahead" rpc_counters_ok
     for p in a1 a2 a3; do hangup "$p"; done
     for p in a1 a2 a3; do
         check "$p hung up its conference call" proc_exited_ok "${uac_pid[$p]}"
