@@ -440,16 +440,36 @@ impl Tls {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str, contents: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("msrpcast-tls-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
-        std::fs::write(&p, contents).unwrap();
-        p
+    /// A test's own folder of files, removed when the test ends (kept when it panics, to look
+    /// at).
+    struct Tmp(PathBuf);
+
+    impl Tmp {
+        fn new(test: &str) -> Tmp {
+            let dir = std::env::temp_dir()
+                .join(format!("msrpcast-tls-unit-{}-{test}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Tmp(dir)
+        }
+
+        fn file(&self, name: &str, contents: &[u8]) -> PathBuf {
+            let p = self.0.join(name);
+            std::fs::write(&p, contents).unwrap();
+            p
+        }
+    }
+
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
     }
 
     #[test]
     fn file_errors_name_the_file_and_the_problem() {
+        let tmp = Tmp::new("file-errors");
         let missing = Path::new("/nonexistent/msrpcast/cert.pem");
         let e = load_chain(missing).unwrap_err();
         assert!(
@@ -458,7 +478,7 @@ mod tests {
             "{e}"
         );
 
-        let empty = tmp("empty.pem", b"");
+        let empty = tmp.file("empty.pem", b"");
         let e = load_chain(&empty).unwrap_err().to_string();
         assert!(
             e.contains("empty.pem") && e.contains("no PEM certificate"),
@@ -467,32 +487,32 @@ mod tests {
         let e = load_key(&empty).unwrap_err().to_string();
         assert!(e.contains("no PEM private key"), "{e}");
 
-        let key_only = tmp(
+        let key_only = tmp.file(
             "key-only.pem",
             b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
         );
         let e = load_chain(&key_only).unwrap_err().to_string();
         assert!(e.contains("swapped"), "{e}");
 
-        let cert_only = tmp(
+        let cert_only = tmp.file(
             "cert-only.pem",
             b"-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n",
         );
         let e = load_key(&cert_only).unwrap_err().to_string();
         assert!(e.contains("holds a certificate but no private key"), "{e}");
 
-        let enc = tmp(
+        let enc = tmp.file(
             "enc.pem",
             b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nMAA=\n-----END ENCRYPTED PRIVATE KEY-----\n",
         );
         let e = load_key(&enc).unwrap_err().to_string();
         assert!(e.contains("encrypted"), "{e}");
 
-        let unterminated = tmp("open.pem", b"-----BEGIN CERTIFICATE-----\nMAA=\n");
+        let unterminated = tmp.file("open.pem", b"-----BEGIN CERTIFICATE-----\nMAA=\n");
         let e = load_chain(&unterminated).unwrap_err().to_string();
         assert!(e.contains("open.pem") && e.contains("no end line"), "{e}");
 
-        let bad64 = tmp(
+        let bad64 = tmp.file(
             "bad64.pem",
             b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
         );
@@ -502,7 +522,8 @@ mod tests {
 
     #[test]
     fn cert_without_key_and_key_without_cert() {
-        let p = tmp("c.pem", b"");
+        let tmp = Tmp::new("cert-key");
+        let p = tmp.file("c.pem", b"");
         let e = Tls::load(TlsSettings {
             cert: Some(p.clone()),
             verify: Verify::None,
@@ -535,7 +556,8 @@ mod tests {
 
     #[test]
     fn ca_bundle_without_certificates() {
-        let p = tmp("ca-empty.pem", b"# nothing here\n");
+        let tmp = Tmp::new("ca-bundle");
+        let p = tmp.file("ca-empty.pem", b"# nothing here\n");
         let e = Tls::load(TlsSettings {
             ca: Some(p),
             ..Default::default()

@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -282,7 +283,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, help="an already running relay's port")
     args = ap.parse_args()
-    pid = None
+    pid = relay_dir = None
     port = args.port
     if port is None:
         out = subprocess.run([os.path.join(HERE, "run-relay.sh"), "start"], check=True,
@@ -290,15 +291,18 @@ def main():
         env = dict(line.split("=", 1) for line in out.split())
         env = {k: v.strip("'") for k, v in env.items()}
         pid, port = env["RELAY_PID"], int(env["RELAY_PORT"])
+        relay_dir = env["RELAY_DIR"]
         print(f"relay: pid {pid}, port {port}, log {env['RELAY_LOG']}", flush=True)
     try:
         run(port)
     except (AssertionError, EOFError, ValueError, OSError) as e:
         print(f"relay smoke FAILED: {e}", file=sys.stderr)
-        return 1
+        return 1  # the relay's folder stays, for its kamailio.log
     finally:
         if pid:
             subprocess.run([os.path.join(HERE, "run-relay.sh"), "stop", pid], check=False)
+    if relay_dir:
+        shutil.rmtree(relay_dir, ignore_errors=True)
     print(f"relay smoke passed ({len(CHECKS)} checks)")
     return 0
 
