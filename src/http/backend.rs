@@ -113,7 +113,8 @@ struct Inner {
     engine: Arc<Engine>,
     max_file_bytes: u64,
     max_uploads: usize,
-    active_uploads: AtomicUsize,
+    /// Shared with each upload's [`Slot`], which must not keep the engine alive.
+    active_uploads: Arc<AtomicUsize>,
     http_uploads_total: AtomicU64,
     http_upload_bytes: AtomicU64,
     http_refused_total: AtomicU64,
@@ -139,7 +140,7 @@ impl EngineBackend {
                 engine,
                 max_file_bytes,
                 max_uploads: max_uploads.max(1),
-                active_uploads: AtomicUsize::new(0),
+                active_uploads: Arc::new(AtomicUsize::new(0)),
                 http_uploads_total: AtomicU64::new(0),
                 http_upload_bytes: AtomicU64::new(0),
                 http_refused_total: AtomicU64::new(0),
@@ -565,7 +566,7 @@ impl Backend for EngineBackend {
                 i.max_uploads
             ))));
         }
-        let slot = Slot(self.inner.clone());
+        let slot = Slot(self.inner.active_uploads.clone());
         let up = i
             .engine
             .upload_to(
@@ -614,12 +615,15 @@ impl Backend for EngineBackend {
     }
 }
 
-/// Holds one of the `http_max_uploads` places until dropped.
-struct Slot(Arc<Inner>);
+/// Holds one of the `http_max_uploads` places until dropped. It holds the count alone: a slot
+/// lives on in an upload's SHA-1 callback (the hashing thread), and through the backend's
+/// state it kept the engine alive there, so that the engine's owner could not stop it (a host's
+/// `msrpcast_engine_free` returned while the engine ran on, to stop later on that thread).
+struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.active_uploads.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -813,6 +817,35 @@ mod tests {
         assert!(b.transfer_json("x1").is_none() && !b.cancel("99999"));
         drop(b);
         drop(e);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// An upload whose SHA-1 is still being computed after its `201` must not keep the engine
+    /// alive once the backend is gone: its owner (the C ABI's `msrpcast_engine_free`) stops it
+    /// by being its last owner, and the stop waits for the hash.
+    #[test]
+    fn an_upload_still_hashing_does_not_hold_the_engine() {
+        let (e, dir) = engine("hashing", &[]);
+        let b = EngineBackend::new(e.clone(), 4);
+        joined(&e, "c", "carol");
+        let mut up = b.start_upload(req("c", None)).unwrap();
+        let t = up.transfer();
+        let block = vec![7u8; 1 << 20];
+        for _ in 0..64 {
+            up.write(&block).unwrap();
+        }
+        up.finish().unwrap();
+        let hashing = matches!(
+            e.roster().transfer(t).unwrap().state,
+            crate::roster::TransferState::Receiving
+        );
+        drop(b);
+        assert_eq!(
+            Arc::strong_count(&e),
+            1,
+            "the engine still has another owner (SHA-1 still running: {hashing})"
+        );
+        Arc::try_unwrap(e).ok().unwrap().stop();
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -464,6 +464,13 @@ impl Drop for HttpServer {
                 break;
             }
         }
+        drop(c);
+        // A connection's thread unregisters, then lets go of the shared state (and through the
+        // backend of the engine) as it returns: wait for that too, so that whoever stops the
+        // engine next is its last owner (otherwise the engine could stop later, on that thread).
+        while Arc::strong_count(&self.shared) > 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
 

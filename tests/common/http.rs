@@ -32,26 +32,7 @@ pub struct HttpFix {
 impl Drop for HttpFix {
     fn drop(&mut self) {
         self.server.take();
-        if let Some(mut engine) = self.engine.take() {
-            // A connection thread of the server may hold the engine a moment longer; stopped
-            // there, it wrote its restart records into the folder while the folder was being
-            // removed (one run in six left `msrpcast-hostile-delete-<pid>` behind). Stopped here,
-            // before the removal (given up after 5 s: then the folder may stay).
-            let t0 = Instant::now();
-            loop {
-                match Arc::try_unwrap(engine) {
-                    Ok(e) => {
-                        e.stop();
-                        break;
-                    }
-                    Err(shared) if t0.elapsed() < Duration::from_secs(5) => {
-                        engine = shared;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
+        self.engine.take();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
