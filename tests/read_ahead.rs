@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use msrpcast::msrp::dash_runs::DashRuns;
 use msrpcast::roster::DeliveryState;
+use msrpcast::runtime::control::{self, Counters};
 use msrpcast::runtime::receive::{ReceiveServer, Sink};
 use msrpcast::runtime::Engine;
 use sha1::{Digest, Sha1};
@@ -92,13 +93,7 @@ fn deliver(name: &str, budget: &str, window: &str) -> u64 {
     eprintln!("spool_read_ahead_bytes {budget}: at most {peak} bytes read ahead at once");
     assert_eq!(held, 0, "blocks still counted after every delivery ended");
     // The same figures in the counters' status (control socket, C ABI, Kamailio RPC).
-    let counters = msrpcast::runtime::control::Counters::default();
-    let json = msrpcast::runtime::control::status_json(
-        &e,
-        &counters,
-        msrpcast::runtime::control::STATUS_COUNTERS,
-    )
-    .unwrap();
+    let json = control::status_json(&e, &Counters::default(), control::STATUS_COUNTERS).unwrap();
     for want in [
         "\"spool_read_ahead_bytes\":0,".to_string(),
         format!("\"spool_read_ahead_peak_bytes\":{peak},"),

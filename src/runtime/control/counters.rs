@@ -55,13 +55,9 @@ macro_rules! counters {
         }
 
         impl CounterSnapshot {
-            /// `{"datagrams":…,…}`: every field under its own name, in the struct's order.
-            pub fn to_json(&self) -> String {
-                self.to_json_with(&[])
-            }
-
-            /// [`CounterSnapshot::to_json`] with `extra` fields after the counters.
-            pub fn to_json_with(&self, extra: &[(&str, u64)]) -> String {
+            /// `{"datagrams":…,…}`: every field under its own name, in the struct's order, then
+            /// the `extra` fields.
+            pub fn to_json(&self, extra: &[(&str, u64)]) -> String {
                 let mut s = String::new();
                 let mut o = json::Object::begin(&mut s);
                 $(o.u64(stringify!($name), self.$name);)*
@@ -90,7 +86,7 @@ pub fn status_json(engine: &Engine, counters: &Counters, what: u32) -> Option<St
         STATUS_ALL => Some(engine.roster().to_json()),
         STATUS_COUNTERS => {
             let (held, peak) = engine.read_ahead();
-            Some(counters.snapshot().to_json_with(&[
+            Some(counters.snapshot().to_json(&[
                 ("spool_read_ahead_bytes", held),
                 ("spool_read_ahead_peak_bytes", peak),
                 (
